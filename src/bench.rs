@@ -1,0 +1,344 @@
+//! The end-to-end benchmark: data set → build each spec → search → recall, memory, QPS.
+//!
+//! This is the project's main job (`vecquant bench`). With no data directory it generates
+//! the default Gaussian set (100,000 × 128, 1,000 queries, seed 42) into a cache folder
+//! and reuses it on later runs.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::generate::{Dataset, SyntheticSpec};
+use crate::data::groundtruth::ground_truth;
+use crate::data::{read_vectors, vecs};
+use crate::error::{Error, Result};
+use crate::eval::{recall_at_1, recall_at_k};
+use crate::index::spec::{BuildOptions, new_index};
+use crate::index::{Index, SearchParams};
+use crate::metric::Metric;
+use crate::topk::Neighbor;
+use crate::vectors::VectorSet;
+
+/// Depth of the ground truth files written by the generator.
+pub const GT_DEPTH: usize = 100;
+
+/// A data set on disk: `train.fvecs` (optional), `base.fvecs`, `query.fvecs`,
+/// `groundtruth.ivecs`.
+#[derive(Clone, Debug)]
+pub struct LoadedData {
+    /// Name for reports (the folder name).
+    pub name: String,
+    /// Vectors and splits.
+    pub data: Dataset,
+    /// Ground-truth ids per query, best first.
+    pub gt: Vec<Vec<u32>>,
+}
+
+/// Writes a data set folder, computing top-[`GT_DEPTH`] L2 ground truth.
+pub fn write_dataset(dir: &Path, data: &Dataset, metric: Metric) -> Result<Vec<Vec<u32>>> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    if !data.train.is_empty() {
+        vecs::write_fvecs(dir.join("train.fvecs"), &data.train)?;
+    }
+    vecs::write_fvecs(dir.join("base.fvecs"), &data.base)?;
+    vecs::write_fvecs(dir.join("query.fvecs"), &data.query)?;
+    let k = GT_DEPTH.min(data.base.len());
+    let gt = ground_truth(&data.base, &data.query, k, metric)?;
+    write_gt(&dir.join("groundtruth.ivecs"), &gt)?;
+    Ok(gt)
+}
+
+/// Writes ground truth as `.ivecs`.
+pub fn write_gt(path: &Path, gt: &[Vec<u32>]) -> Result<()> {
+    let k = gt.first().map_or(0, |r| r.len());
+    let flat: Vec<i32> = gt
+        .iter()
+        .flat_map(|r| r.iter().map(|&x| x as i32))
+        .collect();
+    vecs::write_ivecs(path, &flat, k.max(1))
+}
+
+/// Reads ground truth from `.ivecs`.
+pub fn read_gt(path: &Path) -> Result<Vec<Vec<u32>>> {
+    let (flat, k) = vecs::read_ivecs(path)?;
+    flat.chunks_exact(k)
+        .enumerate()
+        .map(|(row, r)| {
+            r.iter()
+                .map(|&x| {
+                    u32::try_from(x).map_err(|_| {
+                        Error::format(path, format!("record {row}: negative neighbour id {x}"))
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Reads a data set folder (`train.fvecs` falls back to the base vectors).
+pub fn load_dataset(dir: &Path) -> Result<LoadedData> {
+    let find = |stem: &str| -> Option<PathBuf> {
+        ["fvecs", "bvecs", "npy"]
+            .iter()
+            .map(|e| dir.join(format!("{stem}.{e}")))
+            .find(|p| p.exists())
+    };
+    let base_path = find("base").ok_or_else(|| {
+        Error::format(dir, "no base.fvecs (or .bvecs/.npy) in the data directory")
+    })?;
+    let query_path = find("query").ok_or_else(|| {
+        Error::format(dir, "no query.fvecs (or .bvecs/.npy) in the data directory")
+    })?;
+    let base = read_vectors(&base_path)?;
+    let query = read_vectors(&query_path)?;
+    if query.dim() != base.dim() {
+        return Err(Error::dim("query.fvecs", base.dim(), query.dim()));
+    }
+    let train = match find("train") {
+        Some(p) => {
+            let t = read_vectors(&p)?;
+            if t.dim() != base.dim() {
+                return Err(Error::dim("train.fvecs", base.dim(), t.dim()));
+            }
+            t
+        }
+        None => base.clone(),
+    };
+    let gt_path = dir.join("groundtruth.ivecs");
+    let gt = if gt_path.exists() {
+        read_gt(&gt_path)?
+    } else {
+        let gt = ground_truth(&base, &query, GT_DEPTH.min(base.len()), Metric::L2)?;
+        write_gt(&gt_path, &gt)?;
+        gt
+    };
+    if gt.len() != query.len() {
+        return Err(Error::format(
+            &gt_path,
+            format!("{} ground-truth rows for {} queries", gt.len(), query.len()),
+        ));
+    }
+    let name = dir
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "data".into());
+    Ok(LoadedData {
+        name,
+        data: Dataset { train, base, query },
+        gt,
+    })
+}
+
+/// The default cached data set (generated once, then reused).
+pub fn default_dataset(cache: &Path) -> Result<LoadedData> {
+    let spec = SyntheticSpec::default_bench();
+    let dir = cache.join(format!(
+        "gaussian-{}x{}-q{}-s{}",
+        spec.n_base, spec.dim, spec.n_query, spec.seed
+    ));
+    if !dir.join("groundtruth.ivecs").exists() {
+        let data = spec.generate()?;
+        write_dataset(&dir, &data, Metric::L2)?;
+    }
+    load_dataset(&dir)
+}
+
+/// One measured configuration.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BenchRow {
+    /// Data set name.
+    pub dataset: String,
+    /// Index spec.
+    pub spec: String,
+    /// Search parameters used.
+    pub params: SearchParams,
+    /// Number of base vectors.
+    pub n: usize,
+    /// Dimension.
+    pub dim: usize,
+    /// Results per query.
+    pub k: usize,
+    /// Fraction of queries whose first result is the true nearest neighbour.
+    pub recall_at_1: f64,
+    /// 10-recall@10.
+    pub recall_at_10: f64,
+    /// Queries per second on one thread.
+    pub qps: f64,
+    /// Queries per second on all threads.
+    pub qps_all_threads: f64,
+    /// Threads used for `qps_all_threads`.
+    pub threads: usize,
+    /// Code bytes per vector.
+    pub bytes_per_vector: f64,
+    /// Total index bytes in memory.
+    pub index_bytes: usize,
+    /// Train + add time in seconds.
+    pub build_secs: f64,
+}
+
+/// Runs `search_batch` on a pool of `threads` threads and returns results and QPS.
+pub fn timed_search(
+    index: &dyn Index,
+    queries: &VectorSet,
+    params: &SearchParams,
+    threads: usize,
+) -> Result<(Vec<Vec<Neighbor>>, f64)> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .map_err(|e| Error::param("threads", e.to_string()))?;
+    // Repeat short runs so the timing covers at least ~0.2 s (noisy shared machines).
+    let mut reps = 0usize;
+    let mut results = Vec::new();
+    let t0 = Instant::now();
+    while reps == 0 || (t0.elapsed().as_secs_f64() < 0.2 && reps < 50) {
+        results = pool.install(|| index.search_batch(queries.as_slice(), params))?;
+        reps += 1;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    Ok((results, (queries.len() * reps) as f64 / secs.max(1e-9)))
+}
+
+/// Builds `spec` on `data` (train on the train split, add the base).
+pub fn build(spec: &str, data: &Dataset, opts: &BuildOptions) -> Result<(Box<dyn Index>, f64)> {
+    let t0 = Instant::now();
+    let mut index = new_index(spec, data.base.dim(), opts)?;
+    if !index.is_trained() {
+        index.train(data.train.as_slice())?;
+    }
+    index.add(data.base.as_slice(), None)?;
+    Ok((index, t0.elapsed().as_secs_f64()))
+}
+
+/// Benchmark configuration.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    /// Specs to build.
+    pub specs: Vec<String>,
+    /// Search parameter sets to sweep per spec.
+    pub params: Vec<SearchParams>,
+    /// Threads for the all-threads QPS (0 = all cores).
+    pub threads: usize,
+    /// Build options (metric, seed).
+    pub build: BuildOptions,
+}
+
+/// The specs `vecquant bench` runs when none are given.
+pub fn default_specs() -> Vec<String> {
+    vec!["Flat".into()]
+}
+
+/// Runs every spec × parameter set on `data`; `progress` is told what is happening.
+pub fn run(
+    data: &LoadedData,
+    cfg: &BenchConfig,
+    mut progress: impl FnMut(&str),
+) -> Result<Vec<BenchRow>> {
+    let threads = if cfg.threads == 0 {
+        rayon::current_num_threads()
+    } else {
+        cfg.threads
+    };
+    let mut rows = Vec::new();
+    for spec in &cfg.specs {
+        progress(&format!("building {spec}"));
+        let (index, build_secs) = build(spec, &data.data, &cfg.build)?;
+        for params in &cfg.params {
+            progress(&format!("searching {spec}"));
+            let (res, qps) = timed_search(index.as_ref(), &data.data.query, params, 1)?;
+            let (_, qps_all) = timed_search(index.as_ref(), &data.data.query, params, threads)?;
+            rows.push(BenchRow {
+                dataset: data.name.clone(),
+                spec: spec.clone(),
+                params: *params,
+                n: index.len(),
+                dim: index.dim(),
+                k: params.k,
+                recall_at_1: recall_at_1(&res, &data.gt),
+                recall_at_10: recall_at_k(&res, &data.gt, 10.min(params.k)),
+                qps,
+                qps_all_threads: qps_all,
+                threads,
+                bytes_per_vector: index.bytes_per_vector(),
+                index_bytes: index.memory_bytes(),
+                build_secs,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// A markdown table of benchmark rows.
+pub fn markdown_table(rows: &[BenchRow]) -> String {
+    let mut s = String::from(
+        "| spec | params | bytes/vec | index MB | build s | R@1 | 10-R@10 | QPS 1 thr | QPS all thr |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {} | {:.1} | {:.1} | {:.2} | {:.4} | {:.4} | {:.0} | {:.0} |\n",
+            r.spec,
+            param_label(&r.params),
+            r.bytes_per_vector,
+            r.index_bytes as f64 / 1e6,
+            r.build_secs,
+            r.recall_at_1,
+            r.recall_at_10,
+            r.qps,
+            r.qps_all_threads
+        ));
+    }
+    s
+}
+
+fn param_label(p: &SearchParams) -> String {
+    let d = SearchParams::default();
+    let mut parts = vec![format!("k={}", p.k)];
+    if p.nprobe != d.nprobe {
+        parts.push(format!("nprobe={}", p.nprobe));
+    }
+    if p.ef_search != d.ef_search {
+        parts.push(format!("ef={}", p.ef_search));
+    }
+    if p.rerank != 0 {
+        parts.push(format!("rerank={}", p.rerank));
+    }
+    parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::generate::DataDistribution;
+
+    #[test]
+    fn flat_bench_on_small_set_has_perfect_recall() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = SyntheticSpec {
+            dim: 16,
+            n_base: 2000,
+            n_query: 20,
+            n_train: 200,
+            distribution: DataDistribution::Gaussian {
+                mean: 0.0,
+                std: 1.0,
+            },
+            seed: 3,
+        };
+        write_dataset(dir.path(), &spec.generate().unwrap(), Metric::L2).unwrap();
+        let data = load_dataset(dir.path()).unwrap();
+        let cfg = BenchConfig {
+            specs: default_specs(),
+            params: vec![SearchParams::default()],
+            threads: 2,
+            build: BuildOptions::default(),
+        };
+        let rows = run(&data, &cfg, |_| {}).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].recall_at_10, 1.0);
+        assert_eq!(rows[0].recall_at_1, 1.0);
+        assert_eq!(rows[0].bytes_per_vector, 64.0);
+        assert!(markdown_table(&rows).contains("| Flat |"));
+    }
+}

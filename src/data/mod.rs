@@ -1,0 +1,89 @@
+//! Data sets: vector file formats, generators and exact ground truth.
+//!
+//! - [`vecs`]: the TEXMEX `.fvecs` / `.ivecs` / `.bvecs` formats (SIFT1M, GIST1M,
+//!   ann-benchmarks exports).
+//! - [`npy`]: NumPy `.npy` arrays (f32, f64, u8; C order, little endian).
+//! - [`generate`]: seeded Gaussian and Gaussian-mixture sets with train/base/query splits.
+//! - [`groundtruth`]: exact top-k by blocked GEMM.
+
+pub mod generate;
+pub mod groundtruth;
+pub mod npy;
+pub mod vecs;
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::vectors::VectorSet;
+
+/// Reads a vector file, choosing the format by extension: `.fvecs`, `.bvecs` (bytes
+/// widened to f32), `.npy`. Fails on any other extension.
+pub fn read_vectors(path: impl AsRef<Path>) -> Result<VectorSet> {
+    let path = path.as_ref();
+    match extension(path).as_str() {
+        "fvecs" => vecs::read_fvecs(path),
+        "bvecs" => vecs::read_bvecs(path),
+        "npy" => npy::read_npy_f32(path),
+        other => Err(Error::format(
+            path,
+            format!(
+                "unsupported vector file extension `.{other}`; expected .fvecs, .bvecs or .npy"
+            ),
+        )),
+    }
+}
+
+/// Writes vectors, choosing the format by extension: `.fvecs` or `.npy`.
+pub fn write_vectors(path: impl AsRef<Path>, v: &VectorSet) -> Result<()> {
+    let path = path.as_ref();
+    match extension(path).as_str() {
+        "fvecs" => vecs::write_fvecs(path, v),
+        "npy" => npy::write_npy_f32(path, v.as_slice(), &[v.len(), v.dim()]),
+        other => Err(Error::format(
+            path,
+            format!("cannot write vectors as `.{other}`; use .fvecs or .npy"),
+        )),
+    }
+}
+
+fn extension(path: &Path) -> String {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so a crash never
+/// leaves a half-written file under the final name.
+pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! The crate's one error type.
+//!
+//! Every fallible public function returns [`Result<T>`](Result). Messages say what is
+//! wrong, where (file, record, byte offset, parameter) and, when it helps, what to do.
+
+use std::path::{Path, PathBuf};
+
+/// Everything that can go wrong in vecquant.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system I/O failure on a named file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file being read or written.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file's contents do not follow its format (truncated, wrong magic, bad header, ...).
+    #[error("{path}: {message}")]
+    Format {
+        /// The offending file.
+        path: PathBuf,
+        /// What is wrong and where (record number, byte offset, field).
+        message: String,
+    },
+    /// Two things that must have the same dimension do not.
+    #[error("dimension mismatch in {context}: expected {expected}, got {got}")]
+    DimensionMismatch {
+        /// What was being checked ("query", "add", ...).
+        context: String,
+        /// The dimension required.
+        expected: usize,
+        /// The dimension supplied.
+        got: usize,
+    },
+    /// A vector or weight holds NaN or ±inf.
+    #[error("{context}: non-finite value {value} at row {row}, column {col}")]
+    NonFinite {
+        /// What was being checked.
+        context: String,
+        /// Row (vector) index.
+        row: usize,
+        /// Column (component) index.
+        col: usize,
+        /// The offending value.
+        value: f32,
+    },
+    /// A parameter is out of its valid range or inconsistent with the data.
+    #[error("invalid parameter `{name}`: {message}")]
+    InvalidParameter {
+        /// The parameter's name as the user wrote it.
+        name: String,
+        /// Why it is invalid and which values would work.
+        message: String,
+    },
+    /// An index was searched before anything was added to it.
+    #[error("the index is empty: add vectors before searching")]
+    EmptyIndex,
+    /// An index spec string could not be parsed.
+    #[error("cannot parse index spec `{spec}`: {message}")]
+    Spec {
+        /// The spec as given.
+        spec: String,
+        /// What is wrong, with the accepted forms.
+        message: String,
+    },
+    /// A numerical routine failed (e.g. a matrix that should be positive definite is not).
+    #[error("numerical failure in {context}: {message}")]
+    Numerical {
+        /// The routine.
+        context: String,
+        /// What happened.
+        message: String,
+    },
+}
+
+/// `std::result::Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    /// An [`Error::Format`] for `path`.
+    pub fn format(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
+        Error::Format {
+            path: path.as_ref().to_path_buf(),
+            message: message.into(),
+        }
+    }
+
+    /// An [`Error::InvalidParameter`].
+    pub fn param(name: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::InvalidParameter {
+            name: name.into(),
+            message: message.into(),
+        }
+    }
+
+    /// An [`Error::DimensionMismatch`].
+    pub fn dim(context: impl Into<String>, expected: usize, got: usize) -> Self {
+        Error::DimensionMismatch {
+            context: context.into(),
+            expected,
+            got,
+        }
+    }
+}

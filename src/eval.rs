@@ -1,0 +1,113 @@
+//! Evaluation: recall against exact ground truth, throughput, memory.
+
+use crate::topk::Neighbor;
+
+/// Recall@1 as FAISS reports it: the fraction of queries whose first result is the true
+/// nearest neighbour (`gt[q][0]`).
+pub fn recall_at_1(results: &[Vec<Neighbor>], gt: &[Vec<u32>]) -> f64 {
+    let n = results.len().min(gt.len());
+    if n == 0 {
+        return 0.0;
+    }
+    let hits = results
+        .iter()
+        .zip(gt)
+        .filter(|(r, g)| match (r.first(), g.first()) {
+            (Some(a), Some(&b)) => a.id == b as u64,
+            _ => false,
+        })
+        .count();
+    hits as f64 / n as f64
+}
+
+/// k-recall@k: |returned top-k ∩ true top-k| / k, averaged over queries. With `k = 10`
+/// this is the "10-recall@10" of the ANN literature.
+pub fn recall_at_k(results: &[Vec<Neighbor>], gt: &[Vec<u32>], k: usize) -> f64 {
+    let n = results.len().min(gt.len());
+    if n == 0 || k == 0 {
+        return 0.0;
+    }
+    let mut total = 0usize;
+    let mut truth: Vec<u64> = Vec::with_capacity(k);
+    for (r, g) in results.iter().zip(gt) {
+        truth.clear();
+        truth.extend(g.iter().take(k).map(|&x| x as u64));
+        truth.sort_unstable();
+        total += r
+            .iter()
+            .take(k)
+            .filter(|nb| truth.binary_search(&nb.id).is_ok())
+            .count();
+    }
+    total as f64 / (n * k) as f64
+}
+
+/// Mean squared reconstruction error per component between `x` and `x_hat`.
+pub fn mse(x: &[f32], x_hat: &[f32]) -> f64 {
+    if x.is_empty() {
+        return 0.0;
+    }
+    x.iter()
+        .zip(x_hat)
+        .map(|(&a, &b)| {
+            let d = a as f64 - b as f64;
+            d * d
+        })
+        .sum::<f64>()
+        / x.len() as f64
+}
+
+/// The Gaussian rate-distortion bound D(R) = σ²·2^(−2R) at `bits` per component: no
+/// quantizer at that rate can have a lower MSE on a Gaussian source of variance σ².
+pub fn gaussian_rd_bound(variance: f64, bits_per_dim: f64) -> f64 {
+    variance * (-2.0 * bits_per_dim).exp2()
+}
+
+/// Mean per-dimension variance of row-major data.
+pub fn mean_variance(data: &[f32], dim: usize) -> f64 {
+    let n = data.len() / dim.max(1);
+    if n < 2 {
+        return 0.0;
+    }
+    let mut mean = vec![0.0f64; dim];
+    for r in data.chunks_exact(dim) {
+        for (m, &x) in mean.iter_mut().zip(r) {
+            *m += x as f64;
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= n as f64);
+    let mut var = 0.0;
+    for r in data.chunks_exact(dim) {
+        for (m, &x) in mean.iter().zip(r) {
+            var += (x as f64 - m).powi(2);
+        }
+    }
+    var / (n * dim) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(ids: &[u64]) -> Vec<Neighbor> {
+        ids.iter()
+            .map(|&id| Neighbor { id, distance: 0.0 })
+            .collect()
+    }
+
+    #[test]
+    fn recall_definitions() {
+        let r = vec![res(&[1, 2, 3]), res(&[9, 4, 5])];
+        let gt = vec![vec![1, 3, 7], vec![4, 5, 6]];
+        assert_eq!(recall_at_1(&r, &gt), 0.5);
+        // q0: {1,2,3}∩{1,3,7} = 2; q1: {9,4,5}∩{4,5,6} = 2 → 4/6
+        assert!((recall_at_k(&r, &gt, 3) - 4.0 / 6.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rd_bound() {
+        assert_eq!(gaussian_rd_bound(1.0, 1.0), 0.25);
+        assert!((gaussian_rd_bound(2.0, 4.0) - 2.0 / 256.0).abs() < 1e-15);
+        assert_eq!(mse(&[1.0, 2.0], &[1.0, 4.0]), 2.0);
+    }
+}

@@ -1,0 +1,179 @@
+//! Indexes: the [`Index`] trait and its kinds.
+//!
+//! The vocabulary is FAISS's: `Flat` (exact), `SQ8`/`SQ4` (scalar quantizer), `PQ{M}`
+//! (product quantizer), `PQ{M}x4fs` (4-bit fast-scan), `IVF{nlist},...`, `HNSW{M},...`.
+//! Every index is `Send + Sync`, searching takes `&self`, and results are
+//! [`Neighbor`]s sorted best first with ties broken by id.
+
+pub mod flat;
+pub mod spec;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::metric::Metric;
+use crate::store::{Container, ContainerWriter};
+use crate::topk::Neighbor;
+use crate::vectors::{check_batch, check_finite, check_query};
+
+pub use flat::Flat;
+
+/// Per-query search parameters. Each index kind reads the ones that apply to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchParams {
+    /// Number of neighbours to return.
+    pub k: usize,
+    /// IVF: number of inverted lists probed.
+    pub nprobe: usize,
+    /// HNSW: size of the dynamic candidate list during search.
+    pub ef_search: usize,
+    /// Quantized indexes: re-score this many best candidates with the exact vectors
+    /// (0 = no re-ranking). Needs the raw vectors to have been kept.
+    pub rerank: usize,
+}
+
+impl Default for SearchParams {
+    fn default() -> Self {
+        SearchParams {
+            k: 10,
+            nprobe: 8,
+            ef_search: 64,
+            rerank: 0,
+        }
+    }
+}
+
+impl SearchParams {
+    /// Default parameters with `k` results.
+    pub fn with_k(k: usize) -> Self {
+        SearchParams {
+            k,
+            ..Default::default()
+        }
+    }
+}
+
+/// Largest `k` a search accepts (guards against absurd allocations).
+pub const MAX_K: usize = 1 << 20;
+
+/// A searchable collection of vectors.
+///
+/// ```
+/// use vecquant::{Index, Flat, Metric, SearchParams};
+/// let mut index = Flat::new(2, Metric::L2);
+/// index.add(&[0.0, 0.0, 1.0, 1.0, 5.0, 5.0], None).unwrap();
+/// let hits = index.search(&[0.9, 0.8], &SearchParams::with_k(2)).unwrap();
+/// assert_eq!(hits[0].id, 1);
+/// assert_eq!(hits[1].id, 0);
+/// ```
+pub trait Index: Send + Sync {
+    /// The spec string this index was built from (`"Flat"`, `"SQ8"`, ...).
+    fn spec(&self) -> String;
+    /// Vector dimension.
+    fn dim(&self) -> usize;
+    /// The metric.
+    fn metric(&self) -> Metric;
+    /// Number of vectors held.
+    fn len(&self) -> usize;
+    /// Whether no vectors are held.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Bytes of encoded data per vector (the code size; ids and optional raw vectors for
+    /// re-ranking are excluded — see [`Index::memory_bytes`]).
+    fn bytes_per_vector(&self) -> f64;
+    /// Total bytes held in memory: codes, ids, codebooks, raw vectors if kept.
+    fn memory_bytes(&self) -> usize;
+    /// Whether the index must be trained before vectors are added.
+    fn is_trained(&self) -> bool {
+        true
+    }
+    /// Trains the quantizer on a sample (no-op for indexes that need no training).
+    fn train(&mut self, _sample: &[f32]) -> Result<()> {
+        Ok(())
+    }
+    /// Adds row-major `vectors` with `ids` (default: consecutive from the current length).
+    fn add(&mut self, vectors: &[f32], ids: Option<&[u64]>) -> Result<()>;
+    /// The `params.k` nearest neighbours of one query.
+    fn search(&self, query: &[f32], params: &SearchParams) -> Result<Vec<Neighbor>>;
+    /// Serialises the index into a container (see [`crate::store`]).
+    fn to_container(&self) -> Result<ContainerWriter>;
+    /// Saves the index atomically to `path`.
+    fn save(&self, path: &Path) -> Result<()> {
+        self.to_container()?.save(path)
+    }
+    /// Searches many row-major queries, in parallel across queries.
+    fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
+        check_search(self.dim(), self.len(), params)?;
+        check_batch(queries, self.dim(), "queries")?;
+        check_finite(queries, self.dim(), "queries")?;
+        queries
+            .par_chunks(self.dim())
+            .map(|q| self.search(q, params))
+            .collect()
+    }
+}
+
+/// Validates the parameters every search shares.
+pub fn check_search(dim: usize, len: usize, params: &SearchParams) -> Result<()> {
+    let _ = dim;
+    if params.k == 0 {
+        return Err(Error::param("k", "must be at least 1"));
+    }
+    if params.k > MAX_K {
+        return Err(Error::param(
+            "k",
+            format!("{} exceeds the maximum of {MAX_K}", params.k),
+        ));
+    }
+    if len == 0 {
+        return Err(Error::EmptyIndex);
+    }
+    Ok(())
+}
+
+/// Validates a single query against an index.
+pub fn check_single(dim: usize, len: usize, query: &[f32], params: &SearchParams) -> Result<()> {
+    check_search(dim, len, params)?;
+    check_query(query, dim)
+}
+
+/// Validates vectors and ids passed to `add`, returning the number of vectors.
+pub fn check_add(dim: usize, vectors: &[f32], ids: Option<&[u64]>) -> Result<usize> {
+    let n = check_batch(vectors, dim, "add")?;
+    check_finite(vectors, dim, "add")?;
+    if let Some(ids) = ids
+        && ids.len() != n
+    {
+        return Err(Error::param(
+            "ids",
+            format!("{} ids given for {n} vectors", ids.len()),
+        ));
+    }
+    Ok(n)
+}
+
+/// Opens an index file of any kind (memory-mapped, validated; see [`crate::store`]).
+///
+/// ```no_run
+/// let index = vecquant::index::open("sift.vq").unwrap();
+/// println!("{} vectors of dimension {}", index.len(), index.dim());
+/// ```
+pub fn open(path: impl AsRef<Path>) -> Result<Box<dyn Index>> {
+    let c = Container::open(path.as_ref())?;
+    from_container(&c)
+}
+
+/// Rebuilds an index from an opened container.
+pub fn from_container(c: &Container) -> Result<Box<dyn Index>> {
+    match c.header().kind.as_str() {
+        "flat" => Ok(Box::new(Flat::from_container(c)?)),
+        other => Err(Error::format(
+            c.path(),
+            format!("unknown index kind `{other}` (this build reads: flat)"),
+        )),
+    }
+}

@@ -1,0 +1,77 @@
+//! Index spec strings, in FAISS's index-factory vocabulary.
+//!
+//! | spec | index |
+//! | --- | --- |
+//! | `Flat` | [`Flat`]: exact search over raw f32 vectors |
+//!
+//! Parsing is case-insensitive for the keywords; a malformed spec is an
+//! [`Error::Spec`] listing the accepted forms.
+
+use crate::error::{Error, Result};
+use crate::index::{Flat, Index};
+use crate::metric::Metric;
+
+/// The accepted spec forms, for error messages and `--help`.
+pub const ACCEPTED: &str = "Flat";
+
+/// Options shared by every index built from a spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// The metric.
+    pub metric: Metric,
+    /// Seed for every training routine.
+    pub seed: u64,
+    /// Keep the raw vectors so searches can re-rank exactly (`--rerank`).
+    pub keep_raw: bool,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            metric: Metric::L2,
+            seed: 42,
+            keep_raw: false,
+        }
+    }
+}
+
+/// Creates an empty (untrained) index for `spec` over `dim`-dimensional vectors.
+///
+/// ```
+/// use vecquant::index::spec::{new_index, BuildOptions};
+/// let idx = new_index("Flat", 64, &BuildOptions::default()).unwrap();
+/// assert_eq!(idx.spec(), "Flat");
+/// assert!(new_index("Flta", 64, &BuildOptions::default()).is_err());
+/// ```
+pub fn new_index(spec: &str, dim: usize, opts: &BuildOptions) -> Result<Box<dyn Index>> {
+    if dim == 0 {
+        return Err(Error::param("dim", "must be at least 1"));
+    }
+    let s = spec.trim();
+    let bad = |m: &str| Error::Spec {
+        spec: spec.to_string(),
+        message: format!("{m}; accepted forms: {ACCEPTED}"),
+    };
+    if s.is_empty() {
+        return Err(bad("empty spec"));
+    }
+    match s.to_ascii_lowercase().as_str() {
+        "flat" => Ok(Box::new(Flat::new(dim, opts.metric))),
+        _ => Err(bad("unknown index type")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects() {
+        let o = BuildOptions::default();
+        assert_eq!(new_index("flat", 4, &o).unwrap().spec(), "Flat");
+        let e = new_index("IVF", 4, &o).err().unwrap().to_string();
+        assert!(e.contains("accepted forms"), "{e}");
+        assert!(new_index("", 4, &o).is_err());
+        assert!(new_index("Flat", 0, &o).is_err());
+    }
+}

@@ -1,0 +1,56 @@
+//! # vecquant
+//!
+//! Quantized vector similarity search and model-weight quantization.
+//!
+//! A *codebook* maps real numbers (or sub-vectors) to small integer codes; everything in
+//! this crate is built on trained codebooks:
+//!
+//! - **Indexes** ([`index`]): exact [`Flat`] search, scalar and product quantizers,
+//!   fast-scan, IVF and HNSW — all behind one [`Index`] trait that is `Send + Sync` and
+//!   searched through `&self`.
+//! - **Data** ([`data`]): `.fvecs`/`.ivecs`/`.bvecs`/`.npy` readers and writers that
+//!   validate every record, seeded Gaussian generators and exact ground truth by GEMM.
+//! - **Storage** ([`store`]): one memory-mapped, checksummed, crash-safe container file.
+//! - **Evaluation** ([`eval`]): recall@1, k-recall@k, MSE and the Gaussian
+//!   rate-distortion bound.
+//!
+//! ```
+//! use vecquant::prelude::*;
+//! use vecquant::data::generate::gaussian;
+//!
+//! let base = gaussian(1000, 16, 0.0, 1.0, 1).unwrap();
+//! let mut index = Flat::new(16, Metric::L2);
+//! index.add(base.as_slice(), None).unwrap();
+//! let hits = index.search(base.row(7), &SearchParams::with_k(3)).unwrap();
+//! assert_eq!(hits[0].id, 7);
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod bench;
+pub mod data;
+pub mod error;
+pub mod eval;
+pub mod index;
+pub mod kernels;
+pub mod linalg;
+pub mod metric;
+pub mod rng;
+pub mod store;
+pub mod topk;
+pub mod vectors;
+
+pub use error::{Error, Result};
+pub use index::{Flat, Index, SearchParams};
+pub use metric::Metric;
+pub use topk::Neighbor;
+pub use vectors::VectorSet;
+
+/// The names most programs need.
+pub mod prelude {
+    pub use crate::error::{Error, Result};
+    pub use crate::index::{self, Flat, Index, SearchParams};
+    pub use crate::metric::Metric;
+    pub use crate::topk::Neighbor;
+    pub use crate::vectors::VectorSet;
+}

@@ -1,0 +1,448 @@
+//! `vecquant` command-line tool: a thin clap front end over the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use vecquant::bench::{self, BenchConfig};
+use vecquant::data::generate::{DataDistribution, SyntheticSpec};
+use vecquant::data::{self, groundtruth};
+use vecquant::eval::{recall_at_1, recall_at_k};
+use vecquant::index::spec::{self, BuildOptions};
+use vecquant::prelude::*;
+
+#[derive(Parser)]
+#[command(
+    name = "vecquant",
+    version,
+    about = "Quantized vector search and model-weight quantization",
+    long_about = "Quantized vector search and model-weight quantization.\n\n\
+                  Typical session:\n  \
+                  vecquant gen gaussian --dim 128 --n 100000 --queries 1000 --out data\n  \
+                  vecquant build --spec Flat --base data/base.fvecs --out flat.vq\n  \
+                  vecquant search --index flat.vq --queries data/query.fvecs --gt data/groundtruth.ivecs\n  \
+                  vecquant bench"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a synthetic data set (train/base/query .fvecs + groundtruth.ivecs).
+    #[command(subcommand)]
+    Gen(GenKind),
+    /// Compute exact top-k ground truth (.ivecs) by blocked GEMM.
+    ///
+    /// Example: vecquant groundtruth --base base.fvecs --queries query.fvecs -k 100 --out gt.ivecs
+    Groundtruth {
+        /// Base vectors (.fvecs/.bvecs/.npy).
+        #[arg(long)]
+        base: PathBuf,
+        /// Query vectors.
+        #[arg(long)]
+        queries: PathBuf,
+        /// Neighbours per query.
+        #[arg(short, long, default_value_t = 100)]
+        k: usize,
+        /// l2, ip or cosine.
+        #[arg(long, default_value = "l2")]
+        metric: Metric,
+        /// Output .ivecs file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Build an index from a vector file and save it.
+    ///
+    /// Example: vecquant build --spec Flat --base data/base.fvecs --out flat.vq
+    Build {
+        /// Index spec (e.g. Flat).
+        #[arg(long)]
+        spec: String,
+        /// Vectors to index.
+        #[arg(long)]
+        base: PathBuf,
+        /// Training sample (defaults to the base vectors).
+        #[arg(long)]
+        train: Option<PathBuf>,
+        /// l2, ip or cosine.
+        #[arg(long, default_value = "l2")]
+        metric: Metric,
+        /// Seed for training.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output index file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Search a saved index; with --gt prints recall.
+    ///
+    /// Example: vecquant search --index flat.vq --queries data/query.fvecs --gt data/groundtruth.ivecs --json
+    Search {
+        /// Index file.
+        #[arg(long)]
+        index: PathBuf,
+        /// Query vectors.
+        #[arg(long)]
+        queries: PathBuf,
+        /// Neighbours per query.
+        #[arg(short, long, default_value_t = 10)]
+        k: usize,
+        /// Ground truth (.ivecs) for recall.
+        #[arg(long)]
+        gt: Option<PathBuf>,
+        /// Threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[command(flatten)]
+        params: ParamArgs,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmark specs on a data set: recall, bytes/vector, QPS (the main job).
+    ///
+    /// With no arguments: generates the default Gaussian set (100,000 × 128, 1,000 queries,
+    /// seed 42) into a cache folder and benchmarks every known spec.
+    Bench {
+        /// Data directory with base.fvecs, query.fvecs [, train.fvecs, groundtruth.ivecs].
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Comma-separated specs (default: every known spec).
+        #[arg(long, value_delimiter = ',')]
+        specs: Option<Vec<String>>,
+        /// Where to write results.json and report.md.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Cache folder for generated data.
+        #[arg(long, default_value = "datasets/cache")]
+        cache: PathBuf,
+        /// Threads for the all-threads QPS (default: all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Neighbours per query.
+        #[arg(short, long, default_value_t = 10)]
+        k: usize,
+        #[command(flatten)]
+        params: ParamArgs,
+        /// Seed for training.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// No progress messages.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+#[derive(Args, Clone, Copy)]
+struct ParamArgs {
+    /// IVF lists to probe.
+    #[arg(long)]
+    nprobe: Option<usize>,
+    /// HNSW search beam width.
+    #[arg(long)]
+    ef: Option<usize>,
+    /// Re-rank this many candidates with exact distances.
+    #[arg(long)]
+    rerank: Option<usize>,
+}
+
+impl ParamArgs {
+    fn apply(&self, k: usize) -> SearchParams {
+        let d = SearchParams::default();
+        SearchParams {
+            k,
+            nprobe: self.nprobe.unwrap_or(d.nprobe),
+            ef_search: self.ef.unwrap_or(d.ef_search),
+            rerank: self.rerank.unwrap_or(d.rerank),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum GenKind {
+    /// i.i.d. Gaussian vectors N(mean, std²).
+    ///
+    /// Example: vecquant gen gaussian --dim 128 --n 100000 --queries 1000 --out data
+    Gaussian {
+        #[command(flatten)]
+        common: GenArgs,
+        /// Mean of every component.
+        #[arg(long, default_value_t = 0.0)]
+        mean: f32,
+        /// Standard deviation of every component.
+        #[arg(long, default_value_t = 1.0)]
+        std: f32,
+    },
+    /// Gaussian mixture: centres from N(0,1), noise N(0, spread²).
+    ///
+    /// Example: vecquant gen mixture --dim 128 --n 100000 --queries 1000 --clusters 64 --spread 0.3 --out mix
+    Mixture {
+        #[command(flatten)]
+        common: GenArgs,
+        /// Number of clusters.
+        #[arg(long, default_value_t = 64)]
+        clusters: usize,
+        /// Noise standard deviation around each centre.
+        #[arg(long, default_value_t = 0.3)]
+        spread: f32,
+    },
+}
+
+#[derive(Args)]
+struct GenArgs {
+    /// Dimension.
+    #[arg(long, default_value_t = 128)]
+    dim: usize,
+    /// Base vectors.
+    #[arg(long, default_value_t = 100_000)]
+    n: usize,
+    /// Query vectors.
+    #[arg(long, default_value_t = 1_000)]
+    queries: usize,
+    /// Training vectors (default: n / 2, at most 100,000).
+    #[arg(long)]
+    train: Option<usize>,
+    /// Seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Gen(kind) => {
+            let (common, distribution) = match kind {
+                GenKind::Gaussian { common, mean, std } => {
+                    (common, DataDistribution::Gaussian { mean, std })
+                }
+                GenKind::Mixture {
+                    common,
+                    clusters,
+                    spread,
+                } => (common, DataDistribution::Mixture { clusters, spread }),
+            };
+            let spec = SyntheticSpec {
+                dim: common.dim,
+                n_base: common.n,
+                n_query: common.queries,
+                n_train: common.train.unwrap_or((common.n / 2).min(100_000)),
+                distribution,
+                seed: common.seed,
+            };
+            let t0 = Instant::now();
+            let data = spec.generate()?;
+            bench::write_dataset(&common.out, &data, Metric::L2)?;
+            println!(
+                "wrote {} train, {} base, {} query vectors (dim {}) and top-{} ground truth to {} in {:.1}s",
+                data.train.len(),
+                data.base.len(),
+                data.query.len(),
+                spec.dim,
+                bench::GT_DEPTH.min(data.base.len()),
+                common.out.display(),
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        Command::Groundtruth {
+            base,
+            queries,
+            k,
+            metric,
+            out,
+        } => {
+            let b = data::read_vectors(&base)?;
+            let q = data::read_vectors(&queries)?;
+            let t0 = Instant::now();
+            let gt = groundtruth::ground_truth(&b, &q, k.min(b.len()), metric)?;
+            bench::write_gt(&out, &gt)?;
+            println!(
+                "top-{} {} ground truth for {} queries over {} vectors in {:.2}s → {}",
+                k.min(b.len()),
+                metric,
+                q.len(),
+                b.len(),
+                t0.elapsed().as_secs_f64(),
+                out.display()
+            );
+        }
+        Command::Build {
+            spec: s,
+            base,
+            train,
+            metric,
+            seed,
+            out,
+        } => {
+            let b = data::read_vectors(&base)?;
+            let t = match train {
+                Some(p) => data::read_vectors(&p)?,
+                None => b.clone(),
+            };
+            let opts = BuildOptions {
+                metric,
+                seed,
+                ..Default::default()
+            };
+            let t0 = Instant::now();
+            let mut index = spec::new_index(&s, b.dim(), &opts)?;
+            if !index.is_trained() {
+                if t.dim() != b.dim() {
+                    return Err(Error::dim("train", b.dim(), t.dim()));
+                }
+                index.train(t.as_slice())?;
+            }
+            index.add(b.as_slice(), None)?;
+            index.save(&out)?;
+            println!(
+                "built {} over {} vectors (dim {}, {}) in {:.2}s: {:.1} bytes/vector, {:.1} MB → {}",
+                index.spec(),
+                index.len(),
+                index.dim(),
+                index.metric(),
+                t0.elapsed().as_secs_f64(),
+                index.bytes_per_vector(),
+                index.memory_bytes() as f64 / 1e6,
+                out.display()
+            );
+        }
+        Command::Search {
+            index,
+            queries,
+            k,
+            gt,
+            threads,
+            params,
+            json,
+        } => {
+            let idx = vecquant::index::open(&index)?;
+            let q = data::read_vectors(&queries)?;
+            if q.dim() != idx.dim() {
+                return Err(Error::dim("queries", idx.dim(), q.dim()));
+            }
+            let p = params.apply(k);
+            let threads = threads.unwrap_or_else(rayon::current_num_threads).max(1);
+            let (res, qps) = bench::timed_search(idx.as_ref(), &q, &p, threads)?;
+            let truth = match gt {
+                Some(g) => {
+                    let t = bench::read_gt(&g)?;
+                    if t.len() != q.len() {
+                        return Err(Error::format(
+                            &g,
+                            format!("{} ground-truth rows for {} queries", t.len(), q.len()),
+                        ));
+                    }
+                    Some(t)
+                }
+                None => None,
+            };
+            let r1 = truth.as_ref().map(|t| recall_at_1(&res, t));
+            let r10 = truth.as_ref().map(|t| recall_at_k(&res, t, 10.min(k)));
+            if json {
+                let v = json!({
+                    "spec": idx.spec(), "n": idx.len(), "dim": idx.dim(), "k": k,
+                    "recall_at_1": r1, "recall_at_10": r10, "qps": qps,
+                    "bytes_per_vector": idx.bytes_per_vector(),
+                    "index_bytes": idx.memory_bytes(), "threads": threads,
+                });
+                println!("{v}");
+            } else {
+                println!(
+                    "{}: {} vectors, dim {}, {:.1} bytes/vector, {:.1} MB",
+                    idx.spec(),
+                    idx.len(),
+                    idx.dim(),
+                    idx.bytes_per_vector(),
+                    idx.memory_bytes() as f64 / 1e6
+                );
+                if let (Some(a), Some(b)) = (r1, r10) {
+                    println!("recall@1 {a:.4}  10-recall@10 {b:.4}");
+                }
+                println!("{qps:.0} queries/s on {threads} thread(s)");
+                if truth.is_none() {
+                    for (i, r) in res.iter().take(5).enumerate() {
+                        let ids: Vec<String> = r.iter().map(|n| n.id.to_string()).collect();
+                        println!("query {i}: {}", ids.join(" "));
+                    }
+                }
+            }
+        }
+        Command::Bench {
+            data: dir,
+            specs,
+            out,
+            cache,
+            threads,
+            k,
+            params,
+            seed,
+            quiet,
+        } => {
+            let t0 = Instant::now();
+            let say = |m: &str| {
+                if !quiet {
+                    eprintln!("[{:6.1}s] {m}", t0.elapsed().as_secs_f64());
+                }
+            };
+            say("loading data");
+            let loaded = match dir {
+                Some(d) => bench::load_dataset(&d)?,
+                None => bench::default_dataset(&cache)?,
+            };
+            say(&format!(
+                "data `{}`: {} base, {} queries, {} train, dim {}",
+                loaded.name,
+                loaded.data.base.len(),
+                loaded.data.query.len(),
+                loaded.data.train.len(),
+                loaded.data.base.dim()
+            ));
+            let cfg = BenchConfig {
+                specs: specs.unwrap_or_else(bench::default_specs),
+                params: vec![params.apply(k)],
+                threads,
+                build: BuildOptions {
+                    seed,
+                    ..Default::default()
+                },
+            };
+            let rows = bench::run(&loaded, &cfg, |m| say(m))?;
+            let table = bench::markdown_table(&rows);
+            println!(
+                "\n## {} ({} × {}, {} queries)\n\n{table}",
+                loaded.name,
+                loaded.data.base.len(),
+                loaded.data.base.dim(),
+                loaded.data.query.len()
+            );
+            if let Some(out) = out {
+                std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+                let json = serde_json::to_string_pretty(&rows)
+                    .map_err(|e| Error::param("results", e.to_string()))?;
+                let p = out.join("results.json");
+                std::fs::write(&p, json).map_err(|e| Error::io(&p, e))?;
+                let p = out.join("report.md");
+                std::fs::write(&p, &table).map_err(|e| Error::io(&p, e))?;
+                say(&format!("wrote {}", out.display()));
+            }
+        }
+    }
+    Ok(())
+}
