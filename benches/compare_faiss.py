@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Run FAISS on the same .fvecs files vecquant uses, and print the same JSON keys.
+
+Installs nothing itself. Set up once, outside the repository:
+
+    python3 -m venv ~/faiss-venv && ~/faiss-venv/bin/pip install faiss-cpu numpy
+
+Usage:
+
+    ~/faiss-venv/bin/python benches/compare_faiss.py --data datasets/cache/gaussian-100000x128-q1000-s42 \
+        --specs Flat,SQ8,SQ4,PQ16 [--threads 1] [-k 10] [--nprobe 8] [--ef 64]
+
+Each spec is a FAISS index-factory string (`Flat`, `SQ8`, `SQ4`, `PQ16`, `PQ32x4fs`,
+`IVF1024,PQ32`, `HNSW32`, ...). One JSON object per line:
+spec, n, dim, k, recall_at_1, recall_at_10, qps, bytes_per_vector, index_bytes, threads,
+plus train_secs, add_secs and groundtruth_secs/groundtruth_qps for the exact search.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+try:
+    import numpy as np
+    import faiss
+except ImportError as e:  # pragma: no cover
+    sys.stderr.write(f"compare_faiss.py needs numpy and faiss-cpu: {e}\n"
+                     "  pip install faiss-cpu numpy   (in a virtualenv outside the repo)\n")
+    sys.exit(2)
+
+
+def read_vecs(path, dtype):
+    raw = np.fromfile(path, dtype=np.int32)
+    if raw.size == 0:
+        raise ValueError(f"{path}: empty")
+    d = int(raw[0])
+    if raw.size % (d + 1) != 0:
+        raise ValueError(f"{path}: truncated")
+    rows = raw.reshape(-1, d + 1)
+    if not (rows[:, 0] == d).all():
+        raise ValueError(f"{path}: inconsistent dimensions")
+    return np.ascontiguousarray(rows[:, 1:]).view(dtype) if dtype == np.float32 else rows[:, 1:].copy()
+
+
+def timed_search(index, xq, k, min_secs=0.2):
+    reps, t0 = 0, time.perf_counter()
+    D = I = None
+    while reps == 0 or (time.perf_counter() - t0 < min_secs and reps < 50):
+        D, I = index.search(xq, k)
+        reps += 1
+    return D, I, xq.shape[0] * reps / (time.perf_counter() - t0)
+
+
+def recall(I, gt, k):
+    n = I.shape[0]
+    r1 = float((I[:, 0] == gt[:, 0]).mean())
+    kk = min(k, 10)
+    hits = sum(len(set(I[i, :kk]) & set(gt[i, :kk])) for i in range(n))
+    return r1, hits / (n * kk)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--specs", default="Flat")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("-k", type=int, default=10)
+    ap.add_argument("--nprobe", type=int, default=8)
+    ap.add_argument("--ef", type=int, default=64)
+    args = ap.parse_args()
+    faiss.omp_set_num_threads(args.threads)
+
+    xb = read_vecs(os.path.join(args.data, "base.fvecs"), np.float32)
+    xq = read_vecs(os.path.join(args.data, "query.fvecs"), np.float32)
+    tpath = os.path.join(args.data, "train.fvecs")
+    xt = read_vecs(tpath, np.float32) if os.path.exists(tpath) else xb
+    gt = read_vecs(os.path.join(args.data, "groundtruth.ivecs"), np.int32)
+    n, d = xb.shape
+
+    # Exact ground truth time (IndexFlatL2, the reference for vecquant's GEMM path).
+    flat = faiss.IndexFlatL2(d)
+    flat.add(xb)
+    t0 = time.perf_counter()
+    flat.search(xq, 100)
+    gt_secs = time.perf_counter() - t0
+
+    for spec in [s for s in args.specs.split(",") if s]:
+        index = faiss.index_factory(d, spec)
+        t0 = time.perf_counter()
+        if not index.is_trained:
+            index.train(xt)
+        train_secs = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        index.add(xb)
+        add_secs = time.perf_counter() - t0
+        try:
+            faiss.ParameterSpace().set_index_parameter(index, "nprobe", args.nprobe)
+        except Exception:
+            pass
+        try:
+            faiss.ParameterSpace().set_index_parameter(index, "efSearch", args.ef)
+        except Exception:
+            pass
+        _, I, qps = timed_search(index, xq, args.k)
+        r1, r10 = recall(I, gt, args.k)
+        code_size = getattr(index, "code_size", None) or getattr(index, "sa_code_size", lambda: d * 4)()
+        blob = faiss.serialize_index(index)
+        print(json.dumps({
+            "spec": spec, "n": int(n), "dim": int(d), "k": args.k,
+            "recall_at_1": r1, "recall_at_10": r10, "qps": qps,
+            "bytes_per_vector": float(code_size), "index_bytes": int(blob.size),
+            "threads": args.threads, "train_secs": train_secs, "add_secs": add_secs,
+            "groundtruth_secs": gt_secs, "groundtruth_qps": xq.shape[0] / gt_secs,
+        }), flush=True)
+
+
+if __name__ == "__main__":
+    main()

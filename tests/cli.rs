@@ -1,0 +1,154 @@
+//! End-to-end CLI runs on small generated data.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn vecquant(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vecquant"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("the vecquant binary runs")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn gen_build_search_bench() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(&vecquant(
+        &[
+            "gen",
+            "gaussian",
+            "--dim",
+            "16",
+            "--n",
+            "3000",
+            "--queries",
+            "50",
+            "--out",
+            "data",
+        ],
+        d,
+    ));
+    for f in [
+        "train.fvecs",
+        "base.fvecs",
+        "query.fvecs",
+        "groundtruth.ivecs",
+    ] {
+        assert!(d.join("data").join(f).exists(), "{f}");
+    }
+    ok(&vecquant(
+        &[
+            "build",
+            "--spec",
+            "Flat",
+            "--base",
+            "data/base.fvecs",
+            "--out",
+            "flat.vq",
+        ],
+        d,
+    ));
+    let json = ok(&vecquant(
+        &[
+            "search",
+            "--index",
+            "flat.vq",
+            "--queries",
+            "data/query.fvecs",
+            "--gt",
+            "data/groundtruth.ivecs",
+            "--json",
+            "--threads",
+            "1",
+        ],
+        d,
+    ));
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    for key in [
+        "spec",
+        "n",
+        "dim",
+        "k",
+        "recall_at_1",
+        "recall_at_10",
+        "qps",
+        "bytes_per_vector",
+        "index_bytes",
+        "threads",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key} in {v}");
+    }
+    assert_eq!(v["recall_at_10"], 1.0);
+    assert_eq!(v["n"], 3000);
+
+    // Ground truth by the dedicated command equals the generator's.
+    ok(&vecquant(
+        &[
+            "groundtruth",
+            "--base",
+            "data/base.fvecs",
+            "--queries",
+            "data/query.fvecs",
+            "-k",
+            "100",
+            "--out",
+            "gt2.ivecs",
+        ],
+        d,
+    ));
+    assert_eq!(
+        std::fs::read(d.join("gt2.ivecs")).unwrap(),
+        std::fs::read(d.join("data/groundtruth.ivecs")).unwrap()
+    );
+
+    let table = ok(&vecquant(
+        &[
+            "bench", "--data", "data", "--specs", "Flat", "--out", "out", "--quiet",
+        ],
+        d,
+    ));
+    assert!(table.contains("| Flat |"), "{table}");
+    assert!(d.join("out/results.json").exists());
+}
+
+#[test]
+fn bad_input_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("junk.vq"), b"not an index").unwrap();
+    std::fs::write(d.join("q.fvecs"), [4u8, 0, 0, 0, 1, 2]).unwrap();
+    let out = vecquant(&["search", "--index", "junk.vq", "--queries", "q.fvecs"], d);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("junk.vq") && err.contains("magic"), "{err}");
+    let out = vecquant(
+        &[
+            "build", "--spec", "Flat", "--base", "q.fvecs", "--out", "x.vq",
+        ],
+        d,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("truncated"), "{err}");
+    let out = vecquant(
+        &[
+            "build", "--spec", "Nope", "--base", "q.fvecs", "--out", "x.vq",
+        ],
+        d,
+    );
+    assert!(!out.status.success());
+    let out = vecquant(&["gen", "gaussian", "--dim", "0", "--out", "g"], d);
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
