@@ -98,7 +98,7 @@ fn scan_row(
         &[][..]
     };
     let dist = |j: usize| if l2 { norms[j] - 2.0 * row[j] } else { -row[j] };
-    let mut offer = |j: usize, d: f32, heap: &mut TopK| {
+    let offer = |j: usize, d: f32, heap: &mut TopK| {
         if d <= heap.threshold() {
             let r = start + j;
             if keep.is_none_or(|f| f(r)) {
