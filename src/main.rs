@@ -104,6 +104,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Describe an index or container file: kind, version, sizes, sections, checksums.
+    ///
+    /// Example: vecquant inspect flat.vq
+    Inspect {
+        /// The file.
+        file: PathBuf,
+    },
     /// Benchmark specs on a data set: recall, bytes/vector, QPS (the main job).
     ///
     /// With no arguments: generates the default Gaussian set (100,000 × 128, 1,000 queries,
@@ -383,6 +390,9 @@ fn run(cli: Cli) -> Result<()> {
                     }
                 }
             }
+        }
+        Command::Inspect { file } => {
+            print!("{}", vecquant::store::describe(&file)?);
         }
         Command::Bench {
             data: dir,
