@@ -14,7 +14,10 @@ fn main() -> Result<()> {
         n_base: 20_000,
         n_query: 200,
         n_train: 5_000,
-        distribution: DataDistribution::Gaussian { mean: 0.0, std: 1.0 },
+        distribution: DataDistribution::Gaussian {
+            mean: 0.0,
+            std: 1.0,
+        },
         seed: 7,
     }
     .generate()?;

@@ -150,28 +150,34 @@ pub fn write_fvecs(path: impl AsRef<Path>, v: &VectorSet) -> Result<()> {
 
 /// Writes an `.ivecs` file from row-major values of dimension `dim`.
 pub fn write_ivecs(path: impl AsRef<Path>, data: &[i32], dim: usize) -> Result<()> {
-    if dim == 0 || !data.len().is_multiple_of(dim) {
-        return Err(Error::param(
-            "dim",
-            "ivecs rows must all have the same positive dimension",
-        ));
-    }
-    let bytes = encode_records(data, dim, 4, |x: i32, o| {
+    write_records(path.as_ref(), data, dim, 4, |x: i32, o| {
         o.extend_from_slice(&x.to_le_bytes())
-    });
-    write_file_atomic(path.as_ref(), &bytes)
+    })
 }
 
 /// Writes a `.bvecs` file from row-major bytes of dimension `dim`.
 pub fn write_bvecs(path: impl AsRef<Path>, data: &[u8], dim: usize) -> Result<()> {
+    write_records(path.as_ref(), data, dim, 1, |x: u8, o| o.push(x))
+}
+
+fn write_records<T: Copy>(
+    path: &Path,
+    data: &[T],
+    dim: usize,
+    elem: usize,
+    put: impl Fn(T, &mut Vec<u8>),
+) -> Result<()> {
     if dim == 0 || !data.len().is_multiple_of(dim) {
         return Err(Error::param(
             "dim",
-            "bvecs rows must all have the same positive dimension",
+            format!(
+                "{}: {} values are not whole rows of a positive dimension {dim}",
+                path.display(),
+                data.len()
+            ),
         ));
     }
-    let bytes = encode_records(data, dim, 1, |x: u8, o| o.push(x));
-    write_file_atomic(path.as_ref(), &bytes)
+    write_file_atomic(path, &encode_records(data, dim, elem, put))
 }
 
 #[cfg(test)]
