@@ -49,7 +49,7 @@ pub use vectors::VectorSet;
 /// The names most programs need.
 pub mod prelude {
     pub use crate::error::{Error, Result};
-    pub use crate::index::{self, Flat, Index, SearchParams};
+    pub use crate::index::{self, Flat, IdFilter, Index, SearchParams};
     pub use crate::metric::Metric;
     pub use crate::topk::Neighbor;
     pub use crate::vectors::VectorSet;

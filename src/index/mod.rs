@@ -105,6 +105,35 @@ pub trait Index: Send + Sync {
     fn save(&self, path: &Path) -> Result<()> {
         self.to_container()?.save(path)
     }
+    /// The `params.k` nearest neighbours among the vectors whose id `filter` accepts
+    /// (FAISS's `IDSelector`, hnsw_rs's `FilterT`). Returns `k` results whenever `k`
+    /// eligible vectors exist.
+    ///
+    /// The default works for every kind: it searches with a growing `k` and drops
+    /// rejected ids until `k` accepted results are found or the whole index has been
+    /// returned. For exhaustive kinds that is exactly the brute-force answer restricted to
+    /// the subset; kinds that can test ids inside their scan override it.
+    fn search_filtered(
+        &self,
+        query: &[f32],
+        params: &SearchParams,
+        filter: &IdFilter<'_>,
+    ) -> Result<Vec<Neighbor>> {
+        check_single(self.dim(), self.len(), query, params)?;
+        let mut k = params.k.saturating_mul(2).max(16);
+        loop {
+            let p = SearchParams { k, ..*params };
+            let all = self.search(query, &p)?;
+            let exhausted = all.len() < k || k >= self.len();
+            let mut kept: Vec<Neighbor> =
+                all.into_iter().filter(|n| filter.accepts(n.id)).collect();
+            if kept.len() >= params.k || exhausted || k >= MAX_K {
+                kept.truncate(params.k);
+                return Ok(kept);
+            }
+            k = k.saturating_mul(4).min(self.len().max(1)).min(MAX_K);
+        }
+    }
     /// Searches many row-major queries, in parallel across queries.
     fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
         check_search(self.dim(), self.len(), params)?;
@@ -114,6 +143,43 @@ pub trait Index: Send + Sync {
             .par_chunks(self.dim())
             .map(|q| self.search(q, params))
             .collect()
+    }
+}
+
+/// Which ids a filtered search may return.
+///
+/// ```
+/// use vecquant::index::IdFilter;
+/// let subset = IdFilter::from_ids(vec![9, 3, 5]);
+/// assert!(subset.accepts(5) && !subset.accepts(4));
+/// let even = IdFilter::Predicate(&|id| id % 2 == 0);
+/// assert!(even.accepts(8));
+/// ```
+pub enum IdFilter<'a> {
+    /// Every id.
+    All,
+    /// Only these ids (kept sorted for binary search).
+    Ids(Vec<u64>),
+    /// Ids for which the closure returns `true`.
+    Predicate(&'a (dyn Fn(u64) -> bool + Sync)),
+}
+
+impl IdFilter<'_> {
+    /// A filter accepting exactly `ids` (any order, duplicates allowed).
+    pub fn from_ids(mut ids: Vec<u64>) -> Self {
+        ids.sort_unstable();
+        ids.dedup();
+        IdFilter::Ids(ids)
+    }
+
+    /// Whether `id` may be returned.
+    #[inline]
+    pub fn accepts(&self, id: u64) -> bool {
+        match self {
+            IdFilter::All => true,
+            IdFilter::Ids(v) => v.binary_search(&id).is_ok(),
+            IdFilter::Predicate(f) => f(id),
+        }
     }
 }
 
