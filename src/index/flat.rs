@@ -296,7 +296,7 @@ mod tests {
             .flat_map(|&i| base.row(i as usize).to_vec())
             .collect();
         let p = SearchParams::with_k(10);
-        let pred = |id: u64| id % 10 == 0;
+        let pred = |id: u64| id.is_multiple_of(10);
         for q in qs.rows() {
             let want: Vec<u64> = brute(&sub_rows, dim, q, 10, Metric::L2)
                 .into_iter()
