@@ -104,6 +104,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Add vectors to a saved index and save it again (atomically).
+    ///
+    /// Example: vecquant add --index flat.vq --vectors more.fvecs --first-id 100000
+    Add {
+        /// Index file (rewritten in place through a temp file and a rename).
+        #[arg(long)]
+        index: PathBuf,
+        /// Vectors to add.
+        #[arg(long)]
+        vectors: PathBuf,
+        /// Id of the first new vector (default: the index's current length); the rest
+        /// follow consecutively.
+        #[arg(long)]
+        first_id: Option<u64>,
+    },
     /// Describe an index or container file: kind, version, sizes, sections, checksums.
     ///
     /// Example: vecquant inspect flat.vq
@@ -390,6 +405,32 @@ fn run(cli: Cli) -> Result<()> {
                     }
                 }
             }
+        }
+        Command::Add {
+            index,
+            vectors,
+            first_id,
+        } => {
+            let mut idx = vecquant::index::open(&index)?;
+            let v = data::read_vectors(&vectors)?;
+            if v.dim() != idx.dim() {
+                return Err(Error::dim("vectors", idx.dim(), v.dim()));
+            }
+            let before = idx.len();
+            let start = first_id.unwrap_or(before as u64);
+            let ids: Vec<u64> = (0..v.len() as u64)
+                .map(|i| start.checked_add(i))
+                .collect::<Option<_>>()
+                .ok_or_else(|| Error::param("first-id", "ids overflow u64"))?;
+            idx.add(v.as_slice(), Some(&ids))?;
+            idx.save(&index)?;
+            println!(
+                "added {} vectors (ids {start}..{}) to {}: {before} → {}",
+                v.len(),
+                start + v.len() as u64,
+                index.display(),
+                idx.len()
+            );
         }
         Command::Inspect { file } => {
             print!("{}", vecquant::store::describe(&file)?);

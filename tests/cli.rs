@@ -113,6 +113,25 @@ fn gen_build_search_bench() {
         std::fs::read(d.join("data/groundtruth.ivecs")).unwrap()
     );
 
+    // Adding to a saved index keeps what was there.
+    ok(&vecquant(
+        &[
+            "add",
+            "--index",
+            "flat.vq",
+            "--vectors",
+            "data/query.fvecs",
+            "--first-id",
+            "1000000",
+        ],
+        d,
+    ));
+    let info = ok(&vecquant(&["inspect", "flat.vq"], d));
+    assert!(
+        info.contains("count     3050") && info.contains("all ok"),
+        "{info}"
+    );
+
     let table = ok(&vecquant(
         &[
             "bench", "--data", "data", "--specs", "Flat", "--out", "out", "--quiet",
