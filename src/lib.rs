@@ -35,6 +35,7 @@ pub mod index;
 pub mod kernels;
 pub mod linalg;
 pub mod metric;
+pub mod quant;
 pub mod rng;
 pub mod store;
 pub mod topk;

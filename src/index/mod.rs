@@ -99,6 +99,13 @@ pub trait Index: Send + Sync {
     fn add(&mut self, vectors: &[f32], ids: Option<&[u64]>) -> Result<()>;
     /// The `params.k` nearest neighbours of one query.
     fn search(&self, query: &[f32], params: &SearchParams) -> Result<Vec<Neighbor>>;
+    /// Encodes then decodes row-major `vectors` with the index's quantizer, giving the
+    /// reconstruction the codes stand for (used for MSE and MSE/D(R) reports). `None` for
+    /// kinds that store vectors exactly.
+    fn reconstruct(&self, vectors: &[f32]) -> Result<Option<Vec<f32>>> {
+        let _ = vectors;
+        Ok(None)
+    }
     /// Serialises the index into a container (see [`crate::store`]).
     fn to_container(&self) -> Result<ContainerWriter>;
     /// Saves the index atomically to `path`.

@@ -1,0 +1,6 @@
+//! Quantizers: the codebooks that turn floats into small integer codes.
+//!
+//! - [`codebook`]: one-dimensional level sets (uniform, normal-quantile, NF4,
+//!   Lloyd-Max), shared by the vector quantizers and the weight pipeline.
+
+pub mod codebook;
