@@ -215,16 +215,10 @@ fn lloyd_sorted(xs: &[f64], w: &[f64], n: usize) -> Vec<f64> {
         cw[i + 1] = cw[i] + w[i];
         cx[i + 1] = cx[i] + w[i] * xs[i];
     }
-    let total = cw[len];
-    // Start from the weighted quantiles: already close to optimal at low rates, and at
-    // high rates Lloyd moves them towards the p^(1/3) point density.
-    let mut levels: Vec<f64> = (0..n)
-        .map(|i| {
-            let target = (i as f64 + 0.5) / n as f64 * total;
-            let j = cw.partition_point(|&c| c < target).clamp(1, len);
-            xs[j - 1]
-        })
-        .collect();
+    // Start from the asymptotically optimal point density ∝ p^(1/3) (Panter-Dite),
+    // estimated with a histogram; Lloyd iterations then converge in few steps even at
+    // 256 levels, where starting from plain quantiles leaves the tails starved.
+    let mut levels = compander_init(xs, w, n);
     dedup_levels(&mut levels, xs);
     let mut bounds = vec![0usize; n + 1];
     for _ in 0..1000 {
@@ -250,6 +244,37 @@ fn lloyd_sorted(xs: &[f64], w: &[f64], n: usize) -> Vec<f64> {
         }
     }
     dedup_levels(&mut levels, xs);
+    levels
+}
+
+/// Levels at the quantiles of the density ∝ p^(1/3), p estimated by a histogram.
+fn compander_init(xs: &[f64], w: &[f64], n: usize) -> Vec<f64> {
+    let (a, b) = (xs[0], xs[xs.len() - 1]);
+    let bins = (n * 16).max(1024);
+    let width = (b - a) / bins as f64;
+    let mut hist = vec![0.0f64; bins];
+    for (&x, &wt) in xs.iter().zip(w) {
+        let i = (((x - a) / width) as usize).min(bins - 1);
+        hist[i] += wt;
+    }
+    let dens: Vec<f64> = hist.iter().map(|&h| h.cbrt()).collect();
+    let total: f64 = dens.iter().sum();
+    let mut levels = Vec::with_capacity(n);
+    let mut acc = 0.0;
+    let mut bin = 0;
+    for i in 0..n {
+        let target = (i as f64 + 0.5) / n as f64 * total;
+        while bin < bins - 1 && acc + dens[bin] < target {
+            acc += dens[bin];
+            bin += 1;
+        }
+        let frac = if dens[bin] > 0.0 {
+            ((target - acc) / dens[bin]).clamp(0.0, 1.0)
+        } else {
+            0.5
+        };
+        levels.push(a + (bin as f64 + frac) * width);
+    }
     levels
 }
 

@@ -2,5 +2,7 @@
 //!
 //! - [`codebook`]: one-dimensional level sets (uniform, normal-quantile, NF4,
 //!   Lloyd-Max), shared by the vector quantizers and the weight pipeline.
+//! - [`scalar`]: per-dimension 8-bit and 4-bit scalar quantization.
 
 pub mod codebook;
+pub mod scalar;
