@@ -1,0 +1,578 @@
+//! Scan kernels for scalar-quantized codes: weighted sums over code rows without
+//! decoding them into a buffer.
+//!
+//! Every asymmetric scalar-quantizer distance reduces to `s = Σ_d w_d · L[c_d]`, with
+//! per-query weights `w` and a level table `L` (see
+//! [`crate::quant::scalar::ScalarQuantizer::query_terms`]):
+//!
+//! - [`scan_u8`]: 8-bit codes with `L[c] = c` (uniform levels): widen, convert, FMA.
+//! - [`scan_lut8`]: 8-bit codes with any 256-entry table (gathers).
+//! - [`scan_lut4`]: packed 4-bit codes with any 16-entry table held in one register and
+//!   looked up with a permute (`vpermps`), so non-uniform 4-bit levels cost nothing over
+//!   uniform ones.
+//!
+//! Each has a scalar reference; AVX2 and AVX-512 versions are dispatched at runtime and
+//! pinned to the reference by the tests. Rows are processed four at a time so the FMA
+//! chains overlap.
+
+use std::sync::OnceLock;
+
+use super::SimdLevel;
+
+/// Per-query weights for [`scan_lut4`], permuted to the order the SIMD unpacking
+/// produces: for every full 16-byte block of a code, the 16 even dimensions then the 16
+/// odd ones; the remaining dimensions follow in natural order.
+#[derive(Clone, Debug, Default)]
+pub struct Lut4Weights {
+    dim: usize,
+    /// Weights in natural order (the scalar reference reads these).
+    natural: Vec<f32>,
+    /// Permuted block weights, 32 per full block.
+    blocks: Vec<f32>,
+}
+
+impl Lut4Weights {
+    /// Prepares `w` (natural order, one weight per dimension).
+    pub fn new(w: &[f32]) -> Self {
+        let mut s = Lut4Weights::default();
+        s.set(w);
+        s
+    }
+
+    /// Re-prepares for new weights, reusing the allocations.
+    pub fn set(&mut self, w: &[f32]) {
+        self.dim = w.len();
+        self.natural.clear();
+        self.natural.extend_from_slice(w);
+        self.blocks.clear();
+        for b in 0..w.len() / 32 {
+            let blk = &w[b * 32..b * 32 + 32];
+            self.blocks.extend(blk.iter().step_by(2));
+            self.blocks.extend(blk.iter().skip(1).step_by(2));
+        }
+    }
+
+    /// Dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+}
+
+type U8Fn = fn(&[f32], &[u8], &mut [f32]);
+type Lut8Fn = fn(&[f32], &[f32; 256], &[u8], &mut [f32]);
+type Lut4Fn = fn(&Lut4Weights, &[f32; 16], &[u8], &mut [f32]);
+
+struct Table {
+    u8: U8Fn,
+    lut8: Lut8Fn,
+    lut4: Lut4Fn,
+}
+
+fn table() -> &'static Table {
+    static T: OnceLock<Table> = OnceLock::new();
+    T.get_or_init(|| match super::simd_level() {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => Table {
+            u8: x86::u8_avx512_safe,
+            lut8: x86::lut8_avx512_safe,
+            lut4: x86::lut4_avx512_safe,
+        },
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => Table {
+            u8: x86::u8_avx2_safe,
+            lut8: x86::lut8_avx2_safe,
+            lut4: x86::lut4_avx2_safe,
+        },
+        _ => Table {
+            u8: scalar_u8,
+            lut8: scalar_lut8,
+            lut4: scalar_lut4,
+        },
+    })
+}
+
+/// `out[i] = Σ_d w[d] · codes[i·dim + d]` for `out.len()` rows of `dim = w.len()` bytes.
+#[inline]
+pub fn scan_u8(w: &[f32], codes: &[u8], out: &mut [f32]) {
+    assert!(codes.len() >= out.len() * w.len(), "code buffer too short");
+    (table().u8)(w, codes, out)
+}
+
+/// `out[i] = Σ_d w[d] · lut[codes[i·dim + d]]`.
+#[inline]
+pub fn scan_lut8(w: &[f32], lut: &[f32; 256], codes: &[u8], out: &mut [f32]) {
+    assert!(codes.len() >= out.len() * w.len(), "code buffer too short");
+    (table().lut8)(w, lut, codes, out)
+}
+
+/// `out[i] = Σ_d w[d] · lut[nibble_d(row i)]` for packed 4-bit rows of `⌈dim/2⌉` bytes
+/// (dimension `2j` in the low nibble of byte `j`, `2j + 1` in the high nibble).
+#[inline]
+pub fn scan_lut4(w: &Lut4Weights, lut: &[f32; 16], codes: &[u8], out: &mut [f32]) {
+    assert!(codes.len() >= out.len() * w.dim.div_ceil(2), "code buffer too short");
+    (table().lut4)(w, lut, codes, out)
+}
+
+/// Scalar reference for [`scan_u8`].
+pub fn scalar_u8(w: &[f32], codes: &[u8], out: &mut [f32]) {
+    let dim = w.len();
+    for (o, row) in out.iter_mut().zip(codes.chunks_exact(dim.max(1))) {
+        *o = w.iter().zip(row).map(|(&a, &c)| a * c as f32).sum();
+    }
+}
+
+/// Scalar reference for [`scan_lut8`].
+pub fn scalar_lut8(w: &[f32], lut: &[f32; 256], codes: &[u8], out: &mut [f32]) {
+    let dim = w.len();
+    for (o, row) in out.iter_mut().zip(codes.chunks_exact(dim.max(1))) {
+        *o = w.iter().zip(row).map(|(&a, &c)| a * lut[c as usize]).sum();
+    }
+}
+
+/// Scalar reference for [`scan_lut4`].
+pub fn scalar_lut4(w: &Lut4Weights, lut: &[f32; 16], codes: &[u8], out: &mut [f32]) {
+    let dim = w.dim;
+    let cs = dim.div_ceil(2);
+    for (o, row) in out.iter_mut().zip(codes.chunks_exact(cs.max(1))) {
+        *o = (0..dim)
+            .map(|d| w.natural[d] * lut[((row[d / 2] >> (4 * (d % 2))) & 0x0F) as usize])
+            .sum();
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! AVX2 and AVX-512 scan kernels. The `*_safe` wrappers are installed by the
+    //! dispatcher only after the features were detected, which makes the calls sound.
+
+    use super::Lut4Weights;
+    use std::arch::x86_64::*;
+
+    pub fn u8_avx512_safe(w: &[f32], codes: &[u8], out: &mut [f32]) {
+        // SAFETY: installed only when avx512f is available; lengths checked by callers.
+        unsafe { u8_avx512(w, codes, out) }
+    }
+    pub fn lut8_avx512_safe(w: &[f32], lut: &[f32; 256], codes: &[u8], out: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { lut8_avx512(w, lut, codes, out) }
+    }
+    pub fn lut4_avx512_safe(w: &Lut4Weights, lut: &[f32; 16], codes: &[u8], out: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { lut4_avx512(w, lut, codes, out) }
+    }
+    pub fn u8_avx2_safe(w: &[f32], codes: &[u8], out: &mut [f32]) {
+        // SAFETY: installed only when avx2 and fma are available.
+        unsafe { u8_avx2(w, codes, out) }
+    }
+    pub fn lut8_avx2_safe(w: &[f32], lut: &[f32; 256], codes: &[u8], out: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { lut8_avx2(w, lut, codes, out) }
+    }
+    pub fn lut4_avx2_safe(w: &Lut4Weights, lut: &[f32; 16], codes: &[u8], out: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { lut4_avx2(w, lut, codes, out) }
+    }
+
+    /// Scalar tail of a `w · L[code]` sum over dims `from..w.len()`.
+    #[inline(always)]
+    fn tail8(w: &[f32], row: &[u8], from: usize, lut: impl Fn(u8) -> f32) -> f32 {
+        let mut s = 0.0;
+        for d in from..w.len() {
+            s += w[d] * lut(row[d]);
+        }
+        s
+    }
+
+    #[inline(always)]
+    fn tail4(w: &Lut4Weights, lut: &[f32; 16], row: &[u8], from: usize) -> f32 {
+        let mut s = 0.0;
+        for d in from..w.dim {
+            s += w.natural[d] * lut[((row[d / 2] >> (4 * (d % 2))) & 0x0F) as usize];
+        }
+        s
+    }
+
+    /// Runs `body` on groups of four rows then on single rows; `body(rows, sums)` fills
+    /// `sums[..rows.len()]`.
+    #[inline(always)]
+    fn by_four(
+        codes: &[u8],
+        stride: usize,
+        out: &mut [f32],
+        mut four: impl FnMut([&[u8]; 4]) -> [f32; 4],
+        mut one: impl FnMut(&[u8]) -> f32,
+    ) {
+        let n = out.len();
+        let mut i = 0;
+        while i + 4 <= n {
+            let r = |k: usize| &codes[(i + k) * stride..(i + k + 1) * stride];
+            let s = four([r(0), r(1), r(2), r(3)]);
+            out[i..i + 4].copy_from_slice(&s);
+            i += 4;
+        }
+        while i < n {
+            out[i] = one(&codes[i * stride..(i + 1) * stride]);
+            i += 1;
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn u8_avx512(w: &[f32], codes: &[u8], out: &mut [f32]) {
+        let dim = w.len();
+        let full = dim / 16 * 16;
+        // SAFETY: every load reads 16 bytes at offset j < full <= dim of a `dim`-long row
+        // or 16 floats of `w`.
+        let four = |rows: [&[u8]; 4]| unsafe {
+            let mut acc = [_mm512_setzero_ps(); 4];
+            let mut j = 0;
+            while j < full {
+                let wv = _mm512_loadu_ps(w.as_ptr().add(j));
+                for k in 0..4 {
+                    let c = _mm_loadu_si128(rows[k].as_ptr().add(j) as *const __m128i);
+                    let f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(c));
+                    acc[k] = _mm512_fmadd_ps(f, wv, acc[k]);
+                }
+                j += 16;
+            }
+            let mut s = [0.0f32; 4];
+            for k in 0..4 {
+                s[k] = _mm512_reduce_add_ps(acc[k]) + tail8(w, rows[k], full, |c| c as f32);
+            }
+            s
+        };
+        // SAFETY: as above.
+        let one = |row: &[u8]| unsafe {
+            let mut acc = _mm512_setzero_ps();
+            let mut j = 0;
+            while j < full {
+                let c = _mm_loadu_si128(row.as_ptr().add(j) as *const __m128i);
+                let f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(c));
+                acc = _mm512_fmadd_ps(f, _mm512_loadu_ps(w.as_ptr().add(j)), acc);
+                j += 16;
+            }
+            _mm512_reduce_add_ps(acc) + tail8(w, row, full, |c| c as f32)
+        };
+        by_four(codes, dim, out, four, one);
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn lut8_avx512(w: &[f32], lut: &[f32; 256], codes: &[u8], out: &mut [f32]) {
+        let dim = w.len();
+        let full = dim / 16 * 16;
+        let lp = lut.as_ptr();
+        // SAFETY: loads as in `u8_avx512`; gathers index a 256-entry table with u8 values.
+        let four = |rows: [&[u8]; 4]| unsafe {
+            let mut acc = [_mm512_setzero_ps(); 4];
+            let mut j = 0;
+            while j < full {
+                let wv = _mm512_loadu_ps(w.as_ptr().add(j));
+                for k in 0..4 {
+                    let c = _mm_loadu_si128(rows[k].as_ptr().add(j) as *const __m128i);
+                    let f = _mm512_i32gather_ps::<4>(_mm512_cvtepu8_epi32(c), lp);
+                    acc[k] = _mm512_fmadd_ps(f, wv, acc[k]);
+                }
+                j += 16;
+            }
+            let mut s = [0.0f32; 4];
+            for k in 0..4 {
+                s[k] = _mm512_reduce_add_ps(acc[k]) + tail8(w, rows[k], full, |c| lut[c as usize]);
+            }
+            s
+        };
+        // SAFETY: as above.
+        let one = |row: &[u8]| unsafe {
+            let mut acc = _mm512_setzero_ps();
+            let mut j = 0;
+            while j < full {
+                let c = _mm_loadu_si128(row.as_ptr().add(j) as *const __m128i);
+                let f = _mm512_i32gather_ps::<4>(_mm512_cvtepu8_epi32(c), lp);
+                acc = _mm512_fmadd_ps(f, _mm512_loadu_ps(w.as_ptr().add(j)), acc);
+                j += 16;
+            }
+            _mm512_reduce_add_ps(acc) + tail8(w, row, full, |c| lut[c as usize])
+        };
+        by_four(codes, dim, out, four, one);
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn lut4_avx512(w: &Lut4Weights, lut: &[f32; 16], codes: &[u8], out: &mut [f32]) {
+        let cs = w.dim.div_ceil(2);
+        let blocks = w.dim / 32;
+        let done = blocks * 32;
+        // SAFETY: block b reads bytes 16b..16b+16 <= cs of each row and 32 weights of
+        // `w.blocks`, which holds 32 per full block.
+        unsafe {
+            let lv = _mm512_loadu_ps(lut.as_ptr());
+            let m = _mm_set1_epi8(0x0F);
+            let bw = w.blocks.as_ptr();
+            let four = |rows: [&[u8]; 4]| {
+                let mut acc = [_mm512_setzero_ps(); 4];
+                for b in 0..blocks {
+                    let we = _mm512_loadu_ps(bw.add(b * 32));
+                    let wo = _mm512_loadu_ps(bw.add(b * 32 + 16));
+                    for k in 0..4 {
+                        let x = _mm_loadu_si128(rows[k].as_ptr().add(b * 16) as *const __m128i);
+                        let lo = _mm_and_si128(x, m);
+                        let hi = _mm_and_si128(_mm_srli_epi16(x, 4), m);
+                        let vlo = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(lo), lv);
+                        let vhi = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(hi), lv);
+                        acc[k] = _mm512_fmadd_ps(vlo, we, acc[k]);
+                        acc[k] = _mm512_fmadd_ps(vhi, wo, acc[k]);
+                    }
+                }
+                let mut s = [0.0f32; 4];
+                for k in 0..4 {
+                    s[k] = _mm512_reduce_add_ps(acc[k]) + tail4(w, lut, rows[k], done);
+                }
+                s
+            };
+            let one = |row: &[u8]| {
+                let mut acc = _mm512_setzero_ps();
+                for b in 0..blocks {
+                    let x = _mm_loadu_si128(row.as_ptr().add(b * 16) as *const __m128i);
+                    let lo = _mm_and_si128(x, m);
+                    let hi = _mm_and_si128(_mm_srli_epi16(x, 4), m);
+                    let vlo = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(lo), lv);
+                    let vhi = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(hi), lv);
+                    acc = _mm512_fmadd_ps(vlo, _mm512_loadu_ps(bw.add(b * 32)), acc);
+                    acc = _mm512_fmadd_ps(vhi, _mm512_loadu_ps(bw.add(b * 32 + 16)), acc);
+                }
+                _mm512_reduce_add_ps(acc) + tail4(w, lut, row, done)
+            };
+            by_four(codes, cs, out, four, one);
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
+        _mm_cvtss_f32(s)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn u8_avx2(w: &[f32], codes: &[u8], out: &mut [f32]) {
+        let dim = w.len();
+        let full = dim / 8 * 8;
+        // SAFETY: each load reads 8 bytes at j < full <= dim, or 8 floats of `w`.
+        let four = |rows: [&[u8]; 4]| unsafe {
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut j = 0;
+            while j < full {
+                let wv = _mm256_loadu_ps(w.as_ptr().add(j));
+                for k in 0..4 {
+                    let c = _mm_loadl_epi64(rows[k].as_ptr().add(j) as *const __m128i);
+                    let f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c));
+                    acc[k] = _mm256_fmadd_ps(f, wv, acc[k]);
+                }
+                j += 8;
+            }
+            let mut s = [0.0f32; 4];
+            for k in 0..4 {
+                s[k] = hsum(acc[k]) + tail8(w, rows[k], full, |c| c as f32);
+            }
+            s
+        };
+        // SAFETY: as above.
+        let one = |row: &[u8]| unsafe {
+            let mut acc = _mm256_setzero_ps();
+            let mut j = 0;
+            while j < full {
+                let c = _mm_loadl_epi64(row.as_ptr().add(j) as *const __m128i);
+                let f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c));
+                acc = _mm256_fmadd_ps(f, _mm256_loadu_ps(w.as_ptr().add(j)), acc);
+                j += 8;
+            }
+            hsum(acc) + tail8(w, row, full, |c| c as f32)
+        };
+        by_four(codes, dim, out, four, one);
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn lut8_avx2(w: &[f32], lut: &[f32; 256], codes: &[u8], out: &mut [f32]) {
+        let dim = w.len();
+        let full = dim / 8 * 8;
+        let lp = lut.as_ptr();
+        // SAFETY: loads as in `u8_avx2`; gathers index a 256-entry table with u8 values.
+        let four = |rows: [&[u8]; 4]| unsafe {
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut j = 0;
+            while j < full {
+                let wv = _mm256_loadu_ps(w.as_ptr().add(j));
+                for k in 0..4 {
+                    let c = _mm_loadl_epi64(rows[k].as_ptr().add(j) as *const __m128i);
+                    let f = _mm256_i32gather_ps::<4>(lp, _mm256_cvtepu8_epi32(c));
+                    acc[k] = _mm256_fmadd_ps(f, wv, acc[k]);
+                }
+                j += 8;
+            }
+            let mut s = [0.0f32; 4];
+            for k in 0..4 {
+                s[k] = hsum(acc[k]) + tail8(w, rows[k], full, |c| lut[c as usize]);
+            }
+            s
+        };
+        // SAFETY: as above.
+        let one = |row: &[u8]| unsafe {
+            let mut acc = _mm256_setzero_ps();
+            let mut j = 0;
+            while j < full {
+                let c = _mm_loadl_epi64(row.as_ptr().add(j) as *const __m128i);
+                let f = _mm256_i32gather_ps::<4>(lp, _mm256_cvtepu8_epi32(c));
+                acc = _mm256_fmadd_ps(f, _mm256_loadu_ps(w.as_ptr().add(j)), acc);
+                j += 8;
+            }
+            hsum(acc) + tail8(w, row, full, |c| lut[c as usize])
+        };
+        by_four(codes, dim, out, four, one);
+    }
+
+    /// Looks up 8 indices (0..16) in a 16-entry table split into two registers.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn lookup16(idx: __m256i, lo: __m256, hi: __m256) -> __m256 {
+        let a = _mm256_permutevar8x32_ps(lo, idx);
+        let b = _mm256_permutevar8x32_ps(hi, idx);
+        // Bit 3 of the index selects the upper half; move it to the sign bit for blendv.
+        _mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn lut4_avx2(w: &Lut4Weights, lut: &[f32; 16], codes: &[u8], out: &mut [f32]) {
+        let cs = w.dim.div_ceil(2);
+        let blocks = w.dim / 32;
+        let done = blocks * 32;
+        // SAFETY: as in `lut4_avx512`.
+        unsafe {
+            let l0 = _mm256_loadu_ps(lut.as_ptr());
+            let l1 = _mm256_loadu_ps(lut.as_ptr().add(8));
+            let m = _mm_set1_epi8(0x0F);
+            let bw = w.blocks.as_ptr();
+            let block = |row: &[u8], b: usize, acc: __m256| {
+                let x = _mm_loadu_si128(row.as_ptr().add(b * 16) as *const __m128i);
+                let lo = _mm_and_si128(x, m);
+                let hi = _mm_and_si128(_mm_srli_epi16(x, 4), m);
+                let p = bw.add(b * 32);
+                let mut acc = acc;
+                let parts = [
+                    (lo, 0usize),
+                    (_mm_srli_si128(lo, 8), 8),
+                    (hi, 16),
+                    (_mm_srli_si128(hi, 8), 24),
+                ];
+                for (v, off) in parts {
+                    let idx = _mm256_cvtepu8_epi32(v);
+                    let f = lookup16(idx, l0, l1);
+                    acc = _mm256_fmadd_ps(f, _mm256_loadu_ps(p.add(off)), acc);
+                }
+                acc
+            };
+            let four = |rows: [&[u8]; 4]| {
+                let mut acc = [_mm256_setzero_ps(); 4];
+                for b in 0..blocks {
+                    for k in 0..4 {
+                        acc[k] = block(rows[k], b, acc[k]);
+                    }
+                }
+                let mut s = [0.0f32; 4];
+                for k in 0..4 {
+                    s[k] = hsum(acc[k]) + tail4(w, lut, rows[k], done);
+                }
+                s
+            };
+            let one = |row: &[u8]| {
+                let mut acc = _mm256_setzero_ps();
+                for b in 0..blocks {
+                    acc = block(row, b, acc);
+                }
+                hsum(acc) + tail4(w, lut, row, done)
+            };
+            by_four(codes, cs, out, four, one);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::{RngExt, seeded};
+
+    fn close(a: &[f32], b: &[f32], what: &str) {
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            let tol = 1e-4 * (1.0 + x.abs().max(y.abs()));
+            assert!((x - y).abs() <= tol, "{what} row {i}: {x} vs {y}");
+        }
+    }
+
+    /// Every dispatched path equals the scalar reference on odd dimensions and row
+    /// counts (tails of both the SIMD width and the four-row groups).
+    #[test]
+    fn simd_paths_match_scalar_reference() {
+        let mut rng = seeded(7);
+        for dim in [1usize, 3, 15, 16, 17, 31, 32, 33, 64, 100, 127, 128, 1000] {
+            for n in [1usize, 3, 4, 5, 9] {
+                let w: Vec<f32> = (0..dim).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
+                let c8: Vec<u8> = (0..n * dim).map(|_| rng.random::<u8>()).collect();
+                let c4: Vec<u8> = (0..n * dim.div_ceil(2)).map(|_| rng.random::<u8>()).collect();
+                let lut8: [f32; 256] = std::array::from_fn(|i| (i as f32 * 0.37).sin());
+                let lut4: [f32; 16] = std::array::from_fn(|i| (i as f32 * 1.3).cos());
+                let w4 = Lut4Weights::new(&w);
+                let mut want = vec![0.0; n];
+                let mut got = vec![0.0; n];
+                let paths: Vec<(&str, U8Fn, Lut8Fn, Lut4Fn)> = available();
+                for (name, fu8, fl8, fl4) in paths {
+                    scalar_u8(&w, &c8, &mut want);
+                    fu8(&w, &c8, &mut got);
+                    close(&want, &got, &format!("{name} u8 dim {dim}"));
+                    scalar_lut8(&w, &lut8, &c8, &mut want);
+                    fl8(&w, &lut8, &c8, &mut got);
+                    close(&want, &got, &format!("{name} lut8 dim {dim}"));
+                    scalar_lut4(&w4, &lut4, &c4, &mut want);
+                    fl4(&w4, &lut4, &c4, &mut got);
+                    close(&want, &got, &format!("{name} lut4 dim {dim}"));
+                }
+                // And the dispatched entry points.
+                scan_u8(&w, &c8, &mut got);
+                scalar_u8(&w, &c8, &mut want);
+                close(&want, &got, "dispatched u8");
+            }
+        }
+    }
+
+    fn available() -> Vec<(&'static str, U8Fn, Lut8Fn, Lut4Fn)> {
+        let mut v: Vec<(&'static str, U8Fn, Lut8Fn, Lut4Fn)> =
+            vec![("scalar", scalar_u8, scalar_lut8, scalar_lut4)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                v.push(("avx2", x86::u8_avx2_safe, x86::lut8_avx2_safe, x86::lut4_avx2_safe));
+            }
+            if is_x86_feature_detected!("avx512f") {
+                v.push((
+                    "avx512",
+                    x86::u8_avx512_safe,
+                    x86::lut8_avx512_safe,
+                    x86::lut4_avx512_safe,
+                ));
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn large_and_zero_values() {
+        let dim = 40;
+        let w = vec![1e6f32; dim];
+        let codes = vec![255u8; dim * 2];
+        let mut a = vec![0.0; 2];
+        let mut b = vec![0.0; 2];
+        scalar_u8(&w, &codes, &mut a);
+        scan_u8(&w, &codes, &mut b);
+        close(&a, &b, "large");
+        let z = vec![0.0f32; dim];
+        scan_u8(&z, &codes, &mut b);
+        assert_eq!(b, vec![0.0, 0.0]);
+    }
+}
