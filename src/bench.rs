@@ -13,7 +13,7 @@ use crate::data::generate::{Dataset, SyntheticSpec};
 use crate::data::groundtruth::ground_truth;
 use crate::data::{read_vectors, vecs};
 use crate::error::{Error, Result};
-use crate::eval::{recall_at_1, recall_at_k};
+use crate::eval::{gaussian_rd_bound, mean_variance, mse, recall_at_1, recall_at_k};
 use crate::index::spec::{BuildOptions, new_index};
 use crate::index::{Index, SearchParams};
 use crate::metric::Metric;
@@ -175,6 +175,12 @@ pub struct BenchRow {
     pub index_bytes: usize,
     /// Train + add time in seconds.
     pub build_secs: f64,
+    /// Bytes of raw vectors kept for re-ranking (included in `index_bytes`).
+    pub raw_bytes: usize,
+    /// Reconstruction MSE per component on a sample of the base vectors (quantized kinds).
+    pub mse: Option<f64>,
+    /// `mse` over the Gaussian rate-distortion bound σ²·2^(−2R) at the code rate R.
+    pub mse_ratio: Option<f64>,
 }
 
 /// Runs `search_batch` on a pool of `threads` threads and returns results and QPS.
@@ -222,11 +228,40 @@ pub struct BenchConfig {
     pub threads: usize,
     /// Build options (metric, seed).
     pub build: BuildOptions,
+    /// For quantized kinds, also measure with exact re-ranking of this many candidates
+    /// (0 = don't). Builds keep the raw vectors when set.
+    pub rerank: usize,
+}
+
+/// Candidates re-ranked exactly in the extra row `vecquant bench` measures for each
+/// quantized spec.
+pub const DEFAULT_RERANK: usize = 100;
+
+/// Base vectors sampled for the reconstruction MSE.
+const MSE_SAMPLE: usize = 10_000;
+
+/// Reconstruction MSE and its ratio to D(R) for `index` on the head of `base`.
+pub fn distortion(index: &dyn Index, base: &VectorSet) -> Result<(Option<f64>, Option<f64>)> {
+    let sample = base.head(MSE_SAMPLE.min(base.len()));
+    let Some(rec) = index.reconstruct(sample.as_slice())? else {
+        return Ok((None, None));
+    };
+    let mut x = sample.into_vec();
+    if index.metric().normalizes() {
+        x.chunks_exact_mut(index.dim())
+            .for_each(crate::vectors::normalize_in_place);
+    }
+    let m = mse(&x, &rec);
+    let rate = index.bytes_per_vector() * 8.0 / index.dim() as f64;
+    let bound = gaussian_rd_bound(mean_variance(&x, index.dim()), rate);
+    Ok((Some(m), (bound > 0.0).then(|| m / bound)))
 }
 
 /// The specs `vecquant bench` runs when none are given.
 pub fn default_specs() -> Vec<String> {
-    vec!["Flat".into()]
+    ["Flat", "SQ8", "SQ4", "SQ8u", "SQ4u", "SQ8lm"]
+        .map(String::from)
+        .to_vec()
 }
 
 /// Runs every spec × parameter set on `data`; `progress` is told what is happening.
@@ -243,8 +278,25 @@ pub fn run(
     let mut rows = Vec::new();
     for spec in &cfg.specs {
         progress(&format!("building {spec}"));
-        let (index, build_secs) = build(spec, &data.data, &cfg.build)?;
-        for params in &cfg.params {
+        let opts = BuildOptions {
+            keep_raw: cfg.build.keep_raw || cfg.rerank > 0,
+            ..cfg.build
+        };
+        let (index, build_secs) = build(spec, &data.data, &opts)?;
+        let (mse, mse_ratio) = distortion(index.as_ref(), &data.data.base)?;
+        let raw_bytes = if opts.keep_raw && mse.is_some() {
+            index.len() * index.dim() * 4
+        } else {
+            0
+        };
+        let mut sets = cfg.params.clone();
+        if cfg.rerank > 0 && mse.is_some() {
+            sets.extend(cfg.params.iter().map(|p| SearchParams {
+                rerank: cfg.rerank,
+                ..*p
+            }));
+        }
+        for params in &sets {
             progress(&format!("searching {spec}"));
             let (res, qps) = timed_search(index.as_ref(), &data.data.query, params, 1)?;
             let (_, qps_all) = timed_search(index.as_ref(), &data.data.query, params, threads)?;
@@ -263,6 +315,9 @@ pub fn run(
                 bytes_per_vector: index.bytes_per_vector(),
                 index_bytes: index.memory_bytes(),
                 build_secs,
+                raw_bytes,
+                mse,
+                mse_ratio,
             });
         }
     }
@@ -272,21 +327,22 @@ pub fn run(
 /// A markdown table of benchmark rows.
 pub fn markdown_table(rows: &[BenchRow]) -> String {
     let mut s = String::from(
-        "| spec | params | bytes/vec | index MB | build s | R@1 | 10-R@10 | QPS 1 thr | QPS all thr |\n\
-         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "| spec | params | bytes/vec | index MB (w/o raw) | build s | R@1 | 10-R@10 | QPS 1 thr | QPS all thr | MSE/D(R) |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for r in rows {
         s.push_str(&format!(
-            "| {} | {} | {:.1} | {:.1} | {:.2} | {:.4} | {:.4} | {:.0} | {:.0} |\n",
+            "| {} | {} | {:.1} | {:.1} | {:.2} | {:.4} | {:.4} | {:.0} | {:.0} | {} |\n",
             r.spec,
             param_label(&r.params),
             r.bytes_per_vector,
-            r.index_bytes as f64 / 1e6,
+            (r.index_bytes - r.raw_bytes) as f64 / 1e6,
             r.build_secs,
             r.recall_at_1,
             r.recall_at_10,
             r.qps,
-            r.qps_all_threads
+            r.qps_all_threads,
+            r.mse_ratio.map_or("–".into(), |m| format!("{m:.2}"))
         ));
     }
     s
@@ -329,16 +385,31 @@ mod tests {
         write_dataset(dir.path(), &spec.generate().unwrap(), Metric::L2).unwrap();
         let data = load_dataset(dir.path()).unwrap();
         let cfg = BenchConfig {
-            specs: default_specs(),
+            specs: vec!["Flat".into(), "SQ8".into(), "SQ4".into()],
             params: vec![SearchParams::default()],
             threads: 2,
             build: BuildOptions::default(),
+            rerank: 50,
         };
         let rows = run(&data, &cfg, |_| {}).unwrap();
-        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            rows.len(),
+            5,
+            "Flat once, each SQ with and without re-ranking"
+        );
         assert_eq!(rows[0].recall_at_10, 1.0);
         assert_eq!(rows[0].recall_at_1, 1.0);
         assert_eq!(rows[0].bytes_per_vector, 64.0);
-        assert!(markdown_table(&rows).contains("| Flat |"));
+        assert_eq!(rows[0].mse, None);
+        let sq8 = &rows[1];
+        assert_eq!(sq8.bytes_per_vector, 16.0);
+        assert!(sq8.recall_at_10 > 0.9, "{sq8:?}");
+        // No quantizer beats the rate-distortion bound on Gaussian data.
+        assert!(sq8.mse_ratio.unwrap() > 1.0, "{sq8:?}");
+        assert_eq!(sq8.raw_bytes, 2000 * 16 * 4);
+        assert!(rows[2].recall_at_10 >= 0.99 && rows[2].params.rerank == 50);
+        assert_eq!(rows[3].bytes_per_vector, 8.0);
+        let table = markdown_table(&rows);
+        assert!(table.contains("| Flat |") && table.contains("| SQ4 |"));
     }
 }

@@ -58,7 +58,8 @@ enum Command {
     },
     /// Build an index from a vector file and save it.
     ///
-    /// Example: vecquant build --spec Flat --base data/base.fvecs --out flat.vq
+    /// Examples: vecquant build --spec Flat --base data/base.fvecs --out flat.vq
+    ///           vecquant build --spec SQ8 --base data/base.fvecs --train data/train.fvecs --keep-raw --out sq8.vq
     Build {
         /// Index spec (e.g. Flat).
         #[arg(long)]
@@ -75,13 +76,18 @@ enum Command {
         /// Seed for training.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Keep the original vectors in the index so searches can re-rank exactly
+        /// (`search --rerank R`).
+        #[arg(long)]
+        keep_raw: bool,
         /// Output index file.
         #[arg(long)]
         out: PathBuf,
     },
     /// Search a saved index; with --gt prints recall.
     ///
-    /// Example: vecquant search --index flat.vq --queries data/query.fvecs --gt data/groundtruth.ivecs --json
+    /// Examples: vecquant search --index flat.vq --queries data/query.fvecs --gt data/groundtruth.ivecs --json
+    ///           vecquant search --index sq8.vq --queries data/query.fvecs --gt data/groundtruth.ivecs --rerank 100
     Search {
         /// Index file.
         #[arg(long)]
@@ -311,6 +317,7 @@ fn run(cli: Cli) -> Result<()> {
             train,
             metric,
             seed,
+            keep_raw,
             out,
         } => {
             let b = data::read_vectors(&base)?;
@@ -321,7 +328,7 @@ fn run(cli: Cli) -> Result<()> {
             let opts = BuildOptions {
                 metric,
                 seed,
-                ..Default::default()
+                keep_raw,
             };
             let t0 = Instant::now();
             let mut index = spec::new_index(&s, b.dim(), &opts)?;
@@ -465,9 +472,16 @@ fn run(cli: Cli) -> Result<()> {
                 loaded.data.train.len(),
                 loaded.data.base.dim()
             ));
+            let mut base = params.apply(k);
+            let rerank = std::mem::take(&mut base.rerank);
             let cfg = BenchConfig {
                 specs: specs.unwrap_or_else(bench::default_specs),
-                params: vec![params.apply(k)],
+                params: vec![base],
+                rerank: if params.rerank.is_some() {
+                    rerank
+                } else {
+                    bench::DEFAULT_RERANK
+                },
                 threads,
                 build: BuildOptions {
                     seed,

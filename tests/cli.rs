@@ -171,3 +171,87 @@ fn bad_input_fails_cleanly() {
     assert!(!out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+fn fail(out: &Output) -> String {
+    assert!(!out.status.success(), "unexpectedly succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn scalar_quantizer_build_search_rerank() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let gen_args = [
+        "gen",
+        "gaussian",
+        "--dim",
+        "24",
+        "--n",
+        "4000",
+        "--queries",
+        "40",
+        "--out",
+        "data",
+    ];
+    ok(&vecquant(&gen_args, d));
+    for (spec, keep) in [("SQ8", true), ("SQ4", true), ("SQ4u", false)] {
+        let out = format!("{spec}.vq");
+        let mut args = vec![
+            "build",
+            "--spec",
+            spec,
+            "--base",
+            "data/base.fvecs",
+            "--train",
+            "data/train.fvecs",
+            "--out",
+            &out,
+        ];
+        if keep {
+            args.push("--keep-raw");
+        }
+        ok(&vecquant(&args, d));
+        let search = |extra: &[&str]| {
+            let mut a = vec![
+                "search",
+                "--index",
+                &out,
+                "--queries",
+                "data/query.fvecs",
+                "--gt",
+                "data/groundtruth.ivecs",
+                "--json",
+            ];
+            a.extend_from_slice(extra);
+            vecquant(&a, d)
+        };
+        let v: serde_json::Value = serde_json::from_str(ok(&search(&[])).trim()).unwrap();
+        assert_eq!(v["spec"], spec);
+        let bpv = if spec.starts_with("SQ8") { 24.0 } else { 12.0 };
+        assert_eq!(v["bytes_per_vector"], bpv);
+        let r = v["recall_at_10"].as_f64().unwrap();
+        assert!(r > 0.5, "{spec}: {r}");
+        if keep {
+            let v: serde_json::Value =
+                serde_json::from_str(ok(&search(&["--rerank", "100"])).trim()).unwrap();
+            let rr = v["recall_at_10"].as_f64().unwrap();
+            assert!(rr >= 0.99, "{spec} rerank: {rr}");
+        } else {
+            let e = fail(&search(&["--rerank", "100"]));
+            assert!(e.contains("--keep-raw"), "{e}");
+        }
+    }
+    let e = fail(&vecquant(
+        &[
+            "build",
+            "--spec",
+            "SQ5",
+            "--base",
+            "data/base.fvecs",
+            "--out",
+            "x.vq",
+        ],
+        d,
+    ));
+    assert!(e.contains("SQ5") && e.contains("accepted"), "{e}");
+}

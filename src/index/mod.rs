@@ -6,6 +6,7 @@
 //! [`Neighbor`]s sorted best first with ties broken by id.
 
 pub mod flat;
+pub mod scalar;
 pub mod spec;
 
 use rayon::prelude::*;
@@ -20,6 +21,7 @@ use crate::topk::Neighbor;
 use crate::vectors::{check_batch, check_finite, check_query};
 
 pub use flat::Flat;
+pub use scalar::Scalar;
 
 /// Per-query search parameters. Each index kind reads the ones that apply to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,9 +246,10 @@ pub fn open(path: impl AsRef<Path>) -> Result<Box<dyn Index>> {
 pub fn from_container(c: &Container) -> Result<Box<dyn Index>> {
     match c.header().kind.as_str() {
         "flat" => Ok(Box::new(Flat::from_container(c)?)),
+        "sq" => Ok(Box::new(Scalar::from_container(c)?)),
         other => Err(Error::format(
             c.path(),
-            format!("unknown index kind `{other}` (this build reads: flat)"),
+            format!("unknown index kind `{other}` (this build reads: flat, sq)"),
         )),
     }
 }

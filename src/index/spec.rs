@@ -3,16 +3,17 @@
 //! | spec | index |
 //! | --- | --- |
 //! | `Flat` | [`Flat`]: exact search over raw f32 vectors |
+//! | `SQ8`, `SQ4`, `SQ8u`, `SQ4u`, `SQ8opt`, `SQ4opt`, `SQ8lm`, `SQ4lm`, `SQ8nq`, `SQ4nq` | [`Scalar`]: scalar quantizer, 8 or 4 bits per dimension (see [`crate::index::scalar`]) |
 //!
 //! Parsing is case-insensitive for the keywords; a malformed spec is an
 //! [`Error::Spec`] listing the accepted forms.
 
 use crate::error::{Error, Result};
-use crate::index::{Flat, Index};
+use crate::index::{Flat, Index, Scalar};
 use crate::metric::Metric;
 
 /// The accepted spec forms, for error messages and `--help`.
-pub const ACCEPTED: &str = "Flat";
+pub const ACCEPTED: &str = "Flat, SQ8, SQ4, SQ8u, SQ4u, SQ8opt, SQ4opt, SQ8lm, SQ4lm, SQ8nq, SQ4nq";
 
 /// Options shared by every index built from a spec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +58,10 @@ pub fn new_index(spec: &str, dim: usize, opts: &BuildOptions) -> Result<Box<dyn 
     }
     match s.to_ascii_lowercase().as_str() {
         "flat" => Ok(Box::new(Flat::new(dim, opts.metric))),
+        l if l.starts_with("sq") => match crate::index::scalar::parse_spec(l) {
+            Some(_) => Ok(Box::new(Scalar::new(s, dim, opts.metric, opts.keep_raw)?)),
+            None => Err(bad("unknown scalar-quantizer variant")),
+        },
         _ => Err(bad("unknown index type")),
     }
 }

@@ -109,7 +109,10 @@ pub fn scan_lut8(w: &[f32], lut: &[f32; 256], codes: &[u8], out: &mut [f32]) {
 /// (dimension `2j` in the low nibble of byte `j`, `2j + 1` in the high nibble).
 #[inline]
 pub fn scan_lut4(w: &Lut4Weights, lut: &[f32; 16], codes: &[u8], out: &mut [f32]) {
-    assert!(codes.len() >= out.len() * w.dim.div_ceil(2), "code buffer too short");
+    assert!(
+        codes.len() >= out.len() * w.dim.div_ceil(2),
+        "code buffer too short"
+    );
     (table().lut4)(w, lut, codes, out)
 }
 
@@ -515,7 +518,9 @@ mod tests {
             for n in [1usize, 3, 4, 5, 9] {
                 let w: Vec<f32> = (0..dim).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
                 let c8: Vec<u8> = (0..n * dim).map(|_| rng.random::<u8>()).collect();
-                let c4: Vec<u8> = (0..n * dim.div_ceil(2)).map(|_| rng.random::<u8>()).collect();
+                let c4: Vec<u8> = (0..n * dim.div_ceil(2))
+                    .map(|_| rng.random::<u8>())
+                    .collect();
                 let lut8: [f32; 256] = std::array::from_fn(|i| (i as f32 * 0.37).sin());
                 let lut4: [f32; 16] = std::array::from_fn(|i| (i as f32 * 1.3).cos());
                 let w4 = Lut4Weights::new(&w);
@@ -547,7 +552,12 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         {
             if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                v.push(("avx2", x86::u8_avx2_safe, x86::lut8_avx2_safe, x86::lut4_avx2_safe));
+                v.push((
+                    "avx2",
+                    x86::u8_avx2_safe,
+                    x86::lut8_avx2_safe,
+                    x86::lut4_avx2_safe,
+                ));
             }
             if is_x86_feature_detected!("avx512f") {
                 v.push((

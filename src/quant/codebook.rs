@@ -10,8 +10,8 @@
 //! let nf4 = Codebook::nf4();
 //! assert_eq!(nf4.len(), 16);
 //! assert_eq!(nf4.decode(nf4.encode(0.0)), 0.0); // NF4 has an exact zero
-//! let u = Codebook::uniform(256);
-//! assert_eq!(u.encode(0.5), 128); // ties resolve to the upper level
+//! let u = Codebook::uniform(256).unwrap();
+//! assert_eq!(u.encode(0.25), 64); // nearest of i / 255
 //! ```
 
 use serde::{Deserialize, Serialize};

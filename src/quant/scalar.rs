@@ -402,7 +402,7 @@ impl ScalarQuantizer {
     /// Decodes codes (a whole number of `code_size()` records), in parallel.
     pub fn decode(&self, codes: &[u8]) -> Result<Vec<f32>> {
         let cs = self.code_size();
-        if codes.len() % cs != 0 {
+        if !codes.len().is_multiple_of(cs) {
             return Err(Error::param(
                 "codes",
                 format!(

@@ -1,0 +1,656 @@
+//! `Scalar`: a flat scan over scalar-quantized codes (FAISS's `IndexScalarQuantizer`).
+//!
+//! | spec | levels | range | bytes/dim |
+//! | --- | --- | --- | --- |
+//! | `SQ8` | uniform | MSE-optimal per dimension | 1 |
+//! | `SQ4` | Lloyd-Max (trained) | mean ± 4σ normalisation | ½ |
+//! | `SQ8u`, `SQ4u` | uniform | min/max (the seed's quantizer, FAISS `QT_8bit`/`QT_4bit`) | 1, ½ |
+//! | `SQ8opt`, `SQ4opt` | uniform | MSE-optimal per dimension | 1, ½ |
+//! | `SQ8lm`, `SQ4lm` | Lloyd-Max | mean ± 4σ | 1, ½ |
+//! | `SQ8nq`, `SQ4nq` | normal quantiles | mean ± the outermost quantile·σ | 1, ½ |
+//!
+//! Distances are computed on the codes: `q · x̂ = q · lo + Σ_d (q_d·width_d) · L[c_d]`
+//! (see [`crate::kernels::sq`]). Each vector keeps one `f32` correction term — `‖x̂‖²`
+//! for L2, `1/‖x̂‖` for cosine (so scores stay true cosines of the decoded vectors, the
+//! per-vector term Qdrant keeps for the same reason); inner product needs none. With
+//! [`crate::index::spec::BuildOptions::keep_raw`] the original vectors are kept in a
+//! separate section and `rerank = R` re-scores the best `R` candidates exactly.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::index::{IdFilter, Index, SearchParams, check_add, check_search, check_single};
+use crate::kernels::{self, sq as ksq};
+use crate::metric::Metric;
+use crate::quant::scalar::{ScalarQuantizer, SqConfig};
+use crate::store::{Container, ContainerWriter};
+use crate::topk::{Neighbor, TopK};
+use crate::vectors::{check_batch, check_finite, normalize_in_place};
+
+/// Vectors scanned per block: a block of codes stays in cache while a group of queries
+/// scans it.
+const BLOCK: usize = 1024;
+/// Queries that share each code block in batch search.
+const QUERY_GROUP: usize = 16;
+
+/// Parses an `SQ…` spec into its canonical name and configuration.
+pub fn parse_spec(spec: &str) -> Option<(String, SqConfig)> {
+    let s = spec.trim().to_ascii_lowercase();
+    let rest = s.strip_prefix("sq")?;
+    let (bits, variant) = if let Some(v) = rest.strip_prefix('8') {
+        (8u8, v)
+    } else if let Some(v) = rest.strip_prefix('4') {
+        (4u8, v)
+    } else {
+        return None;
+    };
+    let (cfg, suffix) = match variant {
+        "" if bits == 8 => (SqConfig::optimal_range(8), ""),
+        "" => (SqConfig::lloyd_max(4), ""),
+        "u" => (SqConfig::uniform(bits), "u"),
+        "opt" => (SqConfig::optimal_range(bits), "opt"),
+        "lm" => (SqConfig::lloyd_max(bits), "lm"),
+        "nq" => (SqConfig::normal_quantile(bits), "nq"),
+        _ => return None,
+    };
+    Some((format!("SQ{bits}{suffix}"), cfg))
+}
+
+/// Parameters stored in the container header.
+#[derive(Serialize, Deserialize)]
+struct StoredParams {
+    config: SqConfig,
+    keep_raw: bool,
+}
+
+/// Flat scan over scalar-quantized codes.
+#[derive(Clone, Debug)]
+pub struct Scalar {
+    spec: String,
+    dim: usize,
+    metric: Metric,
+    config: SqConfig,
+    keep_raw: bool,
+    sq: Option<ScalarQuantizer>,
+    codes: Vec<u8>,
+    ids: Vec<u64>,
+    /// ‖x̂‖² (L2), 1/‖x̂‖ (cosine), empty (inner product).
+    corr: Vec<f32>,
+    /// Original vectors (normalised for cosine) when `keep_raw`.
+    raw: Vec<f32>,
+}
+
+/// The scan kernel a quantizer needs and its level table.
+enum Kernel {
+    U8,
+    Lut8(Box<[f32; 256]>),
+    Lut4([f32; 16]),
+}
+
+/// Per-query state of a scan.
+struct QueryState {
+    weights: Vec<f32>,
+    w4: ksq::Lut4Weights,
+    constant: f32,
+    norm_sq: f32,
+    heap: TopK,
+}
+
+impl Scalar {
+    /// An untrained index for `spec` (see the module table); `keep_raw` keeps the
+    /// original vectors for re-ranking.
+    pub fn new(spec: &str, dim: usize, metric: Metric, keep_raw: bool) -> Result<Self> {
+        let (name, config) = parse_spec(spec).ok_or_else(|| Error::Spec {
+            spec: spec.to_string(),
+            message: "not a scalar-quantizer spec (SQ8, SQ4, SQ8u, SQ4u, SQ8opt, SQ4opt, \
+                      SQ8lm, SQ4lm, SQ8nq, SQ4nq)"
+                .into(),
+        })?;
+        Ok(Self::with_config(name, dim, metric, config, keep_raw))
+    }
+
+    /// An untrained index with an explicit quantizer configuration (any range estimator
+    /// and levels, including a [`crate::quant::scalar::Levels::Custom`] codebook).
+    pub fn with_config(
+        spec: impl Into<String>,
+        dim: usize,
+        metric: Metric,
+        config: SqConfig,
+        keep_raw: bool,
+    ) -> Self {
+        Scalar {
+            spec: spec.into(),
+            dim,
+            metric,
+            config,
+            keep_raw,
+            sq: None,
+            codes: Vec::new(),
+            ids: Vec::new(),
+            corr: Vec::new(),
+            raw: Vec::new(),
+        }
+    }
+
+    /// The trained quantizer.
+    pub fn quantizer(&self) -> Option<&ScalarQuantizer> {
+        self.sq.as_ref()
+    }
+
+    /// The codes, `code_size` bytes per vector in insertion order.
+    pub fn codes(&self) -> &[u8] {
+        &self.codes
+    }
+
+    fn trained(&self) -> Result<&ScalarQuantizer> {
+        self.sq.as_ref().ok_or_else(|| {
+            Error::param(
+                "index",
+                format!(
+                    "{} must be trained before vectors are added or searched",
+                    self.spec
+                ),
+            )
+        })
+    }
+
+    fn kernel(sq: &ScalarQuantizer) -> Kernel {
+        let table = sq.level_table();
+        match (sq.bits(), sq.is_uniform()) {
+            (8, true) => Kernel::U8,
+            (8, false) => Kernel::Lut8(Box::new(std::array::from_fn(|i| table[i]))),
+            _ => Kernel::Lut4(std::array::from_fn(|i| table[i])),
+        }
+    }
+
+    /// Loads an `sq` container.
+    pub fn from_container(c: &Container) -> Result<Self> {
+        let h = c.header();
+        let bad = |m: String| Error::format(c.path(), m);
+        let dim = usize::try_from(h.dim)
+            .ok()
+            .filter(|&d| d > 0 && d <= 1 << 24)
+            .ok_or_else(|| bad(format!("invalid dimension {} in header", h.dim)))?;
+        let n = usize::try_from(h.count).map_err(|_| bad("vector count overflows".into()))?;
+        let p: StoredParams = c.params()?;
+        let nlevels = 1usize << p.config.bits.min(8);
+        let lo = c.section_f32("lo", dim)?;
+        let width = c.section_f32("width", dim)?;
+        let levels_bytes = c.section("levels")?.len() / 4;
+        if levels_bytes > nlevels {
+            return Err(bad(format!(
+                "{levels_bytes} levels for {} bits",
+                p.config.bits
+            )));
+        }
+        let levels = c.section_f32("levels", levels_bytes)?;
+        let sq = ScalarQuantizer::from_parts(dim, p.config.clone(), lo, width, levels)
+            .map_err(|e| bad(format!("quantizer: {e}")))?;
+        let cs = sq.code_size();
+        let codes = c
+            .section_u8(
+                "codes",
+                n.checked_mul(cs)
+                    .ok_or_else(|| bad("size overflows".into()))?,
+            )?
+            .to_vec();
+        let ids = c.section_u64("ids", n)?;
+        let corr = if h.metric == Metric::InnerProduct {
+            Vec::new()
+        } else {
+            c.section_f32("corr", n)?
+        };
+        let raw = if p.keep_raw {
+            let r = c.section_f32(
+                "raw",
+                n.checked_mul(dim)
+                    .ok_or_else(|| bad("size overflows".into()))?,
+            )?;
+            check_finite(&r, dim, "stored raw vectors").map_err(|e| bad(e.to_string()))?;
+            r
+        } else {
+            Vec::new()
+        };
+        if corr.iter().any(|v| !v.is_finite()) {
+            return Err(bad("non-finite correction term".into()));
+        }
+        Ok(Scalar {
+            spec: h.spec.clone(),
+            dim,
+            metric: h.metric,
+            config: p.config,
+            keep_raw: p.keep_raw,
+            sq: Some(sq),
+            codes,
+            ids,
+            corr,
+            raw,
+        })
+    }
+
+    fn prepare_queries(&self, queries: &[f32]) -> Vec<f32> {
+        let mut q = queries.to_vec();
+        if self.metric.normalizes() {
+            q.chunks_exact_mut(self.dim).for_each(normalize_in_place);
+        }
+        q
+    }
+
+    /// Scans every code for a group of prepared queries.
+    fn scan_group(
+        &self,
+        sq: &ScalarQuantizer,
+        queries: &[f32],
+        params: &SearchParams,
+        filter: &IdFilter<'_>,
+    ) -> Result<Vec<Vec<Neighbor>>> {
+        let rerank = params.rerank > 0;
+        if rerank && self.raw.is_empty() {
+            return Err(Error::param(
+                "rerank",
+                format!(
+                    "{} was built without the raw vectors; rebuild with --keep-raw",
+                    self.spec
+                ),
+            ));
+        }
+        let depth = if rerank {
+            params.rerank.max(params.k)
+        } else {
+            params.k
+        };
+        let kernel = Self::kernel(sq);
+        let mut states: Vec<QueryState> = queries
+            .chunks_exact(self.dim)
+            .map(|q| {
+                let mut weights = Vec::with_capacity(self.dim);
+                let constant = sq.query_terms(q, &mut weights);
+                let w4 = if matches!(kernel, Kernel::Lut4(_)) {
+                    ksq::Lut4Weights::new(&weights)
+                } else {
+                    ksq::Lut4Weights::default()
+                };
+                QueryState {
+                    weights,
+                    w4,
+                    constant,
+                    norm_sq: kernels::dot(q, q),
+                    heap: TopK::new(depth),
+                }
+            })
+            .collect();
+        let cs = sq.code_size();
+        let n = self.len();
+        let all = matches!(filter, IdFilter::All);
+        let mut sums = vec![0.0f32; BLOCK];
+        let mut start = 0;
+        while start < n {
+            let rows = BLOCK.min(n - start);
+            let codes = &self.codes[start * cs..(start + rows) * cs];
+            for st in states.iter_mut() {
+                let out = &mut sums[..rows];
+                match &kernel {
+                    Kernel::U8 => ksq::scan_u8(&st.weights, codes, out),
+                    Kernel::Lut8(t) => ksq::scan_lut8(&st.weights, t, codes, out),
+                    Kernel::Lut4(t) => ksq::scan_lut4(&st.w4, t, codes, out),
+                }
+                let c0 = st.constant;
+                match self.metric {
+                    Metric::L2 => {
+                        let base = st.norm_sq - 2.0 * c0;
+                        let corr = &self.corr[start..start + rows];
+                        for (i, (&s, &c)) in out.iter().zip(corr).enumerate() {
+                            let d = base - 2.0 * s + c;
+                            if d <= st.heap.threshold()
+                                && (all || filter.accepts(self.ids[start + i]))
+                            {
+                                st.heap.push((start + i) as u64, d);
+                            }
+                        }
+                    }
+                    Metric::InnerProduct => {
+                        for (i, &s) in out.iter().enumerate() {
+                            let d = -(c0 + s);
+                            if d <= st.heap.threshold()
+                                && (all || filter.accepts(self.ids[start + i]))
+                            {
+                                st.heap.push((start + i) as u64, d);
+                            }
+                        }
+                    }
+                    Metric::Cosine => {
+                        let corr = &self.corr[start..start + rows];
+                        for (i, (&s, &c)) in out.iter().zip(corr).enumerate() {
+                            let d = 1.0 - (c0 + s) * c;
+                            if d <= st.heap.threshold()
+                                && (all || filter.accepts(self.ids[start + i]))
+                            {
+                                st.heap.push((start + i) as u64, d);
+                            }
+                        }
+                    }
+                }
+            }
+            start += rows;
+        }
+        Ok(states
+            .into_iter()
+            .zip(queries.chunks_exact(self.dim))
+            .map(|(st, q)| {
+                let cands = st.heap.into_sorted();
+                if rerank {
+                    let mut heap = TopK::new(params.k);
+                    for c in cands {
+                        let row = c.id as usize;
+                        let x = &self.raw[row * self.dim..(row + 1) * self.dim];
+                        let d = match self.metric {
+                            Metric::L2 => kernels::l2_sq(q, x),
+                            m => m.distance_from_score(kernels::dot(q, x)),
+                        };
+                        heap.push(self.ids[row], d);
+                    }
+                    heap.into_sorted()
+                } else {
+                    cands
+                        .into_iter()
+                        .map(|c| Neighbor {
+                            id: self.ids[c.id as usize],
+                            distance: c.distance,
+                        })
+                        .collect()
+                }
+            })
+            .collect())
+    }
+}
+
+impl Index for Scalar {
+    fn spec(&self) -> String {
+        self.spec.clone()
+    }
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn metric(&self) -> Metric {
+        self.metric
+    }
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+    /// The code size (as FAISS's `code_size`); the 4-byte correction term per vector
+    /// (L2, cosine) is counted in [`Index::memory_bytes`].
+    fn bytes_per_vector(&self) -> f64 {
+        crate::quant::scalar::code_size(self.dim, self.config.bits) as f64
+    }
+    fn memory_bytes(&self) -> usize {
+        let params = self.sq.as_ref().map_or(0, |s| {
+            (s.lo().len() + s.width().len() + s.codebook().len()) * 4
+        });
+        self.codes.len() + self.ids.len() * 8 + self.corr.len() * 4 + self.raw.len() * 4 + params
+    }
+    fn is_trained(&self) -> bool {
+        self.sq.is_some()
+    }
+
+    fn train(&mut self, sample: &[f32]) -> Result<()> {
+        check_batch(sample, self.dim, "training sample")?;
+        let sq = if self.metric.normalizes() {
+            let s = self.prepare_queries(sample);
+            ScalarQuantizer::train(&s, self.dim, &self.config)?
+        } else {
+            ScalarQuantizer::train(sample, self.dim, &self.config)?
+        };
+        self.sq = Some(sq);
+        Ok(())
+    }
+
+    fn add(&mut self, vectors: &[f32], ids: Option<&[u64]>) -> Result<()> {
+        let n = check_add(self.dim, vectors, ids)?;
+        let sq = self.trained()?;
+        let x = self.prepare_queries(vectors);
+        let codes = sq.encode(&x)?;
+        let cs = sq.code_size();
+        let corr: Vec<f32> = if self.metric == Metric::InnerProduct {
+            Vec::new()
+        } else {
+            codes
+                .par_chunks(cs)
+                .map_init(
+                    || vec![0.0f32; self.dim],
+                    |buf, c| {
+                        sq.decode_into(c, buf);
+                        let nn = kernels::dot(buf, buf);
+                        match self.metric {
+                            Metric::L2 => nn,
+                            _ if nn > 0.0 => 1.0 / nn.sqrt(),
+                            _ => 0.0,
+                        }
+                    },
+                )
+                .collect()
+        };
+        self.codes.extend_from_slice(&codes);
+        self.corr.extend_from_slice(&corr);
+        if self.keep_raw {
+            self.raw.extend_from_slice(&x);
+        }
+        match ids {
+            Some(ids) => self.ids.extend_from_slice(ids),
+            None => {
+                let base = self.ids.len() as u64;
+                self.ids.extend(base..base + n as u64);
+            }
+        }
+        Ok(())
+    }
+
+    fn search(&self, query: &[f32], params: &SearchParams) -> Result<Vec<Neighbor>> {
+        self.search_filtered(query, params, &IdFilter::All)
+    }
+
+    fn search_filtered(
+        &self,
+        query: &[f32],
+        params: &SearchParams,
+        filter: &IdFilter<'_>,
+    ) -> Result<Vec<Neighbor>> {
+        check_single(self.dim, self.len(), query, params)?;
+        let sq = self.trained()?;
+        let q = self.prepare_queries(query);
+        let mut r = self.scan_group(sq, &q, params, filter)?;
+        Ok(r.pop().unwrap_or_default())
+    }
+
+    fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
+        check_search(self.dim, self.len(), params)?;
+        check_batch(queries, self.dim, "queries")?;
+        check_finite(queries, self.dim, "queries")?;
+        let sq = self.trained()?;
+        let q = self.prepare_queries(queries);
+        let groups: Vec<Vec<Vec<Neighbor>>> = q
+            .par_chunks(self.dim * QUERY_GROUP)
+            .map(|g| self.scan_group(sq, g, params, &IdFilter::All))
+            .collect::<Result<_>>()?;
+        Ok(groups.into_iter().flatten().collect())
+    }
+
+    fn reconstruct(&self, vectors: &[f32]) -> Result<Option<Vec<f32>>> {
+        let sq = self.trained()?;
+        check_batch(vectors, self.dim, "vectors")?;
+        let x = self.prepare_queries(vectors);
+        Ok(Some(sq.decode(&sq.encode(&x)?)?))
+    }
+
+    fn to_container(&self) -> Result<ContainerWriter> {
+        let sq = self.trained()?;
+        let mut w = ContainerWriter::new("sq", &self.spec, self.dim, self.metric, self.len());
+        w.params(&StoredParams {
+            config: self.config.clone(),
+            keep_raw: self.keep_raw,
+        })?;
+        w.section_f32("lo", sq.lo())
+            .section_f32("width", sq.width())
+            .section_f32("levels", sq.codebook().levels())
+            .section("codes", self.codes.clone())
+            .section_u64("ids", &self.ids);
+        if self.metric != Metric::InnerProduct {
+            w.section_f32("corr", &self.corr);
+        }
+        if self.keep_raw {
+            w.section_f32("raw", &self.raw);
+        }
+        Ok(w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::generate::gaussian;
+    use crate::data::groundtruth::exact_search;
+    use crate::eval::recall_at_k;
+    use crate::store::OpenOptions;
+
+    fn build(spec: &str, metric: Metric, keep_raw: bool, n: usize, dim: usize) -> Scalar {
+        let data = gaussian(n, dim, 0.0, 1.0, 3).unwrap();
+        let mut idx = Scalar::new(spec, dim, metric, keep_raw).unwrap();
+        idx.train(data.as_slice()).unwrap();
+        idx.add(data.as_slice(), None).unwrap();
+        idx
+    }
+
+    /// The code-domain distance equals the exact distance to the decoded vector.
+    #[test]
+    fn scan_distances_equal_decoded_distances() {
+        for spec in ["SQ8", "SQ4", "SQ8u", "SQ4u", "SQ8lm", "SQ8nq"] {
+            for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+                let idx = build(spec, metric, false, 300, 37);
+                let sq = idx.quantizer().unwrap();
+                let q = gaussian(1, 37, 0.0, 1.0, 99).unwrap();
+                let hits = idx
+                    .search(q.as_slice(), &SearchParams::with_k(300))
+                    .unwrap();
+                let mut qn = q.as_slice().to_vec();
+                if metric.normalizes() {
+                    normalize_in_place(&mut qn);
+                }
+                let dec = sq.decode(idx.codes()).unwrap();
+                for h in hits.iter().take(50) {
+                    let x = &dec[h.id as usize * 37..(h.id as usize + 1) * 37];
+                    let want = match metric {
+                        Metric::L2 => crate::kernels::scalar::l2_sq(&qn, x),
+                        Metric::InnerProduct => -crate::kernels::scalar::dot(&qn, x),
+                        Metric::Cosine => {
+                            let nx = crate::kernels::scalar::dot(x, x).sqrt();
+                            1.0 - crate::kernels::scalar::dot(&qn, x) / nx
+                        }
+                    };
+                    assert!(
+                        (h.distance - want).abs() < 2e-3 * (1.0 + want.abs()),
+                        "{spec} {metric}: {} vs {want}",
+                        h.distance
+                    );
+                }
+            }
+        }
+    }
+
+    /// Recall against exact ground truth for every metric, including maximum inner
+    /// product (where uncorrected integer scores collapse, apache/lucene#13350).
+    #[test]
+    fn recall_for_every_metric() {
+        let dim = 32;
+        let base = gaussian(5000, dim, 0.3, 1.0, 5).unwrap();
+        let queries = gaussian(100, dim, 0.3, 1.0, 6).unwrap();
+        for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+            let gt = exact_search(&base, &queries, 10, metric).unwrap();
+            let gt: Vec<Vec<u32>> = gt
+                .iter()
+                .map(|r| r.iter().map(|n| n.id as u32).collect())
+                .collect();
+            for (spec, min) in [("SQ8", 0.93), ("SQ4", 0.6)] {
+                let mut idx = Scalar::new(spec, dim, metric, true).unwrap();
+                idx.train(base.as_slice()).unwrap();
+                idx.add(base.as_slice(), None).unwrap();
+                let p = SearchParams::with_k(10);
+                let res = idx.search_batch(queries.as_slice(), &p).unwrap();
+                let r = recall_at_k(&res, &gt, 10);
+                assert!(r >= min, "{spec} {metric}: recall {r}");
+                let p = SearchParams {
+                    rerank: 100,
+                    ..SearchParams::with_k(10)
+                };
+                let res = idx.search_batch(queries.as_slice(), &p).unwrap();
+                let rr = recall_at_k(&res, &gt, 10);
+                assert!(rr >= 0.99, "{spec} {metric} rerank: recall {rr}");
+            }
+        }
+    }
+
+    #[test]
+    fn batch_equals_single_and_filter_is_exact() {
+        let idx = build("SQ4", Metric::L2, false, 2000, 20);
+        let qs = gaussian(20, 20, 0.0, 1.0, 8).unwrap();
+        let p = SearchParams::with_k(7);
+        let batch = idx.search_batch(qs.as_slice(), &p).unwrap();
+        for (q, b) in qs.rows().zip(&batch) {
+            assert_eq!(&idx.search(q, &p).unwrap(), b);
+        }
+        let even = |id: u64| id.is_multiple_of(2);
+        let f = IdFilter::Predicate(&even);
+        let hits = idx.search_filtered(qs.row(0), &p, &f).unwrap();
+        assert_eq!(hits.len(), 7);
+        assert!(hits.iter().all(|h| h.id % 2 == 0));
+        let full = idx.search(qs.row(0), &SearchParams::with_k(2000)).unwrap();
+        let want: Vec<_> = full.into_iter().filter(|h| h.id % 2 == 0).take(7).collect();
+        assert_eq!(hits, want);
+    }
+
+    #[test]
+    fn container_round_trip() {
+        for (spec, metric, raw) in [
+            ("SQ8", Metric::L2, true),
+            ("SQ4", Metric::Cosine, false),
+            ("SQ8nq", Metric::InnerProduct, false),
+        ] {
+            let idx = build(spec, metric, raw, 500, 24);
+            let bytes = idx.to_container().unwrap().to_bytes().unwrap();
+            let c = Container::from_bytes("mem.vq", bytes, OpenOptions::default()).unwrap();
+            let back = crate::index::from_container(&c).unwrap();
+            assert_eq!(back.spec(), spec);
+            let q = gaussian(3, 24, 0.0, 1.0, 1).unwrap();
+            let p = SearchParams {
+                rerank: if raw { 20 } else { 0 },
+                ..SearchParams::with_k(5)
+            };
+            assert_eq!(
+                idx.search_batch(q.as_slice(), &p).unwrap(),
+                back.search_batch(q.as_slice(), &p).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        let mut idx = Scalar::new("SQ8", 4, Metric::L2, false).unwrap();
+        assert!(idx.add(&[0.0; 4], None).is_err(), "untrained");
+        assert!(Scalar::new("SQ7", 4, Metric::L2, false).is_err());
+        assert!(Scalar::new("SQ8xx", 4, Metric::L2, false).is_err());
+        idx.train(&[0.0, 1.0, 2.0, 3.0, 1.0, 1.0, 1.0, 1.0])
+            .unwrap();
+        idx.add(&[0.5; 8], None).unwrap();
+        assert!(idx.search(&[0.0; 3], &SearchParams::default()).is_err());
+        assert!(
+            idx.search(&[f32::NAN; 4], &SearchParams::default())
+                .is_err()
+        );
+        let p = SearchParams {
+            rerank: 10,
+            ..SearchParams::with_k(1)
+        };
+        let e = idx.search(&[0.0; 4], &p).unwrap_err().to_string();
+        assert!(e.contains("--keep-raw"), "{e}");
+        assert!(idx.add(&[f32::INFINITY; 4], None).is_err());
+    }
+}
