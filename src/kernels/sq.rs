@@ -6,7 +6,8 @@
 //! [`crate::quant::scalar::ScalarQuantizer::query_terms`]):
 //!
 //! - [`scan_u8`]: 8-bit codes with `L[c] = c` (uniform levels): widen, convert, FMA.
-//! - [`scan_lut8`]: 8-bit codes with any 256-entry table (gathers).
+//! - [`scan_lut8`]: 8-bit codes with any 256-entry table (AVX-512: register-resident
+//!   table, permutes and a blend tree; AVX2: gathers).
 //! - [`scan_lut4`]: packed 4-bit codes with any 16-entry table held in one register and
 //!   looked up with a permute (`vpermps`), so non-uniform 4-bit levels cost nothing over
 //!   uniform ones.
@@ -258,12 +259,34 @@ mod x86 {
         by_four(codes, dim, out, four, one);
     }
 
+    /// Looks up 16 byte-valued indices in a 256-entry table held in 16 registers:
+    /// eight two-register permutes (32 entries each, index bits 0–4), then a blend tree
+    /// on index bits 5, 6 and 7. Measured ~2× faster than a 16-lane gather.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn lookup256(idx: __m512i, t: &[__m512; 16]) -> __m512 {
+        let r: [__m512; 8] =
+            std::array::from_fn(|k| _mm512_permutex2var_ps(t[2 * k], idx, t[2 * k + 1]));
+        let m5 = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(32));
+        let m6 = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(64));
+        let m7 = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(128));
+        let s0 = _mm512_mask_blend_ps(m5, r[0], r[1]);
+        let s1 = _mm512_mask_blend_ps(m5, r[2], r[3]);
+        let s2 = _mm512_mask_blend_ps(m5, r[4], r[5]);
+        let s3 = _mm512_mask_blend_ps(m5, r[6], r[7]);
+        let u0 = _mm512_mask_blend_ps(m6, s0, s1);
+        let u1 = _mm512_mask_blend_ps(m6, s2, s3);
+        _mm512_mask_blend_ps(m7, u0, u1)
+    }
+
     #[target_feature(enable = "avx512f")]
     unsafe fn lut8_avx512(w: &[f32], lut: &[f32; 256], codes: &[u8], out: &mut [f32]) {
         let dim = w.len();
         let full = dim / 16 * 16;
-        let lp = lut.as_ptr();
-        // SAFETY: loads as in `u8_avx512`; gathers index a 256-entry table with u8 values.
+        // SAFETY: the table loads read 16 floats at 16k < 256; code loads as in
+        // `u8_avx512`.
+        let t: [__m512; 16] =
+            std::array::from_fn(|k| unsafe { _mm512_loadu_ps(lut.as_ptr().add(16 * k)) });
         let four = |rows: [&[u8]; 4]| unsafe {
             let mut acc = [_mm512_setzero_ps(); 4];
             let mut j = 0;
@@ -271,7 +294,7 @@ mod x86 {
                 let wv = _mm512_loadu_ps(w.as_ptr().add(j));
                 for k in 0..4 {
                     let c = _mm_loadu_si128(rows[k].as_ptr().add(j) as *const __m128i);
-                    let f = _mm512_i32gather_ps::<4>(_mm512_cvtepu8_epi32(c), lp);
+                    let f = lookup256(_mm512_cvtepu8_epi32(c), &t);
                     acc[k] = _mm512_fmadd_ps(f, wv, acc[k]);
                 }
                 j += 16;
@@ -288,7 +311,7 @@ mod x86 {
             let mut j = 0;
             while j < full {
                 let c = _mm_loadu_si128(row.as_ptr().add(j) as *const __m128i);
-                let f = _mm512_i32gather_ps::<4>(_mm512_cvtepu8_epi32(c), lp);
+                let f = lookup256(_mm512_cvtepu8_epi32(c), &t);
                 acc = _mm512_fmadd_ps(f, _mm512_loadu_ps(w.as_ptr().add(j)), acc);
                 j += 16;
             }
