@@ -19,6 +19,7 @@
 //! leaves either the old file or the new one.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -186,7 +187,8 @@ impl Default for OpenOptions {
 #[derive(Debug)]
 pub struct Container {
     path: PathBuf,
-    map: Bytes,
+    map: Arc<Bytes>,
+    verified: bool,
     version: u32,
     header: Header,
 }
@@ -306,7 +308,8 @@ impl Container {
         }
         Ok(Container {
             path: path.to_path_buf(),
-            map,
+            map: Arc::new(map),
+            verified: opts.verify_checksums,
             version,
             header,
         })
@@ -315,6 +318,24 @@ impl Container {
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether every section's checksum was verified when the file was opened.
+    pub fn verified(&self) -> bool {
+        self.verified
+    }
+
+    /// Section `name` as a [`Slab`] of `expected` values, used in place (zero-copy) when
+    /// the mapping is suitably aligned, else copied.
+    pub fn slab<T: Plain>(&self, name: &str, expected: usize) -> Result<Slab<T>> {
+        let size = std::mem::size_of::<T>();
+        let b = self.sized(name, expected, size)?;
+        let offset = b.as_ptr() as usize - self.map.as_ptr() as usize;
+        Ok(
+            Slab::mapped(self.map.clone(), offset, expected).unwrap_or_else(|| {
+                Slab::from(b.chunks_exact(size).map(T::from_le).collect::<Vec<T>>())
+            }),
+        )
     }
 
     /// The format version the file was written with.
@@ -378,6 +399,138 @@ impl Container {
             ));
         }
         Ok(b)
+    }
+}
+
+/// Plain little-endian element types a [`Slab`] can hold.
+pub trait Plain: Copy + Send + Sync + 'static + std::fmt::Debug {
+    /// Decodes one value from its little-endian bytes (`size_of::<Self>()` of them).
+    fn from_le(b: &[u8]) -> Self;
+}
+
+impl Plain for u8 {
+    fn from_le(b: &[u8]) -> Self {
+        b[0]
+    }
+}
+
+impl Plain for f32 {
+    fn from_le(b: &[u8]) -> Self {
+        f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+}
+
+impl Plain for u64 {
+    fn from_le(b: &[u8]) -> Self {
+        u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+    }
+}
+
+/// A read-mostly array that is either owned or a view into an opened container's
+/// memory map — so opening an index does not copy its big sections, and several
+/// processes share the pages. The first mutation copies a mapped slab into memory
+/// (copy on write).
+///
+/// ```
+/// use vecquant::store::Slab;
+/// let mut s: Slab<u64> = Slab::from(vec![1, 2]);
+/// s.to_mut().push(3);
+/// assert_eq!(&s[..], &[1, 2, 3]);
+/// ```
+#[derive(Clone)]
+pub struct Slab<T: Plain> {
+    inner: SlabInner<T>,
+}
+
+#[derive(Clone)]
+enum SlabInner<T> {
+    Owned(Vec<T>),
+    Mapped {
+        map: Arc<Bytes>,
+        offset: usize,
+        len: usize,
+    },
+}
+
+impl<T: Plain> Slab<T> {
+    /// A view of `len` values at byte `offset` of `map`, if the host is little-endian and
+    /// the address is aligned for `T` (section offsets are 64-byte aligned and maps are
+    /// page aligned, so this holds for files; in-memory buffers may not be).
+    fn mapped(map: Arc<Bytes>, offset: usize, len: usize) -> Option<Self> {
+        let size = std::mem::size_of::<T>();
+        let end = offset.checked_add(len.checked_mul(size)?)?;
+        let aligned = (map.as_ptr() as usize + offset) % std::mem::align_of::<T>() == 0;
+        if cfg!(target_endian = "little") && aligned && end <= map.len() {
+            Some(Slab {
+                inner: SlabInner::Mapped { map, offset, len },
+            })
+        } else {
+            None
+        }
+    }
+
+    /// Whether the data is a view into a memory-mapped file.
+    pub fn is_mapped(&self) -> bool {
+        matches!(&self.inner, SlabInner::Mapped { map, .. } if matches!(**map, Bytes::Mapped(_)))
+    }
+
+    /// The owned vector, copying a mapped slab first.
+    pub fn to_mut(&mut self) -> &mut Vec<T> {
+        if let SlabInner::Mapped { .. } = self.inner {
+            let v = self.to_vec();
+            self.inner = SlabInner::Owned(v);
+        }
+        match &mut self.inner {
+            SlabInner::Owned(v) => v,
+            SlabInner::Mapped { .. } => unreachable!("converted above"),
+        }
+    }
+}
+
+impl<T: Plain> From<Vec<T>> for Slab<T> {
+    fn from(v: Vec<T>) -> Self {
+        Slab {
+            inner: SlabInner::Owned(v),
+        }
+    }
+}
+
+impl<T: Plain> Default for Slab<T> {
+    fn default() -> Self {
+        Slab::from(Vec::new())
+    }
+}
+
+impl<T: Plain> std::ops::Deref for Slab<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        match &self.inner {
+            SlabInner::Owned(v) => v,
+            SlabInner::Mapped { map, offset, len } => {
+                // SAFETY: `mapped` checked that `offset + len·size_of::<T>()` lies inside
+                // the map, that the address is aligned for `T`, and that the host is
+                // little-endian; `T: Plain` types (u8, f32, u64) are valid for every bit
+                // pattern. The map is immutable and kept alive by the `Arc`.
+                unsafe { std::slice::from_raw_parts(map.as_ptr().add(*offset) as *const T, *len) }
+            }
+        }
+    }
+}
+
+impl<T: Plain> std::fmt::Debug for Slab<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Slab({} values, mapped: {})",
+            self.len(),
+            self.is_mapped()
+        )
+    }
+}
+
+impl<T: Plain + PartialEq> PartialEq for Slab<T> {
+    fn eq(&self, o: &Self) -> bool {
+        self[..] == o[..]
     }
 }
 

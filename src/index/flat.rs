@@ -2,10 +2,11 @@
 
 use crate::data::groundtruth::knn_blocked;
 use crate::error::{Error, Result};
+use crate::index::rows::Rows;
 use crate::index::{IdFilter, Index, SearchParams, check_add, check_search, check_single};
 use crate::kernels;
 use crate::metric::Metric;
-use crate::store::{Container, ContainerWriter};
+use crate::store::{Container, ContainerWriter, Slab};
 use crate::topk::{Neighbor, TopK};
 use crate::vectors::{check_batch, check_finite, normalize_in_place};
 
@@ -13,15 +14,15 @@ use crate::vectors::{check_batch, check_finite, normalize_in_place};
 ///
 /// Single queries scan with the SIMD kernels; batches of queries use blocked GEMM
 /// (faer) like FAISS's `IndexFlatL2`. For [`Metric::Cosine`] vectors are normalised
-/// when added.
+/// when added. Loaded indexes use the file's sections in place (memory-mapped).
 #[derive(Clone, Debug)]
 pub struct Flat {
     dim: usize,
     metric: Metric,
-    pub(crate) vectors: Vec<f32>,
+    vectors: Slab<f32>,
     /// Squared norms (L2 only), so batched search is one GEMM plus an add.
-    pub(crate) norms: Vec<f32>,
-    pub(crate) ids: Vec<u64>,
+    norms: Slab<f32>,
+    rows: Rows,
 }
 
 /// Below this many queries a batch is answered by per-query scans, not GEMM.
@@ -33,39 +34,24 @@ impl Flat {
         Flat {
             dim,
             metric,
-            vectors: Vec::new(),
-            norms: Vec::new(),
-            ids: Vec::new(),
+            vectors: Slab::default(),
+            norms: Slab::default(),
+            rows: Rows::default(),
         }
     }
 
-    /// The stored vectors (normalised for cosine), row-major.
+    /// The stored vectors (normalised for cosine), row-major, deleted rows included
+    /// until [`Index::compact`].
     pub fn vectors(&self) -> &[f32] {
         &self.vectors
     }
 
     /// The ids, in insertion order.
     pub fn ids(&self) -> &[u64] {
-        &self.ids
+        self.rows.ids()
     }
 
-    /// Rebuilds an index from its parts (used by the file loader).
-    pub(crate) fn from_parts(dim: usize, metric: Metric, vectors: Vec<f32>, ids: Vec<u64>) -> Self {
-        let norms = if metric == Metric::L2 {
-            kernels::row_norms_sq(&vectors, dim)
-        } else {
-            Vec::new()
-        };
-        Flat {
-            dim,
-            metric,
-            vectors,
-            norms,
-            ids,
-        }
-    }
-
-    /// Loads a `flat` container.
+    /// Loads a `flat` container. The vectors, ids and norms are used in place.
     pub fn from_container(c: &Container) -> Result<Self> {
         let h = c.header();
         let dim = usize::try_from(h.dim)
@@ -79,11 +65,30 @@ impl Flat {
         let total = n
             .checked_mul(dim)
             .ok_or_else(|| Error::format(c.path(), "vector count × dimension overflows"))?;
-        let vectors = c.section_f32("vectors", total)?;
-        let ids = c.section_u64("ids", n)?;
-        check_finite(&vectors, dim, "stored vectors")
-            .map_err(|e| Error::format(c.path(), e.to_string()))?;
-        Ok(Self::from_parts(dim, h.metric, vectors, ids))
+        let vectors = c.slab::<f32>("vectors", total)?;
+        let rows = Rows::read(c, n)?;
+        if c.verified() {
+            // The checksum pass already read every byte; scanning for NaN costs little
+            // more. Unverified opens (huge files) stay O(1).
+            check_finite(&vectors, dim, "stored vectors")
+                .map_err(|e| Error::format(c.path(), e.to_string()))?;
+        }
+        let has_norms = h.sections.iter().any(|s| s.name == "norms");
+        let norms = if h.metric != Metric::L2 {
+            Slab::default()
+        } else if has_norms {
+            c.slab::<f32>("norms", n)?
+        } else {
+            // Format-1 files written before norms were stored.
+            Slab::from(kernels::row_norms_sq(&vectors, dim))
+        };
+        Ok(Flat {
+            dim,
+            metric: h.metric,
+            vectors,
+            norms,
+            rows,
+        })
     }
 
     fn prepared_query<'a>(&self, q: &'a [f32], buf: &'a mut Vec<f32>) -> &'a [f32] {
@@ -109,43 +114,58 @@ impl Index for Flat {
         self.metric
     }
     fn len(&self) -> usize {
-        self.ids.len()
+        self.rows.live()
     }
     fn bytes_per_vector(&self) -> f64 {
         (self.dim * 4) as f64
     }
     fn memory_bytes(&self) -> usize {
-        self.vectors.len() * 4 + self.norms.len() * 4 + self.ids.len() * 8
+        self.vectors.len() * 4 + self.norms.len() * 4 + self.rows.memory_bytes()
     }
 
     fn to_container(&self) -> Result<ContainerWriter> {
-        let mut w = ContainerWriter::new("flat", &self.spec(), self.dim, self.metric, self.len());
-        w.section_f32("vectors", &self.vectors)
-            .section_u64("ids", &self.ids);
+        let mut w =
+            ContainerWriter::new("flat", &self.spec(), self.dim, self.metric, self.rows.len());
+        w.section_f32("vectors", &self.vectors);
+        if self.metric == Metric::L2 {
+            w.section_f32("norms", &self.norms);
+        }
+        self.rows.write(&mut w);
         Ok(w)
     }
 
     fn add(&mut self, vectors: &[f32], ids: Option<&[u64]>) -> Result<()> {
         let n = check_add(self.dim, vectors, ids)?;
-        let start = self.vectors.len();
-        self.vectors.extend_from_slice(vectors);
+        let store = self.vectors.to_mut();
+        let start = store.len();
+        store.extend_from_slice(vectors);
         if self.metric.normalizes() {
-            for row in self.vectors[start..].chunks_exact_mut(self.dim) {
+            for row in store[start..].chunks_exact_mut(self.dim) {
                 normalize_in_place(row);
             }
         }
         if self.metric == Metric::L2 {
-            self.norms
-                .extend(kernels::row_norms_sq(&self.vectors[start..], self.dim));
+            let norms = kernels::row_norms_sq(&store[start..], self.dim);
+            self.norms.to_mut().extend(norms);
         }
-        match ids {
-            Some(ids) => self.ids.extend_from_slice(ids),
-            None => {
-                let base = self.ids.len() as u64;
-                self.ids.extend(base..base + n as u64);
-            }
-        }
+        self.rows.push(n, ids);
         Ok(())
+    }
+
+    fn delete(&mut self, ids: &[u64]) -> Result<usize> {
+        Ok(self.rows.delete(ids))
+    }
+
+    fn deleted(&self) -> usize {
+        self.rows.deleted()
+    }
+
+    fn compact(&mut self) -> Result<usize> {
+        self.vectors = self.rows.compact_slab(&self.vectors, self.dim);
+        if self.metric == Metric::L2 {
+            self.norms = self.rows.compact_slab(&self.norms, 1);
+        }
+        Ok(self.rows.compact())
     }
 
     fn search(&self, query: &[f32], params: &SearchParams) -> Result<Vec<Neighbor>> {
@@ -159,22 +179,27 @@ impl Index for Flat {
         filter: &IdFilter<'_>,
     ) -> Result<Vec<Neighbor>> {
         check_single(self.dim, self.len(), query, params)?;
-        let all = matches!(filter, IdFilter::All);
+        let all = matches!(filter, IdFilter::All) && !self.rows.has_deleted();
         let mut buf = Vec::new();
         let q = self.prepared_query(query, &mut buf);
         let mut heap = TopK::new(params.k);
+        let ids = self.rows.ids();
+        let ok = |row: usize| all || (self.rows.is_live(row) && filter.accepts(ids[row]));
         match self.metric {
             Metric::L2 => {
-                for (row, &id) in self.vectors.chunks_exact(self.dim).zip(&self.ids) {
-                    if all || filter.accepts(id) {
-                        heap.push(id, kernels::l2_sq(q, row));
+                for (row, x) in self.vectors.chunks_exact(self.dim).enumerate() {
+                    if ok(row) {
+                        heap.push(ids[row], kernels::l2_sq(q, x));
                     }
                 }
             }
             Metric::InnerProduct | Metric::Cosine => {
-                for (row, &id) in self.vectors.chunks_exact(self.dim).zip(&self.ids) {
-                    if all || filter.accepts(id) {
-                        heap.push(id, self.metric.distance_from_score(kernels::dot(q, row)));
+                for (row, x) in self.vectors.chunks_exact(self.dim).enumerate() {
+                    if ok(row) {
+                        heap.push(
+                            ids[row],
+                            self.metric.distance_from_score(kernels::dot(q, x)),
+                        );
                     }
                 }
             }
@@ -204,6 +229,12 @@ impl Index for Flat {
             queries
         };
         let l2 = self.metric == Metric::L2;
+        let live = |row: usize| self.rows.is_live(row);
+        let keep: Option<&(dyn Fn(usize) -> bool + Sync)> = if self.rows.has_deleted() {
+            Some(&live)
+        } else {
+            None
+        };
         let mut res = knn_blocked(
             &self.vectors,
             &self.norms,
@@ -211,8 +242,8 @@ impl Index for Flat {
             self.dim,
             params.k,
             l2,
-            Some(&self.ids),
-            None,
+            Some(self.rows.ids()),
+            keep,
         );
         if self.metric == Metric::Cosine {
             for r in &mut res {
@@ -342,6 +373,15 @@ mod tests {
             }
             fn add(&mut self, v: &[f32], ids: Option<&[u64]>) -> Result<()> {
                 self.0.add(v, ids)
+            }
+            fn delete(&mut self, ids: &[u64]) -> Result<usize> {
+                self.0.delete(ids)
+            }
+            fn deleted(&self) -> usize {
+                self.0.deleted()
+            }
+            fn compact(&mut self) -> Result<usize> {
+                self.0.compact()
             }
             fn search(&self, q: &[f32], p: &SearchParams) -> Result<Vec<Neighbor>> {
                 self.0.search(q, p)

@@ -6,6 +6,7 @@
 //! [`Neighbor`]s sorted best first with ties broken by id.
 
 pub mod flat;
+pub mod rows;
 pub mod scalar;
 pub mod spec;
 
@@ -78,7 +79,7 @@ pub trait Index: Send + Sync {
     fn dim(&self) -> usize;
     /// The metric.
     fn metric(&self) -> Metric;
-    /// Number of vectors held.
+    /// Number of (live, not deleted) vectors held.
     fn len(&self) -> usize;
     /// Whether no vectors are held.
     fn is_empty(&self) -> bool {
@@ -99,6 +100,15 @@ pub trait Index: Send + Sync {
     }
     /// Adds row-major `vectors` with `ids` (default: consecutive from the current length).
     fn add(&mut self, vectors: &[f32], ids: Option<&[u64]>) -> Result<()>;
+    /// Deletes the vectors with these ids (a tombstone per vector: every search skips
+    /// them at once; [`Index::compact`] frees their space). Unknown ids are ignored;
+    /// returns how many vectors were newly deleted.
+    fn delete(&mut self, ids: &[u64]) -> Result<usize>;
+    /// Number of deleted vectors still occupying space.
+    fn deleted(&self) -> usize;
+    /// Drops deleted vectors from memory (and from the file at the next save); returns
+    /// how many were dropped.
+    fn compact(&mut self) -> Result<usize>;
     /// The `params.k` nearest neighbours of one query.
     fn search(&self, query: &[f32], params: &SearchParams) -> Result<Vec<Neighbor>>;
     /// Encodes then decodes row-major `vectors` with the index's quantizer, giving the

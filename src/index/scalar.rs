@@ -20,11 +20,12 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::index::rows::Rows;
 use crate::index::{IdFilter, Index, SearchParams, check_add, check_search, check_single};
 use crate::kernels::{self, sq as ksq};
 use crate::metric::Metric;
 use crate::quant::scalar::{ScalarQuantizer, SqConfig};
-use crate::store::{Container, ContainerWriter};
+use crate::store::{Container, ContainerWriter, Slab};
 use crate::topk::{Neighbor, TopK};
 use crate::vectors::{check_batch, check_finite, normalize_in_place};
 
@@ -73,12 +74,12 @@ pub struct Scalar {
     config: SqConfig,
     keep_raw: bool,
     sq: Option<ScalarQuantizer>,
-    codes: Vec<u8>,
-    ids: Vec<u64>,
+    codes: Slab<u8>,
+    rows: Rows,
     /// ‖x̂‖² (L2), 1/‖x̂‖ (cosine), empty (inner product).
-    corr: Vec<f32>,
+    corr: Slab<f32>,
     /// Original vectors (normalised for cosine) when `keep_raw`.
-    raw: Vec<f32>,
+    raw: Slab<f32>,
 }
 
 /// The scan kernel a quantizer needs and its level table.
@@ -126,10 +127,10 @@ impl Scalar {
             config,
             keep_raw,
             sq: None,
-            codes: Vec::new(),
-            ids: Vec::new(),
-            corr: Vec::new(),
-            raw: Vec::new(),
+            codes: Slab::default(),
+            rows: Rows::default(),
+            corr: Slab::default(),
+            raw: Slab::default(),
         }
     }
 
@@ -188,32 +189,32 @@ impl Scalar {
         let sq = ScalarQuantizer::from_parts(dim, p.config.clone(), lo, width, levels)
             .map_err(|e| bad(format!("quantizer: {e}")))?;
         let cs = sq.code_size();
-        let codes = c
-            .section_u8(
-                "codes",
-                n.checked_mul(cs)
-                    .ok_or_else(|| bad("size overflows".into()))?,
-            )?
-            .to_vec();
-        let ids = c.section_u64("ids", n)?;
+        let codes = c.slab::<u8>(
+            "codes",
+            n.checked_mul(cs)
+                .ok_or_else(|| bad("size overflows".into()))?,
+        )?;
+        let rows = Rows::read(c, n)?;
         let corr = if h.metric == Metric::InnerProduct {
-            Vec::new()
+            Slab::default()
         } else {
-            c.section_f32("corr", n)?
+            c.slab::<f32>("corr", n)?
         };
         let raw = if p.keep_raw {
-            let r = c.section_f32(
+            c.slab::<f32>(
                 "raw",
                 n.checked_mul(dim)
                     .ok_or_else(|| bad("size overflows".into()))?,
-            )?;
-            check_finite(&r, dim, "stored raw vectors").map_err(|e| bad(e.to_string()))?;
-            r
+            )?
         } else {
-            Vec::new()
+            Slab::default()
         };
-        if corr.iter().any(|v| !v.is_finite()) {
-            return Err(bad("non-finite correction term".into()));
+        if c.verified() {
+            // Cheap next to the checksum pass; unverified opens stay O(1).
+            check_finite(&raw, dim, "stored raw vectors").map_err(|e| bad(e.to_string()))?;
+            if corr.iter().any(|v| !v.is_finite()) {
+                return Err(bad("non-finite correction term".into()));
+            }
         }
         Ok(Scalar {
             spec: h.spec.clone(),
@@ -223,7 +224,7 @@ impl Scalar {
             keep_raw: p.keep_raw,
             sq: Some(sq),
             codes,
-            ids,
+            rows,
             corr,
             raw,
         })
@@ -281,8 +282,10 @@ impl Scalar {
             })
             .collect();
         let cs = sq.code_size();
-        let n = self.len();
-        let all = matches!(filter, IdFilter::All);
+        let n = self.rows.len();
+        let all = matches!(filter, IdFilter::All) && !self.rows.has_deleted();
+        let ids = self.rows.ids();
+        let ok = |row: usize| all || (self.rows.is_live(row) && filter.accepts(ids[row]));
         let mut sums = vec![0.0f32; BLOCK];
         let mut start = 0;
         while start < n {
@@ -302,9 +305,7 @@ impl Scalar {
                         let corr = &self.corr[start..start + rows];
                         for (i, (&s, &c)) in out.iter().zip(corr).enumerate() {
                             let d = base - 2.0 * s + c;
-                            if d <= st.heap.threshold()
-                                && (all || filter.accepts(self.ids[start + i]))
-                            {
+                            if d <= st.heap.threshold() && ok(start + i) {
                                 st.heap.push((start + i) as u64, d);
                             }
                         }
@@ -312,9 +313,7 @@ impl Scalar {
                     Metric::InnerProduct => {
                         for (i, &s) in out.iter().enumerate() {
                             let d = -(c0 + s);
-                            if d <= st.heap.threshold()
-                                && (all || filter.accepts(self.ids[start + i]))
-                            {
+                            if d <= st.heap.threshold() && ok(start + i) {
                                 st.heap.push((start + i) as u64, d);
                             }
                         }
@@ -323,9 +322,7 @@ impl Scalar {
                         let corr = &self.corr[start..start + rows];
                         for (i, (&s, &c)) in out.iter().zip(corr).enumerate() {
                             let d = 1.0 - (c0 + s) * c;
-                            if d <= st.heap.threshold()
-                                && (all || filter.accepts(self.ids[start + i]))
-                            {
+                            if d <= st.heap.threshold() && ok(start + i) {
                                 st.heap.push((start + i) as u64, d);
                             }
                         }
@@ -348,14 +345,14 @@ impl Scalar {
                             Metric::L2 => kernels::l2_sq(q, x),
                             m => m.distance_from_score(kernels::dot(q, x)),
                         };
-                        heap.push(self.ids[row], d);
+                        heap.push(ids[row], d);
                     }
                     heap.into_sorted()
                 } else {
                     cands
                         .into_iter()
                         .map(|c| Neighbor {
-                            id: self.ids[c.id as usize],
+                            id: ids[c.id as usize],
                             distance: c.distance,
                         })
                         .collect()
@@ -376,7 +373,7 @@ impl Index for Scalar {
         self.metric
     }
     fn len(&self) -> usize {
-        self.ids.len()
+        self.rows.live()
     }
     /// The code size (as FAISS's `code_size`); the 4-byte correction term per vector
     /// (L2, cosine) is counted in [`Index::memory_bytes`].
@@ -387,7 +384,11 @@ impl Index for Scalar {
         let params = self.sq.as_ref().map_or(0, |s| {
             (s.lo().len() + s.width().len() + s.codebook().len()) * 4
         });
-        self.codes.len() + self.ids.len() * 8 + self.corr.len() * 4 + self.raw.len() * 4 + params
+        self.codes.len()
+            + self.rows.memory_bytes()
+            + self.corr.len() * 4
+            + self.raw.len() * 4
+            + params
     }
     fn is_trained(&self) -> bool {
         self.sq.is_some()
@@ -430,19 +431,35 @@ impl Index for Scalar {
                 )
                 .collect()
         };
-        self.codes.extend_from_slice(&codes);
-        self.corr.extend_from_slice(&corr);
+        self.codes.to_mut().extend_from_slice(&codes);
+        if !corr.is_empty() {
+            self.corr.to_mut().extend_from_slice(&corr);
+        }
         if self.keep_raw {
-            self.raw.extend_from_slice(&x);
+            self.raw.to_mut().extend_from_slice(&x);
         }
-        match ids {
-            Some(ids) => self.ids.extend_from_slice(ids),
-            None => {
-                let base = self.ids.len() as u64;
-                self.ids.extend(base..base + n as u64);
-            }
-        }
+        self.rows.push(n, ids);
         Ok(())
+    }
+
+    fn delete(&mut self, ids: &[u64]) -> Result<usize> {
+        Ok(self.rows.delete(ids))
+    }
+
+    fn deleted(&self) -> usize {
+        self.rows.deleted()
+    }
+
+    fn compact(&mut self) -> Result<usize> {
+        let cs = crate::quant::scalar::code_size(self.dim, self.config.bits);
+        self.codes = self.rows.compact_slab(&self.codes, cs);
+        if !self.corr.is_empty() {
+            self.corr = self.rows.compact_slab(&self.corr, 1);
+        }
+        if self.keep_raw {
+            self.raw = self.rows.compact_slab(&self.raw, self.dim);
+        }
+        Ok(self.rows.compact())
     }
 
     fn search(&self, query: &[f32], params: &SearchParams) -> Result<Vec<Neighbor>> {
@@ -484,7 +501,8 @@ impl Index for Scalar {
 
     fn to_container(&self) -> Result<ContainerWriter> {
         let sq = self.trained()?;
-        let mut w = ContainerWriter::new("sq", &self.spec, self.dim, self.metric, self.len());
+        let n = self.rows.len();
+        let mut w = ContainerWriter::new("sq", &self.spec, self.dim, self.metric, n);
         w.params(&StoredParams {
             config: self.config.clone(),
             keep_raw: self.keep_raw,
@@ -492,8 +510,8 @@ impl Index for Scalar {
         w.section_f32("lo", sq.lo())
             .section_f32("width", sq.width())
             .section_f32("levels", sq.codebook().levels())
-            .section("codes", self.codes.clone())
-            .section_u64("ids", &self.ids);
+            .section("codes", self.codes.to_vec());
+        self.rows.write(&mut w);
         if self.metric != Metric::InnerProduct {
             w.section_f32("corr", &self.corr);
         }

@@ -1,0 +1,198 @@
+//! Row bookkeeping every index kind shares: user ids and deletion tombstones.
+//!
+//! Vectors live in rows (insertion order). Each row has a user `u64` id (default: its
+//! insertion number). [`Rows::delete`] marks rows with a tombstone bit that every scan
+//! checks, so a deleted id never appears in a result; the bits are saved as the
+//! `tombstones` section, and [`Rows::compact_slab`] drops deleted rows from a kind's
+//! arrays when the index is compacted.
+
+use std::collections::HashSet;
+
+use crate::error::{Error, Result};
+use crate::store::{Container, ContainerWriter, Plain, Slab};
+
+/// Ids and tombstones of an index's rows.
+#[derive(Clone, Debug, Default)]
+pub struct Rows {
+    ids: Slab<u64>,
+    /// One bit per row; empty when nothing was deleted.
+    tomb: Vec<u64>,
+    deleted: usize,
+}
+
+impl Rows {
+    /// Number of rows, deleted ones included.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Rows not deleted.
+    pub fn live(&self) -> usize {
+        self.len() - self.deleted
+    }
+
+    /// Number of deleted rows.
+    pub fn deleted(&self) -> usize {
+        self.deleted
+    }
+
+    /// The ids, one per row.
+    #[inline]
+    pub fn ids(&self) -> &[u64] {
+        &self.ids
+    }
+
+    /// The id of `row`.
+    #[inline]
+    pub fn id(&self, row: usize) -> u64 {
+        self.ids[row]
+    }
+
+    /// Whether `row` has not been deleted.
+    #[inline]
+    pub fn is_live(&self, row: usize) -> bool {
+        self.deleted == 0 || self.tomb[row / 64] & (1 << (row % 64)) == 0
+    }
+
+    /// Whether any row is deleted (scans skip the per-row check otherwise).
+    #[inline]
+    pub fn has_deleted(&self) -> bool {
+        self.deleted > 0
+    }
+
+    /// Appends `n` rows with `ids` (default: consecutive from the current row count).
+    pub fn push(&mut self, n: usize, ids: Option<&[u64]>) {
+        let v = self.ids.to_mut();
+        match ids {
+            Some(ids) => v.extend_from_slice(ids),
+            None => {
+                let base = v.len() as u64;
+                v.extend(base..base + n as u64);
+            }
+        }
+        if !self.tomb.is_empty() {
+            self.tomb.resize(v.len().div_ceil(64), 0);
+        }
+    }
+
+    /// Marks every row whose id is in `ids` deleted; returns how many rows were newly
+    /// deleted.
+    pub fn delete(&mut self, ids: &[u64]) -> usize {
+        if ids.is_empty() || self.is_empty() {
+            return 0;
+        }
+        let set: HashSet<u64> = ids.iter().copied().collect();
+        if self.tomb.is_empty() {
+            self.tomb = vec![0; self.len().div_ceil(64)];
+        }
+        let mut newly = 0;
+        for (row, id) in self.ids.iter().enumerate() {
+            if set.contains(id) {
+                let (w, b) = (row / 64, 1u64 << (row % 64));
+                if self.tomb[w] & b == 0 {
+                    self.tomb[w] |= b;
+                    newly += 1;
+                }
+            }
+        }
+        self.deleted += newly;
+        newly
+    }
+
+    /// Keeps only the live rows of `data` (`per_row` values per row).
+    pub fn compact_slab<T: Plain>(&self, data: &Slab<T>, per_row: usize) -> Slab<T> {
+        if self.deleted == 0 {
+            return data.clone();
+        }
+        let mut out = Vec::with_capacity(self.live() * per_row);
+        for (row, chunk) in data.chunks_exact(per_row.max(1)).enumerate() {
+            if self.is_live(row) {
+                out.extend_from_slice(chunk);
+            }
+        }
+        Slab::from(out)
+    }
+
+    /// Drops deleted rows' ids and clears the tombstones (call after compacting every
+    /// per-row array with [`Rows::compact_slab`]). Returns the number of rows dropped.
+    pub fn compact(&mut self) -> usize {
+        let dropped = self.deleted;
+        if dropped > 0 {
+            self.ids = self.compact_slab(&self.ids, 1);
+            self.tomb.clear();
+            self.deleted = 0;
+        }
+        dropped
+    }
+
+    /// Writes the `ids` section and, when rows are deleted, the `tombstones` section.
+    pub fn write(&self, w: &mut ContainerWriter) {
+        w.section_u64("ids", &self.ids);
+        if self.deleted > 0 {
+            w.section_u64("tombstones", &self.tomb);
+        }
+    }
+
+    /// Reads `n` rows' ids and tombstones (a file without a `tombstones` section has
+    /// none).
+    pub fn read(c: &Container, n: usize) -> Result<Self> {
+        let ids = c.slab::<u64>("ids", n)?;
+        let has = c.header().sections.iter().any(|s| s.name == "tombstones");
+        let (tomb, deleted) = if has {
+            let t = c.section_u64("tombstones", n.div_ceil(64))?;
+            if n % 64 != 0 && t.last().is_some_and(|&w| w >> (n % 64) != 0) {
+                return Err(Error::format(
+                    c.path(),
+                    "tombstone bits set past the last row",
+                ));
+            }
+            let d = t.iter().map(|w| w.count_ones() as usize).sum();
+            (t, d)
+        } else {
+            (Vec::new(), 0)
+        };
+        Ok(Rows {
+            ids,
+            tomb: if deleted > 0 { tomb } else { Vec::new() },
+            deleted,
+        })
+    }
+
+    /// Bytes held (ids and tombstones).
+    pub fn memory_bytes(&self) -> usize {
+        self.ids.len() * 8 + self.tomb.len() * 8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delete_compact_and_ids() {
+        let mut r = Rows::default();
+        r.push(3, None);
+        r.push(2, Some(&[100, 7]));
+        assert_eq!(r.ids(), &[0, 1, 2, 100, 7]);
+        assert_eq!(r.delete(&[1, 100, 55]), 2);
+        assert_eq!(r.delete(&[1]), 0, "already deleted");
+        assert!(!r.is_live(1) && !r.is_live(3) && r.is_live(4));
+        assert_eq!(r.live(), 3);
+        let data = Slab::from(vec![0.0f32, 0.1, 1.0, 1.1, 2.0, 2.1, 3.0, 3.1, 4.0, 4.1]);
+        let kept = r.compact_slab(&data, 2);
+        assert_eq!(&kept[..], &[0.0, 0.1, 2.0, 2.1, 4.0, 4.1]);
+        assert_eq!(r.compact(), 2);
+        assert_eq!(r.ids(), &[0, 2, 7]);
+        assert!(!r.has_deleted());
+        // Rows added after a delete extend the tombstone words.
+        r.delete(&[0]);
+        r.push(100, None);
+        assert!(r.is_live(102) && !r.is_live(0));
+    }
+}
