@@ -459,7 +459,7 @@ impl<T: Plain> Slab<T> {
     fn mapped(map: Arc<Bytes>, offset: usize, len: usize) -> Option<Self> {
         let size = std::mem::size_of::<T>();
         let end = offset.checked_add(len.checked_mul(size)?)?;
-        let aligned = (map.as_ptr() as usize + offset) % std::mem::align_of::<T>() == 0;
+        let aligned = (map.as_ptr() as usize + offset).is_multiple_of(std::mem::align_of::<T>());
         if cfg!(target_endian = "little") && aligned && end <= map.len() {
             Some(Slab {
                 inner: SlabInner::Mapped { map, offset, len },

@@ -146,7 +146,7 @@ impl Rows {
         let has = c.header().sections.iter().any(|s| s.name == "tombstones");
         let (tomb, deleted) = if has {
             let t = c.section_u64("tombstones", n.div_ceil(64))?;
-            if n % 64 != 0 && t.last().is_some_and(|&w| w >> (n % 64) != 0) {
+            if !n.is_multiple_of(64) && t.last().is_some_and(|&w| w >> (n % 64) != 0) {
                 return Err(Error::format(
                     c.path(),
                     "tombstone bits set past the last row",
