@@ -125,6 +125,24 @@ enum Command {
         #[arg(long)]
         first_id: Option<u64>,
     },
+    /// Delete vectors by id from a saved index (tombstones; `--compact` also frees their
+    /// space). The file is rewritten atomically.
+    ///
+    /// Example: vecquant delete --index sq8.vq --ids 3,17,42 --compact
+    Delete {
+        /// Index file.
+        #[arg(long)]
+        index: PathBuf,
+        /// Comma-separated ids.
+        #[arg(long, value_delimiter = ',')]
+        ids: Vec<u64>,
+        /// A text file of ids (whitespace or newline separated).
+        #[arg(long)]
+        ids_file: Option<PathBuf>,
+        /// Drop the deleted vectors from the file instead of keeping tombstones.
+        #[arg(long)]
+        compact: bool,
+    },
     /// Describe an index or container file: kind, version, sizes, sections, checksums.
     ///
     /// Example: vecquant inspect flat.vq
@@ -413,6 +431,43 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::Delete {
+            index,
+            mut ids,
+            ids_file,
+            compact,
+        } => {
+            if let Some(f) = ids_file {
+                let text = std::fs::read_to_string(&f).map_err(|e| Error::io(&f, e))?;
+                for (i, tok) in text.split_whitespace().enumerate() {
+                    ids.push(tok.parse().map_err(|_| {
+                        Error::format(&f, format!("token {i} `{tok}` is not a u64 id"))
+                    })?);
+                }
+            }
+            if ids.is_empty() {
+                return Err(Error::param(
+                    "ids",
+                    "no ids given (use --ids or --ids-file)",
+                ));
+            }
+            let mut idx = vecquant::index::open(&index)?;
+            let before = idx.len();
+            let n = idx.delete(&ids)?;
+            let dropped = if compact { idx.compact()? } else { 0 };
+            idx.save(&index)?;
+            println!(
+                "deleted {n} of {} ids from {}: {before} → {} vectors{}",
+                ids.len(),
+                index.display(),
+                idx.len(),
+                if compact {
+                    format!(", compacted ({dropped} rows dropped)")
+                } else {
+                    format!(" ({} tombstones)", idx.deleted())
+                }
+            );
+        }
         Command::Add {
             index,
             vectors,
@@ -424,7 +479,8 @@ fn run(cli: Cli) -> Result<()> {
                 return Err(Error::dim("vectors", idx.dim(), v.dim()));
             }
             let before = idx.len();
-            let start = first_id.unwrap_or(before as u64);
+            // Default ids continue the insertion numbering (deleted rows included).
+            let start = first_id.unwrap_or((before + idx.deleted()) as u64);
             let ids: Vec<u64> = (0..v.len() as u64)
                 .map(|i| start.checked_add(i))
                 .collect::<Option<_>>()

@@ -255,3 +255,68 @@ fn scalar_quantizer_build_search_rerank() {
     ));
     assert!(e.contains("SQ5") && e.contains("accepted"), "{e}");
 }
+
+#[test]
+fn delete_from_a_saved_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let gen_args = [
+        "gen",
+        "gaussian",
+        "--dim",
+        "8",
+        "--n",
+        "500",
+        "--queries",
+        "5",
+        "--out",
+        "data",
+    ];
+    ok(&vecquant(&gen_args, d));
+    let build = [
+        "build",
+        "--spec",
+        "SQ8",
+        "--base",
+        "data/base.fvecs",
+        "--out",
+        "i.vq",
+    ];
+    ok(&vecquant(&build, d));
+    let out = ok(&vecquant(
+        &["delete", "--index", "i.vq", "--ids", "1,2,3,9999"],
+        d,
+    ));
+    assert!(
+        out.contains("deleted 3 of 4") && out.contains("3 tombstones"),
+        "{out}"
+    );
+    let info = ok(&vecquant(&["inspect", "i.vq"], d));
+    assert!(info.contains("tombstones"), "{info}");
+    std::fs::write(d.join("ids.txt"), "4\n5 6\n").unwrap();
+    let out = ok(&vecquant(
+        &[
+            "delete",
+            "--index",
+            "i.vq",
+            "--ids-file",
+            "ids.txt",
+            "--compact",
+        ],
+        d,
+    ));
+    assert!(
+        out.contains("deleted 3 of 3") && out.contains("6 rows dropped"),
+        "{out}"
+    );
+    let info = ok(&vecquant(&["inspect", "i.vq"], d));
+    assert!(info.contains("494"), "{info}");
+    std::fs::write(d.join("bad.txt"), "4 x\n").unwrap();
+    let e = fail(&vecquant(
+        &["delete", "--index", "i.vq", "--ids-file", "bad.txt"],
+        d,
+    ));
+    assert!(e.contains("`x`"), "{e}");
+    let e = fail(&vecquant(&["delete", "--index", "i.vq"], d));
+    assert!(e.contains("no ids"), "{e}");
+}
