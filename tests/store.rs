@@ -93,7 +93,7 @@ fn fuzz_loader_never_panics() {
     let mut round = 0u64;
     while (secs == 0 && round < 4000) || (secs > 0 && t0.elapsed().as_secs() < secs) {
         round += 1;
-        let mut b: Vec<u8> = if round % 10 == 0 {
+        let mut b: Vec<u8> = if round.is_multiple_of(10) {
             (0..(next() % 600) as usize).map(|_| next() as u8).collect()
         } else {
             corpus[(next() as usize) % corpus.len()].clone()
