@@ -33,6 +33,7 @@ pub mod error;
 pub mod eval;
 pub mod index;
 pub mod kernels;
+pub mod kmeans;
 pub mod linalg;
 pub mod metric;
 pub mod quant;
