@@ -3,6 +3,8 @@
 //! - [`codebook`]: one-dimensional level sets (uniform, normal-quantile, NF4,
 //!   Lloyd-Max), shared by the vector quantizers and the weight pipeline.
 //! - [`scalar`]: per-dimension 8-bit and 4-bit scalar quantization.
+//! - [`product`]: product quantization (sub-space k-means codebooks, ADC/SDC tables).
 
 pub mod codebook;
+pub mod product;
 pub mod scalar;
