@@ -9,7 +9,30 @@
 use std::collections::HashSet;
 
 use crate::error::{Error, Result};
+use crate::kernels;
+use crate::metric::Metric;
 use crate::store::{Container, ContainerWriter, Plain, Slab};
+use crate::topk::{Neighbor, TopK};
+
+/// The original vectors and the query, for exact re-ranking of candidates.
+pub struct Exact<'a> {
+    /// Raw vectors, row-major (normalised for cosine).
+    pub raw: &'a [f32],
+    /// Dimension.
+    pub dim: usize,
+    /// Metric.
+    pub metric: Metric,
+    /// The (prepared) query.
+    pub query: &'a [f32],
+}
+
+/// The error for `rerank > 0` on an index built without raw vectors.
+pub fn rerank_unavailable(spec: &str) -> Error {
+    Error::param(
+        "rerank",
+        format!("{spec} was built without the raw vectors; rebuild with --keep-raw"),
+    )
+}
 
 /// Ids and tombstones of an index's rows.
 #[derive(Clone, Debug, Default)]
@@ -162,6 +185,40 @@ impl Rows {
             tomb: if deleted > 0 { tomb } else { Vec::new() },
             deleted,
         })
+    }
+
+    /// Turns candidates whose `id` is a row number into results with user ids: re-scored
+    /// exactly against the raw vectors when `exact` is given (keeping the best `k`), else
+    /// mapped as they are.
+    pub fn finish(
+        &self,
+        cands: Vec<Neighbor>,
+        k: usize,
+        exact: Option<Exact<'_>>,
+    ) -> Vec<Neighbor> {
+        match exact {
+            Some(e) => {
+                let mut heap = TopK::new(k);
+                for c in cands {
+                    let row = c.id as usize;
+                    let x = &e.raw[row * e.dim..(row + 1) * e.dim];
+                    let d = match e.metric {
+                        Metric::L2 => kernels::l2_sq(e.query, x),
+                        m => m.distance_from_score(kernels::dot(e.query, x)),
+                    };
+                    heap.push(self.ids[row], d);
+                }
+                heap.into_sorted()
+            }
+            None => cands
+                .into_iter()
+                .take(k)
+                .map(|c| Neighbor {
+                    id: self.ids[c.id as usize],
+                    distance: c.distance,
+                })
+                .collect(),
+        }
     }
 
     /// Bytes held (ids and tombstones).

@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::index::rows::Rows;
+use crate::index::rows::{Exact, Rows, rerank_unavailable};
 use crate::index::{IdFilter, Index, SearchParams, check_add, check_search, check_single};
 use crate::kernels::{self, sq as ksq};
 use crate::metric::Metric;
@@ -248,13 +248,7 @@ impl Scalar {
     ) -> Result<Vec<Vec<Neighbor>>> {
         let rerank = params.rerank > 0;
         if rerank && self.raw.is_empty() {
-            return Err(Error::param(
-                "rerank",
-                format!(
-                    "{} was built without the raw vectors; rebuild with --keep-raw",
-                    self.spec
-                ),
-            ));
+            return Err(rerank_unavailable(&self.spec));
         }
         let depth = if rerank {
             params.rerank.max(params.k)
@@ -335,28 +329,13 @@ impl Scalar {
             .into_iter()
             .zip(queries.chunks_exact(self.dim))
             .map(|(st, q)| {
-                let cands = st.heap.into_sorted();
-                if rerank {
-                    let mut heap = TopK::new(params.k);
-                    for c in cands {
-                        let row = c.id as usize;
-                        let x = &self.raw[row * self.dim..(row + 1) * self.dim];
-                        let d = match self.metric {
-                            Metric::L2 => kernels::l2_sq(q, x),
-                            m => m.distance_from_score(kernels::dot(q, x)),
-                        };
-                        heap.push(ids[row], d);
-                    }
-                    heap.into_sorted()
-                } else {
-                    cands
-                        .into_iter()
-                        .map(|c| Neighbor {
-                            id: ids[c.id as usize],
-                            distance: c.distance,
-                        })
-                        .collect()
-                }
+                let exact = rerank.then_some(Exact {
+                    raw: &self.raw,
+                    dim: self.dim,
+                    metric: self.metric,
+                    query: q,
+                });
+                self.rows.finish(st.heap.into_sorted(), params.k, exact)
             })
             .collect())
     }

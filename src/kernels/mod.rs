@@ -5,6 +5,7 @@
 //! use, with `is_x86_feature_detected!`, so one binary is fast everywhere without
 //! `-C target-cpu=native`. Tests pin every SIMD path to its reference.
 
+pub mod fastscan;
 pub mod scalar;
 pub mod sq;
 #[cfg(target_arch = "x86_64")]

@@ -119,7 +119,10 @@ impl ProductQuantizer {
         if centroids.len() != (1usize << nbits) * dim {
             return Err(Error::param(
                 "centroids",
-                format!("{} values for M = {m}, nbits = {nbits}, d = {dim}", centroids.len()),
+                format!(
+                    "{} values for M = {m}, nbits = {nbits}, d = {dim}",
+                    centroids.len()
+                ),
             ));
         }
         if centroids.iter().any(|v| !v.is_finite()) {
@@ -165,7 +168,11 @@ impl ProductQuantizer {
 
     /// Bytes per code: `M` (8-bit) or `M/2` rounded up (4-bit).
     pub fn code_size(&self) -> usize {
-        if self.nbits == 8 { self.m } else { self.m.div_ceil(2) }
+        if self.nbits == 8 {
+            self.m
+        } else {
+            self.m.div_ceil(2)
+        }
     }
 
     /// Sub-quantizer indices, one byte each (`n × M`), for row-major vectors (validated).
@@ -217,7 +224,10 @@ impl ProductQuantizer {
         if !codes.len().is_multiple_of(cs) {
             return Err(Error::param(
                 "codes",
-                format!("{} bytes is not a multiple of the code size {cs}", codes.len()),
+                format!(
+                    "{} bytes is not a multiple of the code size {cs}",
+                    codes.len()
+                ),
             ));
         }
         let ds = self.dsub();
@@ -262,7 +272,10 @@ impl ProductQuantizer {
         for s in 0..m {
             for a in 0..ks {
                 for b in 0..ks {
-                    t.push(kernels::scalar::l2_sq(self.centroid(s, a), self.centroid(s, b)));
+                    t.push(kernels::scalar::l2_sq(
+                        self.centroid(s, a),
+                        self.centroid(s, b),
+                    ));
                 }
             }
         }
@@ -319,13 +332,18 @@ mod tests {
                 pq.adc_table(q, metric, &mut t);
                 for i in (0..3000).step_by(97) {
                     let code = &codes[i * size..(i + 1) * size];
-                    let adc: f32 = (0..m).map(|s| t[s * pq.ksub() + pq.index_at(code, s)]).sum();
+                    let adc: f32 = (0..m)
+                        .map(|s| t[s * pq.ksub() + pq.index_at(code, s)])
+                        .sum();
                     let x = &dec[i * 24..(i + 1) * 24];
                     let want = match metric {
                         Metric::L2 => kernels::scalar::l2_sq(q, x),
                         _ => -kernels::scalar::dot(q, x),
                     };
-                    assert!((adc - want).abs() < 1e-3 * (1.0 + want.abs()), "{adc} vs {want}");
+                    assert!(
+                        (adc - want).abs() < 1e-3 * (1.0 + want.abs()),
+                        "{adc} vs {want}"
+                    );
                 }
             }
             // SDC equals the distance between decoded vectors.
@@ -366,11 +384,15 @@ mod tests {
         let a = ProductQuantizer::train(x.as_slice(), 8, 4, 8, 3).unwrap();
         let b = ProductQuantizer::train(x.as_slice(), 8, 4, 8, 3).unwrap();
         assert_eq!(a, b);
-        let e = ProductQuantizer::train(x.as_slice(), 8, 3, 8, 3).unwrap_err().to_string();
+        let e = ProductQuantizer::train(x.as_slice(), 8, 3, 8, 3)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("1, 2, 4, 8"), "{e}");
         assert!(ProductQuantizer::train(x.as_slice(), 8, 4, 6, 3).is_err());
         let few = gaussian(100, 8, 0.0, 1.0, 4).unwrap();
-        let e = ProductQuantizer::train(few.as_slice(), 8, 4, 8, 3).unwrap_err().to_string();
+        let e = ProductQuantizer::train(few.as_slice(), 8, 4, 8, 3)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("256"), "{e}");
         assert!(a.decode(&[0u8; 5]).is_err());
         assert!(a.encode(&[f32::NAN; 8]).is_err());
