@@ -6,6 +6,7 @@
 //! [`Neighbor`]s sorted best first with ties broken by id.
 
 pub mod flat;
+pub mod product;
 pub mod rows;
 pub mod scalar;
 pub mod spec;
@@ -22,6 +23,7 @@ use crate::topk::Neighbor;
 use crate::vectors::{check_batch, check_finite, check_query};
 
 pub use flat::Flat;
+pub use product::Product;
 pub use scalar::Scalar;
 
 /// Per-query search parameters. Each index kind reads the ones that apply to it.
@@ -257,9 +259,10 @@ pub fn from_container(c: &Container) -> Result<Box<dyn Index>> {
     match c.header().kind.as_str() {
         "flat" => Ok(Box::new(Flat::from_container(c)?)),
         "sq" => Ok(Box::new(Scalar::from_container(c)?)),
+        "pq" => Ok(Box::new(Product::from_container(c)?)),
         other => Err(Error::format(
             c.path(),
-            format!("unknown index kind `{other}` (this build reads: flat, sq)"),
+            format!("unknown index kind `{other}` (this build reads: flat, sq, pq)"),
         )),
     }
 }

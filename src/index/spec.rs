@@ -3,17 +3,18 @@
 //! | spec | index |
 //! | --- | --- |
 //! | `Flat` | [`Flat`]: exact search over raw f32 vectors |
+//! | `PQ{M}`, `PQ{M}x4fs`, `OPQ{M},PQ{M}`, `OPQ{M},PQ{M}x4fs` | [`Product`]: product quantizer, 8-bit or 4-bit fast-scan, optional OPQ rotation (see [`crate::index::product`]) |
 //! | `SQ8`, `SQ4`, `SQ8u`, `SQ4u`, `SQ8opt`, `SQ4opt`, `SQ8lm`, `SQ4lm`, `SQ8nq`, `SQ4nq` | [`Scalar`]: scalar quantizer, 8 or 4 bits per dimension (see [`crate::index::scalar`]) |
 //!
 //! Parsing is case-insensitive for the keywords; a malformed spec is an
 //! [`Error::Spec`] listing the accepted forms.
 
 use crate::error::{Error, Result};
-use crate::index::{Flat, Index, Scalar};
+use crate::index::{Flat, Index, Product, Scalar};
 use crate::metric::Metric;
 
 /// The accepted spec forms, for error messages and `--help`.
-pub const ACCEPTED: &str = "Flat, SQ8, SQ4, SQ8u, SQ4u, SQ8opt, SQ4opt, SQ8lm, SQ4lm, SQ8nq, SQ4nq";
+pub const ACCEPTED: &str = "Flat, SQ8, SQ4, SQ8u, SQ4u, SQ8opt, SQ4opt, SQ8lm, SQ4lm, SQ8nq, SQ4nq, PQ{M}, PQ{M}x4fs, OPQ{M},PQ{M}, OPQ{M},PQ{M}x4fs";
 
 /// Options shared by every index built from a spec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +59,12 @@ pub fn new_index(spec: &str, dim: usize, opts: &BuildOptions) -> Result<Box<dyn 
     }
     match s.to_ascii_lowercase().as_str() {
         "flat" => Ok(Box::new(Flat::new(dim, opts.metric))),
+        l if l.starts_with("pq") || l.starts_with("opq") => {
+            match crate::index::product::parse_spec(l) {
+                Some(_) => Ok(Box::new(Product::new(s, dim, opts.metric, opts.keep_raw, opts.seed)?)),
+                None => Err(bad("malformed product-quantizer spec")),
+            }
+        }
         l if l.starts_with("sq") => match crate::index::scalar::parse_spec(l) {
             Some(_) => Ok(Box::new(Scalar::new(s, dim, opts.metric, opts.keep_raw)?)),
             None => Err(bad("unknown scalar-quantizer variant")),

@@ -1,0 +1,833 @@
+//! `Product`: flat scans over product-quantized codes (FAISS's `IndexPQ` and
+//! `IndexPQFastScan`), optionally behind a learned OPQ rotation.
+//!
+//! | spec | codes | scan |
+//! | --- | --- | --- |
+//! | `PQ{M}` | `M` bytes (256 centroids per sub-space) | float ADC tables, 4 codes at a time |
+//! | `PQ{M}x4fs` | `M/2` bytes (16 centroids), blocks of 32 | `u8` tables in registers, `pshufb` ([`crate::kernels::fastscan`]), best candidates re-scored with the float tables |
+//! | `OPQ{M},PQ{M}` / `OPQ{M},PQ{M}x4fs` | as above, after an orthogonal rotation learned by OPQ (Ge et al. 2013) | as above |
+//!
+//! With `keep_raw`, `rerank = R` re-scores the best `R` candidates with the original
+//! vectors.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::index::rows::{Exact, Rows, rerank_unavailable};
+use crate::index::{IdFilter, Index, SearchParams, check_add, check_search, check_single};
+use crate::kernels::fastscan;
+use crate::metric::Metric;
+use crate::quant::product::{ProductQuantizer, check_params};
+use crate::store::{Container, ContainerWriter, Slab};
+use crate::topk::{Neighbor, TopK};
+use crate::vectors::{check_batch, check_finite, normalize_in_place};
+
+/// Vectors per scan block (8-bit codes) shared by a group of queries.
+const BLOCK: usize = 512;
+/// Queries per group in batch search.
+const QUERY_GROUP: usize = 8;
+
+/// A parsed `PQ…` / `OPQ…,PQ…` spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PqSpec {
+    /// Sub-quantizers.
+    pub m: usize,
+    /// 8, or 4 for fast-scan.
+    pub nbits: u8,
+    /// Learn an OPQ rotation first.
+    pub opq: bool,
+}
+
+impl PqSpec {
+    /// The canonical spec string.
+    pub fn name(&self) -> String {
+        let pq = if self.nbits == 4 {
+            format!("PQ{}x4fs", self.m)
+        } else {
+            format!("PQ{}", self.m)
+        };
+        if self.opq {
+            format!("OPQ{},{pq}", self.m)
+        } else {
+            pq
+        }
+    }
+}
+
+/// Parses `PQ{M}`, `PQ{M}x4fs`, `OPQ{M},PQ{M}[x4fs]` (case-insensitive).
+pub fn parse_spec(spec: &str) -> Option<PqSpec> {
+    let s = spec.trim().to_ascii_lowercase();
+    let (opq, pq) = match s.split_once(',') {
+        Some((o, p)) => {
+            let om: usize = o.strip_prefix("opq")?.parse().ok()?;
+            (Some(om), p.trim())
+        }
+        None => (None, s.as_str()),
+    };
+    let rest = pq.strip_prefix("pq")?;
+    let (m, nbits) = match rest.strip_suffix("x4fs") {
+        Some(m) => (m.parse().ok()?, 4),
+        None => (rest.parse().ok()?, 8),
+    };
+    if opq.is_some_and(|om| om != m) {
+        return None;
+    }
+    Some(PqSpec {
+        m,
+        nbits,
+        opq: opq.is_some(),
+    })
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredParams {
+    spec: PqSpec,
+    keep_raw: bool,
+}
+
+/// Flat index over PQ codes.
+#[derive(Clone, Debug)]
+pub struct Product {
+    spec: PqSpec,
+    dim: usize,
+    metric: Metric,
+    keep_raw: bool,
+    seed: u64,
+    pq: Option<ProductQuantizer>,
+    /// OPQ rotation, row-major `dim × dim`: the rotated vector is `x · R`.
+    rotation: Option<Vec<f32>>,
+    /// `n × M` bytes (8-bit), or fast-scan blocks.
+    codes: Slab<u8>,
+    rows: Rows,
+    raw: Slab<f32>,
+}
+
+impl Product {
+    /// An untrained index for `spec`.
+    pub fn new(spec: &str, dim: usize, metric: Metric, keep_raw: bool, seed: u64) -> Result<Self> {
+        let p = parse_spec(spec).ok_or_else(|| Error::Spec {
+            spec: spec.to_string(),
+            message: "not a product-quantizer spec (PQ{M}, PQ{M}x4fs, OPQ{M},PQ{M}, OPQ{M},PQ{M}x4fs)"
+                .into(),
+        })?;
+        check_params(dim, p.m, p.nbits)?;
+        if p.nbits == 4 && p.m > 256 {
+            return Err(Error::param("M", "fast-scan supports at most 256 sub-quantizers"));
+        }
+        Ok(Product {
+            spec: p,
+            dim,
+            metric,
+            keep_raw,
+            seed,
+            pq: None,
+            rotation: None,
+            codes: Slab::default(),
+            rows: Rows::default(),
+            raw: Slab::default(),
+        })
+    }
+
+    /// The trained quantizer.
+    pub fn quantizer(&self) -> Option<&ProductQuantizer> {
+        self.pq.as_ref()
+    }
+
+    /// The OPQ rotation (`dim × dim`, row-major), if any.
+    pub fn rotation(&self) -> Option<&[f32]> {
+        self.rotation.as_deref()
+    }
+
+    fn trained(&self) -> Result<&ProductQuantizer> {
+        self.pq.as_ref().ok_or_else(|| {
+            Error::param(
+                "index",
+                format!("{} must be trained before vectors are added or searched", self.spec.name()),
+            )
+        })
+    }
+
+    /// Normalises (cosine) and rotates (OPQ) row-major vectors.
+    fn prepare(&self, x: &[f32]) -> Vec<f32> {
+        let mut v = x.to_vec();
+        if self.metric.normalizes() {
+            v.chunks_exact_mut(self.dim).for_each(normalize_in_place);
+        }
+        match &self.rotation {
+            Some(r) => rotate(&v, r, self.dim),
+            None => v,
+        }
+    }
+
+    /// Prepared vectors without the rotation (what raw re-ranking compares against).
+    fn unrotated(&self, x: &[f32]) -> Vec<f32> {
+        let mut v = x.to_vec();
+        if self.metric.normalizes() {
+            v.chunks_exact_mut(self.dim).for_each(normalize_in_place);
+        }
+        v
+    }
+
+    fn table_metric(&self) -> Metric {
+        if self.metric == Metric::L2 {
+            Metric::L2
+        } else {
+            Metric::InnerProduct
+        }
+    }
+
+    /// Cosine distances are 1 − ⟨q, x⟩; the tables hold −⟨q_s, c⟩.
+    fn offset(&self) -> f32 {
+        if self.metric == Metric::Cosine { 1.0 } else { 0.0 }
+    }
+
+    /// Loads a `pq` container.
+    pub fn from_container(c: &Container) -> Result<Self> {
+        let h = c.header();
+        let bad = |m: String| Error::format(c.path(), m);
+        let dim = usize::try_from(h.dim)
+            .ok()
+            .filter(|&d| d > 0 && d <= 1 << 24)
+            .ok_or_else(|| bad(format!("invalid dimension {} in header", h.dim)))?;
+        let n = usize::try_from(h.count).map_err(|_| bad("vector count overflows".into()))?;
+        let p: StoredParams = c.params()?;
+        check_params(dim, p.spec.m, p.spec.nbits).map_err(|e| bad(e.to_string()))?;
+        if p.spec.nbits == 4 && p.spec.m > 256 {
+            return Err(bad("fast-scan with more than 256 sub-quantizers".into()));
+        }
+        let ncent = (1usize << p.spec.nbits) * dim;
+        let centroids = c.section_f32("centroids", ncent)?;
+        let pq = ProductQuantizer::from_parts(dim, p.spec.m, p.spec.nbits, centroids)
+            .map_err(|e| bad(format!("quantizer: {e}")))?;
+        let rotation = if p.spec.opq {
+            let r = c.section_f32(
+                "rotation",
+                dim.checked_mul(dim).ok_or_else(|| bad("size overflows".into()))?,
+            )?;
+            if r.iter().any(|v| !v.is_finite()) {
+                return Err(bad("non-finite rotation".into()));
+            }
+            Some(r)
+        } else {
+            None
+        };
+        let code_bytes = if p.spec.nbits == 8 {
+            n.checked_mul(p.spec.m)
+        } else {
+            n.div_ceil(fastscan::BLOCK)
+                .checked_mul(fastscan::block_bytes(p.spec.m))
+        }
+        .ok_or_else(|| bad("size overflows".into()))?;
+        let codes = c.slab::<u8>("codes", code_bytes)?;
+        let rows = Rows::read(c, n)?;
+        let raw = if p.keep_raw {
+            c.slab::<f32>(
+                "raw",
+                n.checked_mul(dim).ok_or_else(|| bad("size overflows".into()))?,
+            )?
+        } else {
+            Slab::default()
+        };
+        Ok(Product {
+            spec: p.spec,
+            dim,
+            metric: h.metric,
+            keep_raw: p.keep_raw,
+            seed: 0,
+            pq: Some(pq),
+            rotation,
+            codes,
+            rows,
+            raw,
+        })
+    }
+
+    /// 8-bit scan of a group of prepared queries.
+    fn scan8(
+        &self,
+        pq: &ProductQuantizer,
+        queries: &[f32],
+        depth: usize,
+        filter: &IdFilter<'_>,
+    ) -> Vec<Vec<Neighbor>> {
+        let m = pq.m();
+        let tm = self.table_metric();
+        let off = self.offset();
+        let tables: Vec<Vec<f32>> = queries
+            .chunks_exact(self.dim)
+            .map(|q| {
+                let mut t = Vec::new();
+                pq.adc_table(q, tm, &mut t);
+                t
+            })
+            .collect();
+        let mut heaps: Vec<TopK> = tables.iter().map(|_| TopK::new(depth)).collect();
+        let n = self.rows.len();
+        let all = matches!(filter, IdFilter::All) && !self.rows.has_deleted();
+        let ids = self.rows.ids();
+        let mut sums = vec![0.0f32; BLOCK];
+        let mut start = 0;
+        while start < n {
+            let rows = BLOCK.min(n - start);
+            let codes = &self.codes[start * m..(start + rows) * m];
+            for (t, heap) in tables.iter().zip(heaps.iter_mut()) {
+                let out = &mut sums[..rows];
+                pq8_scan(t, m, codes, out);
+                for (i, &s) in out.iter().enumerate() {
+                    let d = s + off;
+                    let r = start + i;
+                    if d <= heap.threshold() && (all || (self.rows.is_live(r) && filter.accepts(ids[r]))) {
+                        heap.push(r as u64, d);
+                    }
+                }
+            }
+            start += rows;
+        }
+        heaps.into_iter().map(TopK::into_sorted).collect()
+    }
+
+    /// Fast-scan of one prepared query: `depth` candidates by quantised-table sums,
+    /// re-scored with the float tables.
+    fn scan4(
+        &self,
+        pq: &ProductQuantizer,
+        q: &[f32],
+        depth: usize,
+        filter: &IdFilter<'_>,
+        lut_buf: &mut Vec<u8>,
+    ) -> Vec<Neighbor> {
+        let m = pq.m();
+        let mut table = Vec::new();
+        pq.adc_table(q, self.table_metric(), &mut table);
+        // Quantise: per sub-quantizer bias (its minimum), one common scale.
+        let mut bias = 0.0f32;
+        let mut span = 0.0f32;
+        let mins: Vec<f32> = table
+            .chunks_exact(16)
+            .map(|t| {
+                let lo = t.iter().copied().fold(f32::INFINITY, f32::min);
+                let hi = t.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                bias += lo;
+                span = span.max(hi - lo);
+                lo
+            })
+            .collect();
+        let scale = if span > 0.0 { 255.0 / span } else { 1.0 };
+        let q8: Vec<u8> = table
+            .chunks_exact(16)
+            .zip(&mins)
+            .flat_map(|(t, &lo)| t.iter().map(move |&v| ((v - lo) * scale).round().clamp(0.0, 255.0) as u8))
+            .collect();
+        fastscan::pack_lut(&q8, m, lut_buf);
+        let pairs = fastscan::padded_pairs(m);
+        let bb = fastscan::block_bytes(m);
+        let n = self.rows.len();
+        let all = matches!(filter, IdFilter::All) && !self.rows.has_deleted();
+        let ids = self.rows.ids();
+        // Approximate candidates: keep more than `depth`, since quantised sums reorder
+        // near-ties; each is re-scored exactly below.
+        let keep = depth.max(depth * 2).max(depth + 16);
+        let mut heap = TopK::new(keep);
+        let mut sums = [0u16; fastscan::BLOCK];
+        let mut thr = u16::MAX;
+        for (b, block) in self.codes.chunks_exact(bb).enumerate() {
+            let mut mask = fastscan::scan_block(lut_buf, block, pairs, thr, &mut sums);
+            while mask != 0 {
+                let i = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                let r = b * fastscan::BLOCK + i;
+                if r >= n || !(all || (self.rows.is_live(r) && filter.accepts(ids[r]))) {
+                    continue;
+                }
+                heap.push(r as u64, sums[i] as f32);
+                let t = heap.threshold();
+                if t.is_finite() {
+                    thr = t as u16;
+                }
+            }
+        }
+        // Exact ADC re-scoring of the candidates.
+        let off = self.offset();
+        let mut exact = TopK::new(depth);
+        for c in heap.into_sorted() {
+            let r = c.id as usize;
+            let block = &self.codes[(r / fastscan::BLOCK) * bb..];
+            let i = r % fastscan::BLOCK;
+            let d: f32 = (0..m)
+                .map(|s| table[s * 16 + fastscan::code_in_block(block, s, i)])
+                .sum();
+            exact.push(r as u64, d + off);
+        }
+        exact.into_sorted()
+    }
+
+    fn search_group(
+        &self,
+        queries: &[f32],
+        params: &SearchParams,
+        filter: &IdFilter<'_>,
+    ) -> Result<Vec<Vec<Neighbor>>> {
+        let pq = self.trained()?;
+        let rerank = params.rerank > 0;
+        if rerank && self.raw.is_empty() {
+            return Err(rerank_unavailable(&self.spec.name()));
+        }
+        let depth = if rerank {
+            params.rerank.max(params.k)
+        } else {
+            params.k
+        };
+        let prepared = self.prepare(queries);
+        let cands: Vec<Vec<Neighbor>> = if self.spec.nbits == 8 {
+            self.scan8(pq, &prepared, depth, filter)
+        } else {
+            let mut lut = Vec::new();
+            prepared
+                .chunks_exact(self.dim)
+                .map(|q| self.scan4(pq, q, depth, filter, &mut lut))
+                .collect()
+        };
+        let plain = if rerank { self.unrotated(queries) } else { Vec::new() };
+        Ok(cands
+            .into_iter()
+            .enumerate()
+            .map(|(qi, c)| {
+                let exact = rerank.then(|| Exact {
+                    raw: &self.raw,
+                    dim: self.dim,
+                    metric: self.metric,
+                    query: &plain[qi * self.dim..(qi + 1) * self.dim],
+                });
+                self.rows.finish(c, params.k, exact)
+            })
+            .collect())
+    }
+
+    /// 4-bit indices of every stored row (`n × M`), from either layout.
+    fn indices(&self) -> Vec<u8> {
+        let m = self.spec.m;
+        let n = self.rows.len();
+        if self.spec.nbits == 8 {
+            return self.codes.to_vec();
+        }
+        let bb = fastscan::block_bytes(m);
+        let mut out = Vec::with_capacity(n * m);
+        for r in 0..n {
+            let block = &self.codes[(r / fastscan::BLOCK) * bb..];
+            out.extend((0..m).map(|s| fastscan::code_in_block(block, s, r % fastscan::BLOCK) as u8));
+        }
+        out
+    }
+}
+
+/// `x · R` for row-major `x` (`n × d`) and `R` (`d × d`), by GEMM.
+fn rotate(x: &[f32], r: &[f32], d: usize) -> Vec<f32> {
+    // gemm_abt computes x · Bᵀ, so pass Rᵀ.
+    let rt = transpose(r, d);
+    let mut out = vec![0.0f32; x.len()];
+    out.par_chunks_mut(1024 * d)
+        .zip(x.par_chunks(1024 * d))
+        .for_each(|(o, xi)| crate::linalg::gemm_abt(xi, &rt, d, o));
+    out
+}
+
+fn transpose(r: &[f32], d: usize) -> Vec<f32> {
+    let mut t = vec![0.0f32; d * d];
+    for i in 0..d {
+        for j in 0..d {
+            t[j * d + i] = r[i * d + j];
+        }
+    }
+    t
+}
+
+/// Sums `m` ADC table entries for each `m`-byte code: `out[i] = Σ_s table[s][code_i[s]]`.
+pub fn pq8_scan(table: &[f32], m: usize, codes: &[u8], out: &mut [f32]) {
+    match m {
+        8 => scan_m::<8>(table, codes, out),
+        16 => scan_m::<16>(table, codes, out),
+        32 => scan_m::<32>(table, codes, out),
+        64 => scan_m::<64>(table, codes, out),
+        _ => {
+            let t: Vec<&[f32; 256]> = table
+                .chunks_exact(256)
+                .map(|c| c.try_into().expect("256 entries"))
+                .collect();
+            for (o, c) in out.iter_mut().zip(codes.chunks_exact(m)) {
+                *o = c.iter().zip(&t).map(|(&j, t)| t[j as usize]).sum();
+            }
+        }
+    }
+}
+
+/// The ADC scan for a compile-time `M`: per-sub-space tables as fixed 256-arrays (no
+/// bounds checks on `u8` indices), four independent accumulators.
+fn scan_m<const M: usize>(table: &[f32], codes: &[u8], out: &mut [f32]) {
+    let t: [&[f32; 256]; M] =
+        std::array::from_fn(|s| table[s * 256..(s + 1) * 256].try_into().expect("256 entries"));
+    for (o, c) in out.iter_mut().zip(codes.chunks_exact(M)) {
+        let c: &[u8; M] = c.try_into().expect("M bytes");
+        let mut acc = [0.0f32; 4];
+        for s in (0..M).step_by(4) {
+            acc[0] += t[s][c[s] as usize];
+            acc[1] += t[s + 1][c[s + 1] as usize];
+            acc[2] += t[s + 2][c[s + 2] as usize];
+            acc[3] += t[s + 3][c[s + 3] as usize];
+        }
+        *o = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    }
+}
+
+/// OPQ (Ge et al. 2013, non-parametric): alternate PQ training on the rotated data and
+/// the orthogonal Procrustes solution `R = U Vᵀ` of `Xᵀ Y = U Σ Vᵀ`, where `Y` is the
+/// PQ reconstruction of `X R`. Returns the rotation (`d × d`).
+pub fn train_opq(x: &[f32], d: usize, m: usize, nbits: u8, seed: u64, iters: usize) -> Result<Vec<f32>> {
+    use faer::Mat;
+    let n = x.len() / d;
+    // A sample keeps the SVDs and PQ re-trainings cheap (FAISS: 256 · ksub points).
+    let cap = 256 * (1usize << nbits);
+    let sample: Vec<f32> = if n > cap {
+        let idx = crate::rng::sample_indices(n, cap, &mut crate::rng::seeded(seed ^ 0x0b0e));
+        idx.iter().flat_map(|&i| x[i * d..(i + 1) * d].iter().copied()).collect()
+    } else {
+        x.to_vec()
+    };
+    let ns = sample.len() / d;
+    let xm = Mat::<f32>::from_fn(ns, d, |i, j| sample[i * d + j]);
+    let mut r: Vec<f32> = (0..d * d).map(|i| if i / d == i % d { 1.0 } else { 0.0 }).collect();
+    for it in 0..iters {
+        let xr = rotate(&sample, &r, d);
+        let pq = ProductQuantizer::train_with(&xr, d, m, nbits, seed.wrapping_add(it as u64), 4)?;
+        let y = pq.decode(&pq.encode(&xr)?)?;
+        let ym = Mat::<f32>::from_fn(ns, d, |i, j| y[i * d + j]);
+        let xty = xm.transpose() * &ym;
+        let svd = xty
+            .svd()
+            .map_err(|e| Error::Numerical {
+                context: "OPQ rotation".into(),
+                message: format!("SVD of Xᵀ·Y failed: {e:?}"),
+            })?;
+        let rot = svd.U() * svd.V().transpose();
+        for i in 0..d {
+            for j in 0..d {
+                r[i * d + j] = rot[(i, j)];
+            }
+        }
+    }
+    Ok(r)
+}
+
+impl Index for Product {
+    fn spec(&self) -> String {
+        self.spec.name()
+    }
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn metric(&self) -> Metric {
+        self.metric
+    }
+    fn len(&self) -> usize {
+        self.rows.live()
+    }
+    fn bytes_per_vector(&self) -> f64 {
+        if self.spec.nbits == 8 {
+            self.spec.m as f64
+        } else {
+            fastscan::block_bytes(self.spec.m) as f64 / fastscan::BLOCK as f64
+        }
+    }
+    fn memory_bytes(&self) -> usize {
+        let params = self.pq.as_ref().map_or(0, |p| p.centroids().len() * 4)
+            + self.rotation.as_ref().map_or(0, |r| r.len() * 4);
+        self.codes.len() + self.rows.memory_bytes() + self.raw.len() * 4 + params
+    }
+    fn is_trained(&self) -> bool {
+        self.pq.is_some()
+    }
+
+    fn train(&mut self, sample: &[f32]) -> Result<()> {
+        check_batch(sample, self.dim, "training sample")?;
+        check_finite(sample, self.dim, "training sample")?;
+        let base = self.unrotated(sample);
+        if self.spec.opq {
+            self.rotation = Some(train_opq(&base, self.dim, self.spec.m, self.spec.nbits, self.seed, 20)?);
+        }
+        let x = match &self.rotation {
+            Some(r) => rotate(&base, r, self.dim),
+            None => base,
+        };
+        self.pq = Some(ProductQuantizer::train(&x, self.dim, self.spec.m, self.spec.nbits, self.seed)?);
+        Ok(())
+    }
+
+    fn add(&mut self, vectors: &[f32], ids: Option<&[u64]>) -> Result<()> {
+        let n = check_add(self.dim, vectors, ids)?;
+        let pq = self.trained()?;
+        let x = self.prepare(vectors);
+        let idx = pq.encode_indices(&x)?;
+        if self.spec.nbits == 8 {
+            self.codes.to_mut().extend_from_slice(&idx);
+        } else {
+            // Re-pack the partial last block together with the new codes.
+            let m = self.spec.m;
+            let old = self.rows.len();
+            let bb = fastscan::block_bytes(m);
+            let keep_blocks = old / fastscan::BLOCK;
+            let mut tail: Vec<u8> = Vec::new();
+            if old % fastscan::BLOCK != 0 {
+                let all = self.indices();
+                tail.extend_from_slice(&all[keep_blocks * fastscan::BLOCK * m..]);
+            }
+            tail.extend_from_slice(&idx);
+            let codes = self.codes.to_mut();
+            codes.truncate(keep_blocks * bb);
+            codes.extend(fastscan::pack_blocks(&tail, m));
+        }
+        if self.keep_raw {
+            let plain = self.unrotated(vectors);
+            self.raw.to_mut().extend_from_slice(&plain);
+        }
+        self.rows.push(n, ids);
+        Ok(())
+    }
+
+    fn delete(&mut self, ids: &[u64]) -> Result<usize> {
+        Ok(self.rows.delete(ids))
+    }
+
+    fn deleted(&self) -> usize {
+        self.rows.deleted()
+    }
+
+    fn compact(&mut self) -> Result<usize> {
+        if !self.rows.has_deleted() {
+            return Ok(0);
+        }
+        let m = self.spec.m;
+        if self.spec.nbits == 8 {
+            self.codes = self.rows.compact_slab(&self.codes, m);
+        } else {
+            let idx = Slab::from(self.indices());
+            let kept = self.rows.compact_slab(&idx, m);
+            self.codes = Slab::from(fastscan::pack_blocks(&kept, m));
+        }
+        if self.keep_raw {
+            self.raw = self.rows.compact_slab(&self.raw, self.dim);
+        }
+        Ok(self.rows.compact())
+    }
+
+    fn search(&self, query: &[f32], params: &SearchParams) -> Result<Vec<Neighbor>> {
+        self.search_filtered(query, params, &IdFilter::All)
+    }
+
+    fn search_filtered(
+        &self,
+        query: &[f32],
+        params: &SearchParams,
+        filter: &IdFilter<'_>,
+    ) -> Result<Vec<Neighbor>> {
+        check_single(self.dim, self.len(), query, params)?;
+        Ok(self.search_group(query, params, filter)?.pop().unwrap_or_default())
+    }
+
+    fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
+        check_search(self.dim, self.len(), params)?;
+        check_batch(queries, self.dim, "queries")?;
+        check_finite(queries, self.dim, "queries")?;
+        self.trained()?;
+        let groups: Vec<Vec<Vec<Neighbor>>> = queries
+            .par_chunks(self.dim * QUERY_GROUP)
+            .map(|g| self.search_group(g, params, &IdFilter::All))
+            .collect::<Result<_>>()?;
+        Ok(groups.into_iter().flatten().collect())
+    }
+
+    fn reconstruct(&self, vectors: &[f32]) -> Result<Option<Vec<f32>>> {
+        let pq = self.trained()?;
+        check_batch(vectors, self.dim, "vectors")?;
+        let x = self.prepare(vectors);
+        let y = pq.decode(&pq.encode(&x)?)?;
+        Ok(Some(match &self.rotation {
+            // R is orthogonal: undo it with Rᵀ.
+            Some(r) => rotate(&y, &transpose(r, self.dim), self.dim),
+            None => y,
+        }))
+    }
+
+    fn to_container(&self) -> Result<ContainerWriter> {
+        let pq = self.trained()?;
+        let n = self.rows.len();
+        let mut w = ContainerWriter::new("pq", &self.spec.name(), self.dim, self.metric, n);
+        w.params(&StoredParams {
+            spec: self.spec,
+            keep_raw: self.keep_raw,
+        })?;
+        w.section_f32("centroids", pq.centroids());
+        if let Some(r) = &self.rotation {
+            w.section_f32("rotation", r);
+        }
+        w.section("codes", self.codes.to_vec());
+        self.rows.write(&mut w);
+        if self.keep_raw {
+            w.section_f32("raw", &self.raw);
+        }
+        Ok(w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::generate::gaussian;
+    use crate::store::OpenOptions;
+
+    fn build(spec: &str, metric: Metric, n: usize, dim: usize) -> Product {
+        let data = gaussian(n, dim, 0.0, 1.0, 3).unwrap();
+        let mut idx = Product::new(spec, dim, metric, true, 7).unwrap();
+        idx.train(data.as_slice()).unwrap();
+        idx.add(data.as_slice(), None).unwrap();
+        idx
+    }
+
+    #[test]
+    fn parses_specs() {
+        let p = parse_spec("PQ16").unwrap();
+        assert_eq!((p.m, p.nbits, p.opq), (16, 8, false));
+        let p = parse_spec("opq32,pq32x4fs").unwrap();
+        assert_eq!((p.m, p.nbits, p.opq), (32, 4, true));
+        assert_eq!(p.name(), "OPQ32,PQ32x4fs");
+        for bad in ["PQ", "PQx4fs", "OPQ8,PQ16", "PQ16x5fs", "PQ-1", "OPQ8"] {
+            assert!(parse_spec(bad).is_none(), "{bad}");
+        }
+        let e = Product::new("PQ5", 16, Metric::L2, false, 0).unwrap_err().to_string();
+        assert!(e.contains("1, 2, 4, 8, 16"), "{e}");
+    }
+
+    /// Scan results equal brute force over the decoded vectors (8-bit and fast-scan).
+    #[test]
+    fn scan_equals_brute_force_over_decoded() {
+        for spec in ["PQ8", "PQ8x4fs", "OPQ4,PQ4"] {
+            for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+                let idx = build(spec, metric, 1500, 16);
+                let pq = idx.quantizer().unwrap();
+                let q = gaussian(5, 16, 0.0, 1.0, 9).unwrap();
+                let p = SearchParams::with_k(10);
+                let got = idx.search_batch(q.as_slice(), &p).unwrap();
+                let idxs = idx.indices();
+                let codes = if pq.nbits() == 4 {
+                    crate::quant::product::pack4(&idxs, pq.m())
+                } else {
+                    idxs
+                };
+                let dec = pq.decode(&codes).unwrap();
+                let qs = idx.prepare(q.as_slice());
+                for (qi, qv) in qs.chunks_exact(16).enumerate() {
+                    let mut all: Vec<(u64, f32)> = dec
+                        .chunks_exact(16)
+                        .enumerate()
+                        .map(|(i, x)| {
+                            let d = match metric {
+                                Metric::L2 => crate::kernels::scalar::l2_sq(qv, x),
+                                Metric::InnerProduct => -crate::kernels::scalar::dot(qv, x),
+                                Metric::Cosine => 1.0 - crate::kernels::scalar::dot(qv, x),
+                            };
+                            (i as u64, d)
+                        })
+                        .collect();
+                    all.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+                    for (h, w) in got[qi].iter().zip(&all) {
+                        assert!((h.distance - w.1).abs() < 1e-3 * (1.0 + w.1.abs()), "{spec} {metric}");
+                    }
+                    let want: Vec<u64> = all.iter().take(10).map(|x| x.0).collect();
+                    let ids: Vec<u64> = got[qi].iter().map(|h| h.id).collect();
+                    let common = ids.iter().filter(|i| want.contains(i)).count();
+                    assert!(common >= 9, "{spec} {metric}: {ids:?} vs {want:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn adding_in_pieces_equals_adding_at_once_and_round_trips() {
+        let data = gaussian(1000, 16, 0.0, 1.0, 4).unwrap();
+        for spec in ["PQ4", "PQ8x4fs", "OPQ8,PQ8x4fs"] {
+            let mut a = Product::new(spec, 16, Metric::L2, true, 1).unwrap();
+            a.train(data.as_slice()).unwrap();
+            let mut b = a.clone();
+            a.add(data.as_slice(), None).unwrap();
+            for chunk in data.as_slice().chunks(16 * 37) {
+                b.add(chunk, None).unwrap();
+            }
+            assert_eq!(a.codes, b.codes, "{spec}");
+            let q = gaussian(4, 16, 0.0, 1.0, 5).unwrap();
+            let p = SearchParams {
+                rerank: 20,
+                ..SearchParams::with_k(5)
+            };
+            let want = a.search_batch(q.as_slice(), &p).unwrap();
+            let bytes = a.to_container().unwrap().to_bytes().unwrap();
+            let c = Container::from_bytes("m.vq", bytes, OpenOptions::default()).unwrap();
+            let back = crate::index::from_container(&c).unwrap();
+            assert_eq!(back.spec(), a.spec());
+            assert_eq!(back.search_batch(q.as_slice(), &p).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn opq_rotation_is_orthogonal_and_lowers_distortion_on_correlated_data() {
+        // Correlated data: a random linear mix of independent Gaussians with
+        // decaying scales.
+        let (n, d) = (4000, 16);
+        let z = gaussian(n, d, 0.0, 1.0, 8).unwrap();
+        let mix = gaussian(d, d, 0.0, 1.0, 9).unwrap();
+        let x: Vec<f32> = z
+            .rows()
+            .flat_map(|r| {
+                (0..d)
+                    .map(|j| (0..d).map(|i| r[i] * mix.row(i)[j] / (1.0 + i as f32)).sum::<f32>())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mse = |spec: &str| {
+            let mut idx = Product::new(spec, d, Metric::L2, false, 2).unwrap();
+            idx.train(&x).unwrap();
+            let y = idx.reconstruct(&x).unwrap().unwrap();
+            crate::eval::mse(&x, &y)
+        };
+        let (plain, opq) = (mse("PQ4x4fs"), mse("OPQ4,PQ4x4fs"));
+        assert!(opq < plain * 0.95, "OPQ {opq} vs PQ {plain}");
+        let mut idx = Product::new("OPQ4,PQ4", d, Metric::L2, false, 2).unwrap();
+        idx.train(&x).unwrap();
+        let r = idx.rotation().unwrap();
+        for i in 0..d {
+            for j in 0..d {
+                let dot: f32 = (0..d).map(|t| r[i * d + t] * r[j * d + t]).sum();
+                let want = if i == j { 1.0 } else { 0.0 };
+                assert!((dot - want).abs() < 1e-4);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_input() {
+        assert!(Product::new("PQ3", 16, Metric::L2, false, 0).is_err());
+        let mut idx = Product::new("PQ4", 16, Metric::L2, false, 0).unwrap();
+        assert!(idx.add(&[0.0; 16], None).is_err(), "untrained");
+        let few = gaussian(100, 16, 0.0, 1.0, 1).unwrap();
+        assert!(idx.train(few.as_slice()).is_err(), "100 < 256 centroids");
+        let idx = build("PQ4x4fs", Metric::L2, 300, 16);
+        assert!(idx.search(&[0.0; 15], &SearchParams::default()).is_err());
+        let mut no_raw = Product::new("PQ4", 16, Metric::L2, false, 0).unwrap();
+        let data = gaussian(300, 16, 0.0, 1.0, 1).unwrap();
+        no_raw.train(data.as_slice()).unwrap();
+        no_raw.add(data.as_slice(), None).unwrap();
+        let p = SearchParams {
+            rerank: 10,
+            ..SearchParams::default()
+        };
+        assert!(no_raw.search(data.row(0), &p).unwrap_err().to_string().contains("--keep-raw"));
+    }
+}
