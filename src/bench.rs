@@ -259,9 +259,11 @@ pub fn distortion(index: &dyn Index, base: &VectorSet) -> Result<(Option<f64>, O
 
 /// The specs `vecquant bench` runs when none are given.
 pub fn default_specs() -> Vec<String> {
-    ["Flat", "SQ8", "SQ4", "SQ8u", "SQ4u", "SQ8lm"]
-        .map(String::from)
-        .to_vec()
+    [
+        "Flat", "SQ8", "SQ4", "SQ8u", "SQ4u", "SQ8lm", "PQ16", "PQ32", "PQ32x4fs", "PQ64x4fs",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// Runs every spec × parameter set on `data`; `progress` is told what is happening.

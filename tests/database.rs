@@ -8,7 +8,16 @@ use vecquant::store::{Container, OpenOptions};
 use vecquant::{Metric, Neighbor};
 
 /// Every kind this build knows, with the metric-independent build options.
-const SPECS: &[&str] = &["Flat", "SQ8", "SQ4", "SQ8u", "SQ4nq"];
+const SPECS: &[&str] = &[
+    "Flat",
+    "SQ8",
+    "SQ4",
+    "SQ8u",
+    "SQ4nq",
+    "PQ8",
+    "PQ8x4fs",
+    "OPQ4,PQ4x4fs",
+];
 
 fn build(spec: &str, metric: Metric, dim: usize, n: usize) -> Box<dyn Index> {
     let data = gaussian(n, dim, 0.0, 1.0, 21).unwrap();

@@ -42,14 +42,17 @@ fn version_1_fixture_still_loads() {
 fn corpus() -> Vec<Vec<u8>> {
     use vecquant::index::spec::{BuildOptions, new_index};
     let mut files = vec![std::fs::read(V1_FLAT).unwrap()];
-    let data: Vec<f32> = (0..24 * 5)
-        .map(|i| ((i * 37 % 23) as f32 - 11.0) / 3.0)
+    // 300 rows of dimension 5: enough for 256-centroid PQ codebooks.
+    let data: Vec<f32> = (0..300 * 5)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
         .collect();
     for (spec, metric, keep_raw) in [
         ("SQ8", Metric::L2, true),
         ("SQ4", Metric::Cosine, false),
         ("SQ8lm", Metric::InnerProduct, false),
         ("Flat", Metric::Cosine, false),
+        ("PQ5", Metric::L2, true),
+        ("OPQ5,PQ5x4fs", Metric::InnerProduct, false),
     ] {
         let opts = BuildOptions {
             metric,

@@ -108,12 +108,16 @@ impl Product {
     pub fn new(spec: &str, dim: usize, metric: Metric, keep_raw: bool, seed: u64) -> Result<Self> {
         let p = parse_spec(spec).ok_or_else(|| Error::Spec {
             spec: spec.to_string(),
-            message: "not a product-quantizer spec (PQ{M}, PQ{M}x4fs, OPQ{M},PQ{M}, OPQ{M},PQ{M}x4fs)"
-                .into(),
+            message:
+                "not a product-quantizer spec (PQ{M}, PQ{M}x4fs, OPQ{M},PQ{M}, OPQ{M},PQ{M}x4fs)"
+                    .into(),
         })?;
         check_params(dim, p.m, p.nbits)?;
         if p.nbits == 4 && p.m > 256 {
-            return Err(Error::param("M", "fast-scan supports at most 256 sub-quantizers"));
+            return Err(Error::param(
+                "M",
+                "fast-scan supports at most 256 sub-quantizers",
+            ));
         }
         Ok(Product {
             spec: p,
@@ -143,7 +147,10 @@ impl Product {
         self.pq.as_ref().ok_or_else(|| {
             Error::param(
                 "index",
-                format!("{} must be trained before vectors are added or searched", self.spec.name()),
+                format!(
+                    "{} must be trained before vectors are added or searched",
+                    self.spec.name()
+                ),
             )
         })
     }
@@ -179,7 +186,11 @@ impl Product {
 
     /// Cosine distances are 1 − ⟨q, x⟩; the tables hold −⟨q_s, c⟩.
     fn offset(&self) -> f32 {
-        if self.metric == Metric::Cosine { 1.0 } else { 0.0 }
+        if self.metric == Metric::Cosine {
+            1.0
+        } else {
+            0.0
+        }
     }
 
     /// Loads a `pq` container.
@@ -203,7 +214,8 @@ impl Product {
         let rotation = if p.spec.opq {
             let r = c.section_f32(
                 "rotation",
-                dim.checked_mul(dim).ok_or_else(|| bad("size overflows".into()))?,
+                dim.checked_mul(dim)
+                    .ok_or_else(|| bad("size overflows".into()))?,
             )?;
             if r.iter().any(|v| !v.is_finite()) {
                 return Err(bad("non-finite rotation".into()));
@@ -224,7 +236,8 @@ impl Product {
         let raw = if p.keep_raw {
             c.slab::<f32>(
                 "raw",
-                n.checked_mul(dim).ok_or_else(|| bad("size overflows".into()))?,
+                n.checked_mul(dim)
+                    .ok_or_else(|| bad("size overflows".into()))?,
             )?
         } else {
             Slab::default()
@@ -277,7 +290,9 @@ impl Product {
                 for (i, &s) in out.iter().enumerate() {
                     let d = s + off;
                     let r = start + i;
-                    if d <= heap.threshold() && (all || (self.rows.is_live(r) && filter.accepts(ids[r]))) {
+                    if d <= heap.threshold()
+                        && (all || (self.rows.is_live(r) && filter.accepts(ids[r])))
+                    {
                         heap.push(r as u64, d);
                     }
                 }
@@ -317,7 +332,10 @@ impl Product {
         let q8: Vec<u8> = table
             .chunks_exact(16)
             .zip(&mins)
-            .flat_map(|(t, &lo)| t.iter().map(move |&v| ((v - lo) * scale).round().clamp(0.0, 255.0) as u8))
+            .flat_map(|(t, &lo)| {
+                t.iter()
+                    .map(move |&v| ((v - lo) * scale).round().clamp(0.0, 255.0) as u8)
+            })
             .collect();
         fastscan::pack_lut(&q8, m, lut_buf);
         let pairs = fastscan::padded_pairs(m);
@@ -329,23 +347,45 @@ impl Product {
         // near-ties; each is re-scored exactly below.
         let keep = depth.max(depth * 2).max(depth + 16);
         let mut heap = TopK::new(keep);
-        let mut sums = [0u16; fastscan::BLOCK];
+        // Blocks go to the kernel in batches; the threshold is refreshed between
+        // batches (a stale threshold only lets a few more candidates through).
+        const BATCH: usize = 64;
+        let mut sums = vec![0u16; BATCH * fastscan::BLOCK];
+        let mut masks = [0u32; BATCH];
         let mut thr = u16::MAX;
-        for (b, block) in self.codes.chunks_exact(bb).enumerate() {
-            let mut mask = fastscan::scan_block(lut_buf, block, pairs, thr, &mut sums);
-            while mask != 0 {
-                let i = mask.trailing_zeros() as usize;
-                mask &= mask - 1;
-                let r = b * fastscan::BLOCK + i;
-                if r >= n || !(all || (self.rows.is_live(r) && filter.accepts(ids[r]))) {
-                    continue;
-                }
-                heap.push(r as u64, sums[i] as f32);
-                let t = heap.threshold();
-                if t.is_finite() {
-                    thr = t as u16;
+        let nblocks = self.codes.len() / bb;
+        let mut b0 = 0;
+        while b0 < nblocks {
+            let nb = BATCH.min(nblocks - b0);
+            fastscan::scan_blocks(
+                lut_buf,
+                &self.codes[b0 * bb..(b0 + nb) * bb],
+                pairs,
+                thr,
+                &mut sums,
+                &mut masks[..nb],
+            );
+            for (j, &mask) in masks[..nb].iter().enumerate() {
+                let mut mask = mask;
+                while mask != 0 {
+                    let i = mask.trailing_zeros() as usize;
+                    mask &= mask - 1;
+                    let r = (b0 + j) * fastscan::BLOCK + i;
+                    let s = sums[j * fastscan::BLOCK + i];
+                    if s > thr
+                        || r >= n
+                        || !(all || (self.rows.is_live(r) && filter.accepts(ids[r])))
+                    {
+                        continue;
+                    }
+                    heap.push(r as u64, s as f32);
+                    let t = heap.threshold();
+                    if t.is_finite() {
+                        thr = t as u16;
+                    }
                 }
             }
+            b0 += nb;
         }
         // Exact ADC re-scoring of the candidates.
         let off = self.offset();
@@ -388,7 +428,11 @@ impl Product {
                 .map(|q| self.scan4(pq, q, depth, filter, &mut lut))
                 .collect()
         };
-        let plain = if rerank { self.unrotated(queries) } else { Vec::new() };
+        let plain = if rerank {
+            self.unrotated(queries)
+        } else {
+            Vec::new()
+        };
         Ok(cands
             .into_iter()
             .enumerate()
@@ -415,7 +459,9 @@ impl Product {
         let mut out = Vec::with_capacity(n * m);
         for r in 0..n {
             let block = &self.codes[(r / fastscan::BLOCK) * bb..];
-            out.extend((0..m).map(|s| fastscan::code_in_block(block, s, r % fastscan::BLOCK) as u8));
+            out.extend(
+                (0..m).map(|s| fastscan::code_in_block(block, s, r % fastscan::BLOCK) as u8),
+            );
         }
         out
     }
@@ -464,8 +510,11 @@ pub fn pq8_scan(table: &[f32], m: usize, codes: &[u8], out: &mut [f32]) {
 /// The ADC scan for a compile-time `M`: per-sub-space tables as fixed 256-arrays (no
 /// bounds checks on `u8` indices), four independent accumulators.
 fn scan_m<const M: usize>(table: &[f32], codes: &[u8], out: &mut [f32]) {
-    let t: [&[f32; 256]; M] =
-        std::array::from_fn(|s| table[s * 256..(s + 1) * 256].try_into().expect("256 entries"));
+    let t: [&[f32; 256]; M] = std::array::from_fn(|s| {
+        table[s * 256..(s + 1) * 256]
+            .try_into()
+            .expect("256 entries")
+    });
     for (o, c) in out.iter_mut().zip(codes.chunks_exact(M)) {
         let c: &[u8; M] = c.try_into().expect("M bytes");
         let mut acc = [0.0f32; 4];
@@ -482,32 +531,41 @@ fn scan_m<const M: usize>(table: &[f32], codes: &[u8], out: &mut [f32]) {
 /// OPQ (Ge et al. 2013, non-parametric): alternate PQ training on the rotated data and
 /// the orthogonal Procrustes solution `R = U Vᵀ` of `Xᵀ Y = U Σ Vᵀ`, where `Y` is the
 /// PQ reconstruction of `X R`. Returns the rotation (`d × d`).
-pub fn train_opq(x: &[f32], d: usize, m: usize, nbits: u8, seed: u64, iters: usize) -> Result<Vec<f32>> {
+pub fn train_opq(
+    x: &[f32],
+    d: usize,
+    m: usize,
+    nbits: u8,
+    seed: u64,
+    iters: usize,
+) -> Result<Vec<f32>> {
     use faer::Mat;
     let n = x.len() / d;
     // A sample keeps the SVDs and PQ re-trainings cheap (FAISS: 256 · ksub points).
     let cap = 256 * (1usize << nbits);
     let sample: Vec<f32> = if n > cap {
         let idx = crate::rng::sample_indices(n, cap, &mut crate::rng::seeded(seed ^ 0x0b0e));
-        idx.iter().flat_map(|&i| x[i * d..(i + 1) * d].iter().copied()).collect()
+        idx.iter()
+            .flat_map(|&i| x[i * d..(i + 1) * d].iter().copied())
+            .collect()
     } else {
         x.to_vec()
     };
     let ns = sample.len() / d;
     let xm = Mat::<f32>::from_fn(ns, d, |i, j| sample[i * d + j]);
-    let mut r: Vec<f32> = (0..d * d).map(|i| if i / d == i % d { 1.0 } else { 0.0 }).collect();
+    let mut r: Vec<f32> = (0..d * d)
+        .map(|i| if i / d == i % d { 1.0 } else { 0.0 })
+        .collect();
     for it in 0..iters {
         let xr = rotate(&sample, &r, d);
         let pq = ProductQuantizer::train_with(&xr, d, m, nbits, seed.wrapping_add(it as u64), 4)?;
         let y = pq.decode(&pq.encode(&xr)?)?;
         let ym = Mat::<f32>::from_fn(ns, d, |i, j| y[i * d + j]);
         let xty = xm.transpose() * &ym;
-        let svd = xty
-            .svd()
-            .map_err(|e| Error::Numerical {
-                context: "OPQ rotation".into(),
-                message: format!("SVD of Xᵀ·Y failed: {e:?}"),
-            })?;
+        let svd = xty.svd().map_err(|e| Error::Numerical {
+            context: "OPQ rotation".into(),
+            message: format!("SVD of Xᵀ·Y failed: {e:?}"),
+        })?;
         let rot = svd.U() * svd.V().transpose();
         for i in 0..d {
             for j in 0..d {
@@ -552,13 +610,26 @@ impl Index for Product {
         check_finite(sample, self.dim, "training sample")?;
         let base = self.unrotated(sample);
         if self.spec.opq {
-            self.rotation = Some(train_opq(&base, self.dim, self.spec.m, self.spec.nbits, self.seed, 20)?);
+            self.rotation = Some(train_opq(
+                &base,
+                self.dim,
+                self.spec.m,
+                self.spec.nbits,
+                self.seed,
+                20,
+            )?);
         }
         let x = match &self.rotation {
             Some(r) => rotate(&base, r, self.dim),
             None => base,
         };
-        self.pq = Some(ProductQuantizer::train(&x, self.dim, self.spec.m, self.spec.nbits, self.seed)?);
+        self.pq = Some(ProductQuantizer::train(
+            &x,
+            self.dim,
+            self.spec.m,
+            self.spec.nbits,
+            self.seed,
+        )?);
         Ok(())
     }
 
@@ -576,7 +647,7 @@ impl Index for Product {
             let bb = fastscan::block_bytes(m);
             let keep_blocks = old / fastscan::BLOCK;
             let mut tail: Vec<u8> = Vec::new();
-            if old % fastscan::BLOCK != 0 {
+            if !old.is_multiple_of(fastscan::BLOCK) {
                 let all = self.indices();
                 tail.extend_from_slice(&all[keep_blocks * fastscan::BLOCK * m..]);
             }
@@ -630,7 +701,10 @@ impl Index for Product {
         filter: &IdFilter<'_>,
     ) -> Result<Vec<Neighbor>> {
         check_single(self.dim, self.len(), query, params)?;
-        Ok(self.search_group(query, params, filter)?.pop().unwrap_or_default())
+        Ok(self
+            .search_group(query, params, filter)?
+            .pop()
+            .unwrap_or_default())
     }
 
     fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
@@ -702,7 +776,9 @@ mod tests {
         for bad in ["PQ", "PQx4fs", "OPQ8,PQ16", "PQ16x5fs", "PQ-1", "OPQ8"] {
             assert!(parse_spec(bad).is_none(), "{bad}");
         }
-        let e = Product::new("PQ5", 16, Metric::L2, false, 0).unwrap_err().to_string();
+        let e = Product::new("PQ5", 16, Metric::L2, false, 0)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("1, 2, 4, 8, 16"), "{e}");
     }
 
@@ -739,7 +815,10 @@ mod tests {
                         .collect();
                     all.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
                     for (h, w) in got[qi].iter().zip(&all) {
-                        assert!((h.distance - w.1).abs() < 1e-3 * (1.0 + w.1.abs()), "{spec} {metric}");
+                        assert!(
+                            (h.distance - w.1).abs() < 1e-3 * (1.0 + w.1.abs()),
+                            "{spec} {metric}"
+                        );
                     }
                     let want: Vec<u64> = all.iter().take(10).map(|x| x.0).collect();
                     let ids: Vec<u64> = got[qi].iter().map(|h| h.id).collect();
@@ -787,7 +866,11 @@ mod tests {
             .rows()
             .flat_map(|r| {
                 (0..d)
-                    .map(|j| (0..d).map(|i| r[i] * mix.row(i)[j] / (1.0 + i as f32)).sum::<f32>())
+                    .map(|j| {
+                        (0..d)
+                            .map(|i| r[i] * mix.row(i)[j] / (1.0 + i as f32))
+                            .sum::<f32>()
+                    })
                     .collect::<Vec<_>>()
             })
             .collect();
@@ -828,6 +911,12 @@ mod tests {
             rerank: 10,
             ..SearchParams::default()
         };
-        assert!(no_raw.search(data.row(0), &p).unwrap_err().to_string().contains("--keep-raw"));
+        assert!(
+            no_raw
+                .search(data.row(0), &p)
+                .unwrap_err()
+                .to_string()
+                .contains("--keep-raw")
+        );
     }
 }

@@ -61,7 +61,13 @@ pub fn new_index(spec: &str, dim: usize, opts: &BuildOptions) -> Result<Box<dyn 
         "flat" => Ok(Box::new(Flat::new(dim, opts.metric))),
         l if l.starts_with("pq") || l.starts_with("opq") => {
             match crate::index::product::parse_spec(l) {
-                Some(_) => Ok(Box::new(Product::new(s, dim, opts.metric, opts.keep_raw, opts.seed)?)),
+                Some(_) => Ok(Box::new(Product::new(
+                    s,
+                    dim,
+                    opts.metric,
+                    opts.keep_raw,
+                    opts.seed,
+                )?)),
                 None => Err(bad("malformed product-quantizer spec")),
             }
         }

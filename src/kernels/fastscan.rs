@@ -67,6 +67,57 @@ pub fn pack_lut(lut: &[u8], m: usize, out: &mut Vec<u8>) {
 }
 
 type BlockFn = fn(&[u8], &[u8], usize, u16, &mut [u16; BLOCK]) -> u32;
+type BlocksFn = fn(&[u8], &[u8], usize, u16, &mut [u16], &mut [u32]);
+
+fn dispatch_many() -> BlocksFn {
+    static F: OnceLock<BlocksFn> = OnceLock::new();
+    *F.get_or_init(|| match super::simd_level() {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 if is_x86_feature_detected!("avx512bw") => x86::blocks_avx512_safe,
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 | SimdLevel::Avx2 => x86::blocks_avx2_safe,
+        _ => scalar_blocks,
+    })
+}
+
+/// [`scan_block`] over `masks.len()` consecutive blocks in one call (no per-block
+/// dispatch): `sums` receives 32 sums per block, `masks` one mask per block.
+#[inline]
+pub fn scan_blocks(
+    lut: &[u8],
+    blocks: &[u8],
+    pairs: usize,
+    thr: u16,
+    sums: &mut [u16],
+    masks: &mut [u32],
+) {
+    let nb = masks.len();
+    assert!(
+        lut.len() >= pairs * 32
+            && blocks.len() >= nb * pairs * 32
+            && sums.len() >= nb * BLOCK
+            && pairs.is_multiple_of(2)
+    );
+    dispatch_many()(lut, blocks, pairs, thr, sums, masks)
+}
+
+/// Scalar reference for [`scan_blocks`].
+pub fn scalar_blocks(
+    lut: &[u8],
+    blocks: &[u8],
+    pairs: usize,
+    thr: u16,
+    sums: &mut [u16],
+    masks: &mut [u32],
+) {
+    let bb = pairs * 32;
+    for (b, mask) in masks.iter_mut().enumerate() {
+        let out: &mut [u16; BLOCK] = (&mut sums[b * BLOCK..(b + 1) * BLOCK])
+            .try_into()
+            .expect("32");
+        *mask = scalar_block(lut, &blocks[b * bb..(b + 1) * bb], pairs, thr, out);
+    }
+}
 
 fn dispatch() -> BlockFn {
     static F: OnceLock<BlockFn> = OnceLock::new();
@@ -116,6 +167,140 @@ mod x86 {
     use super::BLOCK;
     use std::arch::x86_64::*;
 
+    pub fn blocks_avx2_safe(
+        lut: &[u8],
+        b: &[u8],
+        pairs: usize,
+        thr: u16,
+        sums: &mut [u16],
+        masks: &mut [u32],
+    ) {
+        // SAFETY: installed only when avx2 is available; `scan_blocks` checked lengths.
+        unsafe { blocks_avx2(lut, b, pairs, thr, sums, masks) }
+    }
+
+    pub fn blocks_avx512_safe(
+        lut: &[u8],
+        b: &[u8],
+        pairs: usize,
+        thr: u16,
+        sums: &mut [u16],
+        masks: &mut [u32],
+    ) {
+        // SAFETY: installed only when avx512f and avx512bw are available.
+        unsafe { blocks_avx512(lut, b, pairs, thr, sums, masks) }
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn blocks_avx2(
+        lut: &[u8],
+        b: &[u8],
+        pairs: usize,
+        thr: u16,
+        sums: &mut [u16],
+        masks: &mut [u32],
+    ) {
+        let bb = pairs * 32;
+        for (i, (mask, out)) in masks
+            .iter_mut()
+            .zip(sums.chunks_exact_mut(BLOCK))
+            .enumerate()
+        {
+            let out: &mut [u16; BLOCK] = out.try_into().expect("32");
+            // SAFETY: lengths checked by `scan_blocks`.
+            *mask = unsafe { block_avx2(lut, &b[i * bb..(i + 1) * bb], pairs, thr, out) };
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx2")]
+    unsafe fn blocks_avx512(
+        lut: &[u8],
+        b: &[u8],
+        pairs: usize,
+        thr: u16,
+        sums: &mut [u16],
+        masks: &mut [u32],
+    ) {
+        // Common sub-quantizer counts get a fully unrolled loop with the tables held in
+        // registers across blocks (M = 8, 16, 32, 64).
+        // SAFETY: lengths checked by `scan_blocks`; features as for this function.
+        unsafe {
+            match pairs {
+                4 => blocks_avx512_n::<2>(lut, b, thr, sums, masks),
+                8 => blocks_avx512_n::<4>(lut, b, thr, sums, masks),
+                16 => blocks_avx512_n::<8>(lut, b, thr, sums, masks),
+                32 => blocks_avx512_n::<16>(lut, b, thr, sums, masks),
+                _ => {
+                    let bb = pairs * 32;
+                    for (i, (mask, out)) in masks
+                        .iter_mut()
+                        .zip(sums.chunks_exact_mut(BLOCK))
+                        .enumerate()
+                    {
+                        let out: &mut [u16; BLOCK] = out.try_into().expect("32");
+                        *mask = block_avx512(lut, &b[i * bb..(i + 1) * bb], pairs, thr, out);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `Q` 64-byte steps (two pairs each) per block. Even and odd bytes are summed with
+    /// FAISS's trick: add the shuffled bytes as `u16` (even + 256·odd) and, separately,
+    /// the odd bytes; the even sums are recovered at the end modulo 2^16.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx2")]
+    unsafe fn blocks_avx512_n<const Q: usize>(
+        lut: &[u8],
+        b: &[u8],
+        thr: u16,
+        sums: &mut [u16],
+        masks: &mut [u32],
+    ) {
+        let bb = Q * 64;
+        let m = _mm512_set1_epi8(0x0F);
+        // SAFETY: `lut` holds Q·64 bytes (checked by `scan_blocks`).
+        let tables: [__m512i; Q] = std::array::from_fn(|q| unsafe {
+            _mm512_loadu_si512(lut.as_ptr().add(q * 64) as *const __m512i)
+        });
+        let t = _mm_set1_epi16(thr as i16);
+        for (i, (mask, out)) in masks
+            .iter_mut()
+            .zip(sums.chunks_exact_mut(BLOCK))
+            .enumerate()
+        {
+            let base = b[i * bb..(i + 1) * bb].as_ptr();
+            let mut full_lo = _mm512_setzero_si512();
+            let mut odd_lo = _mm512_setzero_si512();
+            let mut full_hi = _mm512_setzero_si512();
+            let mut odd_hi = _mm512_setzero_si512();
+            for (q, &l) in tables.iter().enumerate() {
+                // SAFETY: q·64 + 64 <= bb bytes of this block.
+                let x = unsafe { _mm512_loadu_si512(base.add(q * 64) as *const __m512i) };
+                let lo = _mm512_and_si512(x, m);
+                let hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), m);
+                let a = _mm512_shuffle_epi8(l, lo);
+                let c = _mm512_shuffle_epi8(l, hi);
+                full_lo = _mm512_add_epi16(full_lo, a);
+                odd_lo = _mm512_add_epi16(odd_lo, _mm512_srli_epi16(a, 8));
+                full_hi = _mm512_add_epi16(full_hi, c);
+                odd_hi = _mm512_add_epi16(odd_hi, _mm512_srli_epi16(c, 8));
+            }
+            let fold = |v: __m512i| {
+                let h =
+                    _mm256_add_epi16(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+                _mm_add_epi16(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1))
+            };
+            let (ol, oh) = (fold(odd_lo), fold(odd_hi));
+            let el = _mm_sub_epi16(fold(full_lo), _mm_slli_epi16(ol, 8));
+            let eh = _mm_sub_epi16(fold(full_hi), _mm_slli_epi16(oh, 8));
+            let (first, second) = out.split_at_mut(16);
+            let m0 = finish16(el, ol, t, first);
+            let m1 = finish16(eh, oh, t, second);
+            *mask = m0 | (m1 << 16);
+        }
+    }
+
     pub fn block_avx2_safe(
         lut: &[u8],
         b: &[u8],
@@ -155,6 +340,7 @@ mod x86 {
         _mm_movemask_epi8(_mm_packs_epi16(le0, le1)) as u32
     }
 
+    #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn block_avx2(
         lut: &[u8],
@@ -192,6 +378,7 @@ mod x86 {
         m0 | (m1 << 16)
     }
 
+    #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx2")]
     unsafe fn block_avx512(
         lut: &[u8],
@@ -298,6 +485,14 @@ mod tests {
                     assert_eq!(got, want, "{name} m={m}");
                     assert_eq!(gm, wm, "{name} m={m} thr={thr}");
                 }
+                // The multi-block entry point over the same block twice.
+                let two = [block.clone(), block.clone()].concat();
+                let mut sums = vec![0u16; 2 * BLOCK];
+                let mut masks = [0u32; 2];
+                scan_blocks(&lut, &two, pairs, thr, &mut sums, &mut masks);
+                assert_eq!(masks, [wm, wm]);
+                assert_eq!(&sums[..BLOCK], &want[..]);
+                assert_eq!(&sums[BLOCK..], &want[..]);
             }
         }
     }

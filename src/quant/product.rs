@@ -45,7 +45,7 @@ pub fn check_params(dim: usize, m: usize, nbits: u8) -> Result<()> {
             format!("{nbits} is not supported; use 8 (256 centroids) or 4 (16, fast-scan)"),
         ));
     }
-    if m == 0 || dim % m != 0 {
+    if m == 0 || !dim.is_multiple_of(m) {
         let ok: Vec<String> = (1..=dim.min(256))
             .filter(|v| dim.is_multiple_of(*v))
             .map(|v| v.to_string())
