@@ -61,6 +61,39 @@ def recall(I, gt, k):
     return r1, hits / (n * kk)
 
 
+def split_specs(s):
+    """Like vecquant's: `;`-separated, or `,`-separated with OPQ/IVF prefixes kept
+    together with the spec they prefix."""
+    if ";" in s:
+        return [t.strip() for t in s.split(";") if t.strip()]
+    out, pending = [], []
+    for t in (t.strip() for t in s.split(",")):
+        if not t:
+            continue
+        pending.append(t)
+        if not t.lower().startswith(("opq", "ivf")):
+            out.append(",".join(pending))
+            pending = []
+    if pending:
+        out.append(",".join(pending))
+    return out
+
+
+def set_seed(index, seed):
+    """Sets the k-means seed of the product quantizer(s) inside `index`, if any."""
+    for obj in (index, getattr(index, "index", None)):
+        pq = getattr(obj, "pq", None) if obj is not None else None
+        if pq is not None:
+            pq.cp.seed = seed
+    try:
+        ivf = faiss.extract_index_ivf(index)
+        ivf.cp.seed = seed
+        if hasattr(ivf, "pq"):
+            ivf.pq.cp.seed = seed
+    except Exception:
+        pass
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True)
@@ -69,6 +102,8 @@ def main():
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--nprobe", type=int, default=8)
     ap.add_argument("--ef", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=None,
+                    help="seed for the PQ/IVF k-means (faiss default when omitted)")
     args = ap.parse_args()
     faiss.omp_set_num_threads(args.threads)
 
@@ -86,8 +121,10 @@ def main():
     flat.search(xq, 100)
     gt_secs = time.perf_counter() - t0
 
-    for spec in [s for s in args.specs.split(",") if s]:
+    for spec in split_specs(args.specs):
         index = faiss.index_factory(d, spec)
+        if args.seed is not None:
+            set_seed(index, args.seed)
         t0 = time.perf_counter()
         if not index.is_trained:
             index.train(xt)

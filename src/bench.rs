@@ -266,6 +266,43 @@ pub fn default_specs() -> Vec<String> {
     .to_vec()
 }
 
+/// Splits a list of specs on `;`, or on `,` while keeping composite specs together:
+/// a component that only prefixes a spec (`OPQ16`, `IVF1024`) joins the next one.
+///
+/// ```
+/// use vecquant::bench::split_specs;
+/// assert_eq!(split_specs("Flat,OPQ16,PQ16,SQ8"), ["Flat", "OPQ16,PQ16", "SQ8"]);
+/// assert_eq!(split_specs("IVF64,PQ8x4fs;HNSW32"), ["IVF64,PQ8x4fs", "HNSW32"]);
+/// ```
+pub fn split_specs(s: &str) -> Vec<String> {
+    if s.contains(';') {
+        return s
+            .split(';')
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect();
+    }
+    let is_prefix = |t: &str| {
+        let l = t.to_ascii_lowercase();
+        l.starts_with("opq") || l.starts_with("ivf")
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut pending = String::new();
+    for t in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        if !pending.is_empty() {
+            pending.push(',');
+        }
+        pending.push_str(t);
+        if !is_prefix(t) {
+            out.push(std::mem::take(&mut pending));
+        }
+    }
+    if !pending.is_empty() {
+        out.push(pending);
+    }
+    out
+}
+
 /// Runs every spec × parameter set on `data`; `progress` is told what is happening.
 pub fn run(
     data: &LoadedData,

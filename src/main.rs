@@ -158,9 +158,10 @@ enum Command {
         /// Data directory with base.fvecs, query.fvecs [, train.fvecs, groundtruth.ivecs].
         #[arg(long)]
         data: Option<PathBuf>,
-        /// Comma-separated specs (default: every known spec).
-        #[arg(long, value_delimiter = ',')]
-        specs: Option<Vec<String>>,
+        /// Specs separated by `;` or `,` (a spec's own commas, as in `OPQ16,PQ16` or
+        /// `IVF1024,PQ16`, are kept together). Default: every known spec.
+        #[arg(long)]
+        specs: Option<String>,
         /// Where to write results.json and report.md.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -531,7 +532,7 @@ fn run(cli: Cli) -> Result<()> {
             let mut base = params.apply(k);
             let rerank = std::mem::take(&mut base.rerank);
             let cfg = BenchConfig {
-                specs: specs.unwrap_or_else(bench::default_specs),
+                specs: specs.map_or_else(bench::default_specs, |s| bench::split_specs(&s)),
                 params: vec![base],
                 rerank: if params.rerank.is_some() {
                     rerank
