@@ -315,28 +315,8 @@ impl Product {
         let m = pq.m();
         let mut table = Vec::new();
         pq.adc_table(q, self.table_metric(), &mut table);
-        // Quantise: per sub-quantizer bias (its minimum), one common scale.
-        let mut bias = 0.0f32;
-        let mut span = 0.0f32;
-        let mins: Vec<f32> = table
-            .chunks_exact(16)
-            .map(|t| {
-                let lo = t.iter().copied().fold(f32::INFINITY, f32::min);
-                let hi = t.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                bias += lo;
-                span = span.max(hi - lo);
-                lo
-            })
-            .collect();
-        let scale = if span > 0.0 { 255.0 / span } else { 1.0 };
-        let q8: Vec<u8> = table
-            .chunks_exact(16)
-            .zip(&mins)
-            .flat_map(|(t, &lo)| {
-                t.iter()
-                    .map(move |&v| ((v - lo) * scale).round().clamp(0.0, 255.0) as u8)
-            })
-            .collect();
+        let mut q8 = Vec::new();
+        fastscan::quantize_table(&table, &mut q8);
         fastscan::pack_lut(&q8, m, lut_buf);
         let pairs = fastscan::padded_pairs(m);
         let bb = fastscan::block_bytes(m);

@@ -154,6 +154,30 @@ impl Rows {
         dropped
     }
 
+    /// The rows `order` (indices into these rows, each at most once) in that order, with
+    /// their ids and tombstones: how kinds that group rows (IVF lists) re-order them.
+    pub fn gather(&self, order: &[usize]) -> Rows {
+        let ids: Vec<u64> = order.iter().map(|&r| self.ids[r]).collect();
+        let mut out = Rows {
+            ids: Slab::from(ids),
+            tomb: Vec::new(),
+            deleted: 0,
+        };
+        if self.deleted > 0 {
+            let mut tomb = vec![0u64; order.len().div_ceil(64)];
+            for (i, &r) in order.iter().enumerate() {
+                if !self.is_live(r) {
+                    tomb[i / 64] |= 1 << (i % 64);
+                    out.deleted += 1;
+                }
+            }
+            if out.deleted > 0 {
+                out.tomb = tomb;
+            }
+        }
+        out
+    }
+
     /// Writes the `ids` section and, when rows are deleted, the `tombstones` section.
     pub fn write(&self, w: &mut ContainerWriter) {
         w.section_u64("ids", &self.ids);
@@ -251,5 +275,11 @@ mod tests {
         r.delete(&[0]);
         r.push(100, None);
         assert!(r.is_live(102) && !r.is_live(0));
+        // Gathering re-orders ids and carries tombstones along.
+        let g = r.gather(&[2, 0, 1]);
+        assert_eq!(g.ids(), &[7, 0, 2]);
+        assert!(g.is_live(0) && !g.is_live(1) && g.is_live(2));
+        assert_eq!(g.deleted(), 1);
+        assert_eq!(r.gather(&[1, 2]).deleted(), 0);
     }
 }

@@ -66,6 +66,31 @@ pub fn pack_lut(lut: &[u8], m: usize, out: &mut Vec<u8>) {
     }
 }
 
+/// Quantises a float ADC table (`m × 16`, sub-quantizer-major) to bytes for the
+/// kernels: per sub-quantizer a bias (its minimum), one scale common to all, so that
+/// `Σ_s table[s][j_s] ≈ bias + Σ_s q8[s][j_s] / scale`, each term off by at most
+/// `0.5 / scale`. Returns `(bias, scale)`.
+pub fn quantize_table(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
+    let mut bias = 0.0f32;
+    let mut span = 0.0f32;
+    for t in table.chunks_exact(16) {
+        let lo = t.iter().copied().fold(f32::INFINITY, f32::min);
+        let hi = t.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        bias += lo;
+        span = span.max(hi - lo);
+    }
+    let scale = if span > 0.0 { 255.0 / span } else { 1.0 };
+    q8.clear();
+    for t in table.chunks_exact(16) {
+        let lo = t.iter().copied().fold(f32::INFINITY, f32::min);
+        q8.extend(
+            t.iter()
+                .map(|&v| ((v - lo) * scale).round().clamp(0.0, 255.0) as u8),
+        );
+    }
+    (bias, scale)
+}
+
 type BlockFn = fn(&[u8], &[u8], usize, u16, &mut [u16; BLOCK]) -> u32;
 type BlocksFn = fn(&[u8], &[u8], usize, u16, &mut [u16], &mut [u32]);
 
