@@ -8,12 +8,16 @@ Installs nothing itself. Set up once, outside the repository:
 Usage:
 
     ~/faiss-venv/bin/python benches/compare_faiss.py --data datasets/cache/gaussian-100000x128-q1000-s42 \
-        --specs Flat,SQ8,SQ4,PQ16 [--threads 1] [-k 10] [--nprobe 8] [--ef 64]
+        --specs Flat,SQ8,SQ4,PQ16 [--threads 1] [-k 10] [--nprobe 1,2,4,8] [--ef 16,64]
 
 Each spec is a FAISS index-factory string (`Flat`, `SQ8`, `SQ4`, `PQ16`, `PQ32x4fs`,
-`IVF1024,PQ32`, `HNSW32`, ...). One JSON object per line:
+`IVF1024,PQ32`, `HNSW32`, ...), or `hnswlib{M}` for hnswlib's HNSW (needs
+`pip install hnswlib`; ef_construction 200 unless --ef-construction). `--nprobe` and
+`--ef` take comma-separated lists: IVF specs are measured at every nprobe, HNSW ones at
+every ef. One JSON object per line:
 spec, n, dim, k, recall_at_1, recall_at_10, qps, bytes_per_vector, index_bytes, threads,
-plus train_secs, add_secs and groundtruth_secs/groundtruth_qps for the exact search.
+nprobe, ef, plus train_secs, add_secs and groundtruth_secs/groundtruth_qps for the exact
+search.
 """
 
 import argparse
@@ -100,8 +104,9 @@ def main():
     ap.add_argument("--specs", default="Flat")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("-k", type=int, default=10)
-    ap.add_argument("--nprobe", type=int, default=8)
-    ap.add_argument("--ef", type=int, default=64)
+    ap.add_argument("--nprobe", default="8", help="comma-separated list")
+    ap.add_argument("--ef", default="64", help="comma-separated list")
+    ap.add_argument("--ef-construction", type=int, default=200)
     ap.add_argument("--seed", type=int, default=None,
                     help="seed for the PQ/IVF k-means (faiss default when omitted)")
     args = ap.parse_args()
@@ -121,7 +126,23 @@ def main():
     flat.search(xq, 100)
     gt_secs = time.perf_counter() - t0
 
+    nprobes = [int(v) for v in args.nprobe.split(",") if v.strip()]
+    efs = [int(v) for v in args.ef.split(",") if v.strip()]
+
+    def emit(spec, r1, r10, qps, code_size, index_bytes, train_secs, add_secs, nprobe=None, ef=None):
+        print(json.dumps({
+            "spec": spec, "n": int(n), "dim": int(d), "k": args.k,
+            "recall_at_1": r1, "recall_at_10": r10, "qps": qps,
+            "bytes_per_vector": float(code_size), "index_bytes": int(index_bytes),
+            "threads": args.threads, "nprobe": nprobe, "ef": ef,
+            "train_secs": train_secs, "add_secs": add_secs,
+            "groundtruth_secs": gt_secs, "groundtruth_qps": xq.shape[0] / gt_secs,
+        }), flush=True)
+
     for spec in split_specs(args.specs):
+        if spec.lower().startswith("hnswlib"):
+            run_hnswlib(spec, args, xb, xq, gt, efs, emit)
+            continue
         index = faiss.index_factory(d, spec)
         if args.seed is not None:
             set_seed(index, args.seed)
@@ -132,25 +153,50 @@ def main():
         t0 = time.perf_counter()
         index.add(xb)
         add_secs = time.perf_counter() - t0
-        try:
-            faiss.ParameterSpace().set_index_parameter(index, "nprobe", args.nprobe)
-        except Exception:
-            pass
-        try:
-            faiss.ParameterSpace().set_index_parameter(index, "efSearch", args.ef)
-        except Exception:
-            pass
-        _, I, qps = timed_search(index, xq, args.k)
-        r1, r10 = recall(I, gt, args.k)
         code_size = getattr(index, "code_size", None) or getattr(index, "sa_code_size", lambda: d * 4)()
         blob = faiss.serialize_index(index)
-        print(json.dumps({
-            "spec": spec, "n": int(n), "dim": int(d), "k": args.k,
-            "recall_at_1": r1, "recall_at_10": r10, "qps": qps,
-            "bytes_per_vector": float(code_size), "index_bytes": int(blob.size),
-            "threads": args.threads, "train_secs": train_secs, "add_secs": add_secs,
-            "groundtruth_secs": gt_secs, "groundtruth_qps": xq.shape[0] / gt_secs,
-        }), flush=True)
+        lower = spec.lower()
+        if lower.startswith("ivf") or ",ivf" in lower:
+            sweep = [("nprobe", v) for v in nprobes]
+        elif lower.startswith("hnsw"):
+            sweep = [("efSearch", v) for v in efs]
+        else:
+            sweep = [(None, None)]
+        for name, value in sweep:
+            if name is not None:
+                faiss.ParameterSpace().set_index_parameter(index, name, value)
+            _, I, qps = timed_search(index, xq, args.k)
+            r1, r10 = recall(I, gt, args.k)
+            emit(spec, r1, r10, qps, code_size, blob.size, train_secs, add_secs,
+                 nprobe=value if name == "nprobe" else None,
+                 ef=value if name == "efSearch" else None)
+
+
+def run_hnswlib(spec, args, xb, xq, gt, efs, emit):
+    try:
+        import hnswlib
+    except ImportError as e:
+        sys.stderr.write(f"{spec}: needs hnswlib ({e}); pip install hnswlib\n")
+        return
+    m = int(spec[len("hnswlib"):] or 32)
+    n, d = xb.shape
+    index = hnswlib.Index(space="l2", dim=d)
+    t0 = time.perf_counter()
+    index.init_index(max_elements=n, M=m, ef_construction=args.ef_construction, random_seed=100)
+    index.set_num_threads(args.threads)
+    index.add_items(xb, np.arange(n))
+    add_secs = time.perf_counter() - t0
+    # Level-0 links (2M) plus the vector, as hnswlib stores them.
+    code_size = d * 4 + 2 * m * 4
+    for ef in efs:
+        index.set_ef(max(ef, args.k))
+        reps, t0 = 0, time.perf_counter()
+        while reps == 0 or (time.perf_counter() - t0 < 0.2 and reps < 50):
+            labels, _ = index.knn_query(xq, k=args.k, num_threads=args.threads)
+            reps += 1
+        qps = xq.shape[0] * reps / (time.perf_counter() - t0)
+        r1, r10 = recall(labels.astype(np.int64), gt, args.k)
+        emit(spec, r1, r10, qps, code_size, n * code_size, 0.0, add_secs, ef=ef)
 
 
 if __name__ == "__main__":

@@ -231,6 +231,43 @@ pub struct BenchConfig {
     /// For quantized kinds, also measure with exact re-ranking of this many candidates
     /// (0 = don't). Builds keep the raw vectors when set.
     pub rerank: usize,
+    /// IVF specs: `nprobe` values swept (each capped at `nlist`; empty = use `params`).
+    pub nprobe_sweep: Vec<usize>,
+    /// HNSW specs: `ef_search` values swept (empty = use `params`).
+    pub ef_sweep: Vec<usize>,
+}
+
+/// `nprobe` values `vecquant bench` sweeps for IVF specs (recall-vs-QPS curves).
+pub const DEFAULT_NPROBE_SWEEP: [usize; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
+/// `ef_search` values `vecquant bench` sweeps for HNSW specs.
+pub const DEFAULT_EF_SWEEP: [usize; 6] = [16, 32, 64, 128, 256, 512];
+
+/// The search parameter sets measured for `spec`: `base` swept over `nprobe` (IVF) or
+/// `ef_search` (HNSW) values.
+pub fn sweep_params(spec: &str, base: &[SearchParams], cfg: &BenchConfig) -> Vec<SearchParams> {
+    let lower = spec.trim().to_ascii_lowercase();
+    let nlist = crate::index::ivf::parse_spec(&lower).map(|(n, _)| n);
+    let mut out = Vec::new();
+    for p in base {
+        if let Some(nlist) = nlist.filter(|_| !cfg.nprobe_sweep.is_empty()) {
+            let mut seen = Vec::new();
+            for &np in &cfg.nprobe_sweep {
+                let np = np.clamp(1, nlist);
+                if !seen.contains(&np) {
+                    seen.push(np);
+                    out.push(SearchParams { nprobe: np, ..*p });
+                }
+            }
+        } else if lower.starts_with("hnsw") && !cfg.ef_sweep.is_empty() {
+            out.extend(cfg.ef_sweep.iter().map(|&ef| SearchParams {
+                ef_search: ef.max(1),
+                ..*p
+            }));
+        } else {
+            out.push(*p);
+        }
+    }
+    out
 }
 
 /// Candidates re-ranked exactly in the extra row `vecquant bench` measures for each
@@ -328,9 +365,10 @@ pub fn run(
         } else {
             0
         };
-        let mut sets = cfg.params.clone();
+        let mut sets = sweep_params(spec, &cfg.params, cfg);
         if cfg.rerank > 0 && mse.is_some() {
-            sets.extend(cfg.params.iter().map(|p| SearchParams {
+            let plain = sets.clone();
+            sets.extend(plain.iter().map(|p| SearchParams {
                 rerank: cfg.rerank,
                 ..*p
             }));
@@ -424,18 +462,29 @@ mod tests {
         write_dataset(dir.path(), &spec.generate().unwrap(), Metric::L2).unwrap();
         let data = load_dataset(dir.path()).unwrap();
         let cfg = BenchConfig {
-            specs: vec!["Flat".into(), "SQ8".into(), "SQ4".into()],
+            specs: vec![
+                "Flat".into(),
+                "SQ8".into(),
+                "SQ4".into(),
+                "IVF4,Flat".into(),
+            ],
             params: vec![SearchParams::default()],
             threads: 2,
             build: BuildOptions::default(),
             rerank: 50,
+            nprobe_sweep: vec![1, 2, 8],
+            ef_sweep: vec![],
         };
         let rows = run(&data, &cfg, |_| {}).unwrap();
         assert_eq!(
             rows.len(),
-            5,
-            "Flat once, each SQ with and without re-ranking"
+            8,
+            "Flat once, each SQ with and without re-ranking, IVF4 at nprobe 1, 2, 4"
         );
+        let ivf: Vec<usize> = rows[5..].iter().map(|r| r.params.nprobe).collect();
+        assert_eq!(ivf, [1, 2, 4], "the sweep is capped at nlist");
+        assert_eq!(rows[7].recall_at_10, 1.0, "every list probed: exact");
+        assert!(rows[5].recall_at_10 < 1.0);
         assert_eq!(rows[0].recall_at_10, 1.0);
         assert_eq!(rows[0].recall_at_1, 1.0);
         assert_eq!(rows[0].bytes_per_vector, 64.0);

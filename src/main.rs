@@ -532,6 +532,14 @@ fn run(cli: Cli) -> Result<()> {
             let mut base = params.apply(k);
             let rerank = std::mem::take(&mut base.rerank);
             let cfg = BenchConfig {
+                nprobe_sweep: match params.nprobe {
+                    Some(n) => vec![n],
+                    None => bench::DEFAULT_NPROBE_SWEEP.to_vec(),
+                },
+                ef_sweep: match params.ef {
+                    Some(e) => vec![e],
+                    None => bench::DEFAULT_EF_SWEEP.to_vec(),
+                },
                 specs: specs.map_or_else(bench::default_specs, |s| bench::split_specs(&s)),
                 params: vec![base],
                 rerank: if params.rerank.is_some() {

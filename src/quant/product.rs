@@ -35,6 +35,24 @@ pub struct ProductQuantizer {
     nbits: u8,
     /// `m × ksub × dsub`, sub-space-major.
     centroids: Vec<f32>,
+    /// The same centroids as `m × dsub × ksub` (component-major within a sub-space), so
+    /// that table construction runs over the `ksub` centroids in SIMD lanes.
+    #[serde(skip)]
+    transposed: Vec<f32>,
+}
+
+/// `m × ksub × dsub` → `m × dsub × ksub`.
+fn transpose_books(c: &[f32], m: usize, ksub: usize, dsub: usize) -> Vec<f32> {
+    let mut t = vec![0.0f32; c.len()];
+    for s in 0..m {
+        let (src, dst) = (&c[s * ksub * dsub..], &mut t[s * ksub * dsub..]);
+        for j in 0..ksub {
+            for k in 0..dsub {
+                dst[k * ksub + j] = src[j * dsub + k];
+            }
+        }
+    }
+    t
 }
 
 /// Checks `(dim, m, nbits)`; the error says which `M` would work.
@@ -105,11 +123,13 @@ impl ProductQuantizer {
                 KMeans::train(&sub, dsub, &cfg).map(KMeans::into_centroids)
             })
             .collect::<Result<_>>()?;
+        let centroids = books.concat();
         Ok(ProductQuantizer {
+            transposed: transpose_books(&centroids, m, ksub, dsub),
             dim,
             m,
             nbits,
-            centroids: books.concat(),
+            centroids,
         })
     }
 
@@ -129,6 +149,7 @@ impl ProductQuantizer {
             return Err(Error::param("centroids", "non-finite centroid"));
         }
         Ok(ProductQuantizer {
+            transposed: transpose_books(&centroids, m, 1 << nbits, dim / m),
             dim,
             m,
             nbits,
@@ -251,17 +272,13 @@ impl ProductQuantizer {
     pub fn adc_table(&self, q: &[f32], metric: Metric, table: &mut Vec<f32>) {
         let (ks, ds) = (self.ksub(), self.dsub());
         table.clear();
-        table.reserve(self.m * ks);
-        for s in 0..self.m {
-            let qs = &q[s * ds..(s + 1) * ds];
-            for j in 0..ks {
-                let c = self.centroid(s, j);
-                table.push(match metric {
-                    Metric::L2 => kernels::scalar::l2_sq(qs, c),
-                    _ => -kernels::scalar::dot(qs, c),
-                });
-            }
+        table.resize(self.m * ks, 0.0);
+        if self.transposed.len() != self.centroids.len() {
+            // A deserialised quantizer without its transposed copy.
+            let t = transpose_books(&self.centroids, self.m, ks, ds);
+            return adc_into(&t, q, metric, self.m, ks, ds, table);
         }
+        adc_into(&self.transposed, q, metric, self.m, ks, ds, table)
     }
 
     /// Symmetric tables: for each sub-space, the `ksub × ksub` squared distances between
@@ -296,6 +313,36 @@ fn sub_vectors(data: &[f32], dim: usize, from: usize, width: usize) -> Vec<f32> 
     data.chunks_exact(dim)
         .flat_map(|r| r[from..from + width].iter().copied())
         .collect()
+}
+
+/// ADC table from transposed centroids (`m × dsub × ksub`): each component of the query
+/// sub-vector updates all `ksub` entries at once (vectorised over the centroids).
+fn adc_into(
+    t: &[f32],
+    q: &[f32],
+    metric: Metric,
+    m: usize,
+    ks: usize,
+    ds: usize,
+    table: &mut [f32],
+) {
+    for s in 0..m {
+        let out = &mut table[s * ks..(s + 1) * ks];
+        let book = &t[s * ks * ds..(s + 1) * ks * ds];
+        for (k, comp) in book.chunks_exact(ks).enumerate() {
+            let qk = q[s * ds + k];
+            if metric == Metric::L2 {
+                for (o, &c) in out.iter_mut().zip(comp) {
+                    let diff = qk - c;
+                    *o += diff * diff;
+                }
+            } else {
+                for (o, &c) in out.iter_mut().zip(comp) {
+                    *o -= qk * c;
+                }
+            }
+        }
+    }
 }
 
 /// Packs `n × m` 4-bit indices two per byte (even sub-quantizer in the low nibble).
