@@ -116,6 +116,11 @@ impl ContainerWriter {
         self.section(name, v.iter().flat_map(|x| x.to_le_bytes()).collect())
     }
 
+    /// Adds a section of `u32`s (little endian).
+    pub fn section_u32(&mut self, name: &str, v: &[u32]) -> &mut Self {
+        self.section(name, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    }
+
     /// Adds a section of `u64`s (little endian).
     pub fn section_u64(&mut self, name: &str, v: &[u64]) -> &mut Self {
         self.section(name, v.iter().flat_map(|x| x.to_le_bytes()).collect())
@@ -417,6 +422,12 @@ impl Plain for u8 {
 impl Plain for f32 {
     fn from_le(b: &[u8]) -> Self {
         f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+}
+
+impl Plain for u32 {
+    fn from_le(b: &[u8]) -> Self {
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
     }
 }
 

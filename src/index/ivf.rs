@@ -647,9 +647,17 @@ impl Ivf {
         let cmp = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
         if nprobe < s.probes.len() {
             s.probes.select_nth_unstable_by(nprobe, cmp);
-            s.probes.truncate(nprobe);
+            s.probes[..nprobe].sort_unstable_by(cmp);
+        } else {
+            s.probes.sort_unstable_by(cmp);
         }
-        s.probes.sort_unstable_by(cmp);
+        let mut rest_sorted = nprobe >= s.probes.len();
+        // With a filter, probing continues past `nprobe` lists until as many eligible
+        // entries were scanned as `nprobe` lists hold: a filter keeping 10 % of the
+        // vectors probes about 10× the lists, so filtered recall tracks unfiltered.
+        // (Deletes alone do not widen the probe, so compaction keeps every answer.)
+        let filtered = !matches!(filter, IdFilter::All);
+        let (mut target, mut eligible) = (0usize, 0usize);
         let mut heap = TopK::new(depth);
         let all = matches!(filter, IdFilter::All) && !self.rows.has_deleted();
         let ids = self.rows.ids();
@@ -686,9 +694,28 @@ impl Ivf {
             _ => ksq::Lut4Weights::default(),
         };
         for pi in 0..s.probes.len() {
+            // After `nprobe` lists, go on (nearest lists first) while fewer than `depth`
+            // results were found — a search returns `k` results whenever `k` eligible
+            // ones exist — or, filtered, while fewer eligible entries than `target` were
+            // scanned.
+            if pi >= nprobe {
+                if heap.len() >= depth && (!filtered || eligible >= target) {
+                    break;
+                }
+                if !rest_sorted {
+                    s.probes[nprobe..].sort_unstable_by(cmp);
+                    rest_sorted = true;
+                }
+            }
             let (cd, l) = s.probes[pi];
             let l = l as usize;
             let (a, b) = (self.offsets[l], self.offsets[l + 1]);
+            if pi < nprobe {
+                target += b - a;
+            }
+            if filtered {
+                eligible += (a..b).filter(|&r| ok(r)).count();
+            }
             if a == b {
                 continue;
             }

@@ -6,6 +6,7 @@
 //! [`Neighbor`]s sorted best first with ties broken by id.
 
 pub mod flat;
+pub mod hnsw;
 pub mod ivf;
 pub mod product;
 pub mod rows;
@@ -24,6 +25,7 @@ use crate::topk::Neighbor;
 use crate::vectors::{check_batch, check_finite, check_query};
 
 pub use flat::Flat;
+pub use hnsw::Hnsw;
 pub use ivf::Ivf;
 pub use product::Product;
 pub use scalar::Scalar;
@@ -263,9 +265,10 @@ pub fn from_container(c: &Container) -> Result<Box<dyn Index>> {
         "sq" => Ok(Box::new(Scalar::from_container(c)?)),
         "pq" => Ok(Box::new(Product::from_container(c)?)),
         "ivf" => Ok(Box::new(Ivf::from_container(c)?)),
+        "hnsw" => Ok(Box::new(Hnsw::from_container(c)?)),
         other => Err(Error::format(
             c.path(),
-            format!("unknown index kind `{other}` (this build reads: flat, sq, pq, ivf)"),
+            format!("unknown index kind `{other}` (this build reads: flat, sq, pq, ivf, hnsw)"),
         )),
     }
 }

@@ -5,17 +5,18 @@
 //! | `Flat` | [`Flat`]: exact search over raw f32 vectors |
 //! | `PQ{M}`, `PQ{M}x4fs`, `OPQ{M},PQ{M}`, `OPQ{M},PQ{M}x4fs` | [`Product`]: product quantizer, 8-bit or 4-bit fast-scan, optional OPQ rotation (see [`crate::index::product`]) |
 //! | `IVF{nlist},Flat`, `IVF{nlist},SQ8` (any SQ variant), `IVF{nlist},PQ{M}`, `IVF{nlist},PQ{M}x4fs` | [`Ivf`]: inverted file over residual codes (see [`crate::index::ivf`]) |
+//! | `HNSW{M}`, `HNSW{M},SQ8` (any SQ variant), `HNSW{M},PQ{m}` | [`Hnsw`]: graph built by hnsw_rs, searched with asymmetric distances to the stored codes (see [`crate::index::hnsw`]) |
 //! | `SQ8`, `SQ4`, `SQ8u`, `SQ4u`, `SQ8opt`, `SQ4opt`, `SQ8lm`, `SQ4lm`, `SQ8nq`, `SQ4nq` | [`Scalar`]: scalar quantizer, 8 or 4 bits per dimension (see [`crate::index::scalar`]) |
 //!
 //! Parsing is case-insensitive for the keywords; a malformed spec is an
 //! [`Error::Spec`] listing the accepted forms.
 
 use crate::error::{Error, Result};
-use crate::index::{Flat, Index, Ivf, Product, Scalar};
+use crate::index::{Flat, Hnsw, Index, Ivf, Product, Scalar};
 use crate::metric::Metric;
 
 /// The accepted spec forms, for error messages and `--help`.
-pub const ACCEPTED: &str = "Flat, SQ8, SQ4, SQ8u, SQ4u, SQ8opt, SQ4opt, SQ8lm, SQ4lm, SQ8nq, SQ4nq, PQ{M}, PQ{M}x4fs, OPQ{M},PQ{M}, OPQ{M},PQ{M}x4fs, IVF{nlist},Flat, IVF{nlist},SQ8 (any SQ variant), IVF{nlist},PQ{M}, IVF{nlist},PQ{M}x4fs";
+pub const ACCEPTED: &str = "Flat, SQ8, SQ4, SQ8u, SQ4u, SQ8opt, SQ4opt, SQ8lm, SQ4lm, SQ8nq, SQ4nq, PQ{M}, PQ{M}x4fs, OPQ{M},PQ{M}, OPQ{M},PQ{M}x4fs, IVF{nlist},Flat, IVF{nlist},SQ8 (any SQ variant), IVF{nlist},PQ{M}, IVF{nlist},PQ{M}x4fs, HNSW{M}, HNSW{M},SQ8 (any SQ variant), HNSW{M},PQ{m}";
 
 /// Options shared by every index built from a spec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +73,16 @@ pub fn new_index(spec: &str, dim: usize, opts: &BuildOptions) -> Result<Box<dyn 
                 None => Err(bad("malformed product-quantizer spec")),
             }
         }
+        l if l.starts_with("hnsw") => match crate::index::hnsw::parse_spec(l) {
+            Some(_) => Ok(Box::new(Hnsw::new(
+                s,
+                dim,
+                opts.metric,
+                opts.keep_raw,
+                opts.seed,
+            )?)),
+            None => Err(bad("malformed HNSW spec")),
+        },
         l if l.starts_with("ivf") => match crate::index::ivf::parse_spec(l) {
             Some(_) => Ok(Box::new(Ivf::new(
                 s,
