@@ -153,7 +153,12 @@ def main():
         t0 = time.perf_counter()
         index.add(xb)
         add_secs = time.perf_counter() - t0
-        code_size = getattr(index, "code_size", None) or getattr(index, "sa_code_size", lambda: d * 4)()
+        code_size = getattr(index, "code_size", None)
+        if not code_size:
+            try:
+                code_size = index.sa_code_size()
+            except RuntimeError:  # graph indexes have no standalone codec
+                code_size = d * 4
         blob = faiss.serialize_index(index)
         lower = spec.lower()
         if lower.startswith("ivf") or ",ivf" in lower:
