@@ -37,8 +37,8 @@ fn version_1_fixture_still_loads() {
     assert_eq!(c.version(), 1);
 }
 
-/// Valid files of every kind to mutate: the v1 fixture plus freshly written SQ files
-/// (with tombstones, raw vectors, every metric).
+/// Valid files of every kind to mutate: the v1 fixture plus freshly written files of every
+/// kind (with tombstones, raw vectors, every metric).
 fn corpus() -> Vec<Vec<u8>> {
     use vecquant::index::spec::{BuildOptions, new_index};
     let mut files = vec![std::fs::read(V1_FLAT).unwrap()];
@@ -53,6 +53,11 @@ fn corpus() -> Vec<Vec<u8>> {
         ("Flat", Metric::Cosine, false),
         ("PQ5", Metric::L2, true),
         ("OPQ5,PQ5x4fs", Metric::InnerProduct, false),
+        ("IVF4,SQ8", Metric::L2, true),
+        ("IVF4,PQ5x4fs", Metric::Cosine, false),
+        ("IVF4,PQ5", Metric::L2, false),
+        ("HNSW4", Metric::L2, false),
+        ("HNSW4,PQ5", Metric::InnerProduct, true),
     ] {
         let opts = BuildOptions {
             metric,
