@@ -161,7 +161,8 @@ pub struct Ivf {
     /// The vectors (prepared) in list order: always for `Flat`, with `keep_raw` otherwise.
     raw: Slab<f32>,
     /// L2 with PQ: per list `M × ksub` terms ‖C_sj‖² + 2⟨c_s, C_sj⟩.
-    precomputed: Vec<f32>,
+    /// Computed on first use, so opening a file stays O(1).
+    precomputed: std::sync::OnceLock<Vec<f32>>,
     use_precomputed: bool,
 }
 
@@ -215,7 +216,7 @@ impl Ivf {
             corr: Slab::default(),
             rows: Rows::default(),
             raw: Slab::default(),
-            precomputed: Vec::new(),
+            precomputed: std::sync::OnceLock::new(),
             use_precomputed: true,
         })
     }
@@ -240,16 +241,28 @@ impl Ivf {
     /// float rounding).
     pub fn set_precomputed_tables(&mut self, on: bool) {
         self.use_precomputed = on;
-        if on {
-            self.precompute();
-        } else {
-            self.precomputed = Vec::new();
+        self.precompute();
+    }
+
+    /// Whether searches use precomputed tables (L2, PQ inner, enabled, and the tables
+    /// fit in 512 MiB).
+    pub fn uses_precomputed_tables(&self) -> bool {
+        match &self.codec {
+            Some(Codec::Product(pq)) => {
+                self.use_precomputed
+                    && self.metric == Metric::L2
+                    && self.nlist * pq.m() * pq.ksub() * 4 <= MAX_PRECOMPUTED_BYTES
+            }
+            _ => false,
         }
     }
 
-    /// Whether searches use precomputed tables.
-    pub fn uses_precomputed_tables(&self) -> bool {
-        !self.precomputed.is_empty()
+    /// The precomputed tables, computed at the first call.
+    fn precomputed_tables(&self) -> Option<&[f32]> {
+        if !self.uses_precomputed_tables() {
+            return None;
+        }
+        Some(self.precomputed.get_or_init(|| self.compute_tables()))
     }
 
     fn name(&self) -> String {
@@ -319,18 +332,16 @@ impl Ivf {
         r
     }
 
+    /// Drops the tables (they are recomputed at the next search that uses them).
     fn precompute(&mut self) {
-        self.precomputed = Vec::new();
+        self.precomputed = std::sync::OnceLock::new();
+    }
+
+    fn compute_tables(&self) -> Vec<f32> {
         let Some(Codec::Product(pq)) = &self.codec else {
-            return;
+            return Vec::new();
         };
-        if !self.use_precomputed || self.metric != Metric::L2 {
-            return;
-        }
         let (m, ks, ds, d) = (pq.m(), pq.ksub(), pq.dsub(), self.dim);
-        if self.nlist * m * ks * 4 > MAX_PRECOMPUTED_BYTES {
-            return;
-        }
         let cn: Vec<f32> = (0..m)
             .flat_map(|s| (0..ks).map(move |j| (s, j)))
             .map(|(s, j)| {
@@ -349,7 +360,7 @@ impl Ivf {
                 }
             }
         });
-        self.precomputed = t;
+        t
     }
 
     /// Loads an `ivf` container.
@@ -670,13 +681,18 @@ impl Ivf {
         // Query-only parts (inner product / cosine: the residual's score does not depend
         // on the list).
         let mut q_const = 0.0f32;
+        let pre_all = if matches!(codec, Codec::Product(_)) {
+            self.precomputed_tables()
+        } else {
+            None
+        };
         match codec {
             Codec::Scalar(sq) if self.metric != Metric::L2 => {
                 q_const = sq.query_terms(q, &mut s.weights);
             }
             Codec::Product(pq) => {
                 if self.metric == Metric::L2 {
-                    if !self.precomputed.is_empty() {
+                    if pre_all.is_some() {
                         // −2⟨q_s, C_sj⟩.
                         pq.adc_table(q, Metric::InnerProduct, &mut s.qtable);
                         s.qtable.iter_mut().for_each(|v| *v *= 2.0);
@@ -789,17 +805,17 @@ impl Ivf {
                     let (m, ks) = (pq.m(), pq.ksub());
                     // The list's table and the constant every entry shares.
                     let konst = if self.metric == Metric::L2 {
-                        if self.precomputed.is_empty() {
-                            s.residual.clear();
-                            s.residual.extend(q.iter().zip(c).map(|(x, y)| x - y));
-                            pq.adc_table(&s.residual, Metric::L2, &mut s.table);
-                            0.0
-                        } else {
-                            let pre = &self.precomputed[l * m * ks..(l + 1) * m * ks];
+                        if let Some(pre_all) = pre_all {
+                            let pre = &pre_all[l * m * ks..(l + 1) * m * ks];
                             s.table.clear();
                             s.table
                                 .extend(pre.iter().zip(&s.qtable).map(|(x, y)| x + y));
                             cd
+                        } else {
+                            s.residual.clear();
+                            s.residual.extend(q.iter().zip(c).map(|(x, y)| x - y));
+                            pq.adc_table(&s.residual, Metric::L2, &mut s.table);
+                            0.0
                         }
                     } else {
                         s.table.clear();
@@ -982,7 +998,7 @@ impl Index for Ivf {
             + self.rows.memory_bytes()
             + self.corr.len() * 4
             + self.raw.len() * 4
-            + (self.centroids.len() + self.precomputed.len()) * 4
+            + (self.centroids.len() + self.precomputed.get().map_or(0, Vec::len)) * 4
             + self.offsets.len() * 8
             + params
     }
