@@ -297,7 +297,17 @@ pub fn distortion(index: &dyn Index, base: &VectorSet) -> Result<(Option<f64>, O
 /// The specs `vecquant bench` runs when none are given.
 pub fn default_specs() -> Vec<String> {
     [
-        "Flat", "SQ8", "SQ4", "SQ8u", "SQ4u", "SQ8lm", "PQ16", "PQ32", "PQ32x4fs", "PQ64x4fs",
+        "Flat",
+        "SQ8",
+        "SQ4",
+        "SQ8u",
+        "SQ4u",
+        "SQ8lm",
+        "PQ16",
+        "PQ32",
+        "PQ32x4fs",
+        "PQ64x4fs",
+        "IVF256,PQ32x4fs",
     ]
     .map(String::from)
     .to_vec()

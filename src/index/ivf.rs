@@ -882,11 +882,18 @@ impl Ivf {
         let nblocks = len.div_ceil(fastscan::BLOCK);
         let base = self.block_starts[l];
         let mut b0 = 0;
+        // Small first batches while the heap may still be filling (see Product).
+        let mut batch = if heap.threshold().is_finite() {
+            BATCH
+        } else {
+            1
+        };
         while b0 < nblocks {
             let Some(mut thr) = to_u16(heap.threshold()) else {
                 return;
             };
-            let nb = BATCH.min(nblocks - b0);
+            let nb = batch.min(nblocks - b0);
+            batch = (batch * 2).min(BATCH);
             fastscan::scan_blocks(
                 &s.lut,
                 &self.codes[(base + b0) * bb..(base + b0 + nb) * bb],

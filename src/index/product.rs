@@ -302,22 +302,29 @@ impl Product {
         heaps.into_iter().map(TopK::into_sorted).collect()
     }
 
-    /// Fast-scan of one prepared query: `depth` candidates by quantised-table sums,
-    /// re-scored with the float tables.
-    fn scan4(
+    /// Fast-scan of up to [`fastscan::NQ`] prepared queries at once: per query, `depth`
+    /// candidates by quantised-table sums, re-scored with the float tables.
+    fn scan4_group(
         &self,
         pq: &ProductQuantizer,
-        q: &[f32],
+        qs: &[f32],
         depth: usize,
         filter: &IdFilter<'_>,
-        lut_buf: &mut Vec<u8>,
-    ) -> Vec<Neighbor> {
+    ) -> Vec<Vec<Neighbor>> {
+        const NQ: usize = fastscan::NQ;
         let m = pq.m();
-        let mut table = Vec::new();
-        pq.adc_table(q, self.table_metric(), &mut table);
+        let nq = qs.len() / self.dim;
+        // Missing queries of a short group repeat the last one (their results are dropped).
+        let mut tables: Vec<Vec<f32>> = vec![Vec::new(); NQ];
+        let mut luts: Vec<Vec<u8>> = vec![Vec::new(); NQ];
         let mut q8 = Vec::new();
-        fastscan::quantize_table(&table, &mut q8);
-        fastscan::pack_lut(&q8, m, lut_buf);
+        for j in 0..NQ {
+            let q = &qs[j.min(nq - 1) * self.dim..][..self.dim];
+            pq.adc_table(q, self.table_metric(), &mut tables[j]);
+            fastscan::quantize_table(&tables[j], &mut q8);
+            fastscan::pack_lut(&q8, m, &mut luts[j]);
+        }
+        let refs: [&[u8]; NQ] = std::array::from_fn(|j| luts[j].as_slice());
         let pairs = fastscan::padded_pairs(m);
         let bb = fastscan::block_bytes(m);
         let n = self.rows.len();
@@ -325,43 +332,49 @@ impl Product {
         let ids = self.rows.ids();
         // Approximate candidates: keep more than `depth`, since quantised sums reorder
         // near-ties; each is re-scored exactly below.
-        let keep = depth.max(depth * 2).max(depth + 16);
-        let mut heap = TopK::new(keep);
-        // Blocks go to the kernel in batches; the threshold is refreshed between
+        let keep = (depth * 2).max(depth + 16);
+        let mut heaps: Vec<TopK> = (0..nq).map(|_| TopK::new(keep)).collect();
+        // Blocks go to the kernel in batches; the thresholds are refreshed between
         // batches (a stale threshold only lets a few more candidates through).
         const BATCH: usize = 64;
-        let mut sums = vec![0u16; BATCH * fastscan::BLOCK];
-        let mut masks = [0u32; BATCH];
-        let mut thr = u16::MAX;
+        let mut sums = vec![0u16; NQ * BATCH * fastscan::BLOCK];
+        let mut masks = [0u32; NQ * BATCH];
+        let mut thr = [u16::MAX; NQ];
         let nblocks = self.codes.len() / bb;
         let mut b0 = 0;
+        // The first batches are small so that the thresholds tighten before many
+        // candidates reach the heaps; then batches double up to BATCH.
+        let mut batch = 1;
         while b0 < nblocks {
-            let nb = BATCH.min(nblocks - b0);
-            fastscan::scan_blocks(
-                lut_buf,
+            let nb = batch.min(nblocks - b0);
+            batch = (batch * 2).min(BATCH);
+            fastscan::scan_blocks_multi(
+                &refs,
                 &self.codes[b0 * bb..(b0 + nb) * bb],
                 pairs,
-                thr,
-                &mut sums,
-                &mut masks[..nb],
+                &thr,
+                &mut sums[..NQ * nb * fastscan::BLOCK],
+                &mut masks[..NQ * nb],
             );
-            for (j, &mask) in masks[..nb].iter().enumerate() {
-                let mut mask = mask;
-                while mask != 0 {
-                    let i = mask.trailing_zeros() as usize;
-                    mask &= mask - 1;
-                    let r = (b0 + j) * fastscan::BLOCK + i;
-                    let s = sums[j * fastscan::BLOCK + i];
-                    if s > thr
-                        || r >= n
-                        || !(all || (self.rows.is_live(r) && filter.accepts(ids[r])))
-                    {
-                        continue;
-                    }
-                    heap.push(r as u64, s as f32);
-                    let t = heap.threshold();
-                    if t.is_finite() {
-                        thr = t as u16;
+            for (j, heap) in heaps.iter_mut().enumerate() {
+                for blk in 0..nb {
+                    let mut mask = masks[j * nb + blk];
+                    while mask != 0 {
+                        let i = mask.trailing_zeros() as usize;
+                        mask &= mask - 1;
+                        let r = (b0 + blk) * fastscan::BLOCK + i;
+                        let s = sums[(j * nb + blk) * fastscan::BLOCK + i];
+                        if s > thr[j]
+                            || r >= n
+                            || !(all || (self.rows.is_live(r) && filter.accepts(ids[r])))
+                        {
+                            continue;
+                        }
+                        heap.push(r as u64, s as f32);
+                        let t = heap.threshold();
+                        if t.is_finite() {
+                            thr[j] = t as u16;
+                        }
                     }
                 }
             }
@@ -369,17 +382,23 @@ impl Product {
         }
         // Exact ADC re-scoring of the candidates.
         let off = self.offset();
-        let mut exact = TopK::new(depth);
-        for c in heap.into_sorted() {
-            let r = c.id as usize;
-            let block = &self.codes[(r / fastscan::BLOCK) * bb..];
-            let i = r % fastscan::BLOCK;
-            let d: f32 = (0..m)
-                .map(|s| table[s * 16 + fastscan::code_in_block(block, s, i)])
-                .sum();
-            exact.push(r as u64, d + off);
-        }
-        exact.into_sorted()
+        heaps
+            .into_iter()
+            .zip(&tables)
+            .map(|(heap, table)| {
+                let mut exact = TopK::new(depth);
+                for c in heap.into_sorted() {
+                    let r = c.id as usize;
+                    let block = &self.codes[(r / fastscan::BLOCK) * bb..];
+                    let i = r % fastscan::BLOCK;
+                    let d: f32 = (0..m)
+                        .map(|s| table[s * 16 + fastscan::code_in_block(block, s, i)])
+                        .sum();
+                    exact.push(r as u64, d + off);
+                }
+                exact.into_sorted()
+            })
+            .collect()
     }
 
     fn search_group(
@@ -402,10 +421,9 @@ impl Product {
         let cands: Vec<Vec<Neighbor>> = if self.spec.nbits == 8 {
             self.scan8(pq, &prepared, depth, filter)
         } else {
-            let mut lut = Vec::new();
             prepared
-                .chunks_exact(self.dim)
-                .map(|q| self.scan4(pq, q, depth, filter, &mut lut))
+                .chunks(self.dim * fastscan::NQ)
+                .flat_map(|g| self.scan4_group(pq, g, depth, filter))
                 .collect()
         };
         let plain = if rerank {

@@ -126,6 +126,63 @@ pub fn scan_blocks(
     dispatch_many()(lut, blocks, pairs, thr, sums, masks)
 }
 
+/// Queries scanned together by [`scan_blocks_multi`].
+pub const NQ: usize = 4;
+
+type MultiFn = fn(&[&[u8]; NQ], &[u8], usize, &[u16; NQ], &mut [u16], &mut [u32]);
+
+fn dispatch_multi() -> MultiFn {
+    static F: OnceLock<MultiFn> = OnceLock::new();
+    *F.get_or_init(|| match super::simd_level() {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 if is_x86_feature_detected!("avx512bw") => x86::multi_avx512_safe,
+        _ => multi_by_query,
+    })
+}
+
+/// [`scan_blocks`] for [`NQ`] queries at once (FAISS's query-blocked fast-scan): each
+/// code vector is loaded and split into nibbles once for all the queries. `sums` is
+/// query-major (`NQ × nb × 32`), `masks` too (`NQ × nb`), with `nb = masks.len() / NQ`.
+#[inline]
+pub fn scan_blocks_multi(
+    luts: &[&[u8]; NQ],
+    blocks: &[u8],
+    pairs: usize,
+    thr: &[u16; NQ],
+    sums: &mut [u16],
+    masks: &mut [u32],
+) {
+    let nb = masks.len() / NQ;
+    assert!(
+        luts.iter().all(|l| l.len() >= pairs * 32)
+            && blocks.len() >= nb * pairs * 32
+            && sums.len() >= NQ * nb * BLOCK
+            && masks.len() == NQ * nb
+            && pairs.is_multiple_of(2)
+    );
+    dispatch_multi()(luts, blocks, pairs, thr, sums, masks)
+}
+
+/// Reference for [`scan_blocks_multi`]: [`scan_blocks`] once per query.
+pub fn multi_by_query(
+    luts: &[&[u8]; NQ],
+    blocks: &[u8],
+    pairs: usize,
+    thr: &[u16; NQ],
+    sums: &mut [u16],
+    masks: &mut [u32],
+) {
+    let nb = masks.len() / NQ;
+    for (j, (s, m)) in sums
+        .chunks_exact_mut(nb * BLOCK)
+        .zip(masks.chunks_exact_mut(nb))
+        .enumerate()
+        .take(NQ)
+    {
+        scan_blocks(luts[j], blocks, pairs, thr[j], s, m);
+    }
+}
+
 /// Scalar reference for [`scan_blocks`].
 pub fn scalar_blocks(
     lut: &[u8],
@@ -266,6 +323,87 @@ mod x86 {
                         *mask = block_avx512(lut, &b[i * bb..(i + 1) * bb], pairs, thr, out);
                     }
                 }
+            }
+        }
+    }
+
+    pub fn multi_avx512_safe(
+        luts: &[&[u8]; super::NQ],
+        b: &[u8],
+        pairs: usize,
+        thr: &[u16; super::NQ],
+        sums: &mut [u16],
+        masks: &mut [u32],
+    ) {
+        // SAFETY: installed only when avx512f and avx512bw are available; lengths were
+        // checked by `scan_blocks_multi`.
+        unsafe {
+            match pairs {
+                4 => multi_avx512_n::<2>(luts, b, thr, sums, masks),
+                8 => multi_avx512_n::<4>(luts, b, thr, sums, masks),
+                16 => multi_avx512_n::<8>(luts, b, thr, sums, masks),
+                32 => multi_avx512_n::<16>(luts, b, thr, sums, masks),
+                _ => super::multi_by_query(luts, b, pairs, thr, sums, masks),
+            }
+        }
+    }
+
+    /// Even/odd sums of one block (four accumulators) → 32 sums and the ≤ `thr` mask.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx2")]
+    fn epilogue(acc: &[__m512i; 4], t: __m128i, out: &mut [u16]) -> u32 {
+        let fold = |v: __m512i| {
+            let h = _mm256_add_epi16(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+            _mm_add_epi16(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1))
+        };
+        let (ol, oh) = (fold(acc[1]), fold(acc[3]));
+        let el = _mm_sub_epi16(fold(acc[0]), _mm_slli_epi16(ol, 8));
+        let eh = _mm_sub_epi16(fold(acc[2]), _mm_slli_epi16(oh, 8));
+        let (first, second) = out.split_at_mut(16);
+        let m0 = finish16(el, ol, t, first);
+        let m1 = finish16(eh, oh, t, second);
+        m0 | (m1 << 16)
+    }
+
+    /// `Q` steps per block, [`super::NQ`] queries: the block's 64-byte code vectors are
+    /// loaded and split once, each query's table rows are read from L1.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx2")]
+    unsafe fn multi_avx512_n<const Q: usize>(
+        luts: &[&[u8]; super::NQ],
+        b: &[u8],
+        thr: &[u16; super::NQ],
+        sums: &mut [u16],
+        masks: &mut [u32],
+    ) {
+        const NQ: usize = super::NQ;
+        let nb = masks.len() / NQ;
+        let bb = Q * 64;
+        let m = _mm512_set1_epi8(0x0F);
+        let t: [__m128i; NQ] = std::array::from_fn(|j| _mm_set1_epi16(thr[j] as i16));
+        for i in 0..nb {
+            let base = b[i * bb..(i + 1) * bb].as_ptr();
+            let mut acc = [[_mm512_setzero_si512(); 4]; NQ];
+            for q in 0..Q {
+                // SAFETY: q·64 + 64 <= bb bytes of this block; each table holds Q·64.
+                let x = unsafe { _mm512_loadu_si512(base.add(q * 64) as *const __m512i) };
+                let lo = _mm512_and_si512(x, m);
+                let hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), m);
+                for (j, a4) in acc.iter_mut().enumerate() {
+                    let l = unsafe {
+                        _mm512_loadu_si512(luts[j].as_ptr().add(q * 64) as *const __m512i)
+                    };
+                    let a = _mm512_shuffle_epi8(l, lo);
+                    let c = _mm512_shuffle_epi8(l, hi);
+                    a4[0] = _mm512_add_epi16(a4[0], a);
+                    a4[1] = _mm512_add_epi16(a4[1], _mm512_srli_epi16(a, 8));
+                    a4[2] = _mm512_add_epi16(a4[2], c);
+                    a4[3] = _mm512_add_epi16(a4[3], _mm512_srli_epi16(c, 8));
+                }
+            }
+            for (j, a4) in acc.iter().enumerate() {
+                let at = (j * nb + i) * BLOCK;
+                masks[j * nb + i] = epilogue(a4, t[j], &mut sums[at..at + BLOCK]);
             }
         }
     }
@@ -465,6 +603,41 @@ mod tests {
                     assert_eq!(code_in_block(block, s, v % 32), idx[v * m + s] as usize);
                 }
             }
+        }
+    }
+
+    /// The multi-query kernel equals one scan per query, sums and masks.
+    #[test]
+    fn multi_query_matches_per_query() {
+        let mut rng = seeded(3);
+        for m in [8usize, 16, 32, 64, 6, 12] {
+            let n = 32 * 5 + 7;
+            let idx: Vec<u8> = (0..n * m).map(|_| rng.random_range(0..16u8)).collect();
+            let blocks = pack_blocks(&idx, m);
+            let nb = blocks.len() / block_bytes(m);
+            let pairs = padded_pairs(m);
+            let luts: Vec<Vec<u8>> = (0..NQ)
+                .map(|_| {
+                    let raw: Vec<u8> = (0..m * 16).map(|_| rng.random::<u8>()).collect();
+                    let mut l = Vec::new();
+                    pack_lut(&raw, m, &mut l);
+                    l
+                })
+                .collect();
+            let refs: [&[u8]; NQ] = std::array::from_fn(|j| luts[j].as_slice());
+            let thr = [0u16, 60 * m as u16, 128 * m as u16, u16::MAX];
+            let (mut s1, mut m1) = (vec![0u16; NQ * nb * BLOCK], vec![0u32; NQ * nb]);
+            let (mut s2, mut m2) = (s1.clone(), m1.clone());
+            scan_blocks_multi(&refs, &blocks, pairs, &thr, &mut s1, &mut m1);
+            multi_by_query(&refs, &blocks, pairs, &thr, &mut s2, &mut m2);
+            assert_eq!(s1, s2, "M = {m}");
+            assert_eq!(m1, m2, "M = {m}");
+            // And the per-query path is the scalar definition.
+            let mut want = vec![0u16; nb * BLOCK];
+            let mut wm = vec![0u32; nb];
+            scalar_blocks(refs[2], &blocks, pairs, thr[2], &mut want, &mut wm);
+            assert_eq!(&s1[2 * nb * BLOCK..3 * nb * BLOCK], &want[..]);
+            assert_eq!(&m1[2 * nb..3 * nb], &wm[..]);
         }
     }
 
