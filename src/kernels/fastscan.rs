@@ -71,22 +71,69 @@ pub fn pack_lut(lut: &[u8], m: usize, out: &mut Vec<u8>) {
 /// `Σ_s table[s][j_s] ≈ bias + Σ_s q8[s][j_s] / scale`, each term off by at most
 /// `0.5 / scale`. Returns `(bias, scale)`.
 pub fn quantize_table(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
+    static F: OnceLock<QuantizeFn> = OnceLock::new();
+    (F.get_or_init(|| match super::simd_level() {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 if is_x86_feature_detected!("avx512bw") => x86::quantize_avx512_safe,
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => x86::quantize_avx2_safe,
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => x86::quantize_avx2_safe,
+        _ => quantize_table_portable,
+    }))(table, q8)
+}
+
+type QuantizeFn = fn(&[f32], &mut Vec<u8>) -> (f32, f32);
+
+/// [`quantize_table`] in portable code (the SIMD variants compile this same body with
+/// wider instruction sets enabled).
+#[inline(always)]
+pub fn quantize_table_portable(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
+    // Per sub-quantizer minimum and span over fixed 16-lane rows (vectorised; this runs
+    // once per query and, in IVF, once per probed list).
     let mut bias = 0.0f32;
     let mut span = 0.0f32;
-    for t in table.chunks_exact(16) {
-        let lo = t.iter().copied().fold(f32::INFINITY, f32::min);
-        let hi = t.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    // At most 256 sub-quantizers (fast-scan's limit); larger tables fall back to a Vec.
+    let mut stack = [0.0f32; 256];
+    let mut heap_lows = Vec::new();
+    let nsub = table.len() / 16;
+    let lows: &mut [f32] = if nsub <= 256 {
+        &mut stack[..nsub]
+    } else {
+        heap_lows.resize(nsub, 0.0);
+        &mut heap_lows
+    };
+    // Tree reductions with plain comparisons (no NaN bookkeeping: tables are finite),
+    // which compile to packed min/max instead of a 16-long dependency chain.
+    #[inline(always)]
+    fn tree(t: &[f32; 16], pick: impl Fn(f32, f32) -> f32) -> f32 {
+        let a: [f32; 8] = std::array::from_fn(|i| pick(t[i], t[i + 8]));
+        let b: [f32; 4] = std::array::from_fn(|i| pick(a[i], a[i + 4]));
+        pick(pick(b[0], b[2]), pick(b[1], b[3]))
+    }
+    for (t, low) in table.chunks_exact(16).zip(lows.iter_mut()) {
+        let t: &[f32; 16] = t.try_into().expect("16 entries");
+        let lo = tree(t, |a, b| if a < b { a } else { b });
+        let hi = tree(t, |a, b| if a > b { a } else { b });
+        *low = lo;
         bias += lo;
         span = span.max(hi - lo);
     }
     let scale = if span > 0.0 { 255.0 / span } else { 1.0 };
     q8.clear();
-    for t in table.chunks_exact(16) {
-        let lo = t.iter().copied().fold(f32::INFINITY, f32::min);
-        q8.extend(
-            t.iter()
-                .map(|&v| ((v - lo) * scale).round().clamp(0.0, 255.0) as u8),
-        );
+    q8.resize(table.len() - table.len() % 16, 0);
+    for ((out, t), &lo) in q8
+        .chunks_exact_mut(16)
+        .zip(table.chunks_exact(16))
+        .zip(lows.iter())
+    {
+        let out: &mut [u8; 16] = out.try_into().expect("16 entries");
+        let t: &[f32; 16] = t.try_into().expect("16 entries");
+        for (o, &v) in out.iter_mut().zip(t) {
+            // Non-negative, so adding ½ and truncating rounds to nearest; the cast
+            // saturates at 255.
+            *o = ((v - lo) * scale + 0.5) as u8;
+        }
     }
     (bias, scale)
 }
@@ -325,6 +372,26 @@ mod x86 {
                 }
             }
         }
+    }
+
+    pub fn quantize_avx512_safe(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
+        // SAFETY: installed only when AVX-512F is available.
+        unsafe { quantize_avx512(table, q8) }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+    unsafe fn quantize_avx512(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
+        super::quantize_table_portable(table, q8)
+    }
+
+    pub fn quantize_avx2_safe(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
+        // SAFETY: installed only when AVX2 is available.
+        unsafe { quantize_avx2(table, q8) }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn quantize_avx2(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
+        super::quantize_table_portable(table, q8)
     }
 
     pub fn multi_avx512_safe(
