@@ -710,21 +710,7 @@ impl Hnsw {
         idx.codec = Some(match &p.inner {
             InnerSpec::Flat => Codec::Flat,
             InnerSpec::Scalar { config, .. } => {
-                let nlevels = 1usize << config.bits.min(8);
-                let nl = c.section("levels")?.len() / 4;
-                if nl > nlevels {
-                    return Err(bad(format!("{nl} levels for {} bits", config.bits)));
-                }
-                Codec::Scalar(
-                    ScalarQuantizer::from_parts(
-                        dim,
-                        config.clone(),
-                        c.section_f32("lo", dim)?,
-                        c.section_f32("width", dim)?,
-                        c.section_f32("levels", nl)?,
-                    )
-                    .map_err(|e| bad(format!("quantizer: {e}")))?,
-                )
+                Codec::Scalar(crate::index::scalar::read_quantizer(c, dim, config)?)
             }
             InnerSpec::Product { m, nbits } => Codec::Product(
                 ProductQuantizer::from_parts(
@@ -934,7 +920,7 @@ impl Index for Hnsw {
     fn memory_bytes(&self) -> usize {
         let g = &self.graph;
         let params = match &self.codec {
-            Some(Codec::Scalar(sq)) => (sq.lo().len() + sq.width().len() + sq.codebook().len()) * 4,
+            Some(Codec::Scalar(sq)) => crate::index::scalar::quantizer_bytes(sq),
             Some(Codec::Product(pq)) => pq.centroids().len() * 4,
             _ => 0,
         };
@@ -989,24 +975,9 @@ impl Index for Hnsw {
             Codec::Flat => {}
             Codec::Scalar(sq) => {
                 let codes = sq.encode(&x)?;
-                if self.metric != Metric::InnerProduct {
-                    let corr: Vec<f32> = codes
-                        .par_chunks(sq.code_size())
-                        .map_init(
-                            || vec![0.0f32; self.dim],
-                            |buf, c| {
-                                sq.decode_into(c, buf);
-                                let nn = kernels::dot(buf, buf);
-                                match self.metric {
-                                    Metric::L2 => nn,
-                                    _ if nn > 0.0 => 1.0 / nn.sqrt(),
-                                    _ => 0.0,
-                                }
-                            },
-                        )
-                        .collect();
-                    self.corr.to_mut().extend_from_slice(&corr);
-                }
+                let corr =
+                    crate::index::scalar::correction_terms(sq, &codes, self.metric, &|_| None);
+                self.corr.to_mut().extend_from_slice(&corr);
                 self.codes.to_mut().extend_from_slice(&codes);
             }
             Codec::Product(pq) => {
@@ -1106,10 +1077,8 @@ impl Index for Hnsw {
         match codec {
             Codec::Flat => {}
             Codec::Scalar(sq) => {
-                w.section_f32("lo", sq.lo())
-                    .section_f32("width", sq.width())
-                    .section_f32("levels", sq.codebook().levels())
-                    .section("codes", self.codes.to_vec());
+                crate::index::scalar::write_quantizer(&mut w, sq);
+                w.section("codes", self.codes.to_vec());
                 if self.metric != Metric::InnerProduct {
                     w.section_f32("corr", &self.corr);
                 }

@@ -405,20 +405,7 @@ impl Ivf {
         idx.codec = Some(match &p.inner {
             InnerSpec::Flat => Codec::Flat,
             InnerSpec::Scalar { config, .. } => {
-                let nlevels = 1usize << config.bits.min(8);
-                let nl = c.section("levels")?.len() / 4;
-                if nl > nlevels {
-                    return Err(bad(format!("{nl} levels for {} bits", config.bits)));
-                }
-                let sq = ScalarQuantizer::from_parts(
-                    dim,
-                    config.clone(),
-                    c.section_f32("lo", dim)?,
-                    c.section_f32("width", dim)?,
-                    c.section_f32("levels", nl)?,
-                )
-                .map_err(|e| bad(format!("quantizer: {e}")))?;
-                Codec::Scalar(sq)
+                Codec::Scalar(crate::index::scalar::read_quantizer(c, dim, config)?)
             }
             InnerSpec::Product { m, nbits } => {
                 let cents = c.section_f32("centroids", size(1usize << nbits, dim)?)?;
@@ -579,26 +566,12 @@ impl Ivf {
             Codec::Scalar(sq) => {
                 let res = self.residuals(x, lists);
                 let codes = sq.encode(&res)?;
-                let cs = sq.code_size();
                 let corr = if self.has_corr() {
-                    codes
-                        .par_chunks(cs)
-                        .zip(lists.par_iter())
-                        .map_init(
-                            || vec![0.0f32; d],
-                            |buf, (code, &l)| {
-                                sq.decode_into(code, buf);
-                                if self.metric == Metric::L2 {
-                                    kernels::dot(buf, buf)
-                                } else {
-                                    let c = &self.centroids[l as usize * d..(l as usize + 1) * d];
-                                    buf.iter_mut().zip(c).for_each(|(a, b)| *a += b);
-                                    let nn = kernels::dot(buf, buf);
-                                    if nn > 0.0 { 1.0 / nn.sqrt() } else { 0.0 }
-                                }
-                            },
-                        )
-                        .collect()
+                    let centroid = |i: usize| {
+                        let l = lists[i] as usize;
+                        Some(&self.centroids[l * d..(l + 1) * d])
+                    };
+                    crate::index::scalar::correction_terms(sq, &codes, self.metric, &centroid)
                 } else {
                     Vec::new()
                 };
@@ -997,7 +970,7 @@ impl Index for Ivf {
     }
     fn memory_bytes(&self) -> usize {
         let params = match &self.codec {
-            Some(Codec::Scalar(sq)) => (sq.lo().len() + sq.width().len() + sq.codebook().len()) * 4,
+            Some(Codec::Scalar(sq)) => crate::index::scalar::quantizer_bytes(sq),
             Some(Codec::Product(pq)) => pq.centroids().len() * 4,
             _ => 0,
         };
@@ -1177,11 +1150,7 @@ impl Index for Ivf {
         w.section_u64("list_offsets", &offsets);
         match codec {
             Codec::Flat => {}
-            Codec::Scalar(sq) => {
-                w.section_f32("lo", sq.lo())
-                    .section_f32("width", sq.width())
-                    .section_f32("levels", sq.codebook().levels());
-            }
+            Codec::Scalar(sq) => crate::index::scalar::write_quantizer(&mut w, sq),
             Codec::Product(pq) => {
                 w.section_f32("centroids", pq.centroids());
             }

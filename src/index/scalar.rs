@@ -58,6 +58,73 @@ pub fn parse_spec(spec: &str) -> Option<(String, SqConfig)> {
     Some((format!("SQ{bits}{suffix}"), cfg))
 }
 
+/// Reads a scalar quantizer's sections (`lo`, `width`, `levels`) from a container —
+/// shared by every kind that stores SQ codes.
+pub(crate) fn read_quantizer(
+    c: &Container,
+    dim: usize,
+    config: &SqConfig,
+) -> Result<ScalarQuantizer> {
+    let bad = |m: String| Error::format(c.path(), m);
+    let nlevels = 1usize << config.bits.min(8);
+    let nl = c.section("levels")?.len() / 4;
+    if nl > nlevels {
+        return Err(bad(format!("{nl} levels for {} bits", config.bits)));
+    }
+    ScalarQuantizer::from_parts(
+        dim,
+        config.clone(),
+        c.section_f32("lo", dim)?,
+        c.section_f32("width", dim)?,
+        c.section_f32("levels", nl)?,
+    )
+    .map_err(|e| bad(format!("quantizer: {e}")))
+}
+
+/// Writes the sections [`read_quantizer`] reads.
+pub(crate) fn write_quantizer(w: &mut ContainerWriter, sq: &ScalarQuantizer) {
+    w.section_f32("lo", sq.lo())
+        .section_f32("width", sq.width())
+        .section_f32("levels", sq.codebook().levels());
+}
+
+/// Bytes of a quantizer's parameters.
+pub(crate) fn quantizer_bytes(sq: &ScalarQuantizer) -> usize {
+    (sq.lo().len() + sq.width().len() + sq.codebook().len()) * 4
+}
+
+/// Per-vector correction terms of `codes` for `metric`: ‖x̂‖² (L2), 1/‖x̂ + offset‖
+/// (cosine; `offset(i)` is the vector's IVF centroid, if any); empty for inner product.
+pub(crate) fn correction_terms<'a>(
+    sq: &ScalarQuantizer,
+    codes: &[u8],
+    metric: Metric,
+    offset: &(dyn Fn(usize) -> Option<&'a [f32]> + Sync),
+) -> Vec<f32> {
+    if metric == Metric::InnerProduct {
+        return Vec::new();
+    }
+    let dim = sq.dim();
+    codes
+        .par_chunks(sq.code_size())
+        .enumerate()
+        .map_init(
+            || vec![0.0f32; dim],
+            |buf, (i, c)| {
+                sq.decode_into(c, buf);
+                if metric == Metric::L2 {
+                    return kernels::dot(buf, buf);
+                }
+                if let Some(o) = offset(i) {
+                    buf.iter_mut().zip(o).for_each(|(a, b)| *a += b);
+                }
+                let nn = kernels::dot(buf, buf);
+                if nn > 0.0 { 1.0 / nn.sqrt() } else { 0.0 }
+            },
+        )
+        .collect()
+}
+
 /// Parameters stored in the container header.
 #[derive(Serialize, Deserialize)]
 struct StoredParams {
@@ -175,19 +242,7 @@ impl Scalar {
             .ok_or_else(|| bad(format!("invalid dimension {} in header", h.dim)))?;
         let n = usize::try_from(h.count).map_err(|_| bad("vector count overflows".into()))?;
         let p: StoredParams = c.params()?;
-        let nlevels = 1usize << p.config.bits.min(8);
-        let lo = c.section_f32("lo", dim)?;
-        let width = c.section_f32("width", dim)?;
-        let levels_bytes = c.section("levels")?.len() / 4;
-        if levels_bytes > nlevels {
-            return Err(bad(format!(
-                "{levels_bytes} levels for {} bits",
-                p.config.bits
-            )));
-        }
-        let levels = c.section_f32("levels", levels_bytes)?;
-        let sq = ScalarQuantizer::from_parts(dim, p.config.clone(), lo, width, levels)
-            .map_err(|e| bad(format!("quantizer: {e}")))?;
+        let sq = read_quantizer(c, dim, &p.config)?;
         let cs = sq.code_size();
         let codes = c.slab::<u8>(
             "codes",
@@ -360,9 +415,7 @@ impl Index for Scalar {
         crate::quant::scalar::code_size(self.dim, self.config.bits) as f64
     }
     fn memory_bytes(&self) -> usize {
-        let params = self.sq.as_ref().map_or(0, |s| {
-            (s.lo().len() + s.width().len() + s.codebook().len()) * 4
-        });
+        let params = self.sq.as_ref().map_or(0, quantizer_bytes);
         self.codes.len()
             + self.rows.memory_bytes()
             + self.corr.len() * 4
@@ -390,26 +443,7 @@ impl Index for Scalar {
         let sq = self.trained()?;
         let x = self.prepare_queries(vectors);
         let codes = sq.encode(&x)?;
-        let cs = sq.code_size();
-        let corr: Vec<f32> = if self.metric == Metric::InnerProduct {
-            Vec::new()
-        } else {
-            codes
-                .par_chunks(cs)
-                .map_init(
-                    || vec![0.0f32; self.dim],
-                    |buf, c| {
-                        sq.decode_into(c, buf);
-                        let nn = kernels::dot(buf, buf);
-                        match self.metric {
-                            Metric::L2 => nn,
-                            _ if nn > 0.0 => 1.0 / nn.sqrt(),
-                            _ => 0.0,
-                        }
-                    },
-                )
-                .collect()
-        };
+        let corr = correction_terms(sq, &codes, self.metric, &|_| None);
         self.codes.to_mut().extend_from_slice(&codes);
         if !corr.is_empty() {
             self.corr.to_mut().extend_from_slice(&corr);
@@ -486,10 +520,8 @@ impl Index for Scalar {
             config: self.config.clone(),
             keep_raw: self.keep_raw,
         })?;
-        w.section_f32("lo", sq.lo())
-            .section_f32("width", sq.width())
-            .section_f32("levels", sq.codebook().levels())
-            .section("codes", self.codes.to_vec());
+        write_quantizer(&mut w, sq);
+        w.section("codes", self.codes.to_vec());
         self.rows.write(&mut w);
         if self.metric != Metric::InnerProduct {
             w.section_f32("corr", &self.corr);
