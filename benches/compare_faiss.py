@@ -107,6 +107,9 @@ def main():
     ap.add_argument("--nprobe", default="8", help="comma-separated list")
     ap.add_argument("--ef", default="64", help="comma-separated list")
     ap.add_argument("--ef-construction", type=int, default=200)
+    ap.add_argument("--k-factor", type=int, default=None,
+                    help="for refined specs (`...,RFlat`): re-rank k·k_factor candidates "
+                         "(vecquant's --rerank R is k_factor = R / k)")
     ap.add_argument("--seed", type=int, default=None,
                     help="seed for the PQ/IVF k-means (faiss default when omitted)")
     args = ap.parse_args()
@@ -167,6 +170,11 @@ def main():
             sweep = [("efSearch", v) for v in efs]
         else:
             sweep = [(None, None)]
+        if args.k_factor is not None:
+            try:
+                faiss.ParameterSpace().set_index_parameter(index, "k_factor_rf", args.k_factor)
+            except Exception:
+                pass
         for name, value in sweep:
             if name is not None:
                 faiss.ParameterSpace().set_index_parameter(index, name, value)
