@@ -123,6 +123,16 @@ pub fn normalize_in_place(v: &mut [f32]) {
     }
 }
 
+/// A copy of row-major `x` ready for `metric`: rows normalised for cosine, unchanged
+/// otherwise (what every index stores and queries with).
+pub fn prepared(x: &[f32], dim: usize, metric: crate::metric::Metric) -> Vec<f32> {
+    let mut v = x.to_vec();
+    if metric.normalizes() {
+        v.chunks_exact_mut(dim).for_each(normalize_in_place);
+    }
+    v
+}
+
 /// Checks that `data` is a whole number of `dim`-dimensional rows.
 pub fn check_batch(data: &[f32], dim: usize, context: &str) -> Result<usize> {
     if dim == 0 || !data.len().is_multiple_of(dim) {

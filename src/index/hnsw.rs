@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::index::ivf::InnerSpec;
 use crate::index::rows::{Exact, Rows, rerank_unavailable};
+use crate::index::scalar::Kernel;
 use crate::index::{IdFilter, Index, SearchParams, check_add, check_search, check_single};
 use crate::kernels::{self, sq as ksq};
 use crate::metric::Metric;
@@ -48,7 +49,7 @@ use crate::quant::product::{ProductQuantizer, check_params};
 use crate::quant::scalar::ScalarQuantizer;
 use crate::store::{Container, ContainerWriter, Slab};
 use crate::topk::Neighbor;
-use crate::vectors::{check_batch, check_finite, normalize_in_place};
+use crate::vectors::{check_batch, check_finite};
 
 /// Largest `M` accepted (hnsw_rs allows at most 256 links per layer).
 pub const MAX_M: usize = 128;
@@ -220,9 +221,9 @@ struct Scorer<'a> {
     q: &'a [f32],
     constant: f32,
     norm_sq: f32,
-    w4: Option<ksq::Lut4Weights>,
-    lut8: Option<Box<[f32; 256]>>,
-    lut4: [f32; 16],
+    /// SQ codes: the shared scan kernel and its 4-bit weight layout.
+    kernel: Option<Kernel>,
+    w4: ksq::Lut4Weights,
 }
 
 impl Scorer<'_> {
@@ -268,10 +269,8 @@ impl Scorer<'_> {
                 let cs = sq.code_size();
                 let code = &idx.codes[node * cs..(node + 1) * cs];
                 let mut out = [0.0f32; 1];
-                match (&self.w4, &self.lut8) {
-                    (Some(w4), _) => ksq::scan_lut4(w4, &self.lut4, code, &mut out),
-                    (None, Some(t)) => ksq::scan_lut8(&s.weights, t, code, &mut out),
-                    (None, None) => ksq::scan_u8(&s.weights, code, &mut out),
+                if let Some(k) = &self.kernel {
+                    k.scan(&s.weights, &self.w4, code, &mut out);
                 }
                 let dot = self.constant + out[0];
                 match idx.metric {
@@ -381,11 +380,7 @@ impl Hnsw {
     }
 
     fn prepare(&self, x: &[f32]) -> Vec<f32> {
-        let mut v = x.to_vec();
-        if self.metric.normalizes() {
-            v.chunks_exact_mut(self.dim).for_each(normalize_in_place);
-        }
-        v
+        crate::vectors::prepared(x, self.dim, self.metric)
     }
 
     /// The vectors of every row (raw when kept, else decoded codes).
@@ -523,22 +518,15 @@ impl Hnsw {
             q,
             constant: 0.0,
             norm_sq: kernels::dot(q, q),
-            w4: None,
-            lut8: None,
-            lut4: [0.0; 16],
+            kernel: None,
+            w4: ksq::Lut4Weights::default(),
         };
         match self.codec.as_ref() {
             Some(Codec::Scalar(sq)) => {
                 sc.constant = sq.query_terms(q, &mut s.weights);
-                let table = sq.level_table();
-                match (sq.bits(), sq.is_uniform()) {
-                    (8, true) => {}
-                    (8, false) => sc.lut8 = Some(Box::new(std::array::from_fn(|i| table[i]))),
-                    _ => {
-                        sc.w4 = Some(ksq::Lut4Weights::new(&s.weights));
-                        sc.lut4 = std::array::from_fn(|i| table[i]);
-                    }
-                }
+                let k = Kernel::for_quantizer(sq);
+                sc.w4 = k.lut4_weights(&s.weights);
+                sc.kernel = Some(k);
             }
             Some(Codec::Product(pq)) => {
                 let tm = if self.metric == Metric::L2 {

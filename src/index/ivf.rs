@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::index::product::pq8_scan;
 use crate::index::rows::{Exact, Rows, rerank_unavailable};
+use crate::index::scalar::Kernel;
 use crate::index::{IdFilter, Index, SearchParams, check_add, check_search, check_single};
 use crate::kernels::{self, fastscan, sq as ksq};
 use crate::kmeans::{KMeans, KMeansConfig, nearest};
@@ -41,7 +42,7 @@ use crate::quant::product::{ProductQuantizer, check_params};
 use crate::quant::scalar::{ScalarQuantizer, SqConfig};
 use crate::store::{Container, ContainerWriter, Slab};
 use crate::topk::{Neighbor, TopK};
-use crate::vectors::{check_batch, check_finite, normalize_in_place};
+use crate::vectors::{check_batch, check_finite};
 
 /// Queries per group in batch search (they share one coarse GEMM).
 const QUERY_GROUP: usize = 16;
@@ -127,6 +128,15 @@ struct StoredParams {
     nlist: usize,
     inner: InnerSpec,
     keep_raw: bool,
+}
+
+/// Rows `order` of `src` (`w` values per row), in that order.
+fn gather_rows<T: Copy>(src: &[T], w: usize, order: &[usize]) -> Vec<T> {
+    let mut out = Vec::with_capacity(order.len() * w);
+    for &r in order {
+        out.extend_from_slice(&src[r * w..(r + 1) * w]);
+    }
+    out
 }
 
 /// The trained inner quantizer.
@@ -241,7 +251,7 @@ impl Ivf {
     /// float rounding).
     pub fn set_precomputed_tables(&mut self, on: bool) {
         self.use_precomputed = on;
-        self.precompute();
+        self.invalidate_tables();
     }
 
     /// Whether searches use precomputed tables (L2, PQ inner, enabled, and the tables
@@ -305,11 +315,7 @@ impl Ivf {
     }
 
     fn prepare(&self, x: &[f32]) -> Vec<f32> {
-        let mut v = x.to_vec();
-        if self.metric.normalizes() {
-            v.chunks_exact_mut(self.dim).for_each(normalize_in_place);
-        }
-        v
+        crate::vectors::prepared(x, self.dim, self.metric)
     }
 
     /// The list of each prepared vector: nearest centroid (L2, cosine) or largest inner
@@ -332,8 +338,8 @@ impl Ivf {
         r
     }
 
-    /// Drops the tables (they are recomputed at the next search that uses them).
-    fn precompute(&mut self) {
+    /// Drops the tables (they are rebuilt at the next search that uses them).
+    fn invalidate_tables(&mut self) {
         self.precomputed = std::sync::OnceLock::new();
     }
 
@@ -443,7 +449,6 @@ impl Ivf {
                 return Err(bad("non-finite correction term".into()));
             }
         }
-        idx.precompute();
         Ok(idx)
     }
 
@@ -521,14 +526,7 @@ impl Ivf {
         } else {
             self.code_size()
         };
-        let gather = |src: &[u8], w: usize| -> Vec<u8> {
-            let mut out = Vec::with_capacity(order.len() * w);
-            for &r in &order {
-                out.extend_from_slice(&src[r * w..(r + 1) * w]);
-            }
-            out
-        };
-        let gathered = gather(codes, per);
+        let gathered = gather_rows(codes, per, &order);
         self.offsets = offsets;
         self.codes = if let InnerSpec::Product { m, nbits: 4 } = self.inner {
             let mut packed = Vec::new();
@@ -541,18 +539,11 @@ impl Ivf {
         } else {
             Slab::from(gathered)
         };
-        let gather_f = |src: &[f32], w: usize| -> Vec<f32> {
-            let mut out = Vec::with_capacity(order.len() * w);
-            for &r in &order {
-                out.extend_from_slice(&src[r * w..(r + 1) * w]);
-            }
-            out
-        };
         if !corr.is_empty() {
-            self.corr = Slab::from(gather_f(corr, 1));
+            self.corr = Slab::from(gather_rows(corr, 1, &order));
         }
         if !raw.is_empty() {
-            self.raw = Slab::from(gather_f(raw, self.dim));
+            self.raw = Slab::from(gather_rows(raw, self.dim, &order));
         }
         self.rows = self.rows.gather(&order);
     }
@@ -676,10 +667,14 @@ impl Ivf {
             }
             _ => {}
         }
-        let w4_ip = match codec {
-            Codec::Scalar(sq) if sq.bits() == 4 && self.metric != Metric::L2 => {
-                ksq::Lut4Weights::new(&s.weights)
-            }
+        // SQ: the kernel (and its level table) once per query; for inner product and
+        // cosine the weights do not change between lists either.
+        let sq_kernel = match codec {
+            Codec::Scalar(sq) => Some(Kernel::for_quantizer(sq)),
+            _ => None,
+        };
+        let w4_ip = match &sq_kernel {
+            Some(k) if self.metric != Metric::L2 => k.lut4_weights(&s.weights),
             _ => ksq::Lut4Weights::default(),
         };
         for pi in 0..s.probes.len() {
@@ -723,21 +718,16 @@ impl Ivf {
                     }
                 }
                 Codec::Scalar(sq) => {
+                    let kernel = sq_kernel.as_ref().expect("built for SQ codecs");
                     let cs = sq.code_size();
-                    let table = sq.level_table();
                     let (base, cdot, w4) = if self.metric == Metric::L2 {
                         s.residual.clear();
                         s.residual.extend(q.iter().zip(c).map(|(x, y)| x - y));
                         let c0 = sq.query_terms(&s.residual, &mut s.weights);
-                        let w4 = if sq.bits() == 4 {
-                            ksq::Lut4Weights::new(&s.weights)
-                        } else {
-                            ksq::Lut4Weights::default()
-                        };
                         (
                             kernels::dot(&s.residual, &s.residual) - 2.0 * c0,
                             0.0,
-                            Some(w4),
+                            Some(kernel.lut4_weights(&s.weights)),
                         )
                     } else {
                         (0.0, -cd + q_const, None)
@@ -749,17 +739,7 @@ impl Ivf {
                         let codes = &self.codes[start * cs..(start + rows) * cs];
                         s.sums.resize(rows, 0.0);
                         let out = &mut s.sums[..rows];
-                        match (sq.bits(), sq.is_uniform()) {
-                            (8, true) => ksq::scan_u8(&s.weights, codes, out),
-                            (8, false) => {
-                                let t: [f32; 256] = std::array::from_fn(|i| table[i]);
-                                ksq::scan_lut8(&s.weights, &t, codes, out)
-                            }
-                            _ => {
-                                let t: [f32; 16] = std::array::from_fn(|i| table[i]);
-                                ksq::scan_lut4(w4, &t, codes, out)
-                            }
-                        }
+                        kernel.scan(&s.weights, w4, codes, out);
                         for (i, &sv) in out.iter().enumerate() {
                             let r = start + i;
                             let dist = match self.metric {
@@ -1035,7 +1015,7 @@ impl Index for Ivf {
         self.corr = Slab::default();
         self.raw = Slab::default();
         self.rows = Rows::default();
-        self.precompute();
+        self.invalidate_tables();
         Ok(())
     }
 
@@ -1173,9 +1153,9 @@ impl Index for Ivf {
 mod tests {
     use super::*;
     use crate::data::generate::{DataDistribution, SyntheticSpec, gaussian};
-    use crate::index::{Product, Scalar};
+    use crate::index::Product;
     use crate::store::OpenOptions;
-    use crate::vectors::VectorSet;
+    use crate::vectors::{VectorSet, normalize_in_place};
 
     /// Base and query splits of a 16-cluster Gaussian mixture.
     fn mixture_sets(n: usize, nq: usize, dim: usize, seed: u64) -> (VectorSet, VectorSet) {
@@ -1527,6 +1507,5 @@ mod tests {
             ivf.search(&[f32::NAN, 0.0, 0.0, 0.0], &SearchParams::default())
                 .is_err()
         );
-        let _ = Scalar::new("SQ8", 4, Metric::L2, false).unwrap();
     }
 }

@@ -169,11 +169,7 @@ impl Product {
 
     /// Prepared vectors without the rotation (what raw re-ranking compares against).
     fn unrotated(&self, x: &[f32]) -> Vec<f32> {
-        let mut v = x.to_vec();
-        if self.metric.normalizes() {
-            v.chunks_exact_mut(self.dim).for_each(normalize_in_place);
-        }
-        v
+        crate::vectors::prepared(x, self.dim, self.metric)
     }
 
     fn table_metric(&self) -> Metric {

@@ -27,7 +27,7 @@ use crate::metric::Metric;
 use crate::quant::scalar::{ScalarQuantizer, SqConfig};
 use crate::store::{Container, ContainerWriter, Slab};
 use crate::topk::{Neighbor, TopK};
-use crate::vectors::{check_batch, check_finite, normalize_in_place};
+use crate::vectors::{check_batch, check_finite};
 
 /// Vectors scanned per block: a block of codes stays in cache while a group of queries
 /// scans it.
@@ -149,11 +149,48 @@ pub struct Scalar {
     raw: Slab<f32>,
 }
 
-/// The scan kernel a quantizer needs and its level table.
-enum Kernel {
+/// The scan kernel a quantizer needs and its level table (shared by every kind that
+/// scans SQ codes: `Scalar`, IVF lists, HNSW nodes).
+pub(crate) enum Kernel {
     U8,
     Lut8(Box<[f32; 256]>),
     Lut4([f32; 16]),
+}
+
+impl Kernel {
+    /// The kernel for `sq` (its level table built once).
+    pub(crate) fn for_quantizer(sq: &ScalarQuantizer) -> Kernel {
+        let table = sq.level_table();
+        match (sq.bits(), sq.is_uniform()) {
+            (8, true) => Kernel::U8,
+            (8, false) => Kernel::Lut8(Box::new(std::array::from_fn(|i| table[i]))),
+            _ => Kernel::Lut4(std::array::from_fn(|i| table[i])),
+        }
+    }
+
+    /// The 4-bit kernel's weight layout for `weights` (empty for the 8-bit kernels).
+    pub(crate) fn lut4_weights(&self, weights: &[f32]) -> ksq::Lut4Weights {
+        match self {
+            Kernel::Lut4(_) => ksq::Lut4Weights::new(weights),
+            _ => ksq::Lut4Weights::default(),
+        }
+    }
+
+    /// `out[i] = Σ_d weights_d · L[code_i,d]` for consecutive codes.
+    #[inline]
+    pub(crate) fn scan(
+        &self,
+        weights: &[f32],
+        w4: &ksq::Lut4Weights,
+        codes: &[u8],
+        out: &mut [f32],
+    ) {
+        match self {
+            Kernel::U8 => ksq::scan_u8(weights, codes, out),
+            Kernel::Lut8(t) => ksq::scan_lut8(weights, t, codes, out),
+            Kernel::Lut4(t) => ksq::scan_lut4(w4, t, codes, out),
+        }
+    }
 }
 
 /// Per-query state of a scan.
@@ -223,15 +260,6 @@ impl Scalar {
         })
     }
 
-    fn kernel(sq: &ScalarQuantizer) -> Kernel {
-        let table = sq.level_table();
-        match (sq.bits(), sq.is_uniform()) {
-            (8, true) => Kernel::U8,
-            (8, false) => Kernel::Lut8(Box::new(std::array::from_fn(|i| table[i]))),
-            _ => Kernel::Lut4(std::array::from_fn(|i| table[i])),
-        }
-    }
-
     /// Loads an `sq` container.
     pub fn from_container(c: &Container) -> Result<Self> {
         let h = c.header();
@@ -286,11 +314,7 @@ impl Scalar {
     }
 
     fn prepare_queries(&self, queries: &[f32]) -> Vec<f32> {
-        let mut q = queries.to_vec();
-        if self.metric.normalizes() {
-            q.chunks_exact_mut(self.dim).for_each(normalize_in_place);
-        }
-        q
+        crate::vectors::prepared(queries, self.dim, self.metric)
     }
 
     /// Scans every code for a group of prepared queries.
@@ -310,17 +334,13 @@ impl Scalar {
         } else {
             params.k
         };
-        let kernel = Self::kernel(sq);
+        let kernel = Kernel::for_quantizer(sq);
         let mut states: Vec<QueryState> = queries
             .chunks_exact(self.dim)
             .map(|q| {
                 let mut weights = Vec::with_capacity(self.dim);
                 let constant = sq.query_terms(q, &mut weights);
-                let w4 = if matches!(kernel, Kernel::Lut4(_)) {
-                    ksq::Lut4Weights::new(&weights)
-                } else {
-                    ksq::Lut4Weights::default()
-                };
+                let w4 = kernel.lut4_weights(&weights);
                 QueryState {
                     weights,
                     w4,
@@ -342,11 +362,7 @@ impl Scalar {
             let codes = &self.codes[start * cs..(start + rows) * cs];
             for st in states.iter_mut() {
                 let out = &mut sums[..rows];
-                match &kernel {
-                    Kernel::U8 => ksq::scan_u8(&st.weights, codes, out),
-                    Kernel::Lut8(t) => ksq::scan_lut8(&st.weights, t, codes, out),
-                    Kernel::Lut4(t) => ksq::scan_lut4(&st.w4, t, codes, out),
-                }
+                kernel.scan(&st.weights, &st.w4, codes, out);
                 let c0 = st.constant;
                 match self.metric {
                     Metric::L2 => {
@@ -540,6 +556,7 @@ mod tests {
     use crate::data::groundtruth::exact_search;
     use crate::eval::recall_at_k;
     use crate::store::OpenOptions;
+    use crate::vectors::normalize_in_place;
 
     fn build(spec: &str, metric: Metric, keep_raw: bool, n: usize, dim: usize) -> Scalar {
         let data = gaussian(n, dim, 0.0, 1.0, 3).unwrap();

@@ -516,18 +516,7 @@ mod x86 {
                 full_hi = _mm512_add_epi16(full_hi, c);
                 odd_hi = _mm512_add_epi16(odd_hi, _mm512_srli_epi16(c, 8));
             }
-            let fold = |v: __m512i| {
-                let h =
-                    _mm256_add_epi16(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
-                _mm_add_epi16(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1))
-            };
-            let (ol, oh) = (fold(odd_lo), fold(odd_hi));
-            let el = _mm_sub_epi16(fold(full_lo), _mm_slli_epi16(ol, 8));
-            let eh = _mm_sub_epi16(fold(full_hi), _mm_slli_epi16(oh, 8));
-            let (first, second) = out.split_at_mut(16);
-            let m0 = finish16(el, ol, t, first);
-            let m1 = finish16(eh, oh, t, second);
-            *mask = m0 | (m1 << 16);
+            *mask = epilogue(&[full_lo, odd_lo, full_hi, odd_hi], t, out);
         }
     }
 
