@@ -36,6 +36,7 @@ pub mod kernels;
 pub mod kmeans;
 pub mod linalg;
 pub mod metric;
+pub mod model;
 pub mod quant;
 pub mod rng;
 pub mod store;
