@@ -143,7 +143,54 @@ enum Command {
         #[arg(long)]
         compact: bool,
     },
-    /// Describe an index or container file: kind, version, sizes, sections, checksums.
+    /// Quantize the weights of a model file (.safetensors or .npy).
+    ///
+    /// Every 2-D floating tensor is quantized with SCHEME; 1-D tensors (biases, norms) and
+    /// integer tensors pass through unchanged. The output kind follows the extension of
+    /// --out: .vq (vecquant container, quantized), .gguf (GGUF, llama.cpp; GGUF schemes,
+    /// f16, bf16), .safetensors (dequantized f32, same names and shapes).
+    ///
+    /// Example: vecquant quantize-model --weights model.safetensors --scheme nf4-dq --out model.vq --report report.json
+    QuantizeModel {
+        /// Input weights (.safetensors with f32/f16/bf16 tensors, or a 2-D .npy).
+        #[arg(long)]
+        weights: PathBuf,
+        /// absmax, zeropoint, nf4, nf4-dq, fp4, fp8-e4m3, fp8-e5m2, f16, bf16, kmeans,
+        /// q8_0, q4_0, q4_1, q4_k, q6_k.
+        #[arg(long)]
+        scheme: String,
+        /// Scale sharing: tensor, row (output channel) or group (of --group weights along
+        /// the input dimension). Default: row for 8 bits, group for fewer; kmeans: tensor.
+        #[arg(long)]
+        granularity: Option<vecquant::model::GranularityKind>,
+        /// Group size for --granularity group (default 128); block size for nf4/fp4
+        /// (default 64).
+        #[arg(long)]
+        group: Option<usize>,
+        /// Bits for absmax/zeropoint (8, 4, 3, 2; default 8) and kmeans (1..=8; default 4).
+        #[arg(long)]
+        bits: Option<u32>,
+        /// nearest, floor, ceil or stochastic.
+        #[arg(long, default_value = "nearest")]
+        rounding: String,
+        /// Range: minmax, percentile:P (e.g. percentile:99.9), mse or kl.
+        #[arg(long, default_value = "minmax")]
+        clip: String,
+        /// Seed for k-means and stochastic rounding.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output file (.vq, .gguf or .safetensors).
+        #[arg(long)]
+        out: PathBuf,
+        /// Report file (.json or .md); the summary is always printed.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Describe a file: a container (index or quantized weights: kind, version, sizes,
+    /// sections, checksums, tensors), a .gguf or a .safetensors file.
     ///
     /// Example: vecquant inspect flat.vq
     Inspect {
@@ -238,6 +285,28 @@ enum GenKind {
         #[arg(long, default_value_t = 0.3)]
         spread: f32,
     },
+    /// A transformer-shaped weight file (.safetensors): embedding, attention and MLP
+    /// matrices with Gaussian, heavy-tailed (Student-t) and outlier-column statistics,
+    /// biases, layer norms and an integer buffer.
+    ///
+    /// Example: vecquant gen weights --layers 2 --hidden 384 --out model.safetensors
+    Weights {
+        /// Transformer layers.
+        #[arg(long, default_value_t = 2)]
+        layers: usize,
+        /// Hidden size (384 exercises the GGUF k-quant fallback; 4096 is a 7B model's).
+        #[arg(long, default_value_t = 512)]
+        hidden: usize,
+        /// Vocabulary rows of the embedding.
+        #[arg(long, default_value_t = 1024)]
+        vocab: usize,
+        /// Seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output .safetensors file.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -260,6 +329,14 @@ struct GenArgs {
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 fn main() -> ExitCode {
@@ -285,6 +362,34 @@ fn run(cli: Cli) -> Result<()> {
                     clusters,
                     spread,
                 } => (common, DataDistribution::Mixture { clusters, spread }),
+                GenKind::Weights {
+                    layers,
+                    hidden,
+                    vocab,
+                    seed,
+                    out,
+                } => {
+                    if layers == 0
+                        || hidden == 0
+                        || vocab == 0
+                        || hidden > 65_536
+                        || vocab > 1 << 20
+                    {
+                        return Err(Error::param(
+                            "weights",
+                            "--layers, --hidden (≤ 65536) and --vocab (≤ 2^20) must be positive",
+                        ));
+                    }
+                    let t = vecquant::model::synthetic::transformer(layers, hidden, vocab, seed);
+                    vecquant::model::io::write_safetensors(&out, &t, None)?;
+                    let n: usize = t.iter().map(|t| t.numel()).sum();
+                    println!(
+                        "wrote {} tensors, {n} values, to {}",
+                        t.len(),
+                        out.display()
+                    );
+                    return Ok(());
+                }
             };
             let spec = SyntheticSpec {
                 dim: common.dim,
@@ -496,8 +601,81 @@ fn run(cli: Cli) -> Result<()> {
                 idx.len()
             );
         }
+        Command::QuantizeModel {
+            weights,
+            scheme,
+            granularity,
+            group,
+            bits,
+            rounding,
+            clip,
+            seed,
+            out,
+            report,
+            quiet,
+        } => {
+            use vecquant::model;
+            let opts = model::SchemeOptions {
+                bits,
+                granularity,
+                group,
+                rounding: model::parse_rounding(&rounding, seed)?,
+                clip: model::parse_clip(&clip)?,
+                seed,
+            };
+            let scheme = model::Scheme::parse(&scheme, &opts)?;
+            let tensors = model::io::read_weights(&weights)?;
+            let bar = if quiet {
+                indicatif::ProgressBar::hidden()
+            } else {
+                let b = indicatif::ProgressBar::new(tensors.len() as u64);
+                b.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{bar:30} {pos}/{len} tensors  {elapsed_precise}  {msg}",
+                    )
+                    .expect("valid template"),
+                );
+                b
+            };
+            let (q, rep) = model::quantize_model(&tensors, &scheme, |i, _, name| {
+                bar.set_position(i as u64);
+                bar.set_message(name.to_string());
+            })?;
+            bar.finish_and_clear();
+            q.save(&out)?;
+            if let Some(r) = &report {
+                rep.write(r)?;
+            }
+            let t = &rep.total;
+            for r in rep.tensors.iter().filter(|r| r.scheme != "passthrough") {
+                if let Some(n) = &r.note {
+                    eprintln!("note: {}: {n}", r.name);
+                }
+            }
+            println!(
+                "{}: {} tensors ({} quantized, {} passed through) with {}: {:.4} bits/weight, {} -> {} bytes ({:.2}x), median rel. error {:.5}, {:.2} s -> {}",
+                weights.display(),
+                t.tensors,
+                t.quantized,
+                t.passthrough,
+                rep.scheme,
+                t.bits_per_weight,
+                t.bytes_before,
+                t.bytes_after,
+                t.compression_ratio,
+                median(
+                    rep.tensors
+                        .iter()
+                        .filter(|r| r.scheme != "passthrough")
+                        .map(|r| r.rel_weight_error)
+                        .collect()
+                ),
+                t.seconds,
+                out.display()
+            );
+        }
         Command::Inspect { file } => {
-            print!("{}", vecquant::store::describe(&file)?);
+            print!("{}", vecquant::model::inspect::describe_file(&file)?);
         }
         Command::Bench {
             data: dir,

@@ -264,19 +264,21 @@ impl BlockTensor {
 /// thresholds at or below it (branch-free, vectorised across the block; equal to
 /// [`Codebook::encode`]).
 fn encode_block(x: &[f32], c: f32, thresholds: &[f32], out: &mut [u8]) {
+    const CHUNK: usize = 64;
     let inv = if c > 0.0 { 1.0 / c } else { 0.0 };
-    let mut buf = [0u8; 256];
-    for chunk_start in (0..x.len()).step_by(256) {
-        let xs = &x[chunk_start..(chunk_start + 256).min(x.len())];
-        let codes = &mut buf[..xs.len()];
-        codes.fill(0);
+    for (xs, os) in x.chunks(CHUNK).zip(out.chunks_mut(CHUNK / 2)) {
+        let mut n = [0f32; CHUNK];
+        for (a, &v) in n.iter_mut().zip(xs) {
+            *a = v * inv;
+        }
+        let mut acc = [0u32; CHUNK];
         for &t in thresholds {
-            for (q, &v) in codes.iter_mut().zip(xs) {
-                *q += (v * inv >= t) as u8;
+            for (q, &v) in acc.iter_mut().zip(&n) {
+                *q += (v >= t) as u32;
             }
         }
-        for (o, pair) in out[chunk_start / 2..].iter_mut().zip(codes.chunks(2)) {
-            *o = pair[0] | (pair.get(1).copied().unwrap_or(0) << 4);
+        for (o, pair) in os.iter_mut().zip(acc[..xs.len()].chunks(2)) {
+            *o = (pair[0] | (pair.get(1).copied().unwrap_or(0) << 4)) as u8;
         }
     }
 }

@@ -104,6 +104,30 @@ fn decode_float(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
     })
 }
 
+/// Decodes little-endian floating bytes of the dtype named `dtype` (`F32`, `F64`, `F16`,
+/// `BF16`); `None` for other dtypes.
+pub fn decode_float_named(dtype: &str, bytes: &[u8]) -> Option<Vec<f32>> {
+    decode_float(parse_dtype(dtype)?, bytes)
+}
+
+/// Encodes f32 values as little-endian bytes of the floating dtype `dtype` — exact for
+/// values that were read from that dtype. `None` for non-floating dtypes.
+pub fn encode_float_named(dtype: &str, v: &[f32]) -> Option<Vec<u8>> {
+    Some(match parse_dtype(dtype)? {
+        Dtype::F32 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Dtype::F64 => v.iter().flat_map(|&x| (x as f64).to_le_bytes()).collect(),
+        Dtype::F16 => v
+            .iter()
+            .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+            .collect(),
+        Dtype::BF16 => v
+            .iter()
+            .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
+            .collect(),
+        _ => return None,
+    })
+}
+
 /// Reads every tensor of a `.safetensors` file, in file order.
 pub fn read_safetensors(path: impl AsRef<Path>) -> Result<Vec<Tensor>> {
     let path = path.as_ref();

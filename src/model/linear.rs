@@ -389,6 +389,17 @@ fn encode_row(
     x: &[f32],
     out: &mut [u8],
 ) {
+    // Stored code = clamp(round(x·inv + zero), lo, hi) + offset; clamping first keeps the
+    // value small enough for the 1.5·2^23 rounding trick, which rounds to nearest-even in
+    // the default FP mode and vectorises (f32::round_ties_even is a libm call without
+    // SSE4.1).
+    const MAGIC: f32 = 12_582_912.0;
+    let off = cfg.code_offset() as f32;
+    let (lo, hi) = if cfg.symmetric {
+        (-cfg.qmax(), cfg.qmax())
+    } else {
+        (0.0, cfg.qmax())
+    };
     // Walk the row one group segment at a time (a row holds whole groups, or lies inside
     // one group for per-tensor granularity).
     let mut j = 0;
@@ -396,15 +407,22 @@ fn encode_row(
         let g = (start + j) / glen;
         let end = (((g + 1) * glen) - start).min(x.len());
         let p = params[g];
+        let (xs, os) = (&x[j..end], &mut out[j..end]);
         match cfg.rounding {
+            Rounding::Nearest => {
+                for (o, &v) in os.iter_mut().zip(xs) {
+                    let c = (v * p.inv + p.zero).clamp(lo, hi);
+                    *o = ((c + MAGIC) - MAGIC + off) as u8;
+                }
+            }
             Rounding::Stochastic { seed } => {
                 let mut rng = stream(seed, (start + j) as u64);
-                for (o, &v) in out[j..end].iter_mut().zip(&x[j..end]) {
+                for (o, &v) in os.iter_mut().zip(xs) {
                     *o = p.code(cfg, v, cfg.rounding, rng.random::<f32>());
                 }
             }
             r => {
-                for (o, &v) in out[j..end].iter_mut().zip(&x[j..end]) {
+                for (o, &v) in os.iter_mut().zip(xs) {
                     *o = p.code(cfg, v, r, 0.0);
                 }
             }
@@ -413,9 +431,19 @@ fn encode_row(
     }
 }
 
-/// Rejects NaN/inf, naming the row and column.
+/// Rejects NaN/inf, naming the row and column (parallel scan).
 pub fn check_finite(data: &[f32], cols: usize, context: &str) -> Result<()> {
-    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+    const CHUNK: usize = 1 << 16;
+    // Branch-free OR over each chunk (vectorises), then locate within the first bad chunk.
+    let bad_chunk = data
+        .par_chunks(CHUNK)
+        .position_first(|c| c.iter().fold(false, |a, v| a | !v.is_finite()));
+    if let Some(ci) = bad_chunk {
+        let i = ci * CHUNK
+            + data[ci * CHUNK..]
+                .iter()
+                .position(|v| !v.is_finite())
+                .expect("the chunk holds a non-finite value");
         return Err(Error::NonFinite {
             context: context.to_string(),
             row: i / cols.max(1),

@@ -1,0 +1,395 @@
+//! The whole-model pipeline: quantize every 2-D floating tensor of a weight file, pass the
+//! rest through, report, and write the result as a vecquant container (`.vq`), a GGUF
+//! file (`.gguf`) or dequantized `.safetensors`.
+//!
+//! In a container (kind `weights`) the header lists every tensor (name, shape, source
+//! dtype, scheme) and section `t{i}` holds tensor `i`'s encoded payload (postcard), each
+//! section CRC-checked like every other container section.
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::metric::Metric;
+use crate::model::gguf::{self, GgmlType, GgufTensor, GgufValue};
+use crate::model::io::{self, Tensor, TensorData};
+use crate::model::report::{ModelReport, tensor_report};
+use crate::model::{Payload, QuantizedTensor, Scheme, quantize_tensor};
+use crate::store::{Container, ContainerWriter};
+
+/// Container kind of weight files.
+pub const KIND: &str = "weights";
+
+/// A quantized model: every tensor of the source file, quantized or passed through.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuantizedModel {
+    /// The requested scheme's label.
+    pub scheme: String,
+    /// Tensors in source order.
+    pub tensors: Vec<QuantizedTensor>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TensorMeta {
+    name: String,
+    shape: Vec<usize>,
+    dtype: String,
+    scheme: String,
+    note: Option<String>,
+}
+
+/// Why a tensor is not quantized, or `None` when it is a 2-D floating matrix.
+fn passthrough_reason(t: &Tensor) -> Option<String> {
+    match (&t.data, t.shape.len()) {
+        (TensorData::Raw(_), _) => Some(format!("{} tensor: not a floating type", t.dtype)),
+        (TensorData::Float(_), 2) if t.numel() > 0 => None,
+        (TensorData::Float(_), d) => Some(format!(
+            "{d}-D tensor: only 2-D weight matrices are quantized"
+        )),
+    }
+}
+
+fn passthrough(t: &Tensor, reason: String) -> Result<QuantizedTensor> {
+    let bytes = match &t.data {
+        TensorData::Raw(b) => b.clone(),
+        TensorData::Float(v) => io::encode_float_named(&t.dtype, v)
+            .unwrap_or_else(|| v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+    };
+    let dtype = match &t.data {
+        TensorData::Float(_) if io::encode_float_named(&t.dtype, &[]).is_none() => "F32".into(),
+        _ => t.dtype.clone(),
+    };
+    Ok(QuantizedTensor {
+        name: t.name.clone(),
+        shape: t.shape.clone(),
+        dtype: dtype.clone(),
+        scheme: "passthrough".into(),
+        note: Some(reason),
+        payload: Payload::Passthrough { dtype, bytes },
+    })
+}
+
+/// Quantizes every 2-D floating tensor with `scheme` and passes every other tensor
+/// through. `progress(i, n, name)` is called before tensor `i` of `n`. Stops at the first
+/// error (which names the tensor).
+pub fn quantize_model(
+    tensors: &[Tensor],
+    scheme: &Scheme,
+    mut progress: impl FnMut(usize, usize, &str),
+) -> Result<(QuantizedModel, ModelReport)> {
+    let t0 = Instant::now();
+    let mut out = Vec::with_capacity(tensors.len());
+    let mut reports = Vec::with_capacity(tensors.len());
+    for (i, t) in tensors.iter().enumerate() {
+        progress(i, tensors.len(), &t.name);
+        let start = Instant::now();
+        let q = match passthrough_reason(t) {
+            Some(reason) => passthrough(t, reason)?,
+            None => quantize_tensor(t, scheme)?,
+        };
+        let seconds = start.elapsed().as_secs_f64();
+        let mut r = tensor_report(&q, t)?;
+        r.seconds = seconds;
+        if q.scheme == "passthrough" {
+            r.rel_weight_error = 0.0;
+            r.max_abs_error = 0.0;
+        }
+        reports.push(r);
+        out.push(q);
+    }
+    progress(tensors.len(), tensors.len(), "");
+    let label = scheme.label();
+    let report = ModelReport::new(label.clone(), reports, t0.elapsed().as_secs_f64());
+    Ok((
+        QuantizedModel {
+            scheme: label,
+            tensors: out,
+        },
+        report,
+    ))
+}
+
+impl QuantizedModel {
+    /// Writes by extension: `.vq` (container, quantized), `.gguf` (GGUF blocks; only GGUF
+    /// schemes, f16, bf16 and floating pass-through tensors fit), `.safetensors`
+    /// (dequantized f32 with the same names and shapes; pass-through tensors unchanged).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("vq") => self.save_container(path),
+            Some("gguf") => self.save_gguf(path),
+            Some("safetensors") => self.save_dequantized(path),
+            _ => Err(Error::param(
+                "out",
+                format!(
+                    "{}: the output kind follows the extension: .vq, .gguf or .safetensors",
+                    path.display()
+                ),
+            )),
+        }
+    }
+
+    /// Saves as a vecquant container of kind `weights`.
+    pub fn save_container(&self, path: impl AsRef<Path>) -> Result<()> {
+        let metas: Vec<TensorMeta> = self
+            .tensors
+            .iter()
+            .map(|t| TensorMeta {
+                name: t.name.clone(),
+                shape: t.shape.clone(),
+                dtype: t.dtype.clone(),
+                scheme: t.scheme.clone(),
+                note: t.note.clone(),
+            })
+            .collect();
+        let mut w = ContainerWriter::new(KIND, &self.scheme, 0, Metric::L2, self.tensors.len());
+        w.params(&metas)?;
+        for (i, t) in self.tensors.iter().enumerate() {
+            let bytes = postcard::to_stdvec(&t.payload)
+                .map_err(|e| Error::param(&t.name, format!("cannot encode tensor payload: {e}")))?;
+            w.section(&format!("t{i}"), bytes);
+        }
+        w.save(path)
+    }
+
+    /// Opens a container written by [`QuantizedModel::save_container`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let c = Container::open(path)?;
+        if c.header().kind != KIND {
+            return Err(Error::format(
+                path,
+                format!(
+                    "holds a `{}` index, not quantized weights (kind `{KIND}`)",
+                    c.header().kind
+                ),
+            ));
+        }
+        let metas: Vec<TensorMeta> = c.params()?;
+        let mut tensors = Vec::with_capacity(metas.len());
+        for (i, m) in metas.into_iter().enumerate() {
+            let bytes = c.section(&format!("t{i}"))?;
+            let payload: Payload = postcard::from_bytes(bytes).map_err(|e| {
+                Error::format(path, format!("tensor `{}` (section t{i}): {e}", m.name))
+            })?;
+            validate(&payload, &m.shape)
+                .map_err(|e| Error::format(path, format!("tensor `{}`: {e}", m.name)))?;
+            tensors.push(QuantizedTensor {
+                name: m.name,
+                shape: m.shape,
+                dtype: m.dtype,
+                scheme: m.scheme,
+                note: m.note,
+                payload,
+            });
+        }
+        Ok(QuantizedModel {
+            scheme: c.header().spec.clone(),
+            tensors,
+        })
+    }
+
+    /// Every tensor dequantized to f32 (pass-through tensors unchanged).
+    pub fn dequantized(&self) -> Result<Vec<Tensor>> {
+        self.tensors
+            .iter()
+            .map(|t| {
+                let numel: usize = t.shape.iter().product();
+                Ok(match (&t.payload, t.payload.dequantize()?) {
+                    (Payload::Passthrough { dtype, bytes }, None) => Tensor {
+                        name: t.name.clone(),
+                        shape: t.shape.clone(),
+                        dtype: dtype.clone(),
+                        source_bytes: bytes.len(),
+                        data: TensorData::Raw(bytes.clone()),
+                    },
+                    (_, Some(v)) => Tensor {
+                        name: t.name.clone(),
+                        shape: t.shape.clone(),
+                        dtype: "F32".into(),
+                        source_bytes: numel * 4,
+                        data: TensorData::Float(v),
+                    },
+                    (_, None) => unreachable!("only pass-through payloads lack floats"),
+                })
+            })
+            .collect()
+    }
+
+    /// Writes the dequantized tensors as `.safetensors`.
+    pub fn save_dequantized(&self, path: impl AsRef<Path>) -> Result<()> {
+        let mut meta = std::collections::HashMap::new();
+        meta.insert("vecquant.scheme".to_string(), self.scheme.clone());
+        io::write_safetensors(path, &self.dequantized()?, Some(meta))
+    }
+
+    /// Writes a GGUF v3 file (tensor names kept).
+    pub fn save_gguf(&self, path: impl AsRef<Path>) -> Result<()> {
+        let tensors = self
+            .tensors
+            .iter()
+            .map(|t| {
+                let (ty, bytes) = match &t.payload {
+                    Payload::Gguf { type_id, bytes, .. } => (
+                        GgmlType::from_id(*type_id).ok_or_else(|| {
+                            Error::param(&t.name, format!("unknown ggml type {type_id}"))
+                        })?,
+                        bytes.clone(),
+                    ),
+                    Payload::Float(f) if f.scales.is_empty() => (
+                        match f.scheme {
+                            crate::model::float::FloatScheme::F16 => GgmlType::F16,
+                            _ => GgmlType::BF16,
+                        },
+                        f.codes.clone(),
+                    ),
+                    Payload::Passthrough { dtype, bytes } => match dtype.as_str() {
+                        "F32" => (GgmlType::F32, bytes.clone()),
+                        "F16" => (GgmlType::F16, bytes.clone()),
+                        "BF16" => (GgmlType::BF16, bytes.clone()),
+                        other => {
+                            return Err(Error::param(
+                                &t.name,
+                                format!("a {other} tensor cannot be written to GGUF"),
+                            ));
+                        }
+                    },
+                    _ => {
+                        return Err(Error::param(
+                            &t.name,
+                            format!(
+                                "scheme `{}` has no GGUF encoding; write .vq or .safetensors, or use q8_0/q4_0/q4_1/q4_k/q6_k/f16/bf16",
+                                t.scheme
+                            ),
+                        ));
+                    }
+                };
+                GgufTensor::new(t.name.clone(), t.shape.clone(), ty, bytes)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let meta = vec![
+            (
+                "general.name".to_string(),
+                GgufValue::String("vecquant".into()),
+            ),
+            (
+                "general.quantization_version".to_string(),
+                GgufValue::U32(2),
+            ),
+            (
+                "vecquant.scheme".to_string(),
+                GgufValue::String(self.scheme.clone()),
+            ),
+        ];
+        gguf::write_gguf(path, &meta, &tensors)
+    }
+}
+
+/// Checks that a payload read from a file is consistent with its shape before anything
+/// indexes into it.
+fn validate(p: &Payload, shape: &[usize]) -> std::result::Result<(), String> {
+    use crate::model::pack::packed_len;
+    let numel: usize = shape.iter().product();
+    let dims = |rows: usize, cols: usize| -> std::result::Result<(), String> {
+        if shape.len() == 2 && shape[0] == rows && shape[1] == cols {
+            Ok(())
+        } else {
+            Err(format!("payload is {rows}×{cols}, header says {shape:?}"))
+        }
+    };
+    let want = |what: &str, got: usize, need: usize| {
+        if got == need {
+            Ok(())
+        } else {
+            Err(format!("{what}: {got} entries, expected {need}"))
+        }
+    };
+    match p {
+        Payload::Linear(t) => {
+            dims(t.rows, t.cols)?;
+            t.config.validate(t.cols).map_err(|e| e.to_string())?;
+            let groups = numel / t.config.granularity.group_len(t.rows, t.cols);
+            want("steps", t.steps.len(), groups)?;
+            if !t.config.symmetric {
+                want("zero points", t.zeros.len(), groups)?;
+            }
+            want(
+                "codes",
+                t.codes.len(),
+                t.rows * packed_len(t.cols, t.config.bits),
+            )
+        }
+        Payload::Block(t) => {
+            dims(t.rows, t.cols)?;
+            if t.config.block == 0 || !t.config.block.is_multiple_of(2) {
+                return Err(format!("bad block size {}", t.config.block));
+            }
+            let blocks = numel.div_ceil(t.config.block);
+            match &t.constants {
+                crate::model::blockwise::Constants::Plain(v) => want("constants", v.len(), blocks)?,
+                crate::model::blockwise::Constants::Double {
+                    block,
+                    scales,
+                    codes,
+                    ..
+                } => {
+                    if *block == 0 {
+                        return Err("bad constant block".into());
+                    }
+                    want("constants", codes.len(), blocks)?;
+                    want("constant scales", scales.len(), blocks.div_ceil(*block))?;
+                }
+            }
+            want("codes", t.codes.len(), numel.div_ceil(2))
+        }
+        Payload::Float(t) => {
+            dims(t.rows, t.cols)?;
+            match t.scheme {
+                crate::model::float::FloatScheme::F16 | crate::model::float::FloatScheme::Bf16 => {
+                    want("codes", t.codes.len(), 2 * numel)
+                }
+                _ => {
+                    t.granularity.validate(t.cols).map_err(|e| e.to_string())?;
+                    want(
+                        "scales",
+                        t.scales.len(),
+                        numel / t.granularity.group_len(t.rows, t.cols),
+                    )?;
+                    want("codes", t.codes.len(), numel)
+                }
+            }
+        }
+        Payload::KMeans(t) => {
+            dims(t.rows, t.cols)?;
+            if !(1..=8).contains(&t.bits) {
+                return Err(format!("bad bits {}", t.bits));
+            }
+            let books = match t.scope {
+                crate::model::kmeans_codebook::KMeansScope::Tensor => 1,
+                crate::model::kmeans_codebook::KMeansScope::Row => t.rows,
+            };
+            want("codebooks", t.codebooks.len(), books)?;
+            want("codes", t.codes.len(), t.rows * packed_len(t.cols, t.bits))
+        }
+        Payload::Gguf {
+            type_id,
+            rows,
+            cols,
+            bytes,
+        } => {
+            dims(*rows, *cols)?;
+            let ty = GgmlType::from_id(*type_id).ok_or(format!("unknown ggml type {type_id}"))?;
+            let rb = ty.row_bytes(*cols).map_err(|e| e.to_string())?;
+            want("bytes", bytes.len(), rows * rb)
+        }
+        Payload::Passthrough { bytes, .. } => {
+            if bytes.len() < numel {
+                Err(format!("{} bytes for {numel} elements", bytes.len()))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
