@@ -460,7 +460,7 @@ mod tests {
         let mut rng = seeded(5);
         let mut xs: Vec<f32> = (0..20_000)
             .map(|i| {
-                let scale = 10f32.powi((i % 13) as i32 - 8);
+                let scale = 10f32.powi((i % 13) - 8);
                 (rng.random::<f32>() - 0.5) * scale
             })
             .collect();

@@ -515,15 +515,36 @@ fn f16_at(b: &[u8], at: usize) -> f32 {
     f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
 }
 
-/// Rounds half away from zero (C's `roundf`, NumPy's `np_roundf` in `gguf.quants`) for
-/// finite `|v| < 2^31`, with only truncating conversions so the loop vectorises without
-/// SSE4.1: `t = trunc(|v|)`, `t + (|v| - t >= 0.5)`, then the sign. `|v| - t` is exact.
+/// `trunc(v)` after clamping `v` to `[lo, hi]` (NaN goes to `lo`), for small `lo`, `hi`.
+///
+/// Clamping first makes the conversion a plain truncating one, which vectorises
+/// (`cvttps2dq`); Rust's saturating `as i32` is scalarised on x86-64. For `v ≥ lo ≥ 0`
+/// this equals `min(hi, trunc(v))`, the reference quantizers' `trunc` then clip.
 #[inline(always)]
-fn round_away(v: f32) -> i32 {
+fn trunc_clamped(v: f32, lo: f32, hi: f32) -> i32 {
+    // `f32::max`/`min` return the non-NaN operand, so `c` is finite and in [lo, hi].
+    let c = v.max(lo).min(hi);
+    // SAFETY: `c` is finite and within `[lo, hi]`, which the callers keep inside `i32`.
+    unsafe { c.to_int_unchecked::<i32>() }
+}
+
+/// Rounds half away from zero (C's `roundf`, NumPy's `np_roundf` in `gguf.quants`),
+/// saturating at `±lim` (a small whole number): `t = trunc(|v|)`, `t + (|v| - t >= 0.5)`,
+/// then the sign. `|v| - t` is exact, and every step vectorises without SSE4.1.
+#[inline(always)]
+fn round_away(v: f32, lim: f32) -> i32 {
     let a = v.abs();
-    let t = a as i32;
-    let r = t + ((a - t as f32) >= 0.5) as i32;
+    let t = trunc_clamped(a, 0.0, lim);
+    let r = t + ((a.min(lim) - t as f32) >= 0.5) as i32;
     if v < 0.0 { -r } else { r }
+}
+
+/// Round to nearest (ties to even) for `|v| < 2^22` by the `1.5 · 2^23` trick: pure
+/// `f32` adds, so it vectorises. Used only by our own k-quant searches.
+#[inline(always)]
+fn round_nearest(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (v + MAGIC) - MAGIC
 }
 
 // ---------------------------------------------------------------------------------------
@@ -574,7 +595,7 @@ fn q4_0_encode(x: &[f32; QK], out: &mut [u8; 18]) -> Result<(), Fault> {
     [out[0], out[1]] = f16_bytes(d)?;
     let mut q = [0u8; QK];
     for (q, &v) in q.iter_mut().zip(x) {
-        *q = ((v * id + 8.5) as i32).clamp(0, 15) as u8;
+        *q = trunc_clamped(v * id + 8.5, 0.0, 15.0) as u8;
     }
     for (j, o) in out[2..].iter_mut().enumerate() {
         *o = q[j] | (q[j + 16] << 4);
@@ -607,7 +628,7 @@ fn q4_1_encode(x: &[f32; QK], out: &mut [u8; 20]) -> Result<(), Fault> {
     [out[2], out[3]] = f16_bytes(lo)?;
     let mut q = [0u8; QK];
     for (q, &v) in q.iter_mut().zip(x) {
-        *q = (((v - lo) * id + 0.5) as i32).clamp(0, 15) as u8;
+        *q = trunc_clamped((v - lo) * id + 0.5, 0.0, 15.0) as u8;
     }
     for (j, o) in out[4..].iter_mut().enumerate() {
         *o = q[j] | (q[j + 16] << 4);
@@ -637,7 +658,7 @@ fn q5_0_encode(x: &[f32; QK], out: &mut [u8; 22]) -> Result<(), Fault> {
     [out[0], out[1]] = f16_bytes(d)?;
     let mut q = [0u8; QK];
     for (q, &v) in q.iter_mut().zip(x) {
-        *q = ((v * id + 16.5) as i32).clamp(0, 31) as u8;
+        *q = trunc_clamped(v * id + 16.5, 0.0, 31.0) as u8;
     }
     let mut qh = 0u32;
     for (j, &q) in q.iter().enumerate() {
@@ -675,7 +696,7 @@ fn q8_0_encode(x: &[f32; QK], out: &mut [u8; 34]) -> Result<(), Fault> {
     let id = if d == 0.0 { 0.0 } else { 1.0 / d };
     [out[0], out[1]] = f16_bytes(d)?;
     for (o, &v) in out[2..].iter_mut().zip(x) {
-        *o = round_away(v * id).clamp(-128, 127) as i8 as u8;
+        *o = round_away(v * id, 127.0) as i8 as u8;
     }
     Ok(())
 }
@@ -741,12 +762,25 @@ fn q4_k_decode(b: &[u8; 144], out: &mut [f32; QK_K]) {
     }
 }
 
-/// Weighted least-squares fit of `x ≈ scale * q - m` with `q ∈ 0..=nmax`, `scale ≥ 0`,
+/// Lanes of the partial sums in the k-quant fits: eight independent accumulators let the
+/// compiler vectorise the reductions (a single `f32` accumulator is a serial chain, since
+/// float addition is not reassociated).
+const LANES: usize = 8;
+
+#[inline(always)]
+fn lane_sum(a: [f32; LANES]) -> f32 {
+    ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]))
+}
+
+/// Weighted least-squares fit of `x ≈ scale * q - m` with `q ∈ 0..=15`, `scale ≥ 0`,
 /// `m ≥ 0`, in the manner of llama.cpp's `make_qkx2_quants`: start from the plain min/max
-/// grid, then try 21 trial inverse scales around `nmax / (max - min)`; for each, assign
+/// grid, then try 21 trial inverse scales around `15 / (max - min)`; for each, assign
 /// codes, solve the 2×2 normal equations for (scale, min) and keep the pair with the
-/// smallest weighted squared error. Returns `(scale, m)`.
-fn fit_scale_min<const N: usize>(x: &[f32; N], w: &[f32; N], nmax: i32) -> (f32, f32) {
+/// smallest weighted squared error. The error is evaluated in closed form from the same
+/// sums (`Σw(s q + m - x)²` expanded), so each trial is one vectorised pass over the
+/// weights. Returns `(scale, m)`.
+fn fit_scale_min(x: &[f32; 32], w: &[f32; 32]) -> (f32, f32) {
+    const NMAX: f32 = 15.0;
     let (mut lo, mut hi) = (x[0], x[0]);
     for &v in &x[1..] {
         lo = lo.min(v);
@@ -756,36 +790,43 @@ fn fit_scale_min<const N: usize>(x: &[f32; N], w: &[f32; N], nmax: i32) -> (f32,
     if hi <= lo {
         return (0.0, -lo);
     }
-    let nmaxf = nmax as f32;
     let range = hi - lo;
-    let mut sum_w = 0f32;
-    let mut sum_x = 0f32;
-    for (&v, &wi) in x.iter().zip(w) {
-        sum_w += wi;
-        sum_x += wi * v;
+    let xc = x.as_chunks::<LANES>().0;
+    let wc = w.as_chunks::<LANES>().0;
+    let (mut sw, mut sx, mut sx2) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
+    for (xs, ws) in xc.iter().zip(wc) {
+        for k in 0..LANES {
+            sw[k] += ws[k];
+            sx[k] += ws[k] * xs[k];
+            sx2[k] += ws[k] * xs[k] * xs[k];
+        }
     }
-    let error = |scale: f32, min: f32, iscale: f32| -> f32 {
-        let mut e = 0f32;
-        for (&v, &wi) in x.iter().zip(w) {
-            let q = round_away((v - lo) * iscale).clamp(0, nmax) as f32;
-            let diff = scale * q + min - v;
-            e += wi * diff * diff;
+    let (sum_w, sum_x, sum_x2) = (lane_sum(sw), lane_sum(sx), lane_sum(sx2));
+    // Σ w q, Σ w q², Σ w q x for the codes q = round((x - lo) * iscale) clamped to 15.
+    let code_sums = |iscale: f32| -> (f32, f32, f32) {
+        let (mut sl, mut sl2, mut sxl) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
+        for (xs, ws) in xc.iter().zip(wc) {
+            for k in 0..LANES {
+                let q = round_nearest((xs[k] - lo) * iscale).min(NMAX);
+                let wq = ws[k] * q;
+                sl[k] += wq;
+                sl2[k] += wq * q;
+                sxl[k] += wq * xs[k];
+            }
         }
-        e
+        (lane_sum(sl), lane_sum(sl2), lane_sum(sxl))
     };
-    let mut best_scale = range / nmaxf;
+    // Σ w (s q + mn - x)², expanded.
+    let error = |s: f32, mn: f32, (sl, sl2, sxl): (f32, f32, f32)| -> f32 {
+        s * s * sl2 + 2.0 * s * mn * sl - 2.0 * s * sxl + mn * mn * sum_w - 2.0 * mn * sum_x
+            + sum_x2
+    };
+    let mut best_scale = range / NMAX;
     let mut best_min = lo;
-    let mut best_err = error(best_scale, best_min, nmaxf / range);
+    let mut best_err = error(best_scale, best_min, code_sums(NMAX / range));
     for step in 0..=20 {
-        let iscale = (nmaxf - 1.0 + 0.1 * step as f32) / range;
-        let mut q = [0f32; N];
-        let (mut sl, mut sl2, mut sxl) = (0f32, 0f32, 0f32);
-        for ((q, &v), &wi) in q.iter_mut().zip(x).zip(w) {
-            *q = round_away((v - lo) * iscale).clamp(0, nmax) as f32;
-            sl += wi * *q;
-            sl2 += wi * *q * *q;
-            sxl += wi * *q * v;
-        }
+        let iscale = (NMAX - 1.0 + 0.1 * step as f32) / range;
+        let sums @ (sl, sl2, sxl) = code_sums(iscale);
         let det = sum_w * sl2 - sl * sl;
         if det <= 0.0 {
             continue;
@@ -799,11 +840,7 @@ fn fit_scale_min<const N: usize>(x: &[f32; N], w: &[f32; N], nmax: i32) -> (f32,
         if !(scale.is_finite() && min.is_finite()) || scale <= 0.0 {
             continue;
         }
-        let mut e = 0f32;
-        for ((&q, &v), &wi) in q.iter().zip(x).zip(w) {
-            let diff = scale * q + min - v;
-            e += wi * diff * diff;
-        }
+        let e = error(scale, min, sums);
         if e < best_err {
             best_err = e;
             best_scale = scale;
@@ -828,7 +865,7 @@ fn q4_k_encode(x: &[f32; QK_K], out: &mut [u8; 144]) -> Result<(), Fault> {
         for (w, &v) in w.iter_mut().zip(xs) {
             *w = av + v.abs();
         }
-        (scales[j], mins[j]) = fit_scale_min(xs, &w, 15);
+        (scales[j], mins[j]) = fit_scale_min(xs, &w);
     }
     let max_scale = scales.iter().fold(0f32, |a, &b| a.max(b));
     let max_min = mins.iter().fold(0f32, |a, &b| a.max(b));
@@ -841,8 +878,8 @@ fn q4_k_encode(x: &[f32; QK_K], out: &mut [u8; 144]) -> Result<(), Fault> {
     let mut ls = [0u8; 8];
     let mut lm = [0u8; 8];
     for j in 0..8 {
-        ls[j] = round_away(inv_scale * scales[j]).clamp(0, 63) as u8;
-        lm[j] = round_away(inv_min * mins[j]).clamp(0, 63) as u8;
+        ls[j] = trunc_clamped(round_nearest(inv_scale * scales[j]), 0.0, 63.0) as u8;
+        lm[j] = trunc_clamped(round_nearest(inv_min * mins[j]), 0.0, 63.0) as u8;
     }
     let dh = f16_bytes(max_scale / 63.0)?;
     let dminh = f16_bytes(max_min / 63.0)?;
@@ -870,7 +907,7 @@ fn q4_k_encode(x: &[f32; QK_K], out: &mut [u8; 144]) -> Result<(), Fault> {
         let ml = dmin * lm[j] as f32;
         let idl = 1.0 / dl;
         for (q, &v) in qj.iter_mut().zip(xs) {
-            *q = round_away((v + ml) * idl).clamp(0, 15) as u8;
+            *q = trunc_clamped(round_nearest((v + ml) * idl), 0.0, 15.0) as u8;
         }
     }
     let qs = &mut out[16..];
@@ -919,17 +956,22 @@ fn fit_scale_symmetric(x: &[f32; 16]) -> f32 {
     if max.abs() < 1e-15 {
         return 0.0;
     }
+    let xc = x.as_chunks::<LANES>().0;
     let mut best = 0f32;
     let mut best_scale = 0f32;
     for step in -9..=9 {
         let iscale = -(32.0 + 0.1 * step as f32) / max;
-        let (mut sumlx, mut suml2) = (0f32, 0f32);
-        for &v in x {
-            let q = round_away(iscale * v).clamp(-32, 31) as f32;
-            let w = v * v;
-            sumlx += w * v * q;
-            suml2 += w * q * q;
+        let (mut slx, mut sl2) = ([0f32; LANES], [0f32; LANES]);
+        for xs in xc {
+            for k in 0..LANES {
+                let v = xs[k];
+                let q = round_nearest(iscale * v).clamp(-32.0, 31.0);
+                let wq = v * v * q;
+                slx[k] += wq * v;
+                sl2[k] += wq * q;
+            }
         }
+        let (sumlx, suml2) = (lane_sum(slx), lane_sum(sl2));
         if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
             best = sumlx * sumlx / suml2;
             best_scale = sumlx / suml2;
@@ -961,7 +1003,7 @@ fn q6_k_encode(x: &[f32; QK_K], out: &mut [u8; 210]) -> Result<(), Fault> {
     let d = f16::from_le_bytes(dh).to_f32();
     let mut sc = [0i8; 16];
     for (c, &s) in sc.iter_mut().zip(&scales) {
-        *c = round_away(iscale * s).clamp(-128, 127) as i8;
+        *c = trunc_clamped(round_nearest(iscale * s), -128.0, 127.0) as i8;
     }
     let mut q = [0u8; QK_K];
     for ((qb, xs), &c) in q
@@ -978,7 +1020,7 @@ fn q6_k_encode(x: &[f32; QK_K], out: &mut [u8; 210]) -> Result<(), Fault> {
         }
         let ids = 1.0 / ds;
         for (q, &v) in qb.iter_mut().zip(xs) {
-            *q = (round_away(v * ids).clamp(-32, 31) + 32) as u8;
+            *q = (trunc_clamped(round_nearest(v * ids), -32.0, 31.0) + 32) as u8;
         }
     }
     for (o, &c) in out[192..208].iter_mut().zip(&sc) {
@@ -2047,7 +2089,7 @@ mod tests {
         for v in [
             0.0f32, 0.5, -0.5, 1.5, 2.5, -2.5, 0.49999997, 126.5, -127.49, 3.4999998,
         ] {
-            assert_eq!(round_away(v), v.round() as i32, "{v}");
+            assert_eq!(round_away(v, 127.0), v.round() as i32, "{v}");
         }
     }
 
@@ -2089,7 +2131,7 @@ mod tests {
         let tensors = vec![
             GgufTensor::quantize("bias", vec![5], GgmlType::F32, &x[..5]).unwrap(),
             GgufTensor::quantize("w.q4k", vec![2, 256], GgmlType::Q4_K, &x).unwrap(),
-            GgufTensor::quantize("w.q8", vec![2, 2, 64], GgmlType::Q8_0, &x).unwrap(),
+            GgufTensor::quantize("w.q8", vec![2, 2, 64], GgmlType::Q8_0, &x[..256]).unwrap(),
             GgufTensor::quantize("w.f16", vec![3], GgmlType::F16, &x[..3]).unwrap(),
         ];
         (meta, tensors)

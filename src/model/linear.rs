@@ -64,25 +64,25 @@ impl Granularity {
 
     /// Checks the granularity against a `rows × cols` tensor.
     pub fn validate(&self, cols: usize) -> Result<()> {
-        if let Granularity::Group(g) = *self {
-            if g == 0 || !cols.is_multiple_of(g) {
-                let divisors: Vec<String> = [32usize, 64, 128, 256]
-                    .iter()
-                    .filter(|&&d| cols.is_multiple_of(d))
-                    .map(|d| d.to_string())
-                    .collect();
-                return Err(Error::param(
-                    "group",
-                    format!(
-                        "group size {g} does not divide the row length {cols}{}",
-                        if divisors.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" (these would: {})", divisors.join(", "))
-                        }
-                    ),
-                ));
-            }
+        if let Granularity::Group(g) = *self
+            && (g == 0 || !cols.is_multiple_of(g))
+        {
+            let divisors: Vec<String> = [32usize, 64, 128, 256]
+                .iter()
+                .filter(|&&d| cols.is_multiple_of(d))
+                .map(|d| d.to_string())
+                .collect();
+            return Err(Error::param(
+                "group",
+                format!(
+                    "group size {g} does not divide the row length {cols}{}",
+                    if divisors.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (these would: {})", divisors.join(", "))
+                    }
+                ),
+            ));
         }
         Ok(())
     }
@@ -161,13 +161,13 @@ impl LinearConfig {
                 format!("linear quantization takes 2..=8 bits, got {}", self.bits),
             ));
         }
-        if let Clip::Percentile(p) = self.clip {
-            if !(p > 50.0 && p <= 100.0) {
-                return Err(Error::param(
-                    "clip",
-                    format!("percentile must be in (50, 100], got {p}"),
-                ));
-            }
+        if let Clip::Percentile(p) = self.clip
+            && !(p > 50.0 && p <= 100.0)
+        {
+            return Err(Error::param(
+                "clip",
+                format!("percentile must be in (50, 100], got {p}"),
+            ));
         }
         self.granularity.validate(cols)
     }

@@ -240,24 +240,24 @@ impl Scheme {
                 }
             },
         };
-        if let Scheme::Linear(c) = &scheme {
-            if !(2..=8).contains(&c.bits) {
-                return Err(Error::param(
-                    "bits",
-                    format!(
-                        "{name} takes --bits 2..=8 (8, 4, 3, 2 are usual), got {}",
-                        c.bits
-                    ),
-                ));
-            }
+        if let Scheme::Linear(c) = &scheme
+            && !(2..=8).contains(&c.bits)
+        {
+            return Err(Error::param(
+                "bits",
+                format!(
+                    "{name} takes --bits 2..=8 (8, 4, 3, 2 are usual), got {}",
+                    c.bits
+                ),
+            ));
         }
-        if let Scheme::KMeans { bits, .. } = scheme {
-            if !(1..=8).contains(&bits) {
-                return Err(Error::param(
-                    "bits",
-                    format!("kmeans takes --bits 1..=8, got {bits}"),
-                ));
-            }
+        if let Scheme::KMeans { bits, .. } = scheme
+            && !(1..=8).contains(&bits)
+        {
+            return Err(Error::param(
+                "bits",
+                format!("kmeans takes --bits 1..=8, got {bits}"),
+            ));
         }
         Ok(scheme)
     }
