@@ -282,7 +282,8 @@ fn bad_input_is_an_error_naming_the_tensor() {
     );
     // A non-GGUF scheme cannot be written as .gguf; a bad extension is refused.
     let dir = tempfile::tempdir().unwrap();
-    let (q, _) = quantize_model(std::slice::from_ref(&w), &scheme("nf4", None), |_, _, _| {}).unwrap();
+    let (q, _) =
+        quantize_model(std::slice::from_ref(&w), &scheme("nf4", None), |_, _, _| {}).unwrap();
     let e = q.save(dir.path().join("x.gguf")).unwrap_err().to_string();
     assert!(e.contains("no GGUF encoding"), "{e}");
     assert!(q.save(dir.path().join("x.bin")).is_err());

@@ -193,15 +193,15 @@ impl LinearConfig {
 
 /// The quantization parameters of one group: `x̂ = step · (q − zero)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct GroupParams {
-    step: f32,
+pub(crate) struct GroupParams {
+    pub(crate) step: f32,
     /// 1 / step, the seed's "scale factor".
-    inv: f32,
-    zero: f32,
+    pub(crate) inv: f32,
+    pub(crate) zero: f32,
 }
 
 impl GroupParams {
-    fn new(cfg: &LinearConfig, lo: f32, hi: f32) -> Self {
+    pub(crate) fn new(cfg: &LinearConfig, lo: f32, hi: f32) -> Self {
         let qmax = cfg.qmax();
         if cfg.symmetric {
             let alpha = lo.abs().max(hi.abs());
@@ -242,7 +242,7 @@ impl GroupParams {
 
     /// The stored (unsigned) code of `x`, with `frac_noise` the stochastic offset in [0,1).
     #[inline]
-    fn code(&self, cfg: &LinearConfig, x: f32, rounding: Rounding, noise: f32) -> u8 {
+    pub(crate) fn code(&self, cfg: &LinearConfig, x: f32, rounding: Rounding, noise: f32) -> u8 {
         let v = x * self.inv + self.zero;
         let r = match rounding {
             Rounding::Nearest => v.round_ties_even(),
@@ -260,7 +260,7 @@ impl GroupParams {
     }
 
     #[inline]
-    fn decode(&self, cfg: &LinearConfig, code: u8) -> f32 {
+    pub(crate) fn decode(&self, cfg: &LinearConfig, code: u8) -> f32 {
         self.step * (code as f32 - cfg.code_offset() as f32 - self.zero)
     }
 }

@@ -31,6 +31,7 @@ pub mod blockwise;
 pub mod float;
 pub mod formats;
 pub mod gguf;
+pub mod gptq;
 pub mod inspect;
 pub mod io;
 pub mod kmeans_codebook;
