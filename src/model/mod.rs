@@ -27,6 +27,7 @@
 //! assert!(r.bits_per_weight < 4.2 && r.rel_weight_error < 0.15);
 //! ```
 
+pub mod activation;
 pub mod blockwise;
 pub mod float;
 pub mod formats;
