@@ -54,6 +54,11 @@
 //! Encoders reject NaN and ±inf ([`Error::NonFinite`]) and values too large for the `f16`
 //! scale of the block (where ggml would silently store an infinite scale).
 //!
+//! [`quantize`] and [`dequantize`] run rows in parallel. Encoding goes through an AVX2
+//! compilation of the same portable code when the CPU has it (chosen once, honouring
+//! `VECQUANT_SIMD`); without FMA and with fixed summation orders, every variant writes the
+//! same bytes, so our `Q4_K`/`Q6_K` output is identical on every machine.
+//!
 //! # Files
 //!
 //! [`write_gguf`] and [`read_gguf`] handle GGUF version 3 (little-endian):
@@ -74,11 +79,14 @@
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use half::f16;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::SimdLevel;
 
 /// Weights per block of the 32-weight types.
 const QK: usize = 32;
@@ -111,6 +119,16 @@ pub enum GgmlType {
     Q4_K,
     /// 256 weights: sixteen sub-blocks with `i8` scales, 6-bit codes (6.5625 bits).
     Q6_K,
+    /// 8-bit signed integer (pass-through buffers).
+    I8,
+    /// 16-bit signed integer.
+    I16,
+    /// 32-bit signed integer.
+    I32,
+    /// 64-bit signed integer.
+    I64,
+    /// 64-bit IEEE float.
+    F64,
 }
 
 impl GgmlType {
@@ -127,6 +145,16 @@ impl GgmlType {
         GgmlType::Q6_K,
     ];
 
+    /// Element types stored only to pass tensors through (integer buffers, f64); they
+    /// are not quantization targets.
+    pub const PASSTHROUGH: [GgmlType; 5] = [
+        GgmlType::I8,
+        GgmlType::I16,
+        GgmlType::I32,
+        GgmlType::I64,
+        GgmlType::F64,
+    ];
+
     /// The ggml type id stored in GGUF tensor infos (`enum ggml_type`).
     pub fn id(self) -> u32 {
         match self {
@@ -139,12 +167,20 @@ impl GgmlType {
             GgmlType::Q4_K => 12,
             GgmlType::Q6_K => 14,
             GgmlType::BF16 => 30,
+            GgmlType::I8 => 24,
+            GgmlType::I16 => 25,
+            GgmlType::I32 => 26,
+            GgmlType::I64 => 27,
+            GgmlType::F64 => 28,
         }
     }
 
     /// The type with ggml id `id`, or `None` for ids this module does not support.
     pub fn from_id(id: u32) -> Option<GgmlType> {
-        GgmlType::ALL.into_iter().find(|t| t.id() == id)
+        GgmlType::ALL
+            .into_iter()
+            .chain(GgmlType::PASSTHROUGH)
+            .find(|t| t.id() == id)
     }
 
     /// ggml's name of the type (`"Q4_K"`, `"F16"`, ...).
@@ -159,6 +195,11 @@ impl GgmlType {
             GgmlType::Q8_0 => "Q8_0",
             GgmlType::Q4_K => "Q4_K",
             GgmlType::Q6_K => "Q6_K",
+            GgmlType::I8 => "I8",
+            GgmlType::I16 => "I16",
+            GgmlType::I32 => "I32",
+            GgmlType::I64 => "I64",
+            GgmlType::F64 => "F64",
         }
     }
 
@@ -166,13 +207,21 @@ impl GgmlType {
     pub fn from_name(name: &str) -> Option<GgmlType> {
         GgmlType::ALL
             .into_iter()
+            .chain(GgmlType::PASSTHROUGH)
             .find(|t| t.name().eq_ignore_ascii_case(name))
     }
 
     /// Weights per block: 1 for the float types, 32 or 256 for the quantized ones.
     pub fn block_size(self) -> usize {
         match self {
-            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
+            GgmlType::F32
+            | GgmlType::F16
+            | GgmlType::BF16
+            | GgmlType::I8
+            | GgmlType::I16
+            | GgmlType::I32
+            | GgmlType::I64
+            | GgmlType::F64 => 1,
             GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q8_0 => QK,
             GgmlType::Q4_K | GgmlType::Q6_K => QK_K,
         }
@@ -181,8 +230,10 @@ impl GgmlType {
     /// Bytes per block.
     pub fn type_size(self) -> usize {
         match self {
-            GgmlType::F32 => 4,
-            GgmlType::F16 | GgmlType::BF16 => 2,
+            GgmlType::I8 => 1,
+            GgmlType::F32 | GgmlType::I32 => 4,
+            GgmlType::F16 | GgmlType::BF16 | GgmlType::I16 => 2,
+            GgmlType::I64 | GgmlType::F64 => 8,
             GgmlType::Q4_0 => 18,
             GgmlType::Q4_1 => 20,
             GgmlType::Q5_0 => 22,
@@ -380,19 +431,91 @@ pub fn dequantize(ty: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Resul
     Ok(out)
 }
 
-/// Encodes a row whose lengths have been checked.
+/// Runs a block encoder over a row. A macro rather than a generic taking the encoder as
+/// a function value: calls through `Fn` shims are not inlined into the AVX2 variant, and
+/// the encoders must be, to be compiled with its instruction set.
+macro_rules! encode_blocks {
+    ($x:expr, $out:expr, $encode:ident, $b:expr, $s:expr) => {{
+        let xs = $x.as_chunks::<{ $b }>().0;
+        let os = $out.as_chunks_mut::<{ $s }>().0;
+        for (i, (xb, ob)) in xs.iter().zip(os).enumerate() {
+            $encode(xb, ob).map_err(|e| e.shift(i * $b))?;
+        }
+        Ok(())
+    }};
+}
+
+/// Runs a block decoder over a row.
+macro_rules! decode_blocks {
+    ($data:expr, $out:expr, $decode:ident, $b:expr, $s:expr) => {{
+        let bs = $data.as_chunks::<{ $s }>().0;
+        let os = $out.as_chunks_mut::<{ $b }>().0;
+        for (b, o) in bs.iter().zip(os) {
+            $decode(b, o);
+        }
+    }};
+}
+
+type EncodeFn = fn(GgmlType, &[f32], &mut [u8]) -> Result<(), Fault>;
+
+/// Encodes a row whose lengths have been checked, with the widest code the CPU runs.
+///
+/// The AVX2 variant compiles the same portable body with AVX2 enabled (no FMA: Rust never
+/// contracts `a * b + c`, and every sum runs in a fixed lane order), so every variant
+/// produces the same bytes; a test pins them together.
 fn encode_row(ty: GgmlType, x: &[f32], out: &mut [u8]) -> Result<(), Fault> {
+    static F: OnceLock<EncodeFn> = OnceLock::new();
+    (F.get_or_init(|| match crate::kernels::simd_level() {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 | SimdLevel::Avx512 if is_x86_feature_detected!("avx2") => {
+            encode_row_avx2_safe
+        }
+        _ => encode_row_portable,
+    }))(ty, x, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn encode_row_avx2_safe(ty: GgmlType, x: &[f32], out: &mut [u8]) -> Result<(), Fault> {
+    #[target_feature(enable = "avx2")]
+    unsafe fn avx2(ty: GgmlType, x: &[f32], out: &mut [u8]) -> Result<(), Fault> {
+        encode_row_portable(ty, x, out)
+    }
+    // SAFETY: selected by `encode_row` only after `is_x86_feature_detected!("avx2")`.
+    unsafe { avx2(ty, x, out) }
+}
+
+/// [`encode_row`] in portable code.
+#[inline(always)]
+fn encode_row_portable(ty: GgmlType, x: &[f32], out: &mut [u8]) -> Result<(), Fault> {
     match ty {
         GgmlType::F32 => encode_f32(x, out),
         GgmlType::F16 => encode_f16(x, out),
         GgmlType::BF16 => encode_bf16(x, out),
-        GgmlType::Q4_0 => encode_blocks(x, out, q4_0_encode),
-        GgmlType::Q4_1 => encode_blocks(x, out, q4_1_encode),
-        GgmlType::Q5_0 => encode_blocks(x, out, q5_0_encode),
-        GgmlType::Q8_0 => encode_blocks(x, out, q8_0_encode),
-        GgmlType::Q4_K => encode_blocks(x, out, q4_k_encode),
-        GgmlType::Q6_K => encode_blocks(x, out, q6_k_encode),
+        GgmlType::Q4_0 => encode_blocks!(x, out, q4_0_encode, QK, 18),
+        GgmlType::Q4_1 => encode_blocks!(x, out, q4_1_encode, QK, 20),
+        GgmlType::Q5_0 => encode_blocks!(x, out, q5_0_encode, QK, 22),
+        GgmlType::Q8_0 => encode_blocks!(x, out, q8_0_encode, QK, 34),
+        GgmlType::Q4_K => encode_blocks!(x, out, q4_k_encode, QK_K, 144),
+        GgmlType::Q6_K => encode_blocks!(x, out, q6_k_encode, QK_K, 210),
+        GgmlType::I8 => encode_plain::<1>(x, out, |v| (v as i8).to_le_bytes()),
+        GgmlType::I16 => encode_plain::<2>(x, out, |v| (v as i16).to_le_bytes()),
+        GgmlType::I32 => encode_plain::<4>(x, out, |v| (v as i32).to_le_bytes()),
+        GgmlType::I64 => encode_plain::<8>(x, out, |v| (v as i64).to_le_bytes()),
+        GgmlType::F64 => encode_plain::<8>(x, out, |v| (v as f64).to_le_bytes()),
     }
+}
+
+/// Integer and f64 element types: a saturating conversion per value.
+#[inline(always)]
+fn encode_plain<const N: usize>(
+    x: &[f32],
+    out: &mut [u8],
+    f: impl Fn(f32) -> [u8; N],
+) -> Result<(), Fault> {
+    for (o, &v) in out.as_chunks_mut::<N>().0.iter_mut().zip(x) {
+        *o = f(v);
+    }
+    Ok(())
 }
 
 /// Decodes a row whose lengths have been checked.
@@ -413,39 +536,23 @@ fn decode_row(ty: GgmlType, data: &[u8], out: &mut [f32]) {
                 *o = f32::from_bits((u16::from_le_bytes(*b) as u32) << 16);
             }
         }
-        GgmlType::Q4_0 => decode_blocks(data, out, q4_0_decode),
-        GgmlType::Q4_1 => decode_blocks(data, out, q4_1_decode),
-        GgmlType::Q5_0 => decode_blocks(data, out, q5_0_decode),
-        GgmlType::Q8_0 => decode_blocks(data, out, q8_0_decode),
-        GgmlType::Q4_K => decode_blocks(data, out, q4_k_decode),
-        GgmlType::Q6_K => decode_blocks(data, out, q6_k_decode),
+        GgmlType::Q4_0 => decode_blocks!(data, out, q4_0_decode, QK, 18),
+        GgmlType::Q4_1 => decode_blocks!(data, out, q4_1_decode, QK, 20),
+        GgmlType::Q5_0 => decode_blocks!(data, out, q5_0_decode, QK, 22),
+        GgmlType::Q8_0 => decode_blocks!(data, out, q8_0_decode, QK, 34),
+        GgmlType::Q4_K => decode_blocks!(data, out, q4_k_decode, QK_K, 144),
+        GgmlType::Q6_K => decode_blocks!(data, out, q6_k_decode, QK_K, 210),
+        GgmlType::I8 => decode_plain::<1>(data, out, |b| i8::from_le_bytes(b) as f32),
+        GgmlType::I16 => decode_plain::<2>(data, out, |b| i16::from_le_bytes(b) as f32),
+        GgmlType::I32 => decode_plain::<4>(data, out, |b| i32::from_le_bytes(b) as f32),
+        GgmlType::I64 => decode_plain::<8>(data, out, |b| i64::from_le_bytes(b) as f32),
+        GgmlType::F64 => decode_plain::<8>(data, out, |b| f64::from_le_bytes(b) as f32),
     }
 }
 
-#[inline(always)]
-fn encode_blocks<const B: usize, const S: usize>(
-    x: &[f32],
-    out: &mut [u8],
-    f: impl Fn(&[f32; B], &mut [u8; S]) -> Result<(), Fault>,
-) -> Result<(), Fault> {
-    let xs = x.as_chunks::<B>().0;
-    let os = out.as_chunks_mut::<S>().0;
-    for (i, (xb, ob)) in xs.iter().zip(os).enumerate() {
-        f(xb, ob).map_err(|e| e.shift(i * B))?;
-    }
-    Ok(())
-}
-
-#[inline(always)]
-fn decode_blocks<const B: usize, const S: usize>(
-    data: &[u8],
-    out: &mut [f32],
-    f: impl Fn(&[u8; S], &mut [f32; B]),
-) {
-    let bs = data.as_chunks::<S>().0;
-    let os = out.as_chunks_mut::<B>().0;
-    for (b, o) in bs.iter().zip(os) {
-        f(b, o);
+fn decode_plain<const N: usize>(data: &[u8], out: &mut [f32], f: impl Fn([u8; N]) -> f32) {
+    for (o, b) in out.iter_mut().zip(data.as_chunks::<N>().0) {
+        *o = f(*b);
     }
 }
 
@@ -551,6 +658,7 @@ fn round_nearest(v: f32) -> f32 {
 // Float types
 // ---------------------------------------------------------------------------------------
 
+#[inline(always)]
 fn encode_f32(x: &[f32], out: &mut [u8]) -> Result<(), Fault> {
     check_finite(x)?;
     for (o, v) in out.as_chunks_mut::<4>().0.iter_mut().zip(x) {
@@ -559,6 +667,7 @@ fn encode_f32(x: &[f32], out: &mut [u8]) -> Result<(), Fault> {
     Ok(())
 }
 
+#[inline(always)]
 fn encode_f16(x: &[f32], out: &mut [u8]) -> Result<(), Fault> {
     check_finite(x)?;
     for (i, (o, &v)) in out.as_chunks_mut::<2>().0.iter_mut().zip(x).enumerate() {
@@ -568,6 +677,7 @@ fn encode_f16(x: &[f32], out: &mut [u8]) -> Result<(), Fault> {
 }
 
 /// ggml's `fp32 -> bf16`: round to nearest even on the bit pattern.
+#[inline(always)]
 fn encode_bf16(x: &[f32], out: &mut [u8]) -> Result<(), Fault> {
     check_finite(x)?;
     for (i, (o, &v)) in out.as_chunks_mut::<2>().0.iter_mut().zip(x).enumerate() {
@@ -762,25 +872,23 @@ fn q4_k_decode(b: &[u8; 144], out: &mut [f32; QK_K]) {
     }
 }
 
-/// Lanes of the partial sums in the k-quant fits: eight independent accumulators let the
-/// compiler vectorise the reductions (a single `f32` accumulator is a serial chain, since
-/// float addition is not reassociated).
-const LANES: usize = 8;
-
-#[inline(always)]
-fn lane_sum(a: [f32; LANES]) -> f32 {
-    ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]))
-}
+/// Trial scales evaluated side by side in the k-quant searches. The searches keep one
+/// accumulator per trial and walk the weights once, so the inner loop runs across trials
+/// (independent lanes, no horizontal sums) and vectorises; unused lanes repeat the last
+/// trial, which can never win a strict comparison against it.
+const TRIALS: usize = 24;
 
 /// Weighted least-squares fit of `x ≈ scale * q - m` with `q ∈ 0..=15`, `scale ≥ 0`,
-/// `m ≥ 0`, in the manner of llama.cpp's `make_qkx2_quants`: start from the plain min/max
-/// grid, then try 21 trial inverse scales around `15 / (max - min)`; for each, assign
-/// codes, solve the 2×2 normal equations for (scale, min) and keep the pair with the
-/// smallest weighted squared error. The error is evaluated in closed form from the same
-/// sums (`Σw(s q + m - x)²` expanded), so each trial is one vectorised pass over the
-/// weights. Returns `(scale, m)`.
+/// `m ≥ 0`, in the manner of llama.cpp's `make_qkx2_quants`. Trial 0 is the plain
+/// min/max grid (`scale = (max - min) / 15`, `m = -min`); trials 1 to 21 assign codes with
+/// inverse scales `(14 + 0.1 t) / (max - min)`, `t = 0..=20`, then solve the 2×2 normal
+/// equations for (scale, min) given those codes. The weighted squared error of each is
+/// evaluated in closed form from the same sums (`Σ w (s q + m - x)²` expanded), and the
+/// first trial with the smallest error wins. Returns `(scale, m)`.
+#[inline(always)]
 fn fit_scale_min(x: &[f32; 32], w: &[f32; 32]) -> (f32, f32) {
     const NMAX: f32 = 15.0;
+    const USED: usize = 22;
     let (mut lo, mut hi) = (x[0], x[0]);
     for &v in &x[1..] {
         lo = lo.min(v);
@@ -791,69 +899,65 @@ fn fit_scale_min(x: &[f32; 32], w: &[f32; 32]) -> (f32, f32) {
         return (0.0, -lo);
     }
     let range = hi - lo;
-    let xc = x.as_chunks::<LANES>().0;
-    let wc = w.as_chunks::<LANES>().0;
-    let (mut sw, mut sx, mut sx2) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
-    for (xs, ws) in xc.iter().zip(wc) {
-        for k in 0..LANES {
-            sw[k] += ws[k];
-            sx[k] += ws[k] * xs[k];
-            sx2[k] += ws[k] * xs[k] * xs[k];
+    let mut iscale = [0f32; TRIALS];
+    for (t, v) in iscale.iter_mut().enumerate() {
+        *v = match t.min(USED - 1) {
+            0 => NMAX / range,
+            t => (NMAX - 1.0 + 0.1 * (t - 1) as f32) / range,
+        };
+    }
+    let (mut sum_w, mut sum_x, mut sum_x2) = (0f32, 0f32, 0f32);
+    let (mut sl, mut sl2, mut sxl) = ([0f32; TRIALS], [0f32; TRIALS], [0f32; TRIALS]);
+    for (&v, &wi) in x.iter().zip(w) {
+        sum_w += wi;
+        sum_x += wi * v;
+        sum_x2 += wi * v * v;
+        let dv = v - lo;
+        for t in 0..TRIALS {
+            let q = round_nearest(dv * iscale[t]).min(NMAX);
+            let wq = wi * q;
+            sl[t] += wq;
+            sl2[t] += wq * q;
+            sxl[t] += wq * v;
         }
     }
-    let (sum_w, sum_x, sum_x2) = (lane_sum(sw), lane_sum(sx), lane_sum(sx2));
-    // Σ w q, Σ w q², Σ w q x for the codes q = round((x - lo) * iscale) clamped to 15.
-    let code_sums = |iscale: f32| -> (f32, f32, f32) {
-        let (mut sl, mut sl2, mut sxl) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
-        for (xs, ws) in xc.iter().zip(wc) {
-            for k in 0..LANES {
-                let q = round_nearest((xs[k] - lo) * iscale).min(NMAX);
-                let wq = ws[k] * q;
-                sl[k] += wq;
-                sl2[k] += wq * q;
-                sxl[k] += wq * xs[k];
-            }
+    let mut err = [0f32; TRIALS];
+    let mut scale = [0f32; TRIALS];
+    let mut min = [0f32; TRIALS];
+    for t in 0..TRIALS {
+        let det = sum_w * sl2[t] - sl[t] * sl[t];
+        let inv_det = 1.0 / det;
+        let mut s = (sum_w * sxl[t] - sum_x * sl[t]) * inv_det;
+        let mut m = (sl2[t] * sum_x - sl[t] * sxl[t]) * inv_det;
+        if m > 0.0 {
+            m = 0.0;
+            s = sxl[t] / sl2[t];
         }
-        (lane_sum(sl), lane_sum(sl2), lane_sum(sxl))
-    };
-    // Σ w (s q + mn - x)², expanded.
-    let error = |s: f32, mn: f32, (sl, sl2, sxl): (f32, f32, f32)| -> f32 {
-        s * s * sl2 + 2.0 * s * mn * sl - 2.0 * s * sxl + mn * mn * sum_w - 2.0 * mn * sum_x
-            + sum_x2
-    };
-    let mut best_scale = range / NMAX;
-    let mut best_min = lo;
-    let mut best_err = error(best_scale, best_min, code_sums(NMAX / range));
-    for step in 0..=20 {
-        let iscale = (NMAX - 1.0 + 0.1 * step as f32) / range;
-        let sums @ (sl, sl2, sxl) = code_sums(iscale);
-        let det = sum_w * sl2 - sl * sl;
-        if det <= 0.0 {
-            continue;
+        let ok = det > 0.0 && s > 0.0 && s.is_finite() && m.is_finite();
+        if t == 0 {
+            (s, m) = (range / NMAX, lo);
         }
-        let mut scale = (sum_w * sxl - sum_x * sl) / det;
-        let mut min = (sl2 * sum_x - sl * sxl) / det;
-        if min > 0.0 {
-            min = 0.0;
-            scale = sxl / sl2;
-        }
-        if !(scale.is_finite() && min.is_finite()) || scale <= 0.0 {
-            continue;
-        }
-        let e = error(scale, min, sums);
-        if e < best_err {
-            best_err = e;
-            best_scale = scale;
-            best_min = min;
+        let e = s * s * sl2[t] + 2.0 * s * m * sl[t] - 2.0 * s * sxl[t] + m * m * sum_w
+            - 2.0 * m * sum_x
+            + sum_x2;
+        err[t] = if ok || t == 0 { e } else { f32::INFINITY };
+        scale[t] = s;
+        min[t] = m;
+    }
+    let mut best = 0;
+    for t in 1..USED {
+        if err[t] < err[best] {
+            best = t;
         }
     }
-    (best_scale, -best_min)
+    (scale[best], -min[best])
 }
 
 /// `Q4_K` encoder: per 32-weight sub-block a (scale, min) fit weighted by
 /// `sqrt(mean x²) + |x|` (llama.cpp's importance weights without an imatrix), then the
 /// sixteen numbers quantized to 6 bits against `d = max scale / 63` and
 /// `dmin = max min / 63`, and the 4-bit codes recomputed with the stored scales.
+#[inline(always)]
 fn q4_k_encode(x: &[f32; QK_K], out: &mut [u8; 144]) -> Result<(), Fault> {
     check_k_block(x)?;
     let mut scales = [0f32; 8];
@@ -946,32 +1050,37 @@ fn q6_k_decode(b: &[u8; 210], out: &mut [f32; QK_K]) {
 }
 
 /// Symmetric scale for 16 weights and codes in `-32..=31`, in the manner of llama.cpp's
-/// `make_qx_quants` with energy weights `x²`: try inverse scales `-(32 + 0.1 s) / max`,
-/// `s ∈ -9..=9`, and keep the least-squares scale that explains the most weighted
-/// energy. The sign follows `-max`, so the largest weight can use code `-32`.
+/// `make_qx_quants` with energy weights `x²`: trial inverse scales `-(32 + 0.1 t) / max`,
+/// `t ∈ -9..=9`, each giving codes and their least-squares scale; the first trial that
+/// explains the most weighted energy (`(Σ w x q)² / Σ w q²`) wins. The sign follows
+/// `-max`, so the largest weight can use code `-32`.
+#[inline(always)]
 fn fit_scale_symmetric(x: &[f32; 16]) -> f32 {
+    const USED: usize = 19;
     let max = x
         .iter()
         .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
     if max.abs() < 1e-15 {
         return 0.0;
     }
-    let xc = x.as_chunks::<LANES>().0;
+    let mut iscale = [0f32; TRIALS];
+    for (t, v) in iscale.iter_mut().enumerate() {
+        *v = -(32.0 + 0.1 * (t.min(USED - 1) as f32 - 9.0)) / max;
+    }
+    let (mut slx, mut sl2) = ([0f32; TRIALS], [0f32; TRIALS]);
+    for &v in x {
+        let w = v * v;
+        let wv = w * v;
+        for t in 0..TRIALS {
+            let q = round_nearest(iscale[t] * v).clamp(-32.0, 31.0);
+            slx[t] += wv * q;
+            sl2[t] += w * q * q;
+        }
+    }
     let mut best = 0f32;
     let mut best_scale = 0f32;
-    for step in -9..=9 {
-        let iscale = -(32.0 + 0.1 * step as f32) / max;
-        let (mut slx, mut sl2) = ([0f32; LANES], [0f32; LANES]);
-        for xs in xc {
-            for k in 0..LANES {
-                let v = xs[k];
-                let q = round_nearest(iscale * v).clamp(-32.0, 31.0);
-                let wq = v * v * q;
-                slx[k] += wq * v;
-                sl2[k] += wq * q;
-            }
-        }
-        let (sumlx, suml2) = (lane_sum(slx), lane_sum(sl2));
+    for t in 0..USED {
+        let (sumlx, suml2) = (slx[t], sl2[t]);
         if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
             best = sumlx * sumlx / suml2;
             best_scale = sumlx / suml2;
@@ -983,6 +1092,7 @@ fn fit_scale_symmetric(x: &[f32; 16]) -> f32 {
 /// `Q6_K` encoder: a symmetric scale per 16 weights, the sixteen scales quantized to
 /// `i8` against `d = -max_scale / 128`, then the 6-bit codes recomputed with the stored
 /// scales.
+#[inline(always)]
 fn q6_k_encode(x: &[f32; QK_K], out: &mut [u8; 210]) -> Result<(), Fault> {
     check_k_block(x)?;
     let mut scales = [0f32; 16];
@@ -1295,10 +1405,11 @@ impl GgufTensor {
         })
     }
 
-    /// Number of rows: the product of all dimensions but the last (1 for a vector).
+    /// Number of rows: the product of all dimensions but the last (1 for a vector;
+    /// saturating for shapes no valid tensor has).
     pub fn rows(&self) -> usize {
         match self.shape.split_last() {
-            Some((_, outer)) => outer.iter().product(),
+            Some((_, outer)) => outer.iter().fold(1usize, |a, &b| a.saturating_mul(b)),
             None => 0,
         }
     }
@@ -1308,9 +1419,9 @@ impl GgufTensor {
         self.shape.last().copied().unwrap_or(0)
     }
 
-    /// Number of weights.
+    /// Number of weights (saturating for shapes no valid tensor has).
     pub fn n_elements(&self) -> usize {
-        self.shape.iter().product()
+        self.shape.iter().fold(1usize, |a, &b| a.saturating_mul(b))
     }
 
     /// Decodes the tensor to `f32`, row-major.
@@ -1354,7 +1465,24 @@ fn check_shape(name: &str, shape: &[usize]) -> Result<()> {
             ),
         ));
     }
+    if element_count(shape).is_none() {
+        return Err(Error::param(
+            "shape",
+            format!("tensor `{name}`: {shape:?} has more than 2^63 elements"),
+        ));
+    }
     Ok(())
+}
+
+/// The product of the dimensions, if it fits in an `i64` (ggml's element count type)
+/// even with zero dimensions counted as one (so `[2^40, 2^40, 0]` is rejected, not
+/// accepted as empty).
+fn element_count(shape: &[usize]) -> Option<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |a, &b| a.checked_mul(b.max(1)))
+        .filter(|&n| n <= i64::MAX as usize)?;
+    Some(shape.iter().product())
 }
 
 /// The contents of a GGUF file.
@@ -1728,6 +1856,12 @@ pub fn parse_gguf(bytes: &[u8], path: &Path) -> Result<GgufFile> {
             .iter()
             .try_fold(rb, |a, &b| a.checked_mul(b))
             .ok_or_else(|| c.err_at(at, format!("tensor `{name}`: size overflows")))?;
+        if element_count(&ne).is_none() {
+            return Err(c.err_at(
+                at,
+                format!("tensor `{name}`: {:?} elements overflow", &ne[..n_dims]),
+            ));
+        }
         let shape = ne[..n_dims].iter().rev().copied().collect();
         infos.push(Info {
             name,
@@ -1959,14 +2093,14 @@ mod tests {
         // Thresholds a little above the measured errors (printed with --nocapture).
         let limits = [
             (GgmlType::F32, 0.0),
-            (GgmlType::F16, 3e-4),
-            (GgmlType::BF16, 2.5e-3),
-            (GgmlType::Q8_0, 0.006),
-            (GgmlType::Q6_K, 0.02),
-            (GgmlType::Q5_0, 0.06),
-            (GgmlType::Q4_1, 0.11),
-            (GgmlType::Q4_K, 0.10),
-            (GgmlType::Q4_0, 0.12),
+            (GgmlType::F16, 2.5e-4),  // measured 0.00021
+            (GgmlType::BF16, 2.0e-3), // 0.00165
+            (GgmlType::Q8_0, 0.006),  // 0.00536
+            (GgmlType::Q6_K, 0.019),  // 0.01758
+            (GgmlType::Q5_0, 0.046),  // 0.04300
+            (GgmlType::Q4_1, 0.082),  // 0.07791
+            (GgmlType::Q4_K, 0.075),  // 0.07169
+            (GgmlType::Q4_0, 0.090),  // 0.08592
         ];
         for (ty, limit) in limits {
             let q = quantize(ty, rows, cols, &x).unwrap();
@@ -2082,6 +2216,37 @@ mod tests {
             dequantize(GgmlType::Q8_0, 3, 0, &[]).unwrap(),
             Vec::<f32>::new()
         );
+    }
+
+    #[test]
+    fn every_simd_variant_encodes_the_same_bytes() {
+        let (rows, cols) = (6, 1024);
+        let mut x = gaussian_rows(rows, cols, 21);
+        x[5] = 40.0;
+        x[cols + 7] = -1e-7;
+        for v in &mut x[2 * cols..3 * cols] {
+            *v *= 1e-3;
+        }
+        for ty in GgmlType::ALL {
+            let rb = ty.row_bytes(cols).unwrap();
+            let dispatched = quantize(ty, rows, cols, &x).unwrap();
+            let mut portable = vec![0u8; rows * rb];
+            for (o, r) in portable.chunks_mut(rb).zip(x.chunks(cols)) {
+                encode_row_portable(ty, r, o).unwrap();
+            }
+            assert!(
+                dispatched == portable,
+                "{ty}: dispatched and portable bytes differ"
+            );
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx2") {
+                let mut avx2 = vec![0u8; rows * rb];
+                for (o, r) in avx2.chunks_mut(rb).zip(x.chunks(cols)) {
+                    encode_row_avx2_safe(ty, r, o).unwrap();
+                }
+                assert!(avx2 == portable, "{ty}: AVX2 and portable bytes differ");
+            }
+        }
     }
 
     #[test]
@@ -2221,6 +2386,28 @@ mod tests {
             }
             bad[i] = good[i];
         }
+        // Seeded random multi-byte damage, including huge little-endian integers.
+        let mut rng = crate::rng::seeded(99);
+        use crate::rng::RngExt;
+        for _ in 0..3000 {
+            let mut b = good.clone();
+            for _ in 0..rng.random_range(1..4usize) {
+                let at = rng.random_range(0..b.len());
+                let end = (at + 8).min(b.len());
+                match rng.random_range(0..3u32) {
+                    0 => b[at] = rng.random(),
+                    1 => b[at..end].fill(0xff),
+                    _ => b[at..end].fill(0),
+                }
+            }
+            let cut = rng.random_range(0..=b.len());
+            let _ = parse_gguf(&b[..cut], &path);
+            if let Ok(f) = parse_gguf(&b, &path) {
+                for t in &f.tensors {
+                    let _ = t.dequantize();
+                }
+            }
+        }
         // Huge counts and lengths are rejected before any allocation.
         for at in [8usize, 16, 24] {
             let mut b = good.clone();
@@ -2228,6 +2415,25 @@ mod tests {
             let e = parse_gguf(&b, &path).unwrap_err();
             assert!(e.to_string().contains("byte offset"), "{e}");
         }
+        // An empty tensor whose other dimensions multiply past i64: rejected, not wrapped.
+        let z = GgufTensor::new("z", vec![1, 1, 0], GgmlType::F32, vec![]).unwrap();
+        write_gguf(&path, &[], &[z]).unwrap();
+        let mut b = std::fs::read(&path).unwrap();
+        assert_eq!(parse_gguf(&b, &path).unwrap().tensors[0].n_elements(), 0);
+        let dims = b.windows(5).position(|w| w == b"z\x03\0\0\0").unwrap() + 5;
+        for k in 1..3 {
+            b[dims + 8 * k..dims + 8 * k + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        }
+        let e = parse_gguf(&b, &path).unwrap_err();
+        assert!(e.to_string().contains("overflow"), "{e}");
+        let huge = GgufTensor {
+            name: "h".into(),
+            shape: vec![1 << 40, 1 << 40, 0],
+            ty: GgmlType::F32,
+            data: vec![],
+        };
+        assert!(write_gguf(&path, &[], &[huge]).is_err());
+
         let e = read_gguf(dir.path().join("missing.gguf")).unwrap_err();
         assert!(matches!(e, Error::Io { .. }));
         std::fs::write(&path, b"GGUF").unwrap();

@@ -189,36 +189,44 @@ impl GptqTensor {
     }
 }
 
-/// Quantizes `w` (row-major `rows × cols`, rows = output features) with GPTQ.
-pub fn gptq(
+/// What GPTQ's column loop asks of a quantizer (plain GPTQ and SpQR implement it).
+pub(crate) trait ColumnQuantizer {
+    /// Columns per group: [`ColumnQuantizer::start_group`] is called at multiples of it.
+    fn group_len(&self) -> usize;
+    /// Computes the group's parameters from the current weights (column-major `wt`,
+    /// columns `c..c + group_len`).
+    fn start_group(&mut self, c: usize, wt: &[f32], rows: usize);
+    /// Quantizes column `c` in place (`col` becomes its reconstruction) and writes its
+    /// codes; `d` is `U_cc`, the column's inverse-Hessian Cholesky diagonal.
+    fn quantize(&mut self, c: usize, col: &mut [f32], d: f32, codes: &mut [u8]);
+}
+
+/// The GPTQ procedure on a row-major `rows × cols` matrix: Hessian preparation (dead
+/// columns, act-order, dampening, Cholesky of the inverse), then the blocked column loop.
+/// Returns the column-major codes and the permutation.
+pub(crate) fn run_gptq(
     w: &[f32],
     rows: usize,
     cols: usize,
     h: &Hessian,
-    cfg: &GptqConfig,
-) -> Result<GptqTensor> {
+    damp: f64,
+    block: usize,
+    act_order: bool,
+    q: &mut dyn ColumnQuantizer,
+) -> Result<(Vec<u8>, Option<Vec<u32>>)> {
     if w.len() != rows * cols || w.is_empty() {
         return Err(Error::dim("GPTQ weights", rows * cols, w.len()));
     }
     if h.cols != cols {
         return Err(Error::dim("GPTQ Hessian (in_features)", cols, h.cols));
     }
-    if !matches!(cfg.bits, 2..=8) {
-        return Err(Error::param(
-            "bits",
-            format!("GPTQ takes 2..=8 bits, got {}", cfg.bits),
-        ));
-    }
-    if cfg.block == 0 || !(cfg.damp >= 0.0 && cfg.damp.is_finite()) {
+    if block == 0 || !(damp >= 0.0 && damp.is_finite()) {
         return Err(Error::param(
             "gptq",
             "block must be positive and damp a finite value ≥ 0",
         ));
     }
-    let lin = cfg.rtn();
-    lin.validate(cols)?;
     check_finite(w, cols, "GPTQ weights")?;
-
     // Column-major working copy (column c contiguous over rows) and the Hessian.
     let mut hm = Mat::<f64>::from_fn(cols, cols, |i, j| h.h[i * cols + j]);
     let mut wt = vec![0f32; cols * rows];
@@ -234,7 +242,7 @@ pub fn gptq(
             wt[c * rows..(c + 1) * rows].fill(0.0);
         }
     }
-    let perm: Option<Vec<u32>> = cfg.act_order.then(|| {
+    let perm: Option<Vec<u32>> = act_order.then(|| {
         let mut p: Vec<u32> = (0..cols as u32).collect();
         p.sort_by(|&a, &b| hm[(b as usize, b as usize)].total_cmp(&hm[(a as usize, a as usize)]));
         p
@@ -250,13 +258,12 @@ pub fn gptq(
     }
     let mean_diag = (0..cols).map(|i| hm[(i, i)]).sum::<f64>() / cols as f64;
     for i in 0..cols {
-        hm[(i, i)] += cfg.damp * mean_diag;
+        hm[(i, i)] += damp * mean_diag;
     }
     let numerical = |what: &str| Error::Numerical {
         context: "GPTQ".into(),
         message: format!(
-            "{what} is not positive definite; raise the dampening (damp = {}) or use more calibration rows",
-            cfg.damp
+            "{what} is not positive definite; raise the dampening (damp = {damp}) or use more calibration rows"
         ),
     };
     let hinv = hm
@@ -272,53 +279,25 @@ pub fn gptq(
             u[i * cols + j] = lref[(j, i)] as f32;
         }
     }
-
-    let (g, ngroups) = match cfg.group {
-        Some(g) => (g, cols / g),
-        None => (cols, 1),
-    };
-    let mut steps = vec![0f32; rows * ngroups];
-    let mut zeros = vec![0u8; rows * ngroups];
-    let mut codes_cm = vec![0u8; cols * rows]; // column-major codes
-    let mut params = vec![
-        GroupParams {
-            step: 1.0,
-            inv: 1.0,
-            zero: 0.0
-        };
-        rows
-    ];
-    let mut err_block = vec![0f32; cfg.block.min(cols) * rows];
+    let g = q.group_len();
+    let mut codes_cm = vec![0u8; cols * rows];
+    let mut err_block = vec![0f32; block.min(cols) * rows];
+    let mut orig = vec![0f32; rows];
     let mut i1 = 0;
     while i1 < cols {
-        let i2 = (i1 + cfg.block).min(cols);
+        let i2 = (i1 + block).min(cols);
         for c in i1..i2 {
             if c % g == 0 {
-                // Parameters of the group starting here, on the current (updated) weights.
-                let (mut lo, mut hi) = (vec![f32::INFINITY; rows], vec![f32::NEG_INFINITY; rows]);
-                for cc in c..c + g {
-                    for (r, &v) in wt[cc * rows..(cc + 1) * rows].iter().enumerate() {
-                        lo[r] = lo[r].min(v);
-                        hi[r] = hi[r].max(v);
-                    }
-                }
-                for r in 0..rows {
-                    params[r] = GroupParams::new(&lin, lo[r], hi[r]);
-                    let gi = r * ngroups + c / g;
-                    steps[gi] = params[r].step;
-                    zeros[gi] = params[r].zero as u8;
-                }
+                q.start_group(c, &wt, rows);
             }
             let d = u[c * cols + c];
             let (done, rest) = wt.split_at_mut((c + 1) * rows);
             let col = &mut done[c * rows..];
+            orig.copy_from_slice(col);
+            q.quantize(c, col, d, &mut codes_cm[c * rows..(c + 1) * rows]);
             let eb = &mut err_block[(c - i1) * rows..(c - i1 + 1) * rows];
-            for r in 0..rows {
-                let code = params[r].code(&lin, col[r], Rounding::Nearest, 0.0);
-                let q = params[r].decode(&lin, code);
-                codes_cm[c * rows + r] = code;
-                eb[r] = (col[r] - q) / d;
-                col[r] = q;
+            for ((e, &w0), &qv) in eb.iter_mut().zip(&orig).zip(col.iter()) {
+                *e = (w0 - qv) / d;
             }
             // Intra-block update of the block's later columns.
             let eb = &err_block[(c - i1) * rows..(c - i1 + 1) * rows];
@@ -345,9 +324,12 @@ pub fn gptq(
         }
         i1 = i2;
     }
+    Ok((codes_cm, perm))
+}
 
-    // Row-major packed codes (in quantization order).
-    let rb = packed_len(cols, cfg.bits);
+/// Row-major codes packed per row from column-major codes.
+pub(crate) fn pack_column_major(codes_cm: &[u8], rows: usize, cols: usize, bits: u32) -> Vec<u8> {
+    let rb = packed_len(cols, bits);
     let mut codes = vec![0u8; rows * rb];
     codes.par_chunks_mut(rb).enumerate().for_each_init(
         || vec![0u8; cols],
@@ -355,17 +337,101 @@ pub fn gptq(
             for (c, b) in buf.iter_mut().enumerate() {
                 *b = codes_cm[c * rows + r];
             }
-            pack_row(buf, cfg.bits, out);
+            pack_row(buf, bits, out);
         },
     );
+    codes
+}
+
+/// Plain GPTQ's quantizer: asymmetric min/max per row or per group.
+struct LinearColumns {
+    lin: LinearConfig,
+    g: usize,
+    ngroups: usize,
+    params: Vec<GroupParams>,
+    steps: Vec<f32>,
+    zeros: Vec<u8>,
+}
+
+impl ColumnQuantizer for LinearColumns {
+    fn group_len(&self) -> usize {
+        self.g
+    }
+
+    fn start_group(&mut self, c: usize, wt: &[f32], rows: usize) {
+        let (lo, hi) = group_min_max(wt, rows, c, self.g);
+        for r in 0..rows {
+            self.params[r] = GroupParams::new(&self.lin, lo[r], hi[r]);
+            let gi = r * self.ngroups + c / self.g;
+            self.steps[gi] = self.params[r].step;
+            self.zeros[gi] = self.params[r].zero as u8;
+        }
+    }
+
+    fn quantize(&mut self, _c: usize, col: &mut [f32], _d: f32, codes: &mut [u8]) {
+        for ((x, code), p) in col.iter_mut().zip(codes.iter_mut()).zip(&self.params) {
+            *code = p.code(&self.lin, *x, Rounding::Nearest, 0.0);
+            *x = p.decode(&self.lin, *code);
+        }
+    }
+}
+
+/// Per-row min and max over columns `c..c + g` of column-major `wt`.
+pub(crate) fn group_min_max(wt: &[f32], rows: usize, c: usize, g: usize) -> (Vec<f32>, Vec<f32>) {
+    let (mut lo, mut hi) = (vec![f32::INFINITY; rows], vec![f32::NEG_INFINITY; rows]);
+    for cc in c..c + g {
+        for (r, &v) in wt[cc * rows..(cc + 1) * rows].iter().enumerate() {
+            lo[r] = lo[r].min(v);
+            hi[r] = hi[r].max(v);
+        }
+    }
+    (lo, hi)
+}
+
+/// Quantizes `w` (row-major `rows × cols`, rows = output features) with GPTQ.
+pub fn gptq(
+    w: &[f32],
+    rows: usize,
+    cols: usize,
+    h: &Hessian,
+    cfg: &GptqConfig,
+) -> Result<GptqTensor> {
+    if !matches!(cfg.bits, 2..=8) {
+        return Err(Error::param(
+            "bits",
+            format!("GPTQ takes 2..=8 bits, got {}", cfg.bits),
+        ));
+    }
+    let lin = cfg.rtn();
+    lin.validate(cols)?;
+    let (g, ngroups) = match cfg.group {
+        Some(g) => (g, cols / g),
+        None => (cols, 1),
+    };
+    let mut q = LinearColumns {
+        lin,
+        g,
+        ngroups,
+        params: vec![
+            GroupParams {
+                step: 1.0,
+                inv: 1.0,
+                zero: 0.0
+            };
+            rows
+        ],
+        steps: vec![0f32; rows * ngroups],
+        zeros: vec![0u8; rows * ngroups],
+    };
+    let (codes_cm, perm) = run_gptq(w, rows, cols, h, cfg.damp, cfg.block, cfg.act_order, &mut q)?;
     Ok(GptqTensor {
         linear: LinearTensor {
             rows,
             cols,
             config: lin,
-            steps,
-            zeros,
-            codes,
+            steps: q.steps,
+            zeros: q.zeros,
+            codes: pack_column_major(&codes_cm, rows, cols, cfg.bits),
         },
         perm,
     })
@@ -391,43 +457,7 @@ pub fn matmul_xwt(x: &[f32], w: &[f32], cols: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::synthetic::{WeightKind, matrix};
-    use crate::rng::{RngExt, seeded};
-
-    /// Correlated activations: X = Z·A with a random mixing matrix and a few large
-    /// channels, the structure that makes GPTQ's error feedback pay.
-    fn correlated(n: usize, cols: usize, seed: u64) -> Vec<f32> {
-        let z = matrix(WeightKind::Gaussian, n, cols, 1.0, seed);
-        let mut a = matrix(
-            WeightKind::Gaussian,
-            cols,
-            cols,
-            (1.0 / cols as f32).sqrt(),
-            seed + 1,
-        );
-        for i in 0..cols {
-            a[i * cols + i] += 1.0;
-        }
-        let mut rng = seeded(seed + 2);
-        let scale: Vec<f32> = (0..cols)
-            .map(|_| if rng.random::<f32>() < 0.05 { 8.0 } else { 1.0 })
-            .collect();
-        let mut x = vec![0f32; n * cols];
-        // x = z · a (a is cols × cols row-major; gemm_abt wants aᵀ rows).
-        let mut at = vec![0f32; cols * cols];
-        for i in 0..cols {
-            for j in 0..cols {
-                at[j * cols + i] = a[i * cols + j];
-            }
-        }
-        crate::linalg::gemm_abt(&z, &at, cols, &mut x);
-        for row in x.chunks_mut(cols) {
-            for (v, s) in row.iter_mut().zip(&scale) {
-                *v *= s;
-            }
-        }
-        x
-    }
+    use crate::model::synthetic::{WeightKind, correlated_activations, matrix};
 
     #[test]
     fn diagonal_hessian_reduces_to_rtn_exactly() {
@@ -457,7 +487,7 @@ mod tests {
     fn beats_rtn_on_correlated_inputs_at_3_and_4_bits() {
         let (rows, cols, n) = (64, 256, 2048);
         let w = matrix(WeightKind::StudentT, rows, cols, 0.02, 3);
-        let x = correlated(n, cols, 4);
+        let x = correlated_activations(n, cols, 4);
         let (calib, test) = x.split_at(n * 3 / 4 * cols);
         let h = Hessian::from_activations(calib, n * 3 / 4, cols).unwrap();
         for bits in [3u32, 4] {

@@ -40,6 +40,7 @@ pub mod linear;
 pub mod pack;
 pub mod pipeline;
 pub mod report;
+pub mod spqr;
 pub mod synthetic;
 
 use serde::{Deserialize, Serialize};

@@ -249,6 +249,11 @@ impl QuantizedModel {
                         "F32" => (GgmlType::F32, bytes.clone()),
                         "F16" => (GgmlType::F16, bytes.clone()),
                         "BF16" => (GgmlType::BF16, bytes.clone()),
+                        "F64" => (GgmlType::F64, bytes.clone()),
+                        "I8" => (GgmlType::I8, bytes.clone()),
+                        "I16" => (GgmlType::I16, bytes.clone()),
+                        "I32" => (GgmlType::I32, bytes.clone()),
+                        "I64" => (GgmlType::I64, bytes.clone()),
                         other => {
                             return Err(Error::param(
                                 &t.name,

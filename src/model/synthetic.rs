@@ -58,6 +58,41 @@ pub fn matrix(kind: WeightKind, rows: usize, cols: usize, std: f32, seed: u64) -
     out
 }
 
+/// Calibration-like activations (`n × cols`): `X = Z·(I + A)` with Gaussian `Z` and a
+/// random mixing matrix `A` (correlated input features), and 5 % of the channels scaled
+/// by 8 (outlier features) — the structure under which GPTQ's error feedback pays.
+pub fn correlated_activations(n: usize, cols: usize, seed: u64) -> Vec<f32> {
+    let z = matrix(WeightKind::Gaussian, n, cols, 1.0, seed);
+    let a = matrix(
+        WeightKind::Gaussian,
+        cols,
+        cols,
+        (1.0 / cols as f32).sqrt(),
+        seed.wrapping_add(1),
+    );
+    // mixᵀ rows for gemm_abt: mix = I + A, so mixᵀ[j][i] = A[i][j] + δ_ij.
+    let mut mix_t = vec![0f32; cols * cols];
+    for i in 0..cols {
+        for j in 0..cols {
+            mix_t[j * cols + i] = a[i * cols + j] + if i == j { 1.0 } else { 0.0 };
+        }
+    }
+    let mut rng = stream(seed, u64::MAX - 1);
+    let scale: Vec<f32> = (0..cols)
+        .map(|_| if rng.random::<f32>() < 0.05 { 8.0 } else { 1.0 })
+        .collect();
+    let mut x = vec![0f32; n * cols];
+    x.par_chunks_mut(64 * cols)
+        .zip(z.par_chunks(64 * cols))
+        .for_each(|(xb, zb)| crate::linalg::gemm_abt(zb, &mix_t, cols, xb));
+    for row in x.chunks_mut(cols) {
+        for (v, s) in row.iter_mut().zip(&scale) {
+            *v *= s;
+        }
+    }
+    x
+}
+
 /// A small transformer-shaped model: token embedding, per layer the attention
 /// projections (q, k, v, o), the MLP (up `4h × h`, down `h × 4h`) with biases and layer
 /// norms, and an `I64` position-id buffer. Weight statistics alternate between the three
