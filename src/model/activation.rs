@@ -142,7 +142,7 @@ pub fn llm_int8_matmul(
     k: usize,
     threshold: f32,
 ) -> Result<(Vec<f32>, Vec<usize>)> {
-    if k == 0 || x.len() % k != 0 || w.len() % k != 0 {
+    if k == 0 || !x.len().is_multiple_of(k) || !w.len().is_multiple_of(k) {
         return Err(Error::param(
             "llm_int8",
             format!("inputs are not multiples of k = {k}"),
@@ -197,7 +197,7 @@ impl SmoothQuant {
                 format!("must be in [0, 1], got {alpha}"),
             ));
         }
-        if calib.is_empty() || calib.len() % k != 0 || w.len() != m * k {
+        if calib.is_empty() || !calib.len().is_multiple_of(k) || w.len() != m * k {
             return Err(Error::dim("SmoothQuant inputs", m * k, w.len()));
         }
         check_finite(calib, k, "SmoothQuant calibration")?;

@@ -209,9 +209,7 @@ pub(crate) fn run_gptq(
     rows: usize,
     cols: usize,
     h: &Hessian,
-    damp: f64,
-    block: usize,
-    act_order: bool,
+    (damp, block, act_order): (f64, usize, bool),
     q: &mut dyn ColumnQuantizer,
 ) -> Result<(Vec<u8>, Option<Vec<u32>>)> {
     if w.len() != rows * cols || w.is_empty() {
@@ -423,7 +421,14 @@ pub fn gptq(
         steps: vec![0f32; rows * ngroups],
         zeros: vec![0u8; rows * ngroups],
     };
-    let (codes_cm, perm) = run_gptq(w, rows, cols, h, cfg.damp, cfg.block, cfg.act_order, &mut q)?;
+    let (codes_cm, perm) = run_gptq(
+        w,
+        rows,
+        cols,
+        h,
+        (cfg.damp, cfg.block, cfg.act_order),
+        &mut q,
+    )?;
     Ok(GptqTensor {
         linear: LinearTensor {
             rows,

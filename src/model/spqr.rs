@@ -248,8 +248,14 @@ impl SpqrTensor {
             scratch: Vec::with_capacity(rows),
             orig: Vec::with_capacity(rows),
         };
-        let (codes_cm, perm) =
-            run_gptq(w, rows, cols, h, cfg.damp, cfg.block, cfg.act_order, &mut q)?;
+        let (codes_cm, perm) = run_gptq(
+            w,
+            rows,
+            cols,
+            h,
+            (cfg.damp, cfg.block, cfg.act_order),
+            &mut q,
+        )?;
         let mut outliers = std::mem::take(&mut q.outliers);
         outliers.sort_unstable();
         let mut row_ptr = vec![0u32; rows + 1];
