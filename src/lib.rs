@@ -39,6 +39,8 @@ pub mod metric;
 pub mod model;
 pub mod quant;
 pub mod rng;
+#[cfg(feature = "server")]
+pub mod serve;
 pub mod store;
 pub mod topk;
 pub mod vectors;

@@ -143,6 +143,12 @@ enum Command {
         #[arg(long)]
         compact: bool,
     },
+    /// Serve a saved index over HTTP: POST /search, POST /search_batch, GET /stats,
+    /// GET /health (JSON). Stops cleanly on Ctrl-C or SIGTERM.
+    ///
+    /// Example: vecquant serve --index sq8.vq --addr 127.0.0.1:8080
+    #[cfg(feature = "server")]
+    Serve(vecquant::serve::ServeArgs),
     /// Quantize the weights of a model file (.safetensors or .npy).
     ///
     /// Every 2-D floating tensor is quantized with SCHEME; 1-D tensors (biases, norms) and
@@ -601,6 +607,8 @@ fn run(cli: Cli) -> Result<()> {
                 idx.len()
             );
         }
+        #[cfg(feature = "server")]
+        Command::Serve(args) => vecquant::serve::run_cli(&args)?,
         Command::QuantizeModel {
             weights,
             scheme,

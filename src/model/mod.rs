@@ -345,6 +345,12 @@ pub enum Payload {
         /// Encoded rows.
         bytes: Vec<u8>,
     },
+    /// GPTQ (codes in act-order when permuted).
+    Gptq(gptq::GptqTensor),
+    /// SpQR.
+    Spqr(spqr::SpqrTensor),
+    /// SmoothQuant W8A8: smoothed int8 weights, smoothing factors, activation scale.
+    Smooth(activation::SmoothQuant),
     /// Not quantized: the original little-endian bytes in the source dtype.
     Passthrough {
         /// Source dtype (`F32`, `F16`, `I64`, ...).
@@ -359,6 +365,11 @@ impl Payload {
     pub fn storage_bits(&self) -> u64 {
         match self {
             Payload::Linear(t) => t.storage_bits(),
+            Payload::Gptq(t) => t.storage_bits(),
+            Payload::Spqr(t) => t.storage_bits(),
+            // Int8 weights and per-row steps, plus one f32 smoothing factor per input
+            // column and the activation step.
+            Payload::Smooth(t) => t.weight.storage_bits() + 32 * t.smooth.len() as u64 + 32,
             Payload::Block(t) => t.storage_bits(),
             Payload::Float(t) => t.storage_bits(),
             Payload::KMeans(t) => t.storage_bits(),
@@ -372,6 +383,9 @@ impl Payload {
     pub fn dequantize(&self) -> Result<Option<Vec<f32>>> {
         Ok(Some(match self {
             Payload::Linear(t) => t.dequantize(),
+            Payload::Gptq(t) => t.dequantize(),
+            Payload::Spqr(t) => t.dequantize(),
+            Payload::Smooth(t) => t.dequantize(),
             Payload::Block(t) => t.dequantize(),
             Payload::Float(t) => t.dequantize(),
             Payload::KMeans(t) => t.dequantize(),

@@ -389,6 +389,65 @@ fn validate(p: &Payload, shape: &[usize]) -> std::result::Result<(), String> {
             let rb = ty.row_bytes(*cols).map_err(|e| e.to_string())?;
             want("bytes", bytes.len(), rows * rb)
         }
+        Payload::Gptq(t) => {
+            validate(&Payload::Linear(t.linear.clone()), shape)?;
+            match &t.perm {
+                Some(p)
+                    if p.len() != t.linear.cols
+                        || p.iter().any(|&c| c as usize >= t.linear.cols) =>
+                {
+                    Err("bad act-order permutation".into())
+                }
+                _ => Ok(()),
+            }
+        }
+        Payload::Spqr(t) => {
+            dims(t.rows, t.cols)?;
+            let c = &t.config;
+            if !(2..=8).contains(&c.bits)
+                || !(1..=8).contains(&c.stat_bits)
+                || c.group == 0
+                || !t.cols.is_multiple_of(c.group)
+                || c.stat_group == 0
+            {
+                return Err("bad SpQR parameters".into());
+            }
+            let ng = t.cols / c.group;
+            want("codes", t.codes.len(), t.rows * packed_len(t.cols, c.bits))?;
+            want(
+                "scale codes",
+                t.step_codes.len(),
+                t.rows * packed_len(ng, c.stat_bits),
+            )?;
+            want(
+                "zero codes",
+                t.zero_codes.len(),
+                t.rows * packed_len(ng, c.stat_bits),
+            )?;
+            let metas = t.rows.div_ceil(c.stat_group) * ng * 2;
+            want("scale parameters", t.step_meta.len(), metas)?;
+            want("zero parameters", t.zero_meta.len(), metas)?;
+            want("row pointers", t.row_ptr.len(), t.rows + 1)?;
+            let n = t.out_vals.len();
+            want("outlier columns", t.out_cols.len(), n)?;
+            if t.row_ptr[0] != 0
+                || t.row_ptr.windows(2).any(|w| w[0] > w[1])
+                || t.row_ptr[t.rows] as usize != n
+                || t.out_cols.iter().any(|&c| c as usize >= t.cols)
+            {
+                return Err("bad outlier CSR".into());
+            }
+            match &t.perm {
+                Some(p) if p.len() != t.cols || p.iter().any(|&c| c as usize >= t.cols) => {
+                    Err("bad act-order permutation".into())
+                }
+                _ => Ok(()),
+            }
+        }
+        Payload::Smooth(t) => {
+            validate(&Payload::Linear(t.weight.clone()), shape)?;
+            want("smoothing factors", t.smooth.len(), t.weight.cols)
+        }
         Payload::Passthrough { bytes, .. } => {
             if bytes.len() < numel {
                 Err(format!("{} bytes for {numel} elements", bytes.len()))
