@@ -185,6 +185,24 @@ enum Command {
         /// Seed for k-means and stochastic rounding.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Calibration activations (.safetensors): for each weight, a tensor with the same
+        /// name holding that layer's inputs (tokens × in_features). Required by gptq,
+        /// spqr, smoothquant and llm-int8; the last 10 % of the rows are held out to
+        /// measure the output error.
+        #[arg(long)]
+        calib: Option<PathBuf>,
+        /// GPTQ/SpQR: quantize columns by decreasing Hessian diagonal.
+        #[arg(long)]
+        act_order: bool,
+        /// GPTQ/SpQR dampening (fraction of the mean Hessian diagonal).
+        #[arg(long, default_value_t = 0.01)]
+        damp: f64,
+        /// SmoothQuant migration strength α.
+        #[arg(long, default_value_t = 0.5)]
+        alpha: f32,
+        /// LLM.int8 outlier threshold on |activation|.
+        #[arg(long, default_value_t = 6.0)]
+        threshold: f32,
         /// Output file (.vq, .gguf or .safetensors).
         #[arg(long)]
         out: PathBuf,
@@ -312,6 +330,13 @@ enum GenKind {
         /// Output .safetensors file.
         #[arg(long)]
         out: PathBuf,
+        /// Also write calibration activations (one tensor per 2-D weight, same name,
+        /// correlated features with 5 % outlier channels) to this .safetensors file.
+        #[arg(long)]
+        calib: Option<PathBuf>,
+        /// Calibration rows (tokens) per weight.
+        #[arg(long, default_value_t = 512)]
+        calib_rows: usize,
     },
 }
 
@@ -374,6 +399,8 @@ fn run(cli: Cli) -> Result<()> {
                     vocab,
                     seed,
                     out,
+                    calib,
+                    calib_rows,
                 } => {
                     if layers == 0
                         || hidden == 0
@@ -394,6 +421,18 @@ fn run(cli: Cli) -> Result<()> {
                         t.len(),
                         out.display()
                     );
+                    if let Some(cp) = calib {
+                        if !(2..=1 << 20).contains(&calib_rows) {
+                            return Err(Error::param("calib-rows", "must be in 2..=1048576"));
+                        }
+                        let c = vecquant::model::synthetic::calibration(&t, calib_rows, seed);
+                        vecquant::model::io::write_safetensors(&cp, &c, None)?;
+                        println!(
+                            "wrote calibration activations ({calib_rows} rows) for {} weights to {}",
+                            c.len(),
+                            cp.display()
+                        );
+                    }
                     return Ok(());
                 }
             };
@@ -618,6 +657,11 @@ fn run(cli: Cli) -> Result<()> {
             rounding,
             clip,
             seed,
+            calib,
+            act_order,
+            damp,
+            alpha,
+            threshold,
             out,
             report,
             quiet,
@@ -631,7 +675,25 @@ fn run(cli: Cli) -> Result<()> {
                 clip: model::parse_clip(&clip)?,
                 seed,
             };
-            let scheme = model::Scheme::parse(&scheme, &opts)?;
+            let calibrated =
+                model::parse_calibrated(&scheme, &opts, act_order, damp, alpha, threshold)
+                    .transpose()?;
+            let plain = match calibrated {
+                Some(_) => None,
+                None => Some(model::Scheme::parse(&scheme, &opts)?),
+            };
+            let calib = match (&calibrated, &calib) {
+                (Some(_), Some(p)) => model::io::read_safetensors(p)?,
+                (Some(_), None) => {
+                    return Err(Error::param(
+                        "calib",
+                        format!(
+                            "scheme `{scheme}` needs --calib CALIB.safetensors (layer inputs per weight name)"
+                        ),
+                    ));
+                }
+                (None, _) => Vec::new(),
+            };
             let tensors = model::io::read_weights(&weights)?;
             let bar = if quiet {
                 indicatif::ProgressBar::hidden()
@@ -645,10 +707,17 @@ fn run(cli: Cli) -> Result<()> {
                 );
                 b
             };
-            let (q, rep) = model::quantize_model(&tensors, &scheme, |i, _, name| {
+            let on_tensor = |i: usize, _: usize, name: &str| {
                 bar.set_position(i as u64);
                 bar.set_message(name.to_string());
-            })?;
+            };
+            let (q, rep) = match (&plain, &calibrated) {
+                (Some(s), _) => model::quantize_model(&tensors, s, on_tensor)?,
+                (None, Some(m)) => {
+                    model::quantize_model_calibrated(&tensors, m, &calib, on_tensor)?
+                }
+                (None, None) => unreachable!("one of the two parsers accepted the scheme"),
+            };
             bar.finish_and_clear();
             q.save(&out)?;
             if let Some(r) = &report {
@@ -659,6 +728,19 @@ fn run(cli: Cli) -> Result<()> {
                 if let Some(n) = &r.note {
                     eprintln!("note: {}: {n}", r.name);
                 }
+            }
+            let outs: Vec<(f64, f64)> = rep
+                .tensors
+                .iter()
+                .filter_map(|r| Some((r.rel_output_error?, r.rtn_rel_output_error?)))
+                .collect();
+            if !outs.is_empty() {
+                println!(
+                    "held-out output error (last 10 % of calibration rows): median {:.5} vs round-to-nearest {:.5} over {} tensors",
+                    median(outs.iter().map(|o| o.0).collect()),
+                    median(outs.iter().map(|o| o.1).collect()),
+                    outs.len()
+                );
             }
             println!(
                 "{}: {} tensors ({} quantized, {} passed through) with {}: {:.4} bits/weight, {} -> {} bytes ({:.2}x), median rel. error {:.5}, {:.2} s -> {}",

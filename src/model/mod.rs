@@ -53,11 +53,51 @@ use io::Tensor;
 use kmeans_codebook::{KMeansScope, KMeansTensor};
 use linear::{Clip, Granularity, LinearConfig, LinearTensor, Rounding};
 
-pub use pipeline::{QuantizedModel, quantize_model};
+pub use pipeline::{CalibMethod, QuantizedModel, quantize_model, quantize_model_calibrated};
 pub use report::{ModelReport, TensorReport};
 
+/// The calibration-based scheme names (they need `--calib`).
+pub const CALIBRATED_SCHEMES: &str = "gptq, spqr, smoothquant, llm-int8";
+
+/// Builds a calibration-based method from its name: `gptq` (`--bits` 2..=8, default 4;
+/// `--group` default 128, `--granularity row` for none; `act_order`, `damp`), `spqr`
+/// (`--bits` default 3, `--group` default 16), `smoothquant` (`alpha`), `llm-int8`
+/// (`threshold`). `None` when `name` is not one of them.
+pub fn parse_calibrated(
+    name: &str,
+    o: &SchemeOptions,
+    act_order: bool,
+    damp: f64,
+    alpha: f32,
+    threshold: f32,
+) -> Option<Result<CalibMethod>> {
+    let group = |default: usize| match o.granularity {
+        Some(GranularityKind::Row) => None,
+        _ => Some(o.group.unwrap_or(default)),
+    };
+    Some(Ok(match name.to_ascii_lowercase().as_str() {
+        "gptq" => CalibMethod::Gptq(gptq::GptqConfig {
+            bits: o.bits.unwrap_or(4),
+            group: group(128),
+            act_order,
+            damp,
+            ..gptq::GptqConfig::default()
+        }),
+        "spqr" => CalibMethod::Spqr(spqr::SpqrConfig {
+            bits: o.bits.unwrap_or(3),
+            group: o.group.unwrap_or(16),
+            act_order,
+            damp,
+            ..spqr::SpqrConfig::default()
+        }),
+        "smoothquant" => CalibMethod::SmoothQuant { alpha },
+        "llm-int8" | "llm.int8" => CalibMethod::LlmInt8 { threshold },
+        _ => return None,
+    }))
+}
+
 /// The accepted scheme names, for error messages and `--help`.
-pub const SCHEMES: &str = "absmax, zeropoint, nf4, nf4-dq, fp4, fp8-e4m3, fp8-e5m2, f16, bf16, kmeans, q8_0, q4_0, q4_1, q4_k, q6_k";
+pub const SCHEMES: &str = "absmax, zeropoint, nf4, nf4-dq, fp4, fp8-e4m3, fp8-e5m2, f16, bf16, kmeans, q8_0, q4_0, q4_1, q4_k, q6_k (and with --calib: gptq, spqr, smoothquant, llm-int8)";
 
 /// Options that refine a scheme name (the CLI flags of `quantize-model`).
 #[derive(Clone, Copy, Debug, PartialEq)]

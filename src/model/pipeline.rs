@@ -13,9 +13,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::metric::Metric;
+use crate::model::activation;
 use crate::model::gguf::{self, GgmlType, GgufTensor, GgufValue};
+use crate::model::gptq::{GptqConfig, Hessian, gptq, matmul_xwt, output_error};
 use crate::model::io::{self, Tensor, TensorData};
+use crate::model::linear::{Clip, Granularity, LinearConfig, LinearTensor, Rounding, check_finite};
+use crate::model::report::errors;
 use crate::model::report::{ModelReport, tensor_report};
+use crate::model::spqr::{SpqrConfig, SpqrTensor};
 use crate::model::{Payload, QuantizedTensor, Scheme, quantize_tensor};
 use crate::store::{Container, ContainerWriter};
 
@@ -101,6 +106,208 @@ pub fn quantize_model(
     }
     progress(tensors.len(), tensors.len(), "");
     let label = scheme.label();
+    let report = ModelReport::new(label.clone(), reports, t0.elapsed().as_secs_f64());
+    Ok((
+        QuantizedModel {
+            scheme: label,
+            tensors: out,
+        },
+        report,
+    ))
+}
+
+/// A calibration-based method (issue 8 / seed 003).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum CalibMethod {
+    /// GPTQ.
+    Gptq(GptqConfig),
+    /// SpQR.
+    Spqr(SpqrConfig),
+    /// SmoothQuant W8A8 with migration strength α.
+    SmoothQuant {
+        /// α (0.5).
+        alpha: f32,
+    },
+    /// LLM.int8(): int8 weights, outlier activation columns (|x| ≥ threshold) in f32.
+    LlmInt8 {
+        /// Outlier threshold (6.0).
+        threshold: f32,
+    },
+}
+
+impl CalibMethod {
+    /// Short description.
+    pub fn label(&self) -> String {
+        match self {
+            CalibMethod::Gptq(c) => format!(
+                "gptq int{} {}{} damp{}",
+                c.bits,
+                c.group.map_or("row".to_string(), |g| format!("group{g}")),
+                if c.act_order { " act-order" } else { "" },
+                c.damp
+            ),
+            CalibMethod::Spqr(c) => format!(
+                "spqr int{} group{} stats{}x{} outliers{}%",
+                c.bits,
+                c.group,
+                c.stat_bits,
+                c.stat_group,
+                c.outlier_frac * 100.0
+            ),
+            CalibMethod::SmoothQuant { alpha } => format!("smoothquant w8a8 alpha{alpha}"),
+            CalibMethod::LlmInt8 { threshold } => format!("llm-int8 threshold{threshold}"),
+        }
+    }
+
+    /// The round-to-nearest configuration it is compared with (and falls back to).
+    pub fn rtn(&self) -> LinearConfig {
+        match self {
+            CalibMethod::Gptq(c) => c.rtn(),
+            CalibMethod::Spqr(c) => LinearConfig {
+                bits: c.bits,
+                symmetric: false,
+                granularity: Granularity::Group(c.group),
+                rounding: Rounding::Nearest,
+                clip: Clip::MinMax,
+            },
+            _ => LinearConfig {
+                granularity: Granularity::Row,
+                ..LinearConfig::absmax(8)
+            },
+        }
+    }
+}
+
+/// Rows of each calibration matrix held out from the Hessian / statistics to measure the
+/// output error: the last 10 % (at least one row).
+pub fn holdout_rows(n: usize) -> usize {
+    (n / 10).max(1)
+}
+
+/// Quantizes every 2-D floating tensor with a calibration-based `method`. `calib` holds,
+/// for a weight named `N`, a tensor also named `N` with that layer's input activations
+/// (tokens × in_features). The first 90 % of its rows build the Hessian (GPTQ, SpQR) or
+/// the statistics (SmoothQuant); the last 10 % (see [`holdout_rows`]) measure
+/// `rel_output_error` for the method and for round-to-nearest. Weights without
+/// calibration rows fall back to round-to-nearest and the report says so.
+pub fn quantize_model_calibrated(
+    tensors: &[Tensor],
+    method: &CalibMethod,
+    calib: &[Tensor],
+    mut progress: impl FnMut(usize, usize, &str),
+) -> Result<(QuantizedModel, ModelReport)> {
+    let t0 = Instant::now();
+    let mut out = Vec::with_capacity(tensors.len());
+    let mut reports = Vec::with_capacity(tensors.len());
+    let rtn_cfg = method.rtn();
+    for (i, t) in tensors.iter().enumerate() {
+        progress(i, tensors.len(), &t.name);
+        let start = Instant::now();
+        if let Some(reason) = passthrough_reason(t) {
+            let q = passthrough(t, reason)?;
+            let mut r = tensor_report(&q, t)?;
+            r.rel_weight_error = 0.0;
+            r.max_abs_error = 0.0;
+            reports.push(r);
+            out.push(q);
+            continue;
+        }
+        let (rows, cols, w) = t.as_matrix()?;
+        check_finite(w, cols, &format!("tensor `{}`", t.name))?;
+        let named = |e: Error| Error::param(format!("tensor `{}`", t.name), e.to_string());
+        let x = calib.iter().find(|c| c.name == t.name);
+        let (payload, label, note, errs) = match x {
+            None => {
+                let lt = LinearTensor::quantize(w, rows, cols, &rtn_cfg).map_err(named)?;
+                (
+                    Payload::Linear(lt),
+                    format!("rtn int{} (fallback)", rtn_cfg.bits),
+                    Some("no calibration rows for this tensor: round-to-nearest".to_string()),
+                    None,
+                )
+            }
+            Some(c) => {
+                let (n, xc, xs) = match (&c.data, c.shape.as_slice()) {
+                    (TensorData::Float(v), [n, k]) if *k == cols && *n >= 2 => (*n, v, *k),
+                    _ => {
+                        return Err(Error::param(
+                            format!("calibration tensor `{}`", c.name),
+                            format!(
+                                "expected floating activations of shape [tokens ≥ 2, {cols}] (in_features of the weight), got {} {:?}",
+                                c.dtype, c.shape
+                            ),
+                        ));
+                    }
+                };
+                check_finite(xc, xs, &format!("calibration tensor `{}`", c.name))?;
+                let n_test = holdout_rows(n);
+                let (fit, test) = xc.split_at((n - n_test) * cols);
+                let rtn = LinearTensor::quantize(w, rows, cols, &rtn_cfg).map_err(named)?;
+                let rtn_err = match method {
+                    CalibMethod::Gptq(_) | CalibMethod::Spqr(_) => {
+                        output_error(test, w, &rtn.dequantize(), cols)
+                    }
+                    // SmoothQuant's baseline: plain W8A8 with a static activation scale;
+                    // LLM.int8's: vector-wise int8 without the outlier decomposition.
+                    CalibMethod::SmoothQuant { .. } => {
+                        let exact = matmul_xwt(test, w, cols);
+                        let plain =
+                            activation::w8a8_matmul(test, w, rows, cols, fit).map_err(named)?;
+                        errors(&exact, &plain).0
+                    }
+                    CalibMethod::LlmInt8 { .. } => {
+                        let exact = matmul_xwt(test, w, cols);
+                        errors(&exact, &activation::int8_matmul(test, w, cols)).0
+                    }
+                };
+                let (payload, err) = match method {
+                    CalibMethod::Gptq(g) => {
+                        let h = Hessian::from_activations(fit, n - n_test, cols).map_err(named)?;
+                        let q = gptq(w, rows, cols, &h, g).map_err(named)?;
+                        let e = output_error(test, w, &q.dequantize(), cols);
+                        (Payload::Gptq(q), e)
+                    }
+                    CalibMethod::Spqr(sc) => {
+                        let h = Hessian::from_activations(fit, n - n_test, cols).map_err(named)?;
+                        let q = SpqrTensor::quantize(w, rows, cols, &h, sc).map_err(named)?;
+                        let e = output_error(test, w, &q.dequantize(), cols);
+                        (Payload::Spqr(q), e)
+                    }
+                    CalibMethod::SmoothQuant { alpha } => {
+                        let sq = activation::SmoothQuant::new(w, rows, cols, fit, *alpha)
+                            .map_err(named)?;
+                        let e = errors(&matmul_xwt(test, w, cols), &sq.matmul(test)).0;
+                        (Payload::Smooth(sq), e)
+                    }
+                    CalibMethod::LlmInt8 { threshold } => {
+                        let (y, _) = activation::llm_int8_matmul(test, w, cols, *threshold)
+                            .map_err(named)?;
+                        let e = errors(&matmul_xwt(test, w, cols), &y).0;
+                        (Payload::Linear(rtn), e)
+                    }
+                };
+                (payload, method.label(), None, Some((err, rtn_err)))
+            }
+        };
+        let q = QuantizedTensor {
+            name: t.name.clone(),
+            shape: t.shape.clone(),
+            dtype: t.dtype.clone(),
+            scheme: label,
+            note,
+            payload,
+        };
+        let mut r = tensor_report(&q, t)?;
+        r.seconds = start.elapsed().as_secs_f64();
+        if let Some((e, b)) = errs {
+            r.rel_output_error = Some(e);
+            r.rtn_rel_output_error = Some(b);
+        }
+        reports.push(r);
+        out.push(q);
+    }
+    progress(tensors.len(), tensors.len(), "");
+    let label = method.label();
     let report = ModelReport::new(label.clone(), reports, t0.elapsed().as_secs_f64());
     Ok((
         QuantizedModel {

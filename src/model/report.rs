@@ -30,6 +30,13 @@ pub struct TensorReport {
     pub bytes_after: u64,
     /// Wall time of quantizing this tensor.
     pub seconds: f64,
+    /// ‖XWᵀ − XŴᵀ‖/‖XWᵀ‖ on held-out calibration rows (calibration-based methods; for
+    /// SmoothQuant and LLM.int8 with their activation quantization).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rel_output_error: Option<f64>,
+    /// The same for round-to-nearest at the same bits and groups (the baseline).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtn_rel_output_error: Option<f64>,
     /// Why the scheme differs from the requested one, or why the tensor passed through.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -96,6 +103,8 @@ pub fn tensor_report(q: &QuantizedTensor, source: &Tensor) -> Result<TensorRepor
         bytes_before: source.source_bytes as u64,
         bytes_after: bits.div_ceil(8),
         seconds: 0.0,
+        rel_output_error: None,
+        rtn_rel_output_error: None,
         note: q.note.clone(),
     })
 }
@@ -169,19 +178,24 @@ impl ModelReport {
         let _ = writeln!(s, "# Quantization report: {}\n", self.scheme);
         let _ = writeln!(
             s,
-            "| tensor | shape | scheme | bits/weight | rel. error | max abs error | bytes before | bytes after | note |"
+            "| tensor | shape | scheme | bits/weight | rel. error | max abs error | rel. output error (RTN) | bytes before | bytes after | note |"
         );
-        let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---:|---|");
+        let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---:|---:|---|");
         for t in &self.tensors {
             let _ = writeln!(
                 s,
-                "| {} | {:?} | {} | {:.4} | {:.5} | {:.4e} | {} | {} | {} |",
+                "| {} | {:?} | {} | {:.4} | {:.5} | {:.4e} | {} | {} | {} | {} |",
                 t.name,
                 t.shape,
                 t.scheme,
                 t.bits_per_weight,
                 t.rel_weight_error,
                 t.max_abs_error,
+                match (t.rel_output_error, t.rtn_rel_output_error) {
+                    (Some(a), Some(b)) => format!("{a:.5} ({b:.5})"),
+                    (Some(a), None) => format!("{a:.5}"),
+                    _ => String::new(),
+                },
                 t.bytes_before,
                 t.bytes_after,
                 t.note.as_deref().unwrap_or("")

@@ -165,6 +165,25 @@ pub fn transformer(layers: usize, hidden: usize, vocab: usize, seed: u64) -> Vec
     out
 }
 
+/// Calibration activations for every 2-D floating tensor of `model`: a tensor with the
+/// same name, `rows × in_features`, from [`correlated_activations`].
+pub fn calibration(model: &[Tensor], rows: usize, seed: u64) -> Vec<Tensor> {
+    model
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.shape.len() == 2 && matches!(t.data, TensorData::Float(_)))
+        .map(|(i, t)| {
+            let cols = t.shape[1];
+            Tensor::matrix(
+                &t.name,
+                rows,
+                cols,
+                correlated_activations(rows, cols, seed.wrapping_add(1000 + i as u64)),
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
