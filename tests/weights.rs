@@ -444,3 +444,56 @@ fn cli_gen_quantize_inspect() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("m.safetensors"));
 }
+
+#[test]
+fn calibrated_pipeline_reports_output_error_and_falls_back_without_rows() {
+    use vecquant::model::synthetic::calibration;
+    use vecquant::model::{CalibMethod, gptq::GptqConfig, quantize_model_calibrated};
+    let model = transformer(1, 128, 64, 8);
+    let mut calib = calibration(&model, 1024, 9);
+    // Drop one layer's rows: it must fall back to round-to-nearest, and say so.
+    calib.retain(|c| c.name != "layers.0.self_attn.o_proj.weight");
+    for method in [
+        CalibMethod::Gptq(GptqConfig::default()),
+        CalibMethod::Spqr(Default::default()),
+        CalibMethod::SmoothQuant { alpha: 0.5 },
+        CalibMethod::LlmInt8 { threshold: 6.0 },
+    ] {
+        let (q, r) = quantize_model_calibrated(&model, &method, &calib, |_, _, _| {}).unwrap();
+        let o = r
+            .tensors
+            .iter()
+            .find(|t| t.name.ends_with("o_proj.weight"))
+            .unwrap();
+        assert!(
+            o.scheme.contains("fallback") && o.note.as_ref().unwrap().contains("no calibration")
+        );
+        assert!(o.rel_output_error.is_none());
+        let v = r
+            .tensors
+            .iter()
+            .find(|t| t.name.ends_with("v_proj.weight"))
+            .unwrap();
+        let (e, b) = (v.rel_output_error.unwrap(), v.rtn_rel_output_error.unwrap());
+        assert!(e.is_finite() && b.is_finite() && e > 0.0, "{method:?}");
+        // Every calibrated payload survives the container.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.vq");
+        q.save(&p).unwrap();
+        assert_eq!(QuantizedModel::open(&p).unwrap(), q);
+        let json = r.to_json();
+        assert!(json.contains("rel_output_error"), "{method:?}");
+    }
+    // Calibration rows of the wrong width are an error naming the tensor.
+    let mut bad = calibration(&model, 16, 9);
+    bad[1] = Tensor::matrix(&bad[1].name.clone(), 16, 7, vec![0.0; 112]);
+    let e = quantize_model_calibrated(
+        &model,
+        &CalibMethod::Gptq(GptqConfig::default()),
+        &bad,
+        |_, _, _| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains(&bad[1].name) && e.contains("in_features"), "{e}");
+}
