@@ -29,6 +29,8 @@ pub const GT_DEPTH: usize = 100;
 pub struct LoadedData {
     /// Name for reports (the folder name).
     pub name: String,
+    /// The folder.
+    pub dir: PathBuf,
     /// Vectors and splits.
     pub data: Dataset,
     /// Ground-truth ids per query, best first.
@@ -125,6 +127,7 @@ pub fn load_dataset(dir: &Path) -> Result<LoadedData> {
         .unwrap_or_else(|| "data".into());
     Ok(LoadedData {
         name,
+        dir: dir.to_path_buf(),
         data: Dataset { train, base, query },
         gt,
     })
@@ -416,6 +419,300 @@ pub fn run(
     Ok(rows)
 }
 
+/// One FAISS (or hnswlib) measurement from `benches/compare_faiss.py`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FaissRow {
+    /// FAISS factory string (or `hnswlib{M}`).
+    pub spec: String,
+    /// IVF probes (if any).
+    #[serde(default)]
+    pub nprobe: Option<usize>,
+    /// HNSW ef (if any).
+    #[serde(default)]
+    pub ef: Option<usize>,
+    /// Recall@1.
+    pub recall_at_1: f64,
+    /// 10-recall@10.
+    pub recall_at_10: f64,
+    /// Queries per second.
+    pub qps: f64,
+    /// Bytes per vector.
+    pub bytes_per_vector: f64,
+}
+
+/// Whether FAISS's index factory knows `spec` with the same meaning (our SQ variants
+/// `SQ8u`, `SQ4lm`, ... and HNSW over codes are vecquant-only).
+pub fn faiss_compatible(spec: &str) -> bool {
+    fn pq(s: &str) -> bool {
+        let s = s.strip_suffix("x4fs").unwrap_or(s);
+        s.strip_prefix("PQ")
+            .is_some_and(|m| !m.is_empty() && m.chars().all(|c| c.is_ascii_digit()))
+    }
+    fn num(s: &str, p: &str) -> bool {
+        s.strip_prefix(p)
+            .is_some_and(|m| !m.is_empty() && m.chars().all(|c| c.is_ascii_digit()))
+    }
+    let parts: Vec<&str> = spec.split(',').collect();
+    match parts.as_slice() {
+        ["Flat"] | ["SQ8"] | ["SQ4"] => true,
+        [p] => pq(p) || num(p, "HNSW"),
+        [o, p] if num(o, "OPQ") => pq(p),
+        [i, c] if num(i, "IVF") => matches!(*c, "Flat" | "SQ8") || pq(c),
+        _ => false,
+    }
+}
+
+/// Runs `benches/compare_faiss.py` with `python` on the data set for the FAISS-compatible
+/// specs, with the same nprobe/ef sweeps, single-threaded. `Ok(None)` with a reason when
+/// Python or faiss-cpu is missing.
+pub fn run_faiss(
+    python: &Path,
+    script: &Path,
+    data: &LoadedData,
+    cfg: &BenchConfig,
+) -> Result<std::result::Result<Vec<FaissRow>, String>> {
+    let specs: Vec<&String> = cfg.specs.iter().filter(|s| faiss_compatible(s)).collect();
+    if specs.is_empty() {
+        return Ok(Err("no spec has a FAISS equivalent".into()));
+    }
+    let join = |v: &[usize]| {
+        v.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let k = cfg.params.first().map_or(10, |p| p.k);
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg("--data")
+        .arg(&data.dir)
+        .arg("--specs")
+        .arg(
+            specs
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(";"),
+        )
+        .args(["--threads", "1", "-k", &k.to_string()])
+        .args(["--nprobe", &join(&cfg.nprobe_sweep)])
+        .args(["--ef", &join(&cfg.ef_sweep)])
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => return Ok(Err(format!("cannot run {}: {e}", python.display()))),
+    };
+    if !out.status.success() {
+        return Ok(Err(format!(
+            "compare_faiss.py failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let rows = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .filter_map(|l| serde_json::from_str::<FaissRow>(l).ok())
+        .collect();
+    Ok(Ok(rows))
+}
+
+/// The FAISS row measured with the same spec and sweep parameter as `r`.
+fn faiss_match<'a>(r: &BenchRow, faiss: &'a [FaissRow]) -> Option<&'a FaissRow> {
+    if r.params.rerank != 0 {
+        return None;
+    }
+    faiss.iter().find(|f| {
+        f.spec == r.spec
+            && (!r.spec.starts_with("IVF") || f.nprobe == Some(r.params.nprobe))
+            && (!r.spec.starts_with("HNSW") || f.ef == Some(r.params.ef_search))
+    })
+}
+
+/// Curves for the plots: one per spec (and per spec with re-ranking), x from `x`.
+fn curves(rows: &[BenchRow], faiss: &[FaissRow], qps: bool) -> Vec<crate::plot::Series> {
+    let mut out: Vec<crate::plot::Series> = Vec::new();
+    for r in rows {
+        let label = if r.params.rerank > 0 {
+            format!("{} +rerank{}", r.spec, r.params.rerank)
+        } else {
+            r.spec.clone()
+        };
+        let x = if qps { r.qps } else { r.bytes_per_vector };
+        match out.iter_mut().find(|s| s.label == label) {
+            Some(s) => s.points.push((x, r.recall_at_10)),
+            None => out.push(crate::plot::Series {
+                label,
+                points: vec![(x, r.recall_at_10)],
+                reference: false,
+            }),
+        }
+    }
+    for f in faiss {
+        let label = format!("faiss {}", f.spec);
+        let x = if qps { f.qps } else { f.bytes_per_vector };
+        match out.iter_mut().find(|s| s.label == label) {
+            Some(s) => s.points.push((x, f.recall_at_10)),
+            None => out.push(crate::plot::Series {
+                label,
+                points: vec![(x, f.recall_at_10)],
+                reference: true,
+            }),
+        }
+    }
+    out
+}
+
+/// Writes `report.md`, `results.json`, `results.csv`, `recall_vs_memory.{svg,png}` and
+/// `recall_vs_qps.{svg,png}` into `dir`. Returns the files written.
+pub fn write_report(
+    dir: &Path,
+    data: &LoadedData,
+    rows: &[BenchRow],
+    faiss: &[FaissRow],
+    machine: &str,
+) -> Result<Vec<PathBuf>> {
+    use crate::plot::{Chart, write_chart};
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut files = Vec::new();
+    let (n, d, nq) = (
+        data.data.base.len(),
+        data.data.base.dim(),
+        data.data.query.len(),
+    );
+    let title = format!("{} ({n} x {d}, {nq} queries)", data.name);
+    write_chart(
+        &dir.join("recall_vs_memory"),
+        &Chart {
+            title: &format!("recall@10 vs memory: {title}"),
+            x_label: "bytes per vector (codes, log scale)",
+            y_label: "10-recall@10",
+            larger_x_is_better: false,
+        },
+        &curves(rows, faiss, false),
+    )?;
+    write_chart(
+        &dir.join("recall_vs_qps"),
+        &Chart {
+            title: &format!("recall@10 vs speed: {title}"),
+            x_label: "queries per second, 1 thread (log scale)",
+            y_label: "10-recall@10",
+            larger_x_is_better: true,
+        },
+        &curves(rows, faiss, true),
+    )?;
+    for f in ["recall_vs_memory", "recall_vs_qps"] {
+        files.push(dir.join(format!("{f}.svg")));
+        files.push(dir.join(format!("{f}.png")));
+    }
+    // Markdown.
+    let mut md = format!(
+        "# vecquant benchmark
+
+Machine: {machine}
+
+## {title}
+
+"
+    );
+    md.push_str(
+        "| spec | params | bytes/vec | index MB (w/o raw) | build s | R@1 | 10-R@10 | QPS 1 thr | QPS all thr | MSE/D(R) | faiss 10-R@10 | faiss QPS | QPS ratio |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for r in rows {
+        let f = faiss_match(r, faiss);
+        md.push_str(&format!(
+            "| {} | {} | {:.1} | {:.1} | {:.2} | {:.4} | {:.4} | {:.0} | {:.0} | {} | {} | {} | {} |\n",
+            r.spec,
+            param_label(&r.params),
+            r.bytes_per_vector,
+            (r.index_bytes - r.raw_bytes) as f64 / 1e6,
+            r.build_secs,
+            r.recall_at_1,
+            r.recall_at_10,
+            r.qps,
+            r.qps_all_threads,
+            r.mse_ratio.map_or("–".into(), |m| format!("{m:.2}")),
+            f.map_or("–".into(), |f| format!("{:.4}", f.recall_at_10)),
+            f.map_or("–".into(), |f| format!("{:.0}", f.qps)),
+            f.map_or("–".into(), |f| format!("{:.2}×", r.qps / f.qps.max(1e-9))),
+        ));
+    }
+    md.push_str(
+        "\n![recall vs memory](recall_vs_memory.png)\n\n![recall vs QPS](recall_vs_qps.png)\n",
+    );
+    if faiss.is_empty() {
+        md.push_str("\nFAISS was not run (`vecquant bench --compare-faiss --python PATH` runs `benches/compare_faiss.py` on the same files).\n");
+    }
+    let p = dir.join("report.md");
+    crate::data::write_file_atomic(&p, md.as_bytes())?;
+    files.push(p);
+    // JSON.
+    let json = serde_json::json!({
+        "dataset": data.name, "n": n, "dim": d, "queries": nq, "machine": machine,
+        "results": rows, "faiss": faiss,
+    });
+    let p = dir.join("results.json");
+    crate::data::write_file_atomic(
+        &p,
+        serde_json::to_string_pretty(&json)
+            .expect("json")
+            .as_bytes(),
+    )?;
+    files.push(p);
+    // CSV.
+    let mut csv = String::from(
+        "dataset,spec,k,nprobe,ef,rerank,bytes_per_vector,index_bytes,raw_bytes,build_secs,recall_at_1,recall_at_10,qps,qps_all_threads,threads,mse,mse_ratio,faiss_recall_at_10,faiss_qps\n",
+    );
+    for r in rows {
+        let f = faiss_match(r, faiss);
+        let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+        csv.push_str(&format!(
+            "{},\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            r.dataset,
+            r.spec,
+            r.params.k,
+            r.params.nprobe,
+            r.params.ef_search,
+            r.params.rerank,
+            r.bytes_per_vector,
+            r.index_bytes,
+            r.raw_bytes,
+            r.build_secs,
+            r.recall_at_1,
+            r.recall_at_10,
+            r.qps,
+            r.qps_all_threads,
+            r.threads,
+            opt(r.mse),
+            opt(r.mse_ratio),
+            opt(f.map(|f| f.recall_at_10)),
+            opt(f.map(|f| f.qps)),
+        ));
+    }
+    let p = dir.join("results.csv");
+    crate::data::write_file_atomic(&p, csv.as_bytes())?;
+    files.push(p);
+    Ok(files)
+}
+
+/// A one-line description of this machine (CPU model, cores, SIMD level).
+pub fn machine_description() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    format!(
+        "{cpu}, {} threads, SIMD {:?}",
+        rayon::current_num_threads(),
+        crate::kernels::simd_level()
+    )
+}
+
 /// A markdown table of benchmark rows.
 pub fn markdown_table(rows: &[BenchRow]) -> String {
     let mut s = String::from(
@@ -459,6 +756,62 @@ fn param_label(p: &SearchParams) -> String {
 mod tests {
     use super::*;
     use crate::data::generate::DataDistribution;
+
+    #[test]
+    fn report_writes_markdown_json_csv_and_plots() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = SyntheticSpec {
+            dim: 16,
+            n_base: 2000,
+            n_query: 20,
+            n_train: 500,
+            distribution: DataDistribution::Gaussian {
+                mean: 0.0,
+                std: 1.0,
+            },
+            seed: 3,
+        };
+        write_dataset(dir.path(), &spec.generate().unwrap(), Metric::L2).unwrap();
+        let data = load_dataset(dir.path()).unwrap();
+        let cfg = BenchConfig {
+            specs: vec!["Flat".into(), "SQ8".into(), "IVF16,Flat".into()],
+            params: vec![SearchParams::with_k(10)],
+            threads: 1,
+            build: BuildOptions::default(),
+            rerank: 0,
+            nprobe_sweep: vec![1, 4],
+            ef_sweep: vec![],
+        };
+        let rows = run(&data, &cfg, |_| {}).unwrap();
+        let faiss = vec![FaissRow {
+            spec: "SQ8".into(),
+            nprobe: None,
+            ef: None,
+            recall_at_1: 0.9,
+            recall_at_10: 0.95,
+            qps: 1000.0,
+            bytes_per_vector: 16.0,
+        }];
+        let out = dir.path().join("out");
+        let files = write_report(&out, &data, &rows, &faiss, "test machine").unwrap();
+        assert_eq!(files.len(), 7);
+        let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+        assert!(
+            md.contains("| SQ8 | k=10 |") && md.contains("0.9500") && md.contains("test machine")
+        );
+        assert!(md.contains("| IVF16,Flat | k=10 nprobe=4 |"));
+        let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+        assert_eq!(csv.lines().count(), 1 + rows.len());
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap())
+                .unwrap();
+        assert_eq!(json["results"].as_array().unwrap().len(), rows.len());
+        for f in ["recall_vs_memory.png", "recall_vs_qps.png"] {
+            assert_eq!(&std::fs::read(out.join(f)).unwrap()[1..4], b"PNG");
+        }
+        assert!(faiss_compatible("IVF1024,PQ32x4fs") && faiss_compatible("OPQ16,PQ16"));
+        assert!(!faiss_compatible("SQ8u") && !faiss_compatible("HNSW32,SQ8"));
+    }
 
     #[test]
     fn flat_bench_on_small_set_has_perfect_recall() {

@@ -37,6 +37,7 @@ pub mod kmeans;
 pub mod linalg;
 pub mod metric;
 pub mod model;
+pub mod plot;
 pub mod quant;
 pub mod rng;
 #[cfg(feature = "server")]
@@ -54,8 +55,12 @@ pub use vectors::VectorSet;
 /// The names most programs need.
 pub mod prelude {
     pub use crate::error::{Error, Result};
-    pub use crate::index::{self, Flat, IdFilter, Index, SearchParams};
+    pub use crate::index::{self, Flat, IdFilter, Index, IndexBuilder, SearchParams};
     pub use crate::metric::Metric;
+    pub use crate::model::io::Tensor;
+    pub use crate::model::{
+        QuantizedModel, Scheme, SchemeOptions, quantize_model, quantize_tensor,
+    };
     pub use crate::topk::Neighbor;
     pub use crate::vectors::VectorSet;
 }

@@ -233,9 +233,17 @@ enum Command {
         /// `IVF1024,PQ16`, are kept together). Default: every known spec.
         #[arg(long)]
         specs: Option<String>,
-        /// Where to write results.json and report.md.
+        /// Where to write report.md, results.json, results.csv and the plots
+        /// (recall_vs_memory / recall_vs_qps, .svg and .png).
+        #[arg(long, default_value = "bench-results")]
+        out: PathBuf,
+        /// Also run benches/compare_faiss.py (needs Python with faiss-cpu and numpy) on
+        /// the same files and put FAISS's points and the QPS ratios in the report.
         #[arg(long)]
-        out: Option<PathBuf>,
+        compare_faiss: bool,
+        /// The Python interpreter for --compare-faiss (a virtualenv with faiss-cpu).
+        #[arg(long, default_value = "python3")]
+        python: PathBuf,
         /// Cache folder for generated data.
         #[arg(long, default_value = "datasets/cache")]
         cache: PathBuf,
@@ -777,12 +785,21 @@ fn run(cli: Cli) -> Result<()> {
             params,
             seed,
             quiet,
+            compare_faiss,
+            python,
         } => {
+            use std::io::IsTerminal;
             let t0 = Instant::now();
+            // A spinner with the current step when stdout is a terminal; silent otherwise.
+            let bar = if quiet || !std::io::stdout().is_terminal() {
+                indicatif::ProgressBar::hidden()
+            } else {
+                let b = indicatif::ProgressBar::new_spinner();
+                b.enable_steady_tick(std::time::Duration::from_millis(120));
+                b
+            };
             let say = |m: &str| {
-                if !quiet {
-                    eprintln!("[{:6.1}s] {m}", t0.elapsed().as_secs_f64());
-                }
+                bar.set_message(format!("[{:6.1}s] {m}", t0.elapsed().as_secs_f64()));
             };
             say("loading data");
             let loaded = match dir {
@@ -830,16 +847,32 @@ fn run(cli: Cli) -> Result<()> {
                 loaded.data.base.dim(),
                 loaded.data.query.len()
             );
-            if let Some(out) = out {
-                std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
-                let json = serde_json::to_string_pretty(&rows)
-                    .map_err(|e| Error::param("results", e.to_string()))?;
-                let p = out.join("results.json");
-                std::fs::write(&p, json).map_err(|e| Error::io(&p, e))?;
-                let p = out.join("report.md");
-                std::fs::write(&p, &table).map_err(|e| Error::io(&p, e))?;
-                say(&format!("wrote {}", out.display()));
-            }
+            let faiss = if compare_faiss {
+                say("running benches/compare_faiss.py");
+                let script =
+                    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/compare_faiss.py");
+                match bench::run_faiss(&python, &script, &loaded, &cfg)? {
+                    Ok(rows) => rows,
+                    Err(why) => {
+                        eprintln!("note: FAISS comparison skipped: {why}");
+                        Vec::new()
+                    }
+                }
+            } else {
+                Vec::new()
+            };
+            let files =
+                bench::write_report(&out, &loaded, &rows, &faiss, &bench::machine_description())?;
+            bar.finish_and_clear();
+            println!(
+                "wrote {} ({:.1} s)",
+                files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                t0.elapsed().as_secs_f64()
+            );
         }
     }
     Ok(())

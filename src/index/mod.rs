@@ -29,6 +29,7 @@ pub use hnsw::Hnsw;
 pub use ivf::Ivf;
 pub use product::Product;
 pub use scalar::Scalar;
+pub use spec::IndexBuilder;
 
 /// Per-query search parameters. Each index kind reads the ones that apply to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,6 +257,20 @@ pub fn check_add(dim: usize, vectors: &[f32], ids: Option<&[u64]>) -> Result<usi
 pub fn open(path: impl AsRef<Path>) -> Result<Box<dyn Index>> {
     let c = Container::open(path.as_ref())?;
     from_container(&c)
+}
+
+impl dyn Index {
+    /// Opens an index file of any kind: `<dyn Index>::open(path)` (the same as
+    /// [`open`]).
+    ///
+    /// ```no_run
+    /// use vecquant::prelude::*;
+    /// let index = <dyn Index>::open("sq8.vq").unwrap();
+    /// let hits = index.search(&vec![0.0; index.dim()], &SearchParams::with_k(10)).unwrap();
+    /// ```
+    pub fn open(path: impl AsRef<Path>) -> Result<Box<dyn Index>> {
+        open(path)
+    }
 }
 
 /// Rebuilds an index from an opened container.

@@ -115,3 +115,85 @@ mod tests {
         assert!(new_index("Flat", 0, &o).is_err());
     }
 }
+
+/// Builds an index from a spec string in one expression: choose the metric, seed and
+/// whether to keep raw vectors for re-ranking, then train on a sample and add the base.
+///
+/// ```
+/// use vecquant::prelude::*;
+/// use vecquant::data::generate::gaussian;
+///
+/// let base = gaussian(2000, 32, 0.0, 1.0, 1).unwrap();
+/// let index = IndexBuilder::new("SQ8")
+///     .metric(Metric::L2)
+///     .keep_raw(true)
+///     .build(base.as_slice(), 32)
+///     .unwrap();
+/// let hits = index
+///     .search(base.row(5), &SearchParams { rerank: 20, ..SearchParams::with_k(3) })
+///     .unwrap();
+/// assert_eq!(hits[0].id, 5);
+/// assert!(IndexBuilder::new("PQ7x").build(base.as_slice(), 32).is_err());
+/// ```
+#[derive(Clone, Debug)]
+pub struct IndexBuilder {
+    spec: String,
+    opts: BuildOptions,
+    train: Option<Vec<f32>>,
+}
+
+impl IndexBuilder {
+    /// A builder for `spec` (see [`parse`] for the accepted forms).
+    pub fn new(spec: &str) -> Self {
+        IndexBuilder {
+            spec: spec.to_string(),
+            opts: BuildOptions::default(),
+            train: None,
+        }
+    }
+
+    /// The metric (default L2).
+    pub fn metric(mut self, metric: Metric) -> Self {
+        self.opts.metric = metric;
+        self
+    }
+
+    /// Seed for every training routine (default 42).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.opts.seed = seed;
+        self
+    }
+
+    /// Keep the raw vectors so searches can re-rank exactly (default off).
+    pub fn keep_raw(mut self, keep: bool) -> Self {
+        self.opts.keep_raw = keep;
+        self
+    }
+
+    /// Train on this sample instead of the base vectors (row-major, same dimension).
+    pub fn train_on(mut self, sample: &[f32]) -> Self {
+        self.train = Some(sample.to_vec());
+        self
+    }
+
+    /// An empty index (trained if a sample was given with [`IndexBuilder::train_on`]).
+    pub fn empty(self, dim: usize) -> Result<Box<dyn Index>> {
+        let mut index = new_index(&self.spec, dim, &self.opts)?;
+        if let Some(t) = &self.train {
+            index.train(t)?;
+        }
+        Ok(index)
+    }
+
+    /// Trains (on the sample, or on `base`) and adds `base` (row-major, `dim` columns,
+    /// ids 0..n).
+    pub fn build(self, base: &[f32], dim: usize) -> Result<Box<dyn Index>> {
+        let train = self.train.clone();
+        let mut index = new_index(&self.spec, dim, &self.opts)?;
+        if !index.is_trained() {
+            index.train(train.as_deref().unwrap_or(base))?;
+        }
+        index.add(base, None)?;
+        Ok(index)
+    }
+}
