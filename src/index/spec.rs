@@ -143,7 +143,7 @@ pub struct IndexBuilder {
 }
 
 impl IndexBuilder {
-    /// A builder for `spec` (see [`parse`] for the accepted forms).
+    /// A builder for `spec` (see [`new_index`] for the accepted forms).
     pub fn new(spec: &str) -> Self {
         IndexBuilder {
             spec: spec.to_string(),
