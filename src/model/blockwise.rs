@@ -13,9 +13,9 @@
 //!
 //! ```
 //! use vecquant::model::blockwise::{BlockConfig, BlockTensor};
-//! let w: Vec<f32> = (0..4096).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
-//! let q = BlockTensor::quantize(&w, 64, 64, &BlockConfig::nf4_double()).unwrap();
-//! let bpw = q.storage_bits() as f64 / 4096.0;
+//! let w: Vec<f32> = (0..65536).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+//! let q = BlockTensor::quantize(&w, 256, 256, &BlockConfig::nf4_double()).unwrap();
+//! let bpw = q.storage_bits() as f64 / 65536.0;
 //! assert!((bpw - 4.127).abs() < 0.01);
 //! ```
 
