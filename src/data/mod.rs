@@ -75,6 +75,12 @@ pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         f.sync_all().map_err(|e| Error::io(&tmp, e))?;
     }
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    sync_parent_dir(path);
+    Ok(())
+}
+
+/// Fsyncs the directory holding `path` so a rename into it is durable (best effort).
+pub(crate) fn sync_parent_dir(path: &Path) {
     if let Some(dir) = path.parent() {
         let dir = if dir.as_os_str().is_empty() {
             Path::new(".")
@@ -85,5 +91,4 @@ pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             let _ = d.sync_all();
         }
     }
-    Ok(())
 }

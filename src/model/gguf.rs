@@ -1536,16 +1536,7 @@ pub fn write_gguf(
         let _ = std::fs::remove_file(&tmp);
         Error::io(path, e)
     })?;
-    if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
+    crate::data::sync_parent_dir(path);
     Ok(())
 }
 

@@ -82,7 +82,21 @@ fn passthrough(t: &Tensor, reason: String) -> Result<QuantizedTensor> {
 pub fn quantize_model(
     tensors: &[Tensor],
     scheme: &Scheme,
+    progress: impl FnMut(usize, usize, &str),
+) -> Result<(QuantizedModel, ModelReport)> {
+    run_pipeline(tensors, scheme.label(), progress, |t| {
+        Ok((quantize_tensor(t, scheme)?, None))
+    })
+}
+
+/// The loop shared by both pipelines: pass-through of non-matrices, timing, reports,
+/// totals. `quantize` handles one 2-D floating tensor and may return (method, RTN)
+/// held-out output errors.
+fn run_pipeline(
+    tensors: &[Tensor],
+    label: String,
     mut progress: impl FnMut(usize, usize, &str),
+    mut quantize: impl FnMut(&Tensor) -> Result<(QuantizedTensor, Option<(f64, f64)>)>,
 ) -> Result<(QuantizedModel, ModelReport)> {
     let t0 = Instant::now();
     let mut out = Vec::with_capacity(tensors.len());
@@ -90,22 +104,24 @@ pub fn quantize_model(
     for (i, t) in tensors.iter().enumerate() {
         progress(i, tensors.len(), &t.name);
         let start = Instant::now();
-        let q = match passthrough_reason(t) {
-            Some(reason) => passthrough(t, reason)?,
-            None => quantize_tensor(t, scheme)?,
+        let (q, errs) = match passthrough_reason(t) {
+            Some(reason) => (passthrough(t, reason)?, None),
+            None => quantize(t)?,
         };
-        let seconds = start.elapsed().as_secs_f64();
         let mut r = tensor_report(&q, t)?;
-        r.seconds = seconds;
+        r.seconds = start.elapsed().as_secs_f64();
         if q.scheme == "passthrough" {
             r.rel_weight_error = 0.0;
             r.max_abs_error = 0.0;
+        }
+        if let Some((e, b)) = errs {
+            r.rel_output_error = Some(e);
+            r.rtn_rel_output_error = Some(b);
         }
         reports.push(r);
         out.push(q);
     }
     progress(tensors.len(), tensors.len(), "");
-    let label = scheme.label();
     let report = ModelReport::new(label.clone(), reports, t0.elapsed().as_secs_f64());
     Ok((
         QuantizedModel {
@@ -194,24 +210,10 @@ pub fn quantize_model_calibrated(
     tensors: &[Tensor],
     method: &CalibMethod,
     calib: &[Tensor],
-    mut progress: impl FnMut(usize, usize, &str),
+    progress: impl FnMut(usize, usize, &str),
 ) -> Result<(QuantizedModel, ModelReport)> {
-    let t0 = Instant::now();
-    let mut out = Vec::with_capacity(tensors.len());
-    let mut reports = Vec::with_capacity(tensors.len());
     let rtn_cfg = method.rtn();
-    for (i, t) in tensors.iter().enumerate() {
-        progress(i, tensors.len(), &t.name);
-        let start = Instant::now();
-        if let Some(reason) = passthrough_reason(t) {
-            let q = passthrough(t, reason)?;
-            let mut r = tensor_report(&q, t)?;
-            r.rel_weight_error = 0.0;
-            r.max_abs_error = 0.0;
-            reports.push(r);
-            out.push(q);
-            continue;
-        }
+    run_pipeline(tensors, method.label(), progress, |t| {
         let (rows, cols, w) = t.as_matrix()?;
         check_finite(w, cols, &format!("tensor `{}`", t.name))?;
         let named = |e: Error| Error::param(format!("tensor `{}`", t.name), e.to_string());
@@ -289,33 +291,18 @@ pub fn quantize_model_calibrated(
                 (payload, method.label(), None, Some((err, rtn_err)))
             }
         };
-        let q = QuantizedTensor {
-            name: t.name.clone(),
-            shape: t.shape.clone(),
-            dtype: t.dtype.clone(),
-            scheme: label,
-            note,
-            payload,
-        };
-        let mut r = tensor_report(&q, t)?;
-        r.seconds = start.elapsed().as_secs_f64();
-        if let Some((e, b)) = errs {
-            r.rel_output_error = Some(e);
-            r.rtn_rel_output_error = Some(b);
-        }
-        reports.push(r);
-        out.push(q);
-    }
-    progress(tensors.len(), tensors.len(), "");
-    let label = method.label();
-    let report = ModelReport::new(label.clone(), reports, t0.elapsed().as_secs_f64());
-    Ok((
-        QuantizedModel {
-            scheme: label,
-            tensors: out,
-        },
-        report,
-    ))
+        Ok((
+            QuantizedTensor {
+                name: t.name.clone(),
+                shape: t.shape.clone(),
+                dtype: t.dtype.clone(),
+                scheme: label,
+                note,
+                payload,
+            },
+            errs,
+        ))
+    })
 }
 
 impl QuantizedModel {
