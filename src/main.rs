@@ -370,6 +370,18 @@ struct GenArgs {
     out: PathBuf,
 }
 
+/// A spinner naming the current step when stdout is a terminal (hidden otherwise, so
+/// pipelines and logs stay clean).
+fn spinner() -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let b = indicatif::ProgressBar::new_spinner();
+    b.enable_steady_tick(std::time::Duration::from_millis(120));
+    b
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return 0.0;
@@ -453,8 +465,12 @@ fn run(cli: Cli) -> Result<()> {
                 seed: common.seed,
             };
             let t0 = Instant::now();
+            let bar = spinner();
+            bar.set_message("generating vectors");
             let data = spec.generate()?;
+            bar.set_message("ground truth and writing");
             bench::write_dataset(&common.out, &data, Metric::L2)?;
+            bar.finish_and_clear();
             println!(
                 "wrote {} train, {} base, {} query vectors (dim {}) and top-{} ground truth to {} in {:.1}s",
                 data.train.len(),
@@ -473,11 +489,16 @@ fn run(cli: Cli) -> Result<()> {
             metric,
             out,
         } => {
+            let bar = spinner();
+            bar.set_message("reading vectors");
             let b = data::read_vectors(&base)?;
             let q = data::read_vectors(&queries)?;
             let t0 = Instant::now();
+            bar.set_message(format!("exact top-{k} by GEMM"));
             let gt = groundtruth::ground_truth(&b, &q, k.min(b.len()), metric)?;
+            bar.set_message("writing");
             bench::write_gt(&out, &gt)?;
+            bar.finish_and_clear();
             println!(
                 "top-{} {} ground truth for {} queries over {} vectors in {:.2}s → {}",
                 k.min(b.len()),
@@ -497,6 +518,8 @@ fn run(cli: Cli) -> Result<()> {
             keep_raw,
             out,
         } => {
+            let bar = spinner();
+            bar.set_message("reading vectors");
             let b = data::read_vectors(&base)?;
             let t = match train {
                 Some(p) => data::read_vectors(&p)?,
@@ -513,10 +536,14 @@ fn run(cli: Cli) -> Result<()> {
                 if t.dim() != b.dim() {
                     return Err(Error::dim("train", b.dim(), t.dim()));
                 }
+                bar.set_message(format!("training {s}"));
                 index.train(t.as_slice())?;
             }
+            bar.set_message(format!("encoding and adding {} vectors", b.len()));
             index.add(b.as_slice(), None)?;
+            bar.set_message("saving");
             index.save(&out)?;
+            bar.finish_and_clear();
             println!(
                 "built {} over {} vectors (dim {}, {}) in {:.2}s: {:.1} bytes/vector, {:.1} MB → {}",
                 index.spec(),
@@ -788,15 +815,12 @@ fn run(cli: Cli) -> Result<()> {
             compare_faiss,
             python,
         } => {
-            use std::io::IsTerminal;
             let t0 = Instant::now();
             // A spinner with the current step when stdout is a terminal; silent otherwise.
-            let bar = if quiet || !std::io::stdout().is_terminal() {
+            let bar = if quiet {
                 indicatif::ProgressBar::hidden()
             } else {
-                let b = indicatif::ProgressBar::new_spinner();
-                b.enable_steady_tick(std::time::Duration::from_millis(120));
-                b
+                spinner()
             };
             let say = |m: &str| {
                 bar.set_message(format!("[{:6.1}s] {m}", t0.elapsed().as_secs_f64()));
