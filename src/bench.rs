@@ -757,14 +757,14 @@ mod tests {
     use super::*;
     use crate::data::generate::DataDistribution;
 
-    #[test]
-    fn report_writes_markdown_json_csv_and_plots() {
+    /// A 2000 × 16 seeded Gaussian set with `n_train` training vectors, on disk.
+    fn small_set(n_train: usize) -> (tempfile::TempDir, LoadedData) {
         let dir = tempfile::tempdir().unwrap();
         let spec = SyntheticSpec {
             dim: 16,
             n_base: 2000,
             n_query: 20,
-            n_train: 500,
+            n_train,
             distribution: DataDistribution::Gaussian {
                 mean: 0.0,
                 std: 1.0,
@@ -773,6 +773,12 @@ mod tests {
         };
         write_dataset(dir.path(), &spec.generate().unwrap(), Metric::L2).unwrap();
         let data = load_dataset(dir.path()).unwrap();
+        (dir, data)
+    }
+
+    #[test]
+    fn report_writes_markdown_json_csv_and_plots() {
+        let (dir, data) = small_set(500);
         let cfg = BenchConfig {
             specs: vec!["Flat".into(), "SQ8".into(), "IVF16,Flat".into()],
             params: vec![SearchParams::with_k(10)],
@@ -815,20 +821,7 @@ mod tests {
 
     #[test]
     fn flat_bench_on_small_set_has_perfect_recall() {
-        let dir = tempfile::tempdir().unwrap();
-        let spec = SyntheticSpec {
-            dim: 16,
-            n_base: 2000,
-            n_query: 20,
-            n_train: 200,
-            distribution: DataDistribution::Gaussian {
-                mean: 0.0,
-                std: 1.0,
-            },
-            seed: 3,
-        };
-        write_dataset(dir.path(), &spec.generate().unwrap(), Metric::L2).unwrap();
-        let data = load_dataset(dir.path()).unwrap();
+        let (_dir, data) = small_set(200);
         let cfg = BenchConfig {
             specs: vec![
                 "Flat".into(),

@@ -67,6 +67,15 @@ pub enum Error {
         /// What is wrong, with the accepted forms.
         message: String,
     },
+    /// An error while processing one named tensor of a weight file.
+    #[error("tensor `{name}`: {source}")]
+    Tensor {
+        /// The tensor's name in its file.
+        name: String,
+        /// What went wrong.
+        #[source]
+        source: Box<Error>,
+    },
     /// A numerical routine failed (e.g. a matrix that should be positive definite is not).
     #[error("numerical failure in {context}: {message}")]
     Numerical {
@@ -102,6 +111,14 @@ impl Error {
         Error::InvalidParameter {
             name: name.into(),
             message: message.into(),
+        }
+    }
+
+    /// Wraps `source` as an error of the tensor `name` ([`Error::Tensor`]).
+    pub fn in_tensor(name: impl Into<String>, source: Error) -> Self {
+        Error::Tensor {
+            name: name.into(),
+            source: Box::new(source),
         }
     }
 

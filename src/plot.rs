@@ -239,9 +239,24 @@ mod tests {
         assert!(svg.contains("bytes per vector") && svg.contains("faiss SQ8"));
         let png = std::fs::read(stem.with_extension("png")).unwrap();
         assert_eq!(&png[1..4], b"PNG");
-        // Text was rasterised: the PNG is not a blank canvas with lines only — compare
-        // against the same chart without any labels would need a decoder; instead check
-        // that it is a reasonable size for a 1000 × 700 chart with glyphs.
-        assert!(png.len() > 20_000, "{}", png.len());
+        // Text was rasterised with the embedded font: the caption band (above the plot
+        // area, which holds nothing but the title) has dark glyph pixels, and the band
+        // below the title's baseline margin has none left of the chart.
+        let img = resvg::tiny_skia::Pixmap::decode_png(&png).unwrap();
+        assert_eq!((img.width(), img.height()), (1000, 700));
+        let dark = |y0: u32, y1: u32| {
+            (y0..y1)
+                .flat_map(|y| (0..img.width()).map(move |x| (x, y)))
+                .filter(|&(x, y)| {
+                    let p = img.pixel(x, y).unwrap();
+                    p.red() < 100 && p.green() < 100 && p.blue() < 100
+                })
+                .count()
+        };
+        assert!(
+            dark(0, 40) > 200,
+            "no title glyphs: {} dark pixels",
+            dark(0, 40)
+        );
     }
 }

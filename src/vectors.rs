@@ -148,12 +148,25 @@ pub fn check_batch(data: &[f32], dim: usize, context: &str) -> Result<usize> {
 }
 
 /// Fails with [`Error::NonFinite`] naming the first NaN or infinite component of `data`.
+/// Large inputs (weight matrices) are scanned in parallel chunks.
 pub fn check_finite(data: &[f32], dim: usize, context: &str) -> Result<()> {
-    // A vectorisable "any" first; only on failure find the position.
-    if data.iter().all(|x| x.is_finite()) {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 16;
+    // A branch-free (vectorising) OR per chunk; only on failure find the position.
+    let bad = |c: &[f32]| c.iter().fold(false, |a, v| a | !v.is_finite());
+    let first_bad_chunk = if data.len() <= CHUNK {
+        bad(data).then_some(0)
+    } else {
+        data.par_chunks(CHUNK).position_first(bad)
+    };
+    let Some(ci) = first_bad_chunk else {
         return Ok(());
-    }
-    let pos = data.iter().position(|x| !x.is_finite()).unwrap_or(0);
+    };
+    let pos = ci * CHUNK
+        + data[ci * CHUNK..]
+            .iter()
+            .position(|x| !x.is_finite())
+            .unwrap_or(0);
     Err(Error::NonFinite {
         context: context.to_string(),
         row: pos / dim.max(1),

@@ -476,6 +476,17 @@ fn calibrated_pipeline_reports_output_error_and_falls_back_without_rows() {
             .unwrap();
         let (e, b) = (v.rel_output_error.unwrap(), v.rtn_rel_output_error.unwrap());
         assert!(e.is_finite() && b.is_finite() && e > 0.0, "{method:?}");
+        // 1024 calibration rows for 128 inputs, correlated with outlier channels: GPTQ,
+        // SmoothQuant and LLM.int8 beat their baselines on the held-out rows. SpQR's
+        // baseline (3-bit groups of 16 with f32 scales and u8 zeros: 5.5 bits/weight)
+        // stores far more than SpQR's quantized statistics; SpQR stays within 10 % of its
+        // error at < 80 % of its bits.
+        if let CalibMethod::Spqr(_) = method {
+            assert!(e < 1.1 * b, "{method:?}: {e} vs baseline {b}");
+            assert!(v.bits_per_weight < 0.8 * 5.5, "{}", v.bits_per_weight);
+        } else {
+            assert!(e < b, "{method:?}: {e} vs baseline {b}");
+        }
         // Every calibrated payload survives the container.
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("m.vq");

@@ -13,7 +13,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::linear::{Clip, Granularity, LinearConfig, LinearTensor, Rounding, check_finite};
+use crate::model::linear::{Clip, Granularity, LinearConfig, LinearTensor, Rounding};
+use crate::vectors::check_finite;
 
 /// A static (calibrated) activation quantizer: one scale and zero point for a tensor,
 /// fixed before inference from calibration data.
@@ -80,26 +81,20 @@ impl StaticQuant {
 }
 
 /// Dynamic per-token (row) symmetric int8: each row gets its own absmax scale at
-/// inference. Returns the codes and one step per row.
+/// inference — the crate's linear quantizer with `absmax(8)` per row. Returns the codes
+/// and one step per row.
 pub fn dynamic_int8_rows(x: &[f32], cols: usize) -> (Vec<i8>, Vec<f32>) {
-    let mut codes = vec![0i8; x.len()];
-    let steps: Vec<f32> = codes
-        .par_chunks_mut(cols)
-        .zip(x.par_chunks(cols))
-        .map(|(q, row)| {
-            let a = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let step = if a > 0.0 { a / 127.0 } else { 1.0 };
-            for (c, &v) in q.iter_mut().zip(row) {
-                *c = (v / step).round_ties_even().clamp(-127.0, 127.0) as i8;
-            }
-            step
-        })
-        .collect();
-    (codes, steps)
+    let rows = x.len() / cols.max(1);
+    match LinearTensor::quantize(x, rows, cols, &w8()) {
+        Ok(t) => (t.int_codes().iter().map(|&c| c as i8).collect(), t.steps),
+        // Empty or non-finite input: nothing to scale.
+        Err(_) => (vec![0; x.len()], vec![1.0; rows]),
+    }
 }
 
-/// `Y = A Bᵀ` for int8 `a` (`n × k`) and `b` (`m × k`), exact integer sums, as f64.
-fn int_matmul_abt(a: &[i8], b: &[i8], k: usize) -> Vec<f64> {
+/// `Y = A Bᵀ` for int8 `a` (`n × k`) and `b` (`m × k`), exact integer sums, rescaled by
+/// the row steps of `a` and of `b`.
+fn scaled_int8_matmul(a: &[i8], sa: &[f32], b: &[i8], sb: &[f32], k: usize) -> Vec<f32> {
     let (n, m) = (a.len() / k, b.len() / k);
     let af: Vec<f64> = a.par_iter().map(|&v| v as f64).collect();
     let bf: Vec<f64> = b.par_iter().map(|&v| v as f64).collect();
@@ -112,7 +107,20 @@ fn int_matmul_abt(a: &[i8], b: &[i8], k: usize) -> Vec<f64> {
         1.0,
         Par::rayon(0),
     );
-    y
+    y.par_chunks(m)
+        .zip(sa.par_iter())
+        .flat_map_iter(|(row, &s)| {
+            row.iter()
+                .zip(sb)
+                .map(move |(&v, &t)| (v * s as f64 * t as f64) as f32)
+        })
+        .collect()
+}
+
+/// Quantizes weights (`m × k`) the way the int8 matmuls store them: symmetric int8, one
+/// absmax step per output channel.
+pub fn int8_weights(w: &[f32], m: usize, k: usize) -> Result<LinearTensor> {
+    LinearTensor::quantize(w, m, k, &w8())
 }
 
 /// Vector-wise int8 matmul `X Wᵀ` (X: `n × k`, W: `m × k`): row-wise absmax scales for X
@@ -121,53 +129,56 @@ fn int_matmul_abt(a: &[i8], b: &[i8], k: usize) -> Vec<f64> {
 pub fn int8_matmul(x: &[f32], w: &[f32], k: usize) -> Vec<f32> {
     let (xq, xs) = dynamic_int8_rows(x, k);
     let (wq, ws) = dynamic_int8_rows(w, k);
-    let y = int_matmul_abt(&xq, &wq, k);
-    let m = ws.len();
-    y.par_chunks(m)
-        .zip(xs.par_iter())
-        .flat_map_iter(|(row, &sx)| {
-            row.iter()
-                .zip(&ws)
-                .map(move |(&v, &sw)| (v * sx as f64 * sw as f64) as f32)
-        })
-        .collect()
+    scaled_int8_matmul(&xq, &xs, &wq, &ws, k)
 }
 
-/// LLM.int8(): the input feature columns with any |x| ≥ `threshold` (default 6.0) are
-/// taken out and multiplied in f32; the rest goes through [`int8_matmul`]; the results
-/// are added. Returns `X Wᵀ` (`n × m`) and the outlier columns used.
+/// LLM.int8(): `X Ŵᵀ` with the stored int8 weights `w` (from [`int8_weights`]). The input
+/// feature columns with any |x| ≥ `threshold` (default 6.0) are taken out and multiplied
+/// in f32 with the dequantized weight columns, as bitsandbytes does; the rest goes
+/// through the vector-wise int8 matmul; the results are added. Returns `n × m` and the
+/// outlier columns.
 pub fn llm_int8_matmul(
     x: &[f32],
-    w: &[f32],
-    k: usize,
+    w: &LinearTensor,
     threshold: f32,
 ) -> Result<(Vec<f32>, Vec<usize>)> {
-    if k == 0 || !x.len().is_multiple_of(k) || !w.len().is_multiple_of(k) {
+    let k = w.cols;
+    let c = &w.config;
+    if !(c.bits == 8 && c.symmetric && c.granularity == Granularity::Row) {
         return Err(Error::param(
             "llm_int8",
-            format!("inputs are not multiples of k = {k}"),
+            "weights must be symmetric int8 with one step per row (int8_weights)",
+        ));
+    }
+    if x.is_empty() || !x.len().is_multiple_of(k) {
+        return Err(Error::dim(
+            "LLM.int8 activations (columns)",
+            k,
+            x.len() % k.max(1),
         ));
     }
     check_finite(x, k, "LLM.int8 activations")?;
-    check_finite(w, k, "LLM.int8 weights")?;
     let outliers: Vec<usize> = (0..k)
         .filter(|&j| x.chunks(k).any(|r| r[j].abs() >= threshold))
         .collect();
-    let is_out: Vec<bool> = (0..k).map(|j| outliers.binary_search(&j).is_ok()).collect();
-    let mask = |m: &[f32], keep_outliers: bool| -> Vec<f32> {
-        m.chunks(k)
-            .flat_map(|r| {
-                r.iter()
-                    .zip(&is_out)
-                    .map(move |(&v, &o)| if o == keep_outliers { v } else { 0.0 })
-            })
-            .collect()
-    };
-    let (xi, wi) = (mask(x, false), mask(w, false));
-    let mut y = int8_matmul(&xi, &wi, k);
+    // The int8 part sees X without its outlier columns (so W's outlier columns add 0).
+    let mut xi = x.to_vec();
+    for r in xi.chunks_mut(k) {
+        for &j in &outliers {
+            r[j] = 0.0;
+        }
+    }
+    let (xq, xs) = dynamic_int8_rows(&xi, k);
+    let wq: Vec<i8> = w.int_codes().iter().map(|&v| v as i8).collect();
+    let mut y = scaled_int8_matmul(&xq, &xs, &wq, &w.steps, k);
     if !outliers.is_empty() {
-        let (xo, wo) = (mask(x, true), mask(w, true));
-        let yo = crate::model::gptq::matmul_xwt(&xo, &wo, k);
+        let gather = |m: &[f32]| -> Vec<f32> {
+            m.chunks(k)
+                .flat_map(|r| outliers.iter().map(move |&j| r[j]))
+                .collect()
+        };
+        let yo =
+            crate::model::gptq::matmul_xwt(&gather(x), &gather(&w.dequantize()), outliers.len());
         for (a, b) in y.iter_mut().zip(yo) {
             *a += b;
         }
@@ -219,7 +230,7 @@ impl SmoothQuant {
             .chunks(k)
             .flat_map(|r| r.iter().zip(&smooth).map(|(v, s)| v * s))
             .collect();
-        let weight = LinearTensor::quantize(&ws, m, k, &w8())?;
+        let weight = int8_weights(&ws, m, k)?;
         let xs = divide_columns(calib, &smooth);
         let act = StaticQuant::calibrate(&xs, k, 8, true, Clip::MinMax)?;
         Ok(SmoothQuant {
@@ -258,7 +269,7 @@ fn divide_columns(x: &[f32], s: &[f32]) -> Vec<f32> {
 /// Plain W8A8 without smoothing: W int8 per row, X static int8 per tensor from `calib`.
 pub fn w8a8_matmul(x: &[f32], w: &[f32], m: usize, k: usize, calib: &[f32]) -> Result<Vec<f32>> {
     let act = StaticQuant::calibrate(calib, k, 8, true, Clip::MinMax)?;
-    let wq = LinearTensor::quantize(w, m, k, &w8())?.dequantize();
+    let wq = int8_weights(w, m, k)?.dequantize();
     Ok(crate::model::gptq::matmul_xwt(&act.fake_quant(x), &wq, k))
 }
 
@@ -301,7 +312,8 @@ mod tests {
         let x = outlier_acts(n, k, 1);
         let w = matrix(WeightKind::Gaussian, m, k, 0.02, 2);
         let exact = crate::model::gptq::matmul_xwt(&x, &w, k);
-        let (y, outl) = llm_int8_matmul(&x, &w, k, 6.0).unwrap();
+        let wq = int8_weights(&w, m, k).unwrap();
+        let (y, outl) = llm_int8_matmul(&x, &wq, 6.0).unwrap();
         assert_eq!(outl, vec![3, k / 2, k - 7]);
         let plain = int8_matmul(&x, &w, k);
         let (e_llm, e_plain) = (errors(&exact, &y).0, errors(&exact, &plain).0);
@@ -310,7 +322,7 @@ mod tests {
         assert!(e_llm < 0.5 * e_plain, "llm.int8 {e_llm} vs int8 {e_plain}");
         // Without outliers the decomposition is plain int8 exactly.
         let xs = matrix(WeightKind::Gaussian, n, k, 1.0, 3);
-        let (y2, o2) = llm_int8_matmul(&xs, &w, k, 6.0).unwrap();
+        let (y2, o2) = llm_int8_matmul(&xs, &wq, 6.0).unwrap();
         assert!(o2.is_empty());
         assert_eq!(y2, int8_matmul(&xs, &w, k));
     }
@@ -336,9 +348,11 @@ mod tests {
         let st = StaticQuant::calibrate(&x, k, 8, false, Clip::MinMax).unwrap();
         let y = st.fake_quant(&x);
         assert!(errors(&x, &y).1 <= 0.5 * st.step as f64 * 1.001);
-        // Out-of-range values at inference clip to the calibrated range.
-        let big = st.fake_quant(&[1e4]);
-        assert!(big[0] < 1e3);
+        // Out-of-range values at inference clip to the calibrated range's top code.
+        let top = (255.0 - st.zero) * st.step;
+        assert_eq!(st.fake_quant(&[1e4])[0], top);
+        let calib_max = x.iter().fold(f32::MIN, |m, &v| m.max(v));
+        assert!((top - calib_max).abs() <= st.step, "{top} vs {calib_max}");
         let (codes, steps) = dynamic_int8_rows(&x, k);
         assert_eq!(steps.len(), 64);
         for (r, row) in x.chunks(k).enumerate() {

@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::formats::FloatFormat;
-use crate::model::linear::check_finite;
 use crate::quant::codebook::Codebook;
+use crate::vectors::check_finite;
 
 /// The level grid of a block-wise scheme.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

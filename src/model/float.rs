@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::formats::{FloatFormat, to_bf16_saturating, to_f16_saturating};
-use crate::model::linear::{Granularity, check_finite};
+use crate::model::linear::Granularity;
+use crate::vectors::check_finite;
 
 /// A floating weight format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

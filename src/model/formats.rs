@@ -157,7 +157,7 @@ impl FloatFormat {
             (exponent_of(a)).max(emin)
         };
         let quantum = 2f64.powi(e - self.man_bits as i32);
-        let m = round_half_even(a / quantum) as u64; // in [0, 2^(man+1)]
+        let m = (a / quantum).round_ties_even() as u64; // in [0, 2^(man+1)]
         let value = m as f64 * quantum;
         if value >= max {
             return (
@@ -276,22 +276,6 @@ fn exponent_of(a: f64) -> i32 {
     } else {
         e - 1023
     }
-}
-
-/// Round half to even (IEEE default rounding).
-pub fn round_half_even(x: f64) -> f64 {
-    let r = x.round();
-    if (r - x).abs() == 0.5 && r % 2.0 != 0.0 {
-        r - x.signum()
-    } else {
-        r
-    }
-}
-
-/// Round half to even in f32.
-#[inline]
-pub fn round_half_even_f32(x: f32) -> f32 {
-    x.round_ties_even()
 }
 
 /// A two's-complement integer format of `bits` bits (2..=16), seed 003: range

@@ -24,10 +24,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::linear::{
-    Clip, Granularity, GroupParams, LinearConfig, LinearTensor, Rounding, check_finite,
-};
+use crate::model::linear::{Clip, Granularity, GroupParams, LinearConfig, LinearTensor, Rounding};
 use crate::model::pack::{pack_row, packed_len};
+use crate::vectors::check_finite;
 
 /// The running Hessian proxy `H = 2/n Σ x xᵀ` of one layer (f64).
 #[derive(Clone, Debug)]

@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::kmeans::{Init, KMeans, KMeansConfig};
-use crate::model::linear::check_finite;
 use crate::model::pack::{pack_row, packed_len, unpack_row};
 use crate::quant::codebook::Codebook;
+use crate::vectors::check_finite;
 
 /// Which weights share a codebook.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,14 +236,32 @@ mod tests {
             let sq = ScalarQuantizer::train(&data, 8, &cfg).unwrap();
             let codes = sq.encode(&data).unwrap();
             let back = sq.decode(&codes).unwrap();
-            // Every reconstructed component is one of the codebook's levels after the
-            // quantizer's per-dimension affine map, so at most `len` distinct values per
-            // dimension, and the reconstruction is close.
+            // The quantizer's levels are exactly the given codebook mapped onto [0, 1]
+            // (end levels = range ends), and every reconstructed component is one of them
+            // after the per-dimension affine map `lo + width · level`.
+            let (a, b) = (cb.levels()[0], cb.levels()[cb.len() - 1]);
+            let unit: Vec<f32> = cb.levels().iter().map(|&v| (v - a) / (b - a)).collect();
+            assert_eq!(sq.codebook().len(), cb.len(), "{name}");
+            for (got, want) in sq.codebook().levels().iter().zip(&unit) {
+                assert!((got - want).abs() < 1e-6, "{name}: level {got} vs {want}");
+            }
             for d in 0..8 {
                 let mut vals: Vec<f32> = back.iter().skip(d).step_by(8).copied().collect();
                 vals.sort_unstable_by(f32::total_cmp);
                 vals.dedup();
                 assert!(vals.len() <= cb.len(), "{name}: {} values", vals.len());
+                let (lo, w) = (sq.lo()[d], sq.width()[d]);
+                for v in vals {
+                    let l = (v - lo) / w;
+                    let nearest = unit
+                        .iter()
+                        .map(|u| (u - l).abs())
+                        .fold(f32::INFINITY, f32::min);
+                    assert!(
+                        nearest < 1e-4,
+                        "{name}: dim {d} value {v} is not a codebook level"
+                    );
+                }
             }
             assert!(rel(&data, &back) < 0.5, "{name}: {}", rel(&data, &back));
         }

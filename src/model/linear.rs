@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::model::pack::{pack_row, packed_len, unpack_row};
 use crate::rng::{RngExt, stream};
+use crate::vectors::check_finite;
 
 /// Which weights share a scale (and zero point).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -429,29 +430,6 @@ fn encode_row(
         }
         j = end;
     }
-}
-
-/// Rejects NaN/inf, naming the row and column (parallel scan).
-pub fn check_finite(data: &[f32], cols: usize, context: &str) -> Result<()> {
-    const CHUNK: usize = 1 << 16;
-    // Branch-free OR over each chunk (vectorises), then locate within the first bad chunk.
-    let bad_chunk = data
-        .par_chunks(CHUNK)
-        .position_first(|c| c.iter().fold(false, |a, v| a | !v.is_finite()));
-    if let Some(ci) = bad_chunk {
-        let i = ci * CHUNK
-            + data[ci * CHUNK..]
-                .iter()
-                .position(|v| !v.is_finite())
-                .expect("the chunk holds a non-finite value");
-        return Err(Error::NonFinite {
-            context: context.to_string(),
-            row: i / cols.max(1),
-            col: i % cols.max(1),
-            value: data[i],
-        });
-    }
-    Ok(())
 }
 
 /// The (lo, hi) range of every group under the configured clipping.

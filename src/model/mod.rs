@@ -435,9 +435,7 @@ impl Payload {
                 cols,
                 bytes,
             } => {
-                let ty = GgmlType::from_id(*type_id).ok_or_else(|| {
-                    Error::param("gguf type", format!("unknown ggml type id {type_id}"))
-                })?;
+                let ty = gguf_type(*type_id)?;
                 gguf::dequantize(ty, *rows, *cols, bytes)?
             }
             Payload::Passthrough { dtype, bytes } => match io::decode_float_named(dtype, bytes) {
@@ -446,6 +444,12 @@ impl Payload {
             },
         }))
     }
+}
+
+/// The ggml type of a stored `Payload::Gguf`.
+pub(crate) fn gguf_type(type_id: u32) -> Result<GgmlType> {
+    GgmlType::from_id(type_id)
+        .ok_or_else(|| Error::param("gguf type", format!("unknown ggml type id {type_id}")))
 }
 
 /// One quantized (or passed-through) tensor.
@@ -468,13 +472,9 @@ pub struct QuantizedTensor {
 /// Quantizes one 2-D floating tensor with `scheme`. Errors name the tensor.
 pub fn quantize_tensor(t: &Tensor, scheme: &Scheme) -> Result<QuantizedTensor> {
     let (rows, cols, data) = t.as_matrix()?;
-    linear::check_finite(data, cols, &format!("tensor `{}`", t.name))?;
-    let named = |e: Error| match e {
-        Error::InvalidParameter { name, message } => {
-            Error::param(format!("{name}` for tensor `{}", t.name), message)
-        }
-        other => Error::param(format!("tensor `{}`", t.name), other.to_string()),
-    };
+    // Every quantizer validates its input (finite values, shapes, parameters) in its
+    // own pass; errors are wrapped with the tensor's name.
+    let named = |e: Error| Error::in_tensor(&t.name, e);
     let mut note = None;
     let mut label = scheme.label();
     let payload = match scheme {

@@ -15,14 +15,15 @@ use crate::error::{Error, Result};
 use crate::metric::Metric;
 use crate::model::activation;
 use crate::model::gguf::{self, GgmlType, GgufTensor, GgufValue};
-use crate::model::gptq::{GptqConfig, Hessian, gptq, matmul_xwt, output_error};
+use crate::model::gptq::{GptqConfig, Hessian, gptq, matmul_xwt};
 use crate::model::io::{self, Tensor, TensorData};
-use crate::model::linear::{Clip, Granularity, LinearConfig, LinearTensor, Rounding, check_finite};
+use crate::model::linear::{Clip, Granularity, LinearConfig, LinearTensor, Rounding};
 use crate::model::report::errors;
 use crate::model::report::{ModelReport, tensor_report};
 use crate::model::spqr::{SpqrConfig, SpqrTensor};
 use crate::model::{Payload, QuantizedTensor, Scheme, quantize_tensor};
 use crate::store::{Container, ContainerWriter};
+use crate::vectors::check_finite;
 
 /// Container kind of weight files.
 pub const KIND: &str = "weights";
@@ -57,14 +58,17 @@ fn passthrough_reason(t: &Tensor) -> Option<String> {
 }
 
 fn passthrough(t: &Tensor, reason: String) -> Result<QuantizedTensor> {
-    let bytes = match &t.data {
-        TensorData::Raw(b) => b.clone(),
-        TensorData::Float(v) => io::encode_float_named(&t.dtype, v)
-            .unwrap_or_else(|| v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-    };
-    let dtype = match &t.data {
-        TensorData::Float(_) if io::encode_float_named(&t.dtype, &[]).is_none() => "F32".into(),
-        _ => t.dtype.clone(),
+    // Floats are re-encoded in their source dtype (exact: they were read from it); a
+    // floating dtype we cannot write back is stored as f32.
+    let (dtype, bytes) = match &t.data {
+        TensorData::Raw(b) => (t.dtype.clone(), b.clone()),
+        TensorData::Float(v) => match io::encode_float_named(&t.dtype, v) {
+            Some(b) => (t.dtype.clone(), b),
+            None => (
+                "F32".into(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+        },
     };
     Ok(QuantizedTensor {
         name: t.name.clone(),
@@ -110,10 +114,6 @@ fn run_pipeline(
         };
         let mut r = tensor_report(&q, t)?;
         r.seconds = start.elapsed().as_secs_f64();
-        if q.scheme == "passthrough" {
-            r.rel_weight_error = 0.0;
-            r.max_abs_error = 0.0;
-        }
         if let Some((e, b)) = errs {
             r.rel_output_error = Some(e);
             r.rtn_rel_output_error = Some(b);
@@ -215,8 +215,7 @@ pub fn quantize_model_calibrated(
     let rtn_cfg = method.rtn();
     run_pipeline(tensors, method.label(), progress, |t| {
         let (rows, cols, w) = t.as_matrix()?;
-        check_finite(w, cols, &format!("tensor `{}`", t.name))?;
-        let named = |e: Error| Error::param(format!("tensor `{}`", t.name), e.to_string());
+        let named = |e: Error| Error::in_tensor(&t.name, e);
         let x = calib.iter().find(|c| c.name == t.name);
         let (payload, label, note, errs) = match x {
             None => {
@@ -244,48 +243,43 @@ pub fn quantize_model_calibrated(
                 check_finite(xc, xs, &format!("calibration tensor `{}`", c.name))?;
                 let n_test = holdout_rows(n);
                 let (fit, test) = xc.split_at((n - n_test) * cols);
-                let rtn = LinearTensor::quantize(w, rows, cols, &rtn_cfg).map_err(named)?;
-                let rtn_err = match method {
-                    CalibMethod::Gptq(_) | CalibMethod::Spqr(_) => {
-                        output_error(test, w, &rtn.dequantize(), cols)
-                    }
-                    // SmoothQuant's baseline: plain W8A8 with a static activation scale;
-                    // LLM.int8's: vector-wise int8 without the outlier decomposition.
-                    CalibMethod::SmoothQuant { .. } => {
-                        let exact = matmul_xwt(test, w, cols);
-                        let plain =
-                            activation::w8a8_matmul(test, w, rows, cols, fit).map_err(named)?;
-                        errors(&exact, &plain).0
-                    }
-                    CalibMethod::LlmInt8 { .. } => {
-                        let exact = matmul_xwt(test, w, cols);
-                        errors(&exact, &activation::int8_matmul(test, w, cols)).0
-                    }
-                };
-                let (payload, err) = match method {
+                // X Wᵀ on the held-out rows once; each method and its baseline are
+                // compared with it.
+                let exact = matmul_xwt(test, w, cols);
+                let out_err = |y: &[f32]| errors(&exact, y).0;
+                let via = |w_hat: &[f32]| out_err(&matmul_xwt(test, w_hat, cols));
+                let rtn = || LinearTensor::quantize(w, rows, cols, &rtn_cfg).map_err(named);
+                let (payload, err, rtn_err) = match method {
                     CalibMethod::Gptq(g) => {
                         let h = Hessian::from_activations(fit, n - n_test, cols).map_err(named)?;
                         let q = gptq(w, rows, cols, &h, g).map_err(named)?;
-                        let e = output_error(test, w, &q.dequantize(), cols);
-                        (Payload::Gptq(q), e)
+                        let e = via(&q.dequantize());
+                        (Payload::Gptq(q), e, via(&rtn()?.dequantize()))
                     }
                     CalibMethod::Spqr(sc) => {
                         let h = Hessian::from_activations(fit, n - n_test, cols).map_err(named)?;
                         let q = SpqrTensor::quantize(w, rows, cols, &h, sc).map_err(named)?;
-                        let e = output_error(test, w, &q.dequantize(), cols);
-                        (Payload::Spqr(q), e)
+                        let e = via(&q.dequantize());
+                        (Payload::Spqr(q), e, via(&rtn()?.dequantize()))
                     }
+                    // Baseline: plain W8A8 with a static activation scale.
                     CalibMethod::SmoothQuant { alpha } => {
                         let sq = activation::SmoothQuant::new(w, rows, cols, fit, *alpha)
                             .map_err(named)?;
-                        let e = errors(&matmul_xwt(test, w, cols), &sq.matmul(test)).0;
-                        (Payload::Smooth(sq), e)
+                        let e = out_err(&sq.matmul(test));
+                        let plain =
+                            activation::w8a8_matmul(test, w, rows, cols, fit).map_err(named)?;
+                        (Payload::Smooth(sq), e, out_err(&plain))
                     }
+                    // Measured with the int8 weights it stores; baseline: vector-wise int8
+                    // without the outlier decomposition.
                     CalibMethod::LlmInt8 { threshold } => {
-                        let (y, _) = activation::llm_int8_matmul(test, w, cols, *threshold)
-                            .map_err(named)?;
-                        let e = errors(&matmul_xwt(test, w, cols), &y).0;
-                        (Payload::Linear(rtn), e)
+                        let wq = rtn()?;
+                        let (y, _) =
+                            activation::llm_int8_matmul(test, &wq, *threshold).map_err(named)?;
+                        let e = out_err(&y);
+                        let plain = activation::int8_matmul(test, w, cols);
+                        (Payload::Linear(wq), e, out_err(&plain))
                     }
                 };
                 (payload, method.label(), None, Some((err, rtn_err)))
@@ -427,9 +421,7 @@ impl QuantizedModel {
             .map(|t| {
                 let (ty, bytes) = match &t.payload {
                     Payload::Gguf { type_id, bytes, .. } => (
-                        GgmlType::from_id(*type_id).ok_or_else(|| {
-                            Error::param(&t.name, format!("unknown ggml type {type_id}"))
-                        })?,
+                        crate::model::gguf_type(*type_id)?,
                         bytes.clone(),
                     ),
                     Payload::Float(f) if f.scales.is_empty() => (
@@ -579,7 +571,7 @@ fn validate(p: &Payload, shape: &[usize]) -> std::result::Result<(), String> {
             bytes,
         } => {
             dims(*rows, *cols)?;
-            let ty = GgmlType::from_id(*type_id).ok_or(format!("unknown ggml type {type_id}"))?;
+            let ty = crate::model::gguf_type(*type_id).map_err(|e| e.to_string())?;
             let rb = ty.row_bytes(*cols).map_err(|e| e.to_string())?;
             want("bytes", bytes.len(), rows * rb)
         }

@@ -80,7 +80,12 @@ pub struct ModelReport {
 pub fn tensor_report(q: &QuantizedTensor, source: &Tensor) -> Result<TensorReport> {
     let n = source.numel().max(1);
     let bits = q.payload.storage_bits();
-    let (rel, max) = match (&source.data, q.payload.dequantize()?) {
+    // Pass-through tensors are stored unchanged: nothing to decode and compare.
+    let decoded = match &q.payload {
+        crate::model::Payload::Passthrough { .. } => None,
+        p => p.dequantize()?,
+    };
+    let (rel, max) = match (&source.data, decoded) {
         (TensorData::Float(w), Some(y)) => {
             if y.len() != w.len() {
                 return Err(Error::dim(
