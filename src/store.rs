@@ -111,6 +111,25 @@ impl ContainerWriter {
         self
     }
 
+    /// Replaces section `name` by `new_name` holding `bytes` (tests build files in an
+    /// older layout this way).
+    #[cfg(test)]
+    pub(crate) fn replace_section(&mut self, name: &str, new_name: &str, bytes: Vec<u8>) {
+        let i = self
+            .header
+            .sections
+            .iter()
+            .position(|e| e.name == name)
+            .expect("section present");
+        self.header.sections[i] = SectionEntry {
+            name: new_name.into(),
+            offset: 0,
+            length: bytes.len() as u64,
+            crc32: crc32fast::hash(&bytes),
+        };
+        self.data[i] = bytes;
+    }
+
     /// Adds a section of `f32`s (little endian).
     pub fn section_f32(&mut self, name: &str, v: &[f32]) -> &mut Self {
         self.section(name, v.iter().flat_map(|x| x.to_le_bytes()).collect())

@@ -30,11 +30,11 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::index::product::pq8_scan;
+use crate::index::product::{Scan8, Scan8Scratch, quantized_threshold};
 use crate::index::rows::{Exact, Rows, rerank_unavailable};
 use crate::index::scalar::Kernel;
 use crate::index::{IdFilter, Index, SearchParams, check_add, check_search, check_single};
-use crate::kernels::{self, fastscan, sq as ksq};
+use crate::kernels::{self, fastscan, pq8, sq as ksq};
 use crate::kmeans::{KMeans, KMeansConfig, nearest};
 use crate::linalg::gemm_abt;
 use crate::metric::Metric;
@@ -46,6 +46,8 @@ use crate::vectors::{check_batch, check_finite};
 
 /// Queries per group in batch search (they share one coarse GEMM).
 const QUERY_GROUP: usize = 16;
+/// Container section of 8-bit PQ lists in blocks of 64.
+const CODES8_SECTION: &str = "codes64";
 /// Entries scanned per kernel call.
 const CHUNK: usize = 1024;
 /// Largest `nlist` accepted.
@@ -75,6 +77,11 @@ pub enum InnerSpec {
 }
 
 impl InnerSpec {
+    /// 8-bit PQ (lists in [`pq8`] blocks).
+    fn is_pq8(&self) -> bool {
+        matches!(self, InnerSpec::Product { nbits: 8, .. })
+    }
+
     fn name(&self) -> String {
         match self {
             InnerSpec::Flat => "Flat".into(),
@@ -189,6 +196,8 @@ struct Scratch {
     sums16: Vec<u16>,
     masks: Vec<u32>,
     probes: Vec<(f32, u32)>,
+    scan8: Scan8,
+    scratch8: Scan8Scratch,
 }
 
 impl Ivf {
@@ -291,8 +300,25 @@ impl Ivf {
         })
     }
 
-    fn is_fast_scan(&self) -> bool {
-        matches!(self.inner, InnerSpec::Product { nbits: 4, .. })
+    /// PQ lists are stored in blocks: `(m, vectors per block, bytes per block)` — 4-bit
+    /// fast-scan blocks of 32 ([`fastscan`]) or 8-bit blocks of 64 ([`pq8`]).
+    fn blocks(&self) -> Option<(usize, usize, usize)> {
+        match self.inner {
+            InnerSpec::Product { m, nbits: 4 } => {
+                Some((m, fastscan::BLOCK, fastscan::block_bytes(m)))
+            }
+            InnerSpec::Product { m, .. } => Some((m, pq8::BLOCK, pq8::block_bytes(m))),
+            _ => None,
+        }
+    }
+
+    /// Packs one list's row-major indices (`len × m`) into its blocks.
+    fn pack_list(&self, idx: &[u8]) -> Vec<u8> {
+        match self.inner {
+            InnerSpec::Product { m, nbits: 4 } => fastscan::pack_blocks(idx, m),
+            InnerSpec::Product { m, .. } => pq8::pack_blocks(idx, m),
+            _ => idx.to_vec(),
+        }
     }
 
     /// Bytes per entry in `codes` (0 for Flat; fast-scan lists are block-packed).
@@ -421,20 +447,27 @@ impl Ivf {
                 )
             }
         });
-        let code_bytes = if idx.is_fast_scan() {
+        if let Some((m, _, bb)) = idx.blocks() {
             idx.set_block_starts();
-            size(
-                idx.block_starts[p.nlist],
-                fastscan::block_bytes(match p.inner {
-                    InnerSpec::Product { m, .. } => m,
-                    _ => 0,
-                }),
-            )?
+            let code_bytes = size(idx.block_starts[p.nlist], bb)?;
+            if code_bytes > 0 {
+                idx.codes = if idx.inner.is_pq8() && c.section(CODES8_SECTION).is_err() {
+                    // Written before 8-bit lists were blocked: row-major per list.
+                    let rows = c.section_u8("codes", size(n, m)?)?;
+                    let mut packed = Vec::with_capacity(code_bytes);
+                    for w in idx.offsets.windows(2) {
+                        packed.extend(idx.pack_list(&rows[w[0] * m..w[1] * m]));
+                    }
+                    Slab::from(packed)
+                } else {
+                    c.slab::<u8>(idx.codes_section(), code_bytes)?
+                };
+            }
         } else {
-            size(n, idx.code_size())?
-        };
-        if code_bytes > 0 {
-            idx.codes = c.slab::<u8>("codes", code_bytes)?;
+            let code_bytes = size(n, idx.code_size())?;
+            if code_bytes > 0 {
+                idx.codes = c.slab::<u8>("codes", code_bytes)?;
+            }
         }
         idx.rows = Rows::read(c, n)?;
         if idx.has_corr() {
@@ -452,10 +485,21 @@ impl Ivf {
         Ok(idx)
     }
 
+    /// Container section of the codes: 8-bit blocks are a newer section than the
+    /// row-major 8-bit lists of older files.
+    fn codes_section(&self) -> &'static str {
+        if self.inner.is_pq8() {
+            CODES8_SECTION
+        } else {
+            "codes"
+        }
+    }
+
     fn set_block_starts(&mut self) {
+        let block = self.blocks().map_or(1, |b| b.1);
         self.block_starts = std::iter::once(0)
             .chain(self.offsets.windows(2).scan(0, |acc, w| {
-                *acc += (w[1] - w[0]).div_ceil(fastscan::BLOCK);
+                *acc += (w[1] - w[0]).div_ceil(block);
                 Some(*acc)
             }))
             .collect();
@@ -470,19 +514,23 @@ impl Ivf {
         out
     }
 
-    /// Per-entry payload in entry order: fixed-size codes, or for fast-scan the 4-bit
-    /// indices one per byte.
+    /// Per-entry payload in entry order: fixed-size codes, or for PQ the indices one
+    /// per byte.
     fn entry_codes(&self) -> Vec<u8> {
-        let InnerSpec::Product { m, nbits: 4 } = self.inner else {
+        let Some((m, block, bb)) = self.blocks() else {
             return self.codes.to_vec();
         };
-        let bb = fastscan::block_bytes(m);
         let mut out = Vec::with_capacity(self.rows.len() * m);
         for l in 0..self.nlist {
-            let base = self.block_starts[l] * bb;
-            for i in 0..self.offsets[l + 1] - self.offsets[l] {
-                let block = &self.codes[base + (i / fastscan::BLOCK) * bb..];
-                out.extend((0..m).map(|s| fastscan::code_in_block(block, s, i % 32) as u8));
+            let list = &self.codes[self.block_starts[l] * bb..];
+            let len = self.offsets[l + 1] - self.offsets[l];
+            if block == pq8::BLOCK {
+                out.extend(pq8::unpack_blocks(list, m, len));
+                continue;
+            }
+            for i in 0..len {
+                let b = &list[(i / block) * bb..];
+                out.extend((0..m).map(|s| fastscan::code_in_block(b, s, i % block) as u8));
             }
         }
         out
@@ -518,21 +566,14 @@ impl Ivf {
                 cursor[l as usize] += 1;
             }
         }
-        let per = if self.is_fast_scan() {
-            match self.inner {
-                InnerSpec::Product { m, .. } => m,
-                _ => 0,
-            }
-        } else {
-            self.code_size()
-        };
+        let per = self.blocks().map_or(self.code_size(), |b| b.0);
         let gathered = gather_rows(codes, per, &order);
         self.offsets = offsets;
-        self.codes = if let InnerSpec::Product { m, nbits: 4 } = self.inner {
+        self.codes = if let Some((m, _, _)) = self.blocks() {
             let mut packed = Vec::new();
             for l in 0..self.nlist {
                 let (a, b) = (self.offsets[l], self.offsets[l + 1]);
-                packed.extend(fastscan::pack_blocks(&gathered[a * m..b * m], m));
+                packed.extend(self.pack_list(&gathered[a * m..b * m]));
             }
             self.set_block_starts();
             Slab::from(packed)
@@ -776,20 +817,14 @@ impl Ivf {
                         cd + cos_off
                     };
                     if pq.nbits() == 8 {
-                        let mut start = a;
-                        while start < b {
-                            let rows = CHUNK.min(b - start);
-                            s.sums.resize(rows, 0.0);
-                            let out = &mut s.sums[..rows];
-                            pq8_scan(&s.table, m, &self.codes[start * m..(start + rows) * m], out);
-                            for (i, &sv) in out.iter().enumerate() {
-                                let dist = sv + konst;
-                                if dist <= heap.threshold() && ok(start + i) {
-                                    heap.push((start + i) as u64, dist);
-                                }
-                            }
-                            start += rows;
-                        }
+                        // The list's table moves into the scanner and back (no copy).
+                        std::mem::swap(&mut s.table, &mut s.scan8.table);
+                        s.scan8.prepare(m, konst);
+                        let list = &self.codes[self.block_starts[l] * pq8::block_bytes(m)..];
+                        let nb = (b - a).div_ceil(pq8::BLOCK);
+                        s.scan8
+                            .scan(list, b - a, 0..nb, a, &mut heap, &ok, &mut s.scratch8);
+                        std::mem::swap(&mut s.table, &mut s.scan8.table);
                     } else {
                         self.scan_fast(l, m, konst, &mut heap, &ok, s);
                     }
@@ -818,17 +853,7 @@ impl Ivf {
         let len = b - a;
         // Each table entry is rounded by at most half a unit.
         let margin = m as f32 * 0.5 + 1.0;
-        let to_u16 = |t: f32| -> Option<u16> {
-            if !t.is_finite() {
-                return Some(u16::MAX);
-            }
-            let v = (t - konst - bias) * scale + margin;
-            if v < 0.0 {
-                None
-            } else {
-                Some(v.min(u16::MAX as f32) as u16)
-            }
-        };
+        let to_u16 = |t: f32| quantized_threshold(t, konst + bias, scale, margin);
         const BATCH: usize = 64;
         s.sums16.resize(BATCH * fastscan::BLOCK, 0);
         s.masks.resize(BATCH, 0);
@@ -944,7 +969,6 @@ impl Index for Ivf {
     fn bytes_per_vector(&self) -> f64 {
         match self.inner {
             InnerSpec::Flat => 4.0 * self.dim as f64,
-            InnerSpec::Product { m, nbits: 4 } => m as f64 / 2.0,
             _ => self.code_size() as f64,
         }
     }
@@ -1136,7 +1160,7 @@ impl Index for Ivf {
             }
         }
         if !self.codes.is_empty() {
-            w.section("codes", self.codes.to_vec());
+            w.section(self.codes_section(), self.codes.to_vec());
         }
         self.rows.write(&mut w);
         if self.has_corr() {
@@ -1416,6 +1440,31 @@ mod tests {
         // Residual coding spends the bits on what the centroid leaves: better than PQ
         // on the raw vectors at the same code size.
         assert!(r64 > flat_pq + 0.05, "IVF64,PQ8 {r64} vs PQ8 {flat_pq}");
+    }
+
+    #[test]
+    fn files_with_row_major_8bit_lists_still_open() {
+        // 8-bit lists were stored row-major (section "codes") before the blocked layout.
+        let (n, dim) = (700, 16);
+        let data = mixture(n, dim, 5);
+        let mut ivf = Ivf::new("IVF4,PQ8", dim, Metric::L2, false, 6).unwrap();
+        ivf.train(&data).unwrap();
+        ivf.add(&data, None).unwrap();
+        let mut w = ivf.to_container().unwrap();
+        w.replace_section(CODES8_SECTION, "codes", ivf.entry_codes());
+        let c =
+            Container::from_bytes("old.vq", w.to_bytes().unwrap(), OpenOptions::default()).unwrap();
+        let old = Ivf::from_container(&c).unwrap();
+        assert_eq!(old.codes.to_vec(), ivf.codes.to_vec());
+        let q = gaussian(5, dim, 0.0, 1.0, 9).unwrap();
+        let p = SearchParams {
+            nprobe: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            old.search_batch(q.as_slice(), &p).unwrap(),
+            ivf.search_batch(q.as_slice(), &p).unwrap()
+        );
     }
 
     #[test]

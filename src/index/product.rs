@@ -3,7 +3,7 @@
 //!
 //! | spec | codes | scan |
 //! | --- | --- | --- |
-//! | `PQ{M}` | `M` bytes (256 centroids per sub-space) | float ADC tables, 4 codes at a time |
+//! | `PQ{M}` | `M` bytes (256 centroids per sub-space), blocks of 64 | `u8` tables in AVX-512 registers, `vpermi2b` ([`crate::kernels::pq8`]); every candidate within the rounding margin re-scored with the float tables, so results equal a float ADC scan |
 //! | `PQ{M}x4fs` | `M/2` bytes (16 centroids), blocks of 32 | `u8` tables in registers, `pshufb` ([`crate::kernels::fastscan`]), best candidates re-scored with the float tables |
 //! | `OPQ{M},PQ{M}` / `OPQ{M},PQ{M}x4fs` | as above, after an orthogonal rotation learned by OPQ (Ge et al. 2013) | as above |
 //!
@@ -16,15 +16,18 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::index::rows::{Exact, Rows, rerank_unavailable};
 use crate::index::{IdFilter, Index, SearchParams, check_add, check_search, check_single};
-use crate::kernels::fastscan;
+use crate::kernels::{fastscan, pq8};
 use crate::metric::Metric;
 use crate::quant::product::{ProductQuantizer, check_params};
 use crate::store::{Container, ContainerWriter, Slab};
 use crate::topk::{Neighbor, TopK};
 use crate::vectors::{check_batch, check_finite, normalize_in_place};
 
-/// Vectors per scan block (8-bit codes) shared by a group of queries.
-const BLOCK: usize = 512;
+/// 8-bit blocks scanned by a group of queries before moving on (1,024 vectors × M
+/// bytes, so the chunk stays in L2 while each query's byte table stays in L1).
+const CHUNK_BLOCKS: usize = 16;
+/// Container section of 8-bit codes in blocks of 64.
+const CODES8_SECTION: &str = "codes64";
 /// Queries per group in batch search.
 const QUERY_GROUP: usize = 8;
 
@@ -97,7 +100,7 @@ pub struct Product {
     pq: Option<ProductQuantizer>,
     /// OPQ rotation, row-major `dim × dim`: the rotated vector is `x · R`.
     rotation: Option<Vec<f32>>,
-    /// `n × M` bytes (8-bit), or fast-scan blocks.
+    /// 8-bit blocks ([`pq8`]) or 4-bit fast-scan blocks ([`fastscan`]).
     codes: Slab<u8>,
     rows: Rows,
     raw: Slab<f32>,
@@ -220,14 +223,26 @@ impl Product {
         } else {
             None
         };
-        let code_bytes = if p.spec.nbits == 8 {
-            n.checked_mul(p.spec.m)
+        let m = p.spec.m;
+        let overflow = || bad("size overflows".into());
+        let codes = if p.spec.nbits == 8 {
+            let blocked = n
+                .div_ceil(pq8::BLOCK)
+                .checked_mul(pq8::block_bytes(m))
+                .ok_or_else(overflow)?;
+            if c.section(CODES8_SECTION).is_ok() {
+                c.slab::<u8>(CODES8_SECTION, blocked)?
+            } else {
+                let rows = n.checked_mul(m).ok_or_else(overflow)?;
+                Slab::from(pq8::pack_blocks(c.section_u8("codes", rows)?, m))
+            }
         } else {
-            n.div_ceil(fastscan::BLOCK)
-                .checked_mul(fastscan::block_bytes(p.spec.m))
-        }
-        .ok_or_else(|| bad("size overflows".into()))?;
-        let codes = c.slab::<u8>("codes", code_bytes)?;
+            let bytes = n
+                .div_ceil(fastscan::BLOCK)
+                .checked_mul(fastscan::block_bytes(m))
+                .ok_or_else(overflow)?;
+            c.slab::<u8>("codes", bytes)?
+        };
         let rows = Rows::read(c, n)?;
         let raw = if p.keep_raw {
             c.slab::<f32>(
@@ -252,7 +267,8 @@ impl Product {
         })
     }
 
-    /// 8-bit scan of a group of prepared queries.
+    /// 8-bit scan of a group of prepared queries: chunk by chunk of blocks, each query
+    /// continuing its own exact top-`depth` search.
     fn scan8(
         &self,
         pq: &ProductQuantizer,
@@ -263,37 +279,26 @@ impl Product {
         let m = pq.m();
         let tm = self.table_metric();
         let off = self.offset();
-        let tables: Vec<Vec<f32>> = queries
+        let mut scans: Vec<Scan8> = queries
             .chunks_exact(self.dim)
             .map(|q| {
                 let mut t = Vec::new();
                 pq.adc_table(q, tm, &mut t);
-                t
+                Scan8::new(t, m, off)
             })
             .collect();
-        let mut heaps: Vec<TopK> = tables.iter().map(|_| TopK::new(depth)).collect();
+        let mut heaps: Vec<TopK> = scans.iter().map(|_| TopK::new(depth)).collect();
         let n = self.rows.len();
         let all = matches!(filter, IdFilter::All) && !self.rows.has_deleted();
         let ids = self.rows.ids();
-        let mut sums = vec![0.0f32; BLOCK];
-        let mut start = 0;
-        while start < n {
-            let rows = BLOCK.min(n - start);
-            let codes = &self.codes[start * m..(start + rows) * m];
-            for (t, heap) in tables.iter().zip(heaps.iter_mut()) {
-                let out = &mut sums[..rows];
-                pq8_scan(t, m, codes, out);
-                for (i, &s) in out.iter().enumerate() {
-                    let d = s + off;
-                    let r = start + i;
-                    if d <= heap.threshold()
-                        && (all || (self.rows.is_live(r) && filter.accepts(ids[r])))
-                    {
-                        heap.push(r as u64, d);
-                    }
-                }
+        let ok = |r: usize| all || (self.rows.is_live(r) && filter.accepts(ids[r]));
+        let nblocks = n.div_ceil(pq8::BLOCK);
+        let mut scratch = Scan8Scratch::default();
+        for b0 in (0..nblocks).step_by(CHUNK_BLOCKS) {
+            let b1 = (b0 + CHUNK_BLOCKS).min(nblocks);
+            for (sc, heap) in scans.iter_mut().zip(heaps.iter_mut()) {
+                sc.scan(&self.codes, n, b0..b1, 0, heap, &ok, &mut scratch);
             }
-            start += rows;
         }
         heaps.into_iter().map(TopK::into_sorted).collect()
     }
@@ -447,7 +452,7 @@ impl Product {
         let m = self.spec.m;
         let n = self.rows.len();
         if self.spec.nbits == 8 {
-            return self.codes.to_vec();
+            return pq8::unpack_blocks(&self.codes, m, n);
         }
         let bb = fastscan::block_bytes(m);
         let mut out = Vec::with_capacity(n * m);
@@ -482,43 +487,139 @@ fn transpose(r: &[f32], d: usize) -> Vec<f32> {
     t
 }
 
-/// Sums `m` ADC table entries for each `m`-byte code: `out[i] = Σ_s table[s][code_i[s]]`.
-pub fn pq8_scan(table: &[f32], m: usize, codes: &[u8], out: &mut [f32]) {
-    match m {
-        8 => scan_m::<8>(table, codes, out),
-        16 => scan_m::<16>(table, codes, out),
-        32 => scan_m::<32>(table, codes, out),
-        64 => scan_m::<64>(table, codes, out),
-        _ => {
-            let t: Vec<&[f32; 256]> = table
-                .chunks_exact(256)
-                .map(|c| c.try_into().expect("256 entries"))
-                .collect();
-            for (o, c) in out.iter_mut().zip(codes.chunks_exact(m)) {
-                *o = c.iter().zip(&t).map(|(&j, t)| t[j as usize]).sum();
+/// Reusable buffers of [`Scan8::scan`].
+#[derive(Default)]
+pub(crate) struct Scan8Scratch {
+    sums: Vec<u16>,
+    masks: Vec<u64>,
+}
+
+/// One query's exact 8-bit ADC scan over blocked codes ([`pq8`]): its float table, the
+/// same table quantised to bytes, and the constant added to every distance.
+#[derive(Default)]
+pub(crate) struct Scan8 {
+    /// The float ADC table (`m × 256`); call [`Scan8::prepare`] after changing it.
+    pub(crate) table: Vec<f32>,
+    lut: Vec<u8>,
+    bias: f32,
+    scale: f32,
+    m: usize,
+    konst: f32,
+}
+
+impl Scan8 {
+    /// A scanner for a float ADC table (`m × 256`).
+    pub(crate) fn new(table: Vec<f32>, m: usize, konst: f32) -> Self {
+        let mut s = Scan8 {
+            table,
+            ..Scan8::default()
+        };
+        s.prepare(m, konst);
+        s
+    }
+
+    /// Quantises the current float table to bytes; `konst` is added to every distance.
+    pub(crate) fn prepare(&mut self, m: usize, konst: f32) {
+        (self.bias, self.scale) = fastscan::quantize_rows(&self.table, 256, &mut self.lut);
+        self.m = m;
+        self.konst = konst;
+    }
+
+    /// Pushes into `heap` every vector among the first `len` of `blocks` that lies in
+    /// blocks `range` and beats its threshold, as `first + row` with the float ADC
+    /// distance plus the constant. Vectors `ok` rejects are skipped. Exact: a vector is
+    /// skipped only when even its quantised sum's lower bound cannot enter the heap.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn scan(
+        &self,
+        blocks: &[u8],
+        len: usize,
+        range: std::ops::Range<usize>,
+        first: usize,
+        heap: &mut TopK,
+        ok: &dyn Fn(usize) -> bool,
+        s: &mut Scan8Scratch,
+    ) {
+        let m = self.m;
+        if m > pq8::MAX_M {
+            for r in (range.start * pq8::BLOCK..range.end * pq8::BLOCK).take_while(|&r| r < len) {
+                let d = self.konst + pq8::adc_at(&self.table, blocks, m, r);
+                if d <= heap.threshold() && ok(first + r) {
+                    heap.push((first + r) as u64, d);
+                }
             }
+            return;
+        }
+        // Each table entry is rounded by at most half a unit.
+        let margin = m as f32 * 0.5 + 1.0;
+        let to_u16 = |t: f32| quantized_threshold(t, self.konst + self.bias, self.scale, margin);
+        const BATCH: usize = 16;
+        s.sums.resize(BATCH * pq8::BLOCK, 0);
+        s.masks.resize(BATCH, 0);
+        let bb = pq8::block_bytes(m);
+        let mut b0 = range.start;
+        // Small first batches while the heap is still filling, so the threshold tightens
+        // before many candidates are re-scored.
+        let mut batch = if heap.threshold().is_finite() {
+            BATCH
+        } else {
+            1
+        };
+        while b0 < range.end {
+            let Some(mut thr) = to_u16(heap.threshold()) else {
+                return;
+            };
+            let nb = batch.min(range.end - b0);
+            batch = (batch * 2).min(BATCH);
+            pq8::scan_blocks(
+                &self.lut,
+                &blocks[b0 * bb..(b0 + nb) * bb],
+                m,
+                thr,
+                &mut s.sums,
+                &mut s.masks[..nb],
+            );
+            for j in 0..nb {
+                let mut mask = s.masks[j];
+                while mask != 0 {
+                    let lane = mask.trailing_zeros() as usize;
+                    mask &= mask - 1;
+                    let local = (b0 + j) * pq8::BLOCK + pq8::lane_row(lane);
+                    if local >= len || s.sums[j * pq8::BLOCK + lane] > thr || !ok(first + local) {
+                        continue;
+                    }
+                    let d = self.konst + pq8::adc_at(&self.table, blocks, m, local);
+                    if d <= heap.threshold() {
+                        heap.push((first + local) as u64, d);
+                        match to_u16(heap.threshold()) {
+                            Some(t) => thr = t,
+                            None => return,
+                        }
+                    }
+                }
+            }
+            b0 += nb;
         }
     }
 }
 
-/// The ADC scan for a compile-time `M`: per-sub-space tables as fixed 256-arrays (no
-/// bounds checks on `u8` indices), four independent accumulators.
-fn scan_m<const M: usize>(table: &[f32], codes: &[u8], out: &mut [f32]) {
-    let t: [&[f32; 256]; M] = std::array::from_fn(|s| {
-        table[s * 256..(s + 1) * 256]
-            .try_into()
-            .expect("256 entries")
-    });
-    for (o, c) in out.iter_mut().zip(codes.chunks_exact(M)) {
-        let c: &[u8; M] = c.try_into().expect("M bytes");
-        let mut acc = [0.0f32; 4];
-        for s in (0..M).step_by(4) {
-            acc[0] += t[s][c[s] as usize];
-            acc[1] += t[s + 1][c[s + 1] as usize];
-            acc[2] += t[s + 2][c[s + 2] as usize];
-            acc[3] += t[s + 3][c[s + 3] as usize];
-        }
-        *o = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+/// The largest quantised sum (table bytes, `scale` units per distance unit, `base`
+/// = the distance of an all-zero byte sum) whose lower bound can still be within
+/// distance `t` given a rounding `margin` in byte units; `None` when nothing can.
+pub(crate) fn quantized_threshold(t: f32, base: f32, scale: f32, margin: f32) -> Option<u16> {
+    if !t.is_finite() {
+        return Some(u16::MAX);
+    }
+    let v = (t - base) * scale + margin;
+    if v < 0.0 {
+        None
+    } else {
+        // NaN (from a degenerate table) lets everything through to exact re-scoring.
+        Some(if v.is_nan() {
+            u16::MAX
+        } else {
+            v.min(u16::MAX as f32) as u16
+        })
     }
 }
 
@@ -633,7 +734,8 @@ impl Index for Product {
         let x = self.prepare(vectors);
         let idx = pq.encode_indices(&x)?;
         if self.spec.nbits == 8 {
-            self.codes.to_mut().extend_from_slice(&idx);
+            let old = self.rows.len();
+            pq8::append_blocks(self.codes.to_mut(), old, &idx, self.spec.m);
         } else {
             // Re-pack the partial last block together with the new codes.
             let m = self.spec.m;
@@ -671,13 +773,13 @@ impl Index for Product {
             return Ok(0);
         }
         let m = self.spec.m;
-        if self.spec.nbits == 8 {
-            self.codes = self.rows.compact_slab(&self.codes, m);
+        let idx = Slab::from(self.indices());
+        let kept = self.rows.compact_slab(&idx, m);
+        self.codes = Slab::from(if self.spec.nbits == 8 {
+            pq8::pack_blocks(&kept, m)
         } else {
-            let idx = Slab::from(self.indices());
-            let kept = self.rows.compact_slab(&idx, m);
-            self.codes = Slab::from(fastscan::pack_blocks(&kept, m));
-        }
+            fastscan::pack_blocks(&kept, m)
+        });
         if self.keep_raw {
             self.raw = self.rows.compact_slab(&self.raw, self.dim);
         }
@@ -737,7 +839,14 @@ impl Index for Product {
         if let Some(r) = &self.rotation {
             w.section_f32("rotation", r);
         }
-        w.section("codes", self.codes.to_vec());
+        // 8-bit codes in blocks are a new section; files with row-major "codes" (written
+        // before blocks) are re-packed when opened.
+        let name = if self.spec.nbits == 8 {
+            CODES8_SECTION
+        } else {
+            "codes"
+        };
+        w.section(name, self.codes.to_vec());
         self.rows.write(&mut w);
         if self.keep_raw {
             w.section_f32("raw", &self.raw);
@@ -758,6 +867,24 @@ mod tests {
         idx.train(data.as_slice()).unwrap();
         idx.add(data.as_slice(), None).unwrap();
         idx
+    }
+
+    #[test]
+    fn files_with_row_major_8bit_codes_still_open() {
+        // 8-bit codes were stored row-major (section "codes") before the blocked layout.
+        let idx = build("PQ8", Metric::L2, 300, 16);
+        let mut w = idx.to_container().unwrap();
+        w.replace_section(CODES8_SECTION, "codes", idx.indices());
+        let c =
+            Container::from_bytes("old.vq", w.to_bytes().unwrap(), OpenOptions::default()).unwrap();
+        let old = Product::from_container(&c).unwrap();
+        assert_eq!(old.codes.to_vec(), idx.codes.to_vec());
+        let q = gaussian(5, 16, 0.0, 1.0, 9).unwrap();
+        let p = SearchParams::default();
+        assert_eq!(
+            old.search_batch(q.as_slice(), &p).unwrap(),
+            idx.search_batch(q.as_slice(), &p).unwrap()
+        );
     }
 
     #[test]

@@ -71,6 +71,12 @@ pub fn pack_lut(lut: &[u8], m: usize, out: &mut Vec<u8>) {
 /// `Σ_s table[s][j_s] ≈ bias + Σ_s q8[s][j_s] / scale`, each term off by at most
 /// `0.5 / scale`. Returns `(bias, scale)`.
 pub fn quantize_table(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
+    quantize_rows(table, 16, q8)
+}
+
+/// [`quantize_table`] for tables with `ksub` entries per sub-quantizer (a multiple of
+/// 16: 16 for 4-bit codes, 256 for 8-bit ones).
+pub fn quantize_rows(table: &[f32], ksub: usize, q8: &mut Vec<u8>) -> (f32, f32) {
     static F: OnceLock<QuantizeFn> = OnceLock::new();
     (F.get_or_init(|| match super::simd_level() {
         #[cfg(target_arch = "x86_64")]
@@ -79,24 +85,28 @@ pub fn quantize_table(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
         SimdLevel::Avx512 => x86::quantize_avx2_safe,
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx2 => x86::quantize_avx2_safe,
-        _ => quantize_table_portable,
-    }))(table, q8)
+        _ => quantize_rows_portable,
+    }))(table, ksub, q8)
 }
 
-type QuantizeFn = fn(&[f32], &mut Vec<u8>) -> (f32, f32);
+type QuantizeFn = fn(&[f32], usize, &mut Vec<u8>) -> (f32, f32);
 
-/// [`quantize_table`] in portable code (the SIMD variants compile this same body with
+/// [`quantize_rows`] in portable code (the SIMD variants compile this same body with
 /// wider instruction sets enabled).
 #[inline(always)]
-pub fn quantize_table_portable(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
-    // Per sub-quantizer minimum and span over fixed 16-lane rows (vectorised; this runs
+pub fn quantize_rows_portable(table: &[f32], ksub: usize, q8: &mut Vec<u8>) -> (f32, f32) {
+    assert!(
+        ksub > 0 && ksub.is_multiple_of(16),
+        "table rows of {ksub} entries (a multiple of 16 is required)"
+    );
+    // Per sub-quantizer minimum and span over fixed 16-lane chunks (vectorised; this runs
     // once per query and, in IVF, once per probed list).
     let mut bias = 0.0f32;
     let mut span = 0.0f32;
-    // At most 256 sub-quantizers (fast-scan's limit); larger tables fall back to a Vec.
+    // At most 256 sub-quantizers on the stack; larger tables fall back to a Vec.
     let mut stack = [0.0f32; 256];
     let mut heap_lows = Vec::new();
-    let nsub = table.len() / 16;
+    let nsub = table.len() / ksub;
     let lows: &mut [f32] = if nsub <= 256 {
         &mut stack[..nsub]
     } else {
@@ -111,28 +121,35 @@ pub fn quantize_table_portable(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
         let b: [f32; 4] = std::array::from_fn(|i| pick(a[i], a[i + 4]));
         pick(pick(b[0], b[2]), pick(b[1], b[3]))
     }
-    for (t, low) in table.chunks_exact(16).zip(lows.iter_mut()) {
-        let t: &[f32; 16] = t.try_into().expect("16 entries");
-        let lo = tree(t, |a, b| if a < b { a } else { b });
-        let hi = tree(t, |a, b| if a > b { a } else { b });
+    let min = |a: f32, b: f32| if a < b { a } else { b };
+    let max = |a: f32, b: f32| if a > b { a } else { b };
+    for (row, low) in table.chunks_exact(ksub).zip(lows.iter_mut()) {
+        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+        for t in row.chunks_exact(16) {
+            let t: &[f32; 16] = t.try_into().expect("16 entries");
+            lo = min(lo, tree(t, min));
+            hi = max(hi, tree(t, max));
+        }
         *low = lo;
         bias += lo;
         span = span.max(hi - lo);
     }
     let scale = if span > 0.0 { 255.0 / span } else { 1.0 };
     q8.clear();
-    q8.resize(table.len() - table.len() % 16, 0);
-    for ((out, t), &lo) in q8
-        .chunks_exact_mut(16)
-        .zip(table.chunks_exact(16))
+    q8.resize(nsub * ksub, 0);
+    for ((out, row), &lo) in q8
+        .chunks_exact_mut(ksub)
+        .zip(table.chunks_exact(ksub))
         .zip(lows.iter())
     {
-        let out: &mut [u8; 16] = out.try_into().expect("16 entries");
-        let t: &[f32; 16] = t.try_into().expect("16 entries");
-        for (o, &v) in out.iter_mut().zip(t) {
-            // Non-negative, so adding ½ and truncating rounds to nearest; the cast
-            // saturates at 255.
-            *o = ((v - lo) * scale + 0.5) as u8;
+        for (out, t) in out.chunks_exact_mut(16).zip(row.chunks_exact(16)) {
+            let out: &mut [u8; 16] = out.try_into().expect("16 entries");
+            let t: &[f32; 16] = t.try_into().expect("16 entries");
+            for (o, &v) in out.iter_mut().zip(t) {
+                // Non-negative, so adding ½ and truncating rounds to nearest; the cast
+                // saturates at 255.
+                *o = ((v - lo) * scale + 0.5) as u8;
+            }
         }
     }
     (bias, scale)
@@ -374,24 +391,24 @@ mod x86 {
         }
     }
 
-    pub fn quantize_avx512_safe(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
+    pub fn quantize_avx512_safe(table: &[f32], ksub: usize, q8: &mut Vec<u8>) -> (f32, f32) {
         // SAFETY: installed only when AVX-512F is available.
-        unsafe { quantize_avx512(table, q8) }
+        unsafe { quantize_avx512(table, ksub, q8) }
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-    unsafe fn quantize_avx512(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
-        super::quantize_table_portable(table, q8)
+    unsafe fn quantize_avx512(table: &[f32], ksub: usize, q8: &mut Vec<u8>) -> (f32, f32) {
+        super::quantize_rows_portable(table, ksub, q8)
     }
 
-    pub fn quantize_avx2_safe(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
+    pub fn quantize_avx2_safe(table: &[f32], ksub: usize, q8: &mut Vec<u8>) -> (f32, f32) {
         // SAFETY: installed only when AVX2 is available.
-        unsafe { quantize_avx2(table, q8) }
+        unsafe { quantize_avx2(table, ksub, q8) }
     }
 
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn quantize_avx2(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
-        super::quantize_table_portable(table, q8)
+    unsafe fn quantize_avx2(table: &[f32], ksub: usize, q8: &mut Vec<u8>) -> (f32, f32) {
+        super::quantize_rows_portable(table, ksub, q8)
     }
 
     pub fn multi_avx512_safe(

@@ -1,0 +1,338 @@
+//! 8-bit PQ scan with byte look-up tables in AVX-512 registers.
+//!
+//! FAISS scans 8-bit PQ codes one look-up at a time (`IndexPQ`, `IndexIVFPQ`): two loads
+//! per code byte (the code, then the float table entry). Here the per-query float table
+//! (`m × 256`) is quantised to bytes as in 4-bit fast-scan ([`super::fastscan`]), and
+//! one sub-quantizer's 256-byte table sits in four 64-byte registers. AVX-512 VBMI's
+//! two-source byte permute (`vpermi2b`) looks up 64 codes in a 128-byte half-table at
+//! once; two permutes and a blend on the code's top bit cover all 256 entries. The byte
+//! results are summed as `u16` (even and odd bytes separately), so up to [`MAX_M`]
+//! sub-quantizers cannot overflow. Callers re-score every candidate whose quantised sum
+//! is within a margin of their threshold with the float table, so results are exactly
+//! those of a float ADC scan.
+//!
+//! **Layout.** Vectors are stored in blocks of [`BLOCK`] = 64, sub-quantizer-major:
+//! byte `s · 64 + i` of a block is the code of vector `i` in sub-space `s`. The last
+//! block is padded with zero codes.
+//!
+//! **Lanes.** A block's 64 sums come out as the even vectors (0, 2, …, 62) then the odd
+//! ones (1, 3, …, 63); [`lane_row`] maps a lane to its vector.
+
+use std::sync::OnceLock;
+
+use super::SimdLevel;
+
+/// Vectors per block.
+pub const BLOCK: usize = 64;
+
+/// Most sub-quantizers the `u16` sums can hold (`255 · 257 = 65535`).
+pub const MAX_M: usize = 257;
+
+/// Bytes per block for `m` sub-quantizers.
+pub fn block_bytes(m: usize) -> usize {
+    m * BLOCK
+}
+
+/// Packs `n × m` 8-bit codes (row-major) into blocks (`n` padded to a multiple of 64).
+pub fn pack_blocks(codes: &[u8], m: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    append_blocks(&mut out, 0, codes, m);
+    out
+}
+
+/// Appends `n × m` row-major codes to `blocks`, which holds `have` vectors (its last
+/// block partly filled when `have` is not a multiple of 64).
+pub fn append_blocks(blocks: &mut Vec<u8>, have: usize, codes: &[u8], m: usize) {
+    let n = codes.len() / m.max(1);
+    blocks.resize((have + n).div_ceil(BLOCK) * block_bytes(m), 0);
+    for (v, code) in codes.chunks_exact(m).enumerate() {
+        let r = have + v;
+        let base = (r / BLOCK) * block_bytes(m) + r % BLOCK;
+        for (s, &c) in code.iter().enumerate() {
+            blocks[base + s * BLOCK] = c;
+        }
+    }
+}
+
+/// Code of vector `r` in sub-space `s`.
+#[inline]
+pub fn code_at(blocks: &[u8], m: usize, r: usize, s: usize) -> u8 {
+    blocks[(r / BLOCK) * block_bytes(m) + s * BLOCK + r % BLOCK]
+}
+
+/// The first `n` vectors' codes, row-major (`n × m`).
+pub fn unpack_blocks(blocks: &[u8], m: usize, n: usize) -> Vec<u8> {
+    let mut out = vec![0u8; n * m];
+    for (r, code) in out.chunks_exact_mut(m).enumerate() {
+        for (s, c) in code.iter_mut().enumerate() {
+            *c = code_at(blocks, m, r, s);
+        }
+    }
+    out
+}
+
+/// Vector (0..64) whose sum is in lane `lane` of a block's output.
+#[inline]
+pub fn lane_row(lane: usize) -> usize {
+    if lane < BLOCK / 2 {
+        2 * lane
+    } else {
+        2 * (lane - BLOCK / 2) + 1
+    }
+}
+
+/// Float ADC distance of vector `r`: `Σ_s table[s][code_s]` (`table` is `m × 256`).
+#[inline]
+pub fn adc_at(table: &[f32], blocks: &[u8], m: usize, r: usize) -> f32 {
+    let block = &blocks[(r / BLOCK) * block_bytes(m) + r % BLOCK..];
+    let mut acc = [0.0f32; 4];
+    for s in 0..m {
+        acc[s % 4] += table[s * 256 + block[s * BLOCK] as usize];
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3])
+}
+
+type BlocksFn = fn(&[u8], &[u8], usize, u16, &mut [u16], &mut [u64]);
+
+/// The kernel, and whether it is the SIMD one.
+fn dispatch() -> (BlocksFn, bool) {
+    static F: OnceLock<(BlocksFn, bool)> = OnceLock::new();
+    *F.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        if super::simd_level() == SimdLevel::Avx512
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vbmi")
+        {
+            return (x86::blocks_vbmi_safe, true);
+        }
+        (scalar_blocks, false)
+    })
+}
+
+/// Whether the AVX-512 VBMI kernel is in use (otherwise the portable one).
+pub fn uses_simd() -> bool {
+    dispatch().1
+}
+
+/// Sums the byte table `lut` (`m × 256`) over `masks.len()` consecutive blocks: per block
+/// 64 `u16` sums in lane order (see [`lane_row`]) and a mask with bit `l` set when lane
+/// `l`'s sum is at most `thr`.
+///
+/// # Panics
+/// If `m` exceeds [`MAX_M`] or a slice is shorter than the blocks need.
+pub fn scan_blocks(
+    lut: &[u8],
+    blocks: &[u8],
+    m: usize,
+    thr: u16,
+    sums: &mut [u16],
+    masks: &mut [u64],
+) {
+    let nb = masks.len();
+    assert!(m <= MAX_M, "at most {MAX_M} sub-quantizers, got {m}");
+    assert!(lut.len() >= m * 256, "table of {} bytes", lut.len());
+    assert!(blocks.len() >= nb * block_bytes(m), "codes too short");
+    assert!(sums.len() >= nb * BLOCK, "sums too short");
+    dispatch().0(lut, blocks, m, thr, sums, masks)
+}
+
+/// Portable reference of [`scan_blocks`].
+pub fn scalar_blocks(
+    lut: &[u8],
+    blocks: &[u8],
+    m: usize,
+    thr: u16,
+    sums: &mut [u16],
+    masks: &mut [u64],
+) {
+    let bb = block_bytes(m);
+    for (b, (mask, out)) in masks
+        .iter_mut()
+        .zip(sums.chunks_exact_mut(BLOCK))
+        .enumerate()
+    {
+        let block = &blocks[b * bb..(b + 1) * bb];
+        let mut acc = [0u16; BLOCK];
+        for (s, codes) in block.chunks_exact(BLOCK).enumerate() {
+            let t: &[u8; 256] = lut[s * 256..(s + 1) * 256].try_into().expect("256");
+            for (a, &c) in acc.iter_mut().zip(codes) {
+                *a += t[c as usize] as u16;
+            }
+        }
+        *mask = 0;
+        for (lane, o) in out.iter_mut().enumerate() {
+            *o = acc[lane_row(lane)];
+            if *o <= thr {
+                *mask |= 1 << lane;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! The AVX-512 VBMI kernel; installed only after feature detection.
+
+    use super::{BLOCK, block_bytes};
+    use std::arch::x86_64::*;
+
+    pub fn blocks_vbmi_safe(
+        lut: &[u8],
+        blocks: &[u8],
+        m: usize,
+        thr: u16,
+        sums: &mut [u16],
+        masks: &mut [u64],
+    ) {
+        // SAFETY: installed only when avx512f, avx512bw and avx512vbmi are available;
+        // `scan_blocks` checked every length.
+        unsafe { blocks_vbmi(lut, blocks, m, thr, sums, masks) }
+    }
+
+    /// One sub-quantizer's 256-byte table in four registers.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    #[inline]
+    unsafe fn table(lut: &[u8], s: usize) -> [__m512i; 4] {
+        // SAFETY: the caller checked `lut` holds m × 256 bytes and s < m.
+        unsafe {
+            let t = lut.as_ptr().add(s * 256);
+            [
+                _mm512_loadu_si512(t as *const _),
+                _mm512_loadu_si512(t.add(64) as *const _),
+                _mm512_loadu_si512(t.add(128) as *const _),
+                _mm512_loadu_si512(t.add(192) as *const _),
+            ]
+        }
+    }
+
+    /// Looks up 64 codes in one sub-quantizer's 256-byte table.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    #[inline]
+    fn lookup(c: __m512i, t: [__m512i; 4]) -> __m512i {
+        let lo = _mm512_permutex2var_epi8(t[0], c, t[1]);
+        let hi = _mm512_permutex2var_epi8(t[2], c, t[3]);
+        _mm512_mask_blend_epi8(_mm512_movepi8_mask(c), lo, hi)
+    }
+
+    /// Stores one block's even/odd sums and returns its threshold mask.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    #[inline]
+    unsafe fn finish(e: __m512i, o: __m512i, thr: __m512i, out: *mut u16) -> u64 {
+        // SAFETY: the caller passes 64 writable sums.
+        unsafe {
+            _mm512_storeu_si512(out as *mut _, e);
+            _mm512_storeu_si512(out.add(32) as *mut _, o);
+        }
+        let me = _mm512_cmple_epu16_mask(e, thr) as u64;
+        let mo = _mm512_cmple_epu16_mask(o, thr) as u64;
+        me | (mo << 32)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    unsafe fn blocks_vbmi(
+        lut: &[u8],
+        blocks: &[u8],
+        m: usize,
+        thr: u16,
+        sums: &mut [u16],
+        masks: &mut [u64],
+    ) {
+        let nb = masks.len();
+        let bb = block_bytes(m);
+        let low = _mm512_set1_epi16(0xFF);
+        let vthr = _mm512_set1_epi16(thr as i16);
+        // SAFETY (whole body): `scan_blocks` checked `lut` (m × 256 bytes), `blocks`
+        // (nb × bb bytes) and `sums` (nb × 64) lengths; loads and stores are unaligned.
+        unsafe {
+            let mut b = 0;
+            // Two blocks per pass share each table's four loads.
+            while b + 2 <= nb {
+                let p0 = blocks.as_ptr().add(b * bb);
+                let p1 = p0.add(bb);
+                let z = _mm512_setzero_si512();
+                let (mut e0, mut o0, mut e1, mut o1) = (z, z, z, z);
+                for s in 0..m {
+                    let t = table(lut, s);
+                    let r0 = lookup(_mm512_loadu_si512(p0.add(s * BLOCK) as *const _), t);
+                    let r1 = lookup(_mm512_loadu_si512(p1.add(s * BLOCK) as *const _), t);
+                    e0 = _mm512_add_epi16(e0, _mm512_and_si512(r0, low));
+                    o0 = _mm512_add_epi16(o0, _mm512_srli_epi16::<8>(r0));
+                    e1 = _mm512_add_epi16(e1, _mm512_and_si512(r1, low));
+                    o1 = _mm512_add_epi16(o1, _mm512_srli_epi16::<8>(r1));
+                }
+                let out = sums.as_mut_ptr().add(b * BLOCK);
+                masks[b] = finish(e0, o0, vthr, out);
+                masks[b + 1] = finish(e1, o1, vthr, out.add(BLOCK));
+                b += 2;
+            }
+            if b < nb {
+                let p0 = blocks.as_ptr().add(b * bb);
+                let z = _mm512_setzero_si512();
+                let (mut e0, mut o0) = (z, z);
+                for s in 0..m {
+                    let r0 = lookup(
+                        _mm512_loadu_si512(p0.add(s * BLOCK) as *const _),
+                        table(lut, s),
+                    );
+                    e0 = _mm512_add_epi16(e0, _mm512_and_si512(r0, low));
+                    o0 = _mm512_add_epi16(o0, _mm512_srli_epi16::<8>(r0));
+                }
+                masks[b] = finish(e0, o0, vthr, sums.as_mut_ptr().add(b * BLOCK));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::{RngExt, seeded};
+
+    #[test]
+    fn layout_round_trips_and_appends() {
+        let m = 5;
+        let mut rng = seeded(3);
+        let codes: Vec<u8> = (0..150 * m).map(|_| rng.random::<u8>()).collect();
+        let packed = pack_blocks(&codes, m);
+        assert_eq!(packed.len(), 3 * block_bytes(m));
+        assert_eq!(unpack_blocks(&packed, m, 150), codes);
+        let mut grown = pack_blocks(&codes[..70 * m], m);
+        append_blocks(&mut grown, 70, &codes[70 * m..], m);
+        assert_eq!(grown, packed);
+        for r in [0, 1, 63, 64, 149] {
+            for s in 0..m {
+                assert_eq!(code_at(&packed, m, r, s), codes[r * m + s]);
+            }
+        }
+    }
+
+    #[test]
+    fn simd_equals_scalar_reference() {
+        let mut rng = seeded(11);
+        for m in [1, 4, 8, 16, 32, 33, 64, 257] {
+            for nb in [1, 2, 3, 6] {
+                let lut: Vec<u8> = (0..m * 256).map(|_| rng.random::<u8>()).collect();
+                let blocks: Vec<u8> = (0..nb * block_bytes(m))
+                    .map(|_| rng.random::<u8>())
+                    .collect();
+                let thr = (m * 128) as u16;
+                let (mut s1, mut m1) = (vec![0u16; nb * BLOCK], vec![0u64; nb]);
+                let (mut s2, mut m2) = (vec![0u16; nb * BLOCK], vec![0u64; nb]);
+                scan_blocks(&lut, &blocks, m, thr, &mut s1, &mut m1);
+                scalar_blocks(&lut, &blocks, m, thr, &mut s2, &mut m2);
+                assert_eq!((&s1, &m1), (&s2, &m2), "m {m}, {nb} blocks");
+                // The reference against a direct sum over the row-major codes.
+                for b in 0..nb {
+                    for lane in 0..BLOCK {
+                        let r = b * BLOCK + lane_row(lane);
+                        let want: u32 = (0..m)
+                            .map(|s| lut[s * 256 + code_at(&blocks, m, r, s) as usize] as u32)
+                            .sum();
+                        assert_eq!(s2[b * BLOCK + lane] as u32, want);
+                        assert_eq!(m2[b] >> lane & 1 == 1, want <= thr as u32);
+                    }
+                }
+            }
+        }
+    }
+}
