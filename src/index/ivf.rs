@@ -45,7 +45,9 @@ use crate::topk::{Neighbor, TopK};
 use crate::vectors::{check_batch, check_finite};
 
 /// Queries per group in batch search (they share one coarse GEMM).
-const QUERY_GROUP: usize = 16;
+const QUERY_GROUP: usize = 64;
+/// Up to this many probes are picked by one insertion pass instead of a selection.
+const FEW_PROBES: usize = 16;
 /// Container section of 8-bit PQ lists in blocks of 64.
 const CODES8_SECTION: &str = "codes64";
 /// Entries scanned per kernel call.
@@ -657,17 +659,37 @@ impl Ivf {
         s: &mut Scratch,
     ) -> Vec<Neighbor> {
         let d = self.dim;
-        s.probes.clear();
-        s.probes
-            .extend(coarse.iter().enumerate().map(|(l, &v)| (v, l as u32)));
         let cmp = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
-        if nprobe < s.probes.len() {
-            s.probes.select_nth_unstable_by(nprobe, cmp);
-            s.probes[..nprobe].sort_unstable_by(cmp);
+        // `s.probes` starts with the `nprobe` nearest lists, sorted; the other lists
+        // follow, sorted only if the search has to go past `nprobe` (see below).
+        s.probes.clear();
+        let few = nprobe <= FEW_PROBES && nprobe < coarse.len();
+        if few {
+            // One pass keeping a short sorted prefix: cheaper than a selection over all
+            // lists when nprobe is small; the others are appended only when needed.
+            for (l, &v) in coarse.iter().enumerate() {
+                let e = (v, l as u32);
+                if s.probes.len() == nprobe {
+                    let worst = &s.probes[nprobe - 1];
+                    if v > worst.0 || cmp(&e, worst).is_ge() {
+                        continue;
+                    }
+                    s.probes.pop();
+                }
+                let at = s.probes.partition_point(|p| cmp(p, &e).is_lt());
+                s.probes.insert(at, e);
+            }
         } else {
-            s.probes.sort_unstable_by(cmp);
+            s.probes
+                .extend(coarse.iter().enumerate().map(|(l, &v)| (v, l as u32)));
+            if nprobe < s.probes.len() {
+                s.probes.select_nth_unstable_by(nprobe, cmp);
+                s.probes[..nprobe].sort_unstable_by(cmp);
+            } else {
+                s.probes.sort_unstable_by(cmp);
+            }
         }
-        let mut rest_sorted = nprobe >= s.probes.len();
+        let mut rest_sorted = nprobe >= coarse.len();
         // With a filter, probing continues past `nprobe` lists until as many eligible
         // entries were scanned as `nprobe` lists hold: a filter keeping 10 % of the
         // vectors probes about 10× the lists, so filtered recall tracks unfiltered.
@@ -697,10 +719,16 @@ impl Ivf {
             }
             Codec::Product(pq) => {
                 if self.metric == Metric::L2 {
-                    if pre_all.is_some() {
-                        // −2⟨q_s, C_sj⟩.
+                    if let Some(pre) = pre_all {
+                        // The first lists' precomputed terms travel from memory while
+                        // the query's table is computed.
+                        let size = pq.m() * pq.ksub();
+                        for p in s.probes.iter().take(nprobe.min(2)) {
+                            let l = p.1 as usize;
+                            kernels::prefetch_l2(&pre[l * size..(l + 1) * size]);
+                        }
+                        // −⟨q_s, C_sj⟩ (doubled when added to the list's terms).
                         pq.adc_table(q, Metric::InnerProduct, &mut s.qtable);
-                        s.qtable.iter_mut().for_each(|v| *v *= 2.0);
                     }
                 } else {
                     pq.adc_table(q, Metric::InnerProduct, &mut s.qtable);
@@ -718,7 +746,7 @@ impl Ivf {
             Some(k) if self.metric != Metric::L2 => k.lut4_weights(&s.weights),
             _ => ksq::Lut4Weights::default(),
         };
-        for pi in 0..s.probes.len() {
+        for pi in 0..coarse.len() {
             // After `nprobe` lists, go on (nearest lists first) while fewer than `depth`
             // results were found — a search returns `k` results whenever `k` eligible
             // ones exist — or, filtered, while fewer eligible entries than `target` were
@@ -728,6 +756,16 @@ impl Ivf {
                     break;
                 }
                 if !rest_sorted {
+                    if few {
+                        let chosen: Vec<u32> = s.probes.iter().map(|p| p.1).collect();
+                        s.probes.extend(
+                            coarse
+                                .iter()
+                                .enumerate()
+                                .filter(|(l, _)| !chosen.contains(&(*l as u32)))
+                                .map(|(l, &v)| (v, l as u32)),
+                        );
+                    }
                     s.probes[nprobe..].sort_unstable_by(cmp);
                     rest_sorted = true;
                 }
@@ -803,7 +841,7 @@ impl Ivf {
                             let pre = &pre_all[l * m * ks..(l + 1) * m * ks];
                             s.table.clear();
                             s.table
-                                .extend(pre.iter().zip(&s.qtable).map(|(x, y)| x + y));
+                                .extend(pre.iter().zip(&s.qtable).map(|(x, y)| x + 2.0 * y));
                             cd
                         } else {
                             s.residual.clear();

@@ -520,7 +520,7 @@ impl Scan8 {
 
     /// Quantises the current float table to bytes; `konst` is added to every distance.
     pub(crate) fn prepare(&mut self, m: usize, konst: f32) {
-        (self.bias, self.scale) = fastscan::quantize_rows(&self.table, 256, &mut self.lut);
+        (self.bias, self.scale) = pq8::quantize_table(&self.table, &mut self.lut);
         self.m = m;
         self.konst = konst;
     }

@@ -92,6 +92,19 @@ pub fn adc_at(table: &[f32], blocks: &[u8], m: usize, r: usize) -> f32 {
     (acc[0] + acc[1]) + (acc[2] + acc[3])
 }
 
+/// Quantises a float ADC table (`m × 256`) to bytes, as
+/// [`super::fastscan::quantize_rows`] with 256 entries per row (same bias, scale and
+/// rounding), with an AVX-512 path: this runs once per query, and in IVF once per probed
+/// list, where it would otherwise cost as much as scanning a short list.
+pub fn quantize_table(table: &[f32], lut: &mut Vec<u8>) -> (f32, f32) {
+    #[cfg(target_arch = "x86_64")]
+    if dispatch().1 {
+        // The VBMI kernel implies AVX-512F/BW.
+        return x86::quantize_avx512_safe(table, lut);
+    }
+    super::fastscan::quantize_rows(table, 256, lut)
+}
+
 type BlocksFn = fn(&[u8], &[u8], usize, u16, &mut [u16], &mut [u64]);
 
 /// The kernel, and whether it is the SIMD one.
@@ -187,6 +200,66 @@ mod x86 {
         // SAFETY: installed only when avx512f, avx512bw and avx512vbmi are available;
         // `scan_blocks` checked every length.
         unsafe { blocks_vbmi(lut, blocks, m, thr, sums, masks) }
+    }
+
+    pub fn quantize_avx512_safe(table: &[f32], lut: &mut Vec<u8>) -> (f32, f32) {
+        // SAFETY: called only when the VBMI kernel (so AVX-512F/BW) was detected.
+        unsafe { quantize_avx512(table, lut) }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn quantize_avx512(table: &[f32], lut: &mut Vec<u8>) -> (f32, f32) {
+        let nsub = table.len() / 256;
+        let mut stack = [0.0f32; 256];
+        let mut heap_lows = Vec::new();
+        let lows: &mut [f32] = if nsub <= 256 {
+            &mut stack[..nsub]
+        } else {
+            heap_lows.resize(nsub, 0.0);
+            &mut heap_lows
+        };
+        let (mut bias, mut span) = (0.0f32, 0.0f32);
+        for (row, low) in table.chunks_exact(256).zip(lows.iter_mut()) {
+            // SAFETY: `row` holds 256 floats; unaligned loads.
+            let (lo, hi) = unsafe {
+                let p = row.as_ptr();
+                let mut lo = _mm512_loadu_ps(p);
+                let mut hi = lo;
+                for c in 1..16 {
+                    let v = _mm512_loadu_ps(p.add(16 * c));
+                    lo = _mm512_min_ps(lo, v);
+                    hi = _mm512_max_ps(hi, v);
+                }
+                (_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi))
+            };
+            *low = lo;
+            bias += lo;
+            span = span.max(hi - lo);
+        }
+        let scale = if span > 0.0 { 255.0 / span } else { 1.0 };
+        lut.clear();
+        lut.resize(nsub * 256, 0);
+        let vs = _mm512_set1_ps(scale);
+        let half = _mm512_set1_ps(0.5);
+        for ((out, row), &lo) in lut
+            .chunks_exact_mut(256)
+            .zip(table.chunks_exact(256))
+            .zip(lows.iter())
+        {
+            let vlo = _mm512_set1_ps(lo);
+            // SAFETY: 256 floats in, 256 bytes out; unaligned loads and stores.
+            unsafe {
+                for c in 0..16 {
+                    let v = _mm512_loadu_ps(row.as_ptr().add(16 * c));
+                    // (v − lo)·scale + ½ ≥ 0, truncated: round to nearest, as the
+                    // portable code; the unsigned saturating pack caps at 255.
+                    let x = _mm512_fmadd_ps(_mm512_sub_ps(v, vlo), vs, half);
+                    let q = _mm512_cvtusepi32_epi8(_mm512_cvttps_epu32(x));
+                    _mm_storeu_si128(out.as_mut_ptr().add(16 * c) as *mut __m128i, q);
+                }
+            }
+        }
+        (bias, scale)
     }
 
     /// One sub-quantizer's 256-byte table in four registers.
@@ -302,6 +375,33 @@ mod tests {
         for r in [0, 1, 63, 64, 149] {
             for s in 0..m {
                 assert_eq!(code_at(&packed, m, r, s), codes[r * m + s]);
+            }
+        }
+    }
+
+    #[test]
+    fn table_quantisation_equals_portable_code() {
+        let mut rng = seeded(5);
+        for m in [1, 8, 32, 300] {
+            let table: Vec<f32> = (0..m * 256)
+                .map(|_| rng.random::<f32>() * 40.0 - 3.0)
+                .collect();
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let (ba, sa) = quantize_table(&table, &mut a);
+            let (bb, sb) = super::super::fastscan::quantize_rows_portable(&table, 256, &mut b);
+            assert_eq!(sa, sb);
+            assert!((ba - bb).abs() <= 1e-4 * bb.abs().max(1.0), "{ba} vs {bb}");
+            // FMA may round (v − lo)·scale + ½ differently at an exact .5 boundary.
+            let off = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+            assert!(a.iter().zip(&b).all(|(x, y)| x.abs_diff(*y) <= 1), "m {m}");
+            assert!(off <= table.len() / 1000, "m {m}: {off} differ");
+            // Every entry within half a unit (plus float error) of its scaled value.
+            for (s, row) in table.chunks_exact(256).enumerate() {
+                let lo = row.iter().copied().fold(f32::INFINITY, f32::min);
+                for (j, &v) in row.iter().enumerate() {
+                    let q = a[s * 256 + j] as f32;
+                    assert!(((v - lo) * sa - q).abs() <= 0.5 + 1e-3, "m {m} s {s} j {j}");
+                }
             }
         }
     }
