@@ -51,6 +51,9 @@ use crate::store::{Container, ContainerWriter, Slab};
 use crate::topk::Neighbor;
 use crate::vectors::{check_batch, check_finite};
 
+/// Bytes of a node's stored data prefetched before it is scored (a 128-d f32 vector).
+const PREFETCH_BYTES: usize = 512;
+
 /// Largest `M` accepted (hnsw_rs allows at most 256 links per layer).
 pub const MAX_M: usize = 128;
 /// Default `ef_construction` (hnswlib's default).
@@ -242,7 +245,7 @@ impl Scorer<'_> {
             Some(Codec::Product(pq)) => (idx.codes[node * pq.m()..].as_ptr() as *const i8, pq.m()),
         };
         #[cfg(target_arch = "x86_64")]
-        for off in (0..bytes.min(256)).step_by(64) {
+        for off in (0..bytes.min(PREFETCH_BYTES)).step_by(64) {
             // SAFETY: prefetching has no architectural effect and never faults; `off` stays
             // inside the node's data.
             unsafe {

@@ -383,14 +383,31 @@ impl Ivf {
                 kernels::scalar::dot(c, c)
             })
             .collect();
+        // ⟨c_l,s, C_sj⟩ for every list l and centroid j: one small GEMM per sub-space.
+        let dots: Vec<Vec<f32>> = (0..m)
+            .into_par_iter()
+            .map(|s| {
+                let coarse: Vec<f32> = self
+                    .centroids
+                    .chunks_exact(d)
+                    .flat_map(|c| c[s * ds..(s + 1) * ds].iter().copied())
+                    .collect();
+                let book = &pq.centroids()[s * ks * ds..(s + 1) * ks * ds];
+                let mut out = vec![0.0f32; self.nlist * ks];
+                gemm_abt(&coarse, book, ds, &mut out);
+                out
+            })
+            .collect();
         let mut t = vec![0.0f32; self.nlist * m * ks];
         t.par_chunks_mut(m * ks).enumerate().for_each(|(l, tl)| {
-            let c = &self.centroids[l * d..(l + 1) * d];
-            for s in 0..m {
-                let cs = &c[s * ds..(s + 1) * ds];
-                for j in 0..ks {
-                    tl[s * ks + j] =
-                        cn[s * ks + j] + 2.0 * kernels::scalar::dot(cs, pq.centroid(s, j));
+            for (s, dots) in dots.iter().enumerate() {
+                let row = &dots[l * ks..(l + 1) * ks];
+                for ((o, &c), &dt) in tl[s * ks..(s + 1) * ks]
+                    .iter_mut()
+                    .zip(&cn[s * ks..(s + 1) * ks])
+                    .zip(row)
+                {
+                    *o = c + 2.0 * dt;
                 }
             }
         });
