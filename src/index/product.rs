@@ -334,7 +334,7 @@ impl Product {
         // Approximate candidates: keep more than `depth`, since quantised sums reorder
         // near-ties; each is re-scored exactly below.
         let keep = (depth * 2).max(depth + 16);
-        let mut heaps: Vec<TopK> = (0..nq).map(|_| TopK::new(keep)).collect();
+        let mut heaps: Vec<Reservoir> = (0..nq).map(|_| Reservoir::new(keep)).collect();
         // Blocks go to the kernel in batches; the thresholds are refreshed between
         // batches (a stale threshold only lets a few more candidates through).
         const BATCH: usize = 64;
@@ -371,11 +371,7 @@ impl Product {
                         {
                             continue;
                         }
-                        heap.push(r as u64, s as f32);
-                        let t = heap.threshold();
-                        if t.is_finite() {
-                            thr[j] = t as u16;
-                        }
+                        thr[j] = heap.push(s, r as u32);
                     }
                 }
             }
@@ -388,8 +384,8 @@ impl Product {
             .zip(&tables)
             .map(|(heap, table)| {
                 let mut exact = TopK::new(depth);
-                for c in heap.into_sorted() {
-                    let r = c.id as usize;
+                for r in heap.into_best() {
+                    let r = r as usize;
                     let block = &self.codes[(r / fastscan::BLOCK) * bb..];
                     let i = r % fastscan::BLOCK;
                     let d: f32 = (0..m)
@@ -485,6 +481,51 @@ fn transpose(r: &[f32], d: usize) -> Vec<f32> {
         }
     }
     t
+}
+
+/// The `keep` smallest quantised sums seen (ties at the boundary may add a few more):
+/// candidates are appended, and when the buffer is full it is cut back to the best
+/// `keep` by a selection — cheaper per candidate than a heap (FAISS's reservoir).
+struct Reservoir {
+    keep: usize,
+    cands: Vec<(u16, u32)>,
+    thr: u16,
+}
+
+impl Reservoir {
+    fn new(keep: usize) -> Self {
+        Reservoir {
+            keep: keep.max(1),
+            cands: Vec::with_capacity(4 * keep.max(16)),
+            thr: u16::MAX,
+        }
+    }
+
+    /// Offers row `r` with sum `s`; returns the threshold a sum must not exceed now.
+    #[inline]
+    fn push(&mut self, s: u16, r: u32) -> u16 {
+        if s <= self.thr {
+            self.cands.push((s, r));
+            if self.cands.len() == self.cands.capacity() {
+                self.shrink();
+            }
+        }
+        self.thr
+    }
+
+    fn shrink(&mut self) {
+        if self.cands.len() > self.keep {
+            self.cands.select_nth_unstable(self.keep - 1);
+            self.cands.truncate(self.keep);
+            self.thr = self.cands.iter().map(|c| c.0).max().unwrap_or(u16::MAX);
+        }
+    }
+
+    /// The rows of the best `keep` sums (ties by row), in no particular order.
+    fn into_best(mut self) -> impl Iterator<Item = u32> {
+        self.shrink();
+        self.cands.into_iter().map(|c| c.1)
+    }
 }
 
 /// Reusable buffers of [`Scan8::scan`].
