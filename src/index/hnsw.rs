@@ -62,6 +62,12 @@ pub const DEFAULT_EF_CONSTRUCTION: usize = 200;
 const MAX_LAYERS: usize = 16;
 /// Fewest layer-0 in-links a node is left with (see [`repair_reachability`]).
 const MIN_IN_LINKS: usize = 3;
+/// Width of the upper-layer beam for a layer-0 beam of `ef`: a sixteenth of it, 1 to 4
+/// nodes (1 = hnswlib's greedy descent, kept for narrow, fast searches).
+fn upper_beam_width(ef: usize) -> usize {
+    (ef / 16).clamp(1, 4)
+}
+
 /// An empty adjacency slot.
 const NONE: u32 = u32::MAX;
 
@@ -567,35 +573,24 @@ impl Hnsw {
         let all = matches!(filter, IdFilter::All) && !self.rows.has_deleted();
         let ids = self.rows.ids();
         let ok = |r: usize| all || (self.rows.is_live(r) && filter.accepts(ids[r]));
-        // Greedy descent through the upper layers.
-        let mut cur = (g.entry as usize).min(n - 1) as u32;
-        let mut cur_d = sc.dist(s, cur as usize);
+        // Descent through the upper layers with a narrow beam (hnswlib is greedy, one
+        // node wide): on clustered data a greedy descent can settle in a neighbouring
+        // cluster that layer 0 then rarely leaves, whatever `ef` is.
+        let width = upper_beam_width(ef.max(depth));
+        let entry = (g.entry as usize).min(n - 1) as u32;
+        let mut entries = vec![Cand(sc.dist(s, entry as usize), entry)];
         for level in (1..=g.max_level).rev() {
-            loop {
-                let mut improved = false;
-                for &v in self.upper(cur, level) {
-                    if (v as usize) >= n {
-                        continue;
-                    }
-                    let dv = sc.dist(s, v as usize);
-                    if dv < cur_d {
-                        cur_d = dv;
-                        cur = v;
-                        improved = true;
-                    }
-                }
-                if !improved {
-                    break;
-                }
-            }
+            entries = self.upper_beam(&sc, s, entries, level, width);
         }
-        // Layer-0 beam.
+        // Layer-0 beam from the entries.
         let ef = ef.max(depth);
         s.reset(n);
-        s.visit(cur);
-        s.cands.push(std::cmp::Reverse(Cand(cur_d, cur)));
-        if ok(cur as usize) {
-            s.results.push(Cand(cur_d, cur));
+        for &Cand(d, v) in &entries {
+            s.visit(v);
+            s.cands.push(std::cmp::Reverse(Cand(d, v)));
+            if ok(v as usize) {
+                s.results.push(Cand(d, v));
+            }
         }
         let w0 = 2 * self.m;
         while let Some(std::cmp::Reverse(Cand(d, v))) = s.cands.pop() {
@@ -640,6 +635,49 @@ impl Hnsw {
             .collect();
         out.sort_by(|a, b| a.cmp_best_first(b));
         out.truncate(depth);
+        out
+    }
+
+    /// Beam search of width `width` in upper layer `level` from `entries`; the best
+    /// `width` nodes found, nearest first.
+    fn upper_beam(
+        &self,
+        sc: &Scorer<'_>,
+        s: &mut Scratch,
+        entries: Vec<Cand>,
+        level: u8,
+        width: usize,
+    ) -> Vec<Cand> {
+        let n = self.rows.len();
+        s.reset(n);
+        for c in entries {
+            s.visit(c.1);
+            s.cands.push(std::cmp::Reverse(c));
+            s.results.push(c);
+        }
+        while s.results.len() > width {
+            s.results.pop();
+        }
+        while let Some(std::cmp::Reverse(Cand(d, v))) = s.cands.pop() {
+            if s.results.len() >= width && s.results.peek().is_some_and(|w| d > w.0) {
+                break;
+            }
+            for &u in self.upper(v, level) {
+                if (u as usize) >= n || !s.visit(u) {
+                    continue;
+                }
+                let du = sc.dist(s, u as usize);
+                if s.results.len() < width || s.results.peek().is_some_and(|w| du < w.0) {
+                    s.cands.push(std::cmp::Reverse(Cand(du, u)));
+                    s.results.push(Cand(du, u));
+                    if s.results.len() > width {
+                        s.results.pop();
+                    }
+                }
+            }
+        }
+        let mut out: Vec<Cand> = s.results.drain().collect();
+        out.sort();
         out
     }
 
