@@ -911,6 +911,83 @@ mod tests {
     }
 
     #[test]
+    fn scan8_equals_float_adc_exactly_with_deletes_and_filters() {
+        // The byte-table kernel only pre-selects; every answer must be the float ADC
+        // top-k, in order, whatever the metric, deletes or filter.
+        let (n, dim, k) = (3000, 32, 50);
+        for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+            let mut idx = build("PQ8", metric, n, dim);
+            let deleted: Vec<u64> = (0..n as u64).step_by(7).collect();
+            idx.delete(&deleted).unwrap();
+            let pq = idx.quantizer().unwrap().clone();
+            let codes = idx.indices();
+            let q = gaussian(4, dim, 0.0, 1.0, 21).unwrap();
+            let odd = |id: u64| id % 2 == 1;
+            for filtered in [false, true] {
+                let filter = if filtered {
+                    IdFilter::Predicate(&odd)
+                } else {
+                    IdFilter::All
+                };
+                let p = SearchParams::with_k(k);
+                for qv in q.as_slice().chunks_exact(dim) {
+                    let got = idx.search_filtered(qv, &p, &filter).unwrap();
+                    let mut table = Vec::new();
+                    pq.adc_table(&idx.prepare(qv), idx.table_metric(), &mut table);
+                    let mut want: Vec<(f32, u64)> = (0..n)
+                        .filter(|&r| r % 7 != 0 && (!filtered || odd(r as u64)))
+                        .map(|r| {
+                            let d: f32 = (0..8)
+                                .map(|s| table[s * 256 + codes[r * 8 + s] as usize])
+                                .sum();
+                            (d + idx.offset(), r as u64)
+                        })
+                        .collect();
+                    want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                    assert_eq!(got.len(), k);
+                    for (g, w) in got.iter().zip(&want) {
+                        assert!((g.distance - w.0).abs() <= 1e-4 * (1.0 + w.0.abs()));
+                        // Same id unless two distances tie to float precision.
+                        assert!(g.id == w.1 || (g.distance - w.0).abs() <= 1e-6, "{metric}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reservoir_keeps_the_smallest_sums() {
+        let mut r = Reservoir::new(5);
+        let sums: Vec<u16> = (0..1000u32).map(|i| ((i * 7919) % 1000) as u16).collect();
+        let mut thr = u16::MAX;
+        for (i, &s) in sums.iter().enumerate() {
+            if s <= thr {
+                thr = r.push(s, i as u32);
+            }
+        }
+        let mut best: Vec<u32> = r.into_best().collect();
+        best.sort_unstable();
+        let mut want: Vec<u32> = (0..1000u32).filter(|&i| sums[i as usize] < 5).collect();
+        want.sort_unstable();
+        assert_eq!(best, want);
+    }
+
+    #[test]
+    fn quantized_thresholds() {
+        // Anything may pass while the threshold is infinite or NaN-producing.
+        assert_eq!(
+            quantized_threshold(f32::INFINITY, 0.0, 2.0, 3.0),
+            Some(u16::MAX)
+        );
+        assert_eq!(quantized_threshold(1.0, f32::NAN, 2.0, 3.0), Some(u16::MAX));
+        // (t − base)·scale + margin, truncated and capped.
+        assert_eq!(quantized_threshold(10.0, 4.0, 2.0, 3.5), Some(15));
+        assert_eq!(quantized_threshold(1e9, 0.0, 1.0, 0.0), Some(u16::MAX));
+        // Below every reachable sum: nothing can enter.
+        assert_eq!(quantized_threshold(0.0, 4.0, 2.0, 3.0), None);
+    }
+
+    #[test]
     fn files_with_row_major_8bit_codes_still_open() {
         // 8-bit codes were stored row-major (section "codes") before the blocked layout.
         let idx = build("PQ8", Metric::L2, 300, 16);
