@@ -266,6 +266,8 @@ fn opened_files_use_sections_in_place() {
         let codes = match spec {
             "Flat" => "vectors",
             _ if float => "raw",
+            // 8-bit PQ codes in blocks of 64 (flat and IVF lists).
+            _ if c.section("codes64").is_ok() => "codes64",
             _ => "codes",
         };
         let n = if float {

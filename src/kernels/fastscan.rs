@@ -71,12 +71,6 @@ pub fn pack_lut(lut: &[u8], m: usize, out: &mut Vec<u8>) {
 /// `Σ_s table[s][j_s] ≈ bias + Σ_s q8[s][j_s] / scale`, each term off by at most
 /// `0.5 / scale`. Returns `(bias, scale)`.
 pub fn quantize_table(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
-    quantize_rows(table, 16, q8)
-}
-
-/// [`quantize_table`] for tables with `ksub` entries per sub-quantizer (a multiple of
-/// 16: 16 for 4-bit codes, 256 for 8-bit ones).
-pub fn quantize_rows(table: &[f32], ksub: usize, q8: &mut Vec<u8>) -> (f32, f32) {
     static F: OnceLock<QuantizeFn> = OnceLock::new();
     (F.get_or_init(|| match super::simd_level() {
         #[cfg(target_arch = "x86_64")]
@@ -85,20 +79,25 @@ pub fn quantize_rows(table: &[f32], ksub: usize, q8: &mut Vec<u8>) -> (f32, f32)
         SimdLevel::Avx512 => x86::quantize_avx2_safe,
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx2 => x86::quantize_avx2_safe,
-        _ => quantize_rows_portable,
-    }))(table, ksub, q8)
+        _ => quantize_rows_portable::<16>,
+    }))(table, q8)
 }
 
-type QuantizeFn = fn(&[f32], usize, &mut Vec<u8>) -> (f32, f32);
+type QuantizeFn = fn(&[f32], &mut Vec<u8>) -> (f32, f32);
 
-/// [`quantize_rows`] in portable code (the SIMD variants compile this same body with
-/// wider instruction sets enabled).
+/// [`quantize_table`] for tables of `K` entries per sub-quantizer (a multiple of 16:
+/// 16 for 4-bit codes, 256 for 8-bit ones), in portable code; the SIMD variants compile
+/// this same body with wider instruction sets enabled, and `K` known at compile time
+/// unrolls the per-row loops.
 #[inline(always)]
-pub fn quantize_rows_portable(table: &[f32], ksub: usize, q8: &mut Vec<u8>) -> (f32, f32) {
-    assert!(
-        ksub > 0 && ksub.is_multiple_of(16),
-        "table rows of {ksub} entries (a multiple of 16 is required)"
-    );
+pub fn quantize_rows_portable<const K: usize>(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
+    const {
+        assert!(
+            K > 0 && K % 16 == 0,
+            "rows must hold a multiple of 16 entries"
+        )
+    };
+    let ksub = K;
     // Per sub-quantizer minimum and span over fixed 16-lane chunks (vectorised; this runs
     // once per query and, in IVF, once per probed list).
     let mut bias = 0.0f32;
@@ -146,9 +145,12 @@ pub fn quantize_rows_portable(table: &[f32], ksub: usize, q8: &mut Vec<u8>) -> (
             let out: &mut [u8; 16] = out.try_into().expect("16 entries");
             let t: &[f32; 16] = t.try_into().expect("16 entries");
             for (o, &v) in out.iter_mut().zip(t) {
-                // Non-negative, so adding ½ and truncating rounds to nearest; the cast
-                // saturates at 255.
-                *o = ((v - lo) * scale + 0.5) as u8;
+                // Non-negative, so adding ½ and truncating rounds to nearest. Clamped
+                // first (NaN becomes 255: `min` returns the other operand), so the
+                // unchecked conversion vectorises where a saturating `as u8` would not.
+                let x = ((v - lo) * scale + 0.5).min(255.0).max(0.0);
+                // SAFETY: `x` is finite and within [0, 255].
+                *o = unsafe { x.to_int_unchecked::<i32>() } as u8;
             }
         }
     }
@@ -391,24 +393,49 @@ mod x86 {
         }
     }
 
-    pub fn quantize_avx512_safe(table: &[f32], ksub: usize, q8: &mut Vec<u8>) -> (f32, f32) {
+    pub fn quantize_avx512_safe(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
         // SAFETY: installed only when AVX-512F is available.
-        unsafe { quantize_avx512(table, ksub, q8) }
+        unsafe { quantize_avx512(table, q8) }
     }
 
+    /// One 16-entry row per register: minimum and maximum by reduction, then one
+    /// conversion and saturating byte pack per row (same rounding as the portable code).
     #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-    unsafe fn quantize_avx512(table: &[f32], ksub: usize, q8: &mut Vec<u8>) -> (f32, f32) {
-        super::quantize_rows_portable(table, ksub, q8)
+    unsafe fn quantize_avx512(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
+        let nsub = table.len() / 16;
+        let (mut bias, mut span) = (0.0f32, 0.0f32);
+        for row in table.chunks_exact(16) {
+            // SAFETY: 16 floats; unaligned load.
+            let v = unsafe { _mm512_loadu_ps(row.as_ptr()) };
+            let (lo, hi) = (_mm512_reduce_min_ps(v), _mm512_reduce_max_ps(v));
+            bias += lo;
+            span = span.max(hi - lo);
+        }
+        let scale = if span > 0.0 { 255.0 / span } else { 1.0 };
+        q8.clear();
+        q8.resize(nsub * 16, 0);
+        let (vs, half) = (_mm512_set1_ps(scale), _mm512_set1_ps(0.5));
+        for (out, row) in q8.chunks_exact_mut(16).zip(table.chunks_exact(16)) {
+            // SAFETY: 16 floats in, 16 bytes out; unaligned.
+            unsafe {
+                let v = _mm512_loadu_ps(row.as_ptr());
+                let lo = _mm512_set1_ps(_mm512_reduce_min_ps(v));
+                let x = _mm512_fmadd_ps(_mm512_sub_ps(v, lo), vs, half);
+                let q = _mm512_cvtusepi32_epi8(_mm512_cvttps_epu32(x));
+                _mm_storeu_si128(out.as_mut_ptr() as *mut __m128i, q);
+            }
+        }
+        (bias, scale)
     }
 
-    pub fn quantize_avx2_safe(table: &[f32], ksub: usize, q8: &mut Vec<u8>) -> (f32, f32) {
+    pub fn quantize_avx2_safe(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
         // SAFETY: installed only when AVX2 is available.
-        unsafe { quantize_avx2(table, ksub, q8) }
+        unsafe { quantize_avx2(table, q8) }
     }
 
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn quantize_avx2(table: &[f32], ksub: usize, q8: &mut Vec<u8>) -> (f32, f32) {
-        super::quantize_rows_portable(table, ksub, q8)
+    unsafe fn quantize_avx2(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
+        super::quantize_rows_portable::<16>(table, q8)
     }
 
     pub fn multi_avx512_safe(
@@ -661,6 +688,30 @@ mod x86 {
 mod tests {
     use super::*;
     use crate::rng::{RngExt, seeded};
+
+    #[test]
+    fn table_quantisation_equals_portable_code() {
+        let mut rng = seeded(6);
+        for m in [1, 7, 32, 300] {
+            let table: Vec<f32> = (0..m * 16)
+                .map(|_| rng.random::<f32>() * 50.0 - 5.0)
+                .collect();
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let (ba, sa) = quantize_table(&table, &mut a);
+            let (bb, sb) = quantize_rows_portable::<16>(&table, &mut b);
+            assert_eq!(sa, sb);
+            assert!((ba - bb).abs() <= 1e-4 * bb.abs().max(1.0));
+            // FMA may round an exact .5 differently; otherwise identical.
+            assert!(a.iter().zip(&b).all(|(x, y)| x.abs_diff(*y) <= 1), "m {m}");
+            assert!(a.iter().zip(&b).filter(|(x, y)| x != y).count() <= table.len() / 1000);
+            for (row, q) in table.chunks_exact(16).zip(a.chunks_exact(16)) {
+                let lo = row.iter().copied().fold(f32::INFINITY, f32::min);
+                for (&v, &q) in row.iter().zip(q) {
+                    assert!(((v - lo) * sa - q as f32).abs() <= 0.5 + 1e-3);
+                }
+            }
+        }
+    }
 
     #[test]
     fn layout_round_trip() {

@@ -93,7 +93,7 @@ pub fn adc_at(table: &[f32], blocks: &[u8], m: usize, r: usize) -> f32 {
 }
 
 /// Quantises a float ADC table (`m × 256`) to bytes, as
-/// [`super::fastscan::quantize_rows`] with 256 entries per row (same bias, scale and
+/// [`super::fastscan::quantize_table`] with 256 entries per row (same bias, scale and
 /// rounding), with an AVX-512 path: this runs once per query, and in IVF once per probed
 /// list, where it would otherwise cost as much as scanning a short list.
 pub fn quantize_table(table: &[f32], lut: &mut Vec<u8>) -> (f32, f32) {
@@ -102,7 +102,7 @@ pub fn quantize_table(table: &[f32], lut: &mut Vec<u8>) -> (f32, f32) {
         // The VBMI kernel implies AVX-512F/BW.
         return x86::quantize_avx512_safe(table, lut);
     }
-    super::fastscan::quantize_rows(table, 256, lut)
+    super::fastscan::quantize_rows_portable::<256>(table, lut)
 }
 
 type BlocksFn = fn(&[u8], &[u8], usize, u16, &mut [u16], &mut [u64]);
@@ -388,7 +388,7 @@ mod tests {
                 .collect();
             let (mut a, mut b) = (Vec::new(), Vec::new());
             let (ba, sa) = quantize_table(&table, &mut a);
-            let (bb, sb) = super::super::fastscan::quantize_rows_portable(&table, 256, &mut b);
+            let (bb, sb) = super::super::fastscan::quantize_rows_portable::<256>(&table, &mut b);
             assert_eq!(sa, sb);
             assert!((ba - bb).abs() <= 1e-4 * bb.abs().max(1.0), "{ba} vs {bb}");
             // FMA may round (v − lo)·scale + ½ differently at an exact .5 boundary.
