@@ -93,7 +93,7 @@ type QuantizeFn = fn(&[f32], &mut Vec<u8>) -> (f32, f32);
 pub fn quantize_rows_portable<const K: usize>(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
     const {
         assert!(
-            K > 0 && K % 16 == 0,
+            K > 0 && K.is_multiple_of(16),
             "rows must hold a multiple of 16 entries"
         )
     };
@@ -148,6 +148,7 @@ pub fn quantize_rows_portable<const K: usize>(table: &[f32], q8: &mut Vec<u8>) -
                 // Non-negative, so adding ½ and truncating rounds to nearest. Clamped
                 // first (NaN becomes 255: `min` returns the other operand), so the
                 // unchecked conversion vectorises where a saturating `as u8` would not.
+                #[allow(clippy::manual_clamp)] // `clamp` would keep a NaN
                 let x = ((v - lo) * scale + 0.5).min(255.0).max(0.0);
                 // SAFETY: `x` is finite and within [0, 255].
                 *o = unsafe { x.to_int_unchecked::<i32>() } as u8;
