@@ -30,7 +30,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::index::product::{Scan8, Scan8Scratch, quantized_threshold};
+use crate::index::product::{Bound, Scan8, Scan8Scratch, scan_exact};
 use crate::index::rows::{Exact, Rows, rerank_unavailable};
 use crate::index::scalar::Kernel;
 use crate::index::{IdFilter, Index, SearchParams, check_add, check_search, check_single};
@@ -195,7 +195,6 @@ struct Scratch {
     q8: Vec<u8>,
     lut: Vec<u8>,
     sums: Vec<f32>,
-    sums16: Vec<u16>,
     masks: Vec<u32>,
     probes: Vec<(f32, u32)>,
     scan8: Scan8,
@@ -905,65 +904,53 @@ impl Ivf {
         let pairs = fastscan::padded_pairs(m);
         let bb = fastscan::block_bytes(m);
         let (a, b) = (self.offsets[l], self.offsets[l + 1]);
-        let len = b - a;
-        // Each table entry is rounded by at most half a unit.
-        let margin = m as f32 * 0.5 + 1.0;
-        let to_u16 = |t: f32| quantized_threshold(t, konst + bias, scale, margin);
-        const BATCH: usize = 64;
-        s.sums16.resize(BATCH * fastscan::BLOCK, 0);
-        s.masks.resize(BATCH, 0);
-        let nblocks = len.div_ceil(fastscan::BLOCK);
-        let base = self.block_starts[l];
-        let mut b0 = 0;
-        // Small first batches while the heap may still be filling (see Product).
-        let mut batch = if heap.threshold().is_finite() {
-            BATCH
-        } else {
-            1
+        let list = &self.codes[self.block_starts[l] * bb..];
+        let bound = Bound {
+            base: konst + bias,
+            scale,
+            // Each table entry is rounded by at most half a unit.
+            margin: m as f32 * 0.5 + 1.0,
         };
-        while b0 < nblocks {
-            let Some(mut thr) = to_u16(heap.threshold()) else {
-                return;
-            };
-            let nb = batch.min(nblocks - b0);
-            batch = (batch * 2).min(BATCH);
-            fastscan::scan_blocks(
-                &s.lut,
-                &self.codes[(base + b0) * bb..(base + b0 + nb) * bb],
-                pairs,
-                thr,
-                &mut s.sums16,
-                &mut s.masks[..nb],
-            );
-            for j in 0..nb {
-                let mut mask = s.masks[j];
-                while mask != 0 {
-                    let i = mask.trailing_zeros() as usize;
-                    mask &= mask - 1;
-                    let local = (b0 + j) * fastscan::BLOCK + i;
-                    if local >= len || s.sums16[j * fastscan::BLOCK + i] > thr {
-                        continue;
-                    }
-                    let r = a + local;
-                    if !ok(r) {
-                        continue;
-                    }
-                    let block = &self.codes[(base + b0 + j) * bb..];
-                    let dist: f32 = konst
-                        + (0..m)
-                            .map(|sq| s.table[sq * 16 + fastscan::code_in_block(block, sq, i)])
-                            .sum::<f32>();
-                    if dist <= heap.threshold() {
-                        heap.push(r as u64, dist);
-                        match to_u16(heap.threshold()) {
-                            Some(t) => thr = t,
-                            None => return,
-                        }
-                    }
-                }
-            }
-            b0 += nb;
-        }
+        let Scratch {
+            lut,
+            table,
+            masks: masks32,
+            scratch8,
+            ..
+        } = s;
+        let mut kernel = |b0: usize, nb: usize, thr: u16, sums: &mut [u16], masks: &mut [u64]| {
+            masks32.resize(nb, 0);
+            let codes = &list[b0 * bb..(b0 + nb) * bb];
+            fastscan::scan_blocks(lut, codes, pairs, thr, sums, masks32);
+            masks
+                .iter_mut()
+                .zip(masks32.iter())
+                .for_each(|(w, &n)| *w = n as u64);
+        };
+        let exact = |local: usize| {
+            let block = &list[(local / fastscan::BLOCK) * bb..];
+            let i = local % fastscan::BLOCK;
+            konst
+                + (0..m)
+                    .map(|sq| table[sq * 16 + fastscan::code_in_block(block, sq, i)])
+                    .sum::<f32>()
+        };
+        let nblocks = (b - a).div_ceil(fastscan::BLOCK);
+        let layout = (
+            fastscan::BLOCK,
+            std::convert::identity as fn(usize) -> usize,
+        );
+        scan_exact(
+            0..nblocks,
+            layout,
+            (b - a, a),
+            bound,
+            heap,
+            ok,
+            scratch8,
+            &mut kernel,
+            &exact,
+        );
     }
 
     fn search_group(

@@ -591,56 +591,97 @@ impl Scan8 {
             }
             return;
         }
-        // Each table entry is rounded by at most half a unit.
-        let margin = m as f32 * 0.5 + 1.0;
-        let to_u16 = |t: f32| quantized_threshold(t, self.konst + self.bias, self.scale, margin);
-        const BATCH: usize = 16;
-        s.sums.resize(BATCH * pq8::BLOCK, 0);
-        s.masks.resize(BATCH, 0);
         let bb = pq8::block_bytes(m);
-        let mut b0 = range.start;
-        // Small first batches while the heap is still filling, so the threshold tightens
-        // before many candidates are re-scored.
-        let mut batch = if heap.threshold().is_finite() {
-            BATCH
-        } else {
-            1
+        let bound = Bound {
+            base: self.konst + self.bias,
+            scale: self.scale,
+            // Each table entry is rounded by at most half a unit.
+            margin: m as f32 * 0.5 + 1.0,
         };
-        while b0 < range.end {
-            let Some(mut thr) = to_u16(heap.threshold()) else {
-                return;
-            };
-            let nb = batch.min(range.end - b0);
-            batch = (batch * 2).min(BATCH);
+        let mut kernel = |b0: usize, nb: usize, thr: u16, sums: &mut [u16], masks: &mut [u64]| {
             pq8::scan_blocks(
                 &self.lut,
                 &blocks[b0 * bb..(b0 + nb) * bb],
                 m,
                 thr,
-                &mut s.sums,
-                &mut s.masks[..nb],
-            );
-            for j in 0..nb {
-                let mut mask = s.masks[j];
-                while mask != 0 {
-                    let lane = mask.trailing_zeros() as usize;
-                    mask &= mask - 1;
-                    let local = (b0 + j) * pq8::BLOCK + pq8::lane_row(lane);
-                    if local >= len || s.sums[j * pq8::BLOCK + lane] > thr || !ok(first + local) {
-                        continue;
-                    }
-                    let d = self.konst + pq8::adc_at(&self.table, blocks, m, local);
-                    if d <= heap.threshold() {
-                        heap.push((first + local) as u64, d);
-                        match to_u16(heap.threshold()) {
-                            Some(t) => thr = t,
-                            None => return,
-                        }
+                sums,
+                masks,
+            )
+        };
+        let exact = |local: usize| self.konst + pq8::adc_at(&self.table, blocks, m, local);
+        let layout = (pq8::BLOCK, pq8::lane_row as fn(usize) -> usize);
+        let rows = (len, first);
+        scan_exact(range, layout, rows, bound, heap, ok, s, &mut kernel, &exact);
+    }
+}
+
+/// How quantised sums relate to distances: `distance ≥ base + (sum − margin) / scale`.
+pub(crate) struct Bound {
+    pub(crate) base: f32,
+    pub(crate) scale: f32,
+    pub(crate) margin: f32,
+}
+
+/// A block kernel: sums and threshold masks of `nb` blocks from block `b0`.
+pub(crate) type BlockKernel<'a> = dyn FnMut(usize, usize, u16, &mut [u16], &mut [u64]) + 'a;
+
+/// The exact candidate loop shared by the 8-bit and 4-bit block scans: the kernel sums
+/// batches of blocks with byte tables, and every vector whose sum's lower bound could
+/// still enter `heap` gets its float distance (`exact`, by local row) and is offered to
+/// the heap as `first + row`. `layout` is (vectors per block, lane → row within a
+/// block); `rows` is (valid local rows, id of local row 0). Rows `ok` rejects are skipped.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn scan_exact(
+    range: std::ops::Range<usize>,
+    layout: (usize, fn(usize) -> usize),
+    rows: (usize, usize),
+    bound: Bound,
+    heap: &mut TopK,
+    ok: &dyn Fn(usize) -> bool,
+    s: &mut Scan8Scratch,
+    kernel: &mut BlockKernel<'_>,
+    exact: &dyn Fn(usize) -> f32,
+) {
+    let ((block, lane_row), (len, first)) = (layout, rows);
+    let to_u16 = |t: f32| quantized_threshold(t, bound.base, bound.scale, bound.margin);
+    const BATCH: usize = 16;
+    s.sums.resize(BATCH * block, 0);
+    s.masks.resize(BATCH, 0);
+    let mut b0 = range.start;
+    // Small first batches while the heap is still filling, so the threshold tightens
+    // before many candidates are re-scored.
+    let mut batch = if heap.threshold().is_finite() {
+        BATCH
+    } else {
+        1
+    };
+    while b0 < range.end {
+        let Some(mut thr) = to_u16(heap.threshold()) else {
+            return;
+        };
+        let nb = batch.min(range.end - b0);
+        batch = (batch * 2).min(BATCH);
+        kernel(b0, nb, thr, &mut s.sums[..nb * block], &mut s.masks[..nb]);
+        for j in 0..nb {
+            let mut mask = s.masks[j];
+            while mask != 0 {
+                let lane = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                let local = (b0 + j) * block + lane_row(lane);
+                if local >= len || s.sums[j * block + lane] > thr || !ok(first + local) {
+                    continue;
+                }
+                let d = exact(local);
+                if d <= heap.threshold() {
+                    heap.push((first + local) as u64, d);
+                    match to_u16(heap.threshold()) {
+                        Some(t) => thr = t,
+                        None => return,
                     }
                 }
             }
-            b0 += nb;
         }
+        b0 += nb;
     }
 }
 
