@@ -622,17 +622,8 @@ Machine: {machine}
     for r in rows {
         let f = faiss_match(r, faiss);
         md.push_str(&format!(
-            "| {} | {} | {:.1} | {:.1} | {:.2} | {:.4} | {:.4} | {:.0} | {:.0} | {} | {} | {} | {} |\n",
-            r.spec,
-            param_label(&r.params),
-            r.bytes_per_vector,
-            (r.index_bytes - r.raw_bytes) as f64 / 1e6,
-            r.build_secs,
-            r.recall_at_1,
-            r.recall_at_10,
-            r.qps,
-            r.qps_all_threads,
-            r.mse_ratio.map_or("–".into(), |m| format!("{m:.2}")),
+            "{} {} | {} | {} |\n",
+            row_cells(r),
             f.map_or("–".into(), |f| format!("{:.4}", f.recall_at_10)),
             f.map_or("–".into(), |f| format!("{:.0}", f.qps)),
             f.map_or("–".into(), |f| format!("{:.2}×", r.qps / f.qps.max(1e-9))),
@@ -721,21 +712,28 @@ pub fn markdown_table(rows: &[BenchRow]) -> String {
          | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for r in rows {
-        s.push_str(&format!(
-            "| {} | {} | {:.1} | {:.1} | {:.2} | {:.4} | {:.4} | {:.0} | {:.0} | {} |\n",
-            r.spec,
-            param_label(&r.params),
-            r.bytes_per_vector,
-            (r.index_bytes - r.raw_bytes) as f64 / 1e6,
-            r.build_secs,
-            r.recall_at_1,
-            r.recall_at_10,
-            r.qps,
-            r.qps_all_threads,
-            r.mse_ratio.map_or("–".into(), |m| format!("{m:.2}"))
-        ));
+        s.push_str(&row_cells(r));
+        s.push('\n');
     }
     s
+}
+
+/// The first ten cells of a row of [`markdown_table`] (spec … MSE/D(R)), with the
+/// leading and trailing `|`.
+fn row_cells(r: &BenchRow) -> String {
+    format!(
+        "| {} | {} | {:.1} | {:.1} | {:.2} | {:.4} | {:.4} | {:.0} | {:.0} | {} |",
+        r.spec,
+        param_label(&r.params),
+        r.bytes_per_vector,
+        (r.index_bytes - r.raw_bytes) as f64 / 1e6,
+        r.build_secs,
+        r.recall_at_1,
+        r.recall_at_10,
+        r.qps,
+        r.qps_all_threads,
+        r.mse_ratio.map_or("–".into(), |m| format!("{m:.2}"))
+    )
 }
 
 fn param_label(p: &SearchParams) -> String {

@@ -236,30 +236,25 @@ struct Scorer<'a> {
 }
 
 impl Scorer<'_> {
-    /// Hints the CPU to load `node`'s stored data (first cache lines).
+    /// Hints the CPU to load `node`'s stored data (its first [`PREFETCH_BYTES`]).
     #[inline]
     fn prefetch(&self, node: usize) {
         let idx = self.idx;
-        let (ptr, bytes) = match idx.codec.as_ref() {
+        let cap = |bytes: usize| bytes.min(PREFETCH_BYTES);
+        match idx.codec.as_ref() {
             Some(Codec::Flat) | None => {
-                (idx.raw[node * idx.dim..].as_ptr() as *const i8, idx.dim * 4)
+                let d = cap(idx.dim * 4) / 4;
+                kernels::prefetch_l1(&idx.raw[node * idx.dim..node * idx.dim + d]);
             }
-            Some(Codec::Scalar(sq)) => (
-                idx.codes[node * sq.code_size()..].as_ptr() as *const i8,
-                sq.code_size(),
-            ),
-            Some(Codec::Product(pq)) => (idx.codes[node * pq.m()..].as_ptr() as *const i8, pq.m()),
-        };
-        #[cfg(target_arch = "x86_64")]
-        for off in (0..bytes.min(PREFETCH_BYTES)).step_by(64) {
-            // SAFETY: prefetching has no architectural effect and never faults; `off` stays
-            // inside the node's data.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch(ptr.add(off), std::arch::x86_64::_MM_HINT_T0)
-            };
+            Some(Codec::Scalar(sq)) => {
+                let cs = sq.code_size();
+                kernels::prefetch_l1(&idx.codes[node * cs..node * cs + cap(cs)]);
+            }
+            Some(Codec::Product(pq)) => {
+                let cs = pq.m();
+                kernels::prefetch_l1(&idx.codes[node * cs..node * cs + cap(cs)]);
+            }
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (ptr, bytes);
     }
 
     #[inline]

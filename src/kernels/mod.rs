@@ -14,18 +14,31 @@ pub mod x86;
 
 use std::sync::OnceLock;
 
+/// Hints the CPU to bring `data` into the L1 cache ahead of use (nothing elsewhere).
+#[inline]
+pub fn prefetch_l1<T>(data: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }, T>(data);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
 /// Hints the CPU to bring `data` into the L2 cache ahead of use (nothing elsewhere).
 #[inline]
 pub fn prefetch_l2<T>(data: &[T]) {
     #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
-        let p = data.as_ptr() as *const i8;
-        for off in (0..std::mem::size_of_val(data)).step_by(64) {
-            // SAFETY: a prefetch is only a hint and never faults; the address is inside
-            // `data`.
-            unsafe { _mm_prefetch::<_MM_HINT_T1>(p.add(off)) };
-        }
+    prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }, T>(data);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn prefetch<const HINT: i32, T>(data: &[T]) {
+    let p = data.as_ptr() as *const i8;
+    for off in (0..std::mem::size_of_val(data)).step_by(64) {
+        // SAFETY: a prefetch is only a hint and never faults; the address is inside `data`.
+        unsafe { std::arch::x86_64::_mm_prefetch::<HINT>(p.add(off)) };
     }
 }
 

@@ -122,11 +122,6 @@ fn dispatch() -> (BlocksFn, bool) {
     })
 }
 
-/// Whether the AVX-512 VBMI kernel is in use (otherwise the portable one).
-pub fn uses_simd() -> bool {
-    dispatch().1
-}
-
 /// Sums the byte table `lut` (`m × 256`) over `masks.len()` consecutive blocks: per block
 /// 64 `u16` sums in lane order (see [`lane_row`]) and a mask with bit `l` set when lane
 /// `l`'s sum is at most `thr`.

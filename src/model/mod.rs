@@ -509,17 +509,22 @@ pub fn quantize_tensor(t: &Tensor, scheme: &Scheme) -> Result<QuantizedTensor> {
             }
         }
     };
-    Ok(QuantizedTensor {
-        name: t.name.clone(),
-        shape: t.shape.clone(),
-        dtype: t.dtype.clone(),
-        scheme: label,
-        note,
-        payload,
-    })
+    Ok(QuantizedTensor::of(t, label, note, payload))
 }
 
 impl QuantizedTensor {
+    /// `t`'s name, shape and dtype with the scheme used, a note and the encoded data.
+    pub fn of(t: &Tensor, scheme: String, note: Option<String>, payload: Payload) -> Self {
+        QuantizedTensor {
+            name: t.name.clone(),
+            shape: t.shape.clone(),
+            dtype: t.dtype.clone(),
+            scheme,
+            note,
+            payload,
+        }
+    }
+
     /// Measures this tensor against its source: bits per weight, relative Frobenius error
     /// and max abs error.
     pub fn report(&self, source: &Tensor) -> Result<TensorReport> {

@@ -285,17 +285,7 @@ pub fn quantize_model_calibrated(
                 (payload, method.label(), None, Some((err, rtn_err)))
             }
         };
-        Ok((
-            QuantizedTensor {
-                name: t.name.clone(),
-                shape: t.shape.clone(),
-                dtype: t.dtype.clone(),
-                scheme: label,
-                note,
-                payload,
-            },
-            errs,
-        ))
+        Ok((QuantizedTensor::of(t, label, note, payload), errs))
     })
 }
 
