@@ -176,7 +176,7 @@ pub struct Hnsw {
 }
 
 /// Min-ordering wrapper for (distance, node).
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 struct Cand(f32, u32);
 impl Eq for Cand {}
 impl PartialOrd for Cand {
@@ -1201,6 +1201,63 @@ mod tests {
         // A hierarchy exists: some nodes above layer 0, fewer on each layer up.
         let l1 = h.levels().iter().filter(|&&l| l >= 1).count();
         assert!(l1 > 0 && l1 < n / 4, "{l1}");
+    }
+
+    #[test]
+    fn upper_beam_finds_what_the_layer_holds() {
+        let (n, dim) = (5000, 16);
+        let data = gaussian(n, dim, 0.0, 1.0, 78).unwrap();
+        let mut h = Hnsw::new("HNSW8", dim, Metric::L2, false, 1).unwrap();
+        h.add(data.as_slice(), None).unwrap();
+        let level = 1u8;
+        assert!(h.graph.max_level >= level);
+        let queries = gaussian(20, dim, 0.0, 1.0, 79).unwrap();
+        let mut s = Scratch::default();
+        let start = h.graph.upper_nodes[0];
+        for q in queries.as_slice().chunks_exact(dim) {
+            let sc = h.scorer(q, &mut s);
+            let entry = vec![Cand(sc.dist(&s, start as usize), start)];
+            // Every node of the layer reachable from the start, nearest first.
+            let mut seen = std::collections::BTreeSet::from([start]);
+            let mut stack = vec![start];
+            while let Some(v) = stack.pop() {
+                for &u in h.upper(v, level) {
+                    if (u as usize) < n && seen.insert(u) {
+                        stack.push(u);
+                    }
+                }
+            }
+            let mut all: Vec<Cand> = seen
+                .iter()
+                .map(|&v| Cand(sc.dist(&s, v as usize), v))
+                .collect();
+            all.sort();
+            // A beam as wide as the layer returns all of it, in order.
+            let wide = h.upper_beam(&sc, &mut s, entry.clone(), level, all.len());
+            assert_eq!(wide, all);
+            // Width 1 is the greedy descent: from the start, move to the best neighbour
+            // while it improves.
+            let (mut cur, mut cur_d) = (start, entry[0].0);
+            loop {
+                let best = h
+                    .upper(cur, level)
+                    .iter()
+                    .filter(|&&u| (u as usize) < n)
+                    .map(|&u| Cand(sc.dist(&s, u as usize), u))
+                    .min();
+                match best {
+                    Some(b) if b.0 < cur_d => (cur, cur_d) = (b.1, b.0),
+                    _ => break,
+                }
+            }
+            let one = h.upper_beam(&sc, &mut s, entry.clone(), level, 1);
+            assert_eq!(one.len(), 1);
+            assert_eq!(one[0].0, cur_d);
+            // A wider beam is never worse than the greedy one, and sorted.
+            let four = h.upper_beam(&sc, &mut s, entry, level, 4);
+            assert!(four.len() <= 4 && four[0].0 <= cur_d);
+            assert!(four.windows(2).all(|w| w[0] <= w[1]));
+        }
     }
 
     #[test]

@@ -954,10 +954,16 @@ mod tests {
     #[test]
     fn scan8_equals_float_adc_exactly_with_deletes_and_filters() {
         // The byte-table kernel only pre-selects; every answer must be the float ADC
-        // top-k, in order, whatever the metric, deletes or filter.
-        let (n, dim, k) = (3000, 32, 50);
-        for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
-            let mut idx = build("PQ8", metric, n, dim);
+        // top-k, in order, whatever the metric, deletes or filter — and with more
+        // sub-quantizers than u16 sums allow (272 > 257), the float scan it falls back to.
+        let (n, k) = (3000, 50);
+        for (m, dim, metric) in [
+            (8, 32, Metric::L2),
+            (8, 32, Metric::InnerProduct),
+            (8, 32, Metric::Cosine),
+            (272, 272, Metric::L2),
+        ] {
+            let mut idx = build(&format!("PQ{m}"), metric, n, dim);
             let deleted: Vec<u64> = (0..n as u64).step_by(7).collect();
             idx.delete(&deleted).unwrap();
             let pq = idx.quantizer().unwrap().clone();
@@ -978,8 +984,8 @@ mod tests {
                     let mut want: Vec<(f32, u64)> = (0..n)
                         .filter(|&r| r % 7 != 0 && (!filtered || odd(r as u64)))
                         .map(|r| {
-                            let d: f32 = (0..8)
-                                .map(|s| table[s * 256 + codes[r * 8 + s] as usize])
+                            let d: f32 = (0..m)
+                                .map(|s| table[s * 256 + codes[r * m + s] as usize])
                                 .sum();
                             (d + idx.offset(), r as u64)
                         })
