@@ -1165,26 +1165,39 @@ mod tests {
         let data = gaussian(n, dim, 0.0, 1.0, 77).unwrap();
         let mut h = Hnsw::new("HNSW16", dim, Metric::L2, false, 1).unwrap();
         h.add(data.as_slice(), None).unwrap();
-        let p = SearchParams {
-            k: 1,
-            ef_search: 64,
-            ..Default::default()
+        let search = |ef: usize, rows: &[usize]| -> Vec<usize> {
+            let p = SearchParams {
+                k: 1,
+                ef_search: ef,
+                ..Default::default()
+            };
+            rows.iter()
+                .copied()
+                .filter(|&i| h.search(data.row(i), &p).unwrap()[0].id != i as u64)
+                .collect()
         };
-        let res = h.search_batch(data.as_slice(), &p).unwrap();
-        let missed_ids: Vec<usize> = res
-            .iter()
-            .enumerate()
-            .filter(|(i, r)| r[0].id != *i as u64)
-            .map(|(i, _)| i)
-            .collect();
-        for &i in &missed_ids {
+        // hnsw_rs inserts in parallel, so the graph depends on thread timing: at ef 64 a
+        // rare point can be missed by the beam (seen: 1 of 5000 under a loaded test
+        // run), but none may be unfindable — an orphan is missed at any ef.
+        let all: Vec<usize> = (0..n).collect();
+        let missed = search(64, &all);
+        assert!(
+            missed.len() <= n / 1000,
+            "{} of {n} missed at ef 64",
+            missed.len()
+        );
+        let still = search(n, &missed);
+        for &i in &still {
             let indeg = (0..n)
                 .filter(|&v| h.neighbors(v).contains(&(i as u32)))
                 .count();
             eprintln!("missed {i}: in-degree {indeg}, level {}", h.levels()[i]);
         }
-        let missed = missed_ids.len();
-        assert_eq!(missed, 0, "{missed} points did not find themselves");
+        assert!(
+            still.is_empty(),
+            "{} points did not find themselves",
+            still.len()
+        );
         // Layer 0 is connected from the entry point.
         let mut seen = vec![false; n];
         let mut stack = vec![h.graph.entry as usize];

@@ -18,7 +18,7 @@ use crate::index::rows::{Exact, Rows, rerank_unavailable};
 use crate::index::{IdFilter, Index, SearchParams, check_add, check_search, check_single};
 use crate::kernels::{fastscan, pq8};
 use crate::metric::Metric;
-use crate::quant::product::{ProductQuantizer, check_params};
+use crate::quant::product::{PqTraining, ProductQuantizer, check_params};
 use crate::store::{Container, ContainerWriter, Slab};
 use crate::topk::{Neighbor, TopK};
 use crate::vectors::{check_batch, check_finite, normalize_in_place};
@@ -735,7 +735,17 @@ pub fn train_opq(
         .collect();
     for it in 0..iters {
         let xr = rotate(&sample, &r, d);
-        let pq = ProductQuantizer::train_with(&xr, d, m, nbits, seed.wrapping_add(it as u64), 4)?;
+        let pq = ProductQuantizer::train_with(
+            &xr,
+            d,
+            m,
+            nbits,
+            seed.wrapping_add(it as u64),
+            PqTraining {
+                iterations: 4,
+                runs: 1,
+            },
+        )?;
         let y = pq.decode(&pq.encode(&xr)?)?;
         let ym = Mat::<f32>::from_fn(ns, d, |i, j| y[i * d + j]);
         let xty = xm.transpose() * &ym;
