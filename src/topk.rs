@@ -78,6 +78,11 @@ impl TopK {
         self.threshold
     }
 
+    /// How many results it keeps.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
     /// Number of results held.
     pub fn len(&self) -> usize {
         self.heap.len()

@@ -1417,38 +1417,42 @@ mod tests {
         let lists = ivf.assign(&data);
         let res = ivf.residuals(&data, &lists);
         let idx = pq.encode_indices(&res).unwrap();
-        let p = SearchParams {
-            k: 10,
-            nprobe: 3,
-            ..Default::default()
-        };
-        for q in queries.rows() {
-            let got = ivf.search(q, &p).unwrap();
-            // Reference: float ADC over the entries of the 3 nearest lists.
-            let coarse = ivf.coarse(q);
-            let mut order: Vec<usize> = (0..8).collect();
-            order.sort_by(|&a, &b| coarse[a].total_cmp(&coarse[b]).then(a.cmp(&b)));
-            let probe = &order[..3];
-            let mut all: Vec<(f32, u64)> = Vec::new();
-            for (i, &l) in lists.iter().enumerate() {
-                if probe.contains(&(l as usize)) {
-                    let c = &ivf.centroids[l as usize * dim..(l as usize + 1) * dim];
-                    let qr: Vec<f32> = q.iter().zip(c).map(|(a, b)| a - b).collect();
-                    let mut t = Vec::new();
-                    pq.adc_table(&qr, Metric::L2, &mut t);
-                    let d: f32 = (0..16).map(|s| t[s * 16 + idx[i * 16 + s] as usize]).sum();
-                    all.push((d, i as u64));
+        // k = 1, a usual k, and a k larger than some lists: the candidate pruning
+        // (k-th smallest byte sum + twice the rounding margin) must never drop an answer.
+        for k in [1, 10, 60] {
+            let p = SearchParams {
+                k,
+                nprobe: 3,
+                ..Default::default()
+            };
+            for q in queries.rows() {
+                let got = ivf.search(q, &p).unwrap();
+                // Reference: float ADC over the entries of the 3 nearest lists.
+                let coarse = ivf.coarse(q);
+                let mut order: Vec<usize> = (0..8).collect();
+                order.sort_by(|&a, &b| coarse[a].total_cmp(&coarse[b]).then(a.cmp(&b)));
+                let probe = &order[..3];
+                let mut all: Vec<(f32, u64)> = Vec::new();
+                for (i, &l) in lists.iter().enumerate() {
+                    if probe.contains(&(l as usize)) {
+                        let c = &ivf.centroids[l as usize * dim..(l as usize + 1) * dim];
+                        let qr: Vec<f32> = q.iter().zip(c).map(|(a, b)| a - b).collect();
+                        let mut t = Vec::new();
+                        pq.adc_table(&qr, Metric::L2, &mut t);
+                        let d: f32 = (0..16).map(|s| t[s * 16 + idx[i * 16 + s] as usize]).sum();
+                        all.push((d, i as u64));
+                    }
                 }
-            }
-            all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            assert_eq!(got.len(), 10);
-            for (g, w) in got.iter().zip(&all) {
-                assert!(
-                    (g.distance - w.0).abs() <= 1e-3 * (1.0 + w.0),
-                    "{} vs {}",
-                    g.distance,
-                    w.0
-                );
+                all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                assert_eq!(got.len(), k);
+                for (g, w) in got.iter().zip(&all) {
+                    assert!(
+                        (g.distance - w.0).abs() <= 1e-3 * (1.0 + w.0),
+                        "k {k}: {} vs {}",
+                        g.distance,
+                        w.0
+                    );
+                }
             }
         }
     }

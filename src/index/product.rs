@@ -533,6 +533,10 @@ impl Reservoir {
 pub(crate) struct Scan8Scratch {
     sums: Vec<u16>,
     masks: Vec<u64>,
+    /// Candidates of [`scan_exact`]: (quantised sum, local row).
+    cands: Vec<(u16, u32)>,
+    /// The smallest candidate sums of [`scan_exact`], ascending.
+    best: Vec<u16>,
 }
 
 /// One query's exact 8-bit ADC scan over blocked codes ([`pq8`]): its float table, the
@@ -625,11 +629,22 @@ pub(crate) struct Bound {
 /// A block kernel: sums and threshold masks of `nb` blocks from block `b0`.
 pub(crate) type BlockKernel<'a> = dyn FnMut(usize, usize, u16, &mut [u16], &mut [u64]) + 'a;
 
-/// The exact candidate loop shared by the 8-bit and 4-bit block scans: the kernel sums
-/// batches of blocks with byte tables, and every vector whose sum's lower bound could
-/// still enter `heap` gets its float distance (`exact`, by local row) and is offered to
-/// the heap as `first + row`. `layout` is (vectors per block, lane → row within a
-/// block); `rows` is (valid local rows, id of local row 0). Rows `ok` rejects are skipped.
+/// The exact candidate loop shared by the 8-bit and 4-bit block scans, in two passes
+/// over `range`:
+///
+/// 1. The kernel sums batches of blocks with byte tables; every accepted (`ok`) vector
+///    whose sum's lower bound could still enter `heap` is kept as a candidate. Once `k`
+///    (the heap's size) candidates are kept, the `k`-th smallest sum `S` also bounds the
+///    pass: those `k` vectors are all within `S + margin` of the distance scale, so a
+///    sum above `S + 2·margin` cannot reach the top-`k` — the candidates stay few.
+/// 2. The candidates are re-scored with the float table (`exact`, by local row) in
+///    ascending order of sum and offered to the heap as `first + row`, until a sum's
+///    lower bound exceeds the heap's (tightening) threshold.
+///
+/// Ascending re-scoring fills the heap with near-final entries first, so the heap and
+/// the float look-ups see about `k` candidates per range instead of every running
+/// record. `layout` is (vectors per block, lane → row within a block); `rows` is (valid
+/// local rows, id of local row 0).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn scan_exact(
     range: std::ops::Range<usize>,
@@ -644,21 +659,23 @@ pub(crate) fn scan_exact(
 ) {
     let ((block, lane_row), (len, first)) = (layout, rows);
     let to_u16 = |t: f32| quantized_threshold(t, bound.base, bound.scale, bound.margin);
+    let Some(heap_thr) = to_u16(heap.threshold()) else {
+        return;
+    };
+    let k = heap.k().max(1);
+    // Sums above `kth + spread` cannot make the top-k (see above).
+    let spread = (2.0 * bound.margin).ceil().min(u16::MAX as f32) as u16;
     const BATCH: usize = 16;
     s.sums.resize(BATCH * block, 0);
     s.masks.resize(BATCH, 0);
+    s.cands.clear();
+    // The `k` smallest kept sums, ascending.
+    s.best.clear();
+    let mut thr = heap_thr;
     let mut b0 = range.start;
-    // Small first batches while the heap is still filling, so the threshold tightens
-    // before many candidates are re-scored.
-    let mut batch = if heap.threshold().is_finite() {
-        BATCH
-    } else {
-        1
-    };
+    // Small first batches while few candidates are kept, so the bound tightens early.
+    let mut batch = if heap_thr < u16::MAX { BATCH } else { 1 };
     while b0 < range.end {
-        let Some(mut thr) = to_u16(heap.threshold()) else {
-            return;
-        };
         let nb = batch.min(range.end - b0);
         batch = (batch * 2).min(BATCH);
         kernel(b0, nb, thr, &mut s.sums[..nb * block], &mut s.masks[..nb]);
@@ -668,20 +685,47 @@ pub(crate) fn scan_exact(
                 let lane = mask.trailing_zeros() as usize;
                 mask &= mask - 1;
                 let local = (b0 + j) * block + lane_row(lane);
-                if local >= len || s.sums[j * block + lane] > thr || !ok(first + local) {
+                let sum = s.sums[j * block + lane];
+                if local >= len || sum > thr || !ok(first + local) {
                     continue;
                 }
-                let d = exact(local);
-                if d <= heap.threshold() {
-                    heap.push((first + local) as u64, d);
-                    match to_u16(heap.threshold()) {
-                        Some(t) => thr = t,
-                        None => return,
+                s.cands.push((sum, local as u32));
+                // Until `k` are kept the bound comes from a selection after the batch.
+                if s.best.len() == k && sum < s.best[k - 1] {
+                    let mut at = k - 1;
+                    while at > 0 && s.best[at - 1] > sum {
+                        s.best[at] = s.best[at - 1];
+                        at -= 1;
                     }
+                    s.best[at] = sum;
+                    thr = thr.min(s.best[k - 1].saturating_add(spread));
                 }
             }
         }
+        if s.best.len() < k && s.cands.len() >= k {
+            s.best.extend(s.cands.iter().map(|c| c.0));
+            s.best.select_nth_unstable(k - 1);
+            s.best.truncate(k);
+            s.best.sort_unstable();
+            thr = thr.min(s.best[k - 1].saturating_add(spread));
+        }
         b0 += nb;
+    }
+    s.cands.retain(|c| c.0 <= thr);
+    s.cands.sort_unstable();
+    let mut thr = heap_thr;
+    for &(sum, local) in &s.cands {
+        if sum > thr {
+            break;
+        }
+        let d = exact(local as usize);
+        if d <= heap.threshold() {
+            heap.push((first + local as usize) as u64, d);
+            match to_u16(heap.threshold()) {
+                Some(t) => thr = t,
+                None => return,
+            }
+        }
     }
 }
 
@@ -966,12 +1010,13 @@ mod tests {
         // The byte-table kernel only pre-selects; every answer must be the float ADC
         // top-k, in order, whatever the metric, deletes or filter — and with more
         // sub-quantizers than u16 sums allow (272 > 257), the float scan it falls back to.
-        let (n, k) = (3000, 50);
-        for (m, dim, metric) in [
-            (8, 32, Metric::L2),
-            (8, 32, Metric::InnerProduct),
-            (8, 32, Metric::Cosine),
-            (272, 272, Metric::L2),
+        let n = 3000;
+        for (k, m, dim, metric) in [
+            (50, 8, 32, Metric::L2),
+            (1, 8, 32, Metric::L2),
+            (10, 8, 32, Metric::InnerProduct),
+            (50, 8, 32, Metric::Cosine),
+            (50, 272, 272, Metric::L2),
         ] {
             let mut idx = build(&format!("PQ{m}"), metric, n, dim);
             let deleted: Vec<u64> = (0..n as u64).step_by(7).collect();
