@@ -358,22 +358,28 @@ impl Product {
                 &mut masks[..NQ * nb],
             );
             for (j, heap) in heaps.iter_mut().enumerate() {
-                for blk in 0..nb {
-                    let mut mask = masks[j * nb + blk];
+                // Most blocks have no candidate: walk this query's masks with its sums
+                // and threshold in registers.
+                let jm = &masks[j * nb..(j + 1) * nb];
+                let js = &sums[j * nb * fastscan::BLOCK..(j + 1) * nb * fastscan::BLOCK];
+                let mut t = thr[j];
+                for (blk, &bits) in jm.iter().enumerate().filter(|(_, b)| **b != 0) {
+                    let mut mask = bits;
                     while mask != 0 {
                         let i = mask.trailing_zeros() as usize;
                         mask &= mask - 1;
                         let r = (b0 + blk) * fastscan::BLOCK + i;
-                        let s = sums[(j * nb + blk) * fastscan::BLOCK + i];
-                        if s > thr[j]
+                        let s = js[blk * fastscan::BLOCK + i];
+                        if s > t
                             || r >= n
                             || !(all || (self.rows.is_live(r) && filter.accepts(ids[r])))
                         {
                             continue;
                         }
-                        thr[j] = heap.push(s, r as u32);
+                        t = heap.push(s, r as u32);
                     }
                 }
+                thr[j] = t;
             }
             b0 += nb;
         }
