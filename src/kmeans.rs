@@ -9,6 +9,8 @@
 //! - At most `max_points_per_centroid · k` training points (a seeded sample), `max_iter`
 //!   iterations, stop early when the relative inertia decrease falls below `tol`; the
 //!   inertia of every iteration is recorded.
+//! - `runs` independent initialisations on the same sample, the lowest final inertia
+//!   kept (FAISS's `nredo`).
 //!
 //! ```
 //! use vecquant::kmeans::{KMeans, KMeansConfig};
@@ -107,6 +109,9 @@ impl KMeans {
                 ),
             ));
         }
+        if cfg.runs == 0 {
+            return Err(Error::param("runs", "must be at least 1"));
+        }
         if cfg.max_points_per_centroid == 0 {
             return Err(Error::param(
                 "max_points_per_centroid",
@@ -130,28 +135,24 @@ impl KMeans {
         let x_norms = kernels::row_norms_sq(x, dim);
         // Each run starts from its own initialisation; the first one continues the
         // sampling generator, so `runs = 1` is the plain algorithm.
-        let mut best: Option<(Vec<f32>, Vec<f64>)> = None;
-        for run in 0..cfg.runs.max(1) {
-            if run > 0 {
-                rng = seeded(crate::rng::splitmix64(cfg.seed ^ ((run as u64) << 32)));
-            }
+        let run_once = |rng: &mut _| {
             let init = match cfg.init {
-                Init::Random => sample_indices(n, cfg.k, &mut rng)
+                Init::Random => sample_indices(n, cfg.k, rng)
                     .iter()
                     .flat_map(|&i| x[i * dim..(i + 1) * dim].iter().copied())
                     .collect(),
-                Init::KMeansPlusPlus => plus_plus(x, dim, cfg.k, &mut rng),
+                Init::KMeansPlusPlus => plus_plus(x, dim, cfg.k, rng),
             };
-            let (centroids, inertia) = lloyd(x, &x_norms, dim, init, cfg);
-            let better = match &best {
-                None => true,
-                Some((_, b)) => inertia.last() < b.last(),
-            };
-            if better {
-                best = Some((centroids, inertia));
+            lloyd(x, &x_norms, dim, init, cfg)
+        };
+        let (mut centroids, mut inertia) = run_once(&mut rng);
+        for run in 1..cfg.runs {
+            let mut r = seeded(crate::rng::splitmix64(cfg.seed ^ ((run as u64) << 32)));
+            let (c, i) = run_once(&mut r);
+            if i.last() < inertia.last() {
+                (centroids, inertia) = (c, i);
             }
         }
-        let (centroids, inertia) = best.expect("at least one run");
         let norms = kernels::row_norms_sq(&centroids, dim);
         Ok(KMeans {
             dim,
@@ -502,6 +503,11 @@ mod tests {
         let mut c = KMeansConfig::new(1);
         c.max_points_per_centroid = 0;
         assert!(KMeans::train(&x, 2, &c).is_err());
+        let zero_runs = KMeansConfig {
+            runs: 0,
+            ..KMeansConfig::new(1)
+        };
+        assert!(KMeans::train(&x, 2, &zero_runs).is_err());
     }
 
     #[test]

@@ -95,13 +95,13 @@ pub struct PqTraining {
 impl Default for PqTraining {
     /// FAISS's settings: 25 iterations, one run.
     ///
-    /// More runs always lower the reconstruction error, but recall does not follow on
-    /// every kind of data. Best of 8 (means over 8–12 training seeds, recall@10 of the
+    /// More runs lowered the reconstruction error on every set measured, but recall does
+    /// not follow on every kind of data. Best of 8 (means over 8–12 training seeds, recall@10 of the
     /// exact ADC ranking, 100k vectors, d = 128): PQ32x4 error −0.7 % / recall +0.003 on
     /// Gaussian data, error −2.7 % / recall −0.001 on a 64-cluster mixture; PQ64x4
     /// recall +0.002 Gaussian, −0.002 mixture — FAISS's `nredo = 8` moves the same way.
-    /// So a single run stays the default and `runs` is there for distortion-bound uses
-    /// (reconstruction, weight codebooks).
+    /// So a single run stays the default and `runs` is there for uses where the
+    /// distortion itself counts (reconstruction).
     fn default() -> Self {
         PqTraining {
             iterations: 25,
