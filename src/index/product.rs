@@ -358,25 +358,34 @@ impl Product {
                 &mut masks[..NQ * nb],
             );
             for (j, heap) in heaps.iter_mut().enumerate() {
-                // Most blocks have no candidate: walk this query's masks with its sums
-                // and threshold in registers.
+                // Most blocks have no candidate: this query's masks are tested sixteen
+                // at a time (a bit per block with candidates) and only those blocks are
+                // visited, with the sums and threshold in registers.
                 let jm = &masks[j * nb..(j + 1) * nb];
                 let js = &sums[j * nb * fastscan::BLOCK..(j + 1) * nb * fastscan::BLOCK];
                 let mut t = thr[j];
-                for (blk, &bits) in jm.iter().enumerate().filter(|(_, b)| **b != 0) {
-                    let mut mask = bits;
-                    while mask != 0 {
-                        let i = mask.trailing_zeros() as usize;
-                        mask &= mask - 1;
-                        let r = (b0 + blk) * fastscan::BLOCK + i;
-                        let s = js[blk * fastscan::BLOCK + i];
-                        if s > t
-                            || r >= n
-                            || !(all || (self.rows.is_live(r) && filter.accepts(ids[r])))
-                        {
-                            continue;
+                for (c, chunk) in jm.chunks(16).enumerate() {
+                    let mut nonzero = chunk
+                        .iter()
+                        .enumerate()
+                        .fold(0u32, |acc, (i, &b)| acc | (((b != 0) as u32) << i));
+                    while nonzero != 0 {
+                        let blk = c * 16 + nonzero.trailing_zeros() as usize;
+                        nonzero &= nonzero - 1;
+                        let mut mask = jm[blk];
+                        while mask != 0 {
+                            let i = mask.trailing_zeros() as usize;
+                            mask &= mask - 1;
+                            let r = (b0 + blk) * fastscan::BLOCK + i;
+                            let s = js[blk * fastscan::BLOCK + i];
+                            if s > t
+                                || r >= n
+                                || !(all || (self.rows.is_live(r) && filter.accepts(ids[r])))
+                            {
+                                continue;
+                            }
+                            t = heap.push(s, r as u32);
                         }
-                        t = heap.push(s, r as u32);
                     }
                 }
                 thr[j] = t;
