@@ -905,12 +905,7 @@ impl Ivf {
         let bb = fastscan::block_bytes(m);
         let (a, b) = (self.offsets[l], self.offsets[l + 1]);
         let list = &self.codes[self.block_starts[l] * bb..];
-        let bound = Bound {
-            base: konst + bias,
-            scale,
-            // Each table entry is rounded by at most half a unit.
-            margin: m as f32 * 0.5 + 1.0,
-        };
+        let bound = Bound::rounded(konst + bias, scale, m);
         let Scratch {
             lut,
             table,
@@ -927,14 +922,7 @@ impl Ivf {
                 .zip(masks32.iter())
                 .for_each(|(w, &n)| *w = n as u64);
         };
-        let exact = |local: usize| {
-            let block = &list[(local / fastscan::BLOCK) * bb..];
-            let i = local % fastscan::BLOCK;
-            konst
-                + (0..m)
-                    .map(|sq| table[sq * 16 + fastscan::code_in_block(block, sq, i)])
-                    .sum::<f32>()
-        };
+        let exact = |local: usize| konst + fastscan::adc_at(table, list, m, local);
         let nblocks = (b - a).div_ceil(fastscan::BLOCK);
         let layout = (
             fastscan::BLOCK,

@@ -400,12 +400,7 @@ impl Product {
             .map(|(heap, table)| {
                 let mut exact = TopK::new(depth);
                 for r in heap.into_best() {
-                    let r = r as usize;
-                    let block = &self.codes[(r / fastscan::BLOCK) * bb..];
-                    let i = r % fastscan::BLOCK;
-                    let d: f32 = (0..m)
-                        .map(|s| table[s * 16 + fastscan::code_in_block(block, s, i)])
-                        .sum();
+                    let d = fastscan::adc_at(table, &self.codes, m, r as usize);
                     exact.push(r as u64, d + off);
                 }
                 exact.into_sorted()
@@ -611,12 +606,7 @@ impl Scan8 {
             return;
         }
         let bb = pq8::block_bytes(m);
-        let bound = Bound {
-            base: self.konst + self.bias,
-            scale: self.scale,
-            // Each table entry is rounded by at most half a unit.
-            margin: m as f32 * 0.5 + 1.0,
-        };
+        let bound = Bound::rounded(self.konst + self.bias, self.scale, m);
         let mut kernel = |b0: usize, nb: usize, thr: u16, sums: &mut [u16], masks: &mut [u64]| {
             pq8::scan_blocks(
                 &self.lut,
@@ -635,10 +625,24 @@ impl Scan8 {
 }
 
 /// How quantised sums relate to distances: `distance ≥ base + (sum − margin) / scale`.
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Bound {
     pub(crate) base: f32,
     pub(crate) scale: f32,
     pub(crate) margin: f32,
+}
+
+impl Bound {
+    /// The bound of an `m`-row table quantised by rounding to nearest
+    /// ([`fastscan::quantize_table`], [`pq8::quantize_table`]): each entry is off by at
+    /// most half a unit, plus one unit for float error.
+    pub(crate) fn rounded(base: f32, scale: f32, m: usize) -> Self {
+        Bound {
+            base,
+            scale,
+            margin: m as f32 * 0.5 + 1.0,
+        }
+    }
 }
 
 /// A block kernel: sums and threshold masks of `nb` blocks from block `b0`.
@@ -1087,6 +1091,80 @@ mod tests {
         let mut want: Vec<u32> = (0..1000u32).filter(|&i| sums[i as usize] < 5).collect();
         want.sort_unstable();
         assert_eq!(best, want);
+    }
+
+    /// `scan_exact` against adversarial byte sums: every sum is off from its scaled
+    /// distance by up to the full rounding margin, in either direction, so a vector whose
+    /// sum is up to twice the margin above the k-th smallest can still be in the top-k.
+    /// The answer must be the exact top-k of the float distances, over several ranges
+    /// sharing one heap, with a filter.
+    #[test]
+    fn exact_scan_survives_worst_case_rounding() {
+        use crate::rng::{RngExt, seeded};
+        let mut rng = seeded(11);
+        let (block, n) = (32usize, 700usize);
+        let bound = Bound::rounded(-10.0, 4.0, 16); // margin 9 units
+        let dist: Vec<f32> = (0..n).map(|_| 1.0 + rng.random::<f32>() * 40.0).collect();
+        let sums: Vec<u16> = dist
+            .iter()
+            .map(|&d| {
+                let exact = (d - bound.base) * bound.scale;
+                // At the extremes: either end of the allowed error, at random.
+                let sign = if rng.random::<bool>() { 1.0 } else { -1.0 };
+                let err = sign * (bound.margin - 1.0);
+                (exact + err).round().max(0.0) as u16
+            })
+            .collect();
+        let ok = |r: usize| r % 5 != 3;
+        for k in [1, 5, 20, 200] {
+            let mut heap = TopK::new(k);
+            let mut scratch = Scan8Scratch::default();
+            // Three ranges (a list each), all offered to the same heap.
+            for (lo, hi) in [(0, 250), (250, 251), (251, n)] {
+                let len = hi - lo;
+                let mut kernel =
+                    |b0: usize, nb: usize, thr: u16, out: &mut [u16], masks: &mut [u64]| {
+                        for j in 0..nb {
+                            masks[j] = 0;
+                            for i in 0..block {
+                                let local = (b0 + j) * block + i;
+                                let v = if local < len {
+                                    sums[lo + local]
+                                } else {
+                                    u16::MAX
+                                };
+                                out[j * block + i] = v;
+                                if v <= thr {
+                                    masks[j] |= 1 << i;
+                                }
+                            }
+                        }
+                    };
+                let exact = |local: usize| dist[lo + local];
+                scan_exact(
+                    0..len.div_ceil(block),
+                    (block, std::convert::identity as fn(usize) -> usize),
+                    (len, lo),
+                    bound,
+                    &mut heap,
+                    &ok,
+                    &mut scratch,
+                    &mut kernel,
+                    &exact,
+                );
+            }
+            let mut want: Vec<(f32, u64)> = (0..n)
+                .filter(|&r| ok(r))
+                .map(|r| (dist[r], r as u64))
+                .collect();
+            want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let got: Vec<(f32, u64)> = heap
+                .into_sorted()
+                .iter()
+                .map(|nb| (nb.distance, nb.id))
+                .collect();
+            assert_eq!(got, want[..k.min(want.len())], "k {k}");
+        }
     }
 
     #[test]

@@ -56,6 +56,16 @@ pub fn code_in_block(block: &[u8], s: usize, i: usize) -> usize {
     ((byte >> (4 * (i / 16))) & 0x0F) as usize
 }
 
+/// Float ADC distance of vector `r` of packed `blocks` with the table `table`
+/// (`m × 16`): the exact score the quantised kernels approximate.
+#[inline]
+pub fn adc_at(table: &[f32], blocks: &[u8], m: usize, r: usize) -> f32 {
+    let block = &blocks[(r / BLOCK) * block_bytes(m)..];
+    (0..m)
+        .map(|s| table[s * 16 + code_in_block(block, s, r % BLOCK)])
+        .sum()
+}
+
 /// Lays out quantised tables (`m × 16` bytes, sub-quantizer-major) for the kernels
 /// (`padded_pairs(m) × 32` bytes).
 pub fn pack_lut(lut: &[u8], m: usize, out: &mut Vec<u8>) {
@@ -685,6 +695,44 @@ mod x86 {
     }
 }
 
+/// Test helper: `quantize` (a dispatching table quantiser for `K`-entry rows) agrees
+/// with [`quantize_rows_portable`] — same scale, bias to float precision, bytes equal
+/// but for FMA rounding of exact halves — and every byte is within half a unit of its
+/// scaled value.
+#[cfg(test)]
+pub(crate) fn assert_quantiser_matches_portable<const K: usize>(
+    quantize: fn(&[f32], &mut Vec<u8>) -> (f32, f32),
+    seed: u64,
+    ms: &[usize],
+) {
+    use crate::rng::{RngExt, seeded};
+    let mut rng = seeded(seed);
+    for &m in ms {
+        let table: Vec<f32> = (0..m * K)
+            .map(|_| rng.random::<f32>() * 50.0 - 5.0)
+            .collect();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let (ba, sa) = quantize(&table, &mut a);
+        let (bb, sb) = quantize_rows_portable::<K>(&table, &mut b);
+        assert_eq!(sa, sb);
+        assert!((ba - bb).abs() <= 1e-4 * bb.abs().max(1.0), "{ba} vs {bb}");
+        // FMA may round (v − lo)·scale + ½ differently at an exact .5 boundary.
+        let off = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+        assert!(a.iter().zip(&b).all(|(x, y)| x.abs_diff(*y) <= 1), "m {m}");
+        assert!(off <= table.len() / 1000, "m {m}: {off} differ");
+        // Every entry within half a unit (plus float error) of its scaled value.
+        for (s, (row, q)) in table.chunks_exact(K).zip(a.chunks_exact(K)).enumerate() {
+            let lo = row.iter().copied().fold(f32::INFINITY, f32::min);
+            for (j, (&v, &q)) in row.iter().zip(q).enumerate() {
+                assert!(
+                    ((v - lo) * sa - q as f32).abs() <= 0.5 + 1e-3,
+                    "m {m} s {s} j {j}"
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -692,26 +740,7 @@ mod tests {
 
     #[test]
     fn table_quantisation_equals_portable_code() {
-        let mut rng = seeded(6);
-        for m in [1, 7, 32, 300] {
-            let table: Vec<f32> = (0..m * 16)
-                .map(|_| rng.random::<f32>() * 50.0 - 5.0)
-                .collect();
-            let (mut a, mut b) = (Vec::new(), Vec::new());
-            let (ba, sa) = quantize_table(&table, &mut a);
-            let (bb, sb) = quantize_rows_portable::<16>(&table, &mut b);
-            assert_eq!(sa, sb);
-            assert!((ba - bb).abs() <= 1e-4 * bb.abs().max(1.0));
-            // FMA may round an exact .5 differently; otherwise identical.
-            assert!(a.iter().zip(&b).all(|(x, y)| x.abs_diff(*y) <= 1), "m {m}");
-            assert!(a.iter().zip(&b).filter(|(x, y)| x != y).count() <= table.len() / 1000);
-            for (row, q) in table.chunks_exact(16).zip(a.chunks_exact(16)) {
-                let lo = row.iter().copied().fold(f32::INFINITY, f32::min);
-                for (&v, &q) in row.iter().zip(q) {
-                    assert!(((v - lo) * sa - q as f32).abs() <= 0.5 + 1e-3);
-                }
-            }
-        }
+        assert_quantiser_matches_portable::<16>(quantize_table, 6, &[1, 7, 32, 300]);
     }
 
     #[test]

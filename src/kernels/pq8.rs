@@ -376,29 +376,11 @@ mod tests {
 
     #[test]
     fn table_quantisation_equals_portable_code() {
-        let mut rng = seeded(5);
-        for m in [1, 8, 32, 300] {
-            let table: Vec<f32> = (0..m * 256)
-                .map(|_| rng.random::<f32>() * 40.0 - 3.0)
-                .collect();
-            let (mut a, mut b) = (Vec::new(), Vec::new());
-            let (ba, sa) = quantize_table(&table, &mut a);
-            let (bb, sb) = super::super::fastscan::quantize_rows_portable::<256>(&table, &mut b);
-            assert_eq!(sa, sb);
-            assert!((ba - bb).abs() <= 1e-4 * bb.abs().max(1.0), "{ba} vs {bb}");
-            // FMA may round (v − lo)·scale + ½ differently at an exact .5 boundary.
-            let off = a.iter().zip(&b).filter(|(x, y)| x != y).count();
-            assert!(a.iter().zip(&b).all(|(x, y)| x.abs_diff(*y) <= 1), "m {m}");
-            assert!(off <= table.len() / 1000, "m {m}: {off} differ");
-            // Every entry within half a unit (plus float error) of its scaled value.
-            for (s, row) in table.chunks_exact(256).enumerate() {
-                let lo = row.iter().copied().fold(f32::INFINITY, f32::min);
-                for (j, &v) in row.iter().enumerate() {
-                    let q = a[s * 256 + j] as f32;
-                    assert!(((v - lo) * sa - q).abs() <= 0.5 + 1e-3, "m {m} s {s} j {j}");
-                }
-            }
-        }
+        super::super::fastscan::assert_quantiser_matches_portable::<256>(
+            quantize_table,
+            5,
+            &[1, 8, 32, 300],
+        );
     }
 
     #[test]
