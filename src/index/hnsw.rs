@@ -39,13 +39,13 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::index::ivf::InnerSpec;
 use crate::index::rows::{Exact, Rows, rerank_unavailable};
-use crate::index::scalar::Kernel;
 use crate::index::{IdFilter, Index, SearchParams, check_add, check_search, check_single};
-use crate::kernels::{self, sq as ksq};
+use crate::kernels;
 use crate::metric::Metric;
-use crate::quant::product::{ProductQuantizer, check_params};
+pub use crate::quant::codec::InnerSpec;
+use crate::quant::codec::{ListTerms, PqParams, Raw, RawSpec, SqSpec, Stored, VectorCodec};
+use crate::quant::product::ProductQuantizer;
 use crate::quant::scalar::ScalarQuantizer;
 use crate::store::{Container, ContainerWriter, Slab};
 use crate::topk::Neighbor;
@@ -108,21 +108,73 @@ pub fn parse_spec(spec: &str) -> Option<(usize, InnerSpec)> {
     Some((m, inner))
 }
 
+/// `HNSW{M}` (the vectors themselves).
+pub type HnswFlat = Hnsw<Raw>;
+/// `HNSW{M},SQ…`.
+pub type HnswScalar = Hnsw<ScalarQuantizer>;
+/// `HNSW{M},PQ{m}`.
+pub type HnswProduct = Hnsw<ProductQuantizer>;
+
+/// An empty `HNSW{M}[,inner]` index of the kind its inner spec names.
+///
+/// # Errors
+/// A malformed spec, or an inner quantizer that does not fit `dim`.
+pub fn new(
+    spec: &str,
+    dim: usize,
+    metric: Metric,
+    keep_raw: bool,
+    seed: u64,
+    ef_construction: usize,
+) -> Result<Box<dyn Index>> {
+    let (m, inner) = parse_spec(spec).ok_or_else(|| Error::Spec {
+        spec: spec.to_string(),
+        message: format!(
+            "not an HNSW spec (HNSW{{M}}, HNSW{{M}},SQ8 (any SQ variant), HNSW{{M}},PQ{{m}}; \
+             2 ≤ M ≤ {MAX_M})"
+        ),
+    })?;
+    fn boxed<C: VectorCodec>(mut h: Hnsw<C>, ef: usize) -> Result<Box<dyn Index>> {
+        h.set_ef_construction(ef)?;
+        Ok(Box::new(h))
+    }
+    match inner {
+        InnerSpec::Flat => boxed(
+            HnswFlat::new(m, RawSpec, dim, metric, keep_raw, seed)?,
+            ef_construction,
+        ),
+        InnerSpec::Scalar { name, config } => boxed(
+            HnswScalar::new(m, SqSpec { name, config }, dim, metric, keep_raw, seed)?,
+            ef_construction,
+        ),
+        InnerSpec::Product { m: pm, nbits } => boxed(
+            HnswProduct::new(m, PqParams { m: pm, nbits }, dim, metric, keep_raw, seed)?,
+            ef_construction,
+        ),
+    }
+}
+
+/// Loads an `hnsw` container of any inner quantizer.
+///
+/// # Errors
+/// A file that is not a valid HNSW index (see [`Hnsw::from_container`]).
+pub fn from_container(c: &Container) -> Result<Box<dyn Index>> {
+    let p: StoredParams<InnerSpec> = c.params()?;
+    Ok(match p.inner {
+        InnerSpec::Flat => Box::new(HnswFlat::from_container(c)?),
+        InnerSpec::Scalar { .. } => Box::new(HnswScalar::from_container(c)?),
+        InnerSpec::Product { .. } => Box::new(HnswProduct::from_container(c)?),
+    })
+}
+
 #[derive(Serialize, Deserialize)]
-struct StoredParams {
+struct StoredParams<S> {
     m: usize,
-    inner: InnerSpec,
+    inner: S,
     keep_raw: bool,
     ef_construction: usize,
     entry: u32,
     max_level: u8,
-}
-
-#[derive(Clone, Debug)]
-enum Codec {
-    Flat,
-    Scalar(ScalarQuantizer),
-    Product(ProductQuantizer),
 }
 
 /// The distance hnsw_rs builds the graph with.
@@ -156,19 +208,19 @@ struct Graph {
     max_level: u8,
 }
 
-/// HNSW index.
+/// HNSW index over the inner quantizer `C` (row-major codes, one per node).
 #[derive(Clone, Debug)]
-pub struct Hnsw {
+pub struct Hnsw<C: VectorCodec> {
     dim: usize,
     metric: Metric,
     m: usize,
-    inner: InnerSpec,
+    inner: C::Spec,
     keep_raw: bool,
     seed: u64,
     ef_construction: usize,
-    codec: Option<Codec>,
+    codec: Option<C>,
     codes: Slab<u8>,
-    /// Scalar inner: ‖x̂‖² (L2), 1/‖x̂‖ (cosine).
+    /// Per-node auxiliary terms of the codec ([`VectorCodec::has_aux`]).
     corr: Slab<f32>,
     raw: Slab<f32>,
     rows: Rows,
@@ -190,18 +242,18 @@ impl Ord for Cand {
     }
 }
 
-/// Per-thread search scratch: an epoch-stamped visited array and the heaps.
+/// Per-thread search scratch: an epoch-stamped visited array, the heaps and the
+/// codec's query state.
 #[derive(Default)]
-struct Scratch {
+struct Scratch<Q> {
     visited: Vec<u32>,
     epoch: u32,
     cands: BinaryHeap<std::cmp::Reverse<Cand>>,
     results: BinaryHeap<Cand>,
-    weights: Vec<f32>,
-    table: Vec<f32>,
+    query: Q,
 }
 
-impl Scratch {
+impl<Q> Scratch<Q> {
     fn reset(&mut self, n: usize) {
         if self.visited.len() != n || self.epoch == u32::MAX {
             self.visited.clear();
@@ -225,95 +277,57 @@ impl Scratch {
 }
 
 /// How one query is scored against stored nodes.
-struct Scorer<'a> {
-    idx: &'a Hnsw,
-    q: &'a [f32],
-    constant: f32,
-    norm_sq: f32,
-    /// SQ codes: the shared scan kernel and its 4-bit weight layout.
-    kernel: Option<Kernel>,
-    w4: ksq::Lut4Weights,
+struct Scorer<'a, C: VectorCodec> {
+    codec: &'a C,
+    metric: Metric,
+    stored: Stored<'a>,
 }
 
-impl Scorer<'_> {
+impl<C: VectorCodec> Scorer<'_, C> {
     /// Hints the CPU to load `node`'s stored data (its first [`PREFETCH_BYTES`]).
     #[inline]
     fn prefetch(&self, node: usize) {
-        let idx = self.idx;
-        let cap = |bytes: usize| bytes.min(PREFETCH_BYTES);
-        match idx.codec.as_ref() {
-            Some(Codec::Flat) | None => {
-                let d = cap(idx.dim * 4) / 4;
-                kernels::prefetch_l1(&idx.raw[node * idx.dim..node * idx.dim + d]);
-            }
-            Some(Codec::Scalar(sq)) => {
-                let cs = sq.code_size();
-                kernels::prefetch_l1(&idx.codes[node * cs..node * cs + cap(cs)]);
-            }
-            Some(Codec::Product(pq)) => {
-                let cs = pq.m();
-                kernels::prefetch_l1(&idx.codes[node * cs..node * cs + cap(cs)]);
-            }
-        }
+        self.codec.prefetch(self.stored, node, PREFETCH_BYTES);
     }
 
     #[inline]
-    fn dist(&self, s: &Scratch, node: usize) -> f32 {
-        let idx = self.idx;
-        let d = idx.dim;
-        match idx.codec.as_ref() {
-            Some(Codec::Flat) | None => {
-                let x = &idx.raw[node * d..(node + 1) * d];
-                match idx.metric {
-                    Metric::L2 => kernels::l2_sq(self.q, x),
-                    m => m.distance_from_score(kernels::dot(self.q, x)),
-                }
-            }
-            Some(Codec::Scalar(sq)) => {
-                let cs = sq.code_size();
-                let code = &idx.codes[node * cs..(node + 1) * cs];
-                let mut out = [0.0f32; 1];
-                if let Some(k) = &self.kernel {
-                    k.scan(&s.weights, &self.w4, code, &mut out);
-                }
-                let dot = self.constant + out[0];
-                match idx.metric {
-                    Metric::L2 => self.norm_sq - 2.0 * dot + idx.corr[node],
-                    Metric::InnerProduct => -dot,
-                    Metric::Cosine => 1.0 - dot * idx.corr[node],
-                }
-            }
-            Some(Codec::Product(pq)) => {
-                let m = pq.m();
-                let code = &idx.codes[node * m..(node + 1) * m];
-                let mut acc = 0.0f32;
-                for (sub, &c) in code.iter().enumerate() {
-                    acc += s.table[sub * 256 + c as usize];
-                }
-                acc + self.constant
-            }
-        }
+    fn dist(&self, s: &Scratch<C::Query>, node: usize) -> f32 {
+        self.codec
+            .distance(&s.query, self.metric, self.stored, node)
     }
 }
 
-impl Hnsw {
-    /// An empty index for `HNSW{M}[,inner]` with `ef_construction` 200.
-    pub fn new(spec: &str, dim: usize, metric: Metric, keep_raw: bool, seed: u64) -> Result<Self> {
-        let (m, inner) = parse_spec(spec).ok_or_else(|| Error::Spec {
-            spec: spec.to_string(),
-            message: format!(
-                "not an HNSW spec (HNSW{{M}}, HNSW{{M}},SQ8 (any SQ variant), HNSW{{M}},PQ{{m}}; \
-                 2 ≤ M ≤ {MAX_M})"
-            ),
-        })?;
-        if let InnerSpec::Product { m, nbits } = inner {
-            check_params(dim, m, nbits)?;
+impl<C: VectorCodec> Hnsw<C> {
+    /// An empty index with `M` links per node (`2M` on layer 0) over the inner
+    /// quantizer `inner`, with `ef_construction` 200.
+    ///
+    /// # Errors
+    /// `M` outside `2..=MAX_M`, or an inner quantizer that does not fit `dim`.
+    pub fn new(
+        m: usize,
+        inner: C::Spec,
+        dim: usize,
+        metric: Metric,
+        keep_raw: bool,
+        seed: u64,
+    ) -> Result<Self> {
+        if !(2..=MAX_M).contains(&m) {
+            return Err(Error::param(
+                "M",
+                format!("HNSW{m}: M must be in 2..={MAX_M}"),
+            ));
         }
+        C::check(&inner, dim)?;
+        let codec = if C::STORES_RAW {
+            Some(C::train(&inner, &[], dim, 0)?)
+        } else {
+            None
+        };
         Ok(Hnsw {
             dim,
             metric,
             m,
-            codec: (inner == InnerSpec::Flat).then_some(Codec::Flat),
+            codec,
             inner,
             keep_raw,
             seed,
@@ -360,14 +374,14 @@ impl Hnsw {
     }
 
     fn name(&self) -> String {
-        match &self.inner {
-            InnerSpec::Flat => format!("HNSW{}", self.m),
-            InnerSpec::Scalar { name, .. } => format!("HNSW{},{name}", self.m),
-            InnerSpec::Product { m, .. } => format!("HNSW{},PQ{m}", self.m),
+        if C::STORES_RAW {
+            format!("HNSW{}", self.m)
+        } else {
+            format!("HNSW{},{}", self.m, C::name(&self.inner))
         }
     }
 
-    fn codec(&self) -> Result<&Codec> {
+    fn codec(&self) -> Result<&C> {
         self.codec.as_ref().ok_or_else(|| {
             Error::param(
                 "index",
@@ -380,7 +394,15 @@ impl Hnsw {
     }
 
     fn stores_raw(&self) -> bool {
-        self.keep_raw || self.inner == InnerSpec::Flat
+        self.keep_raw || C::STORES_RAW
+    }
+
+    fn stored(&self) -> Stored<'_> {
+        Stored {
+            codes: &self.codes,
+            aux: &self.corr,
+            raw: &self.raw,
+        }
     }
 
     fn prepare(&self, x: &[f32]) -> Vec<f32> {
@@ -392,11 +414,7 @@ impl Hnsw {
         if self.stores_raw() {
             return Ok(self.raw.to_vec());
         }
-        match self.codec()? {
-            Codec::Scalar(sq) => sq.decode(&self.codes),
-            Codec::Product(pq) => pq.decode(&self.codes),
-            Codec::Flat => Ok(self.raw.to_vec()),
-        }
+        self.codec()?.decode(&self.codes)
     }
 
     /// Builds the graph over `vectors` (one per row) with hnsw_rs and copies it.
@@ -516,38 +534,16 @@ impl Hnsw {
         }
     }
 
-    fn scorer<'a>(&'a self, q: &'a [f32], s: &mut Scratch) -> Scorer<'a> {
-        let mut sc = Scorer {
-            idx: self,
-            q,
-            constant: 0.0,
-            norm_sq: kernels::dot(q, q),
-            kernel: None,
-            w4: ksq::Lut4Weights::default(),
-        };
-        match self.codec.as_ref() {
-            Some(Codec::Scalar(sq)) => {
-                sc.constant = sq.query_terms(q, &mut s.weights);
-                let k = Kernel::for_quantizer(sq);
-                sc.w4 = k.lut4_weights(&s.weights);
-                sc.kernel = Some(k);
-            }
-            Some(Codec::Product(pq)) => {
-                let tm = if self.metric == Metric::L2 {
-                    Metric::L2
-                } else {
-                    Metric::InnerProduct
-                };
-                pq.adc_table(q, tm, &mut s.table);
-                sc.constant = if self.metric == Metric::Cosine {
-                    1.0
-                } else {
-                    0.0
-                };
-            }
-            _ => {}
-        }
-        sc
+    /// Prepares `q` in `s` and returns its scorer (`None` until trained).
+    fn scorer<'a>(&'a self, q: &[f32], s: &mut Scratch<C::Query>) -> Option<Scorer<'a, C>> {
+        let codec = self.codec.as_ref()?;
+        codec.begin_query(&mut s.query, q, self.metric, None, &[]);
+        codec.set_list(&mut s.query, q, self.metric, ListTerms::default());
+        Some(Scorer {
+            codec,
+            metric: self.metric,
+            stored: self.stored(),
+        })
     }
 
     /// Beam search for one prepared query: `depth` best accepted rows.
@@ -557,14 +553,16 @@ impl Hnsw {
         ef: usize,
         depth: usize,
         filter: &IdFilter<'_>,
-        s: &mut Scratch,
+        s: &mut Scratch<C::Query>,
     ) -> Vec<Neighbor> {
         let n = self.rows.len();
         let g = &self.graph;
         if n == 0 || g.levels.len() != n {
             return Vec::new();
         }
-        let sc = self.scorer(q, s);
+        let Some(sc) = self.scorer(q, s) else {
+            return Vec::new();
+        };
         let all = matches!(filter, IdFilter::All) && !self.rows.has_deleted();
         let ids = self.rows.ids();
         let ok = |r: usize| all || (self.rows.is_live(r) && filter.accepts(ids[r]));
@@ -637,8 +635,8 @@ impl Hnsw {
     /// `width` nodes found, nearest first.
     fn upper_beam(
         &self,
-        sc: &Scorer<'_>,
-        s: &mut Scratch,
+        sc: &Scorer<'_, C>,
+        s: &mut Scratch<C::Query>,
         entries: Vec<Cand>,
         level: u8,
         width: usize,
@@ -681,9 +679,9 @@ impl Hnsw {
         q: &[f32],
         params: &SearchParams,
         filter: &IdFilter<'_>,
-        s: &mut Scratch,
+        s: &mut Scratch<C::Query>,
     ) -> Result<Vec<Neighbor>> {
-        let rerank = params.rerank > 0 && self.inner != InnerSpec::Flat;
+        let rerank = params.rerank > 0 && !C::STORES_RAW;
         if rerank && self.raw.is_empty() {
             return Err(rerank_unavailable(&self.name()));
         }
@@ -717,45 +715,20 @@ impl Hnsw {
             .ok()
             .filter(|&n| n < i32::MAX as usize)
             .ok_or_else(|| bad("vector count out of range".into()))?;
-        let p: StoredParams = c.params()?;
-        let spec = match &p.inner {
-            InnerSpec::Flat => format!("HNSW{}", p.m),
-            InnerSpec::Scalar { name, .. } => format!("HNSW{},{name}", p.m),
-            InnerSpec::Product { m, .. } => format!("HNSW{},PQ{m}", p.m),
-        };
-        let mut idx =
-            Hnsw::new(&spec, dim, h.metric, p.keep_raw, 0).map_err(|e| bad(e.to_string()))?;
-        if idx.inner != p.inner {
-            return Err(bad("inner quantizer does not match the spec".into()));
-        }
+        let p: StoredParams<C::Spec> = c.params()?;
+        let mut idx = Hnsw::<C>::new(p.m, p.inner, dim, h.metric, p.keep_raw, 0)
+            .map_err(|e| bad(e.to_string()))?;
         idx.ef_construction = p.ef_construction.clamp(1, 1 << 16);
         let size =
             |a: usize, b: usize| a.checked_mul(b).ok_or_else(|| bad("size overflows".into()));
-        idx.codec = Some(match &p.inner {
-            InnerSpec::Flat => Codec::Flat,
-            InnerSpec::Scalar { config, .. } => {
-                Codec::Scalar(crate::index::scalar::read_quantizer(c, dim, config)?)
+        let codec = C::read(&idx.inner, c, dim)?;
+        if !C::STORES_RAW {
+            idx.codes = c.slab::<u8>("codes", size(n, codec.row_size())?)?;
+            if codec.has_aux(h.metric) {
+                idx.corr = c.slab::<f32>("corr", n)?;
             }
-            InnerSpec::Product { m, nbits } => Codec::Product(
-                ProductQuantizer::from_parts(
-                    dim,
-                    *m,
-                    *nbits,
-                    c.section_f32("centroids", size(1usize << nbits, dim)?)?,
-                )
-                .map_err(|e| bad(format!("quantizer: {e}")))?,
-            ),
-        });
-        match idx.codec.as_ref() {
-            Some(Codec::Scalar(sq)) => {
-                idx.codes = c.slab::<u8>("codes", size(n, sq.code_size())?)?;
-                if h.metric != Metric::InnerProduct {
-                    idx.corr = c.slab::<f32>("corr", n)?;
-                }
-            }
-            Some(Codec::Product(pq)) => idx.codes = c.slab::<u8>("codes", size(n, pq.m())?)?,
-            _ => {}
         }
+        idx.codec = Some(codec);
         if idx.stores_raw() {
             idx.raw = c.slab::<f32>("raw", size(n, dim)?)?;
         }
@@ -917,7 +890,7 @@ fn repair_reachability(
     }
 }
 
-impl Index for Hnsw {
+impl<C: VectorCodec> Index for Hnsw<C> {
     fn spec(&self) -> String {
         self.name()
     }
@@ -933,21 +906,15 @@ impl Index for Hnsw {
     /// The code size per vector (4·d for `HNSW{M}`); graph links are counted in
     /// [`Index::memory_bytes`].
     fn bytes_per_vector(&self) -> f64 {
-        match &self.inner {
-            InnerSpec::Flat => 4.0 * self.dim as f64,
-            InnerSpec::Scalar { config, .. } => {
-                crate::quant::scalar::code_size(self.dim, config.bits) as f64
-            }
-            InnerSpec::Product { m, .. } => *m as f64,
+        match &self.codec {
+            _ if C::STORES_RAW => 4.0 * self.dim as f64,
+            Some(c) => c.row_size() as f64,
+            None => 0.0,
         }
     }
     fn memory_bytes(&self) -> usize {
         let g = &self.graph;
-        let params = match &self.codec {
-            Some(Codec::Scalar(sq)) => crate::index::scalar::quantizer_bytes(sq),
-            Some(Codec::Product(pq)) => pq.centroids().len() * 4,
-            _ => 0,
-        };
+        let params = self.codec.as_ref().map_or(0, C::params_bytes);
         self.codes.len()
             + self.corr.len() * 4
             + self.raw.len() * 4
@@ -967,16 +934,7 @@ impl Index for Hnsw {
         check_batch(sample, self.dim, "training sample")?;
         check_finite(sample, self.dim, "training sample")?;
         let x = self.prepare(sample);
-        let codec = match &self.inner {
-            InnerSpec::Flat => Codec::Flat,
-            InnerSpec::Scalar { config, .. } => {
-                Codec::Scalar(ScalarQuantizer::train(&x, self.dim, config)?)
-            }
-            InnerSpec::Product { m, nbits } => Codec::Product(ProductQuantizer::train(
-                &x, self.dim, *m, *nbits, self.seed,
-            )?),
-        };
-        self.codec = Some(codec);
+        self.codec = Some(C::train(&self.inner, &x, self.dim, self.seed)?);
         self.codes = Slab::default();
         self.corr = Slab::default();
         self.raw = Slab::default();
@@ -995,19 +953,14 @@ impl Index for Hnsw {
         }
         let x = self.prepare(vectors);
         let mut all = self.all_vectors()?;
-        match self.codec()? {
-            Codec::Flat => {}
-            Codec::Scalar(sq) => {
-                let codes = sq.encode(&x)?;
-                let corr =
-                    crate::index::scalar::correction_terms(sq, &codes, self.metric, &|_| None);
+        let codec = self.codec()?;
+        if !C::STORES_RAW {
+            let codes = codec.encode(&x)?;
+            if codec.has_aux(self.metric) {
+                let corr = codec.aux_terms(&codes, self.metric, &|_| None);
                 self.corr.to_mut().extend_from_slice(&corr);
-                self.codes.to_mut().extend_from_slice(&codes);
             }
-            Codec::Product(pq) => {
-                let codes = pq.encode(&x)?;
-                self.codes.to_mut().extend_from_slice(&codes);
-            }
+            self.codes.to_mut().extend_from_slice(&codes);
         }
         if self.stores_raw() {
             self.raw.to_mut().extend_from_slice(&x);
@@ -1078,11 +1031,11 @@ impl Index for Hnsw {
         check_batch(vectors, self.dim, "vectors")?;
         check_finite(vectors, self.dim, "vectors")?;
         let x = self.prepare(vectors);
-        match self.codec()? {
-            Codec::Flat => Ok(None),
-            Codec::Scalar(sq) => Ok(Some(sq.decode(&sq.encode(&x)?)?)),
-            Codec::Product(pq) => Ok(Some(pq.decode(&pq.encode(&x)?)?)),
+        let codec = self.codec()?;
+        if C::STORES_RAW {
+            return Ok(None);
         }
+        Ok(Some(codec.decode(&codec.encode(&x)?)?))
     }
 
     fn to_container(&self) -> Result<ContainerWriter> {
@@ -1098,18 +1051,11 @@ impl Index for Hnsw {
             entry: g.entry,
             max_level: g.max_level,
         })?;
-        match codec {
-            Codec::Flat => {}
-            Codec::Scalar(sq) => {
-                crate::index::scalar::write_quantizer(&mut w, sq);
-                w.section("codes", self.codes.to_vec());
-                if self.metric != Metric::InnerProduct {
-                    w.section_f32("corr", &self.corr);
-                }
-            }
-            Codec::Product(pq) => {
-                w.section_f32("centroids", pq.centroids())
-                    .section("codes", self.codes.to_vec());
+        if !C::STORES_RAW {
+            codec.write(&mut w);
+            w.section("codes", self.codes.to_vec());
+            if codec.has_aux(self.metric) {
+                w.section_f32("corr", &self.corr);
             }
         }
         if self.stores_raw() {
@@ -1163,7 +1109,7 @@ mod tests {
     fn every_point_finds_itself() {
         let (n, dim) = (5000, 16);
         let data = gaussian(n, dim, 0.0, 1.0, 77).unwrap();
-        let mut h = Hnsw::new("HNSW16", dim, Metric::L2, false, 1).unwrap();
+        let mut h = HnswFlat::new(16, RawSpec, dim, Metric::L2, false, 1).unwrap();
         h.add(data.as_slice(), None).unwrap();
         let search = |ef: usize, rows: &[usize]| -> Vec<usize> {
             let p = SearchParams {
@@ -1220,7 +1166,7 @@ mod tests {
     fn upper_beam_finds_what_the_layer_holds() {
         let (n, dim) = (5000, 16);
         let data = gaussian(n, dim, 0.0, 1.0, 78).unwrap();
-        let mut h = Hnsw::new("HNSW8", dim, Metric::L2, false, 1).unwrap();
+        let mut h = HnswFlat::new(8, RawSpec, dim, Metric::L2, false, 1).unwrap();
         h.add(data.as_slice(), None).unwrap();
         let level = 1u8;
         assert!(h.graph.max_level >= level);
@@ -1228,7 +1174,7 @@ mod tests {
         let mut s = Scratch::default();
         let start = h.graph.upper_nodes[0];
         for q in queries.as_slice().chunks_exact(dim) {
-            let sc = h.scorer(q, &mut s);
+            let sc = h.scorer(q, &mut s).unwrap();
             let entry = vec![Cand(sc.dist(&s, start as usize), start)];
             // Every node of the layer reachable from the start, nearest first.
             let mut seen = std::collections::BTreeSet::from([start]);
@@ -1303,8 +1249,7 @@ mod tests {
             ("HNSW16,PQ16", Metric::L2, 0.78),
         ] {
             let gt = ground_truth(&data, &queries, 10, metric).unwrap();
-            let mut h = Hnsw::new(spec, dim, metric, false, 3).unwrap();
-            h.set_ef_construction(100).unwrap();
+            let mut h = new(spec, dim, metric, false, 3, 100).unwrap();
             if !h.is_trained() {
                 h.train(data.as_slice()).unwrap();
             }
@@ -1334,7 +1279,7 @@ mod tests {
         let queries = gaussian(20, dim, 0.0, 1.0, 10).unwrap();
         let dir = tempfile::tempdir().unwrap();
         for spec in ["HNSW8", "HNSW8,SQ8", "HNSW8,SQ4", "HNSW8,PQ4"] {
-            let mut h = Hnsw::new(spec, dim, Metric::L2, true, 2).unwrap();
+            let mut h = new(spec, dim, Metric::L2, true, 2, DEFAULT_EF_CONSTRUCTION).unwrap();
             if !h.is_trained() {
                 h.train(data.as_slice()).unwrap();
             }
@@ -1348,7 +1293,7 @@ mod tests {
             let path = dir.path().join("h.vq");
             h.save(&path).unwrap();
             let c = Container::open_with(&path, OpenOptions::default()).unwrap();
-            let mut loaded = Hnsw::from_container(&c).unwrap();
+            let mut loaded = from_container(&c).unwrap();
             let a = h.search_batch(queries.as_slice(), &p).unwrap();
             assert_eq!(
                 loaded.search_batch(queries.as_slice(), &p).unwrap(),
@@ -1377,11 +1322,33 @@ mod tests {
 
     #[test]
     fn bad_parameters() {
-        assert!(Hnsw::new("HNSW1000", 8, Metric::L2, false, 0).is_err());
-        assert!(Hnsw::new("HNSW16,PQ3", 8, Metric::L2, false, 0).is_err());
-        let mut h = Hnsw::new("HNSW16,SQ8", 4, Metric::L2, false, 0).unwrap();
+        assert!(new("HNSW1000", 8, Metric::L2, false, 0, DEFAULT_EF_CONSTRUCTION).is_err());
+        assert!(
+            new(
+                "HNSW16,PQ3",
+                8,
+                Metric::L2,
+                false,
+                0,
+                DEFAULT_EF_CONSTRUCTION
+            )
+            .is_err()
+        );
+        let mut h = new(
+            "HNSW16,SQ8",
+            4,
+            Metric::L2,
+            false,
+            0,
+            DEFAULT_EF_CONSTRUCTION,
+        )
+        .unwrap();
         assert!(h.add(&[0.0; 4], None).is_err(), "untrained");
-        let mut h = Hnsw::new("HNSW4", 2, Metric::L2, false, 0).unwrap();
+        assert!(
+            new("HNSW4", 2, Metric::L2, false, 0, 0).is_err(),
+            "ef_construction 0"
+        );
+        let mut h = HnswFlat::new(4, RawSpec, 2, Metric::L2, false, 0).unwrap();
         h.add(&[0.0, 0.0, 1.0, 1.0, 2.0, 2.0], None).unwrap();
         let p = SearchParams {
             ef_search: 0,

@@ -1,28 +1,27 @@
 //! `Ivf`: an inverted file (FAISS's `IndexIVFFlat`, `IndexIVFScalarQuantizer`,
-//! `IndexIVFPQ`, `IndexIVFPQFastScan`).
+//! `IndexIVFPQ`, `IndexIVFPQFastScan`), generic over the inner quantizer.
 //!
 //! A coarse k-means quantizer ([`crate::kmeans`], `nlist` centroids) partitions the
 //! vectors into lists; a query scans only the `nprobe` lists whose centroids are nearest.
 //! Inside a list each vector is stored as the code of its *residual* `x − c` (vector
-//! minus its list's centroid) under the inner quantizer, which spends the code's bits on
-//! what the centroid does not already say:
+//! minus its list's centroid) under the inner quantizer `C` ([`VectorCodec`]), which
+//! spends the code's bits on what the centroid does not already say:
 //!
-//! | spec | list entries | distance |
-//! | --- | --- | --- |
-//! | `IVF{nlist},Flat` | the vectors | exact |
-//! | `IVF{nlist},SQ8` (any `SQ` variant) | scalar codes of residuals, plus a correction term | asymmetric, on the codes |
-//! | `IVF{nlist},PQ{M}` | 8-bit PQ codes of residuals | ADC tables per probed list |
-//! | `IVF{nlist},PQ{M}x4fs` | 4-bit PQ codes of residuals, blocks of 32 per list | fast-scan `u8` tables, candidates re-scored with the float tables |
+//! | spec | `C` | list entries | distance |
+//! | --- | --- | --- | --- |
+//! | `IVF{nlist},Flat` | [`Raw`] | the vectors | exact |
+//! | `IVF{nlist},SQ8` (any `SQ` variant) | [`ScalarQuantizer`] | scalar codes of residuals, plus a correction term | asymmetric, on the codes |
+//! | `IVF{nlist},PQ{M}` | [`ProductQuantizer`] | 8-bit PQ codes of residuals, blocks of 64 | byte tables per probed list, re-scored to float ADC |
+//! | `IVF{nlist},PQ{M}x4fs` | [`ProductQuantizer`] | 4-bit PQ codes of residuals, blocks of 32 | fast-scan `u8` tables, re-scored to float ADC |
 //!
-//! For L2 with PQ, the per-list tables use the decomposition of Jégou et al. (2011):
-//! `‖q − c − r‖² = ‖q − c‖² + (‖r‖² + 2⟨c, r⟩) − 2⟨q, r⟩`, where the middle term is a
-//! table per list precomputed at training time and the last one table per query, so a
-//! probed list costs `M·ksub` additions instead of `d·ksub` multiply-adds
-//! ([`Ivf::set_precomputed_tables`]). Fast-scan lists are scanned with a threshold that
-//! allows for the `u8` rounding of the tables (at most `M/2` units), so the results are
-//! exactly those of the float tables.
+//! The index asks the codec for everything that depends on the kind of code: a query is
+//! prepared once ([`VectorCodec::begin_query`]), each probed list sets its terms
+//! ([`VectorCodec::set_list`]: the residual query for L2, or the list's precomputed
+//! tables) and its run of codes is scanned ([`VectorCodec::scan`]). For PQ with L2 the
+//! per-list tables of Jégou et al. (2011) are computed once from the coarse centroids
+//! ([`Ivf::set_precomputed_tables`]).
 //!
-//! Lists are stored contiguously (codes, ids, correction terms, raw vectors, each one
+//! Lists are stored contiguously (codes, ids, auxiliary terms, raw vectors, each one
 //! array in list order, plus `nlist + 1` offsets), so a saved index is memory-mapped in
 //! place. Adding vectors merges them into their lists (a linear pass over the index).
 
@@ -30,16 +29,16 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::index::product::{Bound, Scan8, Scan8Scratch, scan_exact};
 use crate::index::rows::{Exact, Rows, rerank_unavailable};
-use crate::index::scalar::Kernel;
 use crate::index::{IdFilter, Index, SearchParams, check_add, check_search, check_single};
-use crate::kernels::{self, fastscan, pq8, sq as ksq};
+use crate::kernels;
 use crate::kmeans::{KMeans, KMeansConfig, nearest};
 use crate::linalg::gemm_abt;
 use crate::metric::Metric;
-use crate::quant::product::{ProductQuantizer, check_params};
-use crate::quant::scalar::{ScalarQuantizer, SqConfig};
+pub use crate::quant::codec::InnerSpec;
+use crate::quant::codec::{ListTerms, PqParams, Raw, RawSpec, SqSpec, Stored, VectorCodec};
+use crate::quant::product::ProductQuantizer;
+use crate::quant::scalar::ScalarQuantizer;
 use crate::store::{Container, ContainerWriter, Slab};
 use crate::topk::{Neighbor, TopK};
 use crate::vectors::{check_batch, check_finite};
@@ -48,51 +47,17 @@ use crate::vectors::{check_batch, check_finite};
 const QUERY_GROUP: usize = 64;
 /// Up to this many probes are picked by one insertion pass instead of a selection.
 const FEW_PROBES: usize = 16;
-/// Container section of 8-bit PQ lists in blocks of 64.
-const CODES8_SECTION: &str = "codes64";
-/// Entries scanned per kernel call.
-const CHUNK: usize = 1024;
 /// Largest `nlist` accepted.
 pub const MAX_NLIST: usize = 1 << 20;
 /// Precomputed tables are skipped when they would exceed this many bytes.
 const MAX_PRECOMPUTED_BYTES: usize = 512 << 20;
 
-/// What a list entry stores.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum InnerSpec {
-    /// The vectors themselves.
-    Flat,
-    /// A scalar quantizer of the residuals (name as in its spec, e.g. `SQ8`).
-    Scalar {
-        /// The spec name (`SQ8`, `SQ4`, ...).
-        name: String,
-        /// The quantizer configuration.
-        config: SqConfig,
-    },
-    /// A product quantizer of the residuals.
-    Product {
-        /// Sub-quantizers.
-        m: usize,
-        /// Bits per sub-quantizer: 8, or 4 (fast-scan layout).
-        nbits: u8,
-    },
-}
-
-impl InnerSpec {
-    /// 8-bit PQ (lists in [`pq8`] blocks).
-    fn is_pq8(&self) -> bool {
-        matches!(self, InnerSpec::Product { nbits: 8, .. })
-    }
-
-    fn name(&self) -> String {
-        match self {
-            InnerSpec::Flat => "Flat".into(),
-            InnerSpec::Scalar { name, .. } => name.clone(),
-            InnerSpec::Product { m, nbits: 8 } => format!("PQ{m}"),
-            InnerSpec::Product { m, .. } => format!("PQ{m}x4fs"),
-        }
-    }
-}
+/// `IVF{nlist},Flat`.
+pub type IvfFlat = Ivf<Raw>;
+/// `IVF{nlist},SQ…`.
+pub type IvfScalar = Ivf<ScalarQuantizer>;
+/// `IVF{nlist},PQ{M}` and `IVF{nlist},PQ{M}x4fs`.
+pub type IvfProduct = Ivf<ProductQuantizer>;
 
 /// Parses `IVF{nlist},{inner}` (case-insensitive keywords); `None` if malformed.
 pub fn parse_spec(spec: &str) -> Option<(usize, InnerSpec)> {
@@ -132,10 +97,62 @@ pub fn parse_spec(spec: &str) -> Option<(usize, InnerSpec)> {
     Some((nlist, spec))
 }
 
+/// An untrained `IVF{nlist},{inner}` index of the kind its inner spec names.
+///
+/// # Errors
+/// A malformed spec, or an inner quantizer that does not fit `dim`.
+pub fn new(
+    spec: &str,
+    dim: usize,
+    metric: Metric,
+    keep_raw: bool,
+    seed: u64,
+) -> Result<Box<dyn Index>> {
+    let (nlist, inner) = parse_spec(spec).ok_or_else(|| Error::Spec {
+        spec: spec.to_string(),
+        message: format!(
+            "not an inverted-file spec (IVF{{nlist}},Flat, IVF{{nlist}},SQ8, \
+             IVF{{nlist}},PQ{{M}}, IVF{{nlist}},PQ{{M}}x4fs; 1 ≤ nlist ≤ {MAX_NLIST})"
+        ),
+    })?;
+    Ok(match inner {
+        InnerSpec::Flat => Box::new(IvfFlat::new(nlist, RawSpec, dim, metric, keep_raw, seed)?),
+        InnerSpec::Scalar { name, config } => Box::new(IvfScalar::new(
+            nlist,
+            SqSpec { name, config },
+            dim,
+            metric,
+            keep_raw,
+            seed,
+        )?),
+        InnerSpec::Product { m, nbits } => Box::new(IvfProduct::new(
+            nlist,
+            PqParams { m, nbits },
+            dim,
+            metric,
+            keep_raw,
+            seed,
+        )?),
+    })
+}
+
+/// Loads an `ivf` container of any inner quantizer.
+///
+/// # Errors
+/// A file that is not a valid inverted file (see [`Ivf::from_container`]).
+pub fn from_container(c: &Container) -> Result<Box<dyn Index>> {
+    let p: StoredParams<InnerSpec> = c.params()?;
+    Ok(match p.inner {
+        InnerSpec::Flat => Box::new(IvfFlat::from_container(c)?),
+        InnerSpec::Scalar { .. } => Box::new(IvfScalar::from_container(c)?),
+        InnerSpec::Product { .. } => Box::new(IvfProduct::from_container(c)?),
+    })
+}
+
 #[derive(Serialize, Deserialize)]
-struct StoredParams {
+struct StoredParams<S> {
     nlist: usize,
-    inner: InnerSpec,
+    inner: S,
     keep_raw: bool,
 }
 
@@ -148,78 +165,72 @@ fn gather_rows<T: Copy>(src: &[T], w: usize, order: &[usize]) -> Vec<T> {
     out
 }
 
-/// The trained inner quantizer.
+/// Inverted-file index over the inner quantizer `C`.
 #[derive(Clone, Debug)]
-enum Codec {
-    Flat,
-    Scalar(ScalarQuantizer),
-    Product(ProductQuantizer),
-}
-
-/// Inverted-file index.
-#[derive(Clone, Debug)]
-pub struct Ivf {
+pub struct Ivf<C: VectorCodec> {
     dim: usize,
     metric: Metric,
     nlist: usize,
-    inner: InnerSpec,
+    inner: C::Spec,
     keep_raw: bool,
     seed: u64,
     /// Coarse centroids (`nlist × dim`) and their squared norms; empty until trained.
     centroids: Vec<f32>,
     c_norms: Vec<f32>,
-    codec: Option<Codec>,
+    codec: Option<C>,
     /// Entry offsets of the lists (`nlist + 1`).
     offsets: Vec<usize>,
-    /// Fast-scan only: block offsets of the lists (`nlist + 1`).
+    /// Block offsets of the lists' packed runs (`nlist + 1`).
     block_starts: Vec<usize>,
     codes: Slab<u8>,
-    /// Scalar inner: ‖r̂‖² (L2), 1/‖c + r̂‖ (cosine); empty otherwise.
-    corr: Slab<f32>,
+    /// Per-entry auxiliary terms of the codec ([`VectorCodec::has_aux`]); else empty.
+    aux: Slab<f32>,
     rows: Rows,
-    /// The vectors (prepared) in list order: always for `Flat`, with `keep_raw` otherwise.
+    /// The vectors (prepared) in list order: when the codec needs them or `keep_raw`.
     raw: Slab<f32>,
-    /// L2 with PQ: per list `M × ksub` terms ‖C_sj‖² + 2⟨c_s, C_sj⟩.
-    /// Computed on first use, so opening a file stays O(1).
+    /// Per-list tables of the codec ([`VectorCodec::list_tables`]), computed on first
+    /// use, so opening a file stays O(1).
     precomputed: std::sync::OnceLock<Vec<f32>>,
     use_precomputed: bool,
 }
 
-/// Per-query scratch buffers (reused across lists).
-#[derive(Default)]
-struct Scratch {
-    residual: Vec<f32>,
-    weights: Vec<f32>,
-    table: Vec<f32>,
-    qtable: Vec<f32>,
-    q8: Vec<u8>,
-    lut: Vec<u8>,
-    sums: Vec<f32>,
-    masks: Vec<u32>,
+/// Per-query scratch buffers (reused across lists and queries).
+struct Scratch<Q> {
+    query: Q,
     probes: Vec<(f32, u32)>,
-    scan8: Scan8,
-    scratch8: Scan8Scratch,
+    first: Vec<usize>,
 }
 
-impl Ivf {
-    /// An untrained index for `IVF{nlist},{inner}`.
-    pub fn new(spec: &str, dim: usize, metric: Metric, keep_raw: bool, seed: u64) -> Result<Self> {
-        let (nlist, inner) = parse_spec(spec).ok_or_else(|| Error::Spec {
-            spec: spec.to_string(),
-            message: format!(
-                "not an inverted-file spec (IVF{{nlist}},Flat, IVF{{nlist}},SQ8, \
-                 IVF{{nlist}},PQ{{M}}, IVF{{nlist}},PQ{{M}}x4fs; 1 ≤ nlist ≤ {MAX_NLIST})"
-            ),
-        })?;
-        if let InnerSpec::Product { m, nbits } = inner {
-            check_params(dim, m, nbits)?;
-            if nbits == 4 && m > 256 {
-                return Err(Error::param(
-                    "M",
-                    "fast-scan supports at most 256 sub-quantizers",
-                ));
-            }
+impl<Q: Default> Default for Scratch<Q> {
+    fn default() -> Self {
+        Scratch {
+            query: Q::default(),
+            probes: Vec::new(),
+            first: Vec::new(),
         }
+    }
+}
+
+impl<C: VectorCodec> Ivf<C> {
+    /// An untrained index of `nlist` lists over the inner quantizer `inner`.
+    ///
+    /// # Errors
+    /// `nlist` outside `1..=MAX_NLIST`, or an inner quantizer that does not fit `dim`.
+    pub fn new(
+        nlist: usize,
+        inner: C::Spec,
+        dim: usize,
+        metric: Metric,
+        keep_raw: bool,
+        seed: u64,
+    ) -> Result<Self> {
+        if nlist == 0 || nlist > MAX_NLIST {
+            return Err(Error::param(
+                "nlist",
+                format!("{nlist} lists (1 ≤ nlist ≤ {MAX_NLIST})"),
+            ));
+        }
+        C::check(&inner, dim)?;
         Ok(Ivf {
             dim,
             metric,
@@ -233,7 +244,7 @@ impl Ivf {
             offsets: vec![0; nlist + 1],
             block_starts: vec![0; nlist + 1],
             codes: Slab::default(),
-            corr: Slab::default(),
+            aux: Slab::default(),
             rows: Rows::default(),
             raw: Slab::default(),
             precomputed: std::sync::OnceLock::new(),
@@ -251,29 +262,36 @@ impl Ivf {
         &self.centroids
     }
 
+    /// The trained inner quantizer.
+    pub fn quantizer(&self) -> Option<&C> {
+        self.codec.as_ref()
+    }
+
     /// Number of entries (deleted ones included) in each list.
     pub fn list_sizes(&self) -> Vec<usize> {
         self.offsets.windows(2).map(|w| w[1] - w[0]).collect()
     }
 
-    /// Turns the precomputed L2 tables of the PQ kinds on (default) or off (then each
-    /// probed list computes its table from the residual query; results are the same up to
-    /// float rounding).
+    /// Turns the precomputed per-list tables of the codec on (default) or off (then each
+    /// probed list computes its table from the residual query; results are the same up
+    /// to float rounding).
     pub fn set_precomputed_tables(&mut self, on: bool) {
         self.use_precomputed = on;
         self.invalidate_tables();
     }
 
-    /// Whether searches use precomputed tables (L2, PQ inner, enabled, and the tables
-    /// fit in 512 MiB).
+    /// Whether searches use precomputed tables (the codec has them for the metric —
+    /// PQ with L2 — they are enabled, and they fit in 512 MiB).
     pub fn uses_precomputed_tables(&self) -> bool {
         match &self.codec {
-            Some(Codec::Product(pq)) => {
-                self.use_precomputed
+            Some(codec) => {
+                let len = codec.list_table_len();
+                len > 0
+                    && self.use_precomputed
                     && self.metric == Metric::L2
-                    && self.nlist * pq.m() * pq.ksub() * 4 <= MAX_PRECOMPUTED_BYTES
+                    && self.nlist * len * 4 <= MAX_PRECOMPUTED_BYTES
             }
-            _ => false,
+            None => false,
         }
     }
 
@@ -282,14 +300,20 @@ impl Ivf {
         if !self.uses_precomputed_tables() {
             return None;
         }
-        Some(self.precomputed.get_or_init(|| self.compute_tables()))
+        let codec = self.codec.as_ref()?;
+        let t = self.precomputed.get_or_init(|| {
+            codec
+                .list_tables(&self.centroids, self.metric)
+                .unwrap_or_default()
+        });
+        (!t.is_empty()).then_some(t.as_slice())
     }
 
     fn name(&self) -> String {
-        format!("IVF{},{}", self.nlist, self.inner.name())
+        format!("IVF{},{}", self.nlist, C::name(&self.inner))
     }
 
-    fn codec(&self) -> Result<&Codec> {
+    fn codec(&self) -> Result<&C> {
         self.codec.as_ref().ok_or_else(|| {
             Error::param(
                 "index",
@@ -301,44 +325,12 @@ impl Ivf {
         })
     }
 
-    /// PQ lists are stored in blocks: `(m, vectors per block, bytes per block)` — 4-bit
-    /// fast-scan blocks of 32 ([`fastscan`]) or 8-bit blocks of 64 ([`pq8`]).
-    fn blocks(&self) -> Option<(usize, usize, usize)> {
-        match self.inner {
-            InnerSpec::Product { m, nbits: 4 } => {
-                Some((m, fastscan::BLOCK, fastscan::block_bytes(m)))
-            }
-            InnerSpec::Product { m, .. } => Some((m, pq8::BLOCK, pq8::block_bytes(m))),
-            _ => None,
-        }
-    }
-
-    /// Packs one list's row-major indices (`len × m`) into its blocks.
-    fn pack_list(&self, idx: &[u8]) -> Vec<u8> {
-        match self.inner {
-            InnerSpec::Product { m, nbits: 4 } => fastscan::pack_blocks(idx, m),
-            InnerSpec::Product { m, .. } => pq8::pack_blocks(idx, m),
-            _ => idx.to_vec(),
-        }
-    }
-
-    /// Bytes per entry in `codes` (0 for Flat; fast-scan lists are block-packed).
-    fn code_size(&self) -> usize {
-        match &self.inner {
-            InnerSpec::Flat => 0,
-            InnerSpec::Scalar { config, .. } => {
-                crate::quant::scalar::code_size(self.dim, config.bits)
-            }
-            InnerSpec::Product { m, nbits } => m * *nbits as usize / 8,
-        }
-    }
-
-    fn has_corr(&self) -> bool {
-        matches!(self.inner, InnerSpec::Scalar { .. }) && self.metric != Metric::InnerProduct
+    fn has_aux(&self) -> bool {
+        self.codec.as_ref().is_some_and(|c| c.has_aux(self.metric))
     }
 
     fn stores_raw(&self) -> bool {
-        self.keep_raw || self.inner == InnerSpec::Flat
+        self.keep_raw || C::STORES_RAW
     }
 
     fn prepare(&self, x: &[f32]) -> Vec<f32> {
@@ -370,50 +362,11 @@ impl Ivf {
         self.precomputed = std::sync::OnceLock::new();
     }
 
-    fn compute_tables(&self) -> Vec<f32> {
-        let Some(Codec::Product(pq)) = &self.codec else {
-            return Vec::new();
-        };
-        let (m, ks, ds, d) = (pq.m(), pq.ksub(), pq.dsub(), self.dim);
-        let cn: Vec<f32> = (0..m)
-            .flat_map(|s| (0..ks).map(move |j| (s, j)))
-            .map(|(s, j)| {
-                let c = pq.centroid(s, j);
-                kernels::scalar::dot(c, c)
-            })
-            .collect();
-        // ⟨c_l,s, C_sj⟩ for every list l and centroid j: one small GEMM per sub-space.
-        let dots: Vec<Vec<f32>> = (0..m)
-            .into_par_iter()
-            .map(|s| {
-                let coarse: Vec<f32> = self
-                    .centroids
-                    .chunks_exact(d)
-                    .flat_map(|c| c[s * ds..(s + 1) * ds].iter().copied())
-                    .collect();
-                let book = &pq.centroids()[s * ks * ds..(s + 1) * ks * ds];
-                let mut out = vec![0.0f32; self.nlist * ks];
-                gemm_abt(&coarse, book, ds, &mut out);
-                out
-            })
-            .collect();
-        let mut t = vec![0.0f32; self.nlist * m * ks];
-        t.par_chunks_mut(m * ks).enumerate().for_each(|(l, tl)| {
-            for (s, dots) in dots.iter().enumerate() {
-                let row = &dots[l * ks..(l + 1) * ks];
-                for ((o, &c), &dt) in tl[s * ks..(s + 1) * ks]
-                    .iter_mut()
-                    .zip(&cn[s * ks..(s + 1) * ks])
-                    .zip(row)
-                {
-                    *o = c + 2.0 * dt;
-                }
-            }
-        });
-        t
-    }
-
-    /// Loads an `ivf` container.
+    /// Loads an `ivf` container written with this inner quantizer.
+    ///
+    /// # Errors
+    /// A malformed header, sections of the wrong size, offsets that are not a partition
+    /// of the entries, or non-finite stored values.
     pub fn from_container(c: &Container) -> Result<Self> {
         let h = c.header();
         let bad = |m: String| Error::format(c.path(), m);
@@ -422,99 +375,69 @@ impl Ivf {
             .filter(|&d| d > 0 && d <= 1 << 24)
             .ok_or_else(|| bad(format!("invalid dimension {} in header", h.dim)))?;
         let n = usize::try_from(h.count).map_err(|_| bad("vector count overflows".into()))?;
-        let p: StoredParams = c.params()?;
-        if p.nlist == 0 || p.nlist > MAX_NLIST {
-            return Err(bad(format!("invalid nlist {}", p.nlist)));
-        }
-        let mut idx = Ivf::new(
-            &format!("IVF{},{}", p.nlist, p.inner.name()),
-            dim,
-            h.metric,
-            p.keep_raw,
-            0,
-        )
-        .map_err(|e| bad(e.to_string()))?;
-        idx.inner = p.inner.clone();
+        let p: StoredParams<C::Spec> = c.params()?;
+        let mut idx = Ivf::<C>::new(p.nlist, p.inner, dim, h.metric, p.keep_raw, 0)
+            .map_err(|e| bad(e.to_string()))?;
+        let nlist = p.nlist;
         let size =
             |a: usize, b: usize| a.checked_mul(b).ok_or_else(|| bad("size overflows".into()));
-        idx.centroids = c.section_f32("coarse", size(p.nlist, dim)?)?;
+        idx.centroids = c.section_f32("coarse", size(nlist, dim)?)?;
         if idx.centroids.iter().any(|v| !v.is_finite()) {
             return Err(bad("non-finite coarse centroid".into()));
         }
         idx.c_norms = kernels::row_norms_sq(&idx.centroids, dim);
-        let offsets = c.section_u64("list_offsets", p.nlist + 1)?;
-        if offsets[0] != 0
-            || offsets.windows(2).any(|w| w[0] > w[1])
-            || offsets[p.nlist] != n as u64
+        let offsets = c.section_u64("list_offsets", nlist + 1)?;
+        if offsets[0] != 0 || offsets.windows(2).any(|w| w[0] > w[1]) || offsets[nlist] != n as u64
         {
             return Err(bad(format!(
                 "list offsets are not a partition of the {n} entries"
             )));
         }
         idx.offsets = offsets.iter().map(|&o| o as usize).collect();
-        idx.codec = Some(match &p.inner {
-            InnerSpec::Flat => Codec::Flat,
-            InnerSpec::Scalar { config, .. } => {
-                Codec::Scalar(crate::index::scalar::read_quantizer(c, dim, config)?)
-            }
-            InnerSpec::Product { m, nbits } => {
-                let cents = c.section_f32("centroids", size(1usize << nbits, dim)?)?;
-                Codec::Product(
-                    ProductQuantizer::from_parts(dim, *m, *nbits, cents)
-                        .map_err(|e| bad(format!("quantizer: {e}")))?,
-                )
-            }
-        });
-        if let Some((m, _, bb)) = idx.blocks() {
-            idx.set_block_starts();
-            let code_bytes = size(idx.block_starts[p.nlist], bb)?;
-            if code_bytes > 0 {
-                idx.codes = if idx.inner.is_pq8() && c.section(CODES8_SECTION).is_err() {
-                    // Written before 8-bit lists were blocked: row-major per list.
-                    let rows = c.section_u8("codes", size(n, m)?)?;
-                    let mut packed = Vec::with_capacity(code_bytes);
-                    for w in idx.offsets.windows(2) {
-                        packed.extend(idx.pack_list(&rows[w[0] * m..w[1] * m]));
-                    }
-                    Slab::from(packed)
-                } else {
-                    c.slab::<u8>(idx.codes_section(), code_bytes)?
-                };
-            }
-        } else {
-            let code_bytes = size(n, idx.code_size())?;
-            if code_bytes > 0 {
-                idx.codes = c.slab::<u8>("codes", code_bytes)?;
-            }
+        let codec = C::read(&idx.inner, c, dim)?;
+        idx.set_block_starts(codec.block());
+        let code_bytes = (0..nlist)
+            .map(|l| codec.packed_len(idx.offsets[l + 1] - idx.offsets[l]))
+            .sum::<usize>();
+        if code_bytes > 0 {
+            let section = codec.runs_section();
+            idx.codes = if section != "codes" && c.section(section).is_err() {
+                // Written before runs were blocked: row-major per list.
+                let rs = codec.row_size();
+                let rows = c.section_u8("codes", size(n, rs)?)?;
+                let mut packed = Vec::with_capacity(code_bytes);
+                for w in idx.offsets.windows(2) {
+                    packed.extend(codec.pack(&rows[w[0] * rs..w[1] * rs]));
+                }
+                Slab::from(packed)
+            } else {
+                c.slab::<u8>(section, code_bytes)?
+            };
         }
         idx.rows = Rows::read(c, n)?;
-        if idx.has_corr() {
-            idx.corr = c.slab::<f32>("corr", n)?;
+        if codec.has_aux(h.metric) {
+            idx.aux = c.slab::<f32>("corr", n)?;
         }
-        if idx.stores_raw() {
+        if p.keep_raw || C::STORES_RAW {
             idx.raw = c.slab::<f32>("raw", size(n, dim)?)?;
         }
+        idx.codec = Some(codec);
         if c.verified() {
             check_finite(&idx.raw, dim, "stored vectors").map_err(|e| bad(e.to_string()))?;
-            if idx.corr.iter().any(|v| !v.is_finite()) {
+            if idx.aux.iter().any(|v| !v.is_finite()) {
                 return Err(bad("non-finite correction term".into()));
             }
         }
         Ok(idx)
     }
 
-    /// Container section of the codes: 8-bit blocks are a newer section than the
-    /// row-major 8-bit lists of older files.
-    fn codes_section(&self) -> &'static str {
-        if self.inner.is_pq8() {
-            CODES8_SECTION
-        } else {
-            "codes"
-        }
+    /// Byte offset of list `l`'s run in `codes`.
+    fn run_start(&self, codec: &C, l: usize) -> usize {
+        let block = codec.block();
+        codec.packed_len(self.block_starts[l] * block)
     }
 
-    fn set_block_starts(&mut self) {
-        let block = self.blocks().map_or(1, |b| b.1);
+    fn set_block_starts(&mut self, block: usize) {
         self.block_starts = std::iter::once(0)
             .chain(self.offsets.windows(2).scan(0, |acc, w| {
                 *acc += (w[1] - w[0]).div_ceil(block);
@@ -532,39 +455,31 @@ impl Ivf {
         out
     }
 
-    /// Per-entry payload in entry order: fixed-size codes, or for PQ the indices one
-    /// per byte.
-    fn entry_codes(&self) -> Vec<u8> {
-        let Some((m, block, bb)) = self.blocks() else {
+    /// Row-major codes of every entry in entry order.
+    fn entry_codes(&self, codec: &C) -> Vec<u8> {
+        if codec.block() == 1 {
             return self.codes.to_vec();
-        };
-        let mut out = Vec::with_capacity(self.rows.len() * m);
+        }
+        let mut out = Vec::with_capacity(self.rows.len() * codec.row_size());
         for l in 0..self.nlist {
-            let list = &self.codes[self.block_starts[l] * bb..];
             let len = self.offsets[l + 1] - self.offsets[l];
-            if block == pq8::BLOCK {
-                out.extend(pq8::unpack_blocks(list, m, len));
-                continue;
-            }
-            for i in 0..len {
-                let b = &list[(i / block) * bb..];
-                out.extend((0..m).map(|s| fastscan::code_in_block(b, s, i % block) as u8));
-            }
+            out.extend(codec.unpack(&self.codes[self.run_start(codec, l)..], len));
         }
         out
     }
 
     /// Re-lays every array out in list order, keeping the entries `keep` accepts.
-    /// `lists`, `codes` (per-entry payload as [`Ivf::entry_codes`]), `corr` and `raw`
-    /// cover every current row (after new rows were pushed).
+    /// `lists`, `codes` (row-major, as [`Ivf::entry_codes`]), `aux` and `raw` cover every
+    /// current row (after new rows were pushed).
     fn relayout(
         &mut self,
         lists: &[u32],
         codes: &[u8],
-        corr: &[f32],
+        aux: &[f32],
         raw: &[f32],
         keep: impl Fn(usize) -> bool,
-    ) {
+    ) -> Result<()> {
+        let codec = self.codec()?.clone();
         let mut counts = vec![0usize; self.nlist];
         for (r, &l) in lists.iter().enumerate() {
             if keep(r) {
@@ -584,59 +499,49 @@ impl Ivf {
                 cursor[l as usize] += 1;
             }
         }
-        let per = self.blocks().map_or(self.code_size(), |b| b.0);
-        let gathered = gather_rows(codes, per, &order);
+        let rs = codec.row_size();
+        let gathered = gather_rows(codes, rs, &order);
         self.offsets = offsets;
-        self.codes = if let Some((m, _, _)) = self.blocks() {
+        self.set_block_starts(codec.block());
+        self.codes = if codec.block() > 1 {
             let mut packed = Vec::new();
             for l in 0..self.nlist {
                 let (a, b) = (self.offsets[l], self.offsets[l + 1]);
-                packed.extend(self.pack_list(&gathered[a * m..b * m]));
+                packed.extend(codec.pack(&gathered[a * rs..b * rs]));
             }
-            self.set_block_starts();
             Slab::from(packed)
         } else {
             Slab::from(gathered)
         };
-        if !corr.is_empty() {
-            self.corr = Slab::from(gather_rows(corr, 1, &order));
+        if !aux.is_empty() {
+            self.aux = Slab::from(gather_rows(aux, 1, &order));
         }
         if !raw.is_empty() {
             self.raw = Slab::from(gather_rows(raw, self.dim, &order));
         }
         self.rows = self.rows.gather(&order);
+        Ok(())
     }
 
-    /// Encodes prepared vectors assigned to `lists`: (codes as [`Ivf::entry_codes`],
-    /// correction terms).
+    /// Encodes prepared vectors assigned to `lists`: (row-major codes, auxiliary terms).
     fn encode(&self, x: &[f32], lists: &[u32]) -> Result<(Vec<u8>, Vec<f32>)> {
         let d = self.dim;
-        match self.codec()? {
-            Codec::Flat => Ok((Vec::new(), Vec::new())),
-            Codec::Scalar(sq) => {
-                let res = self.residuals(x, lists);
-                let codes = sq.encode(&res)?;
-                let corr = if self.has_corr() {
-                    let centroid = |i: usize| {
-                        let l = lists[i] as usize;
-                        Some(&self.centroids[l * d..(l + 1) * d])
-                    };
-                    crate::index::scalar::correction_terms(sq, &codes, self.metric, &centroid)
-                } else {
-                    Vec::new()
-                };
-                Ok((codes, corr))
-            }
-            Codec::Product(pq) => {
-                let res = self.residuals(x, lists);
-                let codes = if pq.nbits() == 4 {
-                    pq.encode_indices(&res)?
-                } else {
-                    pq.encode(&res)?
-                };
-                Ok((codes, Vec::new()))
-            }
+        let codec = self.codec()?;
+        if C::STORES_RAW {
+            return Ok((Vec::new(), Vec::new()));
         }
+        let res = self.residuals(x, lists);
+        let codes = codec.encode(&res)?;
+        let aux = if codec.has_aux(self.metric) {
+            let centroid = |i: usize| {
+                let l = lists[i] as usize;
+                Some(&self.centroids[l * d..(l + 1) * d])
+            };
+            codec.aux_terms(&codes, self.metric, &centroid)
+        } else {
+            Vec::new()
+        };
+        Ok((codes, aux))
     }
 
     /// Coarse distances of a group of prepared queries to every centroid
@@ -666,13 +571,13 @@ impl Ivf {
     #[allow(clippy::too_many_arguments)]
     fn scan_query(
         &self,
-        codec: &Codec,
+        codec: &C,
         q: &[f32],
         coarse: &[f32],
         nprobe: usize,
         depth: usize,
         filter: &IdFilter<'_>,
-        s: &mut Scratch,
+        s: &mut Scratch<C::Query>,
     ) -> Vec<Neighbor> {
         let d = self.dim;
         let cmp = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
@@ -716,52 +621,13 @@ impl Ivf {
         let all = matches!(filter, IdFilter::All) && !self.rows.has_deleted();
         let ids = self.rows.ids();
         let ok = |r: usize| all || (self.rows.is_live(r) && filter.accepts(ids[r]));
-        let cos_off = if self.metric == Metric::Cosine {
-            1.0
-        } else {
-            0.0
-        };
-        // Query-only parts (inner product / cosine: the residual's score does not depend
-        // on the list).
-        let mut q_const = 0.0f32;
-        let pre_all = if matches!(codec, Codec::Product(_)) {
-            self.precomputed_tables()
-        } else {
-            None
-        };
-        match codec {
-            Codec::Scalar(sq) if self.metric != Metric::L2 => {
-                q_const = sq.query_terms(q, &mut s.weights);
-            }
-            Codec::Product(pq) => {
-                if self.metric == Metric::L2 {
-                    if let Some(pre) = pre_all {
-                        // The first lists' precomputed terms travel from memory while
-                        // the query's table is computed.
-                        let size = pq.m() * pq.ksub();
-                        for p in s.probes.iter().take(nprobe.min(2)) {
-                            let l = p.1 as usize;
-                            kernels::prefetch_l2(&pre[l * size..(l + 1) * size]);
-                        }
-                        // −⟨q_s, C_sj⟩ (doubled when added to the list's terms).
-                        pq.adc_table(q, Metric::InnerProduct, &mut s.qtable);
-                    }
-                } else {
-                    pq.adc_table(q, Metric::InnerProduct, &mut s.qtable);
-                }
-            }
-            _ => {}
-        }
-        // SQ: the kernel (and its level table) once per query; for inner product and
-        // cosine the weights do not change between lists either.
-        let sq_kernel = match codec {
-            Codec::Scalar(sq) => Some(Kernel::for_quantizer(sq)),
-            _ => None,
-        };
-        let w4_ip = match &sq_kernel {
-            Some(k) if self.metric != Metric::L2 => k.lut4_weights(&s.weights),
-            _ => ksq::Lut4Weights::default(),
-        };
+        let tables = self.precomputed_tables();
+        s.first.clear();
+        s.first
+            .extend(s.probes.iter().take(nprobe.min(2)).map(|p| p.1 as usize));
+        codec.begin_query(&mut s.query, q, self.metric, tables, &s.first);
+        let table_len = codec.list_table_len();
+        let has_aux = !self.aux.is_empty();
         for pi in 0..coarse.len() {
             // After `nprobe` lists, go on (nearest lists first) while fewer than `depth`
             // results were found — a search returns `k` results whenever `k` eligible
@@ -798,147 +664,24 @@ impl Ivf {
             if a == b {
                 continue;
             }
-            let c = &self.centroids[l * d..(l + 1) * d];
-            match codec {
-                Codec::Flat => {
-                    for r in a..b {
-                        let x = &self.raw[r * d..(r + 1) * d];
-                        let dist = match self.metric {
-                            Metric::L2 => kernels::l2_sq(q, x),
-                            m => m.distance_from_score(kernels::dot(q, x)),
-                        };
-                        if dist <= heap.threshold() && ok(r) {
-                            heap.push(r as u64, dist);
-                        }
-                    }
-                }
-                Codec::Scalar(sq) => {
-                    let kernel = sq_kernel.as_ref().expect("built for SQ codecs");
-                    let cs = sq.code_size();
-                    let (base, cdot, w4) = if self.metric == Metric::L2 {
-                        s.residual.clear();
-                        s.residual.extend(q.iter().zip(c).map(|(x, y)| x - y));
-                        let c0 = sq.query_terms(&s.residual, &mut s.weights);
-                        (
-                            kernels::dot(&s.residual, &s.residual) - 2.0 * c0,
-                            0.0,
-                            Some(kernel.lut4_weights(&s.weights)),
-                        )
-                    } else {
-                        (0.0, -cd + q_const, None)
-                    };
-                    let w4 = w4.as_ref().unwrap_or(&w4_ip);
-                    let mut start = a;
-                    while start < b {
-                        let rows = CHUNK.min(b - start);
-                        let codes = &self.codes[start * cs..(start + rows) * cs];
-                        s.sums.resize(rows, 0.0);
-                        let out = &mut s.sums[..rows];
-                        kernel.scan(&s.weights, w4, codes, out);
-                        for (i, &sv) in out.iter().enumerate() {
-                            let r = start + i;
-                            let dist = match self.metric {
-                                Metric::L2 => base - 2.0 * sv + self.corr[r],
-                                Metric::InnerProduct => -(cdot + sv),
-                                Metric::Cosine => 1.0 - (cdot + sv) * self.corr[r],
-                            };
-                            if dist <= heap.threshold() && ok(r) {
-                                heap.push(r as u64, dist);
-                            }
-                        }
-                        start += rows;
-                    }
-                }
-                Codec::Product(pq) => {
-                    let (m, ks) = (pq.m(), pq.ksub());
-                    // The list's table and the constant every entry shares.
-                    let konst = if self.metric == Metric::L2 {
-                        if let Some(pre_all) = pre_all {
-                            let pre = &pre_all[l * m * ks..(l + 1) * m * ks];
-                            s.table.clear();
-                            s.table
-                                .extend(pre.iter().zip(&s.qtable).map(|(x, y)| x + 2.0 * y));
-                            cd
-                        } else {
-                            s.residual.clear();
-                            s.residual.extend(q.iter().zip(c).map(|(x, y)| x - y));
-                            pq.adc_table(&s.residual, Metric::L2, &mut s.table);
-                            0.0
-                        }
-                    } else {
-                        s.table.clear();
-                        s.table.extend_from_slice(&s.qtable);
-                        cd + cos_off
-                    };
-                    if pq.nbits() == 8 {
-                        // The list's table moves into the scanner and back (no copy).
-                        std::mem::swap(&mut s.table, &mut s.scan8.table);
-                        s.scan8.prepare(m, konst);
-                        let list = &self.codes[self.block_starts[l] * pq8::block_bytes(m)..];
-                        let nb = (b - a).div_ceil(pq8::BLOCK);
-                        s.scan8
-                            .scan(list, b - a, 0..nb, a, &mut heap, &ok, &mut s.scratch8);
-                        std::mem::swap(&mut s.table, &mut s.scan8.table);
-                    } else {
-                        self.scan_fast(l, m, konst, &mut heap, &ok, s);
-                    }
-                }
-            }
+            let list = ListTerms {
+                centroid: Some(&self.centroids[l * d..(l + 1) * d]),
+                coarse: cd,
+                tables: tables.map(|t| &t[l * table_len..(l + 1) * table_len]),
+            };
+            codec.set_list(&mut s.query, q, self.metric, list);
+            let run = Stored {
+                codes: &self.codes[self.run_start(codec, l)..],
+                aux: if has_aux { &self.aux[a..b] } else { &[] },
+                raw: if self.raw.is_empty() {
+                    &[]
+                } else {
+                    &self.raw[a * d..b * d]
+                },
+            };
+            codec.scan(&mut s.query, self.metric, run, b - a, a, &mut heap, &ok);
         }
         heap.into_sorted()
-    }
-
-    /// Fast-scan of list `l` with the float table in `s.table`: entries whose quantised
-    /// sum could be within the heap's threshold are re-scored with the float table.
-    fn scan_fast(
-        &self,
-        l: usize,
-        m: usize,
-        konst: f32,
-        heap: &mut TopK,
-        ok: &dyn Fn(usize) -> bool,
-        s: &mut Scratch,
-    ) {
-        let (bias, scale) = fastscan::quantize_table(&s.table, &mut s.q8);
-        fastscan::pack_lut(&s.q8, m, &mut s.lut);
-        let pairs = fastscan::padded_pairs(m);
-        let bb = fastscan::block_bytes(m);
-        let (a, b) = (self.offsets[l], self.offsets[l + 1]);
-        let list = &self.codes[self.block_starts[l] * bb..];
-        let bound = Bound::rounded(konst + bias, scale, m);
-        let Scratch {
-            lut,
-            table,
-            masks: masks32,
-            scratch8,
-            ..
-        } = s;
-        let mut kernel = |b0: usize, nb: usize, thr: u16, sums: &mut [u16], masks: &mut [u64]| {
-            masks32.resize(nb, 0);
-            let codes = &list[b0 * bb..(b0 + nb) * bb];
-            fastscan::scan_blocks(lut, codes, pairs, thr, sums, masks32);
-            masks
-                .iter_mut()
-                .zip(masks32.iter())
-                .for_each(|(w, &n)| *w = n as u64);
-        };
-        let exact = |local: usize| konst + fastscan::adc_at(table, list, m, local);
-        let nblocks = (b - a).div_ceil(fastscan::BLOCK);
-        let layout = (
-            fastscan::BLOCK,
-            std::convert::identity as fn(usize) -> usize,
-        );
-        scan_exact(
-            0..nblocks,
-            layout,
-            (b - a, a),
-            bound,
-            heap,
-            ok,
-            scratch8,
-            &mut kernel,
-            &exact,
-        );
     }
 
     fn search_group(
@@ -951,7 +694,7 @@ impl Ivf {
         if params.nprobe == 0 {
             return Err(Error::param("nprobe", "must be at least 1"));
         }
-        let rerank = params.rerank > 0 && self.inner != InnerSpec::Flat;
+        let rerank = params.rerank > 0 && !C::STORES_RAW;
         if rerank && self.raw.is_empty() {
             return Err(rerank_unavailable(&self.name()));
         }
@@ -981,7 +724,7 @@ impl Ivf {
     }
 }
 
-impl Index for Ivf {
+impl<C: VectorCodec> Index for Ivf<C> {
     fn spec(&self) -> String {
         self.name()
     }
@@ -997,20 +740,17 @@ impl Index for Ivf {
     /// The code size of a list entry (4·d for `Flat`); the list ids are counted in
     /// [`Index::memory_bytes`].
     fn bytes_per_vector(&self) -> f64 {
-        match self.inner {
-            InnerSpec::Flat => 4.0 * self.dim as f64,
-            _ => self.code_size() as f64,
+        match &self.codec {
+            _ if C::STORES_RAW => 4.0 * self.dim as f64,
+            Some(c) => c.code_size() as f64,
+            None => 0.0,
         }
     }
     fn memory_bytes(&self) -> usize {
-        let params = match &self.codec {
-            Some(Codec::Scalar(sq)) => crate::index::scalar::quantizer_bytes(sq),
-            Some(Codec::Product(pq)) => pq.centroids().len() * 4,
-            _ => 0,
-        };
+        let params = self.codec.as_ref().map_or(0, C::params_bytes);
         self.codes.len()
             + self.rows.memory_bytes()
-            + self.corr.len() * 4
+            + self.aux.len() * 4
             + self.raw.len() * 4
             + (self.centroids.len() + self.precomputed.get().map_or(0, Vec::len)) * 4
             + self.offsets.len() * 8
@@ -1042,31 +782,21 @@ impl Index for Ivf {
         let km = KMeans::train(&x, self.dim, &cfg)?;
         self.centroids = km.into_centroids();
         self.c_norms = kernels::row_norms_sq(&self.centroids, self.dim);
-        let codec = match &self.inner {
-            InnerSpec::Flat => Codec::Flat,
-            InnerSpec::Scalar { config, .. } => {
-                let lists = self.assign(&x);
-                let res = self.residuals(&x, &lists);
-                Codec::Scalar(ScalarQuantizer::train(&res, self.dim, config)?)
-            }
-            InnerSpec::Product { m, nbits } => {
-                let lists = self.assign(&x);
-                let res = self.residuals(&x, &lists);
-                Codec::Product(ProductQuantizer::train(
-                    &res,
-                    self.dim,
-                    *m,
-                    *nbits,
-                    self.seed ^ 0x9e37_79b9,
-                )?)
-            }
+        // The inner quantizer learns the residuals (exact storage learns nothing, so
+        // its residuals are not even computed).
+        let codec = if C::STORES_RAW {
+            C::train(&self.inner, &[], self.dim, 0)?
+        } else {
+            let lists = self.assign(&x);
+            let res = self.residuals(&x, &lists);
+            C::train(&self.inner, &res, self.dim, self.seed ^ 0x9e37_79b9)?
         };
         self.codec = Some(codec);
         // Re-training empties the index: old codes belong to the old quantizers.
         self.offsets = vec![0; self.nlist + 1];
         self.block_starts = vec![0; self.nlist + 1];
         self.codes = Slab::default();
-        self.corr = Slab::default();
+        self.aux = Slab::default();
         self.raw = Slab::default();
         self.rows = Rows::default();
         self.invalidate_tables();
@@ -1075,16 +805,16 @@ impl Index for Ivf {
 
     fn add(&mut self, vectors: &[f32], ids: Option<&[u64]>) -> Result<()> {
         let n = check_add(self.dim, vectors, ids)?;
-        self.codec()?;
+        let codec = self.codec()?;
         let x = self.prepare(vectors);
         let new_lists = self.assign(&x);
-        let (new_codes, new_corr) = self.encode(&x, &new_lists)?;
+        let (new_codes, new_aux) = self.encode(&x, &new_lists)?;
         let mut lists = self.entry_lists();
         lists.extend_from_slice(&new_lists);
-        let mut codes = self.entry_codes();
+        let mut codes = self.entry_codes(codec);
         codes.extend_from_slice(&new_codes);
-        let mut corr = self.corr.to_vec();
-        corr.extend_from_slice(&new_corr);
+        let mut aux = self.aux.to_vec();
+        aux.extend_from_slice(&new_aux);
         let raw = if self.stores_raw() {
             let mut r = self.raw.to_vec();
             r.extend_from_slice(&x);
@@ -1093,8 +823,7 @@ impl Index for Ivf {
             Vec::new()
         };
         self.rows.push(n, ids);
-        self.relayout(&lists, &codes, &corr, &raw, |_| true);
-        Ok(())
+        self.relayout(&lists, &codes, &aux, &raw, |_| true)
     }
 
     fn delete(&mut self, ids: &[u64]) -> Result<usize> {
@@ -1111,11 +840,11 @@ impl Index for Ivf {
             return Ok(0);
         }
         let lists = self.entry_lists();
-        let codes = self.entry_codes();
-        let corr = self.corr.to_vec();
+        let codes = self.entry_codes(self.codec()?);
+        let aux = self.aux.to_vec();
         let raw = self.raw.to_vec();
         let live: Vec<bool> = (0..self.rows.len()).map(|r| self.rows.is_live(r)).collect();
-        self.relayout(&lists, &codes, &corr, &raw, |r| live[r]);
+        self.relayout(&lists, &codes, &aux, &raw, |r| live[r])?;
         Ok(dropped)
     }
 
@@ -1149,17 +878,13 @@ impl Index for Ivf {
         check_batch(vectors, self.dim, "vectors")?;
         check_finite(vectors, self.dim, "vectors")?;
         let codec = self.codec()?;
-        if matches!(codec, Codec::Flat) {
+        if C::STORES_RAW {
             return Ok(None);
         }
         let x = self.prepare(vectors);
         let lists = self.assign(&x);
         let res = self.residuals(&x, &lists);
-        let mut dec = match codec {
-            Codec::Scalar(sq) => sq.decode(&sq.encode(&res)?)?,
-            Codec::Product(pq) => pq.decode(&pq.encode(&res)?)?,
-            Codec::Flat => unreachable!("handled above"),
-        };
+        let mut dec = codec.decode(&codec.encode(&res)?)?;
         let d = self.dim;
         dec.par_chunks_mut(d)
             .zip(lists.par_iter())
@@ -1182,19 +907,13 @@ impl Index for Ivf {
         w.section_f32("coarse", &self.centroids);
         let offsets: Vec<u64> = self.offsets.iter().map(|&o| o as u64).collect();
         w.section_u64("list_offsets", &offsets);
-        match codec {
-            Codec::Flat => {}
-            Codec::Scalar(sq) => crate::index::scalar::write_quantizer(&mut w, sq),
-            Codec::Product(pq) => {
-                w.section_f32("centroids", pq.centroids());
-            }
-        }
+        codec.write(&mut w);
         if !self.codes.is_empty() {
-            w.section(self.codes_section(), self.codes.to_vec());
+            w.section(codec.runs_section(), self.codes.to_vec());
         }
         self.rows.write(&mut w);
-        if self.has_corr() {
-            w.section_f32("corr", &self.corr);
+        if self.has_aux() {
+            w.section_f32("corr", &self.aux);
         }
         if self.stores_raw() {
             w.section_f32("raw", &self.raw);
@@ -1208,6 +927,7 @@ mod tests {
     use super::*;
     use crate::data::generate::{DataDistribution, SyntheticSpec, gaussian};
     use crate::index::Product;
+    use crate::quant::codec::pq::CODES8_SECTION;
     use crate::store::OpenOptions;
     use crate::vectors::{VectorSet, normalize_in_place};
 
@@ -1267,7 +987,7 @@ mod tests {
         let data = mixture(n, dim, 5);
         let queries = gaussian(20, dim, 0.0, 1.0, 6).unwrap();
         for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
-            let mut ivf = Ivf::new("IVF16,Flat", dim, metric, false, 1).unwrap();
+            let mut ivf = new("IVF16,Flat", dim, metric, false, 1).unwrap();
             ivf.train(&data).unwrap();
             ivf.add(&data, None).unwrap();
             let mut flat = crate::index::Flat::new(dim, metric);
@@ -1306,7 +1026,7 @@ mod tests {
             "IVF8,SQ8lm",
         ] {
             for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
-                let mut ivf = Ivf::new(spec, dim, metric, false, 2).unwrap();
+                let mut ivf = new(spec, dim, metric, false, 2).unwrap();
                 ivf.train(&data).unwrap();
                 ivf.add(&data, None).unwrap();
                 let rec = ivf.reconstruct(&data).unwrap().unwrap();
@@ -1368,8 +1088,8 @@ mod tests {
         let (n, dim) = (3000, 32);
         let data = mixture(n, dim, 11);
         let queries = gaussian(15, dim, 0.0, 1.0, 12).unwrap();
-        for spec in ["IVF16,PQ8", "IVF16,PQ16x4fs"] {
-            let mut ivf = Ivf::new(spec, dim, Metric::L2, false, 3).unwrap();
+        for pq in [PqParams { m: 8, nbits: 8 }, PqParams { m: 16, nbits: 4 }] {
+            let mut ivf = IvfProduct::new(16, pq, dim, Metric::L2, false, 3).unwrap();
             ivf.train(&data).unwrap();
             ivf.add(&data, None).unwrap();
             assert!(ivf.uses_precomputed_tables());
@@ -1396,10 +1116,11 @@ mod tests {
         let (n, dim) = (4000, 32);
         let data = mixture(n, dim, 21);
         let queries = gaussian(20, dim, 0.0, 1.0, 22).unwrap();
-        let mut ivf = Ivf::new("IVF8,PQ16x4fs", dim, Metric::L2, false, 4).unwrap();
+        let pq16 = PqParams { m: 16, nbits: 4 };
+        let mut ivf = IvfProduct::new(8, pq16, dim, Metric::L2, false, 4).unwrap();
         ivf.train(&data).unwrap();
         ivf.add(&data, None).unwrap();
-        let Some(Codec::Product(pq)) = &ivf.codec else {
+        let Some(pq) = &ivf.codec else {
             panic!("pq codec")
         };
         let lists = ivf.assign(&data);
@@ -1451,7 +1172,7 @@ mod tests {
         let (base, queries) = mixture_sets(n, 100, dim, 31);
         let gt = crate::data::groundtruth::ground_truth(&base, &queries, 10, Metric::L2).unwrap();
         let data = base.as_slice();
-        let mut ivf = Ivf::new("IVF64,PQ8", dim, Metric::L2, false, 5).unwrap();
+        let mut ivf = new("IVF64,PQ8", dim, Metric::L2, false, 5).unwrap();
         ivf.train(data).unwrap();
         ivf.add(data, None).unwrap();
         let mut pq = Product::new("PQ8", dim, Metric::L2, false, 5).unwrap();
@@ -1466,9 +1187,9 @@ mod tests {
             let res = idx.search_batch(queries.as_slice(), &p).unwrap();
             crate::eval::recall_at_k(&res, &gt, 10)
         };
-        let r1 = recall(&ivf, 1);
-        let r8 = recall(&ivf, 8);
-        let r64 = recall(&ivf, 64);
+        let r1 = recall(&*ivf, 1);
+        let r8 = recall(&*ivf, 8);
+        let r64 = recall(&*ivf, 64);
         let flat_pq = recall(&pq, 1);
         assert!(r1 < r8 && r8 <= r64 + 1e-9, "{r1} {r8} {r64}");
         // Residual coding spends the bits on what the centroid leaves: better than PQ
@@ -1481,14 +1202,16 @@ mod tests {
         // 8-bit lists were stored row-major (section "codes") before the blocked layout.
         let (n, dim) = (700, 16);
         let data = mixture(n, dim, 5);
-        let mut ivf = Ivf::new("IVF4,PQ8", dim, Metric::L2, false, 6).unwrap();
+        let pq8 = PqParams { m: 8, nbits: 8 };
+        let mut ivf = IvfProduct::new(4, pq8, dim, Metric::L2, false, 6).unwrap();
         ivf.train(&data).unwrap();
         ivf.add(&data, None).unwrap();
         let mut w = ivf.to_container().unwrap();
-        w.replace_section(CODES8_SECTION, "codes", ivf.entry_codes());
+        let rows = ivf.entry_codes(ivf.quantizer().unwrap());
+        w.replace_section(CODES8_SECTION, "codes", rows);
         let c =
             Container::from_bytes("old.vq", w.to_bytes().unwrap(), OpenOptions::default()).unwrap();
-        let old = Ivf::from_container(&c).unwrap();
+        let old = IvfProduct::from_container(&c).unwrap();
         assert_eq!(old.codes.to_vec(), ivf.codes.to_vec());
         let q = gaussian(5, dim, 0.0, 1.0, 9).unwrap();
         let p = SearchParams {
@@ -1515,7 +1238,7 @@ mod tests {
             "IVF8,PQ8x4fs",
         ] {
             for metric in [Metric::L2, Metric::Cosine] {
-                let mut ivf = Ivf::new(spec, dim, metric, true, 6).unwrap();
+                let mut ivf = new(spec, dim, metric, true, 6).unwrap();
                 ivf.train(&data).unwrap();
                 ivf.add(&data[..2000 * dim], None).unwrap();
                 let p = SearchParams {
@@ -1527,7 +1250,7 @@ mod tests {
                 let path = dir.path().join("i.vq");
                 ivf.save(&path).unwrap();
                 let c = Container::open_with(&path, OpenOptions::default()).unwrap();
-                let mut loaded = Ivf::from_container(&c).unwrap();
+                let mut loaded = from_container(&c).unwrap();
                 assert_eq!(loaded.spec(), ivf.spec());
                 let a = ivf.search_batch(queries.as_slice(), &p).unwrap();
                 let b = loaded.search_batch(queries.as_slice(), &p).unwrap();
@@ -1549,7 +1272,7 @@ mod tests {
                 }
                 loaded.save(&path).unwrap();
                 let c = Container::open_with(&path, OpenOptions::default()).unwrap();
-                let mut again = Ivf::from_container(&c).unwrap();
+                let mut again = from_container(&c).unwrap();
                 assert_eq!(again.deleted(), gone.len());
                 assert_eq!(again.search_batch(queries.as_slice(), &p).unwrap(), before);
                 assert_eq!(again.compact().unwrap(), gone.len());
@@ -1561,13 +1284,13 @@ mod tests {
 
     #[test]
     fn bad_parameters() {
-        assert!(Ivf::new("IVF8,PQ5", 16, Metric::L2, false, 0).is_err());
-        let mut ivf = Ivf::new("IVF64,SQ8", 4, Metric::L2, false, 0).unwrap();
+        assert!(new("IVF8,PQ5", 16, Metric::L2, false, 0).is_err());
+        let mut ivf = new("IVF64,SQ8", 4, Metric::L2, false, 0).unwrap();
         let e = ivf.train(&[0.0; 4 * 10]).unwrap_err().to_string();
         assert!(e.contains("64 lists"), "{e}");
         assert!(ivf.add(&[0.0; 4], None).is_err(), "untrained");
         let data = mixture(500, 4, 1);
-        let mut ivf = Ivf::new("IVF4,SQ8", 4, Metric::L2, false, 0).unwrap();
+        let mut ivf = new("IVF4,SQ8", 4, Metric::L2, false, 0).unwrap();
         ivf.train(&data).unwrap();
         ivf.add(&data, None).unwrap();
         let p = SearchParams {

@@ -279,8 +279,8 @@ pub fn from_container(c: &Container) -> Result<Box<dyn Index>> {
         "flat" => Ok(Box::new(Flat::from_container(c)?)),
         "sq" => Ok(Box::new(Scalar::from_container(c)?)),
         "pq" => Ok(Box::new(Product::from_container(c)?)),
-        "ivf" => Ok(Box::new(Ivf::from_container(c)?)),
-        "hnsw" => Ok(Box::new(Hnsw::from_container(c)?)),
+        "ivf" => ivf::from_container(c),
+        "hnsw" => hnsw::from_container(c),
         other => Err(Error::format(
             c.path(),
             format!("unknown index kind `{other}` (this build reads: flat, sq, pq, ivf, hnsw)"),

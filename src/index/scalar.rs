@@ -24,6 +24,9 @@ use crate::index::rows::{Exact, Rows, rerank_unavailable};
 use crate::index::{IdFilter, Index, SearchParams, check_add, check_search, check_single};
 use crate::kernels::{self, sq as ksq};
 use crate::metric::Metric;
+use crate::quant::codec::sq::{
+    Kernel, correction_terms, quantizer_bytes, read_quantizer, write_quantizer,
+};
 use crate::quant::scalar::{ScalarQuantizer, SqConfig};
 use crate::store::{Container, ContainerWriter, Slab};
 use crate::topk::{Neighbor, TopK};
@@ -58,73 +61,6 @@ pub fn parse_spec(spec: &str) -> Option<(String, SqConfig)> {
     Some((format!("SQ{bits}{suffix}"), cfg))
 }
 
-/// Reads a scalar quantizer's sections (`lo`, `width`, `levels`) from a container —
-/// shared by every kind that stores SQ codes.
-pub(crate) fn read_quantizer(
-    c: &Container,
-    dim: usize,
-    config: &SqConfig,
-) -> Result<ScalarQuantizer> {
-    let bad = |m: String| Error::format(c.path(), m);
-    let nlevels = 1usize << config.bits.min(8);
-    let nl = c.section("levels")?.len() / 4;
-    if nl > nlevels {
-        return Err(bad(format!("{nl} levels for {} bits", config.bits)));
-    }
-    ScalarQuantizer::from_parts(
-        dim,
-        config.clone(),
-        c.section_f32("lo", dim)?,
-        c.section_f32("width", dim)?,
-        c.section_f32("levels", nl)?,
-    )
-    .map_err(|e| bad(format!("quantizer: {e}")))
-}
-
-/// Writes the sections [`read_quantizer`] reads.
-pub(crate) fn write_quantizer(w: &mut ContainerWriter, sq: &ScalarQuantizer) {
-    w.section_f32("lo", sq.lo())
-        .section_f32("width", sq.width())
-        .section_f32("levels", sq.codebook().levels());
-}
-
-/// Bytes of a quantizer's parameters.
-pub(crate) fn quantizer_bytes(sq: &ScalarQuantizer) -> usize {
-    (sq.lo().len() + sq.width().len() + sq.codebook().len()) * 4
-}
-
-/// Per-vector correction terms of `codes` for `metric`: ‖x̂‖² (L2), 1/‖x̂ + offset‖
-/// (cosine; `offset(i)` is the vector's IVF centroid, if any); empty for inner product.
-pub(crate) fn correction_terms<'a>(
-    sq: &ScalarQuantizer,
-    codes: &[u8],
-    metric: Metric,
-    offset: &(dyn Fn(usize) -> Option<&'a [f32]> + Sync),
-) -> Vec<f32> {
-    if metric == Metric::InnerProduct {
-        return Vec::new();
-    }
-    let dim = sq.dim();
-    codes
-        .par_chunks(sq.code_size())
-        .enumerate()
-        .map_init(
-            || vec![0.0f32; dim],
-            |buf, (i, c)| {
-                sq.decode_into(c, buf);
-                if metric == Metric::L2 {
-                    return kernels::dot(buf, buf);
-                }
-                if let Some(o) = offset(i) {
-                    buf.iter_mut().zip(o).for_each(|(a, b)| *a += b);
-                }
-                let nn = kernels::dot(buf, buf);
-                if nn > 0.0 { 1.0 / nn.sqrt() } else { 0.0 }
-            },
-        )
-        .collect()
-}
-
 /// Parameters stored in the container header.
 #[derive(Serialize, Deserialize)]
 struct StoredParams {
@@ -147,50 +83,6 @@ pub struct Scalar {
     corr: Slab<f32>,
     /// Original vectors (normalised for cosine) when `keep_raw`.
     raw: Slab<f32>,
-}
-
-/// The scan kernel a quantizer needs and its level table (shared by every kind that
-/// scans SQ codes: `Scalar`, IVF lists, HNSW nodes).
-pub(crate) enum Kernel {
-    U8,
-    Lut8(Box<[f32; 256]>),
-    Lut4([f32; 16]),
-}
-
-impl Kernel {
-    /// The kernel for `sq` (its level table built once).
-    pub(crate) fn for_quantizer(sq: &ScalarQuantizer) -> Kernel {
-        let table = sq.level_table();
-        match (sq.bits(), sq.is_uniform()) {
-            (8, true) => Kernel::U8,
-            (8, false) => Kernel::Lut8(Box::new(std::array::from_fn(|i| table[i]))),
-            _ => Kernel::Lut4(std::array::from_fn(|i| table[i])),
-        }
-    }
-
-    /// The 4-bit kernel's weight layout for `weights` (empty for the 8-bit kernels).
-    pub(crate) fn lut4_weights(&self, weights: &[f32]) -> ksq::Lut4Weights {
-        match self {
-            Kernel::Lut4(_) => ksq::Lut4Weights::new(weights),
-            _ => ksq::Lut4Weights::default(),
-        }
-    }
-
-    /// `out[i] = Σ_d weights_d · L[code_i,d]` for consecutive codes.
-    #[inline]
-    pub(crate) fn scan(
-        &self,
-        weights: &[f32],
-        w4: &ksq::Lut4Weights,
-        codes: &[u8],
-        out: &mut [f32],
-    ) {
-        match self {
-            Kernel::U8 => ksq::scan_u8(weights, codes, out),
-            Kernel::Lut8(t) => ksq::scan_lut8(weights, t, codes, out),
-            Kernel::Lut4(t) => ksq::scan_lut4(w4, t, codes, out),
-        }
-    }
 }
 
 /// Per-query state of a scan.

@@ -12,7 +12,7 @@
 //! [`Error::Spec`] listing the accepted forms.
 
 use crate::error::{Error, Result};
-use crate::index::{Flat, Hnsw, Index, Ivf, Product, Scalar};
+use crate::index::{Flat, Index, Product, Scalar};
 use crate::metric::Metric;
 
 /// The accepted spec forms, for error messages and `--help`.
@@ -74,23 +74,18 @@ pub fn new_index(spec: &str, dim: usize, opts: &BuildOptions) -> Result<Box<dyn 
             }
         }
         l if l.starts_with("hnsw") => match crate::index::hnsw::parse_spec(l) {
-            Some(_) => Ok(Box::new(Hnsw::new(
+            Some(_) => crate::index::hnsw::new(
                 s,
                 dim,
                 opts.metric,
                 opts.keep_raw,
                 opts.seed,
-            )?)),
+                crate::index::hnsw::DEFAULT_EF_CONSTRUCTION,
+            ),
             None => Err(bad("malformed HNSW spec")),
         },
         l if l.starts_with("ivf") => match crate::index::ivf::parse_spec(l) {
-            Some(_) => Ok(Box::new(Ivf::new(
-                s,
-                dim,
-                opts.metric,
-                opts.keep_raw,
-                opts.seed,
-            )?)),
+            Some(_) => crate::index::ivf::new(s, dim, opts.metric, opts.keep_raw, opts.seed),
             None => Err(bad("malformed inverted-file spec")),
         },
         l if l.starts_with("sq") => match crate::index::scalar::parse_spec(l) {

@@ -4,7 +4,9 @@
 //!   Lloyd-Max), shared by the vector quantizers and the weight pipeline.
 //! - [`scalar`]: per-dimension 8-bit and 4-bit scalar quantization.
 //! - [`product`]: product quantization (sub-space k-means codebooks, ADC/SDC tables).
+//! - [`codec`]: the contract the index kinds use every quantizer through.
 
 pub mod codebook;
+pub mod codec;
 pub mod product;
 pub mod scalar;

@@ -1,0 +1,393 @@
+//! Candidate loops shared by every scan over byte-table codes: the exact two-pass block
+//! scan ([`scan_exact`]) behind 8-bit PQ ([`Scan8`]) and IVF fast-scan lists, the
+//! bound that relates quantised sums to distances ([`Bound`]), and the reservoir that
+//! keeps flat fast-scan candidates ([`Reservoir`]).
+
+use crate::kernels::pq8;
+use crate::topk::TopK;
+
+/// The `keep` smallest quantised sums seen (ties at the boundary may add a few more):
+/// candidates are appended, and when the buffer is full it is cut back to the best
+/// `keep` by a selection — cheaper per candidate than a heap (FAISS's reservoir).
+pub(crate) struct Reservoir {
+    keep: usize,
+    cands: Vec<(u16, u32)>,
+    thr: u16,
+}
+
+impl Reservoir {
+    pub(crate) fn new(keep: usize) -> Self {
+        Reservoir {
+            keep: keep.max(1),
+            cands: Vec::with_capacity(4 * keep.max(16)),
+            thr: u16::MAX,
+        }
+    }
+
+    /// Offers row `r` with sum `s`; returns the threshold a sum must not exceed now.
+    #[inline]
+    pub(crate) fn push(&mut self, s: u16, r: u32) -> u16 {
+        if s <= self.thr {
+            self.cands.push((s, r));
+            if self.cands.len() == self.cands.capacity() {
+                self.shrink();
+            }
+        }
+        self.thr
+    }
+
+    fn shrink(&mut self) {
+        if self.cands.len() > self.keep {
+            self.cands.select_nth_unstable(self.keep - 1);
+            self.cands.truncate(self.keep);
+            self.thr = self.cands.iter().map(|c| c.0).max().unwrap_or(u16::MAX);
+        }
+    }
+
+    /// The rows of the best `keep` sums (ties by row), in no particular order.
+    pub(crate) fn into_best(mut self) -> impl Iterator<Item = u32> {
+        self.shrink();
+        self.cands.into_iter().map(|c| c.1)
+    }
+}
+
+/// Reusable buffers of [`Scan8::scan`].
+#[derive(Default)]
+pub(crate) struct Scan8Scratch {
+    sums: Vec<u16>,
+    masks: Vec<u64>,
+    /// Candidates of [`scan_exact`]: (quantised sum, local row).
+    cands: Vec<(u16, u32)>,
+    /// The smallest candidate sums of [`scan_exact`], ascending.
+    best: Vec<u16>,
+}
+
+/// One query's exact 8-bit ADC scan over blocked codes ([`pq8`]): its float table, the
+/// same table quantised to bytes, and the constant added to every distance.
+#[derive(Default)]
+pub(crate) struct Scan8 {
+    /// The float ADC table (`m × 256`); call [`Scan8::prepare`] after changing it.
+    pub(crate) table: Vec<f32>,
+    lut: Vec<u8>,
+    bias: f32,
+    scale: f32,
+    m: usize,
+    konst: f32,
+}
+
+impl Scan8 {
+    /// A scanner for a float ADC table (`m × 256`).
+    pub(crate) fn new(table: Vec<f32>, m: usize, konst: f32) -> Self {
+        let mut s = Scan8 {
+            table,
+            ..Scan8::default()
+        };
+        s.prepare(m, konst);
+        s
+    }
+
+    /// Quantises the current float table to bytes; `konst` is added to every distance.
+    pub(crate) fn prepare(&mut self, m: usize, konst: f32) {
+        (self.bias, self.scale) = pq8::quantize_table(&self.table, &mut self.lut);
+        self.m = m;
+        self.konst = konst;
+    }
+
+    /// Pushes into `heap` every vector among the first `len` of `blocks` that lies in
+    /// blocks `range` and beats its threshold, as `first + row` with the float ADC
+    /// distance plus the constant. Vectors `ok` rejects are skipped. Exact: a vector is
+    /// skipped only when even its quantised sum's lower bound cannot enter the heap.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn scan(
+        &self,
+        blocks: &[u8],
+        len: usize,
+        range: std::ops::Range<usize>,
+        first: usize,
+        heap: &mut TopK,
+        ok: &dyn Fn(usize) -> bool,
+        s: &mut Scan8Scratch,
+    ) {
+        let m = self.m;
+        if m > pq8::MAX_M {
+            for r in (range.start * pq8::BLOCK..range.end * pq8::BLOCK).take_while(|&r| r < len) {
+                let d = self.konst + pq8::adc_at(&self.table, blocks, m, r);
+                if d <= heap.threshold() && ok(first + r) {
+                    heap.push((first + r) as u64, d);
+                }
+            }
+            return;
+        }
+        let bb = pq8::block_bytes(m);
+        let bound = Bound::rounded(self.konst + self.bias, self.scale, m);
+        let mut kernel = |b0: usize, nb: usize, thr: u16, sums: &mut [u16], masks: &mut [u64]| {
+            pq8::scan_blocks(
+                &self.lut,
+                &blocks[b0 * bb..(b0 + nb) * bb],
+                m,
+                thr,
+                sums,
+                masks,
+            )
+        };
+        let exact = |local: usize| self.konst + pq8::adc_at(&self.table, blocks, m, local);
+        let layout = (pq8::BLOCK, pq8::lane_row as fn(usize) -> usize);
+        let rows = (len, first);
+        scan_exact(range, layout, rows, bound, heap, ok, s, &mut kernel, &exact);
+    }
+}
+
+/// How quantised sums relate to distances: `distance ≥ base + (sum − margin) / scale`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bound {
+    pub(crate) base: f32,
+    pub(crate) scale: f32,
+    pub(crate) margin: f32,
+}
+
+impl Bound {
+    /// The bound of an `m`-row table quantised by rounding to nearest
+    /// ([`fastscan::quantize_table`], [`pq8::quantize_table`]): each entry is off by at
+    /// most half a unit, plus one unit for float error.
+    pub(crate) fn rounded(base: f32, scale: f32, m: usize) -> Self {
+        Bound {
+            base,
+            scale,
+            margin: m as f32 * 0.5 + 1.0,
+        }
+    }
+}
+
+/// A block kernel: sums and threshold masks of `nb` blocks from block `b0`.
+pub(crate) type BlockKernel<'a> = dyn FnMut(usize, usize, u16, &mut [u16], &mut [u64]) + 'a;
+
+/// The exact candidate loop shared by the 8-bit and 4-bit block scans, in two passes
+/// over `range`:
+///
+/// 1. The kernel sums batches of blocks with byte tables; every accepted (`ok`) vector
+///    whose sum's lower bound could still enter `heap` is kept as a candidate. Once `k`
+///    (the heap's size) candidates are kept, the `k`-th smallest sum `S` also bounds the
+///    pass: those `k` vectors are all within `S + margin` of the distance scale, so a
+///    sum above `S + 2·margin` cannot reach the top-`k` — the candidates stay few.
+/// 2. The candidates are re-scored with the float table (`exact`, by local row) in
+///    ascending order of sum and offered to the heap as `first + row`, until a sum's
+///    lower bound exceeds the heap's (tightening) threshold.
+///
+/// Ascending re-scoring fills the heap with near-final entries first, so the heap and
+/// the float look-ups see about `k` candidates per range instead of every running
+/// record. `layout` is (vectors per block, lane → row within a block); `rows` is (valid
+/// local rows, id of local row 0).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn scan_exact(
+    range: std::ops::Range<usize>,
+    layout: (usize, fn(usize) -> usize),
+    rows: (usize, usize),
+    bound: Bound,
+    heap: &mut TopK,
+    ok: &dyn Fn(usize) -> bool,
+    s: &mut Scan8Scratch,
+    kernel: &mut BlockKernel<'_>,
+    exact: &dyn Fn(usize) -> f32,
+) {
+    let ((block, lane_row), (len, first)) = (layout, rows);
+    let to_u16 = |t: f32| quantized_threshold(t, bound.base, bound.scale, bound.margin);
+    let Some(heap_thr) = to_u16(heap.threshold()) else {
+        return;
+    };
+    let k = heap.k().max(1);
+    // Sums above `kth + spread` cannot make the top-k (see above).
+    let spread = (2.0 * bound.margin).ceil().min(u16::MAX as f32) as u16;
+    const BATCH: usize = 16;
+    s.sums.resize(BATCH * block, 0);
+    s.masks.resize(BATCH, 0);
+    s.cands.clear();
+    // The `k` smallest kept sums, ascending.
+    s.best.clear();
+    let mut thr = heap_thr;
+    let mut b0 = range.start;
+    // Small first batches while few candidates are kept, so the bound tightens early.
+    let mut batch = if heap_thr < u16::MAX { BATCH } else { 1 };
+    while b0 < range.end {
+        let nb = batch.min(range.end - b0);
+        batch = (batch * 2).min(BATCH);
+        kernel(b0, nb, thr, &mut s.sums[..nb * block], &mut s.masks[..nb]);
+        for j in 0..nb {
+            let mut mask = s.masks[j];
+            while mask != 0 {
+                let lane = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                let local = (b0 + j) * block + lane_row(lane);
+                let sum = s.sums[j * block + lane];
+                if local >= len || sum > thr || !ok(first + local) {
+                    continue;
+                }
+                s.cands.push((sum, local as u32));
+                // Until `k` are kept the bound comes from a selection after the batch.
+                if s.best.len() == k && sum < s.best[k - 1] {
+                    let mut at = k - 1;
+                    while at > 0 && s.best[at - 1] > sum {
+                        s.best[at] = s.best[at - 1];
+                        at -= 1;
+                    }
+                    s.best[at] = sum;
+                    thr = thr.min(s.best[k - 1].saturating_add(spread));
+                }
+            }
+        }
+        if s.best.len() < k && s.cands.len() >= k {
+            s.best.extend(s.cands.iter().map(|c| c.0));
+            s.best.select_nth_unstable(k - 1);
+            s.best.truncate(k);
+            s.best.sort_unstable();
+            thr = thr.min(s.best[k - 1].saturating_add(spread));
+        }
+        b0 += nb;
+    }
+    s.cands.retain(|c| c.0 <= thr);
+    s.cands.sort_unstable();
+    let mut thr = heap_thr;
+    for &(sum, local) in &s.cands {
+        if sum > thr {
+            break;
+        }
+        let d = exact(local as usize);
+        if d <= heap.threshold() {
+            heap.push((first + local as usize) as u64, d);
+            match to_u16(heap.threshold()) {
+                Some(t) => thr = t,
+                None => return,
+            }
+        }
+    }
+}
+
+/// The largest quantised sum (table bytes, `scale` units per distance unit, `base`
+/// = the distance of an all-zero byte sum) whose lower bound can still be within
+/// distance `t` given a rounding `margin` in byte units; `None` when nothing can.
+pub(crate) fn quantized_threshold(t: f32, base: f32, scale: f32, margin: f32) -> Option<u16> {
+    if !t.is_finite() {
+        return Some(u16::MAX);
+    }
+    let v = (t - base) * scale + margin;
+    if v < 0.0 {
+        None
+    } else {
+        // NaN (from a degenerate table) lets everything through to exact re-scoring.
+        Some(if v.is_nan() {
+            u16::MAX
+        } else {
+            v.min(u16::MAX as f32) as u16
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservoir_keeps_the_smallest_sums() {
+        let mut r = Reservoir::new(5);
+        let sums: Vec<u16> = (0..1000u32).map(|i| ((i * 7919) % 1000) as u16).collect();
+        let mut thr = u16::MAX;
+        for (i, &s) in sums.iter().enumerate() {
+            if s <= thr {
+                thr = r.push(s, i as u32);
+            }
+        }
+        let mut best: Vec<u32> = r.into_best().collect();
+        best.sort_unstable();
+        let mut want: Vec<u32> = (0..1000u32).filter(|&i| sums[i as usize] < 5).collect();
+        want.sort_unstable();
+        assert_eq!(best, want);
+    }
+
+    /// `scan_exact` against adversarial byte sums: every sum is off from its scaled
+    /// distance by up to the full rounding margin, in either direction, so a vector whose
+    /// sum is up to twice the margin above the k-th smallest can still be in the top-k.
+    /// The answer must be the exact top-k of the float distances, over several ranges
+    /// sharing one heap, with a filter.
+    #[test]
+    fn exact_scan_survives_worst_case_rounding() {
+        use crate::rng::{RngExt, seeded};
+        let mut rng = seeded(11);
+        let (block, n) = (32usize, 700usize);
+        let bound = Bound::rounded(-10.0, 4.0, 16); // margin 9 units
+        let dist: Vec<f32> = (0..n).map(|_| 1.0 + rng.random::<f32>() * 40.0).collect();
+        let sums: Vec<u16> = dist
+            .iter()
+            .map(|&d| {
+                let exact = (d - bound.base) * bound.scale;
+                // At the extremes: either end of the allowed error, at random.
+                let sign = if rng.random::<bool>() { 1.0 } else { -1.0 };
+                let err = sign * (bound.margin - 1.0);
+                (exact + err).round().max(0.0) as u16
+            })
+            .collect();
+        let ok = |r: usize| r % 5 != 3;
+        for k in [1, 5, 20, 200] {
+            let mut heap = TopK::new(k);
+            let mut scratch = Scan8Scratch::default();
+            // Three ranges (a list each), all offered to the same heap.
+            for (lo, hi) in [(0, 250), (250, 251), (251, n)] {
+                let len = hi - lo;
+                let mut kernel =
+                    |b0: usize, nb: usize, thr: u16, out: &mut [u16], masks: &mut [u64]| {
+                        for j in 0..nb {
+                            masks[j] = 0;
+                            for i in 0..block {
+                                let local = (b0 + j) * block + i;
+                                let v = if local < len {
+                                    sums[lo + local]
+                                } else {
+                                    u16::MAX
+                                };
+                                out[j * block + i] = v;
+                                if v <= thr {
+                                    masks[j] |= 1 << i;
+                                }
+                            }
+                        }
+                    };
+                let exact = |local: usize| dist[lo + local];
+                scan_exact(
+                    0..len.div_ceil(block),
+                    (block, std::convert::identity as fn(usize) -> usize),
+                    (len, lo),
+                    bound,
+                    &mut heap,
+                    &ok,
+                    &mut scratch,
+                    &mut kernel,
+                    &exact,
+                );
+            }
+            let mut want: Vec<(f32, u64)> = (0..n)
+                .filter(|&r| ok(r))
+                .map(|r| (dist[r], r as u64))
+                .collect();
+            want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let got: Vec<(f32, u64)> = heap
+                .into_sorted()
+                .iter()
+                .map(|nb| (nb.distance, nb.id))
+                .collect();
+            assert_eq!(got, want[..k.min(want.len())], "k {k}");
+        }
+    }
+
+    #[test]
+    fn quantized_thresholds() {
+        // Anything may pass while the threshold is infinite or NaN-producing.
+        assert_eq!(
+            quantized_threshold(f32::INFINITY, 0.0, 2.0, 3.0),
+            Some(u16::MAX)
+        );
+        assert_eq!(quantized_threshold(1.0, f32::NAN, 2.0, 3.0), Some(u16::MAX));
+        // (t − base)·scale + margin, truncated and capped.
+        assert_eq!(quantized_threshold(10.0, 4.0, 2.0, 3.5), Some(15));
+        assert_eq!(quantized_threshold(1e9, 0.0, 1.0, 0.0), Some(u16::MAX));
+        // Below every reachable sum: nothing can enter.
+        assert_eq!(quantized_threshold(0.0, 4.0, 2.0, 3.0), None);
+    }
+}
