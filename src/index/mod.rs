@@ -5,6 +5,7 @@
 //! Every index is `Send + Sync`, searching takes `&self`, and results are
 //! [`Neighbor`]s sorted best first with ties broken by id.
 
+pub mod codes;
 pub mod flat;
 pub mod hnsw;
 pub mod ivf;
@@ -24,6 +25,7 @@ use crate::store::{Container, ContainerWriter};
 use crate::topk::Neighbor;
 use crate::vectors::{check_batch, check_finite, check_query};
 
+pub use codes::FlatCodes;
 pub use flat::Flat;
 pub use hnsw::Hnsw;
 pub use ivf::Ivf;
@@ -281,9 +283,12 @@ pub fn from_container(c: &Container) -> Result<Box<dyn Index>> {
         "pq" => Ok(Box::new(Product::from_container(c)?)),
         "ivf" => ivf::from_container(c),
         "hnsw" => hnsw::from_container(c),
+        "codes" => codes::from_container(c),
         other => Err(Error::format(
             c.path(),
-            format!("unknown index kind `{other}` (this build reads: flat, sq, pq, ivf, hnsw)"),
+            format!(
+                "unknown index kind `{other}` (this build reads: flat, sq, pq, ivf, hnsw, codes)"
+            ),
         )),
     }
 }

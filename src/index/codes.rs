@@ -1,0 +1,476 @@
+//! `FlatCodes`: an exhaustive scan over the codes of any [`VectorCodec`] — the flat
+//! index every quantizer gets for free from the contract (FAISS's `IndexFlatCodes`).
+//!
+//! The codes are one packed run ([`VectorCodec::pack`]); a batch of queries scans it in
+//! chunks of [`CHUNK`] rows, every query of the group scanning a chunk while it is in
+//! cache. Ids, tombstones, filters and exact re-ranking come from [`Rows`].
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::index::rows::{Exact, Rows, rerank_unavailable};
+use crate::index::{IdFilter, Index, SearchParams, check_add, check_search, check_single};
+use crate::metric::Metric;
+use crate::quant::codec::{InnerSpec, ListTerms, Raw, Stored, VectorCodec};
+use crate::quant::product::ProductQuantizer;
+use crate::quant::scalar::ScalarQuantizer;
+use crate::store::{Container, ContainerWriter, Slab};
+use crate::topk::{Neighbor, TopK};
+use crate::vectors::{check_batch, check_finite};
+
+/// Rows per chunk of a batch scan.
+const CHUNK: usize = 4096;
+/// Queries that share each chunk in batch search.
+const QUERY_GROUP: usize = 16;
+
+/// Loads a `codes` container of a built-in quantizer.
+///
+/// # Errors
+/// A file that is not a valid flat-codes index.
+pub fn from_container(c: &Container) -> Result<Box<dyn Index>> {
+    let p: StoredParams<InnerSpec> = c.params()?;
+    Ok(match p.inner {
+        InnerSpec::Flat => Box::new(FlatCodes::<Raw>::from_container(c)?),
+        InnerSpec::Scalar { .. } => Box::new(FlatCodes::<ScalarQuantizer>::from_container(c)?),
+        InnerSpec::Product { .. } => Box::new(FlatCodes::<ProductQuantizer>::from_container(c)?),
+    })
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredParams<S> {
+    inner: S,
+    keep_raw: bool,
+}
+
+/// Flat scan over the codes of `C`.
+#[derive(Clone, Debug)]
+pub struct FlatCodes<C: VectorCodec> {
+    dim: usize,
+    metric: Metric,
+    inner: C::Spec,
+    keep_raw: bool,
+    seed: u64,
+    codec: Option<C>,
+    /// Row-major codes.
+    codes: Slab<u8>,
+    /// The packed run the scans read, when `C` blocks its codes (else empty: the scans
+    /// read `codes`).
+    run: Slab<u8>,
+    aux: Slab<f32>,
+    raw: Slab<f32>,
+    rows: Rows,
+}
+
+impl<C: VectorCodec> FlatCodes<C> {
+    /// An untrained flat index over the quantizer `inner`.
+    ///
+    /// # Errors
+    /// A quantizer spec that does not fit `dim`.
+    pub fn new(
+        inner: C::Spec,
+        dim: usize,
+        metric: Metric,
+        keep_raw: bool,
+        seed: u64,
+    ) -> Result<Self> {
+        C::check(&inner, dim)?;
+        let codec = if C::STORES_RAW {
+            Some(C::train(&inner, &[], dim, seed)?)
+        } else {
+            None
+        };
+        Ok(FlatCodes {
+            dim,
+            metric,
+            inner,
+            keep_raw,
+            seed,
+            codec,
+            codes: Slab::default(),
+            run: Slab::default(),
+            aux: Slab::default(),
+            raw: Slab::default(),
+            rows: Rows::default(),
+        })
+    }
+
+    /// The trained quantizer.
+    pub fn quantizer(&self) -> Option<&C> {
+        self.codec.as_ref()
+    }
+
+    fn name(&self) -> String {
+        C::name(&self.inner)
+    }
+
+    fn codec(&self) -> Result<&C> {
+        self.codec.as_ref().ok_or_else(|| {
+            Error::param(
+                "index",
+                format!(
+                    "{} must be trained before vectors are added or searched",
+                    self.name()
+                ),
+            )
+        })
+    }
+
+    fn stores_raw(&self) -> bool {
+        self.keep_raw || C::STORES_RAW
+    }
+
+    fn repack(&mut self) -> Result<()> {
+        let codec = self.codec()?;
+        self.run = if codec.block() > 1 {
+            Slab::from(codec.pack(&self.codes))
+        } else {
+            Slab::default()
+        };
+        Ok(())
+    }
+
+    /// Loads a `codes` container written with this quantizer.
+    ///
+    /// # Errors
+    /// A malformed header or sections of the wrong size.
+    pub fn from_container(c: &Container) -> Result<Self> {
+        let h = c.header();
+        let bad = |m: String| Error::format(c.path(), m);
+        let dim = usize::try_from(h.dim)
+            .ok()
+            .filter(|&d| d > 0 && d <= 1 << 24)
+            .ok_or_else(|| bad(format!("invalid dimension {} in header", h.dim)))?;
+        let n = usize::try_from(h.count).map_err(|_| bad("vector count overflows".into()))?;
+        let p: StoredParams<C::Spec> = c.params()?;
+        let mut idx =
+            Self::new(p.inner, dim, h.metric, p.keep_raw, 0).map_err(|e| bad(e.to_string()))?;
+        let size =
+            |a: usize, b: usize| a.checked_mul(b).ok_or_else(|| bad("size overflows".into()));
+        let codec = C::read(&idx.inner, c, dim)?;
+        if !C::STORES_RAW {
+            idx.codes = c.slab::<u8>("codes", size(n, codec.row_size())?)?;
+        }
+        if codec.has_aux(h.metric) {
+            idx.aux = c.slab::<f32>("corr", n)?;
+        }
+        if idx.stores_raw() {
+            idx.raw = c.slab::<f32>("raw", size(n, dim)?)?;
+        }
+        idx.rows = Rows::read(c, n)?;
+        idx.codec = Some(codec);
+        idx.repack()?;
+        if c.verified() {
+            check_finite(&idx.raw, dim, "stored vectors").map_err(|e| bad(e.to_string()))?;
+            if idx.aux.iter().any(|v| !v.is_finite()) {
+                return Err(bad("non-finite auxiliary term".into()));
+            }
+        }
+        Ok(idx)
+    }
+
+    fn search_group(
+        &self,
+        queries: &[f32],
+        params: &SearchParams,
+        filter: &IdFilter<'_>,
+    ) -> Result<Vec<Vec<Neighbor>>> {
+        let codec = self.codec()?;
+        let rerank = params.rerank > 0 && !C::STORES_RAW;
+        if rerank && self.raw.is_empty() {
+            return Err(rerank_unavailable(&self.name()));
+        }
+        let depth = if rerank {
+            params.rerank.max(params.k)
+        } else {
+            params.k
+        };
+        let prepared = crate::vectors::prepared(queries, self.dim, self.metric);
+        let mut states: Vec<(C::Query, TopK)> = prepared
+            .chunks_exact(self.dim)
+            .map(|q| {
+                let mut s = C::Query::default();
+                codec.begin_query(&mut s, q, self.metric, None, &[]);
+                codec.set_list(&mut s, q, self.metric, ListTerms::default());
+                (s, TopK::new(depth))
+            })
+            .collect();
+        let n = self.rows.len();
+        let all = matches!(filter, IdFilter::All) && !self.rows.has_deleted();
+        let ids = self.rows.ids();
+        let ok = |r: usize| all || (self.rows.is_live(r) && filter.accepts(ids[r]));
+        // Chunks start on block boundaries of the packed run.
+        let block = codec.block();
+        let chunk = CHUNK.div_ceil(block) * block;
+        let packed: &[u8] = if block > 1 { &self.run } else { &self.codes };
+        let mut start = 0;
+        while start < n {
+            let rows = chunk.min(n - start);
+            let run = Stored {
+                codes: &packed[codec.packed_len(start)..],
+                aux: if self.aux.is_empty() {
+                    &[]
+                } else {
+                    &self.aux[start..start + rows]
+                },
+                raw: if C::STORES_RAW {
+                    &self.raw[start * self.dim..(start + rows) * self.dim]
+                } else {
+                    &[]
+                },
+            };
+            for (s, heap) in states.iter_mut() {
+                codec.scan(s, self.metric, run, rows, start, heap, &ok);
+            }
+            start += rows;
+        }
+        Ok(states
+            .into_iter()
+            .zip(prepared.chunks_exact(self.dim))
+            .map(|((_, heap), q)| {
+                let exact = rerank.then(|| Exact {
+                    raw: &self.raw,
+                    dim: self.dim,
+                    metric: self.metric,
+                    query: q,
+                });
+                self.rows.finish(heap.into_sorted(), params.k, exact)
+            })
+            .collect())
+    }
+}
+
+impl<C: VectorCodec> Index for FlatCodes<C> {
+    fn spec(&self) -> String {
+        self.name()
+    }
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn metric(&self) -> Metric {
+        self.metric
+    }
+    fn len(&self) -> usize {
+        self.rows.live()
+    }
+    fn bytes_per_vector(&self) -> f64 {
+        match &self.codec {
+            _ if C::STORES_RAW => 4.0 * self.dim as f64,
+            Some(c) => c.code_size() as f64,
+            None => 0.0,
+        }
+    }
+    fn memory_bytes(&self) -> usize {
+        self.codes.len()
+            + self.run.len()
+            + self.aux.len() * 4
+            + self.raw.len() * 4
+            + self.rows.memory_bytes()
+            + self.codec.as_ref().map_or(0, C::params_bytes)
+    }
+    fn is_trained(&self) -> bool {
+        self.codec.is_some()
+    }
+    fn train(&mut self, sample: &[f32]) -> Result<()> {
+        check_batch(sample, self.dim, "training sample")?;
+        check_finite(sample, self.dim, "training sample")?;
+        let x = crate::vectors::prepared(sample, self.dim, self.metric);
+        self.codec = Some(C::train(&self.inner, &x, self.dim, self.seed)?);
+        self.codes = Slab::default();
+        self.run = Slab::default();
+        self.aux = Slab::default();
+        self.raw = Slab::default();
+        self.rows = Rows::default();
+        Ok(())
+    }
+    fn add(&mut self, vectors: &[f32], ids: Option<&[u64]>) -> Result<()> {
+        let n = check_add(self.dim, vectors, ids)?;
+        let codec = self.codec()?;
+        let x = crate::vectors::prepared(vectors, self.dim, self.metric);
+        if !C::STORES_RAW {
+            let codes = codec.encode(&x)?;
+            if codec.has_aux(self.metric) {
+                let aux = codec.aux_terms(&codes, self.metric, &|_| None);
+                self.aux.to_mut().extend_from_slice(&aux);
+            }
+            self.codes.to_mut().extend_from_slice(&codes);
+        }
+        if self.stores_raw() {
+            self.raw.to_mut().extend_from_slice(&x);
+        }
+        self.rows.push(n, ids);
+        self.repack()
+    }
+    fn delete(&mut self, ids: &[u64]) -> Result<usize> {
+        Ok(self.rows.delete(ids))
+    }
+    fn deleted(&self) -> usize {
+        self.rows.deleted()
+    }
+    fn compact(&mut self) -> Result<usize> {
+        let dropped = self.rows.deleted();
+        if dropped == 0 {
+            return Ok(0);
+        }
+        let rs = self.codec()?.row_size();
+        self.codes = self.rows.compact_slab(&self.codes, rs);
+        if !self.aux.is_empty() {
+            self.aux = self.rows.compact_slab(&self.aux, 1);
+        }
+        if !self.raw.is_empty() {
+            self.raw = self.rows.compact_slab(&self.raw, self.dim);
+        }
+        self.rows.compact();
+        self.repack()?;
+        Ok(dropped)
+    }
+    fn search(&self, query: &[f32], params: &SearchParams) -> Result<Vec<Neighbor>> {
+        self.search_filtered(query, params, &IdFilter::All)
+    }
+    fn search_filtered(
+        &self,
+        query: &[f32],
+        params: &SearchParams,
+        filter: &IdFilter<'_>,
+    ) -> Result<Vec<Neighbor>> {
+        check_single(self.dim, self.len(), query, params)?;
+        let mut r = self.search_group(query, params, filter)?;
+        Ok(r.pop().unwrap_or_default())
+    }
+    fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
+        check_search(self.dim, self.len(), params)?;
+        check_batch(queries, self.dim, "queries")?;
+        check_finite(queries, self.dim, "queries")?;
+        let groups: Vec<Vec<Vec<Neighbor>>> = queries
+            .par_chunks(self.dim * QUERY_GROUP)
+            .map(|g| self.search_group(g, params, &IdFilter::All))
+            .collect::<Result<_>>()?;
+        Ok(groups.into_iter().flatten().collect())
+    }
+    fn reconstruct(&self, vectors: &[f32]) -> Result<Option<Vec<f32>>> {
+        check_batch(vectors, self.dim, "vectors")?;
+        check_finite(vectors, self.dim, "vectors")?;
+        let codec = self.codec()?;
+        if C::STORES_RAW {
+            return Ok(None);
+        }
+        let x = crate::vectors::prepared(vectors, self.dim, self.metric);
+        Ok(Some(codec.decode(&codec.encode(&x)?)?))
+    }
+    fn to_container(&self) -> Result<ContainerWriter> {
+        let codec = self.codec()?;
+        let mut w = ContainerWriter::new(
+            "codes",
+            &self.name(),
+            self.dim,
+            self.metric,
+            self.rows.len(),
+        );
+        w.params(&StoredParams {
+            inner: self.inner.clone(),
+            keep_raw: self.keep_raw,
+        })?;
+        codec.write(&mut w);
+        if !C::STORES_RAW {
+            w.section("codes", self.codes.to_vec());
+        }
+        if codec.has_aux(self.metric) {
+            w.section_f32("corr", &self.aux);
+        }
+        if self.stores_raw() {
+            w.section_f32("raw", &self.raw);
+        }
+        self.rows.write(&mut w);
+        Ok(w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::generate::gaussian;
+    use crate::index::Scalar;
+    use crate::quant::codec::{PqParams, SqSpec};
+
+    /// The generic scan over scalar codes is the specialised `Scalar` scan, bit for bit,
+    /// for every metric, filtered and deleted.
+    #[test]
+    fn flat_codes_over_sq_equal_the_scalar_index() {
+        let (n, dim) = (3000, 20);
+        let data = gaussian(n, dim, 0.0, 1.0, 5).unwrap();
+        let queries = gaussian(12, dim, 0.0, 1.0, 6).unwrap();
+        for name in ["SQ8", "SQ4", "SQ8u", "SQ4lm", "SQ8nq"] {
+            for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+                let (name, config) = crate::index::scalar::parse_spec(name).unwrap();
+                let spec = SqSpec {
+                    name: name.clone(),
+                    config: config.clone(),
+                };
+                let mut a = FlatCodes::<ScalarQuantizer>::new(spec, dim, metric, true, 1).unwrap();
+                let mut b = Scalar::new(&name, dim, metric, true).unwrap();
+                for idx in [&mut a as &mut dyn Index, &mut b] {
+                    idx.train(data.as_slice()).unwrap();
+                    idx.add(data.as_slice(), None).unwrap();
+                    idx.delete(&[3, 7, 11]).unwrap();
+                }
+                let p = SearchParams::with_k(10);
+                assert_eq!(
+                    a.search_batch(queries.as_slice(), &p).unwrap(),
+                    b.search_batch(queries.as_slice(), &p).unwrap(),
+                    "{name} {metric:?}"
+                );
+                let f = IdFilter::Predicate(&|id| id % 4 == 1);
+                assert_eq!(
+                    a.search_filtered(queries.row(0), &p, &f).unwrap(),
+                    b.search_filtered(queries.row(0), &p, &f).unwrap()
+                );
+                let rr = SearchParams { rerank: 50, ..p };
+                assert_eq!(
+                    a.search(queries.row(1), &rr).unwrap(),
+                    b.search(queries.row(1), &rr).unwrap()
+                );
+            }
+        }
+    }
+
+    /// Over PQ codes (8-bit blocks and 4-bit fast-scan blocks) the scan returns the
+    /// brute-force ranking of the reconstructions; save/load and compaction keep it.
+    #[test]
+    fn flat_codes_over_pq_equal_brute_force_and_round_trip() {
+        let (n, dim) = (2500, 16);
+        let data = gaussian(n, dim, 0.0, 1.0, 7).unwrap();
+        let queries = gaussian(10, dim, 0.0, 1.0, 8).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for nbits in [8u8, 4] {
+            let spec = PqParams { m: 8, nbits };
+            let mut idx =
+                FlatCodes::<ProductQuantizer>::new(spec, dim, Metric::L2, false, 2).unwrap();
+            idx.train(data.as_slice()).unwrap();
+            idx.add(data.as_slice(), None).unwrap();
+            let rec = idx.reconstruct(data.as_slice()).unwrap().unwrap();
+            let p = SearchParams::with_k(10);
+            for q in queries.rows() {
+                let got = idx.search(q, &p).unwrap();
+                let mut all: Vec<(f32, u64)> = rec
+                    .chunks_exact(dim)
+                    .enumerate()
+                    .map(|(i, x)| (crate::kernels::scalar::l2_sq(q, x), i as u64))
+                    .collect();
+                all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                for (g, w) in got.iter().zip(&all) {
+                    assert!((g.distance - w.0).abs() <= 1e-3 * (1.0 + w.0), "{nbits}");
+                }
+            }
+            idx.delete(&(0..n as u64).step_by(5).collect::<Vec<_>>())
+                .unwrap();
+            let before = idx.search_batch(queries.as_slice(), &p).unwrap();
+            let path = dir.path().join("pq.vq");
+            idx.save(&path).unwrap();
+            let mut again = crate::index::open(&path).unwrap();
+            assert_eq!(again.spec(), idx.spec());
+            assert_eq!(again.search_batch(queries.as_slice(), &p).unwrap(), before);
+            again.compact().unwrap();
+            assert_eq!(again.search_batch(queries.as_slice(), &p).unwrap(), before);
+        }
+    }
+}
