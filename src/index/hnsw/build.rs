@@ -1,0 +1,243 @@
+//! Building the graph: hnsw_rs inserts the vectors, its adjacency is copied into flat
+//! arrays, and every node is made reachable.
+
+use hnsw_rs::prelude::Distance;
+
+use crate::error::{Error, Result};
+use crate::index::hnsw::{Graph, Hnsw, MAX_LAYERS, MIN_IN_LINKS, NONE};
+use crate::kernels;
+use crate::metric::Metric;
+use crate::quant::codec::VectorCodec;
+use crate::store::Slab;
+
+/// The distance hnsw_rs builds the graph with.
+pub(super) struct BuildDist {
+    ip_shift: Option<f32>,
+}
+
+impl Distance<f32> for BuildDist {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        match self.ip_shift {
+            None => kernels::l2_sq(a, b),
+            Some(s) => (s - kernels::dot(a, b)).max(0.0),
+        }
+    }
+}
+
+impl<C: VectorCodec> Hnsw<C> {
+    /// Builds the graph over `vectors` (one per row) with hnsw_rs and copies it.
+    pub(super) fn build_graph(&mut self, vectors: &[f32]) -> Result<()> {
+        let d = self.dim;
+        let n = vectors.len() / d;
+        if n == 0 {
+            self.graph = Graph::default();
+            return Ok(());
+        }
+        if n >= (i32::MAX as usize) {
+            return Err(Error::param(
+                "add",
+                format!("HNSW holds at most {} vectors", i32::MAX - 1),
+            ));
+        }
+        let ip_shift = (self.metric == Metric::InnerProduct).then(|| {
+            vectors
+                .chunks_exact(d)
+                .map(|v| kernels::dot(v, v))
+                .fold(0.0f32, f32::max)
+                * 1.0001
+                + 1e-6
+        });
+        let h = hnsw_rs::hnsw::Hnsw::<f32, BuildDist>::new(
+            self.m,
+            n,
+            MAX_LAYERS,
+            self.ef_construction,
+            BuildDist { ip_shift },
+        );
+        let data: Vec<(&[f32], usize)> = vectors.chunks_exact(d).zip(0..n).collect();
+        h.parallel_insert_slice(&data);
+        let (m, w0) = (self.m, 2 * self.m);
+        let mut levels = vec![0u8; n];
+        let mut layer0 = vec![NONE; n * w0];
+        let mut upper: Vec<(u32, Vec<Vec<u32>>)> = Vec::new();
+        let pi = h.get_point_indexation();
+        for p in pi {
+            let id = p.get_origin_id();
+            if id >= n {
+                return Err(Error::param(
+                    "hnsw",
+                    format!("graph returned unknown id {id}"),
+                ));
+            }
+            let level = p.get_point_id().0;
+            levels[id] = level;
+            let nbs = p.get_neighborhood_id();
+            let ids = |l: usize, cap: usize| -> Vec<u32> {
+                nbs.get(l)
+                    .map(|v| {
+                        v.iter()
+                            .map(|nb| nb.get_origin_id() as u32)
+                            .filter(|&x| (x as usize) < n && x as usize != id)
+                            .take(cap)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let l0 = ids(0, w0);
+            layer0[id * w0..id * w0 + l0.len()].copy_from_slice(&l0);
+            if level > 0 {
+                upper.push((id as u32, (1..=level as usize).map(|l| ids(l, m)).collect()));
+            }
+        }
+        let max_level = h.get_max_level_observed();
+        let entry = pi
+            .get_layer_iterator(max_level as usize)
+            .map(|p| p.get_origin_id() as u32)
+            .min()
+            .unwrap_or(0);
+        drop(h);
+        upper.sort_by_key(|u| u.0);
+        let mut upper_nodes = Vec::with_capacity(upper.len());
+        let mut upper_start = vec![0u64];
+        let mut upper_adj = Vec::new();
+        for (node, lists) in upper {
+            upper_nodes.push(node);
+            for l in lists {
+                let mut slots = l;
+                slots.resize(m, NONE);
+                upper_adj.extend(slots);
+            }
+            upper_start.push(upper_adj.len() as u64);
+        }
+        let mut g = Graph {
+            levels: Slab::from(levels),
+            layer0: Slab::from(layer0),
+            upper_nodes,
+            upper_start,
+            upper_adj: Slab::from(upper_adj),
+            entry,
+            max_level,
+        };
+        repair_reachability(&mut g, vectors, d, w0, |a, b| {
+            BuildDist { ip_shift }.eval(a, b)
+        });
+        self.graph = g;
+        Ok(())
+    }
+}
+
+/// Makes every node findable on layer 0.
+///
+/// First, every node with fewer than [`MIN_IN_LINKS`] in-links gets links from its
+/// nearest out-neighbours (hnsw_rs's pruning keeps links one-way, and a node only its
+/// far neighbours point to is reachable but rarely reached by a beam). Then a
+/// breadth-first search from the entry point finds any node still unreachable and links
+/// it from its nearest reachable nodes, until none is left. A full host gives up its
+/// farthest link whose target keeps enough other in-links, so no node loses its way in.
+pub(super) fn repair_reachability(
+    g: &mut Graph,
+    vectors: &[f32],
+    d: usize,
+    w0: usize,
+    dist: impl Fn(&[f32], &[f32]) -> f32,
+) {
+    let n = g.levels.len();
+    if n == 0 {
+        return;
+    }
+    let entry = (g.entry as usize).min(n - 1);
+    let layer0 = g.layer0.to_mut();
+    let vec_of = |i: usize| &vectors[i * d..(i + 1) * d];
+    let bfs = |from: usize, seen: &mut [bool], layer0: &[u32]| {
+        let mut queue = std::collections::VecDeque::from([from]);
+        seen[from] = true;
+        while let Some(v) = queue.pop_front() {
+            for &u in &layer0[v * w0..(v + 1) * w0] {
+                if u != NONE && (u as usize) < seen.len() && !seen[u as usize] {
+                    seen[u as usize] = true;
+                    queue.push_back(u as usize);
+                }
+            }
+        }
+    };
+    let mut indeg = vec![0u32; n];
+    for &u in layer0.iter() {
+        if u != NONE && (u as usize) < n {
+            indeg[u as usize] += 1;
+        }
+    }
+    // Links `u` from up to `want` of `hosts` (nearest first); returns how many.
+    let link_in =
+        |u: usize, hosts: &[usize], want: usize, layer0: &mut [u32], indeg: &mut [u32]| {
+            let mut by_dist: Vec<(f32, usize)> = hosts
+                .iter()
+                .map(|&h| (dist(vec_of(u), vec_of(h)), h))
+                .collect();
+            by_dist.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let mut linked = 0;
+            for &(_, host) in &by_dist {
+                if linked == want {
+                    break;
+                }
+                let slots = &mut layer0[host * w0..(host + 1) * w0];
+                if slots.contains(&(u as u32)) {
+                    continue;
+                }
+                let at = slots.iter().position(|&v| v == NONE).or_else(|| {
+                    (0..w0)
+                        .filter(|&i| {
+                            (slots[i] as usize) < n
+                                && indeg[slots[i] as usize] > MIN_IN_LINKS as u32
+                        })
+                        .max_by(|&a, &b| {
+                            dist(vec_of(host), vec_of(slots[a] as usize))
+                                .total_cmp(&dist(vec_of(host), vec_of(slots[b] as usize)))
+                        })
+                });
+                if let Some(at) = at {
+                    if slots[at] != NONE {
+                        indeg[slots[at] as usize] -= 1;
+                    }
+                    slots[at] = u as u32;
+                    indeg[u] += 1;
+                    linked += 1;
+                }
+            }
+            linked
+        };
+    for u in 0..n {
+        let have = indeg[u] as usize;
+        if have < MIN_IN_LINKS {
+            let own: Vec<usize> = layer0[u * w0..(u + 1) * w0]
+                .iter()
+                .filter(|&&v| v != NONE && (v as usize) < n && v as usize != u)
+                .map(|&v| v as usize)
+                .collect();
+            link_in(u, &own, MIN_IN_LINKS - have, layer0, &mut indeg);
+        }
+    }
+    for _ in 0..64 {
+        let mut seen = vec![false; n];
+        bfs(entry, &mut seen, layer0);
+        if seen.iter().all(|&s| s) {
+            return;
+        }
+        for u in 0..n {
+            if seen[u] {
+                continue;
+            }
+            let own: Vec<usize> = layer0[u * w0..(u + 1) * w0]
+                .iter()
+                .filter(|&&v| v != NONE && (v as usize) < n && seen[v as usize])
+                .map(|&v| v as usize)
+                .collect();
+            let hosts = if own.is_empty() {
+                (0..n).filter(|&v| seen[v]).collect()
+            } else {
+                own
+            };
+            link_in(u, &hosts, MIN_IN_LINKS, layer0, &mut indeg);
+            bfs(u, &mut seen, layer0);
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Searching the graph: the upper-layer beam, the layer-0 beam and re-ranking, each
+//! distance asked of the codec.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use crate::error::{Error, Result};
+use crate::index::hnsw::{Hnsw, MAX_M, NONE, PREFETCH_BYTES, upper_beam_width};
+use crate::index::rows::{Exact, rerank_unavailable};
+use crate::index::{IdFilter, SearchParams};
+use crate::metric::Metric;
+use crate::quant::codec::{ListTerms, Stored, VectorCodec};
+use crate::topk::Neighbor;
+
+/// Min-ordering wrapper for (distance, node).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Cand(pub(super) f32, pub(super) u32);
+impl Eq for Cand {}
+impl PartialOrd for Cand {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Cand {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
+    }
+}
+
+/// Per-thread search scratch: an epoch-stamped visited array, the heaps and the
+/// codec's query state.
+#[derive(Default)]
+pub(super) struct Scratch<Q> {
+    visited: Vec<u32>,
+    epoch: u32,
+    cands: BinaryHeap<std::cmp::Reverse<Cand>>,
+    results: BinaryHeap<Cand>,
+    query: Q,
+}
+
+impl<Q> Scratch<Q> {
+    fn reset(&mut self, n: usize) {
+        if self.visited.len() != n || self.epoch == u32::MAX {
+            self.visited.clear();
+            self.visited.resize(n, 0);
+            self.epoch = 0;
+        }
+        self.epoch += 1;
+        self.cands.clear();
+        self.results.clear();
+    }
+    #[inline]
+    fn visit(&mut self, v: u32) -> bool {
+        let slot = &mut self.visited[v as usize];
+        if *slot == self.epoch {
+            false
+        } else {
+            *slot = self.epoch;
+            true
+        }
+    }
+}
+
+/// How one query is scored against stored nodes.
+pub(super) struct Scorer<'a, C: VectorCodec> {
+    codec: &'a C,
+    metric: Metric,
+    stored: Stored<'a>,
+}
+
+impl<C: VectorCodec> Scorer<'_, C> {
+    /// Hints the CPU to load `node`'s stored data (its first [`PREFETCH_BYTES`]).
+    #[inline]
+    fn prefetch(&self, node: usize) {
+        self.codec.prefetch(self.stored, node, PREFETCH_BYTES);
+    }
+
+    #[inline]
+    pub(super) fn dist(&self, s: &Scratch<C::Query>, node: usize) -> f32 {
+        self.codec
+            .distance(&s.query, self.metric, self.stored, node)
+    }
+}
+
+impl<C: VectorCodec> Hnsw<C> {
+    /// Upper-layer neighbours of `node` at `level` (≥ 1).
+    pub(super) fn upper(&self, node: u32, level: u8) -> &[u32] {
+        let g = &self.graph;
+        match g.upper_nodes.binary_search(&node) {
+            Ok(i) => {
+                let start = g.upper_start[i] as usize + (level as usize - 1) * self.m;
+                let end = g.upper_start[i + 1] as usize;
+                if start + self.m <= end {
+                    &g.upper_adj[start..start + self.m]
+                } else {
+                    &[]
+                }
+            }
+            Err(_) => &[],
+        }
+    }
+
+    /// Prepares `q` in `s` and returns its scorer (`None` until trained).
+    pub(super) fn scorer<'a>(
+        &'a self,
+        q: &[f32],
+        s: &mut Scratch<C::Query>,
+    ) -> Option<Scorer<'a, C>> {
+        let codec = self.codec.as_ref()?;
+        codec.begin_query(&mut s.query, q, self.metric, None, &[]);
+        codec.set_list(&mut s.query, q, self.metric, ListTerms::default());
+        Some(Scorer {
+            codec,
+            metric: self.metric,
+            stored: self.stored(),
+        })
+    }
+
+    /// Beam search for one prepared query: `depth` best accepted rows.
+    pub(super) fn search_one(
+        &self,
+        q: &[f32],
+        ef: usize,
+        depth: usize,
+        filter: &IdFilter<'_>,
+        s: &mut Scratch<C::Query>,
+    ) -> Vec<Neighbor> {
+        let n = self.rows.len();
+        let g = &self.graph;
+        if n == 0 || g.levels.len() != n {
+            return Vec::new();
+        }
+        let Some(sc) = self.scorer(q, s) else {
+            return Vec::new();
+        };
+        let all = matches!(filter, IdFilter::All) && !self.rows.has_deleted();
+        let ids = self.rows.ids();
+        let ok = |r: usize| all || (self.rows.is_live(r) && filter.accepts(ids[r]));
+        // Descent through the upper layers with a narrow beam (hnswlib is greedy, one
+        // node wide): on clustered data a greedy descent can settle in a neighbouring
+        // cluster that layer 0 then rarely leaves, whatever `ef` is.
+        let width = upper_beam_width(ef.max(depth));
+        let entry = (g.entry as usize).min(n - 1) as u32;
+        let mut entries = vec![Cand(sc.dist(s, entry as usize), entry)];
+        for level in (1..=g.max_level).rev() {
+            entries = self.upper_beam(&sc, s, entries, level, width);
+        }
+        // Layer-0 beam from the entries.
+        let ef = ef.max(depth);
+        s.reset(n);
+        for &Cand(d, v) in &entries {
+            s.visit(v);
+            s.cands.push(std::cmp::Reverse(Cand(d, v)));
+            if ok(v as usize) {
+                s.results.push(Cand(d, v));
+            }
+        }
+        let w0 = 2 * self.m;
+        while let Some(std::cmp::Reverse(Cand(d, v))) = s.cands.pop() {
+            if s.results.len() >= ef && s.results.peek().is_some_and(|w| d > w.0) {
+                break;
+            }
+            let start = v as usize * w0;
+            // Unvisited neighbours first, their data prefetched while the list is walked
+            // (the scoring then finds them in cache).
+            let mut fresh = [0u32; 2 * MAX_M];
+            let mut nf = 0;
+            for &u in &g.layer0[start..start + w0] {
+                if u == NONE || (u as usize) >= n || !s.visit(u) {
+                    continue;
+                }
+                sc.prefetch(u as usize);
+                fresh[nf] = u;
+                nf += 1;
+            }
+            for &u in &fresh[..nf] {
+                let du = sc.dist(s, u as usize);
+                let full = s.results.len() >= ef;
+                if full && s.results.peek().is_some_and(|w| du >= w.0) {
+                    continue;
+                }
+                s.cands.push(std::cmp::Reverse(Cand(du, u)));
+                if ok(u as usize) {
+                    s.results.push(Cand(du, u));
+                    if s.results.len() > ef {
+                        s.results.pop();
+                    }
+                }
+            }
+        }
+        let mut out: Vec<Neighbor> = s
+            .results
+            .drain()
+            .map(|c| Neighbor {
+                id: c.1 as u64,
+                distance: c.0,
+            })
+            .collect();
+        out.sort_by(|a, b| a.cmp_best_first(b));
+        out.truncate(depth);
+        out
+    }
+
+    /// Beam search of width `width` in upper layer `level` from `entries`; the best
+    /// `width` nodes found, nearest first.
+    pub(super) fn upper_beam(
+        &self,
+        sc: &Scorer<'_, C>,
+        s: &mut Scratch<C::Query>,
+        entries: Vec<Cand>,
+        level: u8,
+        width: usize,
+    ) -> Vec<Cand> {
+        let n = self.rows.len();
+        s.reset(n);
+        for c in entries {
+            s.visit(c.1);
+            s.cands.push(std::cmp::Reverse(c));
+            s.results.push(c);
+        }
+        while s.results.len() > width {
+            s.results.pop();
+        }
+        while let Some(std::cmp::Reverse(Cand(d, v))) = s.cands.pop() {
+            if s.results.len() >= width && s.results.peek().is_some_and(|w| d > w.0) {
+                break;
+            }
+            for &u in self.upper(v, level) {
+                if (u as usize) >= n || !s.visit(u) {
+                    continue;
+                }
+                let du = sc.dist(s, u as usize);
+                if s.results.len() < width || s.results.peek().is_some_and(|w| du < w.0) {
+                    s.cands.push(std::cmp::Reverse(Cand(du, u)));
+                    s.results.push(Cand(du, u));
+                    if s.results.len() > width {
+                        s.results.pop();
+                    }
+                }
+            }
+        }
+        let mut out: Vec<Cand> = s.results.drain().collect();
+        out.sort();
+        out
+    }
+
+    pub(super) fn search_prepared(
+        &self,
+        q: &[f32],
+        params: &SearchParams,
+        filter: &IdFilter<'_>,
+        s: &mut Scratch<C::Query>,
+    ) -> Result<Vec<Neighbor>> {
+        let rerank = params.rerank > 0 && !C::STORES_RAW;
+        if rerank && self.raw.is_empty() {
+            return Err(rerank_unavailable(&self.name()));
+        }
+        if params.ef_search == 0 {
+            return Err(Error::param("ef", "must be at least 1"));
+        }
+        let depth = if rerank {
+            params.rerank.max(params.k)
+        } else {
+            params.k
+        };
+        let cands = self.search_one(q, params.ef_search, depth, filter, s);
+        let exact = rerank.then(|| Exact {
+            raw: &self.raw,
+            dim: self.dim,
+            metric: self.metric,
+            query: q,
+        });
+        Ok(self.rows.finish(cands, params.k, exact))
+    }
+}

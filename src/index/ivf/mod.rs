@@ -1,0 +1,549 @@
+//! `Ivf`: an inverted file (FAISS's `IndexIVFFlat`, `IndexIVFScalarQuantizer`,
+//! `IndexIVFPQ`, `IndexIVFPQFastScan`), generic over the inner quantizer.
+//!
+//! A coarse k-means quantizer ([`crate::kmeans`], `nlist` centroids) partitions the
+//! vectors into lists; a query scans only the `nprobe` lists whose centroids are nearest.
+//! Inside a list each vector is stored as the code of its *residual* `x − c` (vector
+//! minus its list's centroid) under the inner quantizer `C` ([`VectorCodec`]), which
+//! spends the code's bits on what the centroid does not already say:
+//!
+//! | spec | `C` | list entries | distance |
+//! | --- | --- | --- | --- |
+//! | `IVF{nlist},Flat` | [`Raw`] | the vectors | exact |
+//! | `IVF{nlist},SQ8` (any `SQ` variant) | [`ScalarQuantizer`] | scalar codes of residuals, plus a correction term | asymmetric, on the codes |
+//! | `IVF{nlist},PQ{M}` | [`ProductQuantizer`] | 8-bit PQ codes of residuals, blocks of 64 | byte tables per probed list, re-scored to float ADC |
+//! | `IVF{nlist},PQ{M}x4fs` | [`ProductQuantizer`] | 4-bit PQ codes of residuals, blocks of 32 | fast-scan `u8` tables, re-scored to float ADC |
+//!
+//! The index asks the codec for everything that depends on the kind of code: a query is
+//! prepared once ([`VectorCodec::begin_query`]), each probed list sets its terms
+//! ([`VectorCodec::set_list`]: the residual query for L2, or the list's precomputed
+//! tables) and its run of codes is scanned ([`VectorCodec::scan`]). For PQ with L2 the
+//! per-list tables of Jégou et al. (2011) are computed once from the coarse centroids
+//! ([`Ivf::set_precomputed_tables`]).
+//!
+//! Lists are stored contiguously (codes, ids, auxiliary terms, raw vectors, each one
+//! array in list order, plus `nlist + 1` offsets), so a saved index is memory-mapped in
+//! place. Adding vectors merges them into their lists (a linear pass over the index).
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::index::rows::Rows;
+use crate::index::{IdFilter, Index, SearchParams, check_add, check_search, check_single};
+use crate::kernels;
+use crate::kmeans::{KMeans, KMeansConfig, nearest};
+use crate::metric::Metric;
+pub use crate::quant::codec::InnerSpec;
+use crate::quant::codec::{PqParams, Raw, RawSpec, SqSpec, VectorCodec};
+use crate::quant::product::ProductQuantizer;
+use crate::quant::scalar::ScalarQuantizer;
+use crate::store::{Container, ContainerWriter, Slab};
+use crate::topk::Neighbor;
+use crate::vectors::{check_batch, check_finite};
+
+mod layout;
+mod search;
+#[cfg(test)]
+mod tests;
+
+/// Queries per group in batch search (they share one coarse GEMM).
+const QUERY_GROUP: usize = 64;
+/// Up to this many probes are picked by one insertion pass instead of a selection.
+const FEW_PROBES: usize = 16;
+/// Largest `nlist` accepted.
+pub const MAX_NLIST: usize = 1 << 20;
+/// Precomputed tables are skipped when they would exceed this many bytes.
+const MAX_PRECOMPUTED_BYTES: usize = 512 << 20;
+
+/// `IVF{nlist},Flat`.
+pub type IvfFlat = Ivf<Raw>;
+/// `IVF{nlist},SQ…`.
+pub type IvfScalar = Ivf<ScalarQuantizer>;
+/// `IVF{nlist},PQ{M}` and `IVF{nlist},PQ{M}x4fs`.
+pub type IvfProduct = Ivf<ProductQuantizer>;
+
+/// Parses `IVF{nlist},{inner}` (case-insensitive keywords); `None` if malformed.
+pub fn parse_spec(spec: &str) -> Option<(usize, InnerSpec)> {
+    let s = spec.trim();
+    let (head, inner) = s.split_once(',')?;
+    let head = head.trim();
+    if !head.to_ascii_lowercase().starts_with("ivf") {
+        return None;
+    }
+    let digits = &head[3..];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let nlist: usize = digits.parse().ok()?;
+    if nlist == 0 || nlist > MAX_NLIST {
+        return None;
+    }
+    let inner = inner.trim();
+    let lower = inner.to_ascii_lowercase();
+    let spec = if lower == "flat" {
+        InnerSpec::Flat
+    } else if lower.starts_with("sq") {
+        let (name, config) = crate::index::scalar::parse_spec(inner)?;
+        InnerSpec::Scalar { name, config }
+    } else if lower.starts_with("pq") {
+        let p = crate::index::product::parse_spec(inner)?;
+        if p.opq {
+            return None;
+        }
+        InnerSpec::Product {
+            m: p.m,
+            nbits: p.nbits,
+        }
+    } else {
+        return None;
+    };
+    Some((nlist, spec))
+}
+
+/// An untrained `IVF{nlist},{inner}` index of the kind its inner spec names.
+///
+/// # Errors
+/// A malformed spec, or an inner quantizer that does not fit `dim`.
+pub fn new(
+    spec: &str,
+    dim: usize,
+    metric: Metric,
+    keep_raw: bool,
+    seed: u64,
+) -> Result<Box<dyn Index>> {
+    let (nlist, inner) = parse_spec(spec).ok_or_else(|| Error::Spec {
+        spec: spec.to_string(),
+        message: format!(
+            "not an inverted-file spec (IVF{{nlist}},Flat, IVF{{nlist}},SQ8, \
+             IVF{{nlist}},PQ{{M}}, IVF{{nlist}},PQ{{M}}x4fs; 1 ≤ nlist ≤ {MAX_NLIST})"
+        ),
+    })?;
+    Ok(match inner {
+        InnerSpec::Flat => Box::new(IvfFlat::new(nlist, RawSpec, dim, metric, keep_raw, seed)?),
+        InnerSpec::Scalar { name, config } => Box::new(IvfScalar::new(
+            nlist,
+            SqSpec { name, config },
+            dim,
+            metric,
+            keep_raw,
+            seed,
+        )?),
+        InnerSpec::Product { m, nbits } => Box::new(IvfProduct::new(
+            nlist,
+            PqParams { m, nbits },
+            dim,
+            metric,
+            keep_raw,
+            seed,
+        )?),
+    })
+}
+
+/// Loads an `ivf` container of any inner quantizer.
+///
+/// # Errors
+/// A file that is not a valid inverted file (see [`Ivf::from_container`]).
+pub fn from_container(c: &Container) -> Result<Box<dyn Index>> {
+    let p: StoredParams<InnerSpec> = c.params()?;
+    Ok(match p.inner {
+        InnerSpec::Flat => Box::new(IvfFlat::from_container(c)?),
+        InnerSpec::Scalar { .. } => Box::new(IvfScalar::from_container(c)?),
+        InnerSpec::Product { .. } => Box::new(IvfProduct::from_container(c)?),
+    })
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredParams<S> {
+    nlist: usize,
+    inner: S,
+    keep_raw: bool,
+}
+
+/// Rows `order` of `src` (`w` values per row), in that order.
+fn gather_rows<T: Copy>(src: &[T], w: usize, order: &[usize]) -> Vec<T> {
+    let mut out = Vec::with_capacity(order.len() * w);
+    for &r in order {
+        out.extend_from_slice(&src[r * w..(r + 1) * w]);
+    }
+    out
+}
+
+/// Inverted-file index over the inner quantizer `C`.
+#[derive(Clone, Debug)]
+pub struct Ivf<C: VectorCodec> {
+    dim: usize,
+    metric: Metric,
+    nlist: usize,
+    inner: C::Spec,
+    keep_raw: bool,
+    seed: u64,
+    /// Coarse centroids (`nlist × dim`) and their squared norms; empty until trained.
+    centroids: Vec<f32>,
+    c_norms: Vec<f32>,
+    codec: Option<C>,
+    /// Entry offsets of the lists (`nlist + 1`).
+    offsets: Vec<usize>,
+    /// Block offsets of the lists' packed runs (`nlist + 1`).
+    block_starts: Vec<usize>,
+    codes: Slab<u8>,
+    /// Per-entry auxiliary terms of the codec ([`VectorCodec::has_aux`]); else empty.
+    aux: Slab<f32>,
+    rows: Rows,
+    /// The vectors (prepared) in list order: when the codec needs them or `keep_raw`.
+    raw: Slab<f32>,
+    /// Per-list tables of the codec ([`VectorCodec::list_tables`]), computed on first
+    /// use, so opening a file stays O(1).
+    precomputed: std::sync::OnceLock<Vec<f32>>,
+    use_precomputed: bool,
+}
+
+impl<C: VectorCodec> Ivf<C> {
+    /// An untrained index of `nlist` lists over the inner quantizer `inner`.
+    ///
+    /// # Errors
+    /// `nlist` outside `1..=MAX_NLIST`, or an inner quantizer that does not fit `dim`.
+    pub fn new(
+        nlist: usize,
+        inner: C::Spec,
+        dim: usize,
+        metric: Metric,
+        keep_raw: bool,
+        seed: u64,
+    ) -> Result<Self> {
+        if nlist == 0 || nlist > MAX_NLIST {
+            return Err(Error::param(
+                "nlist",
+                format!("{nlist} lists (1 ≤ nlist ≤ {MAX_NLIST})"),
+            ));
+        }
+        C::check(&inner, dim)?;
+        Ok(Ivf {
+            dim,
+            metric,
+            nlist,
+            inner,
+            keep_raw,
+            seed,
+            centroids: Vec::new(),
+            c_norms: Vec::new(),
+            codec: None,
+            offsets: vec![0; nlist + 1],
+            block_starts: vec![0; nlist + 1],
+            codes: Slab::default(),
+            aux: Slab::default(),
+            rows: Rows::default(),
+            raw: Slab::default(),
+            precomputed: std::sync::OnceLock::new(),
+            use_precomputed: true,
+        })
+    }
+
+    /// Number of lists.
+    pub fn nlist(&self) -> usize {
+        self.nlist
+    }
+
+    /// The coarse centroids (`nlist × dim`, row-major); empty until trained.
+    pub fn centroids(&self) -> &[f32] {
+        &self.centroids
+    }
+
+    /// The trained inner quantizer.
+    pub fn quantizer(&self) -> Option<&C> {
+        self.codec.as_ref()
+    }
+
+    /// Number of entries (deleted ones included) in each list.
+    pub fn list_sizes(&self) -> Vec<usize> {
+        self.offsets.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+
+    /// Turns the precomputed per-list tables of the codec on (default) or off (then each
+    /// probed list computes its table from the residual query; results are the same up
+    /// to float rounding).
+    pub fn set_precomputed_tables(&mut self, on: bool) {
+        self.use_precomputed = on;
+        self.invalidate_tables();
+    }
+
+    /// Whether searches use precomputed tables (the codec has them for the metric —
+    /// PQ with L2 — they are enabled, and they fit in 512 MiB).
+    pub fn uses_precomputed_tables(&self) -> bool {
+        match &self.codec {
+            Some(codec) => {
+                let len = codec.list_table_len();
+                len > 0
+                    && self.use_precomputed
+                    && self.metric == Metric::L2
+                    && self.nlist * len * 4 <= MAX_PRECOMPUTED_BYTES
+            }
+            None => false,
+        }
+    }
+
+    /// The precomputed tables, computed at the first call.
+    fn precomputed_tables(&self) -> Option<&[f32]> {
+        if !self.uses_precomputed_tables() {
+            return None;
+        }
+        let codec = self.codec.as_ref()?;
+        let t = self.precomputed.get_or_init(|| {
+            codec
+                .list_tables(&self.centroids, self.metric)
+                .unwrap_or_default()
+        });
+        (!t.is_empty()).then_some(t.as_slice())
+    }
+
+    fn name(&self) -> String {
+        format!("IVF{},{}", self.nlist, C::name(&self.inner))
+    }
+
+    fn codec(&self) -> Result<&C> {
+        self.codec.as_ref().ok_or_else(|| {
+            Error::param(
+                "index",
+                format!(
+                    "{} must be trained before vectors are added or searched",
+                    self.name()
+                ),
+            )
+        })
+    }
+
+    fn has_aux(&self) -> bool {
+        self.codec.as_ref().is_some_and(|c| c.has_aux(self.metric))
+    }
+
+    fn stores_raw(&self) -> bool {
+        self.keep_raw || C::STORES_RAW
+    }
+
+    fn prepare(&self, x: &[f32]) -> Vec<f32> {
+        crate::vectors::prepared(x, self.dim, self.metric)
+    }
+
+    /// The list of each prepared vector: nearest centroid (L2, cosine) or largest inner
+    /// product (inner product, as FAISS's `IndexFlatIP` coarse quantizer).
+    fn assign(&self, x: &[f32]) -> Vec<u32> {
+        if self.metric == Metric::InnerProduct {
+            nearest(x, self.dim, &self.centroids, &vec![0.0; self.nlist]).0
+        } else {
+            nearest(x, self.dim, &self.centroids, &self.c_norms).0
+        }
+    }
+
+    fn residuals(&self, x: &[f32], lists: &[u32]) -> Vec<f32> {
+        let d = self.dim;
+        let mut r = x.to_vec();
+        r.par_chunks_mut(d).zip(lists).for_each(|(v, &l)| {
+            let c = &self.centroids[l as usize * d..(l as usize + 1) * d];
+            v.iter_mut().zip(c).for_each(|(a, b)| *a -= b);
+        });
+        r
+    }
+
+    /// Drops the tables (they are rebuilt at the next search that uses them).
+    fn invalidate_tables(&mut self) {
+        self.precomputed = std::sync::OnceLock::new();
+    }
+}
+
+impl<C: VectorCodec> Index for Ivf<C> {
+    fn spec(&self) -> String {
+        self.name()
+    }
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn metric(&self) -> Metric {
+        self.metric
+    }
+    fn len(&self) -> usize {
+        self.rows.live()
+    }
+    /// The code size of a list entry (4·d for `Flat`); the list ids are counted in
+    /// [`Index::memory_bytes`].
+    fn bytes_per_vector(&self) -> f64 {
+        match &self.codec {
+            _ if C::STORES_RAW => 4.0 * self.dim as f64,
+            Some(c) => c.code_size() as f64,
+            None => 0.0,
+        }
+    }
+    fn memory_bytes(&self) -> usize {
+        let params = self.codec.as_ref().map_or(0, C::params_bytes);
+        self.codes.len()
+            + self.rows.memory_bytes()
+            + self.aux.len() * 4
+            + self.raw.len() * 4
+            + (self.centroids.len() + self.precomputed.get().map_or(0, Vec::len)) * 4
+            + self.offsets.len() * 8
+            + params
+    }
+    fn is_trained(&self) -> bool {
+        self.codec.is_some()
+    }
+
+    fn train(&mut self, sample: &[f32]) -> Result<()> {
+        let n = check_batch(sample, self.dim, "training sample")?;
+        check_finite(sample, self.dim, "training sample")?;
+        if n < self.nlist {
+            return Err(Error::param(
+                "training sample",
+                format!(
+                    "{n} vectors cannot train {} lists (IVF{} needs at least {} training vectors)",
+                    self.nlist, self.nlist, self.nlist
+                ),
+            ));
+        }
+        let x = self.prepare(sample);
+        // FAISS trains the coarse quantizer with 10 iterations.
+        let cfg = KMeansConfig {
+            max_iter: 10,
+            seed: self.seed,
+            ..KMeansConfig::new(self.nlist)
+        };
+        let km = KMeans::train(&x, self.dim, &cfg)?;
+        self.centroids = km.into_centroids();
+        self.c_norms = kernels::row_norms_sq(&self.centroids, self.dim);
+        // The inner quantizer learns the residuals (exact storage learns nothing, so
+        // its residuals are not even computed).
+        let codec = if C::STORES_RAW {
+            C::train(&self.inner, &[], self.dim, 0)?
+        } else {
+            let lists = self.assign(&x);
+            let res = self.residuals(&x, &lists);
+            C::train(&self.inner, &res, self.dim, self.seed ^ 0x9e37_79b9)?
+        };
+        self.codec = Some(codec);
+        // Re-training empties the index: old codes belong to the old quantizers.
+        self.offsets = vec![0; self.nlist + 1];
+        self.block_starts = vec![0; self.nlist + 1];
+        self.codes = Slab::default();
+        self.aux = Slab::default();
+        self.raw = Slab::default();
+        self.rows = Rows::default();
+        self.invalidate_tables();
+        Ok(())
+    }
+
+    fn add(&mut self, vectors: &[f32], ids: Option<&[u64]>) -> Result<()> {
+        let n = check_add(self.dim, vectors, ids)?;
+        let codec = self.codec()?;
+        let x = self.prepare(vectors);
+        let new_lists = self.assign(&x);
+        let (new_codes, new_aux) = self.encode(&x, &new_lists)?;
+        let mut lists = self.entry_lists();
+        lists.extend_from_slice(&new_lists);
+        let mut codes = self.entry_codes(codec);
+        codes.extend_from_slice(&new_codes);
+        let mut aux = self.aux.to_vec();
+        aux.extend_from_slice(&new_aux);
+        let raw = if self.stores_raw() {
+            let mut r = self.raw.to_vec();
+            r.extend_from_slice(&x);
+            r
+        } else {
+            Vec::new()
+        };
+        self.rows.push(n, ids);
+        self.relayout(&lists, &codes, &aux, &raw, |_| true)
+    }
+
+    fn delete(&mut self, ids: &[u64]) -> Result<usize> {
+        Ok(self.rows.delete(ids))
+    }
+
+    fn deleted(&self) -> usize {
+        self.rows.deleted()
+    }
+
+    fn compact(&mut self) -> Result<usize> {
+        let dropped = self.rows.deleted();
+        if dropped == 0 {
+            return Ok(0);
+        }
+        let lists = self.entry_lists();
+        let codes = self.entry_codes(self.codec()?);
+        let aux = self.aux.to_vec();
+        let raw = self.raw.to_vec();
+        let live: Vec<bool> = (0..self.rows.len()).map(|r| self.rows.is_live(r)).collect();
+        self.relayout(&lists, &codes, &aux, &raw, |r| live[r])?;
+        Ok(dropped)
+    }
+
+    fn search(&self, query: &[f32], params: &SearchParams) -> Result<Vec<Neighbor>> {
+        self.search_filtered(query, params, &IdFilter::All)
+    }
+
+    fn search_filtered(
+        &self,
+        query: &[f32],
+        params: &SearchParams,
+        filter: &IdFilter<'_>,
+    ) -> Result<Vec<Neighbor>> {
+        check_single(self.dim, self.len(), query, params)?;
+        let mut r = self.search_group(query, params, filter)?;
+        Ok(r.pop().unwrap_or_default())
+    }
+
+    fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
+        check_search(self.dim, self.len(), params)?;
+        check_batch(queries, self.dim, "queries")?;
+        check_finite(queries, self.dim, "queries")?;
+        let groups: Vec<Vec<Vec<Neighbor>>> = queries
+            .par_chunks(self.dim * QUERY_GROUP)
+            .map(|g| self.search_group(g, params, &IdFilter::All))
+            .collect::<Result<_>>()?;
+        Ok(groups.into_iter().flatten().collect())
+    }
+
+    fn reconstruct(&self, vectors: &[f32]) -> Result<Option<Vec<f32>>> {
+        check_batch(vectors, self.dim, "vectors")?;
+        check_finite(vectors, self.dim, "vectors")?;
+        let codec = self.codec()?;
+        if C::STORES_RAW {
+            return Ok(None);
+        }
+        let x = self.prepare(vectors);
+        let lists = self.assign(&x);
+        let res = self.residuals(&x, &lists);
+        let mut dec = codec.decode(&codec.encode(&res)?)?;
+        let d = self.dim;
+        dec.par_chunks_mut(d)
+            .zip(lists.par_iter())
+            .for_each(|(v, &l)| {
+                let c = &self.centroids[l as usize * d..(l as usize + 1) * d];
+                v.iter_mut().zip(c).for_each(|(a, b)| *a += b);
+            });
+        Ok(Some(dec))
+    }
+
+    fn to_container(&self) -> Result<ContainerWriter> {
+        let codec = self.codec()?;
+        let n = self.rows.len();
+        let mut w = ContainerWriter::new("ivf", &self.name(), self.dim, self.metric, n);
+        w.params(&StoredParams {
+            nlist: self.nlist,
+            inner: self.inner.clone(),
+            keep_raw: self.keep_raw,
+        })?;
+        w.section_f32("coarse", &self.centroids);
+        let offsets: Vec<u64> = self.offsets.iter().map(|&o| o as u64).collect();
+        w.section_u64("list_offsets", &offsets);
+        codec.write(&mut w);
+        if !self.codes.is_empty() {
+            w.section(codec.runs_section(), self.codes.to_vec());
+        }
+        self.rows.write(&mut w);
+        if self.has_aux() {
+            w.section_f32("corr", &self.aux);
+        }
+        if self.stores_raw() {
+            w.section_f32("raw", &self.raw);
+        }
+        Ok(w)
+    }
+}

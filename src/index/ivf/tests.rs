@@ -1,0 +1,389 @@
+use super::*;
+use crate::data::generate::{DataDistribution, SyntheticSpec, gaussian};
+use crate::index::Product;
+use crate::quant::codec::pq::CODES8_SECTION;
+use crate::store::OpenOptions;
+use crate::vectors::{VectorSet, normalize_in_place};
+
+/// Base and query splits of a 16-cluster Gaussian mixture.
+fn mixture_sets(n: usize, nq: usize, dim: usize, seed: u64) -> (VectorSet, VectorSet) {
+    let d = SyntheticSpec {
+        dim,
+        n_base: n,
+        n_query: nq,
+        n_train: 0,
+        distribution: DataDistribution::Mixture {
+            clusters: 16,
+            spread: 0.3,
+        },
+        seed,
+    }
+    .generate()
+    .unwrap();
+    (d.base, d.query)
+}
+
+fn mixture(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+    mixture_sets(n, 1, dim, seed).0.into_vec()
+}
+
+#[test]
+fn parses_specs() {
+    assert_eq!(parse_spec("IVF64,Flat"), Some((64, InnerSpec::Flat)));
+    assert_eq!(
+        parse_spec("ivf8,pq4x4fs"),
+        Some((8, InnerSpec::Product { m: 4, nbits: 4 }))
+    );
+    assert!(matches!(
+        parse_spec("IVF8,SQ8"),
+        Some((8, InnerSpec::Scalar { .. }))
+    ));
+    for bad in [
+        "IVF,Flat",
+        "IVF0,Flat",
+        "IVF8",
+        "IVF8,",
+        "IVFx,Flat",
+        "IVF8,OPQ4,PQ4",
+        "IVF8,HNSW",
+        "IVF-3,Flat",
+        "IVF99999999999999999999,Flat",
+    ] {
+        assert_eq!(parse_spec(bad), None, "{bad}");
+    }
+}
+
+/// With every list probed, IVF over residual codes ranks like a flat index over the
+/// same reconstructions: for `Flat` inner exactly the flat index.
+#[test]
+fn full_probe_equals_flat() {
+    let (n, dim) = (3000, 16);
+    let data = mixture(n, dim, 5);
+    let queries = gaussian(20, dim, 0.0, 1.0, 6).unwrap();
+    for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+        let mut ivf = new("IVF16,Flat", dim, metric, false, 1).unwrap();
+        ivf.train(&data).unwrap();
+        ivf.add(&data, None).unwrap();
+        let mut flat = crate::index::Flat::new(dim, metric);
+        flat.add(&data, None).unwrap();
+        let p = SearchParams {
+            k: 10,
+            nprobe: 16,
+            ..Default::default()
+        };
+        for q in queries.rows() {
+            let a = ivf.search(q, &p).unwrap();
+            let b = flat.search(q, &p).unwrap();
+            let ia: Vec<u64> = a.iter().map(|x| x.id).collect();
+            let ib: Vec<u64> = b.iter().map(|x| x.id).collect();
+            assert_eq!(ia, ib, "{metric:?}");
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x.distance - y.distance).abs() <= 1e-3 * (1.0 + y.distance.abs()));
+            }
+        }
+    }
+}
+
+/// Quantized inner codes with nprobe = nlist: the distances equal the exact
+/// distances to the reconstructions (centroid + decoded residual), and the ranking is
+/// the brute-force ranking of those reconstructions.
+#[test]
+fn full_probe_equals_scan_of_reconstructions() {
+    let (n, dim) = (2000, 16);
+    let data = mixture(n, dim, 8);
+    let queries = gaussian(10, dim, 0.0, 1.0, 9).unwrap();
+    for spec in [
+        "IVF8,SQ8",
+        "IVF8,SQ4",
+        "IVF8,PQ4",
+        "IVF8,PQ8x4fs",
+        "IVF8,SQ8lm",
+    ] {
+        for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+            let mut ivf = new(spec, dim, metric, false, 2).unwrap();
+            ivf.train(&data).unwrap();
+            ivf.add(&data, None).unwrap();
+            let rec = ivf.reconstruct(&data).unwrap().unwrap();
+            let mut flat = crate::index::Flat::new(dim, Metric::L2);
+            let p = SearchParams {
+                k: 10,
+                nprobe: 8,
+                ..Default::default()
+            };
+            let metric_of = |q: &[f32], x: &[f32]| -> f32 {
+                match metric {
+                    Metric::L2 => kernels::scalar::l2_sq(q, x),
+                    Metric::InnerProduct => -kernels::scalar::dot(q, x),
+                    // PQ kinds score cosine as 1 − ⟨q̂, x̂⟩ (FAISS's convention);
+                    // SQ kinds divide by the stored ‖x̂‖ as well.
+                    Metric::Cosine if spec.contains("PQ") => 1.0 - kernels::scalar::dot(q, x),
+                    Metric::Cosine => {
+                        let nq = kernels::scalar::dot(q, q).sqrt();
+                        let nx = kernels::scalar::dot(x, x).sqrt();
+                        1.0 - kernels::scalar::dot(q, x) / (nq * nx)
+                    }
+                }
+            };
+            flat.add(&rec, None).unwrap();
+            for q in queries.rows() {
+                let got = ivf.search(q, &p).unwrap();
+                let mut qn = q.to_vec();
+                if metric.normalizes() {
+                    normalize_in_place(&mut qn);
+                }
+                // Brute force over reconstructions.
+                let mut all: Vec<(f32, u64)> = rec
+                    .chunks_exact(dim)
+                    .enumerate()
+                    .map(|(i, x)| (metric_of(&qn, x), i as u64))
+                    .collect();
+                all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                for (g, want) in got.iter().zip(&all) {
+                    assert!(
+                        (g.distance - want.0).abs() <= 2e-3 * (1.0 + want.0.abs()),
+                        "{spec} {metric:?}: {} vs {}",
+                        g.distance,
+                        want.0
+                    );
+                }
+                // The returned distances are the true distances of the returned ids.
+                for g in &got {
+                    let x = &rec[g.id as usize * dim..(g.id as usize + 1) * dim];
+                    let want = metric_of(&qn, x);
+                    assert!((g.distance - want).abs() <= 2e-3 * (1.0 + want.abs()));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn precomputed_tables_match_direct_tables() {
+    let (n, dim) = (3000, 32);
+    let data = mixture(n, dim, 11);
+    let queries = gaussian(15, dim, 0.0, 1.0, 12).unwrap();
+    for pq in [PqParams { m: 8, nbits: 8 }, PqParams { m: 16, nbits: 4 }] {
+        let mut ivf = IvfProduct::new(16, pq, dim, Metric::L2, false, 3).unwrap();
+        ivf.train(&data).unwrap();
+        ivf.add(&data, None).unwrap();
+        assert!(ivf.uses_precomputed_tables());
+        let p = SearchParams {
+            k: 10,
+            nprobe: 4,
+            ..Default::default()
+        };
+        let a = ivf.search_batch(queries.as_slice(), &p).unwrap();
+        ivf.set_precomputed_tables(false);
+        assert!(!ivf.uses_precomputed_tables());
+        let b = ivf.search_batch(queries.as_slice(), &p).unwrap();
+        for (x, y) in a.iter().zip(&b) {
+            for (u, v) in x.iter().zip(y) {
+                assert!((u.distance - v.distance).abs() <= 1e-3 * (1.0 + v.distance));
+            }
+        }
+    }
+}
+
+/// The fast-scan list scan returns exactly the float-table answer.
+#[test]
+fn fast_scan_lists_equal_8bit_style_exact_adc() {
+    let (n, dim) = (4000, 32);
+    let data = mixture(n, dim, 21);
+    let queries = gaussian(20, dim, 0.0, 1.0, 22).unwrap();
+    let pq16 = PqParams { m: 16, nbits: 4 };
+    let mut ivf = IvfProduct::new(8, pq16, dim, Metric::L2, false, 4).unwrap();
+    ivf.train(&data).unwrap();
+    ivf.add(&data, None).unwrap();
+    let Some(pq) = &ivf.codec else {
+        panic!("pq codec")
+    };
+    let lists = ivf.assign(&data);
+    let res = ivf.residuals(&data, &lists);
+    let idx = pq.encode_indices(&res).unwrap();
+    // k = 1, a usual k, and a k larger than some lists: the candidate pruning
+    // (k-th smallest byte sum + twice the rounding margin) must never drop an answer.
+    for k in [1, 10, 60] {
+        let p = SearchParams {
+            k,
+            nprobe: 3,
+            ..Default::default()
+        };
+        for q in queries.rows() {
+            let got = ivf.search(q, &p).unwrap();
+            // Reference: float ADC over the entries of the 3 nearest lists.
+            let coarse = ivf.coarse(q);
+            let mut order: Vec<usize> = (0..8).collect();
+            order.sort_by(|&a, &b| coarse[a].total_cmp(&coarse[b]).then(a.cmp(&b)));
+            let probe = &order[..3];
+            let mut all: Vec<(f32, u64)> = Vec::new();
+            for (i, &l) in lists.iter().enumerate() {
+                if probe.contains(&(l as usize)) {
+                    let c = &ivf.centroids[l as usize * dim..(l as usize + 1) * dim];
+                    let qr: Vec<f32> = q.iter().zip(c).map(|(a, b)| a - b).collect();
+                    let mut t = Vec::new();
+                    pq.adc_table(&qr, Metric::L2, &mut t);
+                    let d: f32 = (0..16).map(|s| t[s * 16 + idx[i * 16 + s] as usize]).sum();
+                    all.push((d, i as u64));
+                }
+            }
+            all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            assert_eq!(got.len(), k);
+            for (g, w) in got.iter().zip(&all) {
+                assert!(
+                    (g.distance - w.0).abs() <= 1e-3 * (1.0 + w.0),
+                    "k {k}: {} vs {}",
+                    g.distance,
+                    w.0
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn recall_grows_with_nprobe_and_beats_flat_pq_at_full_probe() {
+    let (n, dim) = (20_000, 32);
+    let (base, queries) = mixture_sets(n, 100, dim, 31);
+    let gt = crate::data::groundtruth::ground_truth(&base, &queries, 10, Metric::L2).unwrap();
+    let data = base.as_slice();
+    let mut ivf = new("IVF64,PQ8", dim, Metric::L2, false, 5).unwrap();
+    ivf.train(data).unwrap();
+    ivf.add(data, None).unwrap();
+    let mut pq = Product::new("PQ8", dim, Metric::L2, false, 5).unwrap();
+    pq.train(data).unwrap();
+    pq.add(data, None).unwrap();
+    let recall = |idx: &dyn Index, nprobe: usize| {
+        let p = SearchParams {
+            k: 10,
+            nprobe,
+            ..Default::default()
+        };
+        let res = idx.search_batch(queries.as_slice(), &p).unwrap();
+        crate::eval::recall_at_k(&res, &gt, 10)
+    };
+    let r1 = recall(&*ivf, 1);
+    let r8 = recall(&*ivf, 8);
+    let r64 = recall(&*ivf, 64);
+    let flat_pq = recall(&pq, 1);
+    assert!(r1 < r8 && r8 <= r64 + 1e-9, "{r1} {r8} {r64}");
+    // Residual coding spends the bits on what the centroid leaves: better than PQ
+    // on the raw vectors at the same code size.
+    assert!(r64 > flat_pq + 0.05, "IVF64,PQ8 {r64} vs PQ8 {flat_pq}");
+}
+
+#[test]
+fn files_with_row_major_8bit_lists_still_open() {
+    // 8-bit lists were stored row-major (section "codes") before the blocked layout.
+    let (n, dim) = (700, 16);
+    let data = mixture(n, dim, 5);
+    let pq8 = PqParams { m: 8, nbits: 8 };
+    let mut ivf = IvfProduct::new(4, pq8, dim, Metric::L2, false, 6).unwrap();
+    ivf.train(&data).unwrap();
+    ivf.add(&data, None).unwrap();
+    let mut w = ivf.to_container().unwrap();
+    let rows = ivf.entry_codes(ivf.quantizer().unwrap());
+    w.replace_section(CODES8_SECTION, "codes", rows);
+    let c = Container::from_bytes("old.vq", w.to_bytes().unwrap(), OpenOptions::default()).unwrap();
+    let old = IvfProduct::from_container(&c).unwrap();
+    assert_eq!(old.codes.to_vec(), ivf.codes.to_vec());
+    let q = gaussian(5, dim, 0.0, 1.0, 9).unwrap();
+    let p = SearchParams {
+        nprobe: 2,
+        ..Default::default()
+    };
+    assert_eq!(
+        old.search_batch(q.as_slice(), &p).unwrap(),
+        ivf.search_batch(q.as_slice(), &p).unwrap()
+    );
+}
+
+#[test]
+fn save_load_add_delete_compact() {
+    let (n, dim) = (3000, 16);
+    let data = mixture(n, dim, 41);
+    let queries = gaussian(10, dim, 0.0, 1.0, 42).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for spec in [
+        "IVF8,Flat",
+        "IVF8,SQ8",
+        "IVF8,SQ4",
+        "IVF8,PQ4",
+        "IVF8,PQ8x4fs",
+    ] {
+        for metric in [Metric::L2, Metric::Cosine] {
+            let mut ivf = new(spec, dim, metric, true, 6).unwrap();
+            ivf.train(&data).unwrap();
+            ivf.add(&data[..2000 * dim], None).unwrap();
+            let p = SearchParams {
+                k: 10,
+                nprobe: 3,
+                rerank: 20,
+                ..Default::default()
+            };
+            let path = dir.path().join("i.vq");
+            ivf.save(&path).unwrap();
+            let c = Container::open_with(&path, OpenOptions::default()).unwrap();
+            let mut loaded = from_container(&c).unwrap();
+            assert_eq!(loaded.spec(), ivf.spec());
+            let a = ivf.search_batch(queries.as_slice(), &p).unwrap();
+            let b = loaded.search_batch(queries.as_slice(), &p).unwrap();
+            assert_eq!(a, b, "{spec} {metric:?}");
+            // Adding to the loaded index keeps what was there.
+            loaded.add(&data[2000 * dim..], None).unwrap();
+            ivf.add(&data[2000 * dim..], None).unwrap();
+            assert_eq!(loaded.len(), n);
+            assert_eq!(
+                ivf.search_batch(queries.as_slice(), &p).unwrap(),
+                loaded.search_batch(queries.as_slice(), &p).unwrap()
+            );
+            // Deletes never come back, compaction keeps the answers.
+            let gone: Vec<u64> = (0..n as u64).step_by(3).collect();
+            assert_eq!(loaded.delete(&gone).unwrap(), gone.len());
+            let before = loaded.search_batch(queries.as_slice(), &p).unwrap();
+            for r in before.iter().flatten() {
+                assert!(r.id % 3 != 0);
+            }
+            loaded.save(&path).unwrap();
+            let c = Container::open_with(&path, OpenOptions::default()).unwrap();
+            let mut again = from_container(&c).unwrap();
+            assert_eq!(again.deleted(), gone.len());
+            assert_eq!(again.search_batch(queries.as_slice(), &p).unwrap(), before);
+            assert_eq!(again.compact().unwrap(), gone.len());
+            assert_eq!(again.len(), n - gone.len());
+            assert_eq!(again.search_batch(queries.as_slice(), &p).unwrap(), before);
+        }
+    }
+}
+
+#[test]
+fn bad_parameters() {
+    assert!(new("IVF8,PQ5", 16, Metric::L2, false, 0).is_err());
+    let mut ivf = new("IVF64,SQ8", 4, Metric::L2, false, 0).unwrap();
+    let e = ivf.train(&[0.0; 4 * 10]).unwrap_err().to_string();
+    assert!(e.contains("64 lists"), "{e}");
+    assert!(ivf.add(&[0.0; 4], None).is_err(), "untrained");
+    let data = mixture(500, 4, 1);
+    let mut ivf = new("IVF4,SQ8", 4, Metric::L2, false, 0).unwrap();
+    ivf.train(&data).unwrap();
+    ivf.add(&data, None).unwrap();
+    let p = SearchParams {
+        nprobe: 0,
+        ..Default::default()
+    };
+    assert!(ivf.search(&[0.0; 4], &p).is_err());
+    assert!(
+        ivf.search(
+            &[0.0; 4],
+            &SearchParams {
+                rerank: 5,
+                ..Default::default()
+            }
+        )
+        .is_err(),
+        "rerank without raw vectors"
+    );
+    assert!(
+        ivf.search(&[f32::NAN, 0.0, 0.0, 0.0], &SearchParams::default())
+            .is_err()
+    );
+}
