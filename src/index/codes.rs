@@ -5,12 +5,14 @@
 //! chunks of [`CHUNK`] rows, every query of the group scanning a chunk while it is in
 //! cache. Ids, tombstones, filters and exact re-ranking come from [`Rows`].
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::index::rows::{Exact, Rows, rerank_unavailable};
-use crate::index::{IdFilter, Index, SearchParams, check_add, check_search, check_single};
+use crate::index::rows::{Exact, Rows};
+use crate::index::{
+    GroupSearch, IdFilter, Index, SearchParams, check_add, grouped_batch, grouped_single,
+    header_dims, untrained,
+};
 use crate::metric::Metric;
 use crate::quant::codec::{InnerSpec, ListTerms, Raw, Stored, VectorCodec};
 use crate::quant::product::ProductQuantizer;
@@ -105,15 +107,7 @@ impl<C: VectorCodec> FlatCodes<C> {
     }
 
     fn codec(&self) -> Result<&C> {
-        self.codec.as_ref().ok_or_else(|| {
-            Error::param(
-                "index",
-                format!(
-                    "{} must be trained before vectors are added or searched",
-                    self.name()
-                ),
-            )
-        })
+        self.codec.as_ref().ok_or_else(|| untrained(&self.name()))
     }
 
     fn stores_raw(&self) -> bool {
@@ -137,11 +131,7 @@ impl<C: VectorCodec> FlatCodes<C> {
     pub fn from_container(c: &Container) -> Result<Self> {
         let h = c.header();
         let bad = |m: String| Error::format(c.path(), m);
-        let dim = usize::try_from(h.dim)
-            .ok()
-            .filter(|&d| d > 0 && d <= 1 << 24)
-            .ok_or_else(|| bad(format!("invalid dimension {} in header", h.dim)))?;
-        let n = usize::try_from(h.count).map_err(|_| bad("vector count overflows".into()))?;
+        let (dim, n) = header_dims(c)?;
         let p: StoredParams<C::Spec> = c.params()?;
         let mut idx =
             Self::new(p.inner, dim, h.metric, p.keep_raw, 0).map_err(|e| bad(e.to_string()))?;
@@ -176,15 +166,8 @@ impl<C: VectorCodec> FlatCodes<C> {
         filter: &IdFilter<'_>,
     ) -> Result<Vec<Vec<Neighbor>>> {
         let codec = self.codec()?;
-        let rerank = params.rerank > 0 && !C::STORES_RAW;
-        if rerank && self.raw.is_empty() {
-            return Err(rerank_unavailable(&self.name()));
-        }
-        let depth = if rerank {
-            params.rerank.max(params.k)
-        } else {
-            params.k
-        };
+        let (rerank, depth) =
+            crate::index::scan_depth(params, C::STORES_RAW, !self.raw.is_empty(), &self.name())?;
         let prepared = crate::vectors::prepared(queries, self.dim, self.metric);
         let mut states: Vec<(C::Query, TopK)> = prepared
             .chunks_exact(self.dim)
@@ -237,6 +220,18 @@ impl<C: VectorCodec> FlatCodes<C> {
                 self.rows.finish(heap.into_sorted(), params.k, exact)
             })
             .collect())
+    }
+}
+
+impl<C: VectorCodec> GroupSearch for FlatCodes<C> {
+    const QUERY_GROUP: usize = QUERY_GROUP;
+    fn search_group(
+        &self,
+        queries: &[f32],
+        params: &SearchParams,
+        filter: &IdFilter<'_>,
+    ) -> Result<Vec<Vec<Neighbor>>> {
+        FlatCodes::search_group(self, queries, params, filter)
     }
 }
 
@@ -333,19 +328,10 @@ impl<C: VectorCodec> Index for FlatCodes<C> {
         params: &SearchParams,
         filter: &IdFilter<'_>,
     ) -> Result<Vec<Neighbor>> {
-        check_single(self.dim, self.len(), query, params)?;
-        let mut r = self.search_group(query, params, filter)?;
-        Ok(r.pop().unwrap_or_default())
+        grouped_single(self, query, params, filter)
     }
     fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
-        check_search(self.dim, self.len(), params)?;
-        check_batch(queries, self.dim, "queries")?;
-        check_finite(queries, self.dim, "queries")?;
-        let groups: Vec<Vec<Vec<Neighbor>>> = queries
-            .par_chunks(self.dim * QUERY_GROUP)
-            .map(|g| self.search_group(g, params, &IdFilter::All))
-            .collect::<Result<_>>()?;
-        Ok(groups.into_iter().flatten().collect())
+        grouped_batch(self, queries, params)
     }
     fn reconstruct(&self, vectors: &[f32]) -> Result<Option<Vec<f32>>> {
         check_batch(vectors, self.dim, "vectors")?;

@@ -250,6 +250,93 @@ pub fn check_add(dim: usize, vectors: &[f32], ids: Option<&[u64]>) -> Result<usi
     Ok(n)
 }
 
+/// Kinds that answer a group of queries in one pass (the group shares a coarse GEMM or
+/// a chunk of codes in cache): single and batch search, with their checks, are written
+/// once for all of them ([`grouped_single`], [`grouped_batch`]).
+pub(crate) trait GroupSearch: Index {
+    /// Queries per group in batch search.
+    const QUERY_GROUP: usize;
+    /// Answers a group of row-major queries (as given, not yet prepared).
+    fn search_group(
+        &self,
+        queries: &[f32],
+        params: &SearchParams,
+        filter: &IdFilter<'_>,
+    ) -> Result<Vec<Vec<Neighbor>>>;
+}
+
+/// [`Index::search_filtered`] of a [`GroupSearch`] kind.
+pub(crate) fn grouped_single<I: GroupSearch>(
+    idx: &I,
+    query: &[f32],
+    params: &SearchParams,
+    filter: &IdFilter<'_>,
+) -> Result<Vec<Neighbor>> {
+    check_single(idx.dim(), idx.len(), query, params)?;
+    let mut r = idx.search_group(query, params, filter)?;
+    Ok(r.pop().unwrap_or_default())
+}
+
+/// [`Index::search_batch`] of a [`GroupSearch`] kind: groups in parallel.
+pub(crate) fn grouped_batch<I: GroupSearch>(
+    idx: &I,
+    queries: &[f32],
+    params: &SearchParams,
+) -> Result<Vec<Vec<Neighbor>>> {
+    let dim = idx.dim();
+    check_search(dim, idx.len(), params)?;
+    check_batch(queries, dim, "queries")?;
+    check_finite(queries, dim, "queries")?;
+    let groups: Vec<Vec<Vec<Neighbor>>> = queries
+        .par_chunks(dim * I::QUERY_GROUP)
+        .map(|g| idx.search_group(g, params, &IdFilter::All))
+        .collect::<Result<_>>()?;
+    Ok(groups.into_iter().flatten().collect())
+}
+
+/// How deep a quantized scan goes for `params`: `(re-rank, depth)` — the best
+/// `max(rerank, k)` candidates when re-ranking, else `k`. `exact` kinds never re-rank;
+/// re-ranking without kept raw vectors is an error naming the spec.
+pub(crate) fn scan_depth(
+    params: &SearchParams,
+    exact: bool,
+    has_raw: bool,
+    spec: &str,
+) -> Result<(bool, usize)> {
+    let rerank = params.rerank > 0 && !exact;
+    if rerank && !has_raw {
+        return Err(rows::rerank_unavailable(spec));
+    }
+    Ok((
+        rerank,
+        if rerank {
+            params.rerank.max(params.k)
+        } else {
+            params.k
+        },
+    ))
+}
+
+/// The error for adding to or searching an index before it was trained.
+pub(crate) fn untrained(spec: &str) -> Error {
+    Error::param(
+        "index",
+        format!("{spec} must be trained before vectors are added or searched"),
+    )
+}
+
+/// The dimension and row count a container's header declares, validated.
+pub(crate) fn header_dims(c: &Container) -> Result<(usize, usize)> {
+    let h = c.header();
+    let dim = usize::try_from(h.dim)
+        .ok()
+        .filter(|&d| d > 0 && d <= 1 << 24)
+        .ok_or_else(|| Error::format(c.path(), format!("invalid dimension {} in header", h.dim)))?;
+    let n =
+        usize::try_from(h.count).map_err(|_| Error::format(c.path(), "vector count overflows"))?;
+    Ok((dim, n))
+}
+
 /// Opens an index file of any kind (memory-mapped, validated; see [`crate::store`]).
 ///
 /// ```no_run

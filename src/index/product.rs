@@ -14,8 +14,11 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::index::rows::{Exact, Rows, rerank_unavailable};
-use crate::index::{IdFilter, Index, SearchParams, check_add, check_search, check_single};
+use crate::index::rows::{Exact, Rows};
+use crate::index::{
+    GroupSearch, IdFilter, Index, SearchParams, check_add, grouped_batch, grouped_single,
+    header_dims, untrained,
+};
 use crate::kernels::{fastscan, pq8};
 use crate::metric::Metric;
 use crate::quant::codec::scan::{Reservoir, Scan8, Scan8Scratch};
@@ -148,15 +151,7 @@ impl Product {
     }
 
     fn trained(&self) -> Result<&ProductQuantizer> {
-        self.pq.as_ref().ok_or_else(|| {
-            Error::param(
-                "index",
-                format!(
-                    "{} must be trained before vectors are added or searched",
-                    self.spec.name()
-                ),
-            )
-        })
+        self.pq.as_ref().ok_or_else(|| untrained(&self.spec.name()))
     }
 
     /// Normalises (cosine) and rotates (OPQ) row-major vectors.
@@ -197,11 +192,7 @@ impl Product {
     pub fn from_container(c: &Container) -> Result<Self> {
         let h = c.header();
         let bad = |m: String| Error::format(c.path(), m);
-        let dim = usize::try_from(h.dim)
-            .ok()
-            .filter(|&d| d > 0 && d <= 1 << 24)
-            .ok_or_else(|| bad(format!("invalid dimension {} in header", h.dim)))?;
-        let n = usize::try_from(h.count).map_err(|_| bad("vector count overflows".into()))?;
+        let (dim, n) = header_dims(c)?;
         let p: StoredParams = c.params()?;
         check_params(dim, p.spec.m, p.spec.nbits).map_err(|e| bad(e.to_string()))?;
         if p.spec.nbits == 4 && p.spec.m > 256 {
@@ -416,15 +407,8 @@ impl Product {
         filter: &IdFilter<'_>,
     ) -> Result<Vec<Vec<Neighbor>>> {
         let pq = self.trained()?;
-        let rerank = params.rerank > 0;
-        if rerank && self.raw.is_empty() {
-            return Err(rerank_unavailable(&self.spec.name()));
-        }
-        let depth = if rerank {
-            params.rerank.max(params.k)
-        } else {
-            params.k
-        };
+        let (rerank, depth) =
+            crate::index::scan_depth(params, false, !self.raw.is_empty(), &self.spec.name())?;
         let prepared = self.prepare(queries);
         let cands: Vec<Vec<Neighbor>> = if self.spec.nbits == 8 {
             self.scan8(pq, &prepared, depth, filter)
@@ -552,6 +536,18 @@ pub fn train_opq(
     Ok(r)
 }
 
+impl GroupSearch for Product {
+    const QUERY_GROUP: usize = QUERY_GROUP;
+    fn search_group(
+        &self,
+        queries: &[f32],
+        params: &SearchParams,
+        filter: &IdFilter<'_>,
+    ) -> Result<Vec<Vec<Neighbor>>> {
+        Product::search_group(self, queries, params, filter)
+    }
+}
+
 impl Index for Product {
     fn spec(&self) -> String {
         self.spec.name()
@@ -677,23 +673,11 @@ impl Index for Product {
         params: &SearchParams,
         filter: &IdFilter<'_>,
     ) -> Result<Vec<Neighbor>> {
-        check_single(self.dim, self.len(), query, params)?;
-        Ok(self
-            .search_group(query, params, filter)?
-            .pop()
-            .unwrap_or_default())
+        grouped_single(self, query, params, filter)
     }
 
     fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
-        check_search(self.dim, self.len(), params)?;
-        check_batch(queries, self.dim, "queries")?;
-        check_finite(queries, self.dim, "queries")?;
-        self.trained()?;
-        let groups: Vec<Vec<Vec<Neighbor>>> = queries
-            .par_chunks(self.dim * QUERY_GROUP)
-            .map(|g| self.search_group(g, params, &IdFilter::All))
-            .collect::<Result<_>>()?;
-        Ok(groups.into_iter().flatten().collect())
+        grouped_batch(self, queries, params)
     }
 
     fn reconstruct(&self, vectors: &[f32]) -> Result<Option<Vec<f32>>> {

@@ -16,12 +16,14 @@
 //! [`crate::index::spec::BuildOptions::keep_raw`] the original vectors are kept in a
 //! separate section and `rerank = R` re-scores the best `R` candidates exactly.
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::index::rows::{Exact, Rows, rerank_unavailable};
-use crate::index::{IdFilter, Index, SearchParams, check_add, check_search, check_single};
+use crate::index::rows::{Exact, Rows};
+use crate::index::{
+    GroupSearch, IdFilter, Index, SearchParams, check_add, grouped_batch, grouped_single,
+    header_dims, untrained,
+};
 use crate::kernels::{self, sq as ksq};
 use crate::metric::Metric;
 use crate::quant::codec::sq::{
@@ -141,26 +143,14 @@ impl Scalar {
     }
 
     fn trained(&self) -> Result<&ScalarQuantizer> {
-        self.sq.as_ref().ok_or_else(|| {
-            Error::param(
-                "index",
-                format!(
-                    "{} must be trained before vectors are added or searched",
-                    self.spec
-                ),
-            )
-        })
+        self.sq.as_ref().ok_or_else(|| untrained(&self.spec))
     }
 
     /// Loads an `sq` container.
     pub fn from_container(c: &Container) -> Result<Self> {
         let h = c.header();
         let bad = |m: String| Error::format(c.path(), m);
-        let dim = usize::try_from(h.dim)
-            .ok()
-            .filter(|&d| d > 0 && d <= 1 << 24)
-            .ok_or_else(|| bad(format!("invalid dimension {} in header", h.dim)))?;
-        let n = usize::try_from(h.count).map_err(|_| bad("vector count overflows".into()))?;
+        let (dim, n) = header_dims(c)?;
         let p: StoredParams = c.params()?;
         let sq = read_quantizer(c, dim, &p.config)?;
         let cs = sq.code_size();
@@ -217,15 +207,8 @@ impl Scalar {
         params: &SearchParams,
         filter: &IdFilter<'_>,
     ) -> Result<Vec<Vec<Neighbor>>> {
-        let rerank = params.rerank > 0;
-        if rerank && self.raw.is_empty() {
-            return Err(rerank_unavailable(&self.spec));
-        }
-        let depth = if rerank {
-            params.rerank.max(params.k)
-        } else {
-            params.k
-        };
+        let (rerank, depth) =
+            crate::index::scan_depth(params, false, !self.raw.is_empty(), &self.spec)?;
         let kernel = Kernel::for_quantizer(sq);
         let mut states: Vec<QueryState> = queries
             .chunks_exact(self.dim)
@@ -301,6 +284,20 @@ impl Scalar {
                 self.rows.finish(st.heap.into_sorted(), params.k, exact)
             })
             .collect())
+    }
+}
+
+impl GroupSearch for Scalar {
+    const QUERY_GROUP: usize = QUERY_GROUP;
+    fn search_group(
+        &self,
+        queries: &[f32],
+        params: &SearchParams,
+        filter: &IdFilter<'_>,
+    ) -> Result<Vec<Vec<Neighbor>>> {
+        let sq = self.trained()?;
+        let q = self.prepare_queries(queries);
+        self.scan_group(sq, &q, params, filter)
     }
 }
 
@@ -393,24 +390,11 @@ impl Index for Scalar {
         params: &SearchParams,
         filter: &IdFilter<'_>,
     ) -> Result<Vec<Neighbor>> {
-        check_single(self.dim, self.len(), query, params)?;
-        let sq = self.trained()?;
-        let q = self.prepare_queries(query);
-        let mut r = self.scan_group(sq, &q, params, filter)?;
-        Ok(r.pop().unwrap_or_default())
+        grouped_single(self, query, params, filter)
     }
 
     fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
-        check_search(self.dim, self.len(), params)?;
-        check_batch(queries, self.dim, "queries")?;
-        check_finite(queries, self.dim, "queries")?;
-        let sq = self.trained()?;
-        let q = self.prepare_queries(queries);
-        let groups: Vec<Vec<Vec<Neighbor>>> = q
-            .par_chunks(self.dim * QUERY_GROUP)
-            .map(|g| self.scan_group(sq, g, params, &IdFilter::All))
-            .collect::<Result<_>>()?;
-        Ok(groups.into_iter().flatten().collect())
+        grouped_batch(self, queries, params)
     }
 
     fn reconstruct(&self, vectors: &[f32]) -> Result<Option<Vec<f32>>> {

@@ -36,7 +36,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::index::rows::Rows;
-use crate::index::{IdFilter, Index, SearchParams, check_add, check_search, check_single};
+use crate::index::{
+    IdFilter, Index, SearchParams, check_add, check_search, check_single, untrained,
+};
 use crate::metric::Metric;
 pub use crate::quant::codec::InnerSpec;
 use crate::quant::codec::{PqParams, Raw, RawSpec, SqSpec, Stored, VectorCodec};
@@ -300,15 +302,7 @@ impl<C: VectorCodec> Hnsw<C> {
     }
 
     fn codec(&self) -> Result<&C> {
-        self.codec.as_ref().ok_or_else(|| {
-            Error::param(
-                "index",
-                format!(
-                    "{} must be trained before vectors are added or searched",
-                    self.name()
-                ),
-            )
-        })
+        self.codec.as_ref().ok_or_else(|| untrained(&self.name()))
     }
 
     fn stores_raw(&self) -> bool {

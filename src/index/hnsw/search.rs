@@ -6,7 +6,7 @@ use std::collections::BinaryHeap;
 
 use crate::error::{Error, Result};
 use crate::index::hnsw::{Hnsw, MAX_M, NONE, PREFETCH_BYTES, upper_beam_width};
-use crate::index::rows::{Exact, rerank_unavailable};
+use crate::index::rows::Exact;
 use crate::index::{IdFilter, SearchParams};
 use crate::metric::Metric;
 use crate::quant::codec::{ListTerms, Stored, VectorCodec};
@@ -251,18 +251,11 @@ impl<C: VectorCodec> Hnsw<C> {
         filter: &IdFilter<'_>,
         s: &mut Scratch<C::Query>,
     ) -> Result<Vec<Neighbor>> {
-        let rerank = params.rerank > 0 && !C::STORES_RAW;
-        if rerank && self.raw.is_empty() {
-            return Err(rerank_unavailable(&self.name()));
-        }
         if params.ef_search == 0 {
             return Err(Error::param("ef", "must be at least 1"));
         }
-        let depth = if rerank {
-            params.rerank.max(params.k)
-        } else {
-            params.k
-        };
+        let (rerank, depth) =
+            crate::index::scan_depth(params, C::STORES_RAW, !self.raw.is_empty(), &self.name())?;
         let cands = self.search_one(q, params.ef_search, depth, filter, s);
         let exact = rerank.then(|| Exact {
             raw: &self.raw,

@@ -18,11 +18,7 @@ impl<C: VectorCodec> Ivf<C> {
     pub fn from_container(c: &Container) -> Result<Self> {
         let h = c.header();
         let bad = |m: String| Error::format(c.path(), m);
-        let dim = usize::try_from(h.dim)
-            .ok()
-            .filter(|&d| d > 0 && d <= 1 << 24)
-            .ok_or_else(|| bad(format!("invalid dimension {} in header", h.dim)))?;
-        let n = usize::try_from(h.count).map_err(|_| bad("vector count overflows".into()))?;
+        let (dim, n) = crate::index::header_dims(c)?;
         let p: StoredParams<C::Spec> = c.params()?;
         let mut idx = Ivf::<C>::new(p.nlist, p.inner, dim, h.metric, p.keep_raw, 0)
             .map_err(|e| bad(e.to_string()))?;

@@ -30,7 +30,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::index::rows::Rows;
-use crate::index::{IdFilter, Index, SearchParams, check_add, check_search, check_single};
+use crate::index::{
+    GroupSearch, IdFilter, Index, SearchParams, check_add, grouped_batch, grouped_single, untrained,
+};
 use crate::kernels;
 use crate::kmeans::{KMeans, KMeansConfig, nearest};
 use crate::metric::Metric;
@@ -301,15 +303,7 @@ impl<C: VectorCodec> Ivf<C> {
     }
 
     fn codec(&self) -> Result<&C> {
-        self.codec.as_ref().ok_or_else(|| {
-            Error::param(
-                "index",
-                format!(
-                    "{} must be trained before vectors are added or searched",
-                    self.name()
-                ),
-            )
-        })
+        self.codec.as_ref().ok_or_else(|| untrained(&self.name()))
     }
 
     fn has_aux(&self) -> bool {
@@ -347,6 +341,18 @@ impl<C: VectorCodec> Ivf<C> {
     /// Drops the tables (they are rebuilt at the next search that uses them).
     fn invalidate_tables(&mut self) {
         self.precomputed = std::sync::OnceLock::new();
+    }
+}
+
+impl<C: VectorCodec> GroupSearch for Ivf<C> {
+    const QUERY_GROUP: usize = QUERY_GROUP;
+    fn search_group(
+        &self,
+        queries: &[f32],
+        params: &SearchParams,
+        filter: &IdFilter<'_>,
+    ) -> Result<Vec<Vec<Neighbor>>> {
+        Ivf::search_group(self, queries, params, filter)
     }
 }
 
@@ -484,20 +490,11 @@ impl<C: VectorCodec> Index for Ivf<C> {
         params: &SearchParams,
         filter: &IdFilter<'_>,
     ) -> Result<Vec<Neighbor>> {
-        check_single(self.dim, self.len(), query, params)?;
-        let mut r = self.search_group(query, params, filter)?;
-        Ok(r.pop().unwrap_or_default())
+        grouped_single(self, query, params, filter)
     }
 
     fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
-        check_search(self.dim, self.len(), params)?;
-        check_batch(queries, self.dim, "queries")?;
-        check_finite(queries, self.dim, "queries")?;
-        let groups: Vec<Vec<Vec<Neighbor>>> = queries
-            .par_chunks(self.dim * QUERY_GROUP)
-            .map(|g| self.search_group(g, params, &IdFilter::All))
-            .collect::<Result<_>>()?;
-        Ok(groups.into_iter().flatten().collect())
+        grouped_batch(self, queries, params)
     }
 
     fn reconstruct(&self, vectors: &[f32]) -> Result<Option<Vec<f32>>> {

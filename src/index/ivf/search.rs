@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::index::IdFilter;
 use crate::index::SearchParams;
 use crate::index::ivf::{FEW_PROBES, Ivf};
-use crate::index::rows::{Exact, rerank_unavailable};
+use crate::index::rows::Exact;
 use crate::kernels;
 use crate::linalg::gemm_abt;
 use crate::metric::Metric;
@@ -180,15 +180,8 @@ impl<C: VectorCodec> Ivf<C> {
         if params.nprobe == 0 {
             return Err(Error::param("nprobe", "must be at least 1"));
         }
-        let rerank = params.rerank > 0 && !C::STORES_RAW;
-        if rerank && self.raw.is_empty() {
-            return Err(rerank_unavailable(&self.name()));
-        }
-        let depth = if rerank {
-            params.rerank.max(params.k)
-        } else {
-            params.k
-        };
+        let (rerank, depth) =
+            crate::index::scan_depth(params, C::STORES_RAW, !self.raw.is_empty(), &self.name())?;
         let nprobe = params.nprobe.min(self.nlist);
         let prepared = self.prepare(queries);
         let coarse = self.coarse(&prepared);
