@@ -1346,7 +1346,7 @@ mod tests {
                 ..Default::default()
             };
             let path = dir.path().join("h.vq");
-            h.save(&path).unwrap();
+            h.save_to(&path).unwrap();
             let c = Container::open_with(&path, OpenOptions::default()).unwrap();
             let mut loaded = Hnsw::from_container(&c).unwrap();
             let a = h.search_batch(queries.as_slice(), &p).unwrap();

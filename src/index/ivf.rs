@@ -1525,7 +1525,7 @@ mod tests {
                     ..Default::default()
                 };
                 let path = dir.path().join("i.vq");
-                ivf.save(&path).unwrap();
+                ivf.save_to(&path).unwrap();
                 let c = Container::open_with(&path, OpenOptions::default()).unwrap();
                 let mut loaded = Ivf::from_container(&c).unwrap();
                 assert_eq!(loaded.spec(), ivf.spec());
@@ -1547,7 +1547,7 @@ mod tests {
                 for r in before.iter().flatten() {
                     assert!(r.id % 3 != 0);
                 }
-                loaded.save(&path).unwrap();
+                loaded.save_to(&path).unwrap();
                 let c = Container::open_with(&path, OpenOptions::default()).unwrap();
                 let mut again = Ivf::from_container(&c).unwrap();
                 assert_eq!(again.deleted(), gone.len());
