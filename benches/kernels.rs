@@ -2,7 +2,8 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
-use vecquant::kernels;
+// The kernels are crate-private; `__bench` re-exports them for these benchmarks only.
+use vecquant::__bench as kernels;
 
 fn bench_kernels(c: &mut Criterion) {
     for &d in &[128usize, 960] {

@@ -5,8 +5,8 @@
 //! `cargo run --release --example pq_seeds -- DATA_DIR [M] [NBITS] [SEEDS] [RUNS]`
 //! (defaults: the default set, 32, 4, 8, 1; RUNS = k-means runs per sub-space).
 
-use vecquant::bench::load_dataset;
 use vecquant::data::groundtruth::exact_search;
+use vecquant::data::load_dataset;
 use vecquant::eval::{self, recall_at_k};
 use vecquant::quant::product::{PqTraining, ProductQuantizer};
 use vecquant::{Metric, VectorSet};
@@ -21,7 +21,7 @@ fn main() -> vecquant::Result<()> {
         String::as_str,
     );
     let (m, nbits, seeds, runs) = (arg(2, 32), arg(3, 4) as u8, arg(4, 8), arg(5, 1));
-    let data = load_dataset(dir.as_ref())?;
+    let data = load_dataset(dir)?;
     let d = data.data.base.dim();
     let (base, queries) = (&data.data.base, &data.data.query);
     let mut recalls = Vec::new();

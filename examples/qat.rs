@@ -13,9 +13,15 @@
 //! Both are evaluated with 4-bit weights on held-out data; the example prints the test MSE
 //! of f32, PTQ and QAT and exits non-zero if QAT does not beat PTQ.
 
+use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
+use rand_xoshiro::Xoshiro256PlusPlus;
 use vecquant::model::activation::{fake_quant, fake_quant_grad};
-use vecquant::rng::seeded;
+
+/// The generator vecquant seeds its own routines with (portable across `rand` releases).
+fn seeded(seed: u64) -> Xoshiro256PlusPlus {
+    Xoshiro256PlusPlus::seed_from_u64(seed)
+}
 
 const IN: usize = 32;
 const HID: usize = 64;

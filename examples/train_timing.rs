@@ -2,7 +2,7 @@
 //! (`cargo run --release --example train_timing -- SPEC DATA_DIR`).
 
 use std::time::Instant;
-use vecquant::bench::load_dataset;
+use vecquant::data::load_dataset;
 use vecquant::index::spec::{BuildOptions, new_index};
 
 fn main() -> vecquant::Result<()> {
@@ -12,7 +12,7 @@ fn main() -> vecquant::Result<()> {
         "datasets/cache/gaussian-100000x128-q1000-s42",
         String::as_str,
     );
-    let data = load_dataset(dir.as_ref())?;
+    let data = load_dataset(dir)?;
     let mut idx = new_index(spec, data.data.base.dim(), &BuildOptions::default())?;
     let t0 = Instant::now();
     idx.train(data.data.train.as_slice())?;

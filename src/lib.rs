@@ -27,27 +27,34 @@
 
 #![deny(missing_docs)]
 
-pub mod bench;
 pub mod data;
 pub mod error;
 pub mod eval;
 pub mod index;
-pub mod kernels;
+pub(crate) mod kernels;
 pub mod kmeans;
-pub mod linalg;
+pub(crate) mod linalg;
 pub mod metric;
 pub mod model;
-pub mod plot;
 pub mod quant;
-pub mod rng;
+pub(crate) mod rng;
 #[cfg(feature = "server")]
 pub mod serve;
 pub mod store;
 pub mod topk;
 pub mod vectors;
 
+/// The kernels, for the criterion benchmarks in `benches/` (separate crates, which
+/// cannot see `pub(crate)` items). Not part of the API: no stability promise, hidden
+/// from the documentation.
+#[doc(hidden)]
+pub mod __bench {
+    pub use crate::kernels::{dot, fastscan, l2_sq, pq8, scalar, sq};
+}
+
 pub use error::{Error, Result};
-pub use index::{Flat, Index, SearchParams};
+pub use index::{Flat, Index, IndexExt, SearchParams};
+pub use kernels::{SimdLevel, simd_level};
 pub use metric::Metric;
 pub use topk::Neighbor;
 pub use vectors::VectorSet;
@@ -55,7 +62,7 @@ pub use vectors::VectorSet;
 /// The names most programs need.
 pub mod prelude {
     pub use crate::error::{Error, Result};
-    pub use crate::index::{self, Flat, IdFilter, Index, IndexBuilder, SearchParams};
+    pub use crate::index::{self, Flat, IdFilter, Index, IndexBuilder, IndexExt, SearchParams};
     pub use crate::metric::Metric;
     pub use crate::model::io::Tensor;
     pub use crate::model::{

@@ -82,10 +82,7 @@ fn deleted_ids_never_come_back() {
             assert_eq!(idx.len(), n - deleted);
             assert_eq!(idx.delete(&gone).unwrap(), 0, "idempotent");
             let check = |idx: &dyn Index, when: &str| {
-                let p = SearchParams {
-                    rerank: if spec == "Flat" { 0 } else { 50 },
-                    ..SearchParams::with_k(10)
-                };
+                let p = SearchParams::new(10).rerank(if spec == "Flat" { 0 } else { 50 });
                 for r in idx.search_batch(queries.as_slice(), &p).unwrap() {
                     assert_eq!(r.len(), 10, "{spec} {metric} {when}");
                     for id in ids(&r) {
@@ -192,11 +189,7 @@ fn filtered_search_on_approximate_kinds_keeps_recall() {
         let idx = build(spec, Metric::L2, dim, n);
         let pred = |id: u64| row_of(id) % 10 == 7;
         let filter = IdFilter::Predicate(&pred);
-        let p = SearchParams {
-            nprobe: 4,
-            ef_search: 32,
-            ..SearchParams::with_k(10)
-        };
+        let p = SearchParams::new(10).nprobe(4).ef_search(32);
         let (mut plain, mut filtered) = (0.0, 0.0);
         for q in queries.rows() {
             plain += recall(&idx.search(q, &p).unwrap(), &exact(q, &|_| true));
@@ -224,11 +217,7 @@ fn concurrent_searches_match_single_threaded() {
     let queries = gaussian(64, dim, 0.0, 1.0, 26).unwrap();
     for spec in all_specs() {
         let idx = build(spec, Metric::L2, dim, n);
-        let p = SearchParams {
-            nprobe: 4,
-            ef_search: 32,
-            ..SearchParams::with_k(10)
-        };
+        let p = SearchParams::new(10).nprobe(4).ef_search(32);
         let want: Vec<Vec<Neighbor>> = queries.rows().map(|q| idx.search(q, &p).unwrap()).collect();
         // Batch search may score through GEMM (last-bit differences from `search`):
         // compare it with its own single-threaded answer.

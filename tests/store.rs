@@ -21,7 +21,7 @@ fn fixture_index() -> Flat {
 #[test]
 fn version_1_fixture_still_loads() {
     if std::env::var_os("VECQUANT_WRITE_FIXTURES").is_some() {
-        fixture_index().save(V1_FLAT.as_ref()).unwrap();
+        fixture_index().save(V1_FLAT).unwrap();
     }
     let idx = vecquant::index::open(V1_FLAT).unwrap();
     assert_eq!(
@@ -139,10 +139,7 @@ fn fuzz_loader_never_panics() {
             {
                 loaded += 1;
                 let q = vec![0.5; idx.dim().min(64)];
-                let p = SearchParams {
-                    rerank: 4,
-                    ..SearchParams::with_k(3)
-                };
+                let p = SearchParams::new(3).rerank(4);
                 let _ = idx.search(&q, &p);
                 let _ = idx.search_batch(&q, &SearchParams::with_k(2));
             }

@@ -194,12 +194,7 @@ fn sign_codes_in_flat_ivf_and_hnsw() {
     let data = base.as_slice();
     let dir = tempfile::tempdir().unwrap();
     for metric in [Metric::L2, Metric::InnerProduct] {
-        let p = SearchParams {
-            k: 10,
-            nprobe: 16,
-            ef_search: 200,
-            ..Default::default()
-        };
+        let p = SearchParams::new(10).nprobe(16).ef_search(200);
         // Flat: exactly the brute force over the reconstructions.
         let mut flat = FlatCodes::<Sign>::new(SignSpec, dim, metric, true, 3).unwrap();
         assert!(!flat.is_trained());
@@ -242,7 +237,7 @@ fn sign_codes_in_flat_ivf_and_hnsw() {
         let kinds: Vec<Box<dyn Index>> = vec![Box::new(flat), Box::new(ivf), Box::new(hnsw)];
         for (i, mut idx) in kinds.into_iter().enumerate() {
             let q = queries.row(0);
-            let rr = SearchParams { rerank: 100, ..p };
+            let rr = p.rerank(100);
             let exact = idx.search(q, &rr).unwrap();
             assert_eq!(exact.len(), 10);
             let gone: Vec<u64> = (0..n as u64).step_by(2).collect();

@@ -5,7 +5,10 @@
 //! - [`npy`]: NumPy `.npy` arrays (f32, f64, u8; C order, little endian).
 //! - [`generate`]: seeded Gaussian and Gaussian-mixture sets with train/base/query splits.
 //! - [`groundtruth`]: exact top-k by blocked GEMM.
+//! - [`dataset`]: data-set folders (`base`/`query`/`train` vectors and
+//!   `groundtruth.ivecs`), as `vecquant gen` writes and `vecquant bench` reads them.
 
+pub mod dataset;
 pub mod generate;
 pub mod groundtruth;
 pub mod npy;
@@ -15,6 +18,10 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::vectors::VectorSet;
+
+pub use dataset::{
+    GT_DEPTH, LoadedDataset, load_dataset, read_ground_truth, write_dataset, write_ground_truth,
+};
 
 /// Reads a vector file, choosing the format by extension: `.fvecs`, `.bvecs` (bytes
 /// widened to f32), `.npy`. Fails on any other extension.
@@ -57,10 +64,16 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path, e))
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so a crash never
-/// leaves a half-written file under the final name.
-pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to `path` through a temporary file (`path` + `.tmp`), an fsync and a
+/// rename, so a crash never leaves a half-written file under the final name. Creates the
+/// parent directories.
+///
+/// # Errors
+/// [`Error::Io`] naming the directory, the temporary file or `path` if creating,
+/// writing, syncing or renaming fails.
+pub fn write_file_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
+    let path = path.as_ref();
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {

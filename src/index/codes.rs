@@ -451,7 +451,7 @@ mod tests {
                 .unwrap();
             let before = idx.search_batch(queries.as_slice(), &p).unwrap();
             let path = dir.path().join("pq.vq");
-            idx.save(&path).unwrap();
+            idx.save_to(&path).unwrap();
             let mut again = crate::index::open(&path).unwrap();
             assert_eq!(again.spec(), idx.spec());
             assert_eq!(again.search_batch(queries.as_slice(), &p).unwrap(), before);

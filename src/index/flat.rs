@@ -302,7 +302,7 @@ mod tests {
         for metric in [Metric::L2, Metric::Cosine] {
             let mut idx = Flat::new(8, metric);
             idx.add(base.as_slice(), None).unwrap();
-            idx.save(&p).unwrap();
+            idx.save_to(&p).unwrap();
             let back = crate::index::open(&p).unwrap();
             assert_eq!(back.len(), 500);
             let q = base.row(3);

@@ -10,7 +10,7 @@ pub mod flat;
 pub mod hnsw;
 pub mod ivf;
 pub mod product;
-pub mod rows;
+pub(crate) mod rows;
 pub mod scalar;
 pub mod spec;
 
@@ -34,7 +34,18 @@ pub use scalar::Scalar;
 pub use spec::IndexBuilder;
 
 /// Per-query search parameters. Each index kind reads the ones that apply to it.
+///
+/// Built from [`SearchParams::new`] (or [`Default`]) and the builder methods, so new
+/// parameters can be added without breaking callers:
+///
+/// ```
+/// use vecquant::SearchParams;
+/// let p = SearchParams::new(10).nprobe(16).ef_search(128).rerank(100);
+/// assert_eq!((p.k, p.nprobe, p.ef_search, p.rerank), (10, 16, 128, 100));
+/// assert_eq!(SearchParams::with_k(5), SearchParams::default().k(5));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SearchParams {
     /// Number of neighbours to return.
     pub k: usize,
@@ -60,11 +71,44 @@ impl Default for SearchParams {
 
 impl SearchParams {
     /// Default parameters with `k` results.
-    pub fn with_k(k: usize) -> Self {
+    pub fn new(k: usize) -> Self {
         SearchParams {
             k,
             ..Default::default()
         }
+    }
+
+    /// Default parameters with `k` results (the same as [`SearchParams::new`]).
+    pub fn with_k(k: usize) -> Self {
+        Self::new(k)
+    }
+
+    /// Sets the number of neighbours returned.
+    #[must_use]
+    pub fn k(mut self, k: usize) -> Self {
+        self.k = k;
+        self
+    }
+
+    /// Sets the number of IVF lists probed.
+    #[must_use]
+    pub fn nprobe(mut self, nprobe: usize) -> Self {
+        self.nprobe = nprobe;
+        self
+    }
+
+    /// Sets the HNSW candidate-list size.
+    #[must_use]
+    pub fn ef_search(mut self, ef_search: usize) -> Self {
+        self.ef_search = ef_search;
+        self
+    }
+
+    /// Sets how many candidates are re-scored with the exact vectors (0 = none).
+    #[must_use]
+    pub fn rerank(mut self, rerank: usize) -> Self {
+        self.rerank = rerank;
+        self
     }
 }
 
@@ -129,8 +173,13 @@ pub trait Index: Send + Sync {
     }
     /// Serialises the index into a container (see [`crate::store`]).
     fn to_container(&self) -> Result<ContainerWriter>;
-    /// Saves the index atomically to `path`.
-    fn save(&self, path: &Path) -> Result<()> {
+    /// Saves the index atomically to `path`. Call it as `index.save(path)` ([`IndexExt`],
+    /// in the prelude), which takes any `impl AsRef<Path>`; this object-safe form is the
+    /// one kinds override.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be written.
+    fn save_to(&self, path: &Path) -> Result<()> {
         self.to_container()?.save(path)
     }
     /// The `params.k` nearest neighbours among the vectors whose id `filter` accepts
@@ -360,7 +409,41 @@ impl dyn Index {
     pub fn open(path: impl AsRef<Path>) -> Result<Box<dyn Index>> {
         open(path)
     }
+
+    /// Saves the index atomically to `path`: [`IndexExt::save`] for trait objects,
+    /// callable without importing [`IndexExt`].
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be written.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.save_to(path.as_ref())
+    }
 }
+
+/// Methods of every [`Index`] that are generic and so cannot be in the object-safe trait
+/// itself (in the prelude). `Box<dyn Index>` has the same methods inherently.
+pub trait IndexExt: Index {
+    /// Saves the index atomically to `path` (a temporary file, fsync, rename): the same
+    /// call on a concrete kind and on a `Box<dyn Index>`.
+    ///
+    /// ```
+    /// use vecquant::prelude::*;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let mut flat = Flat::new(2, Metric::L2);
+    /// flat.add(&[1.0, 2.0], None).unwrap();
+    /// flat.save(dir.path().join("flat.vq")).unwrap();
+    /// let boxed: Box<dyn Index> = index::open(dir.path().join("flat.vq")).unwrap();
+    /// boxed.save(dir.path().join("again.vq")).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be written.
+    fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.save_to(path.as_ref())
+    }
+}
+
+impl<T: Index + ?Sized> IndexExt for T {}
 
 /// Rebuilds an index from an opened container.
 pub fn from_container(c: &Container) -> Result<Box<dyn Index>> {

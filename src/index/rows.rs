@@ -71,12 +71,6 @@ impl Rows {
         &self.ids
     }
 
-    /// The id of `row`.
-    #[inline]
-    pub fn id(&self, row: usize) -> u64 {
-        self.ids[row]
-    }
-
     /// Whether `row` has not been deleted.
     #[inline]
     pub fn is_live(&self, row: usize) -> bool {

@@ -125,7 +125,7 @@ mod tests {
 ///     .build(base.as_slice(), 32)
 ///     .unwrap();
 /// let hits = index
-///     .search(base.row(5), &SearchParams { rerank: 20, ..SearchParams::with_k(3) })
+///     .search(base.row(5), &SearchParams::new(3).rerank(20))
 ///     .unwrap();
 /// assert_eq!(hits[0].id, 5);
 /// assert!(IndexBuilder::new("PQ7x").build(base.as_slice(), 32).is_err());

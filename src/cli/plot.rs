@@ -6,11 +6,12 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::error::{Error, Result};
+use vecquant::data::write_file_atomic;
+use vecquant::{Error, Result};
 
 /// The font embedded for PNG rendering (DejaVu Sans Mono; license in
 /// `assets/fonts/DejaVu-LICENSE.txt`).
-const FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSansMono.ttf");
+const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSansMono.ttf");
 
 /// One curve: a spec swept over its search parameters (or a single point).
 #[derive(Clone, Debug, PartialEq)]
@@ -161,9 +162,9 @@ pub fn write_chart(stem: &Path, chart: &Chart, series: &[Series]) -> Result<()> 
         draw(root, chart, series).map_err(|m| Error::param("plot", m))?;
     }
     let svg_path = stem.with_extension("svg");
-    crate::data::write_file_atomic(&svg_path, svg.as_bytes())?;
+    write_file_atomic(&svg_path, svg.as_bytes())?;
     let png = rasterise(&svg, w, h)?;
-    crate::data::write_file_atomic(&stem.with_extension("png"), &png)
+    write_file_atomic(stem.with_extension("png"), &png)
 }
 
 /// SVG → PNG with resvg and the embedded font.

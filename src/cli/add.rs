@@ -1,0 +1,46 @@
+//! `vecquant add`: append vectors to a saved index (rewritten atomically).
+
+use std::path::PathBuf;
+
+use clap::Args;
+use vecquant::data::read_vectors;
+use vecquant::{Error, Result};
+
+#[derive(Args)]
+pub struct AddArgs {
+    /// Index file (rewritten in place through a temp file and a rename).
+    #[arg(long)]
+    index: PathBuf,
+    /// Vectors to add.
+    #[arg(long)]
+    vectors: PathBuf,
+    /// Id of the first new vector (default: the index's current length); the rest
+    /// follow consecutively.
+    #[arg(long)]
+    first_id: Option<u64>,
+}
+
+pub fn run(a: AddArgs) -> Result<()> {
+    let mut idx = vecquant::index::open(&a.index)?;
+    let v = read_vectors(&a.vectors)?;
+    if v.dim() != idx.dim() {
+        return Err(Error::dim("vectors", idx.dim(), v.dim()));
+    }
+    let before = idx.len();
+    // Default ids continue the insertion numbering (deleted rows included).
+    let start = a.first_id.unwrap_or((before + idx.deleted()) as u64);
+    let ids: Vec<u64> = (0..v.len() as u64)
+        .map(|i| start.checked_add(i))
+        .collect::<Option<_>>()
+        .ok_or_else(|| Error::param("first-id", "ids overflow u64"))?;
+    idx.add(v.as_slice(), Some(&ids))?;
+    idx.save(&a.index)?;
+    println!(
+        "added {} vectors (ids {start}..{}) to {}: {before} → {}",
+        v.len(),
+        start + v.len() as u64,
+        a.index.display(),
+        idx.len()
+    );
+    Ok(())
+}

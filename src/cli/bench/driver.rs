@@ -1,0 +1,284 @@
+//! The end-to-end benchmark: data set → build each spec → search → recall, memory, QPS.
+//!
+//! This is the project's main job (`vecquant bench`). With no data directory it generates
+//! the default Gaussian set (100,000 × 128, 1,000 queries, seed 42) into a cache folder
+//! and reuses it on later runs.
+
+use std::path::Path;
+use std::time::Instant;
+
+use vecquant::data::generate::{Dataset, SyntheticSpec};
+use vecquant::data::{LoadedDataset, load_dataset, write_dataset};
+use vecquant::eval::report::BenchRow;
+use vecquant::eval::{distortion, recall_at_1, recall_at_k, timed_search};
+use vecquant::index::spec::{BuildOptions, new_index};
+use vecquant::{Index, Metric, Result, SearchParams};
+
+/// The default cached data set (generated once, then reused).
+pub fn default_dataset(cache: &Path) -> Result<LoadedDataset> {
+    let spec = SyntheticSpec::default_bench();
+    let dir = cache.join(format!(
+        "gaussian-{}x{}-q{}-s{}",
+        spec.n_base, spec.dim, spec.n_query, spec.seed
+    ));
+    if !dir.join("groundtruth.ivecs").exists() {
+        let data = spec.generate()?;
+        write_dataset(&dir, &data, Metric::L2)?;
+    }
+    load_dataset(&dir)
+}
+
+/// Builds `spec` on `data` (train on the train split, add the base); returns the index
+/// and the seconds it took.
+fn build(spec: &str, data: &Dataset, opts: &BuildOptions) -> Result<(Box<dyn Index>, f64)> {
+    let t0 = Instant::now();
+    let mut index = new_index(spec, data.base.dim(), opts)?;
+    if !index.is_trained() {
+        index.train(data.train.as_slice())?;
+    }
+    index.add(data.base.as_slice(), None)?;
+    Ok((index, t0.elapsed().as_secs_f64()))
+}
+
+/// Benchmark configuration.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    /// Specs to build.
+    pub specs: Vec<String>,
+    /// Search parameter sets to sweep per spec.
+    pub params: Vec<SearchParams>,
+    /// Threads for the all-threads QPS (0 = all cores).
+    pub threads: usize,
+    /// Build options (metric, seed).
+    pub build: BuildOptions,
+    /// For quantized kinds, also measure with exact re-ranking of this many candidates
+    /// (0 = don't). Builds keep the raw vectors when set.
+    pub rerank: usize,
+    /// IVF specs: `nprobe` values swept (each capped at `nlist`; empty = use `params`).
+    pub nprobe_sweep: Vec<usize>,
+    /// HNSW specs: `ef_search` values swept (empty = use `params`).
+    pub ef_sweep: Vec<usize>,
+}
+
+/// `nprobe` values `vecquant bench` sweeps for IVF specs (recall-vs-QPS curves).
+pub const DEFAULT_NPROBE_SWEEP: [usize; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
+/// `ef_search` values `vecquant bench` sweeps for HNSW specs.
+pub const DEFAULT_EF_SWEEP: [usize; 6] = [16, 32, 64, 128, 256, 512];
+/// Candidates re-ranked exactly in the extra row `vecquant bench` measures for each
+/// quantized spec.
+pub const DEFAULT_RERANK: usize = 100;
+
+/// The search parameter sets measured for `spec`: `base` swept over `nprobe` (IVF) or
+/// `ef_search` (HNSW) values.
+fn sweep_params(spec: &str, base: &[SearchParams], cfg: &BenchConfig) -> Vec<SearchParams> {
+    let lower = spec.trim().to_ascii_lowercase();
+    let nlist = vecquant::index::ivf::parse_spec(&lower).map(|(n, _)| n);
+    let mut out = Vec::new();
+    for p in base {
+        if let Some(nlist) = nlist.filter(|_| !cfg.nprobe_sweep.is_empty()) {
+            let mut seen = Vec::new();
+            for &np in &cfg.nprobe_sweep {
+                let np = np.clamp(1, nlist);
+                if !seen.contains(&np) {
+                    seen.push(np);
+                    out.push(p.nprobe(np));
+                }
+            }
+        } else if lower.starts_with("hnsw") && !cfg.ef_sweep.is_empty() {
+            out.extend(cfg.ef_sweep.iter().map(|&ef| p.ef_search(ef.max(1))));
+        } else {
+            out.push(*p);
+        }
+    }
+    out
+}
+
+/// The specs `vecquant bench` runs when none are given.
+pub fn default_specs() -> Vec<String> {
+    [
+        "Flat",
+        "SQ8",
+        "SQ4",
+        "SQ8u",
+        "SQ4u",
+        "SQ8lm",
+        "PQ16",
+        "PQ32",
+        "PQ32x4fs",
+        "PQ64x4fs",
+        "IVF256,PQ32x4fs",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Splits a list of specs on `;`, or on `,` while keeping composite specs together:
+/// a component that only prefixes a spec (`OPQ16`, `IVF1024`) joins the next one.
+pub fn split_specs(s: &str) -> Vec<String> {
+    if s.contains(';') {
+        return s
+            .split(';')
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect();
+    }
+    let is_prefix = |t: &str| {
+        let l = t.to_ascii_lowercase();
+        l.starts_with("opq") || l.starts_with("ivf")
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut pending = String::new();
+    for t in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        if !pending.is_empty() {
+            pending.push(',');
+        }
+        pending.push_str(t);
+        if !is_prefix(t) {
+            out.push(std::mem::take(&mut pending));
+        }
+    }
+    if !pending.is_empty() {
+        out.push(pending);
+    }
+    out
+}
+
+/// Runs every spec × parameter set on `data`; `progress` is told what is happening.
+pub fn run(
+    data: &LoadedDataset,
+    cfg: &BenchConfig,
+    mut progress: impl FnMut(&str),
+) -> Result<Vec<BenchRow>> {
+    let threads = if cfg.threads == 0 {
+        rayon::current_num_threads()
+    } else {
+        cfg.threads
+    };
+    let mut rows = Vec::new();
+    for spec in &cfg.specs {
+        progress(&format!("building {spec}"));
+        let opts = BuildOptions {
+            keep_raw: cfg.build.keep_raw || cfg.rerank > 0,
+            ..cfg.build
+        };
+        let (index, build_secs) = build(spec, &data.data, &opts)?;
+        let (mse, mse_ratio) = distortion(index.as_ref(), &data.data.base)?;
+        let raw_bytes = if opts.keep_raw && mse.is_some() {
+            index.len() * index.dim() * 4
+        } else {
+            0
+        };
+        let mut sets = sweep_params(spec, &cfg.params, cfg);
+        if cfg.rerank > 0 && mse.is_some() {
+            let plain = sets.clone();
+            sets.extend(plain.iter().map(|p| p.rerank(cfg.rerank)));
+        }
+        for params in &sets {
+            progress(&format!("searching {spec}"));
+            let (res, qps) = timed_search(index.as_ref(), &data.data.query, params, 1)?;
+            let (_, qps_all) = timed_search(index.as_ref(), &data.data.query, params, threads)?;
+            rows.push(BenchRow {
+                dataset: data.name.clone(),
+                spec: spec.clone(),
+                params: *params,
+                n: index.len(),
+                dim: index.dim(),
+                k: params.k,
+                recall_at_1: recall_at_1(&res, &data.gt),
+                recall_at_10: recall_at_k(&res, &data.gt, 10.min(params.k)),
+                qps,
+                qps_all_threads: qps_all,
+                threads,
+                bytes_per_vector: index.bytes_per_vector(),
+                index_bytes: index.memory_bytes(),
+                build_secs,
+                raw_bytes,
+                mse,
+                mse_ratio,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use vecquant::data::generate::DataDistribution;
+    use vecquant::eval::report::markdown_table;
+
+    /// A 2000 × 16 seeded Gaussian set with `n_train` training vectors, on disk.
+    pub(crate) fn small_set(n_train: usize) -> (tempfile::TempDir, LoadedDataset) {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = SyntheticSpec {
+            dim: 16,
+            n_base: 2000,
+            n_query: 20,
+            n_train,
+            distribution: DataDistribution::Gaussian {
+                mean: 0.0,
+                std: 1.0,
+            },
+            seed: 3,
+        };
+        write_dataset(dir.path(), &spec.generate().unwrap(), Metric::L2).unwrap();
+        let data = load_dataset(dir.path()).unwrap();
+        (dir, data)
+    }
+
+    #[test]
+    fn splits_spec_lists_keeping_composites_together() {
+        assert_eq!(
+            split_specs("Flat,OPQ16,PQ16,SQ8"),
+            ["Flat", "OPQ16,PQ16", "SQ8"]
+        );
+        assert_eq!(
+            split_specs("IVF64,PQ8x4fs;HNSW32"),
+            ["IVF64,PQ8x4fs", "HNSW32"]
+        );
+        assert_eq!(split_specs(" SQ8 , ,IVF16,Flat,"), ["SQ8", "IVF16,Flat"]);
+    }
+
+    #[test]
+    fn flat_bench_on_small_set_has_perfect_recall() {
+        let (_dir, data) = small_set(200);
+        let cfg = BenchConfig {
+            specs: vec![
+                "Flat".into(),
+                "SQ8".into(),
+                "SQ4".into(),
+                "IVF4,Flat".into(),
+            ],
+            params: vec![SearchParams::default()],
+            threads: 2,
+            build: BuildOptions::default(),
+            rerank: 50,
+            nprobe_sweep: vec![1, 2, 8],
+            ef_sweep: vec![],
+        };
+        let rows = run(&data, &cfg, |_| {}).unwrap();
+        assert_eq!(
+            rows.len(),
+            8,
+            "Flat once, each SQ with and without re-ranking, IVF4 at nprobe 1, 2, 4"
+        );
+        let ivf: Vec<usize> = rows[5..].iter().map(|r| r.params.nprobe).collect();
+        assert_eq!(ivf, [1, 2, 4], "the sweep is capped at nlist");
+        assert_eq!(rows[7].recall_at_10, 1.0, "every list probed: exact");
+        assert!(rows[5].recall_at_10 < 1.0);
+        assert_eq!(rows[0].recall_at_10, 1.0);
+        assert_eq!(rows[0].recall_at_1, 1.0);
+        assert_eq!(rows[0].bytes_per_vector, 64.0);
+        assert_eq!(rows[0].mse, None);
+        let sq8 = &rows[1];
+        assert_eq!(sq8.bytes_per_vector, 16.0);
+        assert!(sq8.recall_at_10 > 0.9, "{sq8:?}");
+        // No quantizer beats the rate-distortion bound on Gaussian data.
+        assert!(sq8.mse_ratio.unwrap() > 1.0, "{sq8:?}");
+        assert_eq!(sq8.raw_bytes, 2000 * 16 * 4);
+        assert!(rows[2].recall_at_10 >= 0.99 && rows[2].params.rerank == 50);
+        assert_eq!(rows[3].bytes_per_vector, 8.0);
+        let table = markdown_table(&rows);
+        assert!(table.contains("| Flat |") && table.contains("| SQ4 |"));
+    }
+}

@@ -1,0 +1,117 @@
+//! `vecquant bench --compare-faiss`: runs `benches/compare_faiss.py` on the same data-set
+//! files and reads back its measurements.
+
+use std::path::Path;
+
+use vecquant::Result;
+use vecquant::data::LoadedDataset;
+use vecquant::eval::report::FaissRow;
+
+use super::driver::BenchConfig;
+
+/// Whether FAISS's index factory knows `spec` with the same meaning (our SQ variants
+/// `SQ8u`, `SQ4lm`, ... and HNSW over codes are vecquant-only).
+pub fn faiss_compatible(spec: &str) -> bool {
+    fn pq(s: &str) -> bool {
+        let s = s.strip_suffix("x4fs").unwrap_or(s);
+        s.strip_prefix("PQ")
+            .is_some_and(|m| !m.is_empty() && m.chars().all(|c| c.is_ascii_digit()))
+    }
+    fn num(s: &str, p: &str) -> bool {
+        s.strip_prefix(p)
+            .is_some_and(|m| !m.is_empty() && m.chars().all(|c| c.is_ascii_digit()))
+    }
+    let parts: Vec<&str> = spec.split(',').collect();
+    match parts.as_slice() {
+        ["Flat"] | ["SQ8"] | ["SQ4"] => true,
+        [p] => pq(p) || num(p, "HNSW"),
+        [o, p] if num(o, "OPQ") => pq(p),
+        [i, c] if num(i, "IVF") => matches!(*c, "Flat" | "SQ8") || pq(c),
+        _ => false,
+    }
+}
+
+/// Runs `benches/compare_faiss.py` with `python` on the data set for the FAISS-compatible
+/// specs, with the same nprobe/ef sweeps, single-threaded. `Ok(Err(reason))` when
+/// Python or faiss-cpu is missing.
+pub fn run_faiss(
+    python: &Path,
+    script: &Path,
+    data: &LoadedDataset,
+    cfg: &BenchConfig,
+) -> Result<std::result::Result<Vec<FaissRow>, String>> {
+    let specs: Vec<&String> = cfg.specs.iter().filter(|s| faiss_compatible(s)).collect();
+    if specs.is_empty() {
+        return Ok(Err("no spec has a FAISS equivalent".into()));
+    }
+    let join = |v: &[usize]| {
+        v.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let k = cfg.params.first().map_or(10, |p| p.k);
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg("--data")
+        .arg(&data.dir)
+        .arg("--specs")
+        .arg(
+            specs
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(";"),
+        )
+        .args(["--threads", "1", "-k", &k.to_string()])
+        .args(["--nprobe", &join(&cfg.nprobe_sweep)])
+        .args(["--ef", &join(&cfg.ef_sweep)])
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => return Ok(Err(format!("cannot run {}: {e}", python.display()))),
+    };
+    if !out.status.success() {
+        return Ok(Err(format!(
+            "compare_faiss.py failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let rows = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .filter_map(|l| serde_json::from_str::<FaissRow>(l).ok())
+        .collect();
+    Ok(Ok(rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faiss_knows_the_factory_strings_it_shares() {
+        for s in [
+            "Flat",
+            "SQ8",
+            "PQ16",
+            "PQ32x4fs",
+            "OPQ16,PQ16",
+            "IVF1024,PQ32x4fs",
+            "IVF64,Flat",
+            "HNSW32",
+        ] {
+            assert!(faiss_compatible(s), "{s}");
+        }
+        for s in [
+            "SQ8u",
+            "SQ4lm",
+            "HNSW32,SQ8",
+            "IVF64,SQ4",
+            "PQx4fs",
+            "OPQ,PQ16",
+        ] {
+            assert!(!faiss_compatible(s), "{s}");
+        }
+    }
+}

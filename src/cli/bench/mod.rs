@@ -1,0 +1,150 @@
+//! `vecquant bench`: the benchmark driver ([`driver`]), the FAISS comparison ([`faiss`])
+//! and the report files ([`report`]).
+
+mod driver;
+mod faiss;
+mod report;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use vecquant::Result;
+use vecquant::data::load_dataset;
+use vecquant::eval::report::markdown_table;
+use vecquant::index::spec::BuildOptions;
+
+use super::{ParamArgs, spinner};
+use driver::BenchConfig;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Data directory with base.fvecs, query.fvecs [, train.fvecs, groundtruth.ivecs].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Specs separated by `;` or `,` (a spec's own commas, as in `OPQ16,PQ16` or
+    /// `IVF1024,PQ16`, are kept together). Default: every known spec.
+    #[arg(long)]
+    specs: Option<String>,
+    /// Where to write report.md, results.json, results.csv and the plots
+    /// (recall_vs_memory / recall_vs_qps, .svg and .png).
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+    /// Also run benches/compare_faiss.py (needs Python with faiss-cpu and numpy) on
+    /// the same files and put FAISS's points and the QPS ratios in the report.
+    #[arg(long)]
+    compare_faiss: bool,
+    /// The Python interpreter for --compare-faiss (a virtualenv with faiss-cpu).
+    #[arg(long, default_value = "python3")]
+    python: PathBuf,
+    /// Cache folder for generated data.
+    #[arg(long, default_value = "datasets/cache")]
+    cache: PathBuf,
+    /// Threads for the all-threads QPS (default: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Neighbours per query.
+    #[arg(short, long, default_value_t = 10)]
+    k: usize,
+    #[command(flatten)]
+    params: ParamArgs,
+    /// Seed for training.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// No progress messages.
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    let t0 = Instant::now();
+    // A spinner with the current step when stdout is a terminal; silent otherwise.
+    let bar = if a.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        spinner()
+    };
+    let say = |m: &str| {
+        bar.set_message(format!("[{:6.1}s] {m}", t0.elapsed().as_secs_f64()));
+    };
+    say("loading data");
+    let loaded = match &a.data {
+        Some(d) => load_dataset(d)?,
+        None => driver::default_dataset(&a.cache)?,
+    };
+    say(&format!(
+        "data `{}`: {} base, {} queries, {} train, dim {}",
+        loaded.name,
+        loaded.data.base.len(),
+        loaded.data.query.len(),
+        loaded.data.train.len(),
+        loaded.data.base.dim()
+    ));
+    let mut base = a.params.apply(a.k);
+    let rerank = std::mem::take(&mut base.rerank);
+    let cfg = BenchConfig {
+        nprobe_sweep: match a.params.nprobe {
+            Some(n) => vec![n],
+            None => driver::DEFAULT_NPROBE_SWEEP.to_vec(),
+        },
+        ef_sweep: match a.params.ef {
+            Some(e) => vec![e],
+            None => driver::DEFAULT_EF_SWEEP.to_vec(),
+        },
+        specs: a
+            .specs
+            .as_deref()
+            .map_or_else(driver::default_specs, driver::split_specs),
+        params: vec![base],
+        rerank: if a.params.rerank.is_some() {
+            rerank
+        } else {
+            driver::DEFAULT_RERANK
+        },
+        threads: a.threads,
+        build: BuildOptions {
+            seed: a.seed,
+            ..Default::default()
+        },
+    };
+    let rows = driver::run(&loaded, &cfg, |m| say(m))?;
+    let table = markdown_table(&rows);
+    println!(
+        "\n## {} ({} × {}, {} queries)\n\n{table}",
+        loaded.name,
+        loaded.data.base.len(),
+        loaded.data.base.dim(),
+        loaded.data.query.len()
+    );
+    let faiss = if a.compare_faiss {
+        say("running benches/compare_faiss.py");
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/compare_faiss.py");
+        match faiss::run_faiss(&a.python, &script, &loaded, &cfg)? {
+            Ok(rows) => rows,
+            Err(why) => {
+                eprintln!("note: FAISS comparison skipped: {why}");
+                Vec::new()
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let files = report::write_report(
+        &a.out,
+        &loaded,
+        &rows,
+        &faiss,
+        &report::machine_description(),
+    )?;
+    bar.finish_and_clear();
+    println!(
+        "wrote {} ({:.1} s)",
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

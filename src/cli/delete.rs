@@ -1,0 +1,58 @@
+//! `vecquant delete`: tombstone ids in a saved index, optionally compacting it.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use vecquant::{Error, Result};
+
+#[derive(Args)]
+pub struct DeleteArgs {
+    /// Index file.
+    #[arg(long)]
+    index: PathBuf,
+    /// Comma-separated ids.
+    #[arg(long, value_delimiter = ',')]
+    ids: Vec<u64>,
+    /// A text file of ids (whitespace or newline separated).
+    #[arg(long)]
+    ids_file: Option<PathBuf>,
+    /// Drop the deleted vectors from the file instead of keeping tombstones.
+    #[arg(long)]
+    compact: bool,
+}
+
+pub fn run(a: DeleteArgs) -> Result<()> {
+    let mut ids = a.ids;
+    if let Some(f) = &a.ids_file {
+        let text = std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?;
+        for (i, tok) in text.split_whitespace().enumerate() {
+            ids.push(
+                tok.parse()
+                    .map_err(|_| Error::format(f, format!("token {i} `{tok}` is not a u64 id")))?,
+            );
+        }
+    }
+    if ids.is_empty() {
+        return Err(Error::param(
+            "ids",
+            "no ids given (use --ids or --ids-file)",
+        ));
+    }
+    let mut idx = vecquant::index::open(&a.index)?;
+    let before = idx.len();
+    let n = idx.delete(&ids)?;
+    let dropped = if a.compact { idx.compact()? } else { 0 };
+    idx.save(&a.index)?;
+    println!(
+        "deleted {n} of {} ids from {}: {before} → {} vectors{}",
+        ids.len(),
+        a.index.display(),
+        idx.len(),
+        if a.compact {
+            format!(", compacted ({dropped} rows dropped)")
+        } else {
+            format!(" ({} tombstones)", idx.deleted())
+        }
+    );
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! The command line: one module per subcommand; this file holds the command enum, the
+//! shared search-parameter flags and the progress spinner.
+
+mod add;
+mod bench;
+mod build;
+mod delete;
+mod generate;
+mod groundtruth;
+mod plot;
+mod quantize_model;
+mod search;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use vecquant::{Result, SearchParams};
+
+#[derive(Parser)]
+#[command(
+    name = "vecquant",
+    version,
+    about = "Quantized vector search and model-weight quantization",
+    long_about = "Quantized vector search and model-weight quantization.\n\n\
+                  Typical session:\n  \
+                  vecquant gen gaussian --dim 128 --n 100000 --queries 1000 --out data\n  \
+                  vecquant build --spec Flat --base data/base.fvecs --out flat.vq\n  \
+                  vecquant search --index flat.vq --queries data/query.fvecs --gt data/groundtruth.ivecs\n  \
+                  vecquant bench"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a synthetic data set (train/base/query .fvecs + groundtruth.ivecs).
+    #[command(subcommand)]
+    Gen(generate::GenKind),
+    /// Compute exact top-k ground truth (.ivecs) by blocked GEMM.
+    ///
+    /// Example: vecquant groundtruth --base base.fvecs --queries query.fvecs -k 100 --out gt.ivecs
+    Groundtruth(groundtruth::GroundtruthArgs),
+    /// Build an index from a vector file and save it.
+    ///
+    /// Examples: vecquant build --spec Flat --base data/base.fvecs --out flat.vq
+    ///           vecquant build --spec SQ8 --base data/base.fvecs --train data/train.fvecs --keep-raw --out sq8.vq
+    Build(build::BuildArgs),
+    /// Search a saved index; with --gt prints recall.
+    ///
+    /// Examples: vecquant search --index flat.vq --queries data/query.fvecs --gt data/groundtruth.ivecs --json
+    ///           vecquant search --index sq8.vq --queries data/query.fvecs --gt data/groundtruth.ivecs --rerank 100
+    Search(search::SearchArgs),
+    /// Add vectors to a saved index and save it again (atomically).
+    ///
+    /// Example: vecquant add --index flat.vq --vectors more.fvecs --first-id 100000
+    Add(add::AddArgs),
+    /// Delete vectors by id from a saved index (tombstones; `--compact` also frees their
+    /// space). The file is rewritten atomically.
+    ///
+    /// Example: vecquant delete --index sq8.vq --ids 3,17,42 --compact
+    Delete(delete::DeleteArgs),
+    /// Serve a saved index over HTTP: POST /search, POST /search_batch, GET /stats,
+    /// GET /health (JSON). Stops cleanly on Ctrl-C or SIGTERM.
+    ///
+    /// Example: vecquant serve --index sq8.vq --addr 127.0.0.1:8080
+    #[cfg(feature = "server")]
+    Serve(vecquant::serve::ServeArgs),
+    /// Quantize the weights of a model file (.safetensors or .npy).
+    ///
+    /// Every 2-D floating tensor is quantized with SCHEME; 1-D tensors (biases, norms) and
+    /// integer tensors pass through unchanged. The output kind follows the extension of
+    /// --out: .vq (vecquant container, quantized), .gguf (GGUF, llama.cpp; GGUF schemes,
+    /// f16, bf16), .safetensors (dequantized f32, same names and shapes).
+    ///
+    /// Example: vecquant quantize-model --weights model.safetensors --scheme nf4-dq --out model.vq --report report.json
+    QuantizeModel(quantize_model::QuantizeModelArgs),
+    /// Describe a file: a container (index or quantized weights: kind, version, sizes,
+    /// sections, checksums, tensors), a .gguf or a .safetensors file.
+    ///
+    /// Example: vecquant inspect flat.vq
+    Inspect {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Benchmark specs on a data set: recall, bytes/vector, QPS (the main job).
+    ///
+    /// With no arguments: generates the default Gaussian set (100,000 × 128, 1,000 queries,
+    /// seed 42) into a cache folder and benchmarks every known spec.
+    Bench(bench::BenchArgs),
+}
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Gen(kind) => generate::run(kind),
+        Command::Groundtruth(a) => groundtruth::run(a),
+        Command::Build(a) => build::run(a),
+        Command::Search(a) => search::run(a),
+        Command::Add(a) => add::run(a),
+        Command::Delete(a) => delete::run(a),
+        // The service owns its flags and its runtime; nothing to add here.
+        #[cfg(feature = "server")]
+        Command::Serve(a) => vecquant::serve::run_cli(&a),
+        Command::QuantizeModel(a) => quantize_model::run(a),
+        Command::Inspect { file } => {
+            print!("{}", vecquant::model::inspect::describe_file(&file)?);
+            Ok(())
+        }
+        Command::Bench(a) => bench::run(a),
+    }
+}
+
+// Search parameters shared by `search` and `bench`. (No doc comment: clap would take it
+// for the help text of the commands that flatten these flags.)
+#[derive(Args, Clone, Copy)]
+struct ParamArgs {
+    /// IVF lists to probe.
+    #[arg(long)]
+    nprobe: Option<usize>,
+    /// HNSW search beam width.
+    #[arg(long)]
+    ef: Option<usize>,
+    /// Re-rank this many candidates with exact distances.
+    #[arg(long)]
+    rerank: Option<usize>,
+}
+
+impl ParamArgs {
+    /// The library's defaults with `k` and whichever flags were given.
+    fn apply(&self, k: usize) -> SearchParams {
+        let d = SearchParams::new(k);
+        d.nprobe(self.nprobe.unwrap_or(d.nprobe))
+            .ef_search(self.ef.unwrap_or(d.ef_search))
+            .rerank(self.rerank.unwrap_or(d.rerank))
+    }
+}
+
+/// A spinner naming the current step when stdout is a terminal (hidden otherwise, so
+/// pipelines and logs stay clean).
+fn spinner() -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let b = indicatif::ProgressBar::new_spinner();
+    b.enable_steady_tick(std::time::Duration::from_millis(120));
+    b
+}

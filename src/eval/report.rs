@@ -1,0 +1,350 @@
+//! Benchmark reports: one [`BenchRow`] per measured configuration, rendered as a
+//! markdown table, CSV or JSON, optionally beside FAISS's measurements of the same
+//! specs ([`FaissRow`], the output of `benches/compare_faiss.py`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::index::SearchParams;
+
+/// One measured configuration: an index spec searched with one parameter set.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BenchRow {
+    /// Data set name.
+    pub dataset: String,
+    /// Index spec.
+    pub spec: String,
+    /// Search parameters used.
+    pub params: SearchParams,
+    /// Number of base vectors.
+    pub n: usize,
+    /// Dimension.
+    pub dim: usize,
+    /// Results per query.
+    pub k: usize,
+    /// Fraction of queries whose first result is the true nearest neighbour.
+    pub recall_at_1: f64,
+    /// 10-recall@10.
+    pub recall_at_10: f64,
+    /// Queries per second on one thread.
+    pub qps: f64,
+    /// Queries per second on all threads.
+    pub qps_all_threads: f64,
+    /// Threads used for `qps_all_threads`.
+    pub threads: usize,
+    /// Code bytes per vector.
+    pub bytes_per_vector: f64,
+    /// Total index bytes in memory.
+    pub index_bytes: usize,
+    /// Train + add time in seconds.
+    pub build_secs: f64,
+    /// Bytes of raw vectors kept for re-ranking (included in `index_bytes`).
+    pub raw_bytes: usize,
+    /// Reconstruction MSE per component on a sample of the base vectors (quantized kinds).
+    pub mse: Option<f64>,
+    /// `mse` over the Gaussian rate-distortion bound σ²·2^(−2R) at the code rate R.
+    pub mse_ratio: Option<f64>,
+}
+
+/// One FAISS (or hnswlib) measurement from `benches/compare_faiss.py`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FaissRow {
+    /// FAISS factory string (or `hnswlib{M}`).
+    pub spec: String,
+    /// IVF probes (if any).
+    #[serde(default)]
+    pub nprobe: Option<usize>,
+    /// HNSW ef (if any).
+    #[serde(default)]
+    pub ef: Option<usize>,
+    /// Recall@1.
+    pub recall_at_1: f64,
+    /// 10-recall@10.
+    pub recall_at_10: f64,
+    /// Queries per second.
+    pub qps: f64,
+    /// Bytes per vector.
+    pub bytes_per_vector: f64,
+}
+
+/// What a report says about the run besides its rows.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BenchSetup {
+    /// Data set name.
+    pub dataset: String,
+    /// Base vectors.
+    pub n: usize,
+    /// Dimension.
+    pub dim: usize,
+    /// Queries.
+    pub queries: usize,
+    /// The machine (CPU, threads, SIMD level).
+    pub machine: String,
+}
+
+impl BenchSetup {
+    /// `"name (n x d, q queries)"`, the heading of reports and plots.
+    pub fn title(&self) -> String {
+        format!(
+            "{} ({} x {}, {} queries)",
+            self.dataset, self.n, self.dim, self.queries
+        )
+    }
+}
+
+/// A markdown table of benchmark rows.
+pub fn markdown_table(rows: &[BenchRow]) -> String {
+    let mut s = String::from(
+        "| spec | params | bytes/vec | index MB (w/o raw) | build s | R@1 | 10-R@10 | QPS 1 thr | QPS all thr | MSE/D(R) |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for r in rows {
+        s.push_str(&row_cells(r));
+        s.push('\n');
+    }
+    s
+}
+
+/// The full markdown report: machine, title, one table with FAISS's recall and QPS beside
+/// each row it measured too (and the QPS ratio), and links to the two plots
+/// `recall_vs_memory.png` and `recall_vs_qps.png`.
+pub fn markdown_report(setup: &BenchSetup, rows: &[BenchRow], faiss: &[FaissRow]) -> String {
+    let mut md = format!(
+        "# vecquant benchmark\n\nMachine: {}\n\n## {}\n\n",
+        setup.machine,
+        setup.title()
+    );
+    md.push_str(
+        "| spec | params | bytes/vec | index MB (w/o raw) | build s | R@1 | 10-R@10 | QPS 1 thr | QPS all thr | MSE/D(R) | faiss 10-R@10 | faiss QPS | QPS ratio |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for r in rows {
+        let f = faiss_match(r, faiss);
+        md.push_str(&format!(
+            "{} {} | {} | {} |\n",
+            row_cells(r),
+            f.map_or("–".into(), |f| format!("{:.4}", f.recall_at_10)),
+            f.map_or("–".into(), |f| format!("{:.0}", f.qps)),
+            f.map_or("–".into(), |f| format!("{:.2}×", r.qps / f.qps.max(1e-9))),
+        ));
+    }
+    md.push_str(
+        "\n![recall vs memory](recall_vs_memory.png)\n\n![recall vs QPS](recall_vs_qps.png)\n",
+    );
+    if faiss.is_empty() {
+        md.push_str("\nFAISS was not run (`vecquant bench --compare-faiss --python PATH` runs `benches/compare_faiss.py` on the same files).\n");
+    }
+    md
+}
+
+/// The rows as CSV (header line first), with FAISS's recall and QPS for the rows it
+/// measured too.
+pub fn results_csv(rows: &[BenchRow], faiss: &[FaissRow]) -> String {
+    let mut csv = String::from(
+        "dataset,spec,k,nprobe,ef,rerank,bytes_per_vector,index_bytes,raw_bytes,build_secs,recall_at_1,recall_at_10,qps,qps_all_threads,threads,mse,mse_ratio,faiss_recall_at_10,faiss_qps\n",
+    );
+    for r in rows {
+        let f = faiss_match(r, faiss);
+        let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+        csv.push_str(&format!(
+            "{},\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            r.dataset,
+            r.spec,
+            r.params.k,
+            r.params.nprobe,
+            r.params.ef_search,
+            r.params.rerank,
+            r.bytes_per_vector,
+            r.index_bytes,
+            r.raw_bytes,
+            r.build_secs,
+            r.recall_at_1,
+            r.recall_at_10,
+            r.qps,
+            r.qps_all_threads,
+            r.threads,
+            opt(r.mse),
+            opt(r.mse_ratio),
+            opt(f.map(|f| f.recall_at_10)),
+            opt(f.map(|f| f.qps)),
+        ));
+    }
+    csv
+}
+
+/// The setup's fields, `results` (the rows) and `faiss`, as pretty-printed JSON.
+///
+/// # Errors
+/// [`Error::InvalidParameter`] if serialisation fails (it does not for these types;
+/// the error is surfaced rather than unwrapped).
+pub fn results_json(setup: &BenchSetup, rows: &[BenchRow], faiss: &[FaissRow]) -> Result<String> {
+    #[derive(Serialize)]
+    struct Results<'a> {
+        #[serde(flatten)]
+        setup: &'a BenchSetup,
+        results: &'a [BenchRow],
+        faiss: &'a [FaissRow],
+    }
+    serde_json::to_string_pretty(&Results {
+        setup,
+        results: rows,
+        faiss,
+    })
+    .map_err(|e| Error::param("report", format!("cannot serialise the results: {e}")))
+}
+
+/// The FAISS row measured with the same spec and sweep parameter as `r`.
+fn faiss_match<'a>(r: &BenchRow, faiss: &'a [FaissRow]) -> Option<&'a FaissRow> {
+    if r.params.rerank != 0 {
+        return None;
+    }
+    faiss.iter().find(|f| {
+        f.spec == r.spec
+            && (!r.spec.starts_with("IVF") || f.nprobe == Some(r.params.nprobe))
+            && (!r.spec.starts_with("HNSW") || f.ef == Some(r.params.ef_search))
+    })
+}
+
+/// The first ten cells of a row of [`markdown_table`] (spec … MSE/D(R)), with the
+/// leading and trailing `|`.
+fn row_cells(r: &BenchRow) -> String {
+    format!(
+        "| {} | {} | {:.1} | {:.1} | {:.2} | {:.4} | {:.4} | {:.0} | {:.0} | {} |",
+        r.spec,
+        param_label(&r.params),
+        r.bytes_per_vector,
+        r.index_bytes.saturating_sub(r.raw_bytes) as f64 / 1e6,
+        r.build_secs,
+        r.recall_at_1,
+        r.recall_at_10,
+        r.qps,
+        r.qps_all_threads,
+        r.mse_ratio.map_or("–".into(), |m| format!("{m:.2}"))
+    )
+}
+
+/// `k=10 nprobe=16 ...`: the parameters that differ from the defaults.
+fn param_label(p: &SearchParams) -> String {
+    let d = SearchParams::default();
+    let mut parts = vec![format!("k={}", p.k)];
+    if p.nprobe != d.nprobe {
+        parts.push(format!("nprobe={}", p.nprobe));
+    }
+    if p.ef_search != d.ef_search {
+        parts.push(format!("ef={}", p.ef_search));
+    }
+    if p.rerank != 0 {
+        parts.push(format!("rerank={}", p.rerank));
+    }
+    parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(spec: &str, params: SearchParams, recall_at_10: f64, qps: f64) -> BenchRow {
+        BenchRow {
+            dataset: "toy".into(),
+            spec: spec.into(),
+            params,
+            n: 1000,
+            dim: 16,
+            k: params.k,
+            recall_at_1: 0.5,
+            recall_at_10,
+            qps,
+            qps_all_threads: 2.0 * qps,
+            threads: 2,
+            bytes_per_vector: 16.0,
+            index_bytes: 2_000_000,
+            build_secs: 0.25,
+            raw_bytes: 500_000,
+            mse: Some(0.01),
+            mse_ratio: Some(1.5),
+        }
+    }
+
+    #[test]
+    fn markdown_csv_and_json_carry_every_row_and_the_matching_faiss_point() {
+        let p = SearchParams::with_k(10);
+        let rows = vec![
+            row("SQ8", p, 0.9, 2000.0),
+            row("SQ8", p.rerank(100), 0.99, 1500.0),
+            row("IVF16,Flat", p.nprobe(4), 0.8, 4000.0),
+            row("IVF16,Flat", p.nprobe(16), 1.0, 1000.0),
+        ];
+        let faiss = vec![
+            FaissRow {
+                spec: "SQ8".into(),
+                nprobe: None,
+                ef: None,
+                recall_at_1: 0.5,
+                recall_at_10: 0.95,
+                qps: 1000.0,
+                bytes_per_vector: 16.0,
+            },
+            FaissRow {
+                spec: "IVF16,Flat".into(),
+                nprobe: Some(16),
+                ef: None,
+                recall_at_1: 1.0,
+                recall_at_10: 1.0,
+                qps: 500.0,
+                bytes_per_vector: 64.0,
+            },
+        ];
+        let setup = BenchSetup {
+            dataset: "toy".into(),
+            n: 1000,
+            dim: 16,
+            queries: 20,
+            machine: "test machine".into(),
+        };
+        let md = markdown_report(&setup, &rows, &faiss);
+        assert!(
+            md.contains("Machine: test machine") && md.contains("## toy (1000 x 16, 20 queries)")
+        );
+        // index MB excludes the raw vectors: (2,000,000 − 500,000) bytes.
+        assert!(md.contains("| SQ8 | k=10 | 16.0 | 1.5 | 0.25 | 0.5000 | 0.9000 | 2000 | 4000 | 1.50 | 0.9500 | 1000 | 2.00× |"), "{md}");
+        // Re-ranked rows and other nprobe values have no FAISS counterpart.
+        assert!(md.contains("| SQ8 | k=10 rerank=100 |") && md.contains("| 1.50 | – | – | – |"));
+        assert!(
+            md.contains("| IVF16,Flat | k=10 nprobe=16 |")
+                && md.contains("| 1.0000 | 500 | 2.00× |")
+        );
+        assert!(!md.contains("FAISS was not run"));
+        assert!(markdown_report(&setup, &rows, &[]).contains("FAISS was not run"));
+
+        let table = markdown_table(&rows);
+        assert_eq!(table.lines().count(), 2 + rows.len());
+        assert!(table.contains("| IVF16,Flat | k=10 nprobe=4 |"));
+
+        let csv = results_csv(&rows, &faiss);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 1 + rows.len());
+        // Every line has the header's number of fields (commas inside the quoted spec
+        // do not count).
+        let fields = |l: &str| {
+            let mut quoted = false;
+            1 + l
+                .chars()
+                .filter(|&c| {
+                    quoted ^= c == '"';
+                    c == ',' && !quoted
+                })
+                .count()
+        };
+        assert!(lines.iter().all(|l| fields(l) == fields(lines[0])), "{csv}");
+        assert!(lines[1].ends_with(",0.95,1000"), "{}", lines[1]);
+        assert!(lines[2].ends_with(",,"), "{}", lines[2]);
+
+        let json: serde_json::Value =
+            serde_json::from_str(&results_json(&setup, &rows, &faiss).unwrap()).unwrap();
+        assert_eq!(json["dataset"], "toy");
+        assert_eq!(json["machine"], "test machine");
+        let back: Vec<BenchRow> = serde_json::from_value(json["results"].clone()).unwrap();
+        assert_eq!(back, rows);
+        assert_eq!(json["faiss"].as_array().unwrap().len(), 2);
+    }
+}
