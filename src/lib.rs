@@ -43,6 +43,7 @@ pub mod rng;
 #[cfg(feature = "server")]
 pub mod serve;
 pub mod store;
+pub mod threads;
 pub mod topk;
 pub mod vectors;
 
