@@ -267,7 +267,6 @@ fn assert_error(what: &str, got: (u16, Value), status: u16, needles: &[&str]) {
     }
 }
 
-
 // ---------------------------------------------------------------- raw sockets
 
 /// Ways a client can stall.
@@ -933,7 +932,11 @@ async fn the_idle_timeout_closes_quiet_keep_alive_connections_only() {
     let (s, _) = quiet.request("GET", "/health", &[], b"").await.unwrap();
     assert_eq!(s, 200);
     let mut quiet = quiet.r.into_inner();
-    assert!(until_closed("a quiet keep-alive connection", &mut quiet).await.is_empty());
+    assert!(
+        until_closed("a quiet keep-alive connection", &mut quiet)
+            .await
+            .is_empty()
+    );
     // The half head is in the header phase, which the idle timer does not govern: still
     // open, and finishing the request gets an answer.
     let (open, half) = still_open(half);
@@ -1224,5 +1227,9 @@ async fn cli_serves_on_a_host_name_and_stops_on_sigterm() {
     std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
     assert!(status.success(), "exit {status:?}; stdout {rest}");
     assert!(rest.contains("stopped"), "{rest}");
-    assert!(until_closed("the stalled client", &mut half).await.is_empty());
+    assert!(
+        until_closed("the stalled client", &mut half)
+            .await
+            .is_empty()
+    );
 }

@@ -307,9 +307,9 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
 /// The router applies the request limits of `config` (`max_k`, `max_batch`,
 /// `max_body_bytes`, `max_candidates`, `body_read_timeout`, `threads`); the connection
 /// limits (header and idle timeouts, `max_connections`, the shutdown deadline) belong to
-/// the server that runs it: [`serve`](super::serve) and
-/// [`serve_with_shutdown`](super::serve_with_shutdown) apply them, a plain
-/// `axum::serve` does not.
+/// the server that runs it: [`serve_app`](super::serve_app) (and
+/// [`serve`](super::serve), [`serve_with_shutdown`](super::serve_with_shutdown)) apply
+/// them, a plain `axum::serve` does not.
 ///
 /// ```
 /// use std::sync::Arc;

@@ -32,9 +32,9 @@
 //! [`ServeConfig::shutdown_timeout`] to finish.
 //!
 //! Embed the routes in your own [axum](https://docs.rs/axum) application with
-//! [`router`] (then the connection limits are the application's business), or run a
-//! server with [`serve`] / [`serve_with_shutdown`]; the CLI's `vecquant serve` is
-//! [`run_cli`].
+//! [`router`] and run it with [`serve_app`] (or any server you like, which then owns the
+//! connection limits), or run the search service alone with [`serve`] /
+//! [`serve_with_shutdown`]; the CLI's `vecquant serve` is [`run_cli`].
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -45,9 +45,9 @@
 //! let app = axum::Router::new()
 //!     .route("/version", axum::routing::get(|| async { "1.0" }))
 //!     .merge(serve::router(index, ServeConfig::default()));
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await.unwrap();
-//! axum::serve(listener, app).await.unwrap();
-//! # Ok(()) }
+//! let listener = serve::bind("localhost:8080").await?;
+//! serve::serve_app(listener, app, &ServeConfig::default(), serve::shutdown_signal()).await
+//! # }
 //! ```
 
 use std::future::Future;
@@ -308,5 +308,38 @@ where
     config.validate()?;
     let app = router(index, config.clone());
     server::run(listener, app, &config, shutdown).await;
+    Ok(())
+}
+
+/// Serves any axum application (such as [`router`] merged into routes of your own) on
+/// `listener` under the connection limits of `config` (header and idle timeouts,
+/// `max_connections`, `shutdown_timeout`) until `shutdown` completes, as
+/// [`serve_with_shutdown`] serves the search routes. The request limits of `config`
+/// are the application's: `router` applies them to its routes.
+///
+/// Fails only when `config` is invalid ([`ServeConfig::validate`]).
+///
+/// ```no_run
+/// # async fn demo(index: std::sync::Arc<dyn vecquant::Index>) -> vecquant::Result<()> {
+/// use vecquant::serve::{self, ServeConfig};
+/// let config = ServeConfig::default();
+/// let app = axum::Router::new()
+///     .route("/version", axum::routing::get(|| async { "1.0" }))
+///     .merge(serve::router(index, config.clone()));
+/// let listener = serve::bind("localhost:8080").await?;
+/// serve::serve_app(listener, app, &config, serve::shutdown_signal()).await
+/// # }
+/// ```
+pub async fn serve_app<F>(
+    listener: TcpListener,
+    app: axum::Router,
+    config: &ServeConfig,
+    shutdown: F,
+) -> Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    config.validate()?;
+    server::run(listener, app, config, shutdown).await;
     Ok(())
 }
