@@ -3,12 +3,14 @@
 //! Run: `cargo run --example serve -- --demo` builds a small index, serves it with an
 //! extra route on a free port, sends it two requests and stops.
 //!
-//! `cargo run --release --example serve -- --index sq8.vq --addr 127.0.0.1:8080` serves a
-//! saved index until Ctrl-C; then try
+//! `cargo run --release --example serve -- --index sq8.vq --addr localhost:8080` serves a
+//! saved index until Ctrl-C, with the service's connection limits (slow clients are
+//! timed out, shutdown has a deadline); then try
 //! `curl -s localhost:8080/stats` or `curl -s localhost:8080/version`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
@@ -19,15 +21,20 @@ use vecquant::data::generate::gaussian;
 use vecquant::prelude::*;
 use vecquant::serve::{self, ServeConfig};
 
+/// Limits of our service: smaller `k`, a shorter shutdown deadline.
+fn config() -> ServeConfig {
+    ServeConfig {
+        max_k: 100,
+        shutdown_timeout: Duration::from_secs(5),
+        ..ServeConfig::default()
+    }
+}
+
 /// The application: vecquant's routes plus one of our own.
 fn app(index: Arc<dyn Index>) -> Router {
-    let config = ServeConfig {
-        max_k: 100,
-        ..ServeConfig::default()
-    };
     Router::new()
         .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
-        .merge(serve::router(index, config))
+        .merge(serve::router(index, config()))
 }
 
 #[tokio::main]
@@ -46,19 +53,18 @@ async fn main() -> Result<()> {
         eprintln!("usage: serve --demo | serve --index INDEX.vq [--addr 127.0.0.1:8080]");
         std::process::exit(2);
     };
-    let addr: SocketAddr = flag("--addr")
-        .unwrap_or_else(|| "127.0.0.1:8080".into())
-        .parse()
-        .map_err(|e| Error::param("--addr", format!("{e}")))?;
+    let addr = flag("--addr").unwrap_or_else(|| "127.0.0.1:8080".into());
     let index: Arc<dyn Index> = Arc::from(vecquant::index::open(&path)?);
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| Error::io(addr.to_string(), e))?;
-    println!("serving {} on http://{addr} (Ctrl-C to stop)", index.spec());
-    axum::serve(listener, app(index))
-        .with_graceful_shutdown(serve::shutdown_signal())
-        .await
-        .map_err(|e| Error::io(addr.to_string(), e))
+    // `bind` resolves host names (`localhost:8080`) as well as IP addresses.
+    let listener = serve::bind(&addr).await?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::io(addr.as_str(), e))?;
+    println!(
+        "serving {} on http://{local} (Ctrl-C to stop)",
+        index.spec()
+    );
+    serve::serve_app(listener, app(index), &config(), serve::shutdown_signal()).await
 }
 
 async fn demo() -> Result<()> {
@@ -66,6 +72,7 @@ async fn demo() -> Result<()> {
     let mut flat = Flat::new(16, Metric::L2);
     flat.add(base.as_slice(), None)?;
     let index: Arc<dyn Index> = Arc::new(flat);
+    let index_for_server = Arc::clone(&index);
 
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
@@ -74,13 +81,12 @@ async fn demo() -> Result<()> {
         .local_addr()
         .map_err(|e| Error::io("listener", e))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        axum::serve(listener, app(Arc::clone(&index)))
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .into_future(),
-    );
+    let server = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        serve::serve_app(listener, app(index_for_server), &config(), shutdown).await
+    });
     println!("serving {} vectors on http://{addr}", index.len());
 
     let body = serde_json::json!({ "vector": base.row(7), "k": 3 }).to_string();
@@ -99,8 +105,7 @@ async fn demo() -> Result<()> {
     let _ = stop.send(());
     server
         .await
-        .map_err(|e| Error::param("server", e.to_string()))?
-        .map_err(|e| Error::io(addr.to_string(), e))?;
+        .map_err(|e| Error::param("server", e.to_string()))??;
     println!("stopped");
     Ok(())
 }

@@ -41,6 +41,7 @@ pub(crate) mod rng;
 #[cfg(feature = "server")]
 pub mod serve;
 pub mod store;
+pub mod threads;
 pub mod topk;
 pub mod vectors;
 
