@@ -6,6 +6,10 @@ use std::time::Instant;
 use clap::Args;
 use vecquant::data::read_vectors;
 use vecquant::index::spec::{BuildOptions, new_index};
+use vecquant::index::{Hnsw, Index, Ivf, Scalar, hnsw, ivf, scalar};
+use vecquant::model::levels::LevelSource;
+use vecquant::quant::codec::{InnerSpec, SqSpec};
+use vecquant::quant::scalar::{ScalarQuantizer, SqConfig};
 use vecquant::{Error, Metric, Result};
 
 use super::spinner;
@@ -31,6 +35,12 @@ pub struct BuildArgs {
     /// (`search --rerank R`).
     #[arg(long)]
     keep_raw: bool,
+    /// Levels of the scalar quantizer (specs with one: SQ…, IVF…,SQ…, HNSW…,SQ…),
+    /// replacing the variant's; its range estimator stays. uniform, normal, lloyd-max,
+    /// nf4, fp4 (e2m1), e4m3, e5m2, or PATH:TENSOR — the k-means codebook of TENSOR in a
+    /// weights container written by `quantize-model --scheme kmeans --granularity tensor`.
+    #[arg(long, value_name = "LEVELS")]
+    levels: Option<LevelSource>,
     /// Output index file.
     #[arg(long)]
     out: PathBuf,
@@ -50,7 +60,10 @@ pub fn run(a: BuildArgs) -> Result<()> {
         keep_raw: a.keep_raw,
     };
     let t0 = Instant::now();
-    let mut index = new_index(&a.spec, b.dim(), &opts)?;
+    let mut index = match &a.levels {
+        None => new_index(&a.spec, b.dim(), &opts)?,
+        Some(levels) => with_levels(&a.spec, levels, b.dim(), &opts)?,
+    };
     if !index.is_trained() {
         if t.dim() != b.dim() {
             return Err(Error::dim("train", b.dim(), t.dim()));
@@ -63,8 +76,13 @@ pub fn run(a: BuildArgs) -> Result<()> {
     bar.set_message("saving");
     index.save(&a.out)?;
     bar.finish_and_clear();
+    let levels = a
+        .levels
+        .as_ref()
+        .map(|l| format!(" with levels {l}"))
+        .unwrap_or_default();
     println!(
-        "built {} over {} vectors (dim {}, {}) in {:.2}s: {:.1} bytes/vector, {:.1} MB → {}",
+        "built {}{levels} over {} vectors (dim {}, {}) in {:.2}s: {:.1} bytes/vector, {:.1} MB → {}",
         index.spec(),
         index.len(),
         index.dim(),
@@ -75,4 +93,70 @@ pub fn run(a: BuildArgs) -> Result<()> {
         a.out.display()
     );
     Ok(())
+}
+
+/// An empty index for `spec` whose scalar quantizer takes its levels from `levels`
+/// instead of the variant's (the variant's range estimator stays).
+fn with_levels(
+    spec: &str,
+    levels: &LevelSource,
+    dim: usize,
+    opts: &BuildOptions,
+) -> Result<Box<dyn Index>> {
+    // The spec's own checks and messages first: a malformed spec is reported as such.
+    new_index(spec, dim, opts)?;
+    let no_sq = || {
+        Error::param(
+            "levels",
+            format!(
+                "`{spec}` has no scalar quantizer to take levels `{levels}`; --levels applies \
+             to SQ8, SQ4 (any SQ variant), IVF{{nlist}},SQ… and HNSW{{M}},SQ…"
+            ),
+        )
+    };
+    let custom = |mut config: SqConfig| -> Result<SqConfig> {
+        config.levels = levels.levels(config.bits)?;
+        Ok(config)
+    };
+    if let Some((name, config)) = scalar::parse_spec(spec) {
+        let config = custom(config)?;
+        return Ok(Box::new(Scalar::with_config(
+            name,
+            dim,
+            opts.metric,
+            config,
+            opts.keep_raw,
+        )));
+    }
+    if let Some((nlist, inner)) = ivf::parse_spec(spec) {
+        let InnerSpec::Scalar { name, config } = inner else {
+            return Err(no_sq());
+        };
+        let inner = SqSpec {
+            name,
+            config: custom(config)?,
+        };
+        return Ok(Box::new(Ivf::<ScalarQuantizer>::new(
+            nlist,
+            inner,
+            dim,
+            opts.metric,
+            opts.keep_raw,
+            opts.seed,
+        )?));
+    }
+    if let Some((m, inner)) = hnsw::parse_spec(spec) {
+        let InnerSpec::Scalar { name, config } = inner else {
+            return Err(no_sq());
+        };
+        let inner = SqSpec {
+            name,
+            config: custom(config)?,
+        };
+        let mut h =
+            Hnsw::<ScalarQuantizer>::new(m, inner, dim, opts.metric, opts.keep_raw, opts.seed)?;
+        h.set_ef_construction(hnsw::DEFAULT_EF_CONSTRUCTION)?;
+        return Ok(Box::new(h));
+    }
+    Err(no_sq())
 }

@@ -64,6 +64,8 @@ pub fn describe_file(path: impl AsRef<Path>) -> Result<String> {
                     verify_checksums: false,
                 },
             )?;
+            // Indexes with a scalar quantizer: where its levels came from.
+            s.push_str(&crate::model::levels::describe_levels(&c));
             if c.header().kind == KIND {
                 drop(c);
                 let m = QuantizedModel::open(path)?;

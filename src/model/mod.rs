@@ -36,6 +36,7 @@ pub mod gptq;
 pub mod inspect;
 pub mod io;
 pub mod kmeans_codebook;
+pub mod levels;
 pub mod linear;
 pub mod pack;
 pub mod pipeline;
