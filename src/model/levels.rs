@@ -282,6 +282,14 @@ fn weights_codebook(path: &Path, tensor: &str) -> Result<Codebook> {
                 k.codebooks.len()
             ),
         )),
+        Payload::Passthrough { .. } => Err(Error::param(
+            "levels",
+            format!(
+                "`{value}`: tensor `{tensor}` is not quantized ({}), so it has no codebook; \
+                 name a k-means tensor",
+                t.note.as_deref().unwrap_or("passed through")
+            ),
+        )),
         _ => Err(Error::param(
             "levels",
             format!(
