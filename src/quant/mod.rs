@@ -4,7 +4,9 @@
 //!   Lloyd-Max), shared by the vector quantizers and the weight pipeline.
 //! - [`scalar`]: per-dimension 8-bit and 4-bit scalar quantization.
 //! - [`product`]: product quantization (sub-space k-means codebooks, ADC/SDC tables).
+//! - [`opq`]: the OPQ rotation learned for a product quantizer (FAISS's `OPQMatrix`).
 
 pub mod codebook;
+pub mod opq;
 pub mod product;
 pub mod scalar;
