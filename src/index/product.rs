@@ -22,7 +22,8 @@ use crate::index::{
 use crate::kernels::{fastscan, pq8};
 use crate::metric::Metric;
 use crate::quant::codec::scan::{Reservoir, Scan8, Scan8Scratch};
-use crate::quant::product::{PqTraining, ProductQuantizer, check_params};
+use crate::quant::opq::{OpqTraining, train_opq};
+use crate::quant::product::{ProductQuantizer, check_params};
 use crate::store::{Container, ContainerWriter, Slab};
 use crate::topk::{Neighbor, TopK};
 use crate::vectors::{check_batch, check_finite, normalize_in_place};
@@ -478,64 +479,6 @@ fn transpose(r: &[f32], d: usize) -> Vec<f32> {
     t
 }
 
-/// OPQ (Ge et al. 2013, non-parametric): alternate PQ training on the rotated data and
-/// the orthogonal Procrustes solution `R = U Vᵀ` of `Xᵀ Y = U Σ Vᵀ`, where `Y` is the
-/// PQ reconstruction of `X R`. Returns the rotation (`d × d`).
-pub fn train_opq(
-    x: &[f32],
-    d: usize,
-    m: usize,
-    nbits: u8,
-    seed: u64,
-    iters: usize,
-) -> Result<Vec<f32>> {
-    use faer::Mat;
-    let n = x.len() / d;
-    // A sample keeps the SVDs and PQ re-trainings cheap (FAISS: 256 · ksub points).
-    let cap = 256 * (1usize << nbits);
-    let sample: Vec<f32> = if n > cap {
-        let idx = crate::rng::sample_indices(n, cap, &mut crate::rng::seeded(seed ^ 0x0b0e));
-        idx.iter()
-            .flat_map(|&i| x[i * d..(i + 1) * d].iter().copied())
-            .collect()
-    } else {
-        x.to_vec()
-    };
-    let ns = sample.len() / d;
-    let xm = Mat::<f32>::from_fn(ns, d, |i, j| sample[i * d + j]);
-    let mut r: Vec<f32> = (0..d * d)
-        .map(|i| if i / d == i % d { 1.0 } else { 0.0 })
-        .collect();
-    for it in 0..iters {
-        let xr = rotate(&sample, &r, d);
-        let pq = ProductQuantizer::train_with(
-            &xr,
-            d,
-            m,
-            nbits,
-            seed.wrapping_add(it as u64),
-            PqTraining {
-                iterations: 4,
-                runs: 1,
-            },
-        )?;
-        let y = pq.decode(&pq.encode(&xr)?)?;
-        let ym = Mat::<f32>::from_fn(ns, d, |i, j| y[i * d + j]);
-        let xty = xm.transpose() * &ym;
-        let svd = xty.svd().map_err(|e| Error::Numerical {
-            context: "OPQ rotation".into(),
-            message: format!("SVD of Xᵀ·Y failed: {e:?}"),
-        })?;
-        let rot = svd.U() * svd.V().transpose();
-        for i in 0..d {
-            for j in 0..d {
-                r[i * d + j] = rot[(i, j)];
-            }
-        }
-    }
-    Ok(r)
-}
-
 impl GroupSearch for Product {
     const QUERY_GROUP: usize = QUERY_GROUP;
     fn search_group(
@@ -582,14 +525,14 @@ impl Index for Product {
         check_finite(sample, self.dim, "training sample")?;
         let base = self.unrotated(sample);
         if self.spec.opq {
-            self.rotation = Some(train_opq(
+            let opq = train_opq(
                 &base,
                 self.dim,
                 self.spec.m,
-                self.spec.nbits,
                 self.seed,
-                20,
-            )?);
+                &OpqTraining::default(),
+            )?;
+            self.rotation = Some(opq.into_rotation());
         }
         let x = match &self.rotation {
             Some(r) => rotate(&base, r, self.dim),
@@ -890,45 +833,6 @@ mod tests {
             let back = crate::index::from_container(&c).unwrap();
             assert_eq!(back.spec(), a.spec());
             assert_eq!(back.search_batch(q.as_slice(), &p).unwrap(), want);
-        }
-    }
-
-    #[test]
-    fn opq_rotation_is_orthogonal_and_lowers_distortion_on_correlated_data() {
-        // Correlated data: a random linear mix of independent Gaussians with
-        // decaying scales.
-        let (n, d) = (4000, 16);
-        let z = gaussian(n, d, 0.0, 1.0, 8).unwrap();
-        let mix = gaussian(d, d, 0.0, 1.0, 9).unwrap();
-        let x: Vec<f32> = z
-            .rows()
-            .flat_map(|r| {
-                (0..d)
-                    .map(|j| {
-                        (0..d)
-                            .map(|i| r[i] * mix.row(i)[j] / (1.0 + i as f32))
-                            .sum::<f32>()
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        let mse = |spec: &str| {
-            let mut idx = Product::new(spec, d, Metric::L2, false, 2).unwrap();
-            idx.train(&x).unwrap();
-            let y = idx.reconstruct(&x).unwrap().unwrap();
-            crate::eval::mse(&x, &y)
-        };
-        let (plain, opq) = (mse("PQ4x4fs"), mse("OPQ4,PQ4x4fs"));
-        assert!(opq < plain * 0.95, "OPQ {opq} vs PQ {plain}");
-        let mut idx = Product::new("OPQ4,PQ4", d, Metric::L2, false, 2).unwrap();
-        idx.train(&x).unwrap();
-        let r = idx.rotation().unwrap();
-        for i in 0..d {
-            for j in 0..d {
-                let dot: f32 = (0..d).map(|t| r[i * d + t] * r[j * d + t]).sum();
-                let want = if i == j { 1.0 } else { 0.0 };
-                assert!((dot - want).abs() < 1e-4);
-            }
         }
     }
 
