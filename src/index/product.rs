@@ -10,7 +10,6 @@
 //! With `keep_raw`, `rerank = R` re-scores the best `R` candidates with the original
 //! vectors.
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -22,7 +21,7 @@ use crate::index::{
 use crate::kernels::{fastscan, pq8};
 use crate::metric::Metric;
 use crate::quant::codec::scan::{Reservoir, Scan8, Scan8Scratch};
-use crate::quant::opq::{OpqTraining, train_opq};
+use crate::quant::opq::{OpqTraining, rotate, train_opq, transpose};
 use crate::quant::product::{ProductQuantizer, check_params};
 use crate::store::{Container, ContainerWriter, Slab};
 use crate::topk::{Neighbor, TopK};
@@ -456,27 +455,6 @@ impl Product {
         }
         out
     }
-}
-
-/// `x · R` for row-major `x` (`n × d`) and `R` (`d × d`), by GEMM.
-fn rotate(x: &[f32], r: &[f32], d: usize) -> Vec<f32> {
-    // gemm_abt computes x · Bᵀ, so pass Rᵀ.
-    let rt = transpose(r, d);
-    let mut out = vec![0.0f32; x.len()];
-    out.par_chunks_mut(1024 * d)
-        .zip(x.par_chunks(1024 * d))
-        .for_each(|(o, xi)| crate::linalg::gemm_abt(xi, &rt, d, o));
-    out
-}
-
-fn transpose(r: &[f32], d: usize) -> Vec<f32> {
-    let mut t = vec![0.0f32; d * d];
-    for i in 0..d {
-        for j in 0..d {
-            t[j * d + i] = r[i * d + j];
-        }
-    }
-    t
 }
 
 impl GroupSearch for Product {

@@ -61,6 +61,13 @@ pub fn new_index(spec: &str, dim: usize, opts: &BuildOptions) -> Result<Box<dyn 
     }
     match s.to_ascii_lowercase().as_str() {
         "flat" => Ok(Box::new(Flat::new(dim, opts.metric))),
+        l if l.starts_with("opq")
+            && l.split(',')
+                .nth(1)
+                .is_some_and(|p| p.trim().starts_with("ivf")) =>
+        {
+            crate::index::ivf::new(s, dim, opts.metric, opts.keep_raw, opts.seed)
+        }
         l if l.starts_with("pq") || l.starts_with("opq") => {
             match crate::index::product::parse_spec(l) {
                 Some(_) => Ok(Box::new(Product::new(

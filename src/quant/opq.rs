@@ -329,15 +329,21 @@ fn procrustes(x: &[f32], y: &[f32], dim: usize) -> Result<Vec<f32>> {
     Ok(r)
 }
 
-/// `x · R` for row-major `x` (`n × dim`) and `R` (`dim × dim`), in parallel blocks.
-fn rotate(x: &[f32], r: &[f32], dim: usize) -> Vec<f32> {
-    // gemm_abt computes x · Bᵀ, so pass Rᵀ.
-    let mut rt = vec![0.0f32; dim * dim];
+/// `Rᵀ` of a row-major `dim × dim` matrix.
+pub(crate) fn transpose(r: &[f32], dim: usize) -> Vec<f32> {
+    let mut t = vec![0.0f32; dim * dim];
     for i in 0..dim {
         for j in 0..dim {
-            rt[j * dim + i] = r[i * dim + j];
+            t[j * dim + i] = r[i * dim + j];
         }
     }
+    t
+}
+
+/// `x · R` for row-major `x` (`n × dim`) and `R` (`dim × dim`), in parallel blocks.
+pub(crate) fn rotate(x: &[f32], r: &[f32], dim: usize) -> Vec<f32> {
+    // gemm_abt computes x · Bᵀ, so pass Rᵀ.
+    let rt = transpose(r, dim);
     let mut out = vec![0.0f32; x.len()];
     out.par_chunks_mut(BLOCK * dim)
         .zip(x.par_chunks(BLOCK * dim))
