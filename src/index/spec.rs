@@ -33,9 +33,10 @@ pub const ACCEPTED: &str = "Flat, SQ8, SQ4, SQ8u, SQ4u, SQ8opt, SQ4opt, SQ8lm, S
 /// [`crate::quant::product::check_params`]).
 pub const MAX_PQ_M: usize = 4096;
 
-/// Most sub-quantizers of a 4-bit fast-scan product quantizer: the scan sums one `u8`
-/// table entry per sub-quantizer in `u16` accumulators, and 256 × 255 < 2¹⁶ is the
-/// largest sum that cannot overflow.
+/// Most sub-quantizers of a 4-bit fast-scan product quantizer, the limit `Product` and
+/// `Ivf` enforce: the scan sums one `u8` table entry per sub-quantizer in `u16`
+/// accumulators, which cannot overflow up to 257 × 255 = 65535 (see
+/// [`crate::kernels::fastscan`]).
 pub const MAX_FASTSCAN_M: usize = 256;
 
 /// How a scalar quantizer chooses its levels and ranges (the suffix of `SQ8…`/`SQ4…`;
@@ -115,7 +116,7 @@ impl ScalarSpec {
 
     /// The canonical name (`SQ8`, `SQ4lm`, …), as stored in containers.
     pub fn name(&self) -> String {
-        format!("SQ{}{}", self.bits, self.variant.suffix())
+        self.to_string()
     }
 
     /// The string-independent rule: 8 or 4 bits.
@@ -191,8 +192,8 @@ impl PqParams {
         }
         if self.is_fast_scan() && self.m > MAX_FASTSCAN_M {
             return Err(format!(
-                "{self}: fast-scan supports at most {MAX_FASTSCAN_M} sub-quantizers (its u16 \
-                 sums hold {MAX_FASTSCAN_M} table entries), got M = {}",
+                "{self}: fast-scan supports at most {MAX_FASTSCAN_M} sub-quantizers (one u8 \
+                 table entry each is summed in u16), got M = {}",
                 self.m
             ));
         }
@@ -461,7 +462,7 @@ impl IndexSpec {
     /// let spec: IndexSpec = "OPQ16,IVF256,PQ16x4fs".parse().unwrap();
     /// assert!(spec.check_dim(128).is_ok());
     /// let err = spec.check_dim(100).unwrap_err().to_string();
-    /// assert!(err.contains("M that divide 100: 1, 2, 4, 5, 10, 20, 25, 50, 100"), "{err}");
+    /// assert!(err.contains("that divide 100: 1, 2, 4, 5, 10, 20, 25, 50, 100"), "{err}");
     /// ```
     pub fn check_dim(&self, dim: usize) -> Result<()> {
         self.validate()?;

@@ -527,8 +527,9 @@ fn divisors_are_all_and_only_the_divisors() {
 
 #[test]
 fn accessors() {
-    // spec, kind, nlist, nprobe, ef, needs training
-    let cases: &[(&str, &str, Option<usize>, bool, bool, bool)] = &[
+    /// Spec, kind, nlist, uses nprobe, uses ef, needs training.
+    type Row = (&'static str, &'static str, Option<usize>, bool, bool, bool);
+    let cases: &[Row] = &[
         ("Flat", "flat", None, false, false, false),
         ("SQ8", "sq", None, false, false, true),
         ("PQ8x4fs", "pq", None, false, false, true),
