@@ -48,6 +48,7 @@ pub fn run(a: BuildArgs) -> Result<()> {
         metric: a.metric,
         seed: a.seed,
         keep_raw: a.keep_raw,
+        ..BuildOptions::default()
     };
     let t0 = Instant::now();
     let mut index = new_index(&a.spec, b.dim(), &opts)?;

@@ -119,6 +119,20 @@ impl Product {
                 "not a product-quantizer spec (PQ{M}, PQ{M}x4fs, OPQ{M},PQ{M}, OPQ{M},PQ{M}x4fs)"
                     .into(),
         })?;
+        Self::with_spec(p, dim, metric, keep_raw, seed)
+    }
+
+    /// An untrained index for a parsed spec.
+    ///
+    /// # Errors
+    /// `M` does not divide `dim`, or fast-scan with more than 256 sub-quantizers.
+    pub fn with_spec(
+        p: PqSpec,
+        dim: usize,
+        metric: Metric,
+        keep_raw: bool,
+        seed: u64,
+    ) -> Result<Self> {
         check_params(dim, p.m, p.nbits)?;
         if p.nbits == 4 && p.m > 256 {
             return Err(Error::param(

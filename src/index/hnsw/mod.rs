@@ -138,22 +138,37 @@ pub fn new(
              2 ≤ M ≤ {MAX_M})"
         ),
     })?;
+    new_typed(m, inner, dim, metric, keep_raw, seed, ef_construction)
+}
+
+/// An empty HNSW index with `M` links per node over `inner`.
+///
+/// # Errors
+/// `M` out of range, `ef_construction` out of range, or an inner quantizer that does
+/// not fit `dim`.
+pub fn new_typed(
+    m: usize,
+    inner: InnerSpec,
+    dim: usize,
+    metric: Metric,
+    keep_raw: bool,
+    seed: u64,
+    ef_construction: usize,
+) -> Result<Box<dyn Index>> {
     fn boxed<C: VectorCodec>(mut h: Hnsw<C>, ef: usize) -> Result<Box<dyn Index>> {
         h.set_ef_construction(ef)?;
         Ok(Box::new(h))
     }
+    let ef = ef_construction;
     match inner {
-        InnerSpec::Flat => boxed(
-            HnswFlat::new(m, RawSpec, dim, metric, keep_raw, seed)?,
-            ef_construction,
-        ),
+        InnerSpec::Flat => boxed(HnswFlat::new(m, RawSpec, dim, metric, keep_raw, seed)?, ef),
         InnerSpec::Scalar { name, config } => boxed(
             HnswScalar::new(m, SqSpec { name, config }, dim, metric, keep_raw, seed)?,
-            ef_construction,
+            ef,
         ),
         InnerSpec::Product { m: pm, nbits } => boxed(
             HnswProduct::new(m, PqParams { m: pm, nbits }, dim, metric, keep_raw, seed)?,
-            ef_construction,
+            ef,
         ),
     }
 }
