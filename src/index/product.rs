@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::index::rows::{Exact, Rows};
+use crate::index::spec::IndexSpec;
 use crate::index::{
     GroupSearch, IdFilter, Index, SearchParams, check_add, grouped_batch, grouped_single,
     header_dims, untrained,
@@ -62,31 +63,6 @@ impl PqSpec {
     }
 }
 
-/// Parses `PQ{M}`, `PQ{M}x4fs`, `OPQ{M},PQ{M}[x4fs]` (case-insensitive).
-pub fn parse_spec(spec: &str) -> Option<PqSpec> {
-    let s = spec.trim().to_ascii_lowercase();
-    let (opq, pq) = match s.split_once(',') {
-        Some((o, p)) => {
-            let om: usize = o.strip_prefix("opq")?.parse().ok()?;
-            (Some(om), p.trim())
-        }
-        None => (None, s.as_str()),
-    };
-    let rest = pq.strip_prefix("pq")?;
-    let (m, nbits) = match rest.strip_suffix("x4fs") {
-        Some(m) => (m.parse().ok()?, 4),
-        None => (rest.parse().ok()?, 8),
-    };
-    if opq.is_some_and(|om| om != m) {
-        return None;
-    }
-    Some(PqSpec {
-        m,
-        nbits,
-        opq: opq.is_some(),
-    })
-}
-
 #[derive(Serialize, Deserialize)]
 struct StoredParams {
     spec: PqSpec,
@@ -113,12 +89,16 @@ pub struct Product {
 impl Product {
     /// An untrained index for `spec`.
     pub fn new(spec: &str, dim: usize, metric: Metric, keep_raw: bool, seed: u64) -> Result<Self> {
-        let p = parse_spec(spec).ok_or_else(|| Error::Spec {
-            spec: spec.to_string(),
-            message:
-                "not a product-quantizer spec (PQ{M}, PQ{M}x4fs, OPQ{M},PQ{M}, OPQ{M},PQ{M}x4fs)"
-                    .into(),
-        })?;
+        let p = spec
+            .parse::<IndexSpec>()
+            .ok()
+            .and_then(|t| t.pq_spec())
+            .ok_or_else(|| Error::Spec {
+                spec: spec.to_string(),
+                message:
+                    "not a product-quantizer spec (PQ{M}, PQ{M}x4fs, OPQ{M},PQ{M}, OPQ{M},PQ{M}x4fs)"
+                        .into(),
+            })?;
         Self::with_spec(p, dim, metric, keep_raw, seed)
     }
 
@@ -737,22 +717,6 @@ mod tests {
             old.search_batch(q.as_slice(), &p).unwrap(),
             idx.search_batch(q.as_slice(), &p).unwrap()
         );
-    }
-
-    #[test]
-    fn parses_specs() {
-        let p = parse_spec("PQ16").unwrap();
-        assert_eq!((p.m, p.nbits, p.opq), (16, 8, false));
-        let p = parse_spec("opq32,pq32x4fs").unwrap();
-        assert_eq!((p.m, p.nbits, p.opq), (32, 4, true));
-        assert_eq!(p.name(), "OPQ32,PQ32x4fs");
-        for bad in ["PQ", "PQx4fs", "OPQ8,PQ16", "PQ16x5fs", "PQ-1", "OPQ8"] {
-            assert!(parse_spec(bad).is_none(), "{bad}");
-        }
-        let e = Product::new("PQ5", 16, Metric::L2, false, 0)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("1, 2, 4, 8, 16"), "{e}");
     }
 
     /// Scan results equal brute force over the decoded vectors (8-bit and fast-scan).

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::index::rows::Rows;
+use crate::index::spec::{ACCEPTED, BuildOptions, IndexSpec};
 use crate::index::{
     GroupSearch, IdFilter, Index, SearchParams, check_add, grouped_batch, grouped_single, untrained,
 };
@@ -65,44 +66,6 @@ pub type IvfScalar = Ivf<ScalarQuantizer>;
 /// `IVF{nlist},PQ{M}` and `IVF{nlist},PQ{M}x4fs`.
 pub type IvfProduct = Ivf<ProductQuantizer>;
 
-/// Parses `IVF{nlist},{inner}` (case-insensitive keywords); `None` if malformed.
-pub fn parse_spec(spec: &str) -> Option<(usize, InnerSpec)> {
-    let s = spec.trim();
-    let (head, inner) = s.split_once(',')?;
-    let head = head.trim();
-    if !head.to_ascii_lowercase().starts_with("ivf") {
-        return None;
-    }
-    let digits = &head[3..];
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let nlist: usize = digits.parse().ok()?;
-    if nlist == 0 || nlist > MAX_NLIST {
-        return None;
-    }
-    let inner = inner.trim();
-    let lower = inner.to_ascii_lowercase();
-    let spec = if lower == "flat" {
-        InnerSpec::Flat
-    } else if lower.starts_with("sq") {
-        let (name, config) = crate::index::scalar::parse_spec(inner)?;
-        InnerSpec::Scalar { name, config }
-    } else if lower.starts_with("pq") {
-        let p = crate::index::product::parse_spec(inner)?;
-        if p.opq {
-            return None;
-        }
-        InnerSpec::Product {
-            m: p.m,
-            nbits: p.nbits,
-        }
-    } else {
-        return None;
-    };
-    Some((nlist, spec))
-}
-
 /// An untrained `IVF{nlist},{inner}` index of the kind its inner spec names.
 ///
 /// # Errors
@@ -114,31 +77,22 @@ pub fn new(
     keep_raw: bool,
     seed: u64,
 ) -> Result<Box<dyn Index>> {
-    let malformed = || Error::Spec {
-        spec: spec.to_string(),
-        message: format!(
-            "not an inverted-file spec ([OPQ{{M}},]IVF{{nlist}},Flat, IVF{{nlist}},SQ8, \
-             IVF{{nlist}},PQ{{M}}, IVF{{nlist}},PQ{{M}}x4fs; 1 ≤ nlist ≤ {MAX_NLIST})"
+    match spec.parse::<IndexSpec>()? {
+        t @ IndexSpec::Ivf { .. } => crate::index::spec::build_index(
+            &t,
+            dim,
+            &BuildOptions {
+                metric,
+                keep_raw,
+                seed,
+                ..BuildOptions::default()
+            },
         ),
-    };
-    // FAISS's `OPQ{M},IVF{nlist},PQ{M}`: a rotation in front of the inverted file.
-    let (opq, rest) = match spec.trim().split_once(',') {
-        Some((head, rest)) if head.trim().to_ascii_lowercase().starts_with("opq") => {
-            let m: usize = head.trim()[3..].parse().map_err(|_| malformed())?;
-            (Some(m), rest)
-        }
-        _ => (None, spec),
-    };
-    let (nlist, inner) = parse_spec(rest).ok_or_else(malformed)?;
-    if let (Some(om), InnerSpec::Product { m, .. }) = (opq, &inner)
-        && om != *m
-    {
-        return Err(Error::Spec {
+        _ => Err(Error::Spec {
             spec: spec.to_string(),
-            message: format!("OPQ's M ({om}) must equal PQ's M ({m})"),
-        });
+            message: format!("not an inverted-file spec; accepted forms: {ACCEPTED}"),
+        }),
     }
-    new_typed(nlist, inner, opq, dim, metric, keep_raw, seed)
 }
 
 /// An untrained inverted file of `nlist` lists over `inner`, behind an OPQ rotation of

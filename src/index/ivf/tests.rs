@@ -27,32 +27,6 @@ fn mixture(n: usize, dim: usize, seed: u64) -> Vec<f32> {
     mixture_sets(n, 1, dim, seed).0.into_vec()
 }
 
-#[test]
-fn parses_specs() {
-    assert_eq!(parse_spec("IVF64,Flat"), Some((64, InnerSpec::Flat)));
-    assert_eq!(
-        parse_spec("ivf8,pq4x4fs"),
-        Some((8, InnerSpec::Product { m: 4, nbits: 4 }))
-    );
-    assert!(matches!(
-        parse_spec("IVF8,SQ8"),
-        Some((8, InnerSpec::Scalar { .. }))
-    ));
-    for bad in [
-        "IVF,Flat",
-        "IVF0,Flat",
-        "IVF8",
-        "IVF8,",
-        "IVFx,Flat",
-        "IVF8,OPQ4,PQ4",
-        "IVF8,HNSW",
-        "IVF-3,Flat",
-        "IVF99999999999999999999,Flat",
-    ] {
-        assert_eq!(parse_spec(bad), None, "{bad}");
-    }
-}
-
 /// With every list probed, IVF over residual codes ranks like a flat index over the
 /// same reconstructions: for `Flat` inner exactly the flat index.
 #[test]

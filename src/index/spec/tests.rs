@@ -3,7 +3,7 @@
 //! and constructors the typed spec replaces.
 
 use super::*;
-use crate::index::{hnsw, ivf, product, scalar};
+use crate::index::{hnsw, ivf};
 use crate::quant::scalar::SqConfig;
 
 fn parse(s: &str) -> IndexSpec {
@@ -240,7 +240,7 @@ fn every_form_parses_to_its_tree_and_canonical_name() {
 }
 
 #[test]
-fn scalar_specs_match_the_scalar_parser() {
+fn scalar_specs_have_their_variants_configs() {
     let all: Vec<ScalarSpec> = ScalarSpec::all().collect();
     assert_eq!(all.len(), 10);
     let names: Vec<String> = all.iter().map(ScalarSpec::name).collect();
@@ -249,8 +249,15 @@ fn scalar_specs_match_the_scalar_parser() {
         "SQ8, SQ4, SQ8u, SQ4u, SQ8opt, SQ4opt, SQ8lm, SQ4lm, SQ8nq, SQ4nq"
     );
     for s in all {
-        let (name, config) = scalar::parse_spec(&s.name()).unwrap();
-        assert_eq!((name, config), (s.name(), s.config()), "{s}");
+        let want = match s.variant {
+            SqVariant::Default if s.bits == 8 => SqConfig::optimal_range(8),
+            SqVariant::Default => SqConfig::lloyd_max(4),
+            SqVariant::Uniform => SqConfig::uniform(s.bits),
+            SqVariant::OptimalRange => SqConfig::optimal_range(s.bits),
+            SqVariant::LloydMax => SqConfig::lloyd_max(s.bits),
+            SqVariant::NormalQuantile => SqConfig::normal_quantile(s.bits),
+        };
+        assert_eq!(s.config(), want, "{s}");
         assert_eq!(s.to_string(), s.name());
         assert_eq!(parse(&s.name()), IndexSpec::Scalar(s));
     }
@@ -577,7 +584,10 @@ fn conversions_to_and_from_the_on_disk_forms() {
     // What the old IVF parser stores is what the typed spec converts to.
     assert_eq!(
         InnerQuantizer::Scalar(sq(4, SqVariant::NormalQuantile)).to_inner_spec(),
-        ivf::parse_spec("IVF8,SQ4nq").unwrap().1
+        InnerSpec::Scalar {
+            name: "SQ4nq".into(),
+            config: SqConfig::normal_quantile(4),
+        }
     );
     let rejected = [
         InnerSpec::Scalar {
@@ -610,10 +620,9 @@ fn conversions_to_and_from_the_on_disk_forms() {
     );
 
     for s in ["PQ16", "PQ16x4fs", "OPQ8,PQ8", "OPQ8,PQ8x4fs"] {
-        let old = product::parse_spec(s).unwrap();
+        let old = parse(s).pq_spec().unwrap();
         let t = IndexSpec::try_from(old).unwrap();
         assert_eq!(t, parse(s));
-        assert_eq!(t.pq_spec(), Some(old));
         assert_eq!(old.name(), t.to_string());
         let (p, opq) = PqParams::from_pq_spec(&old);
         assert_eq!(p.to_pq_spec(opq), old);
@@ -639,77 +648,6 @@ fn conversions_to_and_from_the_on_disk_forms() {
     }
     assert_eq!(parse("IVF8,PQ8").pq_spec(), None);
 }
-
-/// What the old per-kind parsers return for a string.
-#[derive(Debug, PartialEq)]
-enum Old {
-    Flat,
-    Scalar(String, SqConfig),
-    Product(PqSpec),
-    Ivf(usize, InnerSpec),
-    Hnsw(usize, InnerSpec),
-}
-
-/// The old per-kind parsers, dispatched by prefix as `new_index` does.
-fn old_parse(s: &str) -> Option<Old> {
-    let l = s.trim().to_ascii_lowercase();
-    if l == "flat" {
-        Some(Old::Flat)
-    } else if l.starts_with("pq") || l.starts_with("opq") {
-        product::parse_spec(s).map(Old::Product)
-    } else if l.starts_with("hnsw") {
-        hnsw::parse_spec(s).map(|(m, i)| Old::Hnsw(m, i))
-    } else if l.starts_with("ivf") {
-        ivf::parse_spec(s).map(|(n, i)| Old::Ivf(n, i))
-    } else if l.starts_with("sq") {
-        scalar::parse_spec(s).map(|(n, c)| Old::Scalar(n, c))
-    } else {
-        None
-    }
-}
-
-/// The old parsers' value of a typed spec (`None` for the new `OPQ,IVF` form).
-fn to_old(t: &IndexSpec) -> Option<Old> {
-    Some(match *t {
-        IndexSpec::Flat => Old::Flat,
-        IndexSpec::Scalar(s) => Old::Scalar(s.name(), s.config()),
-        IndexSpec::Product { opq, pq } => Old::Product(pq.to_pq_spec(opq)),
-        IndexSpec::Ivf {
-            opq: false,
-            nlist,
-            inner,
-        } => Old::Ivf(nlist, inner.to_inner_spec()),
-        IndexSpec::Ivf { opq: true, .. } => return None,
-        IndexSpec::Hnsw { m, inner } => Old::Hnsw(m, inner.to_inner_spec()),
-    })
-}
-
-/// The PQ's M in an old parse, if any.
-fn old_pq_m(o: &Old) -> Option<usize> {
-    match o {
-        Old::Product(p) => Some(p.m),
-        Old::Ivf(_, InnerSpec::Product { m, .. }) | Old::Hnsw(_, InnerSpec::Product { m, .. }) => {
-            Some(*m)
-        }
-        _ => None,
-    }
-}
-
-/// Strings the typed parser treats differently from the old ones on purpose, with
-/// whether it accepts them.
-const DELIBERATE: &[(&str, bool)] = &[
-    // The old PQ parser did not trim before the comma after OPQ; IVF and HNSW did.
-    ("OPQ16 ,PQ16", true),
-    // `usize::from_str` let a `+` through the old PQ parser only; numbers are digits.
-    ("PQ+16", false),
-    ("OPQ+16,PQ16", false),
-    ("OPQ16,PQ+16x4fs", false),
-    ("IVF16,PQ+8", false),
-    ("HNSW16,PQ+8", false),
-];
-
-/// Dimensions tried against the old constructors.
-const DIMS: [usize; 8] = [1, 2, 12, 16, 96, 100, 128, 1024];
 
 /// ~300 specs, valid and invalid, from combinations of every component.
 fn corpus() -> Vec<String> {
@@ -807,103 +745,7 @@ fn corpus() -> Vec<String> {
     ] {
         v.push(s.to_string());
     }
-    v.extend(DELIBERATE.iter().map(|(s, _)| s.to_string()));
     v
-}
-
-/// The typed parser accepts exactly what the per-kind parsers accepted (plus the new
-/// `OPQ{M},IVF{nlist},PQ{M}` form), builds the same values, and its canonical names are
-/// the names the old constructors give their indexes.
-#[test]
-fn agrees_with_the_old_parsers() {
-    let opts = BuildOptions::default();
-    let (mut both_ok, mut both_err, mut new_form, mut range_rules) = (0, 0, 0, 0);
-    let corpus = corpus();
-    for s in &corpus {
-        let s = s.as_str();
-        let new = s.parse::<IndexSpec>();
-        if let Some(&(_, accepts)) = DELIBERATE.iter().find(|(d, _)| *d == s) {
-            assert_eq!(new.is_ok(), accepts, "`{s}`");
-            continue;
-        }
-        match (old_parse(s), new) {
-            (Some(old), Ok(t)) => {
-                both_ok += 1;
-                assert_eq!(to_old(&t), Some(old), "`{s}`");
-                let d = t.pq().map_or(1, |p| p.m) * 2;
-                let built = new_index(s, d, &opts)
-                    .unwrap_or_else(|e| panic!("old constructor on `{s}`, d = {d}: {e}"));
-                assert_eq!(built.spec(), t.to_string(), "`{s}`");
-            }
-            (None, Err(_)) => both_err += 1,
-            (None, Ok(t)) => {
-                new_form += 1;
-                assert!(
-                    matches!(t, IndexSpec::Ivf { opq: true, .. }),
-                    "`{s}`: only the OPQ,IVF form is new, got {t:?}"
-                );
-            }
-            (Some(old), Err(e)) => {
-                // The old parsers left M's range to the constructors, which reject it for
-                // every dimension; the typed parser rejects it up front.
-                range_rules += 1;
-                let e = e.to_string();
-                assert!(
-                    e.contains("at least 1") || e.contains("at most"),
-                    "`{s}` parsed before and is rejected now: {e}"
-                );
-                let m = old_pq_m(&old).unwrap_or_else(|| panic!("`{s}`: {old:?}, {e}"));
-                for d in DIMS.into_iter().chain([m.max(1), 2 * m.max(1)]) {
-                    assert!(
-                        new_index(s, d, &opts).is_err(),
-                        "`{s}` builds at d = {d}, but the typed parser rejects it: {e}"
-                    );
-                }
-            }
-        }
-    }
-    assert!(corpus.len() >= 200, "{}", corpus.len());
-    assert!(
-        both_ok >= 60 && both_err >= 100 && new_form >= 2 && range_rules >= 10,
-        "{both_ok} accepted, {both_err} rejected by both, {new_form} new, \
-         {range_rules} range rules"
-    );
-}
-
-/// With the dimension known, `parse` + `check_dim` accepts exactly what `new_index`
-/// (the old parsers and constructors) accepts, and training is needed exactly when the
-/// built index is untrained.
-#[test]
-fn check_dim_agrees_with_the_old_constructors() {
-    let opts = BuildOptions::default();
-    let mut checked = 0;
-    for s in corpus() {
-        if DELIBERATE.iter().any(|(d, _)| *d == s) || old_parse(&s).is_none() {
-            continue;
-        }
-        let Ok(t) = s.parse::<IndexSpec>() else {
-            continue;
-        };
-        for d in DIMS.into_iter().chain([0, 7]) {
-            let new = t.check_dim(d);
-            match new_index(&s, d, &opts) {
-                Ok(idx) => {
-                    assert!(new.is_ok(), "`{s}`, d = {d}: {}", new.unwrap_err());
-                    assert_eq!(idx.is_trained(), !t.needs_training(), "`{s}`");
-                }
-                Err(old) => {
-                    let new = new.err().unwrap_or_else(|| panic!("`{s}`, d = {d}: {old}"));
-                    assert_eq!(
-                        std::mem::discriminant(&new),
-                        std::mem::discriminant(&old),
-                        "`{s}`, d = {d}: {new} vs {old}"
-                    );
-                }
-            }
-            checked += 1;
-        }
-    }
-    assert!(checked >= 500, "{checked}");
 }
 
 /// Every accepted spec's canonical form parses back to the same tree, and is a fixed
