@@ -59,6 +59,11 @@ pub use metric::Metric;
 pub use topk::Neighbor;
 pub use vectors::VectorSet;
 
+/// The README's Rust snippets, compiled as doctests so they keep up with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}
+
 /// The names most programs need.
 pub mod prelude {
     pub use crate::error::{Error, Result};

@@ -64,6 +64,10 @@ impl Granularity {
     }
 
     /// Checks the granularity against a `rows × cols` tensor.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for a group size of zero or one that does not divide
+    /// `cols`.
     pub fn validate(&self, cols: usize) -> Result<()> {
         if let Granularity::Group(g) = *self
             && (g == 0 || !cols.is_multiple_of(g))
@@ -155,6 +159,10 @@ impl LinearConfig {
     }
 
     /// Checks the parameters.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for bits outside the supported range or a granularity
+    /// that does not fit `cols` (see [`Granularity::validate`]).
     pub fn validate(&self, cols: usize) -> Result<()> {
         if !(2..=8).contains(&self.bits) {
             return Err(Error::param(
@@ -285,6 +293,10 @@ pub struct LinearTensor {
 
 impl LinearTensor {
     /// Quantizes a row-major `rows × cols` tensor. Values must be finite.
+    ///
+    /// # Errors
+    /// As [`LinearConfig::validate`]; [`Error::DimensionMismatch`] when `data` is not `rows
+    /// × cols`; [`Error::NonFinite`] for a NaN or infinite value.
     pub fn quantize(data: &[f32], rows: usize, cols: usize, cfg: &LinearConfig) -> Result<Self> {
         cfg.validate(cols)?;
         if data.len() != rows * cols || rows * cols == 0 {
