@@ -91,6 +91,12 @@ pub struct KMeans {
 
 impl KMeans {
     /// Clusters row-major `data` (`dim` columns).
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] when `dim` is zero or does not divide `data.len()`,
+    /// when `cfg.k`, `cfg.runs` or `cfg.max_points_per_centroid` is zero, or when there
+    /// are fewer points than centroids; [`Error::NonFinite`] for a NaN or infinite
+    /// component.
     pub fn train(data: &[f32], dim: usize, cfg: &KMeansConfig) -> Result<Self> {
         if dim == 0 {
             return Err(Error::param("dim", "must be at least 1"));
