@@ -45,13 +45,11 @@
 #[path = "common/golden_io.rs"]
 mod golden_io;
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use golden_io::Runs;
 use vecquant::data::generate::{DataDistribution, Dataset, SyntheticSpec};
 use vecquant::index::IdFilter;
-use vecquant::kernels::{SimdLevel, simd_level};
 use vecquant::prelude::*;
 
 /// Vector dimension.
@@ -173,40 +171,6 @@ const COSINE: &[Case] = &[
     case("HNSW16,SQ8", Metric::Cosine, false),
     case("HNSW16,PQ8", Metric::Cosine, false),
 ];
-
-fn level_dir() -> &'static str {
-    match simd_level() {
-        SimdLevel::Scalar => "scalar",
-        SimdLevel::Avx2 => "avx2",
-        SimdLevel::Avx512 => "avx512",
-    }
-}
-
-/// The golden directory to compare with (or bless into), or why there is none.
-fn golden_dir() -> Result<PathBuf, String> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/golden")
-        .join(level_dir());
-    if let Some(cap) = std::env::var_os("VECQUANT_SIMD") {
-        assert!(
-            !golden_io::blessing(),
-            "do not bless with VECQUANT_SIMD set: it caps vecquant's kernels but not faer's, \
-             so the files would match no real machine"
-        );
-        return Err(format!(
-            "VECQUANT_SIMD={} is set: goldens are per real CPU level",
-            cap.to_string_lossy()
-        ));
-    }
-    if !dir.is_dir() && !golden_io::blessing() {
-        return Err(format!(
-            "no golden files for SIMD level {} ({} missing)",
-            level_dir(),
-            dir.display()
-        ));
-    }
-    Ok(dir)
-}
 
 impl Case {
     fn is_ivf(&self) -> bool {
@@ -418,7 +382,7 @@ fn close(a: &[Vec<Neighbor>], b: &[Vec<Neighbor>]) -> bool {
 /// Runs `cases` and compares (or blesses) each one's golden file; panics with every
 /// difference found.
 fn check(cases: &[Case]) {
-    let dir = golden_dir();
+    let dir = golden_io::golden_dir("tests/fixtures/golden");
     if let Err(why) = &dir {
         eprintln!("{why}: bit-exact comparison skipped, properties still checked");
     }
@@ -435,7 +399,7 @@ fn check(cases: &[Case]) {
         "{} golden mismatch(es) at SIMD level {} (bless with VECQUANT_BLESS=1 only if the \
          change is meant to alter results):\n{}",
         problems.len(),
-        level_dir(),
+        golden_io::level_dir(),
         problems.join("\n")
     );
 }

@@ -15,9 +15,10 @@
 //! committed files small.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use vecquant::Neighbor;
+use vecquant::kernels::{SimdLevel, simd_level};
 
 const MAGIC: &[u8; 8] = b"VQGOLD1\n";
 
@@ -27,6 +28,44 @@ pub type Runs = BTreeMap<String, Vec<Vec<Neighbor>>>;
 /// Whether `VECQUANT_BLESS=1` asks the tests to (re)write their golden files.
 pub fn blessing() -> bool {
     std::env::var("VECQUANT_BLESS").is_ok_and(|v| v == "1")
+}
+
+/// The name of the SIMD level this process's kernels run at (golden files are per level:
+/// see `tests/golden.rs`).
+pub fn level_dir() -> &'static str {
+    match simd_level() {
+        SimdLevel::Scalar => "scalar",
+        SimdLevel::Avx2 => "avx2",
+        SimdLevel::Avx512 => "avx512",
+    }
+}
+
+/// The golden directory `<crate>/<rel>/<level>` to compare with (or bless into), or why
+/// there is none: `VECQUANT_SIMD` is set (it caps vecquant's kernels but not faer's, so
+/// results under it match no real machine), or nothing was blessed for this level.
+pub fn golden_dir(rel: &str) -> Result<PathBuf, String> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(rel)
+        .join(level_dir());
+    if let Some(cap) = std::env::var_os("VECQUANT_SIMD") {
+        assert!(
+            !blessing(),
+            "do not bless with VECQUANT_SIMD set: it caps vecquant's kernels but not faer's, \
+             so the files would match no real machine"
+        );
+        return Err(format!(
+            "VECQUANT_SIMD={} is set: goldens are per real CPU level",
+            cap.to_string_lossy()
+        ));
+    }
+    if !dir.is_dir() && !blessing() {
+        return Err(format!(
+            "no golden files for SIMD level {} ({} missing)",
+            level_dir(),
+            dir.display()
+        ));
+    }
+    Ok(dir)
 }
 
 /// Serialises `runs` in the layout above.
