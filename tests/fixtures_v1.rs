@@ -95,7 +95,7 @@ fn run_all(index: &dyn Index, spec: &str, keep_raw: bool, q: &[f32], dim: usize)
         runs.insert(name, r);
     }
     // A predicate filter (the golden test uses an id list): every other group of three.
-    let pred = |id: u64| (id / 3) % 2 == 0;
+    let pred = |id: u64| (id / 3).is_multiple_of(2);
     let filter = IdFilter::Predicate(&pred);
     let p = SearchParams::with_k(K);
     let r = q

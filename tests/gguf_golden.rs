@@ -261,7 +261,11 @@ fn quantize_dequantize_shapes_for_throughput_types() {
         GgmlType::Q6_K,
     ] {
         let bytes = quantize(ty, rows, cols, &x).unwrap();
-        assert_eq!(bytes.len(), rows * ty.row_bytes(cols).unwrap(), "{ty}: bytes");
+        assert_eq!(
+            bytes.len(),
+            rows * ty.row_bytes(cols).unwrap(),
+            "{ty}: bytes"
+        );
         let y = dequantize(ty, rows, cols, &bytes).unwrap();
         assert_eq!(y.len(), rows * cols, "{ty}: values");
         let err: f64 = x
