@@ -175,6 +175,35 @@ mod tests {
     }
 
     #[test]
+    fn timed_search_returns_the_batch_results_and_distortion_only_for_codes() {
+        use crate::data::generate::gaussian;
+        use crate::index::spec::{BuildOptions, new_index};
+        let base = gaussian(500, 8, 0.0, 1.0, 1).unwrap();
+        let queries = gaussian(7, 8, 0.0, 1.0, 2).unwrap();
+        let p = SearchParams::with_k(5);
+        for spec in ["Flat", "SQ8"] {
+            let mut idx = new_index(spec, 8, &BuildOptions::default()).unwrap();
+            idx.train(base.as_slice()).unwrap();
+            idx.add(base.as_slice(), None).unwrap();
+            let (res, qps) = timed_search(idx.as_ref(), &queries, &p, 2).unwrap();
+            assert_eq!(res, idx.search_batch(queries.as_slice(), &p).unwrap());
+            assert!(qps > 0.0 && qps.is_finite());
+            let (m, ratio) = distortion(idx.as_ref(), &base).unwrap();
+            if spec == "Flat" {
+                assert_eq!((m, ratio), (None, None));
+            } else {
+                // 8 bits per component on N(0, 1): D(R) = 2^-16; SQ8 is within a small
+                // factor of it but never below (the bound is a bound).
+                let (m, ratio) = (m.unwrap(), ratio.unwrap());
+                assert!(m > 0.0 && ratio > 1.0 && ratio < 100.0, "{m} {ratio}");
+            }
+        }
+        let wrong = gaussian(3, 4, 0.0, 1.0, 3).unwrap();
+        let flat = new_index("Flat", 8, &BuildOptions::default()).unwrap();
+        assert!(timed_search(flat.as_ref(), &wrong, &p, 1).is_err());
+    }
+
+    #[test]
     fn rd_bound() {
         assert_eq!(gaussian_rd_bound(1.0, 1.0), 0.25);
         assert!((gaussian_rd_bound(2.0, 4.0) - 2.0 / 256.0).abs() < 1e-15);

@@ -91,6 +91,12 @@ pub struct KMeans {
 
 impl KMeans {
     /// Clusters row-major `data` (`dim` columns).
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] when `dim` is zero or does not divide `data.len()`,
+    /// when `cfg.k`, `cfg.runs` or `cfg.max_points_per_centroid` is zero, or when there
+    /// are fewer points than centroids; [`Error::NonFinite`] for a NaN or infinite
+    /// component.
     pub fn train(data: &[f32], dim: usize, cfg: &KMeansConfig) -> Result<Self> {
         if dim == 0 {
             return Err(Error::param("dim", "must be at least 1"));
@@ -186,6 +192,64 @@ impl KMeans {
     /// Nearest centroid and its squared distance for each row of `data`.
     pub fn assign(&self, data: &[f32]) -> (Vec<u32>, Vec<f32>) {
         nearest(data, self.dim, &self.centroids, &self.norms)
+    }
+}
+
+impl KMeans {
+    /// Lloyd iterations from given `centroids` (row-major `cfg.k × dim`) instead of a fresh
+    /// initialisation: FAISS's `Clustering` with input centroids, which OPQ uses to carry
+    /// each sub-quantizer over from one alternation to the next (a "hot start").
+    /// `cfg.init` and `cfg.runs` do not apply; the sample cap (seeded by `cfg.seed`),
+    /// `max_iter` and `tol` do, as in [`KMeans::train`].
+    pub fn train_from(
+        data: &[f32],
+        dim: usize,
+        centroids: Vec<f32>,
+        cfg: &KMeansConfig,
+    ) -> Result<Self> {
+        if dim == 0 {
+            return Err(Error::param("dim", "must be at least 1"));
+        }
+        let n = check_batch(data, dim, "k-means training data")?;
+        check_finite(data, dim, "k-means training data")?;
+        if cfg.k == 0 || centroids.len() != cfg.k.saturating_mul(dim) {
+            return Err(Error::param(
+                "centroids",
+                format!(
+                    "{} values are not k = {} centroids of dimension {dim}",
+                    centroids.len(),
+                    cfg.k
+                ),
+            ));
+        }
+        check_finite(&centroids, dim, "initial centroids")?;
+        if cfg.max_points_per_centroid == 0 {
+            return Err(Error::param(
+                "max_points_per_centroid",
+                "must be at least 1",
+            ));
+        }
+        let cap = cfg.k.saturating_mul(cfg.max_points_per_centroid);
+        let sample: Vec<f32>;
+        let x: &[f32] = if n > cap {
+            let idx = sample_indices(n, cap, &mut seeded(cfg.seed));
+            sample = idx
+                .iter()
+                .flat_map(|&i| data[i * dim..(i + 1) * dim].iter().copied())
+                .collect();
+            &sample
+        } else {
+            data
+        };
+        let x_norms = kernels::row_norms_sq(x, dim);
+        let (centroids, inertia) = lloyd(x, &x_norms, dim, centroids, cfg);
+        let norms = kernels::row_norms_sq(&centroids, dim);
+        Ok(KMeans {
+            dim,
+            centroids,
+            norms,
+            inertia,
+        })
     }
 }
 

@@ -12,7 +12,11 @@
 //!   validate every record, seeded Gaussian generators and exact ground truth by GEMM.
 //! - **Storage** ([`store`]): one memory-mapped, checksummed, crash-safe container file.
 //! - **Evaluation** ([`eval`]): recall@1, k-recall@k, MSE and the Gaussian
-//!   rate-distortion bound.
+//!   rate-distortion bound, QPS, benchmark reports.
+//!
+//! Cargo features, both on by default: `cli` builds the `vecquant` command (clap,
+//! progress bars, benchmark plots) and `server` the HTTP service (`serve`: axum, tokio).
+//! With `default-features = false` the crate is the library alone, without any of them.
 //!
 //! ```
 //! use vecquant::prelude::*;
@@ -59,6 +63,11 @@ pub use kernels::{SimdLevel, simd_level};
 pub use metric::Metric;
 pub use topk::Neighbor;
 pub use vectors::VectorSet;
+
+/// The README's Rust snippets, compiled as doctests so they keep up with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}
 
 /// The names most programs need.
 pub mod prelude {

@@ -19,8 +19,11 @@ pub struct VectorSet {
 }
 
 impl VectorSet {
-    /// Wraps `data` as vectors of dimension `dim`. Fails when `dim` is zero or does not
-    /// divide `data.len()`.
+    /// Wraps `data` as vectors of dimension `dim`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] (`dim`) when `dim` is zero or does not divide
+    /// `data.len()`.
     pub fn new(data: Vec<f32>, dim: usize) -> Result<Self> {
         if dim == 0 {
             return Err(Error::param("dim", "dimension must be at least 1"));
@@ -86,7 +89,11 @@ impl VectorSet {
         self.data.chunks_exact(self.dim)
     }
 
-    /// Appends the rows of `other`; fails on a dimension mismatch.
+    /// Appends the row-major rows of `other`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] (`extend`) when `other` is not a whole number of rows
+    /// of this set's dimension; the set is then unchanged.
     pub fn extend(&mut self, other: &[f32]) -> Result<()> {
         check_batch(other, self.dim, "extend")?;
         self.data.extend_from_slice(other);
@@ -102,7 +109,11 @@ impl VectorSet {
         }
     }
 
-    /// Fails with [`Error::NonFinite`] naming the first NaN or infinite component.
+    /// Checks that every component is finite.
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`] naming `context` and the row, column and value of the first
+    /// NaN or infinite component.
     pub fn check_finite(&self, context: &str) -> Result<()> {
         check_finite(&self.data, self.dim, context)
     }
@@ -125,7 +136,7 @@ pub fn normalize_in_place(v: &mut [f32]) {
 
 /// A copy of row-major `x` ready for `metric`: rows normalised for cosine, unchanged
 /// otherwise (what every index stores and queries with).
-pub fn prepared(x: &[f32], dim: usize, metric: crate::metric::Metric) -> Vec<f32> {
+pub(crate) fn prepared(x: &[f32], dim: usize, metric: crate::metric::Metric) -> Vec<f32> {
     let mut v = x.to_vec();
     if metric.normalizes() {
         v.chunks_exact_mut(dim).for_each(normalize_in_place);
@@ -133,8 +144,8 @@ pub fn prepared(x: &[f32], dim: usize, metric: crate::metric::Metric) -> Vec<f32
     v
 }
 
-/// Checks that `data` is a whole number of `dim`-dimensional rows.
-pub fn check_batch(data: &[f32], dim: usize, context: &str) -> Result<usize> {
+/// Checks that `data` is a whole number of `dim`-dimensional rows; returns how many.
+pub(crate) fn check_batch(data: &[f32], dim: usize, context: &str) -> Result<usize> {
     if dim == 0 || !data.len().is_multiple_of(dim) {
         return Err(Error::param(
             context,
@@ -149,7 +160,7 @@ pub fn check_batch(data: &[f32], dim: usize, context: &str) -> Result<usize> {
 
 /// Fails with [`Error::NonFinite`] naming the first NaN or infinite component of `data`.
 /// Large inputs (weight matrices) are scanned in parallel chunks.
-pub fn check_finite(data: &[f32], dim: usize, context: &str) -> Result<()> {
+pub(crate) fn check_finite(data: &[f32], dim: usize, context: &str) -> Result<()> {
     use rayon::prelude::*;
     const CHUNK: usize = 1 << 16;
     // A branch-free (vectorising) OR per chunk; only on failure find the position.
@@ -176,7 +187,7 @@ pub fn check_finite(data: &[f32], dim: usize, context: &str) -> Result<()> {
 }
 
 /// Checks one query: length `dim` and every component finite.
-pub fn check_query(query: &[f32], dim: usize) -> Result<()> {
+pub(crate) fn check_query(query: &[f32], dim: usize) -> Result<()> {
     if query.len() != dim {
         return Err(Error::dim("query", dim, query.len()));
     }

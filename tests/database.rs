@@ -41,6 +41,7 @@ fn build(spec: &str, metric: Metric, dim: usize, n: usize) -> Box<dyn Index> {
         metric,
         seed: 3,
         keep_raw: true,
+        ..BuildOptions::default()
     };
     let mut idx = new_index(spec, dim, &opts).unwrap();
     if !idx.is_trained() {

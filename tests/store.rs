@@ -63,6 +63,7 @@ fn corpus() -> Vec<Vec<u8>> {
             metric,
             seed: 1,
             keep_raw,
+            ..BuildOptions::default()
         };
         let mut idx = new_index(spec, 5, &opts).unwrap();
         if !idx.is_trained() {

@@ -58,6 +58,7 @@ pub fn run(a: BuildArgs) -> Result<()> {
         metric: a.metric,
         seed: a.seed,
         keep_raw: a.keep_raw,
+        ..BuildOptions::default()
     };
     let t0 = Instant::now();
     let mut index = match &a.levels {

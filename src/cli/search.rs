@@ -42,7 +42,10 @@ pub fn run(a: SearchArgs) -> Result<()> {
     }
     let k = a.k;
     let p = a.params.apply(k);
-    let threads = a.threads.unwrap_or_else(rayon::current_num_threads).max(1);
+    let threads = match a.threads {
+        Some(n) => vecquant::threads::check_threads(n)?,
+        None => rayon::current_num_threads(),
+    };
     let (res, qps) = timed_search(idx.as_ref(), &q, &p, threads)?;
     let truth = match &a.gt {
         Some(g) => {

@@ -111,6 +111,11 @@ impl SyntheticSpec {
     }
 
     /// Generates the three splits.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] when `dim` or `n_base` is zero, the Gaussian's mean or
+    /// standard deviation is not finite (or the deviation is negative), or the mixture
+    /// has no clusters or a negative or non-finite spread.
     pub fn generate(&self) -> Result<Dataset> {
         self.validate()?;
         let centres = match self.distribution {
@@ -161,6 +166,10 @@ impl SyntheticSpec {
 }
 
 /// `n` i.i.d. N(mean, std²) vectors of dimension `dim` (one split, stream `seed`).
+///
+/// # Errors
+/// [`Error::InvalidParameter`] when `dim` is zero or `mean`/`std` is not finite (or
+/// `std` is negative).
 pub fn gaussian(n: usize, dim: usize, mean: f32, std: f32, seed: u64) -> Result<VectorSet> {
     let spec = SyntheticSpec {
         dim,

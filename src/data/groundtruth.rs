@@ -29,7 +29,7 @@ const LANES: usize = 16;
 /// −⟨q, x⟩. Ids are row numbers, mapped through `ids` when given. `keep(row)` filters
 /// rows (deleted or not selected); `None` keeps all.
 #[allow(clippy::too_many_arguments)]
-pub fn knn_blocked(
+pub(crate) fn knn_blocked(
     base: &[f32],
     base_norms: &[f32],
     queries: &[f32],
@@ -149,6 +149,9 @@ fn scan_row(
 /// let q = VectorSet::new(vec![0.9, 0.1], 2).unwrap();
 /// assert_eq!(ground_truth(&base, &q, 2, Metric::L2).unwrap(), vec![vec![1, 0]]);
 /// ```
+///
+/// # Errors
+/// As [`exact_search`].
 pub fn ground_truth(
     base: &VectorSet,
     queries: &VectorSet,
@@ -162,6 +165,11 @@ pub fn ground_truth(
 }
 
 /// Exact search results (ids are row numbers) with distances as [`Metric`] defines them.
+///
+/// # Errors
+/// [`Error::DimensionMismatch`] when base and queries differ in dimension;
+/// [`Error::InvalidParameter`] when `k` is zero; [`Error::EmptyIndex`] for an empty base;
+/// [`Error::NonFinite`] for a NaN or infinite component in either set.
 pub fn exact_search(
     base: &VectorSet,
     queries: &VectorSet,

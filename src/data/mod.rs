@@ -24,7 +24,12 @@ pub use dataset::{
 };
 
 /// Reads a vector file, choosing the format by extension: `.fvecs`, `.bvecs` (bytes
-/// widened to f32), `.npy`. Fails on any other extension.
+/// widened to f32), `.npy`.
+///
+/// # Errors
+/// [`Error::Format`] for any other extension or a malformed file (see
+/// [`vecs::read_fvecs`], [`vecs::read_bvecs`], [`npy::read_npy_f32`]); [`Error::Io`] if
+/// the file cannot be read.
 pub fn read_vectors(path: impl AsRef<Path>) -> Result<VectorSet> {
     let path = path.as_ref();
     match extension(path).as_str() {
@@ -40,7 +45,11 @@ pub fn read_vectors(path: impl AsRef<Path>) -> Result<VectorSet> {
     }
 }
 
-/// Writes vectors, choosing the format by extension: `.fvecs` or `.npy`.
+/// Writes vectors (atomically), choosing the format by extension: `.fvecs` or `.npy`.
+///
+/// # Errors
+/// [`Error::Format`] for any other extension; [`Error::Io`] if the file cannot be
+/// written.
 pub fn write_vectors(path: impl AsRef<Path>, v: &VectorSet) -> Result<()> {
     let path = path.as_ref();
     match extension(path).as_str() {

@@ -46,6 +46,10 @@ pub struct NpyArray {
 }
 
 /// Parses the bytes of an `.npy` file; `path` is used in error messages only.
+///
+/// # Errors
+/// [`Error::Format`] naming the byte offset or header field when the magic, version,
+/// header (dtype, Fortran order, shape) or payload length is wrong or unsupported.
 pub fn parse_npy(path: &Path, bytes: &[u8]) -> Result<NpyArray> {
     let err = |m: String| Error::format(path, m);
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
@@ -173,6 +177,9 @@ fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
 }
 
 /// Reads any supported `.npy` file.
+///
+/// # Errors
+/// [`Error::Io`] if the file cannot be read; [`Error::Format`] as [`parse_npy`].
 pub fn read_npy(path: impl AsRef<Path>) -> Result<NpyArray> {
     let path = path.as_ref();
     let bytes = read_file(path)?;
@@ -180,6 +187,10 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<NpyArray> {
 }
 
 /// Reads a 2-D `.npy` array as a [`VectorSet`] (rows are vectors).
+///
+/// # Errors
+/// As [`read_npy`], and [`Error::Format`] when the array is not 2-D with at least one
+/// column.
 pub fn read_npy_f32(path: impl AsRef<Path>) -> Result<VectorSet> {
     let path = path.as_ref();
     let a = read_npy(path)?;
@@ -226,6 +237,10 @@ pub fn encode_npy_f32(data: &[f32], shape: &[usize]) -> Vec<u8> {
 }
 
 /// Writes `data` with `shape` as a `<f4` `.npy` file (atomically).
+///
+/// # Errors
+/// [`Error::InvalidParameter`] when `shape` does not hold `data.len()` values;
+/// [`Error::Io`] if the file cannot be written.
 pub fn write_npy_f32(path: impl AsRef<Path>, data: &[f32], shape: &[usize]) -> Result<()> {
     let count: usize = shape.iter().product();
     if count != data.len() {

@@ -76,6 +76,11 @@ fn scan_records(path: &Path, bytes: &[u8], elem: usize) -> Result<(usize, usize)
 }
 
 /// Reads an `.fvecs` file.
+///
+/// # Errors
+/// [`Error::Io`] if the file cannot be read; [`Error::Format`] naming the record and
+/// byte offset when the file is empty, a dimension header is not in 1..=2^24 or differs
+/// from the first record's, or the last record is truncated.
 pub fn read_fvecs(path: impl AsRef<Path>) -> Result<VectorSet> {
     let path = path.as_ref();
     let bytes = read_file(path)?;
@@ -94,6 +99,11 @@ pub fn read_fvecs(path: impl AsRef<Path>) -> Result<VectorSet> {
 }
 
 /// Reads a `.bvecs` file (bytes widened to `f32`).
+///
+/// # Errors
+/// [`Error::Io`] if the file cannot be read; [`Error::Format`] naming the record and
+/// byte offset when the file is empty, a dimension header is not in 1..=2^24 or differs
+/// from the first record's, or the last record is truncated.
 pub fn read_bvecs(path: impl AsRef<Path>) -> Result<VectorSet> {
     let path = path.as_ref();
     let bytes = read_file(path)?;
@@ -107,6 +117,11 @@ pub fn read_bvecs(path: impl AsRef<Path>) -> Result<VectorSet> {
 }
 
 /// Reads an `.ivecs` file: returns (row-major values, dimension).
+///
+/// # Errors
+/// [`Error::Io`] if the file cannot be read; [`Error::Format`] naming the record and
+/// byte offset when the file is empty, a dimension header is not in 1..=2^24 or differs
+/// from the first record's, or the last record is truncated.
 pub fn read_ivecs(path: impl AsRef<Path>) -> Result<(Vec<i32>, usize)> {
     let path = path.as_ref();
     let bytes = read_file(path)?;
@@ -141,6 +156,9 @@ fn encode_records<T: Copy>(
 }
 
 /// Writes an `.fvecs` file (atomically: temp file + rename).
+///
+/// # Errors
+/// [`Error::Io`] if the file cannot be written.
 pub fn write_fvecs(path: impl AsRef<Path>, v: &VectorSet) -> Result<()> {
     let bytes = encode_records(v.as_slice(), v.dim(), 4, |x: f32, o| {
         o.extend_from_slice(&x.to_le_bytes())
@@ -148,14 +166,22 @@ pub fn write_fvecs(path: impl AsRef<Path>, v: &VectorSet) -> Result<()> {
     write_file_atomic(path.as_ref(), &bytes)
 }
 
-/// Writes an `.ivecs` file from row-major values of dimension `dim`.
+/// Writes an `.ivecs` file from row-major values of dimension `dim` (atomically).
+///
+/// # Errors
+/// [`Error::InvalidParameter`] when `dim` is zero or does not divide `data.len()`;
+/// [`Error::Io`] if the file cannot be written.
 pub fn write_ivecs(path: impl AsRef<Path>, data: &[i32], dim: usize) -> Result<()> {
     write_records(path.as_ref(), data, dim, 4, |x: i32, o| {
         o.extend_from_slice(&x.to_le_bytes())
     })
 }
 
-/// Writes a `.bvecs` file from row-major bytes of dimension `dim`.
+/// Writes a `.bvecs` file from row-major bytes of dimension `dim` (atomically).
+///
+/// # Errors
+/// [`Error::InvalidParameter`] when `dim` is zero or does not divide `data.len()`;
+/// [`Error::Io`] if the file cannot be written.
 pub fn write_bvecs(path: impl AsRef<Path>, data: &[u8], dim: usize) -> Result<()> {
     write_records(path.as_ref(), data, dim, 1, |x: u8, o| o.push(x))
 }

@@ -387,7 +387,10 @@ mod tests {
         let queries = gaussian(12, dim, 0.0, 1.0, 6).unwrap();
         for name in ["SQ8", "SQ4", "SQ8u", "SQ4lm", "SQ8nq"] {
             for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
-                let (name, config) = crate::index::scalar::parse_spec(name).unwrap();
+                let Ok(crate::index::spec::IndexSpec::Scalar(s)) = name.parse() else {
+                    panic!("{name}")
+                };
+                let (name, config) = (s.name(), s.config());
                 let spec = SqSpec {
                     name: name.clone(),
                     config: config.clone(),

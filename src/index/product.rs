@@ -10,11 +10,11 @@
 //! With `keep_raw`, `rerank = R` re-scores the best `R` candidates with the original
 //! vectors.
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::index::rows::{Exact, Rows};
+use crate::index::spec::IndexSpec;
 use crate::index::{
     GroupSearch, IdFilter, Index, SearchParams, check_add, grouped_batch, grouped_single,
     header_dims, untrained,
@@ -22,7 +22,8 @@ use crate::index::{
 use crate::kernels::{fastscan, pq8};
 use crate::metric::Metric;
 use crate::quant::codec::scan::{Reservoir, Scan8, Scan8Scratch};
-use crate::quant::product::{PqTraining, ProductQuantizer, check_params};
+use crate::quant::opq::{OpqTraining, rotate, train_opq, transpose};
+use crate::quant::product::{ProductQuantizer, check_params};
 use crate::store::{Container, ContainerWriter, Slab};
 use crate::topk::{Neighbor, TopK};
 use crate::vectors::{check_batch, check_finite, normalize_in_place};
@@ -62,31 +63,6 @@ impl PqSpec {
     }
 }
 
-/// Parses `PQ{M}`, `PQ{M}x4fs`, `OPQ{M},PQ{M}[x4fs]` (case-insensitive).
-pub fn parse_spec(spec: &str) -> Option<PqSpec> {
-    let s = spec.trim().to_ascii_lowercase();
-    let (opq, pq) = match s.split_once(',') {
-        Some((o, p)) => {
-            let om: usize = o.strip_prefix("opq")?.parse().ok()?;
-            (Some(om), p.trim())
-        }
-        None => (None, s.as_str()),
-    };
-    let rest = pq.strip_prefix("pq")?;
-    let (m, nbits) = match rest.strip_suffix("x4fs") {
-        Some(m) => (m.parse().ok()?, 4),
-        None => (rest.parse().ok()?, 8),
-    };
-    if opq.is_some_and(|om| om != m) {
-        return None;
-    }
-    Some(PqSpec {
-        m,
-        nbits,
-        opq: opq.is_some(),
-    })
-}
-
 #[derive(Serialize, Deserialize)]
 struct StoredParams {
     spec: PqSpec,
@@ -113,12 +89,30 @@ pub struct Product {
 impl Product {
     /// An untrained index for `spec`.
     pub fn new(spec: &str, dim: usize, metric: Metric, keep_raw: bool, seed: u64) -> Result<Self> {
-        let p = parse_spec(spec).ok_or_else(|| Error::Spec {
-            spec: spec.to_string(),
-            message:
-                "not a product-quantizer spec (PQ{M}, PQ{M}x4fs, OPQ{M},PQ{M}, OPQ{M},PQ{M}x4fs)"
-                    .into(),
-        })?;
+        let p = spec
+            .parse::<IndexSpec>()
+            .ok()
+            .and_then(|t| t.pq_spec())
+            .ok_or_else(|| Error::Spec {
+                spec: spec.to_string(),
+                message:
+                    "not a product-quantizer spec (PQ{M}, PQ{M}x4fs, OPQ{M},PQ{M}, OPQ{M},PQ{M}x4fs)"
+                        .into(),
+            })?;
+        Self::with_spec(p, dim, metric, keep_raw, seed)
+    }
+
+    /// An untrained index for a parsed spec.
+    ///
+    /// # Errors
+    /// `M` does not divide `dim`, or fast-scan with more than 256 sub-quantizers.
+    pub fn with_spec(
+        p: PqSpec,
+        dim: usize,
+        metric: Metric,
+        keep_raw: bool,
+        seed: u64,
+    ) -> Result<Self> {
         check_params(dim, p.m, p.nbits)?;
         if p.nbits == 4 && p.m > 256 {
             return Err(Error::param(
@@ -457,85 +451,6 @@ impl Product {
     }
 }
 
-/// `x · R` for row-major `x` (`n × d`) and `R` (`d × d`), by GEMM.
-fn rotate(x: &[f32], r: &[f32], d: usize) -> Vec<f32> {
-    // gemm_abt computes x · Bᵀ, so pass Rᵀ.
-    let rt = transpose(r, d);
-    let mut out = vec![0.0f32; x.len()];
-    out.par_chunks_mut(1024 * d)
-        .zip(x.par_chunks(1024 * d))
-        .for_each(|(o, xi)| crate::linalg::gemm_abt(xi, &rt, d, o));
-    out
-}
-
-fn transpose(r: &[f32], d: usize) -> Vec<f32> {
-    let mut t = vec![0.0f32; d * d];
-    for i in 0..d {
-        for j in 0..d {
-            t[j * d + i] = r[i * d + j];
-        }
-    }
-    t
-}
-
-/// OPQ (Ge et al. 2013, non-parametric): alternate PQ training on the rotated data and
-/// the orthogonal Procrustes solution `R = U Vᵀ` of `Xᵀ Y = U Σ Vᵀ`, where `Y` is the
-/// PQ reconstruction of `X R`. Returns the rotation (`d × d`).
-pub fn train_opq(
-    x: &[f32],
-    d: usize,
-    m: usize,
-    nbits: u8,
-    seed: u64,
-    iters: usize,
-) -> Result<Vec<f32>> {
-    use faer::Mat;
-    let n = x.len() / d;
-    // A sample keeps the SVDs and PQ re-trainings cheap (FAISS: 256 · ksub points).
-    let cap = 256 * (1usize << nbits);
-    let sample: Vec<f32> = if n > cap {
-        let idx = crate::rng::sample_indices(n, cap, &mut crate::rng::seeded(seed ^ 0x0b0e));
-        idx.iter()
-            .flat_map(|&i| x[i * d..(i + 1) * d].iter().copied())
-            .collect()
-    } else {
-        x.to_vec()
-    };
-    let ns = sample.len() / d;
-    let xm = Mat::<f32>::from_fn(ns, d, |i, j| sample[i * d + j]);
-    let mut r: Vec<f32> = (0..d * d)
-        .map(|i| if i / d == i % d { 1.0 } else { 0.0 })
-        .collect();
-    for it in 0..iters {
-        let xr = rotate(&sample, &r, d);
-        let pq = ProductQuantizer::train_with(
-            &xr,
-            d,
-            m,
-            nbits,
-            seed.wrapping_add(it as u64),
-            PqTraining {
-                iterations: 4,
-                runs: 1,
-            },
-        )?;
-        let y = pq.decode(&pq.encode(&xr)?)?;
-        let ym = Mat::<f32>::from_fn(ns, d, |i, j| y[i * d + j]);
-        let xty = xm.transpose() * &ym;
-        let svd = xty.svd().map_err(|e| Error::Numerical {
-            context: "OPQ rotation".into(),
-            message: format!("SVD of Xᵀ·Y failed: {e:?}"),
-        })?;
-        let rot = svd.U() * svd.V().transpose();
-        for i in 0..d {
-            for j in 0..d {
-                r[i * d + j] = rot[(i, j)];
-            }
-        }
-    }
-    Ok(r)
-}
-
 impl GroupSearch for Product {
     const QUERY_GROUP: usize = QUERY_GROUP;
     fn search_group(
@@ -582,14 +497,14 @@ impl Index for Product {
         check_finite(sample, self.dim, "training sample")?;
         let base = self.unrotated(sample);
         if self.spec.opq {
-            self.rotation = Some(train_opq(
+            let opq = train_opq(
                 &base,
                 self.dim,
                 self.spec.m,
-                self.spec.nbits,
                 self.seed,
-                20,
-            )?);
+                &OpqTraining::default(),
+            )?;
+            self.rotation = Some(opq.into_rotation());
         }
         let x = match &self.rotation {
             Some(r) => rotate(&base, r, self.dim),
@@ -804,22 +719,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn parses_specs() {
-        let p = parse_spec("PQ16").unwrap();
-        assert_eq!((p.m, p.nbits, p.opq), (16, 8, false));
-        let p = parse_spec("opq32,pq32x4fs").unwrap();
-        assert_eq!((p.m, p.nbits, p.opq), (32, 4, true));
-        assert_eq!(p.name(), "OPQ32,PQ32x4fs");
-        for bad in ["PQ", "PQx4fs", "OPQ8,PQ16", "PQ16x5fs", "PQ-1", "OPQ8"] {
-            assert!(parse_spec(bad).is_none(), "{bad}");
-        }
-        let e = Product::new("PQ5", 16, Metric::L2, false, 0)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("1, 2, 4, 8, 16"), "{e}");
-    }
-
     /// Scan results equal brute force over the decoded vectors (8-bit and fast-scan).
     #[test]
     fn scan_equals_brute_force_over_decoded() {
@@ -890,45 +789,6 @@ mod tests {
             let back = crate::index::from_container(&c).unwrap();
             assert_eq!(back.spec(), a.spec());
             assert_eq!(back.search_batch(q.as_slice(), &p).unwrap(), want);
-        }
-    }
-
-    #[test]
-    fn opq_rotation_is_orthogonal_and_lowers_distortion_on_correlated_data() {
-        // Correlated data: a random linear mix of independent Gaussians with
-        // decaying scales.
-        let (n, d) = (4000, 16);
-        let z = gaussian(n, d, 0.0, 1.0, 8).unwrap();
-        let mix = gaussian(d, d, 0.0, 1.0, 9).unwrap();
-        let x: Vec<f32> = z
-            .rows()
-            .flat_map(|r| {
-                (0..d)
-                    .map(|j| {
-                        (0..d)
-                            .map(|i| r[i] * mix.row(i)[j] / (1.0 + i as f32))
-                            .sum::<f32>()
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        let mse = |spec: &str| {
-            let mut idx = Product::new(spec, d, Metric::L2, false, 2).unwrap();
-            idx.train(&x).unwrap();
-            let y = idx.reconstruct(&x).unwrap().unwrap();
-            crate::eval::mse(&x, &y)
-        };
-        let (plain, opq) = (mse("PQ4x4fs"), mse("OPQ4,PQ4x4fs"));
-        assert!(opq < plain * 0.95, "OPQ {opq} vs PQ {plain}");
-        let mut idx = Product::new("OPQ4,PQ4", d, Metric::L2, false, 2).unwrap();
-        idx.train(&x).unwrap();
-        let r = idx.rotation().unwrap();
-        for i in 0..d {
-            for j in 0..d {
-                let dot: f32 = (0..d).map(|t| r[i * d + t] * r[j * d + t]).sum();
-                let want = if i == j { 1.0 } else { 0.0 };
-                assert!((dot - want).abs() < 1e-4);
-            }
         }
     }
 

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::index::rows::{Exact, Rows};
+use crate::index::spec::IndexSpec;
 use crate::index::{
     GroupSearch, IdFilter, Index, SearchParams, check_add, grouped_batch, grouped_single,
     header_dims, untrained,
@@ -39,29 +40,6 @@ use crate::vectors::{check_batch, check_finite};
 const BLOCK: usize = 1024;
 /// Queries that share each code block in batch search.
 const QUERY_GROUP: usize = 16;
-
-/// Parses an `SQ…` spec into its canonical name and configuration.
-pub fn parse_spec(spec: &str) -> Option<(String, SqConfig)> {
-    let s = spec.trim().to_ascii_lowercase();
-    let rest = s.strip_prefix("sq")?;
-    let (bits, variant) = if let Some(v) = rest.strip_prefix('8') {
-        (8u8, v)
-    } else if let Some(v) = rest.strip_prefix('4') {
-        (4u8, v)
-    } else {
-        return None;
-    };
-    let (cfg, suffix) = match variant {
-        "" if bits == 8 => (SqConfig::optimal_range(8), ""),
-        "" => (SqConfig::lloyd_max(4), ""),
-        "u" => (SqConfig::uniform(bits), "u"),
-        "opt" => (SqConfig::optimal_range(bits), "opt"),
-        "lm" => (SqConfig::lloyd_max(bits), "lm"),
-        "nq" => (SqConfig::normal_quantile(bits), "nq"),
-        _ => return None,
-    };
-    Some((format!("SQ{bits}{suffix}"), cfg))
-}
 
 /// Parameters stored in the container header.
 #[derive(Serialize, Deserialize)]
@@ -100,13 +78,21 @@ impl Scalar {
     /// An untrained index for `spec` (see the module table); `keep_raw` keeps the
     /// original vectors for re-ranking.
     pub fn new(spec: &str, dim: usize, metric: Metric, keep_raw: bool) -> Result<Self> {
-        let (name, config) = parse_spec(spec).ok_or_else(|| Error::Spec {
-            spec: spec.to_string(),
-            message: "not a scalar-quantizer spec (SQ8, SQ4, SQ8u, SQ4u, SQ8opt, SQ4opt, \
-                      SQ8lm, SQ4lm, SQ8nq, SQ4nq)"
-                .into(),
-        })?;
-        Ok(Self::with_config(name, dim, metric, config, keep_raw))
+        match spec.parse::<IndexSpec>() {
+            Ok(IndexSpec::Scalar(sq)) => Ok(Self::with_config(
+                sq.name(),
+                dim,
+                metric,
+                sq.config(),
+                keep_raw,
+            )),
+            _ => Err(Error::Spec {
+                spec: spec.to_string(),
+                message: "not a scalar-quantizer spec (SQ8, SQ4, SQ8u, SQ4u, SQ8opt, SQ4opt, \
+                          SQ8lm, SQ4lm, SQ8nq, SQ4nq)"
+                    .into(),
+            }),
+        }
     }
 
     /// An untrained index with an explicit quantizer configuration (any range estimator

@@ -33,6 +33,11 @@ pub struct StaticQuant {
 impl StaticQuant {
     /// Calibrates on activations `x` (`cols` features) with the given range method
     /// (min/max, percentile, MSE or KL — seed 001's calibration choices).
+    ///
+    /// # Errors
+    /// [`Error::DimensionMismatch`] when `x` is not whole rows of `cols`;
+    /// [`Error::InvalidParameter`] for bad bits or clip parameters; [`Error::NonFinite`]
+    /// for a NaN or infinite activation.
     pub fn calibrate(
         x: &[f32],
         cols: usize,
@@ -119,6 +124,10 @@ fn scaled_int8_matmul(a: &[i8], sa: &[f32], b: &[i8], sb: &[f32], k: usize) -> V
 
 /// Quantizes weights (`m × k`) the way the int8 matmuls store them: symmetric int8, one
 /// absmax step per output channel.
+///
+/// # Errors
+/// [`Error::DimensionMismatch`] when `w` is not `m × k`; [`Error::NonFinite`] for a NaN or
+/// infinite weight.
 pub fn int8_weights(w: &[f32], m: usize, k: usize) -> Result<LinearTensor> {
     LinearTensor::quantize(w, m, k, &w8())
 }
@@ -137,6 +146,11 @@ pub fn int8_matmul(x: &[f32], w: &[f32], k: usize) -> Vec<f32> {
 /// in f32 with the dequantized weight columns, as bitsandbytes does; the rest goes
 /// through the vector-wise int8 matmul; the results are added. Returns `n × m` and the
 /// outlier columns.
+///
+/// # Errors
+/// [`Error::InvalidParameter`] when `w` is not symmetric int8 with one step per row (as
+/// [`int8_weights`] makes it); [`Error::DimensionMismatch`] when `x` is empty or not
+/// whole rows of `w`'s columns; [`Error::NonFinite`] for a NaN or infinite activation.
 pub fn llm_int8_matmul(
     x: &[f32],
     w: &LinearTensor,
@@ -201,6 +215,11 @@ pub struct SmoothQuant {
 
 impl SmoothQuant {
     /// Builds from weights (`m × k`) and calibration activations (`n × k`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] when `alpha` is outside [0, 1];
+    /// [`Error::DimensionMismatch`] when `w` is not `m × k` or `calib` not whole rows of
+    /// `k`; [`Error::NonFinite`] for a NaN or infinite input.
     pub fn new(w: &[f32], m: usize, k: usize, calib: &[f32], alpha: f32) -> Result<Self> {
         if !(0.0..=1.0).contains(&alpha) {
             return Err(Error::param(
@@ -267,6 +286,9 @@ fn divide_columns(x: &[f32], s: &[f32]) -> Vec<f32> {
 }
 
 /// Plain W8A8 without smoothing: W int8 per row, X static int8 per tensor from `calib`.
+///
+/// # Errors
+/// As [`StaticQuant::calibrate`] and [`int8_weights`] (shapes, non-finite values).
 pub fn w8a8_matmul(x: &[f32], w: &[f32], m: usize, k: usize, calib: &[f32]) -> Result<Vec<f32>> {
     let act = StaticQuant::calibrate(calib, k, 8, true, Clip::MinMax)?;
     let wq = int8_weights(w, m, k)?.dequantize();

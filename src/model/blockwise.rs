@@ -182,6 +182,11 @@ pub struct BlockTensor {
 
 impl BlockTensor {
     /// Quantizes a row-major `rows × cols` tensor (finite values).
+    ///
+    /// # Errors
+    /// [`Error::DimensionMismatch`] when `data` is not `rows × cols`;
+    /// [`Error::InvalidParameter`] for a zero block or double-quantization block size;
+    /// [`Error::NonFinite`] for a NaN or infinite value.
     pub fn quantize(data: &[f32], rows: usize, cols: usize, cfg: &BlockConfig) -> Result<Self> {
         if data.len() != rows * cols || data.is_empty() {
             return Err(Error::dim(

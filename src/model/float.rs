@@ -66,6 +66,11 @@ pub struct FloatTensor {
 
 impl FloatTensor {
     /// Converts a row-major `rows × cols` tensor (finite values).
+    ///
+    /// # Errors
+    /// [`Error::DimensionMismatch`] when `data` is not `rows × cols`; [`Error::NonFinite`]
+    /// for a NaN or infinite value; [`Error::InvalidParameter`] when the granularity does
+    /// not fit `cols` (a group size of zero or not dividing the row).
     pub fn quantize(
         data: &[f32],
         rows: usize,

@@ -204,6 +204,9 @@ impl FloatFormat {
     }
 
     /// [`FloatFormat::encode`] that refuses NaN and infinities.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for NaN or an infinity.
     pub fn encode_checked(&self, x: f32) -> Result<u32> {
         if !x.is_finite() {
             return Err(Error::param(
@@ -244,6 +247,9 @@ impl FloatFormat {
 
     /// Every distinct finite value, sorted (±0 counted once) — the format as a codebook
     /// grid. Only for formats of at most 8 bits.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for formats wider than 8 bits.
     pub fn grid(&self) -> Result<Vec<f32>> {
         if self.bits() > 8 {
             return Err(Error::param(
@@ -288,6 +294,9 @@ pub struct IntFormat {
 
 impl IntFormat {
     /// A `bits`-wide signed integer (2..=16).
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] when `bits` is outside 2..=16.
     pub fn new(bits: u32) -> Result<Self> {
         if !(2..=16).contains(&bits) {
             return Err(Error::param(

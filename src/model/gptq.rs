@@ -48,6 +48,10 @@ impl Hessian {
 
     /// Adds a batch of activations (row-major `rows × cols`), keeping `H` the mean over
     /// all rows seen so far.
+    ///
+    /// # Errors
+    /// [`Error::DimensionMismatch`] when `x` is not `rows × cols`; [`Error::NonFinite`] for
+    /// a NaN or infinite activation.
     pub fn add(&mut self, x: &[f32], rows: usize) -> Result<()> {
         if x.len() != rows * self.cols {
             return Err(Error::dim("calibration batch", rows * self.cols, x.len()));
@@ -78,6 +82,9 @@ impl Hessian {
     }
 
     /// `H` from one batch.
+    ///
+    /// # Errors
+    /// As [`Hessian::add`].
     pub fn from_activations(x: &[f32], rows: usize, cols: usize) -> Result<Self> {
         let mut h = Hessian::new(cols);
         h.add(x, rows)?;
@@ -85,6 +92,9 @@ impl Hessian {
     }
 
     /// A Hessian given directly (row-major, symmetric).
+    ///
+    /// # Errors
+    /// [`Error::DimensionMismatch`] when `h` is not `cols × cols`.
     pub fn from_matrix(h: Vec<f64>, cols: usize) -> Result<Self> {
         if h.len() != cols * cols {
             return Err(Error::dim("Hessian", cols * cols, h.len()));
@@ -386,6 +396,12 @@ pub(crate) fn group_min_max(wt: &[f32], rows: usize, c: usize, g: usize) -> (Vec
 }
 
 /// Quantizes `w` (row-major `rows × cols`, rows = output features) with GPTQ.
+///
+/// # Errors
+/// [`Error::InvalidParameter`] for bits outside 2..=8 or a group size that does not fit
+/// `cols`; [`Error::DimensionMismatch`] when `w` or the Hessian does not match `rows ×
+/// cols`; [`Error::NonFinite`] for a NaN or infinite weight; [`Error::Numerical`] when the
+/// dampened Hessian is not positive definite.
 pub fn gptq(
     w: &[f32],
     rows: usize,

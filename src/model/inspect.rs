@@ -9,6 +9,10 @@ use crate::model::io::{self, TensorData};
 use crate::model::pipeline::{KIND, QuantizedModel};
 
 /// Describes a container (index or weights), a `.gguf` or a `.safetensors` file.
+///
+/// # Errors
+/// [`Error::Io`] if the file cannot be read; [`Error::Format`] if it is not a valid
+/// container, GGUF or safetensors file (the message names what is wrong).
 pub fn describe_file(path: impl AsRef<Path>) -> Result<String> {
     let path = path.as_ref();
     let mut s = String::new();

@@ -54,6 +54,10 @@ impl Tensor {
 
     /// `(rows, cols, values)` when this is a 2-D floating tensor; otherwise an error that
     /// names the tensor and says why.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] naming the tensor when it is not 2-D, not floating
+    /// point, or empty.
     pub fn as_matrix(&self) -> Result<(usize, usize, &[f32])> {
         let TensorData::Float(v) = &self.data else {
             return Err(Error::param(
@@ -129,6 +133,10 @@ pub fn encode_float_named(dtype: &str, v: &[f32]) -> Option<Vec<u8>> {
 }
 
 /// Reads every tensor of a `.safetensors` file, in file order.
+///
+/// # Errors
+/// [`Error::Io`] if the file cannot be read; [`Error::Format`] if it is not valid
+/// safetensors or a tensor has an unsupported dtype or inconsistent size.
 pub fn read_safetensors(path: impl AsRef<Path>) -> Result<Vec<Tensor>> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
@@ -154,6 +162,9 @@ pub fn read_safetensors(path: impl AsRef<Path>) -> Result<Vec<Tensor>> {
 }
 
 /// Reads a 2-D `.npy` array (f32/f64/u8) as one tensor named after the file stem.
+///
+/// # Errors
+/// As [`crate::data::npy::read_npy_f32`] (I/O, a malformed or non-2-D array).
 pub fn read_npy(path: impl AsRef<Path>) -> Result<Vec<Tensor>> {
     let path = path.as_ref();
     let set = crate::data::npy::read_npy_f32(path)?;
@@ -171,6 +182,10 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<Vec<Tensor>> {
 }
 
 /// Reads a weight file by extension: `.safetensors` or `.npy`.
+///
+/// # Errors
+/// [`Error::Format`] for an extension other than `.safetensors` or `.npy`; otherwise as
+/// [`read_safetensors`] and [`read_npy`].
 pub fn read_weights(path: impl AsRef<Path>) -> Result<Vec<Tensor>> {
     let path = path.as_ref();
     match path.extension().and_then(|e| e.to_str()) {
@@ -206,6 +221,10 @@ fn parse_dtype(s: &str) -> Option<Dtype> {
 
 /// Writes tensors to a `.safetensors` file (atomically: PATH.tmp, then rename). Float
 /// tensors are written as f32; raw tensors keep their dtype and bytes.
+///
+/// # Errors
+/// [`Error::InvalidParameter`] naming a tensor whose dtype cannot be written or whose data
+/// does not match its shape; [`Error::Io`] if the file cannot be written.
 pub fn write_safetensors(
     path: impl AsRef<Path>,
     tensors: &[Tensor],

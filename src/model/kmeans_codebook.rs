@@ -50,6 +50,9 @@ pub struct KMeansTensor {
 
 /// Trains a 1-D codebook of at most `k` centroids on `values` (fewer when the data has
 /// fewer distinct values).
+///
+/// # Errors
+/// As [`crate::kmeans::KMeans::train`] (no values, `k` of zero, non-finite values).
 pub fn train_codebook(values: &[f32], k: usize, seed: u64) -> Result<Codebook> {
     let mut distinct: Vec<f32> = values.to_vec();
     distinct.sort_unstable_by(f32::total_cmp);
@@ -81,6 +84,10 @@ pub fn train_codebook(values: &[f32], k: usize, seed: u64) -> Result<Codebook> {
 
 impl KMeansTensor {
     /// Quantizes a row-major `rows × cols` tensor with `2^bits` centroids.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for bits outside 1..=8; [`Error::DimensionMismatch`]
+    /// when `data` is not `rows × cols`; [`Error::NonFinite`] for a NaN or infinite value.
     pub fn quantize(
         data: &[f32],
         rows: usize,

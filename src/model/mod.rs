@@ -64,6 +64,11 @@ pub const CALIBRATED_SCHEMES: &str = "gptq, spqr, smoothquant, llm-int8";
 /// `--group` default 128, `--granularity row` for none; `act_order`, `damp`), `spqr`
 /// (`--bits` default 3, `--group` default 16), `smoothquant` (`alpha`), `llm-int8`
 /// (`threshold`). `None` when `name` is not one of them.
+///
+/// # Errors
+/// None at parse time (the result is always `Some(Ok(_))` or `None`): out-of-range
+/// options (bits, group, `alpha`, `threshold`, `damp`) are reported by
+/// [`quantize_model_calibrated`] when the method runs.
 pub fn parse_calibrated(
     name: &str,
     o: &SchemeOptions,
@@ -159,6 +164,9 @@ impl std::str::FromStr for GranularityKind {
 }
 
 /// Parses `--rounding`: nearest, floor, ceil, stochastic (seeded with `seed`).
+///
+/// # Errors
+/// [`Error::InvalidParameter`] (`rounding`) for any other name.
 pub fn parse_rounding(s: &str, seed: u64) -> Result<Rounding> {
     match s {
         "nearest" => Ok(Rounding::Nearest),
@@ -173,6 +181,10 @@ pub fn parse_rounding(s: &str, seed: u64) -> Result<Rounding> {
 }
 
 /// Parses `--clip`: minmax, percentile:P, mse, kl.
+///
+/// # Errors
+/// [`Error::InvalidParameter`] (`clip`) for any other name or a percentile that is not a
+/// number in (50, 100].
 pub fn parse_clip(s: &str) -> Result<Clip> {
     match s {
         "minmax" => Ok(Clip::MinMax),
@@ -224,6 +236,10 @@ pub enum Scheme {
 
 impl Scheme {
     /// Builds a scheme from its name and options; the error lists the accepted names.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for an unknown name (the message lists the accepted
+    /// ones) or options the scheme does not accept (bits, group).
     pub fn parse(name: &str, o: &SchemeOptions) -> Result<Scheme> {
         let lower = name.to_ascii_lowercase();
         let group = o.group.unwrap_or(128);
@@ -421,6 +437,10 @@ impl Payload {
     }
 
     /// The reconstruction (f32, row-major); `None` for non-floating pass-through data.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for an unknown GGUF type id; [`Error::Format`] when GGUF
+    /// block bytes do not match the shape.
     pub fn dequantize(&self) -> Result<Option<Vec<f32>>> {
         Ok(Some(match self {
             Payload::Linear(t) => t.dequantize(),
@@ -471,6 +491,10 @@ pub struct QuantizedTensor {
 }
 
 /// Quantizes one 2-D floating tensor with `scheme`. Errors name the tensor.
+///
+/// # Errors
+/// [`Error::Tensor`] naming the tensor and wrapping why: not a 2-D float tensor, non-finite
+/// values, or parameters that do not fit its shape.
 pub fn quantize_tensor(t: &Tensor, scheme: &Scheme) -> Result<QuantizedTensor> {
     let (rows, cols, data) = t.as_matrix()?;
     // Every quantizer validates its input (finite values, shapes, parameters) in its
@@ -528,6 +552,9 @@ impl QuantizedTensor {
 
     /// Measures this tensor against its source: bits per weight, relative Frobenius error
     /// and max abs error.
+    ///
+    /// # Errors
+    /// As [`report::tensor_report`].
     pub fn report(&self, source: &Tensor) -> Result<TensorReport> {
         report::tensor_report(self, source)
     }

@@ -83,6 +83,10 @@ fn passthrough(t: &Tensor, reason: String) -> Result<QuantizedTensor> {
 /// Quantizes every 2-D floating tensor with `scheme` and passes every other tensor
 /// through. `progress(i, n, name)` is called before tensor `i` of `n`. Stops at the first
 /// error (which names the tensor).
+///
+/// # Errors
+/// The first error of [`quantize_tensor`] or of the report ([`Error::Tensor`] naming the
+/// tensor).
 pub fn quantize_model(
     tensors: &[Tensor],
     scheme: &Scheme,
@@ -206,6 +210,11 @@ pub fn holdout_rows(n: usize) -> usize {
 /// the statistics (SmoothQuant); the last 10 % (see [`holdout_rows`]) measure
 /// `rel_output_error` for the method and for round-to-nearest. Weights without
 /// calibration rows fall back to round-to-nearest and the report says so.
+///
+/// # Errors
+/// [`Error::Tensor`] naming the tensor when its calibration tensor has the wrong width or
+/// non-finite values, the Hessian is not positive definite, or the method's parameters do
+/// not fit it.
 pub fn quantize_model_calibrated(
     tensors: &[Tensor],
     method: &CalibMethod,
@@ -293,6 +302,10 @@ impl QuantizedModel {
     /// Writes by extension: `.vq` (container, quantized), `.gguf` (GGUF blocks; only GGUF
     /// schemes, f16, bf16 and floating pass-through tensors fit), `.safetensors`
     /// (dequantized f32 with the same names and shapes; pass-through tensors unchanged).
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for an unknown extension or, for `.gguf`, a tensor GGUF
+    /// cannot hold; [`Error::Io`] if the file cannot be written.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         match path.extension().and_then(|e| e.to_str()) {
@@ -310,6 +323,10 @@ impl QuantizedModel {
     }
 
     /// Saves as a vecquant container of kind `weights`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if a tensor payload cannot be encoded; [`Error::Io`] if
+    /// the file cannot be written.
     pub fn save_container(&self, path: impl AsRef<Path>) -> Result<()> {
         let metas: Vec<TensorMeta> = self
             .tensors
@@ -333,6 +350,10 @@ impl QuantizedModel {
     }
 
     /// Opens a container written by [`QuantizedModel::save_container`].
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be read; [`Error::Format`] if it is not a valid
+    /// container of kind `weights` or a tensor section is corrupt.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let c = Container::open(path)?;
@@ -370,6 +391,9 @@ impl QuantizedModel {
     }
 
     /// Every tensor dequantized to f32 (pass-through tensors unchanged).
+    ///
+    /// # Errors
+    /// As [`Payload::dequantize`](crate::model::Payload::dequantize).
     pub fn dequantized(&self) -> Result<Vec<Tensor>> {
         self.tensors
             .iter()
@@ -397,6 +421,9 @@ impl QuantizedModel {
     }
 
     /// Writes the dequantized tensors as `.safetensors`.
+    ///
+    /// # Errors
+    /// As [`QuantizedModel::dequantized`] and [`io::write_safetensors`].
     pub fn save_dequantized(&self, path: impl AsRef<Path>) -> Result<()> {
         let mut meta = std::collections::HashMap::new();
         meta.insert("vecquant.scheme".to_string(), self.scheme.clone());
@@ -404,6 +431,10 @@ impl QuantizedModel {
     }
 
     /// Writes a GGUF v3 file (tensor names kept).
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] naming a tensor that is neither a GGUF block type,
+    /// f16/bf16 nor floating pass-through; [`Error::Io`] if the file cannot be written.
     pub fn save_gguf(&self, path: impl AsRef<Path>) -> Result<()> {
         let tensors = self
             .tensors

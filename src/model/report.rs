@@ -77,6 +77,10 @@ pub struct ModelReport {
 }
 
 /// Measures a quantized tensor against its source.
+///
+/// # Errors
+/// [`Error::DimensionMismatch`] when the reconstruction and the source differ in size; the
+/// errors of dequantizing the payload.
 pub fn tensor_report(q: &QuantizedTensor, source: &Tensor) -> Result<TensorReport> {
     let n = source.numel().max(1);
     let bits = q.payload.storage_bits();
@@ -224,6 +228,10 @@ impl ModelReport {
     }
 
     /// Writes `.json` or `.md` by extension.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for an extension other than `.json` or `.md`;
+    /// [`Error::Io`] if the file cannot be written.
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let text = match path.extension().and_then(|e| e.to_str()) {

@@ -204,6 +204,12 @@ impl ColumnQuantizer for SpqrColumns {
 
 impl SpqrTensor {
     /// Quantizes `w` (`rows × cols`) with SpQR, given the layer's Hessian.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for bits, group size or outlier fraction out of range,
+    /// or more than 65,536 columns;
+    /// [`Error::DimensionMismatch`] or [`Error::NonFinite`] for a bad weight or Hessian;
+    /// [`Error::Numerical`] when the Hessian is not positive definite.
     pub fn quantize(
         w: &[f32],
         rows: usize,

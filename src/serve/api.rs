@@ -124,20 +124,8 @@ impl Stats {
 /// The container kind of a spec string (the outermost structure decides: an IVF over
 /// SQ8 is `ivf`).
 fn kind_of_spec(spec: &str) -> &'static str {
-    let s = spec.trim().to_ascii_lowercase();
-    if s.starts_with("ivf") {
-        "ivf"
-    } else if s.starts_with("hnsw") {
-        "hnsw"
-    } else if s.starts_with("pq") || s.starts_with("opq") {
-        "pq"
-    } else if s.starts_with("sq") {
-        "sq"
-    } else if s.starts_with("flat") {
-        "flat"
-    } else {
-        "unknown"
-    }
+    spec.parse::<crate::index::spec::IndexSpec>()
+        .map_or("unknown", |t| t.kind())
 }
 
 /// An HTTP error: a status and a message sent as `{"error": message}`.
@@ -222,6 +210,7 @@ mod tests {
             ("PQ16x4fs", "pq"),
             ("IVF256,SQ8", "ivf"),
             ("HNSW32,Flat", "hnsw"),
+            ("OPQ8,IVF16,PQ8", "ivf"),
             ("Weird", "unknown"),
         ] {
             assert_eq!(kind_of_spec(spec), kind, "{spec}");

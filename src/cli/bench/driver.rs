@@ -71,8 +71,9 @@ pub const DEFAULT_RERANK: usize = 100;
 /// The search parameter sets measured for `spec`: `base` swept over `nprobe` (IVF) or
 /// `ef_search` (HNSW) values.
 fn sweep_params(spec: &str, base: &[SearchParams], cfg: &BenchConfig) -> Vec<SearchParams> {
-    let lower = spec.trim().to_ascii_lowercase();
-    let nlist = vecquant::index::ivf::parse_spec(&lower).map(|(n, _)| n);
+    let typed = spec.parse::<vecquant::index::spec::IndexSpec>().ok();
+    let nlist = typed.and_then(|t| t.nlist());
+    let uses_ef = typed.is_some_and(|t| t.uses_ef());
     let mut out = Vec::new();
     for p in base {
         if let Some(nlist) = nlist.filter(|_| !cfg.nprobe_sweep.is_empty()) {
@@ -84,7 +85,7 @@ fn sweep_params(spec: &str, base: &[SearchParams], cfg: &BenchConfig) -> Vec<Sea
                     out.push(p.nprobe(np));
                 }
             }
-        } else if lower.starts_with("hnsw") && !cfg.ef_sweep.is_empty() {
+        } else if uses_ef && !cfg.ef_sweep.is_empty() {
             out.extend(cfg.ef_sweep.iter().map(|&ef| p.ef_search(ef.max(1))));
         } else {
             out.push(*p);

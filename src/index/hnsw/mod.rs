@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::index::rows::Rows;
+use crate::index::spec::{ACCEPTED, BuildOptions, IndexSpec};
 use crate::index::{
     IdFilter, Index, SearchParams, check_add, check_search, check_single, untrained,
 };
@@ -75,43 +76,6 @@ fn upper_beam_width(ef: usize) -> usize {
 /// An empty adjacency slot.
 const NONE: u32 = u32::MAX;
 
-/// Parses `HNSW{M}` or `HNSW{M},{inner}` (inner: any SQ variant or 8-bit `PQ{m}`).
-pub fn parse_spec(spec: &str) -> Option<(usize, InnerSpec)> {
-    let s = spec.trim();
-    let (head, inner) = match s.split_once(',') {
-        Some((h, i)) => (h.trim(), Some(i.trim())),
-        None => (s, None),
-    };
-    if !head.to_ascii_lowercase().starts_with("hnsw") {
-        return None;
-    }
-    let digits = &head[4..];
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let m: usize = digits.parse().ok()?;
-    if !(2..=MAX_M).contains(&m) {
-        return None;
-    }
-    let inner = match inner {
-        None => InnerSpec::Flat,
-        Some(i) if i.eq_ignore_ascii_case("flat") => InnerSpec::Flat,
-        Some(i) if i.to_ascii_lowercase().starts_with("sq") => {
-            let (name, config) = crate::index::scalar::parse_spec(i)?;
-            InnerSpec::Scalar { name, config }
-        }
-        Some(i) if i.to_ascii_lowercase().starts_with("pq") => {
-            let p = crate::index::product::parse_spec(i)?;
-            if p.opq || p.nbits != 8 {
-                return None;
-            }
-            InnerSpec::Product { m: p.m, nbits: 8 }
-        }
-        Some(_) => return None,
-    };
-    Some((m, inner))
-}
-
 /// `HNSW{M}` (the vectors themselves).
 pub type HnswFlat = Hnsw<Raw>;
 /// `HNSW{M},SQ…`.
@@ -131,29 +95,52 @@ pub fn new(
     seed: u64,
     ef_construction: usize,
 ) -> Result<Box<dyn Index>> {
-    let (m, inner) = parse_spec(spec).ok_or_else(|| Error::Spec {
-        spec: spec.to_string(),
-        message: format!(
-            "not an HNSW spec (HNSW{{M}}, HNSW{{M}},SQ8 (any SQ variant), HNSW{{M}},PQ{{m}}; \
-             2 ≤ M ≤ {MAX_M})"
+    match spec.parse::<IndexSpec>()? {
+        t @ IndexSpec::Hnsw { .. } => crate::index::spec::build_index(
+            &t,
+            dim,
+            &BuildOptions {
+                metric,
+                keep_raw,
+                seed,
+                ef_construction,
+            },
         ),
-    })?;
+        _ => Err(Error::Spec {
+            spec: spec.to_string(),
+            message: format!("not an HNSW spec; accepted forms: {ACCEPTED}"),
+        }),
+    }
+}
+
+/// An empty HNSW index with `M` links per node over `inner`.
+///
+/// # Errors
+/// `M` out of range, `ef_construction` out of range, or an inner quantizer that does
+/// not fit `dim`.
+pub fn new_typed(
+    m: usize,
+    inner: InnerSpec,
+    dim: usize,
+    metric: Metric,
+    keep_raw: bool,
+    seed: u64,
+    ef_construction: usize,
+) -> Result<Box<dyn Index>> {
     fn boxed<C: VectorCodec>(mut h: Hnsw<C>, ef: usize) -> Result<Box<dyn Index>> {
         h.set_ef_construction(ef)?;
         Ok(Box::new(h))
     }
+    let ef = ef_construction;
     match inner {
-        InnerSpec::Flat => boxed(
-            HnswFlat::new(m, RawSpec, dim, metric, keep_raw, seed)?,
-            ef_construction,
-        ),
+        InnerSpec::Flat => boxed(HnswFlat::new(m, RawSpec, dim, metric, keep_raw, seed)?, ef),
         InnerSpec::Scalar { name, config } => boxed(
             HnswScalar::new(m, SqSpec { name, config }, dim, metric, keep_raw, seed)?,
-            ef_construction,
+            ef,
         ),
         InnerSpec::Product { m: pm, nbits } => boxed(
             HnswProduct::new(m, PqParams { m: pm, nbits }, dim, metric, keep_raw, seed)?,
-            ef_construction,
+            ef,
         ),
     }
 }

@@ -6,31 +6,6 @@ use crate::data::groundtruth::ground_truth;
 use crate::eval::recall_at_k;
 use crate::store::OpenOptions;
 
-#[test]
-fn parses_specs() {
-    assert_eq!(parse_spec("HNSW32"), Some((32, InnerSpec::Flat)));
-    assert_eq!(
-        parse_spec("hnsw16,PQ8"),
-        Some((16, InnerSpec::Product { m: 8, nbits: 8 }))
-    );
-    assert!(matches!(
-        parse_spec("HNSW8,SQ4"),
-        Some((8, InnerSpec::Scalar { .. }))
-    ));
-    for bad in [
-        "HNSW",
-        "HNSW1",
-        "HNSW300",
-        "HNSWx",
-        "HNSW16,PQ8x4fs",
-        "HNSW16,OPQ8,PQ8",
-        "HNSW16,IVF8,Flat",
-        "HNSW16,",
-    ] {
-        assert_eq!(parse_spec(bad), None, "{bad}");
-    }
-}
-
 /// Every inserted point is reachable and finds itself (catches orphaned nodes).
 #[test]
 fn every_point_finds_itself() {

@@ -30,6 +30,16 @@ impl<C: VectorCodec> Ivf<C> {
             return Err(bad("non-finite coarse centroid".into()));
         }
         idx.c_norms = kernels::row_norms_sq(&idx.centroids, dim);
+        if c.section("opq_m").is_ok() {
+            let m = c.section_u64("opq_m", 1)?[0];
+            let m = usize::try_from(m).map_err(|_| bad(format!("invalid OPQ M {m}")))?;
+            idx = idx.with_opq(m).map_err(|e| bad(e.to_string()))?;
+            let r = c.section_f32("opq_rotation", size(dim, dim)?)?;
+            if r.iter().any(|v| !v.is_finite()) {
+                return Err(bad("non-finite OPQ rotation".into()));
+            }
+            idx.rotation = Some(r);
+        }
         let offsets = c.section_u64("list_offsets", nlist + 1)?;
         if offsets[0] != 0 || offsets.windows(2).any(|w| w[0] > w[1]) || offsets[nlist] != n as u64
         {

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::index::rows::Rows;
+use crate::index::spec::{ACCEPTED, BuildOptions, IndexSpec};
 use crate::index::{
     GroupSearch, IdFilter, Index, SearchParams, check_add, grouped_batch, grouped_single, untrained,
 };
@@ -65,44 +66,6 @@ pub type IvfScalar = Ivf<ScalarQuantizer>;
 /// `IVF{nlist},PQ{M}` and `IVF{nlist},PQ{M}x4fs`.
 pub type IvfProduct = Ivf<ProductQuantizer>;
 
-/// Parses `IVF{nlist},{inner}` (case-insensitive keywords); `None` if malformed.
-pub fn parse_spec(spec: &str) -> Option<(usize, InnerSpec)> {
-    let s = spec.trim();
-    let (head, inner) = s.split_once(',')?;
-    let head = head.trim();
-    if !head.to_ascii_lowercase().starts_with("ivf") {
-        return None;
-    }
-    let digits = &head[3..];
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let nlist: usize = digits.parse().ok()?;
-    if nlist == 0 || nlist > MAX_NLIST {
-        return None;
-    }
-    let inner = inner.trim();
-    let lower = inner.to_ascii_lowercase();
-    let spec = if lower == "flat" {
-        InnerSpec::Flat
-    } else if lower.starts_with("sq") {
-        let (name, config) = crate::index::scalar::parse_spec(inner)?;
-        InnerSpec::Scalar { name, config }
-    } else if lower.starts_with("pq") {
-        let p = crate::index::product::parse_spec(inner)?;
-        if p.opq {
-            return None;
-        }
-        InnerSpec::Product {
-            m: p.m,
-            nbits: p.nbits,
-        }
-    } else {
-        return None;
-    };
-    Some((nlist, spec))
-}
-
 /// An untrained `IVF{nlist},{inner}` index of the kind its inner spec names.
 ///
 /// # Errors
@@ -114,32 +77,58 @@ pub fn new(
     keep_raw: bool,
     seed: u64,
 ) -> Result<Box<dyn Index>> {
-    let (nlist, inner) = parse_spec(spec).ok_or_else(|| Error::Spec {
-        spec: spec.to_string(),
-        message: format!(
-            "not an inverted-file spec (IVF{{nlist}},Flat, IVF{{nlist}},SQ8, \
-             IVF{{nlist}},PQ{{M}}, IVF{{nlist}},PQ{{M}}x4fs; 1 ≤ nlist ≤ {MAX_NLIST})"
+    match spec.parse::<IndexSpec>()? {
+        t @ IndexSpec::Ivf { .. } => crate::index::spec::build_index(
+            &t,
+            dim,
+            &BuildOptions {
+                metric,
+                keep_raw,
+                seed,
+                ..BuildOptions::default()
+            },
         ),
-    })?;
-    Ok(match inner {
-        InnerSpec::Flat => Box::new(IvfFlat::new(nlist, RawSpec, dim, metric, keep_raw, seed)?),
-        InnerSpec::Scalar { name, config } => Box::new(IvfScalar::new(
-            nlist,
-            SqSpec { name, config },
-            dim,
-            metric,
-            keep_raw,
-            seed,
-        )?),
-        InnerSpec::Product { m, nbits } => Box::new(IvfProduct::new(
-            nlist,
-            PqParams { m, nbits },
-            dim,
-            metric,
-            keep_raw,
-            seed,
-        )?),
-    })
+        _ => Err(Error::Spec {
+            spec: spec.to_string(),
+            message: format!("not an inverted-file spec; accepted forms: {ACCEPTED}"),
+        }),
+    }
+}
+
+/// An untrained inverted file of `nlist` lists over `inner`, behind an OPQ rotation of
+/// `opq` sub-spaces if given.
+///
+/// # Errors
+/// `nlist` out of range, or an inner quantizer or OPQ `M` that does not fit `dim`.
+pub fn new_typed(
+    nlist: usize,
+    inner: InnerSpec,
+    opq: Option<usize>,
+    dim: usize,
+    metric: Metric,
+    keep_raw: bool,
+    seed: u64,
+) -> Result<Box<dyn Index>> {
+    fn boxed<C: VectorCodec>(ivf: Ivf<C>, opq: Option<usize>) -> Result<Box<dyn Index>> {
+        Ok(Box::new(match opq {
+            Some(m) => ivf.with_opq(m)?,
+            None => ivf,
+        }))
+    }
+    match inner {
+        InnerSpec::Flat => boxed(
+            IvfFlat::new(nlist, RawSpec, dim, metric, keep_raw, seed)?,
+            opq,
+        ),
+        InnerSpec::Scalar { name, config } => boxed(
+            IvfScalar::new(nlist, SqSpec { name, config }, dim, metric, keep_raw, seed)?,
+            opq,
+        ),
+        InnerSpec::Product { m, nbits } => boxed(
+            IvfProduct::new(nlist, PqParams { m, nbits }, dim, metric, keep_raw, seed)?,
+            opq,
+        ),
+    }
 }
 
 /// Loads an `ivf` container of any inner quantizer.
@@ -198,6 +187,10 @@ pub struct Ivf<C: VectorCodec> {
     /// use, so opening a file stays O(1).
     precomputed: std::sync::OnceLock<Vec<f32>>,
     use_precomputed: bool,
+    /// `OPQ{M},IVF…`: the `M` of the OPQ rotation learned before the coarse quantizer,
+    /// and the rotation (`dim × dim`, row-major, `x · R`) once trained.
+    opq: Option<usize>,
+    rotation: Option<Vec<f32>>,
 }
 
 impl<C: VectorCodec> Ivf<C> {
@@ -238,7 +231,30 @@ impl<C: VectorCodec> Ivf<C> {
             raw: Slab::default(),
             precomputed: std::sync::OnceLock::new(),
             use_precomputed: true,
+            opq: None,
+            rotation: None,
         })
+    }
+
+    /// Learns an OPQ rotation for `m` sub-quantizers before the coarse quantizer
+    /// (FAISS's `OPQ{M},IVF{nlist},…`): every vector and query is rotated by it first.
+    ///
+    /// # Errors
+    /// `m` does not divide the dimension.
+    pub fn with_opq(mut self, m: usize) -> Result<Self> {
+        if m == 0 || !self.dim.is_multiple_of(m) {
+            return Err(Error::param(
+                "OPQ",
+                format!("OPQ{m}: M must divide d = {}", self.dim),
+            ));
+        }
+        self.opq = Some(m);
+        Ok(self)
+    }
+
+    /// The OPQ rotation (`dim × dim`, row-major), once trained.
+    pub fn rotation(&self) -> Option<&[f32]> {
+        self.rotation.as_deref()
     }
 
     /// Number of lists.
@@ -299,7 +315,8 @@ impl<C: VectorCodec> Ivf<C> {
     }
 
     fn name(&self) -> String {
-        format!("IVF{},{}", self.nlist, C::name(&self.inner))
+        let opq = self.opq.map(|m| format!("OPQ{m},")).unwrap_or_default();
+        format!("{opq}IVF{},{}", self.nlist, C::name(&self.inner))
     }
 
     fn codec(&self) -> Result<&C> {
@@ -314,8 +331,13 @@ impl<C: VectorCodec> Ivf<C> {
         self.keep_raw || C::STORES_RAW
     }
 
+    /// Normalised (cosine) and rotated (OPQ) vectors.
     fn prepare(&self, x: &[f32]) -> Vec<f32> {
-        crate::vectors::prepared(x, self.dim, self.metric)
+        let v = crate::vectors::prepared(x, self.dim, self.metric);
+        match &self.rotation {
+            Some(r) => crate::quant::opq::rotate(&v, r, self.dim),
+            None => v,
+        }
     }
 
     /// The list of each prepared vector: nearest centroid (L2, cosine) or largest inner
@@ -386,6 +408,7 @@ impl<C: VectorCodec> Index for Ivf<C> {
             + self.raw.len() * 4
             + (self.centroids.len() + self.precomputed.get().map_or(0, Vec::len)) * 4
             + self.offsets.len() * 8
+            + self.rotation.as_ref().map_or(0, |r| r.len() * 4)
             + params
     }
     fn is_trained(&self) -> bool {
@@ -403,6 +426,13 @@ impl<C: VectorCodec> Index for Ivf<C> {
                     self.nlist, self.nlist, self.nlist
                 ),
             ));
+        }
+        self.rotation = None;
+        if let Some(m) = self.opq {
+            let x = crate::vectors::prepared(sample, self.dim, self.metric);
+            let cfg = crate::quant::opq::OpqTraining::default();
+            let opq = crate::quant::opq::train_opq(&x, self.dim, m, self.seed, &cfg)?;
+            self.rotation = Some(opq.into_rotation());
         }
         let x = self.prepare(sample);
         // FAISS trains the coarse quantizer with 10 iterations.
@@ -515,6 +545,11 @@ impl<C: VectorCodec> Index for Ivf<C> {
                 let c = &self.centroids[l as usize * d..(l as usize + 1) * d];
                 v.iter_mut().zip(c).for_each(|(a, b)| *a += b);
             });
+        // R is orthogonal: Rᵀ takes the reconstruction back to the vectors' space.
+        if let Some(r) = &self.rotation {
+            let rt = crate::quant::opq::transpose(r, d);
+            dec = crate::quant::opq::rotate(&dec, &rt, d);
+        }
         Ok(Some(dec))
     }
 
@@ -530,6 +565,10 @@ impl<C: VectorCodec> Index for Ivf<C> {
         w.section_f32("coarse", &self.centroids);
         let offsets: Vec<u64> = self.offsets.iter().map(|&o| o as u64).collect();
         w.section_u64("list_offsets", &offsets);
+        if let (Some(m), Some(r)) = (self.opq, &self.rotation) {
+            w.section_u64("opq_m", &[m as u64]);
+            w.section_f32("opq_rotation", r);
+        }
         codec.write(&mut w);
         if !self.codes.is_empty() {
             w.section(codec.runs_section(), self.codes.to_vec());

@@ -27,32 +27,6 @@ fn mixture(n: usize, dim: usize, seed: u64) -> Vec<f32> {
     mixture_sets(n, 1, dim, seed).0.into_vec()
 }
 
-#[test]
-fn parses_specs() {
-    assert_eq!(parse_spec("IVF64,Flat"), Some((64, InnerSpec::Flat)));
-    assert_eq!(
-        parse_spec("ivf8,pq4x4fs"),
-        Some((8, InnerSpec::Product { m: 4, nbits: 4 }))
-    );
-    assert!(matches!(
-        parse_spec("IVF8,SQ8"),
-        Some((8, InnerSpec::Scalar { .. }))
-    ));
-    for bad in [
-        "IVF,Flat",
-        "IVF0,Flat",
-        "IVF8",
-        "IVF8,",
-        "IVFx,Flat",
-        "IVF8,OPQ4,PQ4",
-        "IVF8,HNSW",
-        "IVF-3,Flat",
-        "IVF99999999999999999999,Flat",
-    ] {
-        assert_eq!(parse_spec(bad), None, "{bad}");
-    }
-}
-
 /// With every list probed, IVF over residual codes ranks like a flat index over the
 /// same reconstructions: for `Flat` inner exactly the flat index.
 #[test]
@@ -386,4 +360,70 @@ fn bad_parameters() {
         ivf.search(&[f32::NAN, 0.0, 0.0, 0.0], &SearchParams::default())
             .is_err()
     );
+}
+
+/// `OPQ{M},IVF{n},PQ{M}`: the rotation is learned first and applied to vectors and
+/// queries alike; full probing equals the brute force over the (un-rotated)
+/// reconstructions, OPQ lowers the distortion on correlated data, and files keep it.
+#[test]
+fn opq_in_front_of_the_inverted_file() {
+    let (n, dim) = (3000, 16);
+    // Correlated data: Gaussian times a fixed mixing matrix with decaying scales.
+    let z = gaussian(n, dim, 0.0, 1.0, 51).unwrap();
+    let mix = gaussian(dim, dim, 0.0, 1.0, 52).unwrap();
+    let mut data = vec![0.0f32; n * dim];
+    for (zi, xi) in z.rows().zip(data.chunks_exact_mut(dim)) {
+        for (j, x) in xi.iter_mut().enumerate() {
+            *x = (0..dim)
+                .map(|k| zi[k] * mix.row(k)[j] / (1.0 + k as f32))
+                .sum();
+        }
+    }
+    let queries = gaussian(10, dim, 0.0, 0.3, 53).unwrap();
+    let mse = |idx: &dyn Index| {
+        let rec = idx.reconstruct(&data).unwrap().unwrap();
+        crate::eval::mse(&data, &rec)
+    };
+    let mut plain = new("IVF8,PQ4", dim, Metric::L2, false, 7).unwrap();
+    let mut opq = new("OPQ4,IVF8,PQ4", dim, Metric::L2, true, 7).unwrap();
+    for idx in [&mut plain, &mut opq] {
+        idx.train(&data).unwrap();
+        idx.add(&data, None).unwrap();
+    }
+    assert_eq!(opq.spec(), "OPQ4,IVF8,PQ4");
+    assert!(
+        mse(&*opq) < mse(&*plain),
+        "OPQ {} vs plain {}",
+        mse(&*opq),
+        mse(&*plain)
+    );
+    let rec = opq.reconstruct(&data).unwrap().unwrap();
+    let p = SearchParams::new(10).nprobe(8);
+    for q in queries.rows() {
+        let got = opq.search(q, &p).unwrap();
+        let mut all: Vec<(f32, u64)> = rec
+            .chunks_exact(dim)
+            .enumerate()
+            .map(|(i, x)| (crate::kernels::scalar::l2_sq(q, x), i as u64))
+            .collect();
+        all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        for (g, w) in got.iter().zip(&all) {
+            assert!(
+                (g.distance - w.0).abs() <= 1e-3 * (1.0 + w.0),
+                "{g:?} vs {w:?}"
+            );
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("opq.vq");
+    opq.save(&path).unwrap();
+    let again = crate::index::open(&path).unwrap();
+    assert_eq!(again.spec(), "OPQ4,IVF8,PQ4");
+    let rr = p.rerank(50);
+    assert_eq!(
+        again.search_batch(queries.as_slice(), &rr).unwrap(),
+        opq.search_batch(queries.as_slice(), &rr).unwrap()
+    );
+    assert!(new("OPQ3,IVF8,PQ4", dim, Metric::L2, false, 7).is_err());
+    assert!(new("OPQ8,IVF8,PQ4", dim, Metric::L2, false, 7).is_err());
 }
