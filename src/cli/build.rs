@@ -5,11 +5,11 @@ use std::time::Instant;
 
 use clap::Args;
 use vecquant::data::read_vectors;
-use vecquant::index::spec::{BuildOptions, new_index};
-use vecquant::index::{Hnsw, Index, Ivf, Scalar, hnsw, ivf, scalar};
+use vecquant::index::spec::{BuildOptions, IndexSpec, InnerQuantizer, ScalarSpec, new_index};
+use vecquant::index::{Index, Scalar, hnsw, ivf};
 use vecquant::model::levels::LevelSource;
-use vecquant::quant::codec::{InnerSpec, SqSpec};
-use vecquant::quant::scalar::{ScalarQuantizer, SqConfig};
+use vecquant::quant::codec::InnerSpec;
+use vecquant::quant::scalar::SqConfig;
 use vecquant::{Error, Metric, Result};
 
 use super::spinner;
@@ -105,59 +105,51 @@ fn with_levels(
     opts: &BuildOptions,
 ) -> Result<Box<dyn Index>> {
     // The spec's own checks and messages first: a malformed spec is reported as such.
-    new_index(spec, dim, opts)?;
-    let no_sq = || {
-        Error::param(
-            "levels",
-            format!(
-                "`{spec}` has no scalar quantizer to take levels `{levels}`; --levels applies \
-             to SQ8, SQ4 (any SQ variant), IVF{{nlist}},SQ… and HNSW{{M}},SQ…"
-            ),
-        )
-    };
-    let custom = |mut config: SqConfig| -> Result<SqConfig> {
-        config.levels = levels.levels(config.bits)?;
+    let parsed: IndexSpec = spec.parse()?;
+    parsed.check_dim(dim)?;
+    let config = |sq: ScalarSpec| -> Result<SqConfig> {
+        let mut config = sq.config();
+        config.levels = levels.levels(sq.bits)?;
         Ok(config)
     };
-    if let Some((name, config)) = scalar::parse_spec(spec) {
-        let config = custom(config)?;
-        return Ok(Box::new(Scalar::with_config(
-            name,
+    let inner = |sq: ScalarSpec| -> Result<InnerSpec> {
+        Ok(InnerSpec::Scalar {
+            name: sq.name(),
+            config: config(sq)?,
+        })
+    };
+    let (metric, keep_raw, seed) = (opts.metric, opts.keep_raw, opts.seed);
+    match parsed {
+        IndexSpec::Scalar(sq) => Ok(Box::new(Scalar::with_config(
+            sq.name(),
             dim,
-            opts.metric,
-            config,
-            opts.keep_raw,
-        )));
-    }
-    if let Some((nlist, inner)) = ivf::parse_spec(spec) {
-        let InnerSpec::Scalar { name, config } = inner else {
-            return Err(no_sq());
-        };
-        let inner = SqSpec {
-            name,
-            config: custom(config)?,
-        };
-        return Ok(Box::new(Ivf::<ScalarQuantizer>::new(
+            metric,
+            config(sq)?,
+            keep_raw,
+        ))),
+        IndexSpec::Ivf {
             nlist,
-            inner,
+            inner: InnerQuantizer::Scalar(sq),
+            ..
+        } => ivf::new_typed(nlist, inner(sq)?, None, dim, metric, keep_raw, seed),
+        IndexSpec::Hnsw {
+            m,
+            inner: InnerQuantizer::Scalar(sq),
+        } => hnsw::new_typed(
+            m,
+            inner(sq)?,
             dim,
-            opts.metric,
-            opts.keep_raw,
-            opts.seed,
-        )?));
+            metric,
+            keep_raw,
+            seed,
+            opts.ef_construction,
+        ),
+        _ => Err(Error::param(
+            "levels",
+            format!(
+                "`{spec}` has no scalar quantizer to take levels `{levels}`; --levels \
+                 applies to SQ8, SQ4 (any SQ variant), IVF{{nlist}},SQ… and HNSW{{M}},SQ…"
+            ),
+        )),
     }
-    if let Some((m, inner)) = hnsw::parse_spec(spec) {
-        let InnerSpec::Scalar { name, config } = inner else {
-            return Err(no_sq());
-        };
-        let inner = SqSpec {
-            name,
-            config: custom(config)?,
-        };
-        let mut h =
-            Hnsw::<ScalarQuantizer>::new(m, inner, dim, opts.metric, opts.keep_raw, opts.seed)?;
-        h.set_ef_construction(hnsw::DEFAULT_EF_CONSTRUCTION)?;
-        return Ok(Box::new(h));
-    }
-    Err(no_sq())
 }

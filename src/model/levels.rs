@@ -85,6 +85,10 @@ impl Grid {
 
     /// The grid as a codebook, in the format's own units (the weight pipeline's grids:
     /// [`BlockGrid`] for NF4, [`FloatFormat::grid`] for the float formats).
+    ///
+    /// # Errors
+    /// None for the built-in grids (each is a valid codebook of at most 256 levels); the
+    /// `Result` is that of [`FloatFormat::grid`] and [`Codebook::new`].
     pub fn codebook(self) -> Result<Codebook> {
         let format = match self {
             Grid::Nf4 => return Ok(BlockGrid::Nf4.codebook()),
@@ -634,7 +638,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (wpath, kcb) = weights_file(dir.path());
         let source = parse(&format!("{}:a", wpath.display())).unwrap();
-        let mut config = crate::index::scalar::parse_spec("SQ4").unwrap().1;
+        let crate::index::spec::IndexSpec::Scalar(sq4) = "SQ4".parse().unwrap() else {
+            unreachable!()
+        };
+        let mut config = sq4.config();
         config.levels = source.levels(4).unwrap();
         let built: Vec<Box<dyn Index>> = vec![
             Box::new(Scalar::with_config(
