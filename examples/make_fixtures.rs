@@ -93,6 +93,7 @@ fn write_indexes(out: &Path) -> Res<Vec<Value>> {
             metric,
             seed: 5,
             keep_raw,
+            ..BuildOptions::default()
         };
         let build = || -> Result<Box<dyn Index>> {
             let mut index = new_index(spec, DIM, &opts)?;

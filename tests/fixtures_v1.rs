@@ -64,18 +64,15 @@ fn searches(spec: &str, keep_raw: bool) -> Vec<(String, SearchParams)> {
         .and_then(|r| r.split(',').next())
         .and_then(|n| n.parse::<usize>().ok())
     {
-        out.push(("nprobe1".into(), SearchParams { nprobe: 1, ..k }));
-        out.push((
-            format!("nprobe{nlist}"),
-            SearchParams { nprobe: nlist, ..k },
-        ));
+        out.push(("nprobe1".into(), k.nprobe(1)));
+        out.push((format!("nprobe{nlist}"), k.nprobe(nlist)));
     }
     if spec.starts_with("HNSW") {
-        out.push(("ef16".into(), SearchParams { ef_search: 16, ..k }));
-        out.push(("ef64".into(), SearchParams { ef_search: 64, ..k }));
+        out.push(("ef16".into(), k.ef_search(16)));
+        out.push(("ef64".into(), k.ef_search(64)));
     }
     if keep_raw {
-        out.push(("rerank30".into(), SearchParams { rerank: 30, ..k }));
+        out.push(("rerank30".into(), k.rerank(30)));
     }
     out
 }

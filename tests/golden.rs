@@ -229,30 +229,15 @@ impl Case {
         let k = SearchParams::with_k(K);
         let mut out = vec![("k10".to_string(), k)];
         if self.is_ivf() {
-            out.push(("nprobe1".into(), SearchParams { nprobe: 1, ..k }));
-            out.push((
-                format!("nprobe{NLIST}"),
-                SearchParams { nprobe: NLIST, ..k },
-            ));
+            out.push(("nprobe1".into(), k.nprobe(1)));
+            out.push((format!("nprobe{NLIST}"), k.nprobe(NLIST)));
         }
         if self.is_hnsw() {
-            out.push(("ef16".into(), SearchParams { ef_search: 16, ..k }));
-            out.push((
-                "ef128".into(),
-                SearchParams {
-                    ef_search: 128,
-                    ..k
-                },
-            ));
+            out.push(("ef16".into(), k.ef_search(16)));
+            out.push(("ef128".into(), k.ef_search(128)));
         }
         if self.keep_raw {
-            out.push((
-                format!("rerank{RERANK}"),
-                SearchParams {
-                    rerank: RERANK,
-                    ..k
-                },
-            ));
+            out.push((format!("rerank{RERANK}"), k.rerank(RERANK)));
         }
         out
     }

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use vecquant::Neighbor;
-use vecquant::kernels::{SimdLevel, simd_level};
+use vecquant::{SimdLevel, simd_level};
 
 const MAGIC: &[u8; 8] = b"VQGOLD1\n";
 
