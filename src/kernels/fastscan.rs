@@ -15,8 +15,6 @@
 //! **Accumulation.** Shuffle results are `u8`; they are summed as `u16` (even and odd
 //! bytes separately), so up to 257 sub-quantizers cannot overflow.
 
-use std::sync::OnceLock;
-
 use super::SimdLevel;
 
 /// Vectors per block.
@@ -81,19 +79,125 @@ pub fn pack_lut(lut: &[u8], m: usize, out: &mut Vec<u8>) {
 /// `Σ_s table[s][j_s] ≈ bias + Σ_s q8[s][j_s] / scale`, each term off by at most
 /// `0.5 / scale`. Returns `(bias, scale)`.
 pub fn quantize_table(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
-    static F: OnceLock<QuantizeFn> = OnceLock::new();
-    (F.get_or_init(|| match super::simd_level() {
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 if is_x86_feature_detected!("avx512bw") => x86::quantize_avx512_safe,
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => x86::quantize_avx2_safe,
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => x86::quantize_avx2_safe,
-        _ => quantize_rows_portable::<16>,
-    }))(table, q8)
+    super::active().fastscan.quantize_table(table, q8)
 }
 
-type QuantizeFn = fn(&[f32], &mut Vec<u8>) -> (f32, f32);
+type QuantizeFn = unsafe fn(&[f32], &mut Vec<u8>) -> (f32, f32);
+type BlockFn = unsafe fn(&[u8], &[u8], usize, u16, &mut [u16; BLOCK]) -> u32;
+type BlocksFn = unsafe fn(&[u8], &[u8], usize, u16, &mut [u16], &mut [u32]);
+type MultiFn = unsafe fn(&[&[u8]; NQ], &[u8], usize, &[u16; NQ], &mut [u16], &mut [u32]);
+
+/// The fast-scan kernels of one SIMD level (part of the dispatch table
+/// [`super::Kernels`]).
+pub(crate) struct FastScanKernels {
+    quantize: QuantizeFn,
+    block: BlockFn,
+    blocks: BlocksFn,
+    multi: MultiFn,
+}
+
+impl FastScanKernels {
+    /// The kernels of `level`.
+    ///
+    /// # Safety
+    /// The result's methods run code compiled for `level`: the caller must only let them
+    /// be called on a CPU that supports `level`.
+    pub(super) const unsafe fn for_level(level: SimdLevel) -> FastScanKernels {
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx2 => FastScanKernels {
+                quantize: x86::quantize_avx2,
+                block: x86::block_avx2,
+                blocks: x86::blocks_avx2,
+                multi: x86::multi_avx2,
+            },
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512 | SimdLevel::Avx512Vbmi => FastScanKernels {
+                quantize: x86::quantize_avx512,
+                block: x86::block_avx512,
+                blocks: x86::blocks_avx512,
+                multi: x86::multi_avx512,
+            },
+            _ => FastScanKernels {
+                quantize: quantize_rows_portable::<16>,
+                block: scalar_block,
+                blocks: scalar_blocks,
+                multi: multi_scalar,
+            },
+        }
+    }
+
+    /// [`quantize_table`] at this table's level.
+    #[inline]
+    pub(crate) fn quantize_table(&self, table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
+        // SAFETY: the CPU supports this table's level (invariant of `super::Kernels`,
+        // which holds this table); the quantisers read whole 16-entry rows of `table`.
+        unsafe { (self.quantize)(table, q8) }
+    }
+
+    /// [`scan_block`] at this table's level.
+    #[inline]
+    pub(crate) fn scan_block(
+        &self,
+        lut: &[u8],
+        block: &[u8],
+        pairs: usize,
+        thr: u16,
+        out: &mut [u16; BLOCK],
+    ) -> u32 {
+        assert!(lut.len() >= pairs * 32 && block.len() >= pairs * 32 && pairs.is_multiple_of(2));
+        // SAFETY: the CPU supports this table's level (as in `quantize_table`); the
+        // kernels read `pairs · 32` bytes of `lut` and `block`, checked above.
+        unsafe { (self.block)(lut, block, pairs, thr, out) }
+    }
+
+    /// [`scan_blocks`] at this table's level.
+    #[inline]
+    pub(crate) fn scan_blocks(
+        &self,
+        lut: &[u8],
+        blocks: &[u8],
+        pairs: usize,
+        thr: u16,
+        sums: &mut [u16],
+        masks: &mut [u32],
+    ) {
+        let nb = masks.len();
+        assert!(
+            lut.len() >= pairs * 32
+                && blocks.len() >= nb * pairs * 32
+                && sums.len() >= nb * BLOCK
+                && pairs.is_multiple_of(2)
+        );
+        // SAFETY: the CPU supports this table's level (as in `quantize_table`); the
+        // kernels read `pairs · 32` bytes of `lut` and of each of the `nb` blocks and
+        // write `nb · 32` sums, checked above.
+        unsafe { (self.blocks)(lut, blocks, pairs, thr, sums, masks) }
+    }
+
+    /// [`scan_blocks_multi`] at this table's level.
+    #[inline]
+    pub(crate) fn scan_blocks_multi(
+        &self,
+        luts: &[&[u8]; NQ],
+        blocks: &[u8],
+        pairs: usize,
+        thr: &[u16; NQ],
+        sums: &mut [u16],
+        masks: &mut [u32],
+    ) {
+        let nb = masks.len() / NQ;
+        assert!(
+            luts.iter().all(|l| l.len() >= pairs * 32)
+                && blocks.len() >= nb * pairs * 32
+                && sums.len() >= NQ * nb * BLOCK
+                && masks.len() == NQ * nb
+                && pairs.is_multiple_of(2)
+        );
+        // SAFETY: as in `scan_blocks`, for each of the `NQ` tables.
+        unsafe { (self.multi)(luts, blocks, pairs, thr, sums, masks) }
+    }
+}
 
 /// [`quantize_table`] for tables of `K` entries per sub-quantizer (a multiple of 16:
 /// 16 for 4-bit codes, 256 for 8-bit ones), in portable code; the SIMD variants compile
@@ -168,20 +272,6 @@ pub fn quantize_rows_portable<const K: usize>(table: &[f32], q8: &mut Vec<u8>) -
     (bias, scale)
 }
 
-type BlockFn = fn(&[u8], &[u8], usize, u16, &mut [u16; BLOCK]) -> u32;
-type BlocksFn = fn(&[u8], &[u8], usize, u16, &mut [u16], &mut [u32]);
-
-fn dispatch_many() -> BlocksFn {
-    static F: OnceLock<BlocksFn> = OnceLock::new();
-    *F.get_or_init(|| match super::simd_level() {
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 if is_x86_feature_detected!("avx512bw") => x86::blocks_avx512_safe,
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 | SimdLevel::Avx2 => x86::blocks_avx2_safe,
-        _ => scalar_blocks,
-    })
-}
-
 /// [`scan_block`] over `masks.len()` consecutive blocks in one call (no per-block
 /// dispatch): `sums` receives 32 sums per block, `masks` one mask per block.
 #[inline]
@@ -193,29 +283,13 @@ pub fn scan_blocks(
     sums: &mut [u16],
     masks: &mut [u32],
 ) {
-    let nb = masks.len();
-    assert!(
-        lut.len() >= pairs * 32
-            && blocks.len() >= nb * pairs * 32
-            && sums.len() >= nb * BLOCK
-            && pairs.is_multiple_of(2)
-    );
-    dispatch_many()(lut, blocks, pairs, thr, sums, masks)
+    super::active()
+        .fastscan
+        .scan_blocks(lut, blocks, pairs, thr, sums, masks)
 }
 
 /// Queries scanned together by [`scan_blocks_multi`].
 pub const NQ: usize = 4;
-
-type MultiFn = fn(&[&[u8]; NQ], &[u8], usize, &[u16; NQ], &mut [u16], &mut [u32]);
-
-fn dispatch_multi() -> MultiFn {
-    static F: OnceLock<MultiFn> = OnceLock::new();
-    *F.get_or_init(|| match super::simd_level() {
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 if is_x86_feature_detected!("avx512bw") => x86::multi_avx512_safe,
-        _ => multi_by_query,
-    })
-}
 
 /// [`scan_blocks`] for [`NQ`] queries at once (FAISS's query-blocked fast-scan): each
 /// code vector is loaded and split into nibbles once for all the queries. `sums` is
@@ -229,15 +303,9 @@ pub fn scan_blocks_multi(
     sums: &mut [u16],
     masks: &mut [u32],
 ) {
-    let nb = masks.len() / NQ;
-    assert!(
-        luts.iter().all(|l| l.len() >= pairs * 32)
-            && blocks.len() >= nb * pairs * 32
-            && sums.len() >= NQ * nb * BLOCK
-            && masks.len() == NQ * nb
-            && pairs.is_multiple_of(2)
-    );
-    dispatch_multi()(luts, blocks, pairs, thr, sums, masks)
+    super::active()
+        .fastscan
+        .scan_blocks_multi(luts, blocks, pairs, thr, sums, masks)
 }
 
 /// Reference for [`scan_blocks_multi`]: [`scan_blocks`] once per query.
@@ -249,14 +317,46 @@ pub fn multi_by_query(
     sums: &mut [u16],
     masks: &mut [u32],
 ) {
+    per_query(luts, thr, sums, masks, |lut, thr, sums, masks| {
+        scan_blocks(lut, blocks, pairs, thr, sums, masks)
+    })
+}
+
+/// The scalar [`scan_blocks_multi`]: [`scalar_blocks`] once per query.
+fn multi_scalar(
+    luts: &[&[u8]; NQ],
+    blocks: &[u8],
+    pairs: usize,
+    thr: &[u16; NQ],
+    sums: &mut [u16],
+    masks: &mut [u32],
+) {
+    per_query(luts, thr, sums, masks, |lut, thr, sums, masks| {
+        scalar_blocks(lut, blocks, pairs, thr, sums, masks)
+    })
+}
+
+/// Runs `scan(lut, thr, sums, masks)` for each of the [`NQ`] queries on its share of the
+/// query-major `sums` and `masks`.
+#[inline(always)]
+fn per_query(
+    luts: &[&[u8]; NQ],
+    thr: &[u16; NQ],
+    sums: &mut [u16],
+    masks: &mut [u32],
+    mut scan: impl FnMut(&[u8], u16, &mut [u16], &mut [u32]),
+) {
     let nb = masks.len() / NQ;
+    if nb == 0 {
+        return;
+    }
     for (j, (s, m)) in sums
         .chunks_exact_mut(nb * BLOCK)
         .zip(masks.chunks_exact_mut(nb))
         .enumerate()
         .take(NQ)
     {
-        scan_blocks(luts[j], blocks, pairs, thr[j], s, m);
+        scan(luts[j], thr[j], s, m);
     }
 }
 
@@ -278,24 +378,14 @@ pub fn scalar_blocks(
     }
 }
 
-fn dispatch() -> BlockFn {
-    static F: OnceLock<BlockFn> = OnceLock::new();
-    *F.get_or_init(|| match super::simd_level() {
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 if is_x86_feature_detected!("avx512bw") => x86::block_avx512_safe,
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 | SimdLevel::Avx2 => x86::block_avx2_safe,
-        _ => scalar_block,
-    })
-}
-
 /// Sums the tables over one block: `out[i] = Σ_s lut_s[code(i, s)]` for its 32 vectors,
 /// and returns a mask with bit `i` set when `out[i] <= thr`. `lut` and `block` are in
 /// the packed layouts (`pairs` padded pairs).
 #[inline]
 pub fn scan_block(lut: &[u8], block: &[u8], pairs: usize, thr: u16, out: &mut [u16; BLOCK]) -> u32 {
-    assert!(lut.len() >= pairs * 32 && block.len() >= pairs * 32 && pairs.is_multiple_of(2));
-    dispatch()(lut, block, pairs, thr, out)
+    super::active()
+        .fastscan
+        .scan_block(lut, block, pairs, thr, out)
 }
 
 /// Scalar reference for [`scan_block`].
@@ -321,37 +411,20 @@ pub fn scalar_block(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! AVX2 and AVX-512BW block kernels; installed only after feature detection.
+    //! AVX2 and AVX-512BW block kernels, installed in the dispatch tables of their
+    //! levels. The block kernels read `pairs · 32` bytes of each table and each block,
+    //! which [`super::FastScanKernels`] checks.
 
-    use super::BLOCK;
+    use super::{BLOCK, NQ};
     use std::arch::x86_64::*;
 
-    pub fn blocks_avx2_safe(
-        lut: &[u8],
-        b: &[u8],
-        pairs: usize,
-        thr: u16,
-        sums: &mut [u16],
-        masks: &mut [u32],
-    ) {
-        // SAFETY: installed only when avx2 is available; `scan_blocks` checked lengths.
-        unsafe { blocks_avx2(lut, b, pairs, thr, sums, masks) }
-    }
-
-    pub fn blocks_avx512_safe(
-        lut: &[u8],
-        b: &[u8],
-        pairs: usize,
-        thr: u16,
-        sums: &mut [u16],
-        masks: &mut [u32],
-    ) {
-        // SAFETY: installed only when avx512f and avx512bw are available.
-        unsafe { blocks_avx512(lut, b, pairs, thr, sums, masks) }
-    }
-
+    /// AVX2 [`super::scan_blocks`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; `lut` must hold `pairs · 32` bytes, `b` `masks.len() ·
+    /// pairs · 32` and `sums` `masks.len() · 32`.
     #[target_feature(enable = "avx2")]
-    unsafe fn blocks_avx2(
+    pub(super) unsafe fn blocks_avx2(
         lut: &[u8],
         b: &[u8],
         pairs: usize,
@@ -371,8 +444,13 @@ mod x86 {
         }
     }
 
+    /// AVX-512 [`super::scan_blocks`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX-512BW and AVX2; `pairs` must be even, `lut` hold
+    /// `pairs · 32` bytes, `b` `masks.len() · pairs · 32` and `sums` `masks.len() · 32`.
     #[target_feature(enable = "avx512f,avx512bw,avx2")]
-    unsafe fn blocks_avx512(
+    pub(super) unsafe fn blocks_avx512(
         lut: &[u8],
         b: &[u8],
         pairs: usize,
@@ -404,15 +482,13 @@ mod x86 {
         }
     }
 
-    pub fn quantize_avx512_safe(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
-        // SAFETY: installed only when AVX-512F is available.
-        unsafe { quantize_avx512(table, q8) }
-    }
-
     /// One 16-entry row per register: minimum and maximum by reduction, then one
     /// conversion and saturating byte pack per row (same rounding as the portable code).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX-512BW, AVX2 and FMA.
     #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-    unsafe fn quantize_avx512(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
+    pub(super) unsafe fn quantize_avx512(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
         let nsub = table.len() / 16;
         let (mut bias, mut span) = (0.0f32, 0.0f32);
         for row in table.chunks_exact(16) {
@@ -439,35 +515,58 @@ mod x86 {
         (bias, scale)
     }
 
-    pub fn quantize_avx2_safe(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
-        // SAFETY: installed only when AVX2 is available.
-        unsafe { quantize_avx2(table, q8) }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn quantize_avx2(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
-        super::quantize_rows_portable::<16>(table, q8)
-    }
-
-    pub fn multi_avx512_safe(
-        luts: &[&[u8]; super::NQ],
+    /// AVX-512 [`super::scan_blocks_multi`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX-512BW and AVX2; every table must hold
+    /// `pairs · 32` bytes (`pairs` even) and `b` `nb · pairs · 32`, with
+    /// `masks.len() = NQ · nb` and `sums.len() >= NQ · nb · 32`.
+    #[target_feature(enable = "avx512f,avx512bw,avx2")]
+    pub(super) unsafe fn multi_avx512(
+        luts: &[&[u8]; NQ],
         b: &[u8],
         pairs: usize,
-        thr: &[u16; super::NQ],
+        thr: &[u16; NQ],
         sums: &mut [u16],
         masks: &mut [u32],
     ) {
-        // SAFETY: installed only when avx512f and avx512bw are available; lengths were
-        // checked by `scan_blocks_multi`.
+        // SAFETY: this function's features and preconditions are the callees'.
         unsafe {
             match pairs {
                 4 => multi_avx512_n::<2>(luts, b, thr, sums, masks),
                 8 => multi_avx512_n::<4>(luts, b, thr, sums, masks),
                 16 => multi_avx512_n::<8>(luts, b, thr, sums, masks),
                 32 => multi_avx512_n::<16>(luts, b, thr, sums, masks),
-                _ => super::multi_by_query(luts, b, pairs, thr, sums, masks),
+                _ => super::per_query(luts, thr, sums, masks, |lut, thr, sums, masks| {
+                    blocks_avx512(lut, b, pairs, thr, sums, masks)
+                }),
             }
         }
+    }
+
+    /// AVX2 [`super::scan_blocks_multi`]: [`blocks_avx2`] once per query.
+    ///
+    /// # Safety
+    /// As for [`multi_avx512`], with AVX2 for the CPU.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn multi_avx2(
+        luts: &[&[u8]; NQ],
+        b: &[u8],
+        pairs: usize,
+        thr: &[u16; NQ],
+        sums: &mut [u16],
+        masks: &mut [u32],
+    ) {
+        super::per_query(luts, thr, sums, masks, |lut, thr, sums, masks| {
+            // SAFETY: this function's features and preconditions are the callee's.
+            unsafe { blocks_avx2(lut, b, pairs, thr, sums, masks) }
+        })
+    }
+
+    retarget! {
+        /// [`super::quantize_rows_portable`] for 16-entry rows, compiled for AVX2.
+        pub(super) unsafe fn quantize_avx2["avx2,fma"] = super::quantize_rows_portable::<16>;
+        (table: &[f32], q8: &mut Vec<u8>) -> (f32, f32)
     }
 
     /// Even/odd sums of one block (four accumulators) → 32 sums and the ≤ `thr` mask.
@@ -489,16 +588,20 @@ mod x86 {
 
     /// `Q` steps per block, [`super::NQ`] queries: the block's 64-byte code vectors are
     /// loaded and split once, each query's table rows are read from L1.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX-512BW and AVX2; every table must hold `Q · 64`
+    /// bytes, `b` `nb · Q · 64`, with `masks.len() = NQ · nb` and `sums.len() >= NQ · nb ·
+    /// 32`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx2")]
     unsafe fn multi_avx512_n<const Q: usize>(
-        luts: &[&[u8]; super::NQ],
+        luts: &[&[u8]; NQ],
         b: &[u8],
-        thr: &[u16; super::NQ],
+        thr: &[u16; NQ],
         sums: &mut [u16],
         masks: &mut [u32],
     ) {
-        const NQ: usize = super::NQ;
         let nb = masks.len() / NQ;
         let bb = Q * 64;
         let m = _mm512_set1_epi8(0x0F);
@@ -533,6 +636,10 @@ mod x86 {
     /// `Q` 64-byte steps (two pairs each) per block. Even and odd bytes are summed with
     /// FAISS's trick: add the shuffled bytes as `u16` (even + 256·odd) and, separately,
     /// the odd bytes; the even sums are recovered at the end modulo 2^16.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX-512BW and AVX2; `lut` must hold `Q · 64` bytes,
+    /// `b` `masks.len() · Q · 64` and `sums` `masks.len() · 32`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx2")]
     unsafe fn blocks_avx512_n<const Q: usize>(
@@ -575,28 +682,6 @@ mod x86 {
         }
     }
 
-    pub fn block_avx2_safe(
-        lut: &[u8],
-        b: &[u8],
-        pairs: usize,
-        thr: u16,
-        out: &mut [u16; BLOCK],
-    ) -> u32 {
-        // SAFETY: installed only when avx2 is available; `scan_block` checked lengths.
-        unsafe { block_avx2(lut, b, pairs, thr, out) }
-    }
-
-    pub fn block_avx512_safe(
-        lut: &[u8],
-        b: &[u8],
-        pairs: usize,
-        thr: u16,
-        out: &mut [u16; BLOCK],
-    ) -> u32 {
-        // SAFETY: installed only when avx512f and avx512bw are available.
-        unsafe { block_avx512(lut, b, pairs, thr, out) }
-    }
-
     /// Interleaves even/odd vector sums (8 each) into vectors 0..8 and 8..16, stores
     /// them and returns the ≤ `thr` mask of those 16 vectors.
     #[inline]
@@ -614,9 +699,13 @@ mod x86 {
         _mm_movemask_epi8(_mm_packs_epi16(le0, le1)) as u32
     }
 
+    /// AVX2 [`super::scan_block`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; `lut` and `b` must hold `pairs · 32` bytes.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn block_avx2(
+    pub(super) unsafe fn block_avx2(
         lut: &[u8],
         b: &[u8],
         pairs: usize,
@@ -652,9 +741,14 @@ mod x86 {
         m0 | (m1 << 16)
     }
 
+    /// AVX-512 [`super::scan_block`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX-512BW and AVX2; `pairs` must be even, `lut` and
+    /// `b` hold `pairs · 32` bytes.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx2")]
-    unsafe fn block_avx512(
+    pub(super) unsafe fn block_avx512(
         lut: &[u8],
         b: &[u8],
         pairs: usize,
@@ -701,7 +795,7 @@ mod x86 {
 /// scaled value.
 #[cfg(test)]
 pub(crate) fn assert_quantiser_matches_portable<const K: usize>(
-    quantize: fn(&[f32], &mut Vec<u8>) -> (f32, f32),
+    quantize: impl Fn(&[f32], &mut Vec<u8>) -> (f32, f32),
     seed: u64,
     ms: &[usize],
 ) {
@@ -736,10 +830,15 @@ pub(crate) fn assert_quantiser_matches_portable<const K: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::Kernels;
     use crate::rng::{RngExt, seeded};
 
     #[test]
     fn table_quantisation_equals_portable_code() {
+        for k in Kernels::supported() {
+            let quantize = |t: &[f32], q8: &mut Vec<u8>| k.fastscan.quantize_table(t, q8);
+            assert_quantiser_matches_portable::<16>(quantize, 6, &[1, 7, 32, 300]);
+        }
         assert_quantiser_matches_portable::<16>(quantize_table, 6, &[1, 7, 32, 300]);
     }
 
@@ -760,7 +859,8 @@ mod tests {
         }
     }
 
-    /// The multi-query kernel equals one scan per query, sums and masks.
+    /// The multi-query kernel of every level equals one scalar scan per query, sums and
+    /// masks, for sub-quantizer counts with and without an unrolled kernel.
     #[test]
     fn multi_query_matches_per_query() {
         let mut rng = seeded(3);
@@ -780,36 +880,38 @@ mod tests {
                 .collect();
             let refs: [&[u8]; NQ] = std::array::from_fn(|j| luts[j].as_slice());
             let thr = [0u16, 60 * m as u16, 128 * m as u16, u16::MAX];
+            // The definition: the scalar scan once per query.
+            let (mut want, mut wm) = (vec![0u16; NQ * nb * BLOCK], vec![0u32; NQ * nb]);
+            for j in 0..NQ {
+                scalar_blocks(
+                    refs[j],
+                    &blocks,
+                    pairs,
+                    thr[j],
+                    &mut want[j * nb * BLOCK..(j + 1) * nb * BLOCK],
+                    &mut wm[j * nb..(j + 1) * nb],
+                );
+            }
+            for k in Kernels::supported() {
+                let (mut s1, mut m1) = (vec![0u16; NQ * nb * BLOCK], vec![0u32; NQ * nb]);
+                k.fastscan
+                    .scan_blocks_multi(&refs, &blocks, pairs, &thr, &mut s1, &mut m1);
+                assert_eq!(s1, want, "{} M = {m}", k.level());
+                assert_eq!(m1, wm, "{} M = {m}", k.level());
+            }
             let (mut s1, mut m1) = (vec![0u16; NQ * nb * BLOCK], vec![0u32; NQ * nb]);
-            let (mut s2, mut m2) = (s1.clone(), m1.clone());
             scan_blocks_multi(&refs, &blocks, pairs, &thr, &mut s1, &mut m1);
-            multi_by_query(&refs, &blocks, pairs, &thr, &mut s2, &mut m2);
-            assert_eq!(s1, s2, "M = {m}");
-            assert_eq!(m1, m2, "M = {m}");
-            // And the per-query path is the scalar definition.
-            let mut want = vec![0u16; nb * BLOCK];
-            let mut wm = vec![0u32; nb];
-            scalar_blocks(refs[2], &blocks, pairs, thr[2], &mut want, &mut wm);
-            assert_eq!(&s1[2 * nb * BLOCK..3 * nb * BLOCK], &want[..]);
-            assert_eq!(&m1[2 * nb..3 * nb], &wm[..]);
+            assert_eq!((&s1, &m1), (&want, &wm), "dispatched M = {m}");
+            multi_by_query(&refs, &blocks, pairs, &thr, &mut s1, &mut m1);
+            assert_eq!((&s1, &m1), (&want, &wm), "per query M = {m}");
         }
     }
 
-    /// Every SIMD path equals the scalar reference, sums and masks, including sums near
-    /// the u16 limit and thresholds at the extremes.
+    /// Every level's block kernels equal the scalar reference, sums and masks, including
+    /// sums near the u16 limit and thresholds at the extremes.
     #[test]
     fn simd_matches_scalar_reference() {
         let mut rng = seeded(2);
-        let mut paths: Vec<(&str, BlockFn)> = vec![("scalar", scalar_block)];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx2") {
-                paths.push(("avx2", x86::block_avx2_safe));
-            }
-            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
-                paths.push(("avx512", x86::block_avx512_safe));
-            }
-        }
         for m in [2usize, 4, 6, 16, 32, 64, 256] {
             let idx: Vec<u8> = (0..32 * m).map(|_| rng.random_range(0..16u8)).collect();
             let block = pack_blocks(&idx, m);
@@ -831,19 +933,30 @@ mod tests {
                         .sum();
                     assert_eq!(w as u32, s);
                 }
-                for (name, f) in &paths {
+                let two = [block.clone(), block.clone()].concat();
+                for k in Kernels::supported() {
+                    let name = k.level();
                     let mut got = [0u16; BLOCK];
-                    let gm = f(&lut, &block, pairs, thr, &mut got);
+                    let gm = k.fastscan.scan_block(&lut, &block, pairs, thr, &mut got);
                     assert_eq!(got, want, "{name} m={m}");
                     assert_eq!(gm, wm, "{name} m={m} thr={thr}");
+                    // The multi-block kernel over the same block twice.
+                    let mut sums = vec![0u16; 2 * BLOCK];
+                    let mut masks = [0u32; 2];
+                    k.fastscan
+                        .scan_blocks(&lut, &two, pairs, thr, &mut sums, &mut masks);
+                    assert_eq!(masks, [wm, wm], "{name} m={m} thr={thr}");
+                    assert_eq!(&sums[..BLOCK], &want[..], "{name} m={m}");
+                    assert_eq!(&sums[BLOCK..], &want[..], "{name} m={m}");
                 }
-                // The multi-block entry point over the same block twice.
-                let two = [block.clone(), block.clone()].concat();
+                // And the dispatched entry points.
+                let mut got = [0u16; BLOCK];
+                assert_eq!(scan_block(&lut, &block, pairs, thr, &mut got), wm);
+                assert_eq!(got, want);
                 let mut sums = vec![0u16; 2 * BLOCK];
                 let mut masks = [0u32; 2];
                 scan_blocks(&lut, &two, pairs, thr, &mut sums, &mut masks);
                 assert_eq!(masks, [wm, wm]);
-                assert_eq!(&sums[..BLOCK], &want[..]);
                 assert_eq!(&sums[BLOCK..], &want[..]);
             }
         }
