@@ -610,11 +610,12 @@ mod x86 {
             let base = b[i * bb..(i + 1) * bb].as_ptr();
             let mut acc = [[_mm512_setzero_si512(); 4]; NQ];
             for q in 0..Q {
-                // SAFETY: q·64 + 64 <= bb bytes of this block; each table holds Q·64.
+                // SAFETY: q·64 + 64 <= bb bytes of this block.
                 let x = unsafe { _mm512_loadu_si512(base.add(q * 64) as *const __m512i) };
                 let lo = _mm512_and_si512(x, m);
                 let hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), m);
                 for (j, a4) in acc.iter_mut().enumerate() {
+                    // SAFETY: each table holds Q·64 bytes (this function's contract).
                     let l = unsafe {
                         _mm512_loadu_si512(luts[j].as_ptr().add(q * 64) as *const __m512i)
                     };

@@ -25,6 +25,11 @@
 //! `VECQUANT_SIMD=scalar`, so the scalar fallbacks of the dispatched entry points are
 //! exercised on any machine.
 
+// Machine-checked halves of the soundness rules above (the lints cover `unsafe` blocks
+// everywhere and `# Safety` sections of exported functions; the private `unsafe fn`s
+// carry theirs by hand).
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+
 /// Defines an `unsafe fn` that runs the portable function `$body` (which should be
 /// `#[inline(always)]`) compiled again with the target features `$features`: the compiler
 /// vectorises the same source for wider registers, and as Rust never contracts `a * b + c`
@@ -246,8 +251,12 @@ static TABLES: [Kernels; 4] = unsafe {
 #[inline]
 fn active() -> &'static Kernels {
     static ACTIVE: OnceLock<&'static Kernels> = OnceLock::new();
-    // `simd_level()` is at most `SimdLevel::cpu()`, so the CPU supports this table.
-    ACTIVE.get_or_init(|| &TABLES[simd_level() as usize])
+    ACTIVE.get_or_init(|| {
+        // `simd_level()` is at most `SimdLevel::cpu()`, so the CPU supports this table.
+        let table = &TABLES[simd_level() as usize];
+        debug_assert_eq!(table.level, simd_level());
+        table
+    })
 }
 
 impl Kernels {

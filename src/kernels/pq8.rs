@@ -362,8 +362,8 @@ mod x86 {
         let bb = block_bytes(m);
         let low = _mm512_set1_epi16(0xFF);
         let vthr = _mm512_set1_epi16(thr as i16);
-        // SAFETY (whole body): `scan_blocks` checked `lut` (m × 256 bytes), `blocks`
-        // (nb × bb bytes) and `sums` (nb × 64) lengths; loads and stores are unaligned.
+        // SAFETY: by this function's contract `lut` holds m × 256 bytes, `blocks` nb × bb
+        // and `sums` nb × 64, which bound every (unaligned) load and store below.
         unsafe {
             let mut b = 0;
             // Two blocks per pass share each table's four loads.
