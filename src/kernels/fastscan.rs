@@ -369,12 +369,30 @@ pub fn scalar_blocks(
     sums: &mut [u16],
     masks: &mut [u32],
 ) {
+    assert!(sums.len() >= masks.len() * BLOCK, "sums too short");
+    each_block(blocks, pairs, sums, masks, |block, out| {
+        scalar_block(lut, block, pairs, thr, out)
+    })
+}
+
+/// Runs the one-block kernel `scan(block, out)` on each of the `masks.len()` blocks of
+/// `blocks` (`pairs · 32` bytes each), with its share of `sums` and its mask.
+#[inline(always)]
+fn each_block(
+    blocks: &[u8],
+    pairs: usize,
+    sums: &mut [u16],
+    masks: &mut [u32],
+    mut scan: impl FnMut(&[u8], &mut [u16; BLOCK]) -> u32,
+) {
     let bb = pairs * 32;
-    for (b, mask) in masks.iter_mut().enumerate() {
-        let out: &mut [u16; BLOCK] = (&mut sums[b * BLOCK..(b + 1) * BLOCK])
-            .try_into()
-            .expect("32");
-        *mask = scalar_block(lut, &blocks[b * bb..(b + 1) * bb], pairs, thr, out);
+    for (i, (mask, out)) in masks
+        .iter_mut()
+        .zip(sums.chunks_exact_mut(BLOCK))
+        .enumerate()
+    {
+        let out: &mut [u16; BLOCK] = out.try_into().expect("32");
+        *mask = scan(&blocks[i * bb..(i + 1) * bb], out);
     }
 }
 
@@ -432,16 +450,11 @@ mod x86 {
         sums: &mut [u16],
         masks: &mut [u32],
     ) {
-        let bb = pairs * 32;
-        for (i, (mask, out)) in masks
-            .iter_mut()
-            .zip(sums.chunks_exact_mut(BLOCK))
-            .enumerate()
-        {
-            let out: &mut [u16; BLOCK] = out.try_into().expect("32");
-            // SAFETY: lengths checked by `scan_blocks`.
-            *mask = unsafe { block_avx2(lut, &b[i * bb..(i + 1) * bb], pairs, thr, out) };
-        }
+        super::each_block(b, pairs, sums, masks, |block, out| {
+            // SAFETY: this function's features; `lut` and each block hold `pairs · 32`
+            // bytes by its contract.
+            unsafe { block_avx2(lut, block, pairs, thr, out) }
+        })
     }
 
     /// AVX-512 [`super::scan_blocks`].
@@ -460,24 +473,16 @@ mod x86 {
     ) {
         // Common sub-quantizer counts get a fully unrolled loop with the tables held in
         // registers across blocks (M = 8, 16, 32, 64).
-        // SAFETY: lengths checked by `scan_blocks`; features as for this function.
+        // SAFETY: this function's features and length contract are the callees'.
         unsafe {
             match pairs {
                 4 => blocks_avx512_n::<2>(lut, b, thr, sums, masks),
                 8 => blocks_avx512_n::<4>(lut, b, thr, sums, masks),
                 16 => blocks_avx512_n::<8>(lut, b, thr, sums, masks),
                 32 => blocks_avx512_n::<16>(lut, b, thr, sums, masks),
-                _ => {
-                    let bb = pairs * 32;
-                    for (i, (mask, out)) in masks
-                        .iter_mut()
-                        .zip(sums.chunks_exact_mut(BLOCK))
-                        .enumerate()
-                    {
-                        let out: &mut [u16; BLOCK] = out.try_into().expect("32");
-                        *mask = block_avx512(lut, &b[i * bb..(i + 1) * bb], pairs, thr, out);
-                    }
-                }
+                _ => super::each_block(b, pairs, sums, masks, |block, out| {
+                    block_avx512(lut, block, pairs, thr, out)
+                }),
             }
         }
     }
