@@ -467,7 +467,7 @@ fn encode_row(ty: GgmlType, x: &[f32], out: &mut [u8]) -> Result<(), Fault> {
     static F: OnceLock<EncodeFn> = OnceLock::new();
     (F.get_or_init(|| match crate::kernels::simd_level() {
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 | SimdLevel::Avx512 if is_x86_feature_detected!("avx2") => {
+        level if level >= SimdLevel::Avx2 && is_x86_feature_detected!("avx2") => {
             encode_row_avx2_safe
         }
         _ => encode_row_portable,
