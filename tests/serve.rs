@@ -590,7 +590,7 @@ impl Index for Slow {
         std::thread::sleep(self.1);
         self.0.search(q, p)
     }
-    fn to_container(&self) -> vecquant::Result<ContainerWriter> {
+    fn to_container(&self) -> vecquant::Result<ContainerWriter<'_>> {
         self.0.to_container()
     }
 }

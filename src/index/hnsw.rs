@@ -1085,7 +1085,7 @@ impl Index for Hnsw {
         }
     }
 
-    fn to_container(&self) -> Result<ContainerWriter> {
+    fn to_container(&self) -> Result<ContainerWriter<'_>> {
         let codec = self.codec()?;
         let n = self.rows.len();
         let g = &self.graph;

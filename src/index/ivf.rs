@@ -1170,7 +1170,7 @@ impl Index for Ivf {
         Ok(Some(dec))
     }
 
-    fn to_container(&self) -> Result<ContainerWriter> {
+    fn to_container(&self) -> Result<ContainerWriter<'_>> {
         let codec = self.codec()?;
         let n = self.rows.len();
         let mut w = ContainerWriter::new("ivf", &self.name(), self.dim, self.metric, n);
@@ -1181,7 +1181,7 @@ impl Index for Ivf {
         })?;
         w.section_f32("coarse", &self.centroids);
         let offsets: Vec<u64> = self.offsets.iter().map(|&o| o as u64).collect();
-        w.section_u64("list_offsets", &offsets);
+        w.section_vec("list_offsets", offsets);
         match codec {
             Codec::Flat => {}
             Codec::Scalar(sq) => crate::index::scalar::write_quantizer(&mut w, sq),

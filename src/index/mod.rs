@@ -126,7 +126,7 @@ pub trait Index: Send + Sync {
         Ok(None)
     }
     /// Serialises the index into a container (see [`crate::store`]).
-    fn to_container(&self) -> Result<ContainerWriter>;
+    fn to_container(&self) -> Result<ContainerWriter<'_>>;
     /// Saves the index atomically to `path`.
     fn save(&self, path: &Path) -> Result<()> {
         self.to_container()?.save(path)

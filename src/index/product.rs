@@ -982,7 +982,7 @@ impl Index for Product {
         }))
     }
 
-    fn to_container(&self) -> Result<ContainerWriter> {
+    fn to_container(&self) -> Result<ContainerWriter<'_>> {
         let pq = self.trained()?;
         let n = self.rows.len();
         let mut w = ContainerWriter::new("pq", &self.spec.name(), self.dim, self.metric, n);

@@ -82,7 +82,7 @@ pub(crate) fn read_quantizer(
 }
 
 /// Writes the sections [`read_quantizer`] reads.
-pub(crate) fn write_quantizer(w: &mut ContainerWriter, sq: &ScalarQuantizer) {
+pub(crate) fn write_quantizer<'a>(w: &mut ContainerWriter<'a>, sq: &'a ScalarQuantizer) {
     w.section_f32("lo", sq.lo())
         .section_f32("width", sq.width())
         .section_f32("levels", sq.codebook().levels());
@@ -528,7 +528,7 @@ impl Index for Scalar {
         Ok(Some(sq.decode(&sq.encode(&x)?)?))
     }
 
-    fn to_container(&self) -> Result<ContainerWriter> {
+    fn to_container(&self) -> Result<ContainerWriter<'_>> {
         let sq = self.trained()?;
         let n = self.rows.len();
         let mut w = ContainerWriter::new("sq", &self.spec, self.dim, self.metric, n);

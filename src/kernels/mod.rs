@@ -6,6 +6,7 @@
 //! `-C target-cpu=native`. Tests pin every SIMD path to its reference.
 
 pub mod fastscan;
+pub(crate) mod gguf;
 pub mod pq8;
 pub mod scalar;
 pub mod sq;
