@@ -12,11 +12,20 @@
 //!
 //! The header holds the kind, spec, dimension, metric, count, a kind-specific
 //! postcard blob (quantizer parameters) and the section table (name, offset, length,
-//! CRC-32). Opening a file checks, in order: magic, version, header length against the
-//! file size, header checksum, header decoding, then every section's bounds, alignment
-//! and (unless the caller opts out) checksum — before any byte is trusted. Saving writes
-//! `PATH.tmp`, fsyncs it, renames it over `PATH` and fsyncs the directory, so a crash
-//! leaves either the old file or the new one.
+//! CRC-32). The layout leaves no byte unaccounted for: the first section starts at the
+//! first 64-byte boundary after the header, each next one at the first boundary after
+//! the previous one's end, the file ends at the boundary after the last section, and
+//! every padding byte is zero. So every byte is in the preamble, the checksummed header,
+//! a checksummed section or zero padding, and flipping any one of them is detected.
+//!
+//! Opening a file checks, in order: magic, version, header length against the file size,
+//! header checksum, header decoding (the postcard value must fill the header exactly),
+//! then every section's bounds, alignment and place, the zero padding before it and (unless
+//! the caller opts out) its checksum, and the trailing padding — before any byte is
+//! trusted. Saving streams the sections from where the index holds them through a
+//! buffered writer into `PATH.tmp`, fsyncs it, renames it over `PATH` and fsyncs the
+//! directory ([`ContainerWriter::save`]), so a crash leaves either the old file or the new
+//! one, and saving needs no second copy of the data.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
