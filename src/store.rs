@@ -1023,6 +1023,31 @@ mod tests {
     }
 
     #[test]
+    fn atomic_file_replaces_only_on_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("f.bin");
+        let tmp = dir.path().join("sub").join("f.bin.tmp");
+        let mut f = AtomicFile::create(&path).unwrap();
+        f.write_all(b"old").unwrap();
+        f.commit().unwrap();
+        // Abandoned (an error on the way): the old file stays, the temporary one goes.
+        let mut f = AtomicFile::create(&path).unwrap();
+        f.write_all(b"half").unwrap();
+        assert!(tmp.exists());
+        drop(f);
+        assert!(!tmp.exists());
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        let mut f = AtomicFile::create(&path).unwrap();
+        f.write_all(b"new").unwrap();
+        f.write_zeros(5000).unwrap();
+        f.commit().unwrap();
+        let got = std::fs::read(&path).unwrap();
+        assert_eq!((&got[..3], got.len()), (&b"new"[..], 5003));
+        assert!(got[3..].iter().all(|&b| b == 0));
+        assert!(!tmp.exists());
+    }
+
+    #[test]
     fn trailing_bytes_and_moved_sections_are_refused() {
         let mut b = sample();
         b.extend_from_slice(&[0; 64]);
