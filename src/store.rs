@@ -319,7 +319,8 @@ impl<'a> ContainerWriter<'a> {
     }
 
     /// Saves atomically: streams the file through a buffered writer into `PATH.tmp`,
-    /// fsyncs it, renames it over `path` and fsyncs the directory (see [`AtomicFile`]).
+    /// fsyncs it, renames it over `path` and fsyncs the directory (a crash leaves the old
+    /// file or the new one; a failed save removes the temporary file).
     /// Memory beyond the writer's sections is the 1 MiB buffer and the header.
     ///
     /// # Errors

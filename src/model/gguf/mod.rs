@@ -51,8 +51,9 @@
 //! [`dequantize_row`] does. The golden tests in `tests/gguf_golden.rs` check all of this
 //! against fixtures produced by the `gguf` package (`benches/gguf_golden.py`).
 //!
-//! Encoders reject NaN and ±inf ([`Error::NonFinite`]) and values too large for the `f16`
-//! scale of the block (where ggml would silently store an infinite scale).
+//! Encoders reject NaN and ±inf ([`Error::NonFinite`](crate::Error::NonFinite)) and values
+//! too large for the `f16` scale of the block (where ggml would silently store an
+//! infinite scale).
 //!
 //! [`quantize`] and [`dequantize`] run rows in parallel. Encoding goes through an AVX2
 //! compilation of the same portable code when the CPU has it (chosen once, honouring
@@ -74,7 +75,9 @@
 //!
 //! [`read_gguf`] checks every count, size and offset against the file length before it
 //! allocates or copies anything, so a corrupt or truncated file gives an
-//! [`Error::Format`] naming the byte offset or tensor, never a panic or a huge allocation.
+//! [`Error::Format`](crate::Error::Format) naming the byte offset or tensor, never a panic
+//! or a huge allocation. [`write_gguf`] validates everything first, then writes through
+//! the container's atomic writer (`PATH.tmp`, fsync, rename, directory fsync).
 
 mod codec;
 mod file;
