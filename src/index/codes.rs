@@ -343,7 +343,7 @@ impl<C: VectorCodec> Index for FlatCodes<C> {
         let x = crate::vectors::prepared(vectors, self.dim, self.metric);
         Ok(Some(codec.decode(&codec.encode(&x)?)?))
     }
-    fn to_container(&self) -> Result<ContainerWriter> {
+    fn to_container(&self) -> Result<ContainerWriter<'_>> {
         let codec = self.codec()?;
         let mut w = ContainerWriter::new(
             "codes",
@@ -358,7 +358,7 @@ impl<C: VectorCodec> Index for FlatCodes<C> {
         })?;
         codec.write(&mut w);
         if !C::STORES_RAW {
-            w.section("codes", self.codes.to_vec());
+            w.section("codes", &self.codes[..]);
         }
         if codec.has_aux(self.metric) {
             w.section_f32("corr", &self.aux);

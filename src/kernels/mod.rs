@@ -53,6 +53,7 @@ macro_rules! retarget {
 }
 
 pub mod fastscan;
+pub(crate) mod gguf;
 pub mod pq;
 pub mod pq8;
 pub mod scalar;

@@ -190,7 +190,7 @@ pub trait VectorCodec: Clone + Debug + Send + Sync + Sized + 'static {
     }
 
     /// Writes the trained parameters' sections.
-    fn write(&self, w: &mut ContainerWriter);
+    fn write<'a>(&'a self, w: &mut ContainerWriter<'a>);
     /// Reads what [`VectorCodec::write`] wrote.
     ///
     /// # Errors

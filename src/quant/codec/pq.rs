@@ -243,7 +243,7 @@ impl VectorCodec for ProductQuantizer {
             "codes"
         }
     }
-    fn write(&self, w: &mut ContainerWriter) {
+    fn write<'a>(&'a self, w: &mut ContainerWriter<'a>) {
         w.section_f32("centroids", self.centroids());
     }
     fn read(spec: &PqParams, c: &Container, dim: usize) -> Result<Self> {
