@@ -23,12 +23,11 @@ use std::time::Instant;
 
 use faer::Mat;
 use rand_distr::{Distribution, StandardNormal};
-use vecquant::bench::{load_dataset, write_dataset};
+use vecquant::data::dataset::{load_dataset, write_dataset};
 use vecquant::data::generate::{DataDistribution, Dataset, SyntheticSpec};
 use vecquant::eval::recall_at_k;
 use vecquant::index::{Index, Product, SearchParams};
 use vecquant::quant::opq::{OpqTraining, train_opq};
-use vecquant::rng::stream;
 use vecquant::{Error, Metric, Result, VectorSet};
 
 const DIM: usize = 128;
@@ -139,10 +138,7 @@ fn run(dir: &Path, seeds: u64, spec: &str) -> Result<()> {
     let data = load_dataset(dir)?;
     let (train, base, query) = (&data.data.train, &data.data.base, &data.data.query);
     let d = base.dim();
-    let params = SearchParams {
-        k: 10,
-        ..SearchParams::default()
-    };
+    let params = SearchParams::new(10);
     let (mut recalls, mut times) = (Vec::new(), Vec::new());
     for seed in 0..seeds {
         let mut idx = Product::new(spec, d, Metric::L2, false, seed)?;
@@ -167,4 +163,18 @@ fn run(dir: &Path, seeds: u64, spec: &str) -> Result<()> {
         mean(&times)
     );
     Ok(())
+}
+
+/// The crate's seeded stream (`vecquant::rng::stream`, crate-private): SplitMix64-mixed
+/// (seed, stream) into Xoshiro256++, so the data sets match earlier runs.
+fn stream(seed: u64, stream: u64) -> rand_xoshiro::Xoshiro256PlusPlus {
+    use rand::SeedableRng;
+    fn splitmix64(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    let mixed = splitmix64(seed ^ splitmix64(stream.wrapping_add(0x9E37_79B9_7F4A_7C15)));
+    rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(mixed)
 }
