@@ -65,7 +65,7 @@ fn generate(out: &Path) -> Result<()> {
         base: spectrum_split(N_BASE, &rotation, 2)?,
         query: spectrum_split(N_QUERY, &rotation, 3)?,
     };
-    write_dataset(&out.join("spectrum"), &spectrum, Metric::L2)?;
+    write_dataset(out.join("spectrum"), &spectrum, Metric::L2)?;
     let mixture = SyntheticSpec {
         dim: DIM,
         n_base: N_BASE,
@@ -78,7 +78,7 @@ fn generate(out: &Path) -> Result<()> {
         seed: 7,
     }
     .generate()?;
-    write_dataset(&out.join("mixture"), &mixture, Metric::L2)?;
+    write_dataset(out.join("mixture"), &mixture, Metric::L2)?;
     println!(
         "wrote {0}/spectrum and {0}/mixture in {1:.1} s",
         out.display(),
