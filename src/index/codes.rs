@@ -2,8 +2,8 @@
 //! index every quantizer gets for free from the contract (FAISS's `IndexFlatCodes`).
 //!
 //! The codes are one packed run ([`VectorCodec::pack`]); a batch of queries scans it in
-//! chunks of [`CHUNK`] rows, every query of the group scanning a chunk while it is in
-//! cache. Ids, tombstones, filters and exact re-ranking come from [`Rows`].
+//! chunks of a few thousand rows, every query of the group scanning a chunk while it is in
+//! cache. Ids, tombstones, filters and exact re-ranking come from the shared row bookkeeping (`index::rows`).
 
 use serde::{Deserialize, Serialize};
 
