@@ -1,4 +1,7 @@
-//! Criterion benchmarks of the distance kernels: dispatched SIMD vs scalar reference.
+//! Criterion benchmarks of the kernels: dispatched SIMD vs scalar reference.
+//!
+//! "dispatched" runs the level the process chose; set `VECQUANT_SIMD=scalar|avx2|avx512|vbmi`
+//! to benchmark a lower level with the same binary.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -58,5 +61,69 @@ fn bench_sq_scans(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_kernels, bench_sq_scans);
+/// Fast-scan (4-bit, 32 vectors a block) and 8-bit PQ block scans over 64 Ki vectors with
+/// M = 32, the per-query table work before them (quantising the float table) and the PQ
+/// ADC table itself.
+fn bench_pq_scans(c: &mut Criterion) {
+    use kernels::{fastscan, pq8};
+    use vecquant::metric::Metric;
+    use vecquant::quant::product::ProductQuantizer;
+    let (m, n) = (32usize, 1usize << 16);
+    let codes: Vec<u8> = (0..n * m).map(|i| (i * 37 % 253) as u8).collect();
+    let mut g = c.benchmark_group("pq_scan/m32x64k");
+    // 4-bit fast-scan.
+    let idx: Vec<u8> = codes.iter().map(|c| c & 0x0F).collect();
+    let blocks = fastscan::pack_blocks(&idx, m);
+    let nb = n / fastscan::BLOCK;
+    let pairs = fastscan::padded_pairs(m);
+    let table: Vec<f32> = (0..m * 16).map(|i| (i as f32 * 0.61).sin() + 1.0).collect();
+    let (mut q8, mut lut) = (Vec::new(), Vec::new());
+    fastscan::quantize_table(&table, &mut q8);
+    fastscan::pack_lut(&q8, m, &mut lut);
+    let (mut sums, mut masks) = (vec![0u16; nb * fastscan::BLOCK], vec![0u32; nb]);
+    g.bench_function("fastscan/dispatched", |b| {
+        b.iter(|| {
+            fastscan::scan_blocks(&lut, black_box(&blocks), pairs, 2000, &mut sums, &mut masks)
+        })
+    });
+    g.bench_function("fastscan/scalar", |b| {
+        b.iter(|| {
+            fastscan::scalar_blocks(&lut, black_box(&blocks), pairs, 2000, &mut sums, &mut masks)
+        })
+    });
+    g.bench_function("fastscan_quantize/dispatched", |b| {
+        b.iter(|| fastscan::quantize_table(black_box(&table), &mut q8))
+    });
+    // 8-bit PQ blocks.
+    let blocks8 = pq8::pack_blocks(&codes, m);
+    let nb8 = n / pq8::BLOCK;
+    let table8: Vec<f32> = (0..m * 256)
+        .map(|i| (i as f32 * 0.61).sin() + 1.0)
+        .collect();
+    let mut lut8 = Vec::new();
+    pq8::quantize_table(&table8, &mut lut8);
+    let (mut sums8, mut masks8) = (vec![0u16; nb8 * pq8::BLOCK], vec![0u64; nb8]);
+    g.bench_function("pq8/dispatched", |b| {
+        b.iter(|| pq8::scan_blocks(&lut8, black_box(&blocks8), m, 4000, &mut sums8, &mut masks8))
+    });
+    g.bench_function("pq8_quantize/dispatched", |b| {
+        b.iter(|| pq8::quantize_table(black_box(&table8), &mut lut8))
+    });
+    g.finish();
+    // The float ADC table of an 8-bit PQ with M = 32 on 128 dimensions.
+    let (d, train_n) = (128usize, 4096usize);
+    let data: Vec<f32> = (0..train_n * d)
+        .map(|i| ((i * 7919 % 10007) as f32 / 10007.0) * 2.0 - 1.0)
+        .collect();
+    let pq = ProductQuantizer::train(&data, d, m, 8, 1).expect("training data is valid");
+    let q = &data[..d];
+    let mut t = Vec::new();
+    let mut g = c.benchmark_group("pq_adc_table/d128m32k256");
+    g.bench_function("dispatched", |b| {
+        b.iter(|| pq.adc_table(black_box(q), Metric::L2, &mut t))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_kernels, bench_sq_scans, bench_pq_scans);
 criterion_main!(benches);

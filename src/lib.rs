@@ -3,16 +3,37 @@
 //! Quantized vector similarity search and model-weight quantization.
 //!
 //! A *codebook* maps real numbers (or sub-vectors) to small integer codes; everything in
-//! this crate is built on trained codebooks:
+//! this crate is built on trained codebooks.
 //!
-//! - **Indexes** ([`index`]): exact [`Flat`] search, scalar and product quantizers,
-//!   fast-scan, IVF and HNSW — all behind one [`Index`] trait that is `Send + Sync` and
-//!   searched through `&self`.
-//! - **Data** ([`data`]): `.fvecs`/`.ivecs`/`.bvecs`/`.npy` readers and writers that
-//!   validate every record, seeded Gaussian generators and exact ground truth by GEMM.
-//! - **Storage** ([`store`]): one memory-mapped, checksummed, crash-safe container file.
-//! - **Evaluation** ([`eval`]): recall@1, k-recall@k, MSE and the Gaussian
-//!   rate-distortion bound, QPS, benchmark reports.
+//! ## Module map
+//!
+//! | module | what lives there |
+//! | --- | --- |
+//! | [`data`] | `.fvecs`/`.ivecs`/`.bvecs`/`.npy` readers and writers, seeded generators, exact ground truth by GEMM, data-set folders |
+//! | [`vectors`], [`metric`] | [`VectorSet`] (row-major f32) and [`Metric`] (L2, inner product, cosine) |
+//! | [`quant`] | the quantizers: [`quant::scalar`] (SQ), [`quant::product`] (PQ), [`quant::opq`] (OPQ rotations), [`quant::codebook`] (1-D level sets shared with the weight pipeline) — and [`quant::codec`], the **quantizer contract** ([`quant::codec::VectorCodec`]) every index kind uses them through |
+//! | [`kmeans`] | seeded k-means (GEMM assignment, k-means++, hot start) for PQ, IVF and weight codebooks |
+//! | [`index`] | the [`Index`] trait and its kinds: [`Flat`], [`index::Scalar`], [`index::Product`] (specialised flat scans), and the kinds generic over any codec — [`index::FlatCodes`], [`index::Ivf`], [`index::Hnsw`]; [`index::spec`] parses spec strings once into a typed [`index::spec::IndexSpec`] |
+//! | [`store`] | the container file: header, 64-byte aligned CRC-checked sections, streaming atomic save, memory-mapped load |
+//! | [`model`] | weight quantization: formats, absmax/zero-point, NF4, k-means codebooks, GGUF, GPTQ, SpQR, SmoothQuant, LLM.int8 |
+//! | [`eval`] | recall, MSE and D(R), timed search, benchmark reports |
+//! | [`serve`] | the HTTP search service (feature `server`) |
+//! | `kernels` (crate-private) | SIMD hot loops with scalar references, one dispatch table per [`SimdLevel`] |
+//!
+//! ## Data flow
+//!
+//! ```text
+//! vectors ─► VectorSet ─► IndexSpec ─► index kind ─► train: VectorCodec::train (on residuals under IVF)
+//!                                                 └► add:   VectorCodec::encode (+ aux terms) ─► codes, ids
+//! query ─► prepare (normalise, OPQ) ─► begin_query ─► per list: set_list + scan (flat/IVF)
+//!                                                  └► per node: distance (HNSW) ─► top-k ─► re-rank ─► Neighbor
+//! index ─► to_container ─► store (sections, CRC, atomic) ◄─► index::open (mmap)
+//! ```
+//!
+//! A new quantizer is one module implementing [`quant::codec::VectorCodec`]: it then
+//! has a flat scan, an inverted file and an HNSW graph (`FlatCodes<C>`, `Ivf<C>`,
+//! `Hnsw<C>`) with ids, deletes, filters, re-ranking and files; naming it in spec
+//! strings is one arm in [`index::spec`].
 //!
 //! Cargo features, both on by default: `cli` builds the `vecquant` command (clap,
 //! progress bars, benchmark plots) and `server` the HTTP service (`serve`: axum, tokio).

@@ -12,12 +12,22 @@
 //!
 //! The header holds the kind, spec, dimension, metric, count, a kind-specific
 //! postcard blob (quantizer parameters) and the section table (name, offset, length,
-//! CRC-32). Opening a file checks, in order: magic, version, header length against the
-//! file size, header checksum, header decoding, then every section's bounds, alignment
-//! and (unless the caller opts out) checksum — before any byte is trusted. Saving writes
-//! `PATH.tmp`, fsyncs it, renames it over `PATH` and fsyncs the directory, so a crash
-//! leaves either the old file or the new one.
+//! CRC-32). The layout leaves no byte unaccounted for: the first section starts at the
+//! first 64-byte boundary after the header, each next one at the first boundary after
+//! the previous one's end, the file ends at the boundary after the last section, and
+//! every padding byte is zero. So every byte is in the preamble, the checksummed header,
+//! a checksummed section or zero padding, and flipping any one of them is detected.
+//!
+//! Opening a file checks, in order: magic, version, header length against the file size,
+//! header checksum, header decoding (the postcard value must fill the header exactly),
+//! then every section's bounds, alignment and place, the zero padding before it and (unless
+//! the caller opts out) its checksum, and the trailing padding — before any byte is
+//! trusted. Saving streams the sections from where the index holds them through a
+//! buffered writer into `PATH.tmp`, fsyncs it, renames it over `PATH` and fsyncs the
+//! directory ([`ContainerWriter::save`]), so a crash leaves either the old file or the new
+//! one, and saving needs no second copy of the data.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -68,14 +78,94 @@ pub struct Header {
     pub sections: Vec<SectionEntry>,
 }
 
-/// Builds a container in memory and saves it atomically.
+/// Builds a container and saves it atomically.
+///
+/// The writer holds each section either by reference (the `&'a` slices given to
+/// [`section_f32`](Self::section_f32), [`section_u32`](Self::section_u32),
+/// [`section_u64`](Self::section_u64), or a borrowed `&'a [u8]` given to
+/// [`section`](Self::section)) or as an owned `Vec<u8>`, and computes each section's
+/// CRC-32 when it is added. [`save`](Self::save) then streams the preamble, the header and
+/// the sections through a buffered writer, so saving needs no second copy of the data: an
+/// index saves in the memory it already occupies plus a megabyte of buffer.
+///
+/// ```
+/// use vecquant::Metric;
+/// use vecquant::store::{Container, ContainerWriter, OpenOptions};
+///
+/// let vectors = [1.0f32, 2.0, 3.0, 4.0];
+/// let mut w = ContainerWriter::new("flat", "Flat", 2, Metric::L2, 2);
+/// w.section_f32("vectors", &vectors).section_u64("ids", &[7, 8]);
+/// let c = Container::from_bytes("mem", w.to_bytes()?, OpenOptions::default())?;
+/// assert_eq!(c.section_f32("vectors", 4)?, vectors);
+/// # Ok::<(), vecquant::Error>(())
+/// ```
 #[derive(Debug)]
-pub struct ContainerWriter {
+pub struct ContainerWriter<'a> {
     header: Header,
-    data: Vec<Vec<u8>>,
+    data: Vec<SectionData<'a>>,
 }
 
-impl ContainerWriter {
+/// A section's contents as the writer holds them.
+#[derive(Debug)]
+enum SectionData<'a> {
+    /// Bytes already in file order (owned or borrowed).
+    Bytes(Cow<'a, [u8]>),
+    /// Values written little-endian.
+    F32(&'a [f32]),
+    U32(&'a [u32]),
+    U64(&'a [u64]),
+}
+
+impl SectionData<'_> {
+    /// Feeds the section's file bytes to `f` in order: in one piece on little-endian
+    /// hosts (the values' memory is the file's bytes), in 64 KiB pieces converted through
+    /// a small buffer on big-endian ones.
+    fn for_each_piece<E>(&self, f: &mut impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+        match self {
+            SectionData::Bytes(b) => f(b),
+            SectionData::F32(v) => le_pieces(v, f),
+            SectionData::U32(v) => le_pieces(v, f),
+            SectionData::U64(v) => le_pieces(v, f),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            SectionData::Bytes(b) => b.len(),
+            SectionData::F32(v) => std::mem::size_of_val(*v),
+            SectionData::U32(v) => std::mem::size_of_val(*v),
+            SectionData::U64(v) => std::mem::size_of_val(*v),
+        }
+    }
+
+    fn crc32(&self) -> u32 {
+        let mut h = crc32fast::Hasher::new();
+        let _ = self.for_each_piece(&mut |b| -> Result<(), ()> {
+            h.update(b);
+            Ok(())
+        });
+        h.finalize()
+    }
+}
+
+/// `v`'s little-endian bytes, handed to `f` without copying on little-endian hosts.
+fn le_pieces<T: Plain, E>(v: &[T], f: &mut impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+    if cfg!(target_endian = "little") {
+        return f(bytemuck::cast_slice(v));
+    }
+    let per = (64 << 10) / std::mem::size_of::<T>();
+    let mut buf = Vec::with_capacity(per * std::mem::size_of::<T>());
+    for chunk in v.chunks(per) {
+        buf.clear();
+        for x in chunk {
+            buf.extend(bytemuck::bytes_of(x).iter().rev());
+        }
+        f(&buf)?;
+    }
+    Ok(())
+}
+
+impl<'a> ContainerWriter<'a> {
     /// A writer for a file of `kind`.
     pub fn new(kind: &str, spec: &str, dim: usize, metric: Metric, count: usize) -> Self {
         ContainerWriter {
@@ -93,21 +183,29 @@ impl ContainerWriter {
     }
 
     /// Sets the kind-specific parameters.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if `p` cannot be postcard-encoded (a serde impl that
+    /// fails, or a sequence of unknown length).
     pub fn params<T: Serialize>(&mut self, p: &T) -> Result<&mut Self> {
         self.header.params = postcard::to_stdvec(p)
             .map_err(|e| Error::param("params", format!("cannot encode parameters: {e}")))?;
         Ok(self)
     }
 
-    /// Adds a raw section.
-    pub fn section(&mut self, name: &str, bytes: Vec<u8>) -> &mut Self {
+    /// Adds a raw section: an owned `Vec<u8>` or bytes borrowed for the writer's life.
+    pub fn section(&mut self, name: &str, bytes: impl Into<Cow<'a, [u8]>>) -> &mut Self {
+        self.push(name, SectionData::Bytes(bytes.into()))
+    }
+
+    fn push(&mut self, name: &str, data: SectionData<'a>) -> &mut Self {
         self.header.sections.push(SectionEntry {
             name: name.into(),
             offset: 0,
-            length: bytes.len() as u64,
-            crc32: crc32fast::hash(&bytes),
+            length: data.len() as u64,
+            crc32: data.crc32(),
         });
-        self.data.push(bytes);
+        self.data.push(data);
         self
     }
 
@@ -121,38 +219,51 @@ impl ContainerWriter {
             .iter()
             .position(|e| e.name == name)
             .expect("section present");
+        let data = SectionData::Bytes(bytes.into());
         self.header.sections[i] = SectionEntry {
             name: new_name.into(),
             offset: 0,
-            length: bytes.len() as u64,
-            crc32: crc32fast::hash(&bytes),
+            length: data.len() as u64,
+            crc32: data.crc32(),
         };
-        self.data[i] = bytes;
+        self.data[i] = data;
     }
 
-    /// Adds a section of `f32`s (little endian).
-    pub fn section_f32(&mut self, name: &str, v: &[f32]) -> &mut Self {
-        self.section(name, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    /// Adds a section of `f32`s (written little endian), borrowed until the save.
+    pub fn section_f32(&mut self, name: &str, v: &'a [f32]) -> &mut Self {
+        self.push(name, SectionData::F32(v))
     }
 
-    /// Adds a section of `u32`s (little endian).
-    pub fn section_u32(&mut self, name: &str, v: &[u32]) -> &mut Self {
-        self.section(name, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    /// Adds a section of `u32`s (written little endian), borrowed until the save.
+    pub fn section_u32(&mut self, name: &str, v: &'a [u32]) -> &mut Self {
+        self.push(name, SectionData::U32(v))
     }
 
-    /// Adds a section of `u64`s (little endian).
-    pub fn section_u64(&mut self, name: &str, v: &[u64]) -> &mut Self {
-        self.section(name, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    /// Adds a section of `u64`s (written little endian), borrowed until the save.
+    pub fn section_u64(&mut self, name: &str, v: &'a [u64]) -> &mut Self {
+        self.push(name, SectionData::U64(v))
     }
 
-    /// Serialises the whole file.
-    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+    /// Adds a section of values computed for the file alone (written little endian; the
+    /// writer keeps their bytes). Arrays the caller keeps anyway are better borrowed
+    /// through [`section_f32`](Self::section_f32) and its siblings, which copy nothing.
+    pub fn section_vec<T: Plain>(&mut self, name: &str, v: Vec<T>) -> &mut Self {
+        let mut bytes = Vec::with_capacity(std::mem::size_of_val(&v[..]));
+        let _ = le_pieces(&v, &mut |b: &[u8]| -> Result<()> {
+            bytes.extend_from_slice(b);
+            Ok(())
+        });
+        self.section(name, bytes)
+    }
+
+    /// The encoded header with every section's offset filled in.
+    fn layout(&self) -> Result<Vec<u8>> {
         // Offsets depend on the header length, which depends on the offsets' varint
-        // sizes: iterate until stable (two rounds suffice in practice).
+        // sizes: iterate until stable. Offsets only grow from round to round and a
+        // longer varint needs a 128× larger offset, so two or three rounds suffice.
         let mut header = self.header.clone();
-        let mut hbytes = Vec::new();
         for _ in 0..8 {
-            hbytes = postcard::to_stdvec(&header)
+            let hbytes = postcard::to_stdvec(&header)
                 .map_err(|e| Error::param("header", format!("cannot encode header: {e}")))?;
             let mut off = align_up(PREAMBLE + hbytes.len()) as u64;
             let mut changed = false;
@@ -164,31 +275,178 @@ impl ContainerWriter {
                 off = align_up((off + s.length) as usize) as u64;
             }
             if !changed {
-                break;
+                return Ok(hbytes);
             }
         }
-        let mut out = Vec::new();
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&(hbytes.len() as u64).to_le_bytes());
-        out.extend_from_slice(&crc32fast::hash(&hbytes).to_le_bytes());
-        out.extend_from_slice(&hbytes);
-        for (s, d) in header.sections.iter().zip(&self.data) {
-            out.resize(s.offset as usize, 0);
-            out.extend_from_slice(d);
+        Err(Error::param(
+            "header",
+            "section offsets do not settle: the header keeps growing",
+        ))
+    }
+
+    /// Streams the whole file into `put`, piece by piece, in file order.
+    fn emit(&self, put: &mut impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        const ZEROS: [u8; ALIGN] = [0; ALIGN];
+        let hbytes = self.layout()?;
+        put(MAGIC)?;
+        put(&FORMAT_VERSION.to_le_bytes())?;
+        put(&(hbytes.len() as u64).to_le_bytes())?;
+        put(&crc32fast::hash(&hbytes).to_le_bytes())?;
+        put(&hbytes)?;
+        let mut pos = PREAMBLE + hbytes.len();
+        for d in &self.data {
+            // Every gap is the padding to the next 64-byte boundary (see `layout`).
+            put(&ZEROS[..align_up(pos) - pos])?;
+            pos = align_up(pos);
+            d.for_each_piece(put)?;
+            pos += d.len();
         }
-        out.resize(align_up(out.len()), 0);
+        put(&ZEROS[..align_up(pos) - pos])
+    }
+
+    /// Serialises the whole file into memory (tests and in-memory round trips; use
+    /// [`save`](Self::save) for files, which streams instead).
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if the header cannot be encoded.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.emit(&mut |b: &[u8]| {
+            out.extend_from_slice(b);
+            Ok(())
+        })?;
         Ok(out)
     }
 
-    /// Saves atomically (temp file, fsync, rename, fsync of the directory).
+    /// Saves atomically: streams the file through a buffered writer into `PATH.tmp`,
+    /// fsyncs it, renames it over `path` and fsyncs the directory (a crash leaves the old
+    /// file or the new one; a failed save removes the temporary file).
+    /// Memory beyond the writer's sections is the 1 MiB buffer and the header.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if the header cannot be encoded; [`Error::Io`] naming
+    /// the temporary file or `path` if creating, writing, syncing or renaming fails (the
+    /// temporary file is removed and `path` is left as it was).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        crate::data::write_file_atomic(path.as_ref(), &self.to_bytes()?)
+        let mut file = AtomicFile::create(path.as_ref())?;
+        self.emit(&mut |b: &[u8]| file.write_all(b))?;
+        file.commit()
     }
 }
 
 fn align_up(x: usize) -> usize {
     x.div_ceil(ALIGN) * ALIGN
+}
+
+/// `x` rounded up to a multiple of [`ALIGN`]; `None` on overflow (hostile offsets).
+fn align_up_u64(x: u64) -> Option<u64> {
+    x.div_ceil(ALIGN as u64).checked_mul(ALIGN as u64)
+}
+
+/// `Err` unless bytes `from..to` of `b` (padding; `to ≤ b.len()`) are all zero. Padding is
+/// covered by no checksum, so zeros are what makes a flipped padding byte detectable.
+fn check_padding(b: &[u8], from: u64, to: u64) -> std::result::Result<(), String> {
+    let gap = b.get(from as usize..to as usize).unwrap_or(&[]);
+    match gap.iter().position(|&x| x != 0) {
+        None => Ok(()),
+        Some(i) => Err(format!(
+            "padding byte {} is {:#04x}, not zero: the file is corrupt",
+            from as usize + i,
+            gap[i]
+        )),
+    }
+}
+
+/// A file written atomically: bytes go through a 1 MiB buffer into `PATH.tmp`;
+/// [`commit`](Self::commit) flushes, fsyncs, renames it over `PATH` and fsyncs the
+/// directory, so a crash leaves the old file or the new one, never half of one. Dropped
+/// without a commit (an error on the way), it removes the temporary file.
+///
+/// The one atomic writer of the crate's binary formats: containers and GGUF files.
+pub(crate) struct AtomicFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: Option<std::io::BufWriter<std::fs::File>>,
+    committed: bool,
+}
+
+impl AtomicFile {
+    /// Creates `PATH.tmp` (and `path`'s directory if missing).
+    pub(crate) fn create(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        Ok(AtomicFile {
+            path: path.to_path_buf(),
+            tmp,
+            out: Some(std::io::BufWriter::with_capacity(1 << 20, file)),
+            committed: false,
+        })
+    }
+
+    /// Appends `bytes`.
+    pub(crate) fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        use std::io::Write;
+        match &mut self.out {
+            Some(w) => w.write_all(bytes).map_err(|e| Error::io(&self.tmp, e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Appends `n` zero bytes.
+    pub(crate) fn write_zeros(&mut self, mut n: usize) -> Result<()> {
+        const ZEROS: [u8; 4096] = [0; 4096];
+        while n > 0 {
+            let k = n.min(ZEROS.len());
+            self.write_all(&ZEROS[..k])?;
+            n -= k;
+        }
+        Ok(())
+    }
+
+    /// Flushes, fsyncs, renames over the final path and fsyncs the directory.
+    pub(crate) fn commit(mut self) -> Result<()> {
+        let Some(w) = self.out.take() else {
+            return Ok(());
+        };
+        let file = w
+            .into_inner()
+            .map_err(|e| Error::io(&self.tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))?;
+        // Renamed: nothing left for `drop` to clean up.
+        self.committed = true;
+        crate::data::sync_parent_dir(&self.path);
+        Ok(())
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        drop(self.out.take());
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Memory-maps `file` (opened from `path`) read-only.
+///
+/// # Errors
+/// [`Error::Io`] naming `path` if the map fails.
+pub(crate) fn map_file(file: &std::fs::File, path: &Path) -> Result<memmap2::Mmap> {
+    // SAFETY: the map is only read. This crate replaces files only by rename (never
+    // writes one in place), so the pages do not change under us; another process
+    // truncating or rewriting the file while it is mapped is outside what a memory map
+    // can defend against, and every reader bounds-checks against the map's length.
+    unsafe { memmap2::Mmap::map(file) }.map_err(|e| Error::io(path, e))
 }
 
 /// Options for [`Container::open_with`].
@@ -235,11 +493,21 @@ impl std::ops::Deref for Bytes {
 
 impl Container {
     /// Opens and validates `path` with default options.
+    ///
+    /// # Errors
+    /// As [`open_with`](Self::open_with).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(path, OpenOptions::default())
     }
 
     /// Opens and validates `path`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be opened or mapped; [`Error::Format`] naming the
+    /// file and what is wrong if it is not a valid container: bad magic, a version this
+    /// build cannot read, a header that overruns the file, fails its checksum or does not
+    /// decode, a section outside the file or away from its place, non-zero padding,
+    /// trailing bytes, or (with `verify_checksums`) a section failing its checksum.
     pub fn open_with(path: impl AsRef<Path>, opts: OpenOptions) -> Result<Self> {
         let path = path.as_ref();
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -247,15 +515,15 @@ impl Container {
         let map = if len == 0 {
             Bytes::Owned(Vec::new())
         } else {
-            // SAFETY: the map is read-only; the file is replaced only by rename (never
-            // written in place) by this crate, so the mapped pages do not change under us.
-            // Another process truncating the file is outside what mmap can defend against.
-            Bytes::Mapped(unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?)
+            Bytes::Mapped(map_file(&file, path)?)
         };
         Self::validate(path, map, opts)
     }
 
     /// Validates an in-memory container (`name` is used in error messages).
+    ///
+    /// # Errors
+    /// [`Error::Format`] as for [`open_with`](Self::open_with).
     pub fn from_bytes(name: impl AsRef<Path>, bytes: Vec<u8>, opts: OpenOptions) -> Result<Self> {
         Self::validate(name.as_ref(), Bytes::Owned(bytes), opts)
     }
@@ -300,12 +568,27 @@ impl Container {
                 "header checksum mismatch (bytes 24..): the header is corrupt".into(),
             ));
         }
-        let header: Header = postcard::from_bytes(hbytes)
-            .map_err(|e| err(format!("header does not decode: {e}")))?;
+        let header: Header = match postcard::take_from_bytes(hbytes) {
+            Ok((h, [])) => h,
+            Ok((_, rest)) => {
+                return Err(err(format!(
+                    "header has {} bytes after its end: corrupt",
+                    rest.len()
+                )));
+            }
+            Err(e) => return Err(err(format!("header does not decode: {e}"))),
+        };
         let data_start = PREAMBLE as u64 + hlen;
+        let file_len = b.len() as u64;
+        // Where the writer put the next section: the first at the 64-byte boundary after
+        // the header, each next one at the boundary after the previous one's end. Files
+        // are laid out exactly so, which leaves every byte of the file either in the
+        // preamble, the checksummed header, a checksummed section or a zero padding gap.
+        let mut expected = align_up_u64(data_start);
+        let mut pos = data_start;
         for (i, s) in header.sections.iter().enumerate() {
             let end = s.offset.checked_add(s.length);
-            if s.offset < data_start || end.is_none_or(|e| e > b.len() as u64) {
+            if s.offset < data_start || end.is_none_or(|e| e > file_len) {
                 return Err(err(format!(
                     "section {i} `{}` (offset {}, length {}) lies outside the file's data ({} bytes): truncated or corrupt",
                     s.name,
@@ -320,8 +603,20 @@ impl Container {
                     s.name, s.offset
                 )));
             }
+            if Some(s.offset) != expected {
+                return Err(err(format!(
+                    "section {i} `{}` at offset {} is not where it belongs (byte {}, the first {ALIGN}-byte boundary after the previous part): corrupt section table",
+                    s.name,
+                    s.offset,
+                    expected.unwrap_or(u64::MAX)
+                )));
+            }
+            check_padding(b, pos, s.offset).map_err(&err)?;
+            // In bounds: checked above.
+            pos = s.offset + s.length;
+            expected = align_up_u64(pos);
             if opts.verify_checksums {
-                let bytes = &b[s.offset as usize..(s.offset + s.length) as usize];
+                let bytes = &b[s.offset as usize..pos as usize];
                 if crc32fast::hash(bytes) != s.crc32 {
                     return Err(err(format!(
                         "section `{}` (offset {}, length {}) fails its checksum: the data is corrupt",
@@ -330,6 +625,15 @@ impl Container {
                 }
             }
         }
+        // After the last section: at most the padding to the next boundary (a file cut
+        // inside it loses nothing), and only zeros.
+        if expected.is_none_or(|e| file_len > e) {
+            return Err(err(format!(
+                "{} unexpected bytes after the last section (which ends at byte {pos}): corrupt or not written by vecquant",
+                file_len - pos
+            )));
+        }
+        check_padding(b, pos, file_len).map_err(&err)?;
         Ok(Container {
             path: path.to_path_buf(),
             map: Arc::new(map),
@@ -351,6 +655,9 @@ impl Container {
 
     /// Section `name` as a [`Slab`] of `expected` values, used in place (zero-copy) when
     /// the mapping is suitably aligned, else copied.
+    ///
+    /// # Errors
+    /// [`Error::Format`] if the section is missing or is not `expected` values long.
     pub fn slab<T: Plain>(&self, name: &str, expected: usize) -> Result<Slab<T>> {
         let size = std::mem::size_of::<T>();
         let b = self.sized(name, expected, size)?;
@@ -373,12 +680,18 @@ impl Container {
     }
 
     /// Decodes the kind-specific parameters.
+    ///
+    /// # Errors
+    /// [`Error::Format`] if the parameters do not decode as a `T`.
     pub fn params<T: DeserializeOwned>(&self) -> Result<T> {
         postcard::from_bytes(&self.header.params)
             .map_err(|e| Error::format(&self.path, format!("parameters do not decode: {e}")))
     }
 
     /// The bytes of section `name`.
+    ///
+    /// # Errors
+    /// [`Error::Format`] if the file has no section `name`.
     pub fn section(&self, name: &str) -> Result<&[u8]> {
         let s = self
             .header
@@ -390,6 +703,9 @@ impl Container {
     }
 
     /// Section `name` as `f32`s, checking its length is `expected` values.
+    ///
+    /// # Errors
+    /// [`Error::Format`] if the section is missing or is not `expected` values long.
     pub fn section_f32(&self, name: &str, expected: usize) -> Result<Vec<f32>> {
         let b = self.sized(name, expected, 4)?;
         Ok(b.chunks_exact(4)
@@ -398,6 +714,9 @@ impl Container {
     }
 
     /// Section `name` as `u64`s, checking its length is `expected` values.
+    ///
+    /// # Errors
+    /// [`Error::Format`] if the section is missing or is not `expected` values long.
     pub fn section_u64(&self, name: &str, expected: usize) -> Result<Vec<u64>> {
         let b = self.sized(name, expected, 8)?;
         Ok(b.chunks_exact(8)
@@ -406,6 +725,9 @@ impl Container {
     }
 
     /// Section `name` as bytes, checking its length is `expected`.
+    ///
+    /// # Errors
+    /// [`Error::Format`] if the section is missing or is not `expected` values long.
     pub fn section_u8(&self, name: &str, expected: usize) -> Result<&[u8]> {
         self.sized(name, expected, 1)
     }
@@ -426,35 +748,38 @@ impl Container {
     }
 }
 
-/// Plain little-endian element types a [`Slab`] can hold.
-pub trait Plain: Copy + Send + Sync + 'static + std::fmt::Debug {
+/// The element types a [`Slab`] can hold and a container section stores: `u8`, `u32`,
+/// `u64` and `f32`, each written little-endian.
+///
+/// The trait is sealed (implemented here and nowhere else): a mapped slab reinterprets
+/// file bytes as `[T]`, which is sound only for plain numbers that are valid for every bit
+/// pattern ([`bytemuck::Pod`]) and whose file encoding is their little-endian bytes.
+pub trait Plain: sealed::Sealed + bytemuck::Pod + Send + Sync + std::fmt::Debug {
     /// Decodes one value from its little-endian bytes (`size_of::<Self>()` of them).
-    fn from_le(b: &[u8]) -> Self;
-}
-
-impl Plain for u8 {
     fn from_le(b: &[u8]) -> Self {
-        b[0]
+        let mut v = Self::zeroed();
+        let out = bytemuck::bytes_of_mut(&mut v);
+        out.copy_from_slice(&b[..out.len()]);
+        if cfg!(target_endian = "big") {
+            out.reverse();
+        }
+        v
     }
 }
 
-impl Plain for f32 {
-    fn from_le(b: &[u8]) -> Self {
-        f32::from_le_bytes([b[0], b[1], b[2], b[3]])
-    }
+mod sealed {
+    /// Keeps [`super::Plain`] closed to the types below.
+    pub trait Sealed {}
+    impl Sealed for u8 {}
+    impl Sealed for u32 {}
+    impl Sealed for u64 {}
+    impl Sealed for f32 {}
 }
 
-impl Plain for u32 {
-    fn from_le(b: &[u8]) -> Self {
-        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-    }
-}
-
-impl Plain for u64 {
-    fn from_le(b: &[u8]) -> Self {
-        u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-    }
-}
+impl Plain for u8 {}
+impl Plain for u32 {}
+impl Plain for u64 {}
+impl Plain for f32 {}
 
 /// A read-mostly array that is either owned or a view into an opened container's
 /// memory map — so opening an index does not copy its big sections, and several
@@ -537,11 +862,10 @@ impl<T: Plain> std::ops::Deref for Slab<T> {
         match &self.inner {
             SlabInner::Owned(v) => v,
             SlabInner::Mapped { map, offset, len } => {
-                // SAFETY: `mapped` checked that `offset + len·size_of::<T>()` lies inside
-                // the map, that the address is aligned for `T`, and that the host is
-                // little-endian; `T: Plain` types (u8, f32, u64) are valid for every bit
-                // pattern. The map is immutable and kept alive by the `Arc`.
-                unsafe { std::slice::from_raw_parts(map.as_ptr().add(*offset) as *const T, *len) }
+                // `mapped` checked that the range lies inside the map and that its address
+                // is aligned for `T`, so the cast cannot fail; `T: Pod` makes every bit
+                // pattern a valid value, and the host is little-endian like the file.
+                bytemuck::cast_slice(&map[*offset..*offset + *len * std::mem::size_of::<T>()])
             }
         }
     }
@@ -566,6 +890,10 @@ impl<T: Plain + PartialEq> PartialEq for Slab<T> {
 
 /// A human-readable description of a container file: kind, version, dimensions, counts,
 /// every section with its size and checksum status, and bytes per vector.
+///
+/// # Errors
+/// As [`Container::open_with`] without checksum verification: a damaged section is
+/// reported in the text, a damaged preamble, header or layout is an error.
 pub fn describe(path: impl AsRef<Path>) -> Result<String> {
     use std::fmt::Write;
     let path = path.as_ref();
@@ -660,36 +988,87 @@ mod tests {
 
     #[test]
     fn every_flipped_byte_is_caught() {
+        // Every byte: preamble, header, padding after it, sections, padding between and
+        // after them.
         let b = sample();
-        let c = Container::from_bytes("t", b.clone(), OpenOptions::default()).unwrap();
-        let last_end = c
-            .header()
-            .sections
-            .iter()
-            .map(|s| s.offset + s.length)
-            .max()
-            .unwrap() as usize;
-        let covered: Vec<bool> = (0..b.len())
-            .map(|i| {
-                i < PREAMBLE + c.header().sections[0].offset as usize
-                    && i < 24 + postcard::to_stdvec(c.header()).unwrap().len()
-                    || c.header()
-                        .sections
-                        .iter()
-                        .any(|s| (s.offset as usize..(s.offset + s.length) as usize).contains(&i))
-            })
-            .collect();
-        for i in 0..last_end {
-            if !covered[i] {
-                continue; // padding
+        for i in 0..b.len() {
+            for mask in [0x01, 0x5A, 0xFF] {
+                let mut m = b.clone();
+                m[i] ^= mask;
+                assert!(
+                    Container::from_bytes("t", m, OpenOptions::default()).is_err(),
+                    "flip {mask:#04x} at {i} of {} accepted",
+                    b.len()
+                );
             }
-            let mut m = b.clone();
-            m[i] ^= 0x5A;
-            assert!(
-                Container::from_bytes("t", m, OpenOptions::default()).is_err(),
-                "flip at {i} accepted"
-            );
         }
+    }
+
+    #[test]
+    fn streamed_save_equals_to_bytes() {
+        let v = [1.0f32, -2.5, 3.25];
+        let mut w = ContainerWriter::new("flat", "Flat", 3, Metric::L2, 1);
+        w.section_f32("vectors", &v)
+            .section_u32("u32s", &[1, 2, 3])
+            .section("raw", vec![9u8; 70])
+            .section("borrowed", &b"abc"[..]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.vq");
+        w.save(&path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), w.to_bytes().unwrap());
+        assert!(!dir.path().join("x.vq.tmp").exists());
+        let c = Container::open(&path).unwrap();
+        assert_eq!(c.section_f32("vectors", 3).unwrap(), v);
+        assert_eq!(&*c.slab::<u32>("u32s", 3).unwrap(), &[1, 2, 3]);
+        assert_eq!(c.section("borrowed").unwrap(), b"abc");
+    }
+
+    #[test]
+    fn atomic_file_replaces_only_on_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("f.bin");
+        let tmp = dir.path().join("sub").join("f.bin.tmp");
+        let mut f = AtomicFile::create(&path).unwrap();
+        f.write_all(b"old").unwrap();
+        f.commit().unwrap();
+        // Abandoned (an error on the way): the old file stays, the temporary one goes.
+        let mut f = AtomicFile::create(&path).unwrap();
+        f.write_all(b"half").unwrap();
+        assert!(tmp.exists());
+        drop(f);
+        assert!(!tmp.exists());
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        let mut f = AtomicFile::create(&path).unwrap();
+        f.write_all(b"new").unwrap();
+        f.write_zeros(5000).unwrap();
+        f.commit().unwrap();
+        let got = std::fs::read(&path).unwrap();
+        assert_eq!((&got[..3], got.len()), (&b"new"[..], 5003));
+        assert!(got[3..].iter().all(|&b| b == 0));
+        assert!(!tmp.exists());
+    }
+
+    #[test]
+    fn trailing_bytes_and_moved_sections_are_refused() {
+        let mut b = sample();
+        b.extend_from_slice(&[0; 64]);
+        let e = Container::from_bytes("t", b, OpenOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("after the last section"), "{e}");
+        // A section table moved by 64 bytes (header checksum fixed): not where the writer
+        // puts it.
+        let c = Container::from_bytes("t", sample(), OpenOptions::default()).unwrap();
+        let mut h = c.header().clone();
+        let last = h.sections.len() - 1;
+        h.sections[last].offset += 64;
+        let hb = postcard::to_stdvec(&h).unwrap();
+        let mut f = sample();
+        let hlen = u64::from_le_bytes(f[12..20].try_into().unwrap()) as usize;
+        assert_eq!(hb.len(), hlen);
+        f[24..24 + hlen].copy_from_slice(&hb);
+        f[20..24].copy_from_slice(&crc32fast::hash(&hb).to_le_bytes());
+        f.extend_from_slice(&[0; 64]);
+        let e = Container::from_bytes("t", f, OpenOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("not where it belongs"), "{e}");
     }
 
     #[test]

@@ -762,7 +762,7 @@ impl Index for Gated {
         gate.state.lock().unwrap().finished += 1;
         r
     }
-    fn to_container(&self) -> vecquant::Result<ContainerWriter> {
+    fn to_container(&self) -> vecquant::Result<ContainerWriter<'_>> {
         self.0.to_container()
     }
 }

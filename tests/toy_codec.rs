@@ -110,7 +110,7 @@ impl VectorCodec for Sign {
             .flat_map(|c| (0..self.scale.len()).map(move |i| self.level(c, i)))
             .collect())
     }
-    fn write(&self, w: &mut ContainerWriter) {
+    fn write<'a>(&'a self, w: &mut ContainerWriter<'a>) {
         w.section_f32("sign_scale", &self.scale);
     }
     fn read(_: &SignSpec, c: &Container, dim: usize) -> Result<Self> {

@@ -81,24 +81,11 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
 /// [`Error::Io`] naming the directory, the temporary file or `path` if creating,
 /// writing, syncing or renaming fails.
 pub fn write_file_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let path = path.as_ref();
-    if let Some(dir) = path.parent()
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    sync_parent_dir(path);
-    Ok(())
+    // The crate's one atomic writer (temp file, fsync, rename, directory fsync; the
+    // temp file is removed on any error).
+    let mut f = crate::store::AtomicFile::create(path.as_ref())?;
+    f.write_all(bytes)?;
+    f.commit()
 }
 
 /// Fsyncs the directory holding `path` so a rename into it is durable (best effort).

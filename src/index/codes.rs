@@ -2,8 +2,8 @@
 //! index every quantizer gets for free from the contract (FAISS's `IndexFlatCodes`).
 //!
 //! The codes are one packed run ([`VectorCodec::pack`]); a batch of queries scans it in
-//! chunks of [`CHUNK`] rows, every query of the group scanning a chunk while it is in
-//! cache. Ids, tombstones, filters and exact re-ranking come from [`Rows`].
+//! chunks of a few thousand rows, every query of the group scanning a chunk while it is in
+//! cache. Ids, tombstones, filters and exact re-ranking come from the shared row bookkeeping (`index::rows`).
 
 use serde::{Deserialize, Serialize};
 
@@ -343,7 +343,7 @@ impl<C: VectorCodec> Index for FlatCodes<C> {
         let x = crate::vectors::prepared(vectors, self.dim, self.metric);
         Ok(Some(codec.decode(&codec.encode(&x)?)?))
     }
-    fn to_container(&self) -> Result<ContainerWriter> {
+    fn to_container(&self) -> Result<ContainerWriter<'_>> {
         let codec = self.codec()?;
         let mut w = ContainerWriter::new(
             "codes",
@@ -358,7 +358,7 @@ impl<C: VectorCodec> Index for FlatCodes<C> {
         })?;
         codec.write(&mut w);
         if !C::STORES_RAW {
-            w.section("codes", self.codes.to_vec());
+            w.section("codes", &self.codes[..]);
         }
         if codec.has_aux(self.metric) {
             w.section_f32("corr", &self.aux);

@@ -123,7 +123,7 @@ impl Index for Flat {
         self.vectors.len() * 4 + self.norms.len() * 4 + self.rows.memory_bytes()
     }
 
-    fn to_container(&self) -> Result<ContainerWriter> {
+    fn to_container(&self) -> Result<ContainerWriter<'_>> {
         let mut w =
             ContainerWriter::new("flat", &self.spec(), self.dim, self.metric, self.rows.len());
         w.section_f32("vectors", &self.vectors);
@@ -368,7 +368,7 @@ mod tests {
             fn memory_bytes(&self) -> usize {
                 self.0.memory_bytes()
             }
-            fn to_container(&self) -> Result<ContainerWriter> {
+            fn to_container(&self) -> Result<ContainerWriter<'_>> {
                 self.0.to_container()
             }
             fn add(&mut self, v: &[f32], ids: Option<&[u64]>) -> Result<()> {

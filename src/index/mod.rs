@@ -172,7 +172,7 @@ pub trait Index: Send + Sync {
         Ok(None)
     }
     /// Serialises the index into a container (see [`crate::store`]).
-    fn to_container(&self) -> Result<ContainerWriter>;
+    fn to_container(&self) -> Result<ContainerWriter<'_>>;
     /// Saves the index atomically to `path`. Call it as `index.save(path)` ([`IndexExt`],
     /// in the prelude), which takes any `impl AsRef<Path>`; this object-safe form is the
     /// one kinds override.

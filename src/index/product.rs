@@ -607,7 +607,7 @@ impl Index for Product {
         }))
     }
 
-    fn to_container(&self) -> Result<ContainerWriter> {
+    fn to_container(&self) -> Result<ContainerWriter<'_>> {
         let pq = self.trained()?;
         let n = self.rows.len();
         let mut w = ContainerWriter::new("pq", &self.spec.name(), self.dim, self.metric, n);
@@ -626,7 +626,7 @@ impl Index for Product {
         } else {
             "codes"
         };
-        w.section(name, self.codes.to_vec());
+        w.section(name, &self.codes[..]);
         self.rows.write(&mut w);
         if self.keep_raw {
             w.section_f32("raw", &self.raw);

@@ -173,7 +173,7 @@ impl Rows {
     }
 
     /// Writes the `ids` section and, when rows are deleted, the `tombstones` section.
-    pub fn write(&self, w: &mut ContainerWriter) {
+    pub fn write<'a>(&'a self, w: &mut ContainerWriter<'a>) {
         w.section_u64("ids", &self.ids);
         if self.deleted > 0 {
             w.section_u64("tombstones", &self.tomb);

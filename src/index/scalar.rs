@@ -390,7 +390,7 @@ impl Index for Scalar {
         Ok(Some(sq.decode(&sq.encode(&x)?)?))
     }
 
-    fn to_container(&self) -> Result<ContainerWriter> {
+    fn to_container(&self) -> Result<ContainerWriter<'_>> {
         let sq = self.trained()?;
         let n = self.rows.len();
         let mut w = ContainerWriter::new("sq", &self.spec, self.dim, self.metric, n);
@@ -399,7 +399,7 @@ impl Index for Scalar {
             keep_raw: self.keep_raw,
         })?;
         write_quantizer(&mut w, sq);
-        w.section("codes", self.codes.to_vec());
+        w.section("codes", &self.codes[..]);
         self.rows.write(&mut w);
         if self.metric != Metric::InnerProduct {
             w.section_f32("corr", &self.corr);

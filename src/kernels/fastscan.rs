@@ -15,8 +15,6 @@
 //! **Accumulation.** Shuffle results are `u8`; they are summed as `u16` (even and odd
 //! bytes separately), so up to 257 sub-quantizers cannot overflow.
 
-use std::sync::OnceLock;
-
 use super::SimdLevel;
 
 /// Vectors per block.
@@ -81,19 +79,125 @@ pub fn pack_lut(lut: &[u8], m: usize, out: &mut Vec<u8>) {
 /// `Σ_s table[s][j_s] ≈ bias + Σ_s q8[s][j_s] / scale`, each term off by at most
 /// `0.5 / scale`. Returns `(bias, scale)`.
 pub fn quantize_table(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
-    static F: OnceLock<QuantizeFn> = OnceLock::new();
-    (F.get_or_init(|| match super::simd_level() {
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 if is_x86_feature_detected!("avx512bw") => x86::quantize_avx512_safe,
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => x86::quantize_avx2_safe,
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => x86::quantize_avx2_safe,
-        _ => quantize_rows_portable::<16>,
-    }))(table, q8)
+    super::active().fastscan.quantize_table(table, q8)
 }
 
-type QuantizeFn = fn(&[f32], &mut Vec<u8>) -> (f32, f32);
+type QuantizeFn = unsafe fn(&[f32], &mut Vec<u8>) -> (f32, f32);
+type BlockFn = unsafe fn(&[u8], &[u8], usize, u16, &mut [u16; BLOCK]) -> u32;
+type BlocksFn = unsafe fn(&[u8], &[u8], usize, u16, &mut [u16], &mut [u32]);
+type MultiFn = unsafe fn(&[&[u8]; NQ], &[u8], usize, &[u16; NQ], &mut [u16], &mut [u32]);
+
+/// The fast-scan kernels of one SIMD level (part of the dispatch table
+/// [`super::Kernels`]).
+pub(crate) struct FastScanKernels {
+    quantize: QuantizeFn,
+    block: BlockFn,
+    blocks: BlocksFn,
+    multi: MultiFn,
+}
+
+impl FastScanKernels {
+    /// The kernels of `level`.
+    ///
+    /// # Safety
+    /// The result's methods run code compiled for `level`: the caller must only let them
+    /// be called on a CPU that supports `level`.
+    pub(super) const unsafe fn for_level(level: SimdLevel) -> FastScanKernels {
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx2 => FastScanKernels {
+                quantize: x86::quantize_avx2,
+                block: x86::block_avx2,
+                blocks: x86::blocks_avx2,
+                multi: x86::multi_avx2,
+            },
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512 | SimdLevel::Avx512Vbmi => FastScanKernels {
+                quantize: x86::quantize_avx512,
+                block: x86::block_avx512,
+                blocks: x86::blocks_avx512,
+                multi: x86::multi_avx512,
+            },
+            _ => FastScanKernels {
+                quantize: quantize_rows_portable::<16>,
+                block: scalar_block,
+                blocks: scalar_blocks,
+                multi: multi_scalar,
+            },
+        }
+    }
+
+    /// [`quantize_table`] at this table's level.
+    #[inline]
+    pub(crate) fn quantize_table(&self, table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
+        // SAFETY: the CPU supports this table's level (invariant of `super::Kernels`,
+        // which holds this table); the quantisers read whole 16-entry rows of `table`.
+        unsafe { (self.quantize)(table, q8) }
+    }
+
+    /// [`scan_block`] at this table's level.
+    #[inline]
+    pub(crate) fn scan_block(
+        &self,
+        lut: &[u8],
+        block: &[u8],
+        pairs: usize,
+        thr: u16,
+        out: &mut [u16; BLOCK],
+    ) -> u32 {
+        assert!(lut.len() >= pairs * 32 && block.len() >= pairs * 32 && pairs.is_multiple_of(2));
+        // SAFETY: the CPU supports this table's level (as in `quantize_table`); the
+        // kernels read `pairs · 32` bytes of `lut` and `block`, checked above.
+        unsafe { (self.block)(lut, block, pairs, thr, out) }
+    }
+
+    /// [`scan_blocks`] at this table's level.
+    #[inline]
+    pub(crate) fn scan_blocks(
+        &self,
+        lut: &[u8],
+        blocks: &[u8],
+        pairs: usize,
+        thr: u16,
+        sums: &mut [u16],
+        masks: &mut [u32],
+    ) {
+        let nb = masks.len();
+        assert!(
+            lut.len() >= pairs * 32
+                && blocks.len() >= nb * pairs * 32
+                && sums.len() >= nb * BLOCK
+                && pairs.is_multiple_of(2)
+        );
+        // SAFETY: the CPU supports this table's level (as in `quantize_table`); the
+        // kernels read `pairs · 32` bytes of `lut` and of each of the `nb` blocks and
+        // write `nb · 32` sums, checked above.
+        unsafe { (self.blocks)(lut, blocks, pairs, thr, sums, masks) }
+    }
+
+    /// [`scan_blocks_multi`] at this table's level.
+    #[inline]
+    pub(crate) fn scan_blocks_multi(
+        &self,
+        luts: &[&[u8]; NQ],
+        blocks: &[u8],
+        pairs: usize,
+        thr: &[u16; NQ],
+        sums: &mut [u16],
+        masks: &mut [u32],
+    ) {
+        let nb = masks.len() / NQ;
+        assert!(
+            luts.iter().all(|l| l.len() >= pairs * 32)
+                && blocks.len() >= nb * pairs * 32
+                && sums.len() >= NQ * nb * BLOCK
+                && masks.len() == NQ * nb
+                && pairs.is_multiple_of(2)
+        );
+        // SAFETY: as in `scan_blocks`, for each of the `NQ` tables.
+        unsafe { (self.multi)(luts, blocks, pairs, thr, sums, masks) }
+    }
+}
 
 /// [`quantize_table`] for tables of `K` entries per sub-quantizer (a multiple of 16:
 /// 16 for 4-bit codes, 256 for 8-bit ones), in portable code; the SIMD variants compile
@@ -168,20 +272,6 @@ pub fn quantize_rows_portable<const K: usize>(table: &[f32], q8: &mut Vec<u8>) -
     (bias, scale)
 }
 
-type BlockFn = fn(&[u8], &[u8], usize, u16, &mut [u16; BLOCK]) -> u32;
-type BlocksFn = fn(&[u8], &[u8], usize, u16, &mut [u16], &mut [u32]);
-
-fn dispatch_many() -> BlocksFn {
-    static F: OnceLock<BlocksFn> = OnceLock::new();
-    *F.get_or_init(|| match super::simd_level() {
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 if is_x86_feature_detected!("avx512bw") => x86::blocks_avx512_safe,
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 | SimdLevel::Avx2 => x86::blocks_avx2_safe,
-        _ => scalar_blocks,
-    })
-}
-
 /// [`scan_block`] over `masks.len()` consecutive blocks in one call (no per-block
 /// dispatch): `sums` receives 32 sums per block, `masks` one mask per block.
 #[inline]
@@ -193,29 +283,13 @@ pub fn scan_blocks(
     sums: &mut [u16],
     masks: &mut [u32],
 ) {
-    let nb = masks.len();
-    assert!(
-        lut.len() >= pairs * 32
-            && blocks.len() >= nb * pairs * 32
-            && sums.len() >= nb * BLOCK
-            && pairs.is_multiple_of(2)
-    );
-    dispatch_many()(lut, blocks, pairs, thr, sums, masks)
+    super::active()
+        .fastscan
+        .scan_blocks(lut, blocks, pairs, thr, sums, masks)
 }
 
 /// Queries scanned together by [`scan_blocks_multi`].
 pub const NQ: usize = 4;
-
-type MultiFn = fn(&[&[u8]; NQ], &[u8], usize, &[u16; NQ], &mut [u16], &mut [u32]);
-
-fn dispatch_multi() -> MultiFn {
-    static F: OnceLock<MultiFn> = OnceLock::new();
-    *F.get_or_init(|| match super::simd_level() {
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 if is_x86_feature_detected!("avx512bw") => x86::multi_avx512_safe,
-        _ => multi_by_query,
-    })
-}
 
 /// [`scan_blocks`] for [`NQ`] queries at once (FAISS's query-blocked fast-scan): each
 /// code vector is loaded and split into nibbles once for all the queries. `sums` is
@@ -229,15 +303,9 @@ pub fn scan_blocks_multi(
     sums: &mut [u16],
     masks: &mut [u32],
 ) {
-    let nb = masks.len() / NQ;
-    assert!(
-        luts.iter().all(|l| l.len() >= pairs * 32)
-            && blocks.len() >= nb * pairs * 32
-            && sums.len() >= NQ * nb * BLOCK
-            && masks.len() == NQ * nb
-            && pairs.is_multiple_of(2)
-    );
-    dispatch_multi()(luts, blocks, pairs, thr, sums, masks)
+    super::active()
+        .fastscan
+        .scan_blocks_multi(luts, blocks, pairs, thr, sums, masks)
 }
 
 /// Reference for [`scan_blocks_multi`]: [`scan_blocks`] once per query.
@@ -249,14 +317,46 @@ pub fn multi_by_query(
     sums: &mut [u16],
     masks: &mut [u32],
 ) {
+    per_query(luts, thr, sums, masks, |lut, thr, sums, masks| {
+        scan_blocks(lut, blocks, pairs, thr, sums, masks)
+    })
+}
+
+/// The scalar [`scan_blocks_multi`]: [`scalar_blocks`] once per query.
+fn multi_scalar(
+    luts: &[&[u8]; NQ],
+    blocks: &[u8],
+    pairs: usize,
+    thr: &[u16; NQ],
+    sums: &mut [u16],
+    masks: &mut [u32],
+) {
+    per_query(luts, thr, sums, masks, |lut, thr, sums, masks| {
+        scalar_blocks(lut, blocks, pairs, thr, sums, masks)
+    })
+}
+
+/// Runs `scan(lut, thr, sums, masks)` for each of the [`NQ`] queries on its share of the
+/// query-major `sums` and `masks`.
+#[inline(always)]
+fn per_query(
+    luts: &[&[u8]; NQ],
+    thr: &[u16; NQ],
+    sums: &mut [u16],
+    masks: &mut [u32],
+    mut scan: impl FnMut(&[u8], u16, &mut [u16], &mut [u32]),
+) {
     let nb = masks.len() / NQ;
+    if nb == 0 {
+        return;
+    }
     for (j, (s, m)) in sums
         .chunks_exact_mut(nb * BLOCK)
         .zip(masks.chunks_exact_mut(nb))
         .enumerate()
         .take(NQ)
     {
-        scan_blocks(luts[j], blocks, pairs, thr[j], s, m);
+        scan(luts[j], thr[j], s, m);
     }
 }
 
@@ -269,24 +369,31 @@ pub fn scalar_blocks(
     sums: &mut [u16],
     masks: &mut [u32],
 ) {
-    let bb = pairs * 32;
-    for (b, mask) in masks.iter_mut().enumerate() {
-        let out: &mut [u16; BLOCK] = (&mut sums[b * BLOCK..(b + 1) * BLOCK])
-            .try_into()
-            .expect("32");
-        *mask = scalar_block(lut, &blocks[b * bb..(b + 1) * bb], pairs, thr, out);
-    }
+    assert!(sums.len() >= masks.len() * BLOCK, "sums too short");
+    each_block(blocks, pairs, sums, masks, |block, out| {
+        scalar_block(lut, block, pairs, thr, out)
+    })
 }
 
-fn dispatch() -> BlockFn {
-    static F: OnceLock<BlockFn> = OnceLock::new();
-    *F.get_or_init(|| match super::simd_level() {
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 if is_x86_feature_detected!("avx512bw") => x86::block_avx512_safe,
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 | SimdLevel::Avx2 => x86::block_avx2_safe,
-        _ => scalar_block,
-    })
+/// Runs the one-block kernel `scan(block, out)` on each of the `masks.len()` blocks of
+/// `blocks` (`pairs · 32` bytes each), with its share of `sums` and its mask.
+#[inline(always)]
+fn each_block(
+    blocks: &[u8],
+    pairs: usize,
+    sums: &mut [u16],
+    masks: &mut [u32],
+    mut scan: impl FnMut(&[u8], &mut [u16; BLOCK]) -> u32,
+) {
+    let bb = pairs * 32;
+    for (i, (mask, out)) in masks
+        .iter_mut()
+        .zip(sums.chunks_exact_mut(BLOCK))
+        .enumerate()
+    {
+        let out: &mut [u16; BLOCK] = out.try_into().expect("32");
+        *mask = scan(&blocks[i * bb..(i + 1) * bb], out);
+    }
 }
 
 /// Sums the tables over one block: `out[i] = Σ_s lut_s[code(i, s)]` for its 32 vectors,
@@ -294,8 +401,9 @@ fn dispatch() -> BlockFn {
 /// the packed layouts (`pairs` padded pairs).
 #[inline]
 pub fn scan_block(lut: &[u8], block: &[u8], pairs: usize, thr: u16, out: &mut [u16; BLOCK]) -> u32 {
-    assert!(lut.len() >= pairs * 32 && block.len() >= pairs * 32 && pairs.is_multiple_of(2));
-    dispatch()(lut, block, pairs, thr, out)
+    super::active()
+        .fastscan
+        .scan_block(lut, block, pairs, thr, out)
 }
 
 /// Scalar reference for [`scan_block`].
@@ -320,380 +428,7 @@ pub fn scalar_block(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
-    //! AVX2 and AVX-512BW block kernels; installed only after feature detection.
-
-    use super::BLOCK;
-    use std::arch::x86_64::*;
-
-    pub fn blocks_avx2_safe(
-        lut: &[u8],
-        b: &[u8],
-        pairs: usize,
-        thr: u16,
-        sums: &mut [u16],
-        masks: &mut [u32],
-    ) {
-        // SAFETY: installed only when avx2 is available; `scan_blocks` checked lengths.
-        unsafe { blocks_avx2(lut, b, pairs, thr, sums, masks) }
-    }
-
-    pub fn blocks_avx512_safe(
-        lut: &[u8],
-        b: &[u8],
-        pairs: usize,
-        thr: u16,
-        sums: &mut [u16],
-        masks: &mut [u32],
-    ) {
-        // SAFETY: installed only when avx512f and avx512bw are available.
-        unsafe { blocks_avx512(lut, b, pairs, thr, sums, masks) }
-    }
-
-    #[target_feature(enable = "avx2")]
-    unsafe fn blocks_avx2(
-        lut: &[u8],
-        b: &[u8],
-        pairs: usize,
-        thr: u16,
-        sums: &mut [u16],
-        masks: &mut [u32],
-    ) {
-        let bb = pairs * 32;
-        for (i, (mask, out)) in masks
-            .iter_mut()
-            .zip(sums.chunks_exact_mut(BLOCK))
-            .enumerate()
-        {
-            let out: &mut [u16; BLOCK] = out.try_into().expect("32");
-            // SAFETY: lengths checked by `scan_blocks`.
-            *mask = unsafe { block_avx2(lut, &b[i * bb..(i + 1) * bb], pairs, thr, out) };
-        }
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw,avx2")]
-    unsafe fn blocks_avx512(
-        lut: &[u8],
-        b: &[u8],
-        pairs: usize,
-        thr: u16,
-        sums: &mut [u16],
-        masks: &mut [u32],
-    ) {
-        // Common sub-quantizer counts get a fully unrolled loop with the tables held in
-        // registers across blocks (M = 8, 16, 32, 64).
-        // SAFETY: lengths checked by `scan_blocks`; features as for this function.
-        unsafe {
-            match pairs {
-                4 => blocks_avx512_n::<2>(lut, b, thr, sums, masks),
-                8 => blocks_avx512_n::<4>(lut, b, thr, sums, masks),
-                16 => blocks_avx512_n::<8>(lut, b, thr, sums, masks),
-                32 => blocks_avx512_n::<16>(lut, b, thr, sums, masks),
-                _ => {
-                    let bb = pairs * 32;
-                    for (i, (mask, out)) in masks
-                        .iter_mut()
-                        .zip(sums.chunks_exact_mut(BLOCK))
-                        .enumerate()
-                    {
-                        let out: &mut [u16; BLOCK] = out.try_into().expect("32");
-                        *mask = block_avx512(lut, &b[i * bb..(i + 1) * bb], pairs, thr, out);
-                    }
-                }
-            }
-        }
-    }
-
-    pub fn quantize_avx512_safe(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
-        // SAFETY: installed only when AVX-512F is available.
-        unsafe { quantize_avx512(table, q8) }
-    }
-
-    /// One 16-entry row per register: minimum and maximum by reduction, then one
-    /// conversion and saturating byte pack per row (same rounding as the portable code).
-    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-    unsafe fn quantize_avx512(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
-        let nsub = table.len() / 16;
-        let (mut bias, mut span) = (0.0f32, 0.0f32);
-        for row in table.chunks_exact(16) {
-            // SAFETY: 16 floats; unaligned load.
-            let v = unsafe { _mm512_loadu_ps(row.as_ptr()) };
-            let (lo, hi) = (_mm512_reduce_min_ps(v), _mm512_reduce_max_ps(v));
-            bias += lo;
-            span = span.max(hi - lo);
-        }
-        let scale = if span > 0.0 { 255.0 / span } else { 1.0 };
-        q8.clear();
-        q8.resize(nsub * 16, 0);
-        let (vs, half) = (_mm512_set1_ps(scale), _mm512_set1_ps(0.5));
-        for (out, row) in q8.chunks_exact_mut(16).zip(table.chunks_exact(16)) {
-            // SAFETY: 16 floats in, 16 bytes out; unaligned.
-            unsafe {
-                let v = _mm512_loadu_ps(row.as_ptr());
-                let lo = _mm512_set1_ps(_mm512_reduce_min_ps(v));
-                let x = _mm512_fmadd_ps(_mm512_sub_ps(v, lo), vs, half);
-                let q = _mm512_cvtusepi32_epi8(_mm512_cvttps_epu32(x));
-                _mm_storeu_si128(out.as_mut_ptr() as *mut __m128i, q);
-            }
-        }
-        (bias, scale)
-    }
-
-    pub fn quantize_avx2_safe(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
-        // SAFETY: installed only when AVX2 is available.
-        unsafe { quantize_avx2(table, q8) }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn quantize_avx2(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
-        super::quantize_rows_portable::<16>(table, q8)
-    }
-
-    pub fn multi_avx512_safe(
-        luts: &[&[u8]; super::NQ],
-        b: &[u8],
-        pairs: usize,
-        thr: &[u16; super::NQ],
-        sums: &mut [u16],
-        masks: &mut [u32],
-    ) {
-        // SAFETY: installed only when avx512f and avx512bw are available; lengths were
-        // checked by `scan_blocks_multi`.
-        unsafe {
-            match pairs {
-                4 => multi_avx512_n::<2>(luts, b, thr, sums, masks),
-                8 => multi_avx512_n::<4>(luts, b, thr, sums, masks),
-                16 => multi_avx512_n::<8>(luts, b, thr, sums, masks),
-                32 => multi_avx512_n::<16>(luts, b, thr, sums, masks),
-                _ => super::multi_by_query(luts, b, pairs, thr, sums, masks),
-            }
-        }
-    }
-
-    /// Even/odd sums of one block (four accumulators) → 32 sums and the ≤ `thr` mask.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx2")]
-    fn epilogue(acc: &[__m512i; 4], t: __m128i, out: &mut [u16]) -> u32 {
-        let fold = |v: __m512i| {
-            let h = _mm256_add_epi16(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
-            _mm_add_epi16(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1))
-        };
-        let (ol, oh) = (fold(acc[1]), fold(acc[3]));
-        let el = _mm_sub_epi16(fold(acc[0]), _mm_slli_epi16(ol, 8));
-        let eh = _mm_sub_epi16(fold(acc[2]), _mm_slli_epi16(oh, 8));
-        let (first, second) = out.split_at_mut(16);
-        let m0 = finish16(el, ol, t, first);
-        let m1 = finish16(eh, oh, t, second);
-        m0 | (m1 << 16)
-    }
-
-    /// `Q` steps per block, [`super::NQ`] queries: the block's 64-byte code vectors are
-    /// loaded and split once, each query's table rows are read from L1.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx2")]
-    unsafe fn multi_avx512_n<const Q: usize>(
-        luts: &[&[u8]; super::NQ],
-        b: &[u8],
-        thr: &[u16; super::NQ],
-        sums: &mut [u16],
-        masks: &mut [u32],
-    ) {
-        const NQ: usize = super::NQ;
-        let nb = masks.len() / NQ;
-        let bb = Q * 64;
-        let m = _mm512_set1_epi8(0x0F);
-        let t: [__m128i; NQ] = std::array::from_fn(|j| _mm_set1_epi16(thr[j] as i16));
-        for i in 0..nb {
-            let base = b[i * bb..(i + 1) * bb].as_ptr();
-            let mut acc = [[_mm512_setzero_si512(); 4]; NQ];
-            for q in 0..Q {
-                // SAFETY: q·64 + 64 <= bb bytes of this block; each table holds Q·64.
-                let x = unsafe { _mm512_loadu_si512(base.add(q * 64) as *const __m512i) };
-                let lo = _mm512_and_si512(x, m);
-                let hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), m);
-                for (j, a4) in acc.iter_mut().enumerate() {
-                    let l = unsafe {
-                        _mm512_loadu_si512(luts[j].as_ptr().add(q * 64) as *const __m512i)
-                    };
-                    let a = _mm512_shuffle_epi8(l, lo);
-                    let c = _mm512_shuffle_epi8(l, hi);
-                    a4[0] = _mm512_add_epi16(a4[0], a);
-                    a4[1] = _mm512_add_epi16(a4[1], _mm512_srli_epi16(a, 8));
-                    a4[2] = _mm512_add_epi16(a4[2], c);
-                    a4[3] = _mm512_add_epi16(a4[3], _mm512_srli_epi16(c, 8));
-                }
-            }
-            for (j, a4) in acc.iter().enumerate() {
-                let at = (j * nb + i) * BLOCK;
-                masks[j * nb + i] = epilogue(a4, t[j], &mut sums[at..at + BLOCK]);
-            }
-        }
-    }
-
-    /// `Q` 64-byte steps (two pairs each) per block. Even and odd bytes are summed with
-    /// FAISS's trick: add the shuffled bytes as `u16` (even + 256·odd) and, separately,
-    /// the odd bytes; the even sums are recovered at the end modulo 2^16.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx2")]
-    unsafe fn blocks_avx512_n<const Q: usize>(
-        lut: &[u8],
-        b: &[u8],
-        thr: u16,
-        sums: &mut [u16],
-        masks: &mut [u32],
-    ) {
-        let bb = Q * 64;
-        let m = _mm512_set1_epi8(0x0F);
-        // SAFETY: `lut` holds Q·64 bytes (checked by `scan_blocks`).
-        let tables: [__m512i; Q] = std::array::from_fn(|q| unsafe {
-            _mm512_loadu_si512(lut.as_ptr().add(q * 64) as *const __m512i)
-        });
-        let t = _mm_set1_epi16(thr as i16);
-        for (i, (mask, out)) in masks
-            .iter_mut()
-            .zip(sums.chunks_exact_mut(BLOCK))
-            .enumerate()
-        {
-            let base = b[i * bb..(i + 1) * bb].as_ptr();
-            let mut full_lo = _mm512_setzero_si512();
-            let mut odd_lo = _mm512_setzero_si512();
-            let mut full_hi = _mm512_setzero_si512();
-            let mut odd_hi = _mm512_setzero_si512();
-            for (q, &l) in tables.iter().enumerate() {
-                // SAFETY: q·64 + 64 <= bb bytes of this block.
-                let x = unsafe { _mm512_loadu_si512(base.add(q * 64) as *const __m512i) };
-                let lo = _mm512_and_si512(x, m);
-                let hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), m);
-                let a = _mm512_shuffle_epi8(l, lo);
-                let c = _mm512_shuffle_epi8(l, hi);
-                full_lo = _mm512_add_epi16(full_lo, a);
-                odd_lo = _mm512_add_epi16(odd_lo, _mm512_srli_epi16(a, 8));
-                full_hi = _mm512_add_epi16(full_hi, c);
-                odd_hi = _mm512_add_epi16(odd_hi, _mm512_srli_epi16(c, 8));
-            }
-            *mask = epilogue(&[full_lo, odd_lo, full_hi, odd_hi], t, out);
-        }
-    }
-
-    pub fn block_avx2_safe(
-        lut: &[u8],
-        b: &[u8],
-        pairs: usize,
-        thr: u16,
-        out: &mut [u16; BLOCK],
-    ) -> u32 {
-        // SAFETY: installed only when avx2 is available; `scan_block` checked lengths.
-        unsafe { block_avx2(lut, b, pairs, thr, out) }
-    }
-
-    pub fn block_avx512_safe(
-        lut: &[u8],
-        b: &[u8],
-        pairs: usize,
-        thr: u16,
-        out: &mut [u16; BLOCK],
-    ) -> u32 {
-        // SAFETY: installed only when avx512f and avx512bw are available.
-        unsafe { block_avx512(lut, b, pairs, thr, out) }
-    }
-
-    /// Interleaves even/odd vector sums (8 each) into vectors 0..8 and 8..16, stores
-    /// them and returns the ≤ `thr` mask of those 16 vectors.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn finish16(even: __m128i, odd: __m128i, thr: __m128i, out: &mut [u16]) -> u32 {
-        let r0 = _mm_unpacklo_epi16(even, odd);
-        let r1 = _mm_unpackhi_epi16(even, odd);
-        // SAFETY: `out` has 16 u16s (callers pass halves of a 32-entry array).
-        unsafe {
-            _mm_storeu_si128(out.as_mut_ptr() as *mut __m128i, r0);
-            _mm_storeu_si128(out.as_mut_ptr().add(8) as *mut __m128i, r1);
-        }
-        let le0 = _mm_cmpeq_epi16(_mm_max_epu16(r0, thr), thr);
-        let le1 = _mm_cmpeq_epi16(_mm_max_epu16(r1, thr), thr);
-        _mm_movemask_epi8(_mm_packs_epi16(le0, le1)) as u32
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn block_avx2(
-        lut: &[u8],
-        b: &[u8],
-        pairs: usize,
-        thr: u16,
-        out: &mut [u16; BLOCK],
-    ) -> u32 {
-        let m = _mm256_set1_epi8(0x0F);
-        let low = _mm256_set1_epi16(0x00FF);
-        let mut acc = [_mm256_setzero_si256(); 4];
-        for p in 0..pairs {
-            // SAFETY: p·32 + 32 <= pairs·32 <= both lengths.
-            let (x, l) = unsafe {
-                (
-                    _mm256_loadu_si256(b.as_ptr().add(p * 32) as *const __m256i),
-                    _mm256_loadu_si256(lut.as_ptr().add(p * 32) as *const __m256i),
-                )
-            };
-            let lo = _mm256_and_si256(x, m);
-            let hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), m);
-            let a = _mm256_shuffle_epi8(l, lo);
-            let c = _mm256_shuffle_epi8(l, hi);
-            acc[0] = _mm256_add_epi16(acc[0], _mm256_and_si256(a, low));
-            acc[1] = _mm256_add_epi16(acc[1], _mm256_srli_epi16(a, 8));
-            acc[2] = _mm256_add_epi16(acc[2], _mm256_and_si256(c, low));
-            acc[3] = _mm256_add_epi16(acc[3], _mm256_srli_epi16(c, 8));
-        }
-        let fold =
-            |v: __m256i| _mm_add_epi16(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-        let t = _mm_set1_epi16(thr as i16);
-        let (first, second) = out.split_at_mut(16);
-        let m0 = finish16(fold(acc[0]), fold(acc[1]), t, first);
-        let m1 = finish16(fold(acc[2]), fold(acc[3]), t, second);
-        m0 | (m1 << 16)
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx2")]
-    unsafe fn block_avx512(
-        lut: &[u8],
-        b: &[u8],
-        pairs: usize,
-        thr: u16,
-        out: &mut [u16; BLOCK],
-    ) -> u32 {
-        let m = _mm512_set1_epi8(0x0F);
-        let low = _mm512_set1_epi16(0x00FF);
-        let mut acc = [_mm512_setzero_si512(); 4];
-        let mut p = 0;
-        while p < pairs {
-            // SAFETY: pairs is even, so p·32 + 64 <= pairs·32 <= both lengths.
-            let (x, l) = unsafe {
-                (
-                    _mm512_loadu_si512(b.as_ptr().add(p * 32) as *const __m512i),
-                    _mm512_loadu_si512(lut.as_ptr().add(p * 32) as *const __m512i),
-                )
-            };
-            let lo = _mm512_and_si512(x, m);
-            let hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), m);
-            let a = _mm512_shuffle_epi8(l, lo);
-            let c = _mm512_shuffle_epi8(l, hi);
-            acc[0] = _mm512_add_epi16(acc[0], _mm512_and_si512(a, low));
-            acc[1] = _mm512_add_epi16(acc[1], _mm512_srli_epi16(a, 8));
-            acc[2] = _mm512_add_epi16(acc[2], _mm512_and_si512(c, low));
-            acc[3] = _mm512_add_epi16(acc[3], _mm512_srli_epi16(c, 8));
-            p += 2;
-        }
-        let fold = |v: __m512i| {
-            let h = _mm256_add_epi16(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
-            _mm_add_epi16(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1))
-        };
-        let t = _mm_set1_epi16(thr as i16);
-        let (first, second) = out.split_at_mut(16);
-        let m0 = finish16(fold(acc[0]), fold(acc[1]), t, first);
-        let m1 = finish16(fold(acc[2]), fold(acc[3]), t, second);
-        m0 | (m1 << 16)
-    }
-}
+mod x86;
 
 /// Test helper: `quantize` (a dispatching table quantiser for `K`-entry rows) agrees
 /// with [`quantize_rows_portable`] — same scale, bias to float precision, bytes equal
@@ -701,7 +436,7 @@ mod x86 {
 /// scaled value.
 #[cfg(test)]
 pub(crate) fn assert_quantiser_matches_portable<const K: usize>(
-    quantize: fn(&[f32], &mut Vec<u8>) -> (f32, f32),
+    quantize: impl Fn(&[f32], &mut Vec<u8>) -> (f32, f32),
     seed: u64,
     ms: &[usize],
 ) {
@@ -736,10 +471,15 @@ pub(crate) fn assert_quantiser_matches_portable<const K: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::Kernels;
     use crate::rng::{RngExt, seeded};
 
     #[test]
     fn table_quantisation_equals_portable_code() {
+        for k in Kernels::supported() {
+            let quantize = |t: &[f32], q8: &mut Vec<u8>| k.fastscan.quantize_table(t, q8);
+            assert_quantiser_matches_portable::<16>(quantize, 6, &[1, 7, 32, 300]);
+        }
         assert_quantiser_matches_portable::<16>(quantize_table, 6, &[1, 7, 32, 300]);
     }
 
@@ -760,7 +500,8 @@ mod tests {
         }
     }
 
-    /// The multi-query kernel equals one scan per query, sums and masks.
+    /// The multi-query kernel of every level equals one scalar scan per query, sums and
+    /// masks, for sub-quantizer counts with and without an unrolled kernel.
     #[test]
     fn multi_query_matches_per_query() {
         let mut rng = seeded(3);
@@ -780,36 +521,38 @@ mod tests {
                 .collect();
             let refs: [&[u8]; NQ] = std::array::from_fn(|j| luts[j].as_slice());
             let thr = [0u16, 60 * m as u16, 128 * m as u16, u16::MAX];
+            // The definition: the scalar scan once per query.
+            let (mut want, mut wm) = (vec![0u16; NQ * nb * BLOCK], vec![0u32; NQ * nb]);
+            for j in 0..NQ {
+                scalar_blocks(
+                    refs[j],
+                    &blocks,
+                    pairs,
+                    thr[j],
+                    &mut want[j * nb * BLOCK..(j + 1) * nb * BLOCK],
+                    &mut wm[j * nb..(j + 1) * nb],
+                );
+            }
+            for k in Kernels::supported() {
+                let (mut s1, mut m1) = (vec![0u16; NQ * nb * BLOCK], vec![0u32; NQ * nb]);
+                k.fastscan
+                    .scan_blocks_multi(&refs, &blocks, pairs, &thr, &mut s1, &mut m1);
+                assert_eq!(s1, want, "{} M = {m}", k.level());
+                assert_eq!(m1, wm, "{} M = {m}", k.level());
+            }
             let (mut s1, mut m1) = (vec![0u16; NQ * nb * BLOCK], vec![0u32; NQ * nb]);
-            let (mut s2, mut m2) = (s1.clone(), m1.clone());
             scan_blocks_multi(&refs, &blocks, pairs, &thr, &mut s1, &mut m1);
-            multi_by_query(&refs, &blocks, pairs, &thr, &mut s2, &mut m2);
-            assert_eq!(s1, s2, "M = {m}");
-            assert_eq!(m1, m2, "M = {m}");
-            // And the per-query path is the scalar definition.
-            let mut want = vec![0u16; nb * BLOCK];
-            let mut wm = vec![0u32; nb];
-            scalar_blocks(refs[2], &blocks, pairs, thr[2], &mut want, &mut wm);
-            assert_eq!(&s1[2 * nb * BLOCK..3 * nb * BLOCK], &want[..]);
-            assert_eq!(&m1[2 * nb..3 * nb], &wm[..]);
+            assert_eq!((&s1, &m1), (&want, &wm), "dispatched M = {m}");
+            multi_by_query(&refs, &blocks, pairs, &thr, &mut s1, &mut m1);
+            assert_eq!((&s1, &m1), (&want, &wm), "per query M = {m}");
         }
     }
 
-    /// Every SIMD path equals the scalar reference, sums and masks, including sums near
-    /// the u16 limit and thresholds at the extremes.
+    /// Every level's block kernels equal the scalar reference, sums and masks, including
+    /// sums near the u16 limit and thresholds at the extremes.
     #[test]
     fn simd_matches_scalar_reference() {
         let mut rng = seeded(2);
-        let mut paths: Vec<(&str, BlockFn)> = vec![("scalar", scalar_block)];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx2") {
-                paths.push(("avx2", x86::block_avx2_safe));
-            }
-            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
-                paths.push(("avx512", x86::block_avx512_safe));
-            }
-        }
         for m in [2usize, 4, 6, 16, 32, 64, 256] {
             let idx: Vec<u8> = (0..32 * m).map(|_| rng.random_range(0..16u8)).collect();
             let block = pack_blocks(&idx, m);
@@ -831,19 +574,30 @@ mod tests {
                         .sum();
                     assert_eq!(w as u32, s);
                 }
-                for (name, f) in &paths {
+                let two = [block.clone(), block.clone()].concat();
+                for k in Kernels::supported() {
+                    let name = k.level();
                     let mut got = [0u16; BLOCK];
-                    let gm = f(&lut, &block, pairs, thr, &mut got);
+                    let gm = k.fastscan.scan_block(&lut, &block, pairs, thr, &mut got);
                     assert_eq!(got, want, "{name} m={m}");
                     assert_eq!(gm, wm, "{name} m={m} thr={thr}");
+                    // The multi-block kernel over the same block twice.
+                    let mut sums = vec![0u16; 2 * BLOCK];
+                    let mut masks = [0u32; 2];
+                    k.fastscan
+                        .scan_blocks(&lut, &two, pairs, thr, &mut sums, &mut masks);
+                    assert_eq!(masks, [wm, wm], "{name} m={m} thr={thr}");
+                    assert_eq!(&sums[..BLOCK], &want[..], "{name} m={m}");
+                    assert_eq!(&sums[BLOCK..], &want[..], "{name} m={m}");
                 }
-                // The multi-block entry point over the same block twice.
-                let two = [block.clone(), block.clone()].concat();
+                // And the dispatched entry points.
+                let mut got = [0u16; BLOCK];
+                assert_eq!(scan_block(&lut, &block, pairs, thr, &mut got), wm);
+                assert_eq!(got, want);
                 let mut sums = vec![0u16; 2 * BLOCK];
                 let mut masks = [0u32; 2];
                 scan_blocks(&lut, &two, pairs, thr, &mut sums, &mut masks);
                 assert_eq!(masks, [wm, wm]);
-                assert_eq!(&sums[..BLOCK], &want[..]);
                 assert_eq!(&sums[BLOCK..], &want[..]);
             }
         }

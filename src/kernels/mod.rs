@@ -1,16 +1,65 @@
-//! Hot loops: f32 squared L2 and inner product.
+//! Hot loops: f32 squared L2 and inner product, scalar-quantizer scans, PQ distance tables,
+//! 8-bit PQ block scans and 4-bit fast-scan.
 //!
-//! Each kernel has a plain scalar reference ([`scalar`]) and `std::arch` versions for
-//! AVX2+FMA and AVX-512F ([`x86`]). The best one the CPU supports is chosen once, at first
-//! use, with `is_x86_feature_detected!`, so one binary is fast everywhere without
-//! `-C target-cpu=native`. Tests pin every SIMD path to its reference.
+//! Each kernel has a plain scalar reference and `std::arch` versions for the SIMD levels
+//! that pay off for it. The level is chosen once per process ([`simd_level`]: the best
+//! [`SimdLevel`] the CPU supports, optionally capped by the `VECQUANT_SIMD` environment
+//! variable), so one binary is fast everywhere without `-C target-cpu=native`.
+//!
+//! **One dispatch table.** All kernels of one level sit in one table of function pointers
+//! (`Kernels`, one per level, built at compile time); the safe entry points
+//! ([`l2_sq`], [`sq::scan_u8`], [`fastscan::scan_blocks`], …) check their arguments and
+//! call through the active table: one atomic load of a once-initialised pointer and one
+//! indirect call, the cost of a per-kernel `OnceLock` of a function pointer.
+//!
+//! **Soundness.** The SIMD versions are `unsafe fn`s compiled with `#[target_feature]`;
+//! running one on a CPU without those features is undefined behaviour. Nothing outside
+//! this module can name them: they are reached only through a table, each table installs
+//! only kernels whose features its level includes, and a table is used only for a level
+//! [`SimdLevel::cpu`] reported. Length preconditions of the kernels are checked by the
+//! table's safe methods, once per call, outside the loops.
+//!
+//! **Testing every path.** The tests run every kernel at every level up to
+//! [`simd_level`] (scalar, AVX2, AVX-512, AVX-512 VBMI on a CPU that has them all) and
+//! compare each to its scalar reference; `.ci/run` runs them once more with
+//! `VECQUANT_SIMD=scalar`, so the scalar fallbacks of the dispatched entry points are
+//! exercised on any machine.
+
+// The soundness rules above, machine-checked where clippy can: every `unsafe` block in
+// this module carries a `// SAFETY:` comment, every exported `unsafe fn` a `# Safety`
+// section (the private ones carry theirs by hand).
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+
+/// Defines an `unsafe fn` that runs the portable function `$body` (which should be
+/// `#[inline(always)]`) compiled again with the target features `$features`: the compiler
+/// vectorises the same source for wider registers, and as Rust never contracts `a * b + c`
+/// into an FMA, the results are bit-identical to the portable version's.
+macro_rules! retarget {
+    (
+        $(#[$meta:meta])*
+        $vis:vis unsafe fn $name:ident[$features:literal] = $body:expr;
+        ($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?
+    ) => {
+        $(#[$meta])*
+        ///
+        /// # Safety
+        #[doc = concat!("The CPU must support `", $features, "`.")]
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        $vis unsafe fn $name($($arg: $ty),*) $(-> $ret)? {
+            ($body)($($arg),*)
+        }
+    };
+}
 
 pub mod fastscan;
+pub(crate) mod gguf;
+pub mod pq;
 pub mod pq8;
 pub mod scalar;
 pub mod sq;
 #[cfg(target_arch = "x86_64")]
-pub mod x86;
+mod x86;
 
 use std::sync::OnceLock;
 
@@ -42,97 +91,253 @@ fn prefetch<const HINT: i32, T>(data: &[T]) {
     }
 }
 
-/// Which instruction set the dispatched kernels use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// An instruction-set level of the kernels. Each level includes every feature of the
+/// levels before it (the order is `Scalar < Avx2 < Avx512 < Avx512Vbmi`), so a CPU that
+/// supports a level supports all lower ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum SimdLevel {
-    /// Portable scalar code.
+    /// Portable code (the compiler's baseline target, SSE2 on x86-64).
     Scalar,
-    /// AVX2 with FMA (256-bit).
+    /// AVX2 with FMA (256-bit registers).
     Avx2,
-    /// AVX-512F (512-bit).
+    /// AVX-512F and AVX-512BW (512-bit registers, byte and word operations), plus AVX2
+    /// and FMA. (Every AVX-512 CPU since Skylake-SP has both.)
     Avx512,
+    /// [`SimdLevel::Avx512`] plus AVX-512 VBMI (two-table byte permutes, `vpermi2b`:
+    /// the 8-bit PQ block scan). Ice Lake, Zen 4 and later.
+    Avx512Vbmi,
 }
 
-type PairFn = fn(&[f32], &[f32]) -> f32;
+impl SimdLevel {
+    /// Every level, lowest first.
+    pub const ALL: [SimdLevel; 4] = [
+        SimdLevel::Scalar,
+        SimdLevel::Avx2,
+        SimdLevel::Avx512,
+        SimdLevel::Avx512Vbmi,
+    ];
 
-struct Table {
-    level: SimdLevel,
-    l2_sq: PairFn,
-    dot: PairFn,
-}
-
-fn table() -> &'static Table {
-    static TABLE: OnceLock<Table> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        let level = detect();
-        match level {
-            #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx512 => Table {
-                level,
-                l2_sq: x86::l2_sq_avx512_safe,
-                dot: x86::dot_avx512_safe,
-            },
-            #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx2 => Table {
-                level,
-                l2_sq: x86::l2_sq_avx2_safe,
-                dot: x86::dot_avx2_safe,
-            },
-            _ => Table {
-                level: SimdLevel::Scalar,
-                l2_sq: scalar::l2_sq,
-                dot: scalar::dot,
-            },
+    /// The name `VECQUANT_SIMD` takes for this level: `scalar`, `avx2`, `avx512` or `vbmi`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SimdLevel::Scalar => "scalar",
+            SimdLevel::Avx2 => "avx2",
+            SimdLevel::Avx512 => "avx512",
+            SimdLevel::Avx512Vbmi => "vbmi",
         }
-    })
+    }
+
+    /// The level named `name` ([`SimdLevel::name`], or `avx512vbmi`), ignoring case and
+    /// surrounding white space; `None` for anything else.
+    pub fn from_name(name: &str) -> Option<SimdLevel> {
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("avx512vbmi") {
+            return Some(SimdLevel::Avx512Vbmi);
+        }
+        SimdLevel::ALL
+            .into_iter()
+            .find(|l| name.eq_ignore_ascii_case(l.name()))
+    }
+
+    /// The best level this CPU supports, whatever `VECQUANT_SIMD` says (detected once).
+    pub fn cpu() -> SimdLevel {
+        static CPU: OnceLock<SimdLevel> = OnceLock::new();
+        *CPU.get_or_init(detect_cpu)
+    }
+
+    /// Whether this CPU can run the kernels of this level.
+    pub fn is_supported(self) -> bool {
+        self <= SimdLevel::cpu()
+    }
 }
 
-/// The best SIMD level this CPU supports (the `VECQUANT_SIMD` environment variable set to
-/// `scalar`, `avx2` or `avx512` caps it, for testing and benchmarking).
-pub fn detect() -> SimdLevel {
-    let cap = std::env::var("VECQUANT_SIMD").ok();
-    let allow = |name: &str| match cap.as_deref() {
-        None => true,
-        Some("avx512") => true,
-        Some("avx2") => name != "avx512",
-        Some(_) => false,
-    };
+impl std::fmt::Display for SimdLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Runtime feature detection: the highest level all of whose features the CPU reports.
+fn detect_cpu() -> SimdLevel {
     #[cfg(target_arch = "x86_64")]
     {
-        if allow("avx512") && is_x86_feature_detected!("avx512f") {
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        let avx512 =
+            avx2 && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw");
+        let vbmi = avx512 && is_x86_feature_detected!("avx512vbmi");
+        if vbmi {
+            return SimdLevel::Avx512Vbmi;
+        }
+        if avx512 {
             return SimdLevel::Avx512;
         }
-        if allow("avx2") && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        if avx2 {
             return SimdLevel::Avx2;
         }
     }
-    let _ = allow;
     SimdLevel::Scalar
 }
 
-/// The SIMD level the dispatched kernels use in this process.
+/// The environment variable that caps the SIMD level, for tests and benchmarks.
+pub const SIMD_ENV: &str = "VECQUANT_SIMD";
+
+/// The SIMD level the kernels use in this process: [`SimdLevel::cpu`], capped by the
+/// `VECQUANT_SIMD` environment variable when it names a level (`scalar`, `avx2`, `avx512`
+/// or `vbmi`, any case). The variable is read once, at the first kernel call; a cap above
+/// what the CPU has changes nothing, an empty value means no cap, and any other value is
+/// ignored with a one-line warning on standard error.
 pub fn simd_level() -> SimdLevel {
-    table().level
+    static LEVEL: OnceLock<SimdLevel> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let value = std::env::var_os(SIMD_ENV).map(|v| v.to_string_lossy().into_owned());
+        let (level, warning) = capped_level(SimdLevel::cpu(), value.as_deref());
+        if let Some(warning) = warning {
+            eprintln!("{warning}");
+        }
+        level
+    })
+}
+
+/// `cpu` capped by the value of `VECQUANT_SIMD` (`None`: unset), and the warning to print
+/// when the value is not a level name.
+fn capped_level(cpu: SimdLevel, value: Option<&str>) -> (SimdLevel, Option<String>) {
+    match value {
+        None => (cpu, None),
+        Some(v) if v.trim().is_empty() => (cpu, None),
+        Some(v) => match SimdLevel::from_name(v) {
+            Some(cap) => (cpu.min(cap), None),
+            None => (
+                cpu,
+                Some(format!(
+                    "vecquant: ignoring {SIMD_ENV}={v:?} (expected scalar, avx2, avx512 or \
+                     vbmi); using {cpu}"
+                )),
+            ),
+        },
+    }
+}
+
+type PairFn = unsafe fn(&[f32], &[f32]) -> f32;
+
+/// The kernels of one SIMD level.
+///
+/// Invariant: a `Kernels` is only ever used on a CPU that supports its `level` (the
+/// tables live in [`TABLES`] and are reached through [`active`] or, in tests,
+/// `Kernels::supported`), and each of its function pointers needs at most that level's
+/// features. That is what makes its safe methods, and those of the per-module tables it
+/// holds, sound.
+pub(crate) struct Kernels {
+    level: SimdLevel,
+    l2_sq: PairFn,
+    dot: PairFn,
+    sq: sq::SqKernels,
+    fastscan: fastscan::FastScanKernels,
+    pq8: pq8::Pq8Kernels,
+    pq: pq::PqKernels,
+}
+
+/// One table per level, in [`SimdLevel::ALL`] order.
+// SAFETY: `Kernels::build` requires each table to be used only on a CPU supporting its
+// level; `active` and `Kernels::supported` are the only readers, and both check.
+static TABLES: [Kernels; 4] = unsafe {
+    [
+        Kernels::build(SimdLevel::Scalar),
+        Kernels::build(SimdLevel::Avx2),
+        Kernels::build(SimdLevel::Avx512),
+        Kernels::build(SimdLevel::Avx512Vbmi),
+    ]
+};
+
+/// The table of [`simd_level`].
+#[inline]
+fn active() -> &'static Kernels {
+    static ACTIVE: OnceLock<&'static Kernels> = OnceLock::new();
+    ACTIVE.get_or_init(|| {
+        // `simd_level()` is at most `SimdLevel::cpu()`, so the CPU supports this table.
+        let table = &TABLES[simd_level() as usize];
+        debug_assert_eq!(table.level, simd_level());
+        table
+    })
+}
+
+impl Kernels {
+    /// The kernels of `level`.
+    ///
+    /// # Safety
+    /// The result's methods run code compiled for `level`: the caller must only let them
+    /// be called on a CPU that supports `level`.
+    const unsafe fn build(level: SimdLevel) -> Kernels {
+        let (l2_sq, dot): (PairFn, PairFn) = match level {
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx2 => (x86::l2_sq_avx2, x86::dot_avx2),
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512 | SimdLevel::Avx512Vbmi => (x86::l2_sq_avx512, x86::dot_avx512),
+            _ => (scalar::l2_sq, scalar::dot),
+        };
+        // SAFETY: the caller takes on the same obligation for the whole table.
+        unsafe {
+            Kernels {
+                level,
+                l2_sq,
+                dot,
+                sq: sq::SqKernels::for_level(level),
+                fastscan: fastscan::FastScanKernels::for_level(level),
+                pq8: pq8::Pq8Kernels::for_level(level),
+                pq: pq::PqKernels::for_level(level),
+            }
+        }
+    }
+
+    /// The tables of every level up to [`simd_level`], lowest first: what the tests run
+    /// against the scalar references.
+    #[cfg(test)]
+    pub(crate) fn supported() -> impl Iterator<Item = &'static Kernels> {
+        // Every level up to `simd_level()` is at most `SimdLevel::cpu()`.
+        TABLES.iter().filter(|k| k.level <= simd_level())
+    }
+
+    /// This table's level.
+    #[cfg(test)]
+    pub(crate) fn level(&self) -> SimdLevel {
+        self.level
+    }
+
+    /// [`l2_sq`] at this table's level.
+    #[inline]
+    pub(crate) fn l2_sq(&self, a: &[f32], b: &[f32]) -> f32 {
+        debug_assert_eq!(a.len(), b.len());
+        // SAFETY: the CPU supports `self.level` (type invariant); the kernels read
+        // `min(a.len(), b.len())` elements of each slice.
+        unsafe { (self.l2_sq)(a, b) }
+    }
+
+    /// [`dot`] at this table's level.
+    #[inline]
+    pub(crate) fn dot(&self, a: &[f32], b: &[f32]) -> f32 {
+        debug_assert_eq!(a.len(), b.len());
+        // SAFETY: as in `Kernels::l2_sq`.
+        unsafe { (self.dot)(a, b) }
+    }
 }
 
 /// Squared Euclidean distance ‖a − b‖². `a` and `b` must have equal length (checked in
 /// debug builds; callers validate dimensions at the API boundary).
 #[inline]
 pub fn l2_sq(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    (table().l2_sq)(a, b)
+    active().l2_sq(a, b)
 }
 
 /// Inner product ⟨a, b⟩.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    (table().dot)(a, b)
+    active().dot(a, b)
 }
 
 /// Squared L2 norms of each `dim`-long row of `data`.
 pub fn row_norms_sq(data: &[f32], dim: usize) -> Vec<f32> {
-    data.chunks_exact(dim).map(|r| dot(r, r)).collect()
+    let k = active();
+    data.chunks_exact(dim).map(|r| k.dot(r, r)).collect()
 }
 
 #[cfg(test)]
@@ -164,21 +369,23 @@ mod tests {
             assert!(close(l2_sq(&a, &b), scalar::l2_sq(&a, &b)), "l2 len {len}");
             assert!(close(dot(&a, &b), scalar::dot(&a, &b)), "dot len {len}");
         }
+        let data: Vec<f32> = (0..3 * 17).map(|i| i as f32 * 0.25 - 3.0).collect();
+        let want: Vec<f32> = data.chunks(17).map(|r| scalar::dot(r, r)).collect();
+        for (got, want) in row_norms_sq(&data, 17).into_iter().zip(want) {
+            assert!(close(got, want), "{got} vs {want}");
+        }
     }
 
-    #[cfg(target_arch = "x86_64")]
     #[test]
-    fn every_simd_path_matches_scalar() {
-        let mut paths: Vec<(&str, PairFn, PairFn)> = Vec::new();
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            paths.push(("avx2", x86::l2_sq_avx2_safe, x86::dot_avx2_safe));
-        }
-        if is_x86_feature_detected!("avx512f") {
-            paths.push(("avx512", x86::l2_sq_avx512_safe, x86::dot_avx512_safe));
-        }
-        for (name, l2, dp) in paths {
+    fn every_level_matches_scalar() {
+        for k in Kernels::supported() {
+            let name = k.level();
             for (i, &len) in LENGTHS.iter().enumerate() {
                 let (a, b) = inputs(len, 100 + i as u32);
+                let (l2, dp) = (
+                    |x: &[f32], y: &[f32]| k.l2_sq(x, y),
+                    |x: &[f32], y: &[f32]| k.dot(x, y),
+                );
                 assert!(
                     close(l2(&a, &b), scalar::l2_sq(&a, &b)),
                     "{name} l2 len {len}"
@@ -187,11 +394,11 @@ mod tests {
                     close(dp(&a, &b), scalar::dot(&a, &b)),
                     "{name} dot len {len}"
                 );
-                // zeros
+                // Zeros.
                 let z = vec![0.0f32; len];
                 assert_eq!(l2(&z, &z), 0.0);
                 assert_eq!(dp(&z, &a), 0.0);
-                // large values: relative agreement still holds
+                // Large values: relative agreement still holds.
                 let big_a: Vec<f32> = a.iter().map(|x| x * 1e15).collect();
                 let big_b: Vec<f32> = b.iter().map(|x| x * 1e15).collect();
                 let (s, v) = (scalar::l2_sq(&big_a, &big_b), l2(&big_a, &big_b));
@@ -200,6 +407,10 @@ mod tests {
                     "{name} big l2 {s} {v}"
                 );
             }
+            let a = [1.0, 2.0, 3.0];
+            let b = [4.0, 6.0, 3.0];
+            assert_eq!(k.l2_sq(&a, &b), 25.0, "{name}");
+            assert_eq!(k.dot(&a, &b), 25.0, "{name}");
         }
     }
 
@@ -211,5 +422,77 @@ mod tests {
         assert_eq!(scalar::dot(&a, &b), 25.0);
         assert_eq!(l2_sq(&a, &b), 25.0);
         assert_eq!(dot(&a, &b), 25.0);
+    }
+
+    #[test]
+    fn level_names_round_trip() {
+        for level in SimdLevel::ALL {
+            assert_eq!(SimdLevel::from_name(level.name()), Some(level));
+            assert_eq!(level.to_string(), level.name());
+        }
+        assert_eq!(SimdLevel::from_name(" AVX512 "), Some(SimdLevel::Avx512));
+        assert_eq!(
+            SimdLevel::from_name("Avx512Vbmi"),
+            Some(SimdLevel::Avx512Vbmi)
+        );
+        for bad in ["", "avx", "sse2", "avx-512", "native"] {
+            assert_eq!(SimdLevel::from_name(bad), None, "{bad:?}");
+        }
+        assert!(SimdLevel::ALL.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    /// The `VECQUANT_SIMD` cap, computed from given values (the process's real
+    /// environment is not touched).
+    #[test]
+    fn environment_caps_the_level() {
+        use SimdLevel::*;
+        for cpu in SimdLevel::ALL {
+            assert_eq!(capped_level(cpu, None), (cpu, None));
+            assert_eq!(capped_level(cpu, Some("")), (cpu, None));
+            assert_eq!(capped_level(cpu, Some("  ")), (cpu, None));
+            for cap in SimdLevel::ALL {
+                assert_eq!(capped_level(cpu, Some(cap.name())), (cpu.min(cap), None));
+            }
+            // An unknown value is ignored, with a warning naming it and the variable.
+            let (level, warning) = capped_level(cpu, Some("avx3"));
+            assert_eq!(level, cpu);
+            let warning = warning.expect("a warning");
+            assert!(
+                warning.contains("VECQUANT_SIMD") && warning.contains("avx3"),
+                "{warning}"
+            );
+            assert_eq!(warning.lines().count(), 1);
+        }
+        assert_eq!(capped_level(Avx512Vbmi, Some("scalar")).0, Scalar);
+        assert_eq!(capped_level(Avx512Vbmi, Some("AVX2")).0, Avx2);
+        assert_eq!(capped_level(Avx512Vbmi, Some("avx512")).0, Avx512);
+        // A cap above the CPU cannot raise the level.
+        assert_eq!(capped_level(Avx2, Some("vbmi")).0, Avx2);
+        assert_eq!(capped_level(Scalar, Some("avx512")).0, Scalar);
+    }
+
+    /// The tables are in level order, the active one is the process's level, and the
+    /// tests see every level up to it.
+    #[test]
+    fn tables_follow_the_levels() {
+        for (table, level) in TABLES.iter().zip(SimdLevel::ALL) {
+            assert_eq!(table.level, level);
+        }
+        assert!(simd_level() <= SimdLevel::cpu());
+        assert_eq!(active().level, simd_level());
+        let tested: Vec<SimdLevel> = Kernels::supported().map(|k| k.level()).collect();
+        let want: Vec<SimdLevel> = SimdLevel::ALL
+            .into_iter()
+            .filter(|&l| l <= simd_level())
+            .collect();
+        assert_eq!(tested, want);
+        assert!(SimdLevel::Scalar.is_supported());
+        if std::env::var_os(SIMD_ENV).is_none() {
+            assert_eq!(simd_level(), SimdLevel::cpu());
+        }
+        eprintln!(
+            "kernel levels tested: {tested:?} (CPU: {})",
+            SimdLevel::cpu()
+        );
     }
 }

@@ -18,8 +18,6 @@
 //! **Lanes.** A block's 64 sums come out as the even vectors (0, 2, …, 62) then the odd
 //! ones (1, 3, …, 63); [`lane_row`] maps a lane to its vector.
 
-use std::sync::OnceLock;
-
 use super::SimdLevel;
 
 /// Vectors per block.
@@ -94,32 +92,82 @@ pub fn adc_at(table: &[f32], blocks: &[u8], m: usize, r: usize) -> f32 {
 
 /// Quantises a float ADC table (`m × 256`) to bytes, as
 /// [`super::fastscan::quantize_table`] with 256 entries per row (same bias, scale and
-/// rounding), with an AVX-512 path: this runs once per query, and in IVF once per probed
-/// list, where it would otherwise cost as much as scanning a short list.
+/// rounding), with AVX2 and AVX-512 paths: this runs once per query, and in IVF once per
+/// probed list, where it would otherwise cost as much as scanning a short list.
 pub fn quantize_table(table: &[f32], lut: &mut Vec<u8>) -> (f32, f32) {
-    #[cfg(target_arch = "x86_64")]
-    if dispatch().1 {
-        // The VBMI kernel implies AVX-512F/BW.
-        return x86::quantize_avx512_safe(table, lut);
-    }
-    super::fastscan::quantize_rows_portable::<256>(table, lut)
+    super::active().pq8.quantize_table(table, lut)
 }
 
-type BlocksFn = fn(&[u8], &[u8], usize, u16, &mut [u16], &mut [u64]);
+type QuantizeFn = unsafe fn(&[f32], &mut Vec<u8>) -> (f32, f32);
+type BlocksFn = unsafe fn(&[u8], &[u8], usize, u16, &mut [u16], &mut [u64]);
 
-/// The kernel, and whether it is the SIMD one.
-fn dispatch() -> (BlocksFn, bool) {
-    static F: OnceLock<(BlocksFn, bool)> = OnceLock::new();
-    *F.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        if super::simd_level() == SimdLevel::Avx512
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vbmi")
-        {
-            return (x86::blocks_vbmi_safe, true);
+/// The 8-bit PQ kernels of one SIMD level (part of the dispatch table
+/// [`super::Kernels`]).
+pub(crate) struct Pq8Kernels {
+    quantize: QuantizeFn,
+    blocks: BlocksFn,
+}
+
+impl Pq8Kernels {
+    /// The kernels of `level`: the block scan needs VBMI (below it, the portable scan);
+    /// the table quantiser has AVX2 and AVX-512 versions.
+    ///
+    /// # Safety
+    /// The result's methods run code compiled for `level`: the caller must only let them
+    /// be called on a CPU that supports `level`.
+    pub(super) const unsafe fn for_level(level: SimdLevel) -> Pq8Kernels {
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx2 => Pq8Kernels {
+                quantize: x86::quantize_avx2,
+                blocks: scalar_blocks,
+            },
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512 => Pq8Kernels {
+                quantize: x86::quantize_avx512,
+                blocks: scalar_blocks,
+            },
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512Vbmi => Pq8Kernels {
+                quantize: x86::quantize_avx512,
+                blocks: x86::blocks_vbmi,
+            },
+            _ => Pq8Kernels {
+                quantize: super::fastscan::quantize_rows_portable::<256>,
+                blocks: scalar_blocks,
+            },
         }
-        (scalar_blocks, false)
-    })
+    }
+
+    /// [`quantize_table`] at this table's level.
+    #[inline]
+    pub(crate) fn quantize_table(&self, table: &[f32], lut: &mut Vec<u8>) -> (f32, f32) {
+        // SAFETY: the CPU supports this table's level (invariant of `super::Kernels`,
+        // which holds this table); the quantisers read whole 256-entry rows of `table`.
+        unsafe { (self.quantize)(table, lut) }
+    }
+
+    /// [`scan_blocks`] at this table's level.
+    #[inline]
+    pub(crate) fn scan_blocks(
+        &self,
+        lut: &[u8],
+        blocks: &[u8],
+        m: usize,
+        thr: u16,
+        sums: &mut [u16],
+        masks: &mut [u64],
+    ) {
+        let nb = masks.len();
+        assert!(m <= MAX_M, "at most {MAX_M} sub-quantizers, got {m}");
+        assert!(lut.len() >= m * 256, "table of {} bytes", lut.len());
+        assert!(blocks.len() >= nb * block_bytes(m), "codes too short");
+        assert!(sums.len() >= nb * BLOCK, "sums too short");
+        // SAFETY: the CPU supports this table's level (as in `quantize_table`); the
+        // kernels read `m · 256` table bytes and `nb` blocks and write `nb · 64` sums,
+        // checked above.
+        unsafe { (self.blocks)(lut, blocks, m, thr, sums, masks) }
+    }
 }
 
 /// Sums the byte table `lut` (`m × 256`) over `masks.len()` consecutive blocks: per block
@@ -136,12 +184,9 @@ pub fn scan_blocks(
     sums: &mut [u16],
     masks: &mut [u64],
 ) {
-    let nb = masks.len();
-    assert!(m <= MAX_M, "at most {MAX_M} sub-quantizers, got {m}");
-    assert!(lut.len() >= m * 256, "table of {} bytes", lut.len());
-    assert!(blocks.len() >= nb * block_bytes(m), "codes too short");
-    assert!(sums.len() >= nb * BLOCK, "sums too short");
-    dispatch().0(lut, blocks, m, thr, sums, masks)
+    super::active()
+        .pq8
+        .scan_blocks(lut, blocks, m, thr, sums, masks)
 }
 
 /// Portable reference of [`scan_blocks`].
@@ -179,31 +224,26 @@ pub fn scalar_blocks(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! The AVX-512 VBMI kernel; installed only after feature detection.
+    //! The AVX-512 VBMI block scan and the AVX2 and AVX-512 table quantisers, installed in
+    //! the dispatch tables of their levels.
 
     use super::{BLOCK, block_bytes};
     use std::arch::x86_64::*;
 
-    pub fn blocks_vbmi_safe(
-        lut: &[u8],
-        blocks: &[u8],
-        m: usize,
-        thr: u16,
-        sums: &mut [u16],
-        masks: &mut [u64],
-    ) {
-        // SAFETY: installed only when avx512f, avx512bw and avx512vbmi are available;
-        // `scan_blocks` checked every length.
-        unsafe { blocks_vbmi(lut, blocks, m, thr, sums, masks) }
+    retarget! {
+        /// [`super::super::fastscan::quantize_rows_portable`] for 256-entry rows, compiled
+        /// for AVX2.
+        pub(super) unsafe fn quantize_avx2["avx2,fma"] =
+            super::super::fastscan::quantize_rows_portable::<256>;
+        (table: &[f32], lut: &mut Vec<u8>) -> (f32, f32)
     }
 
-    pub fn quantize_avx512_safe(table: &[f32], lut: &mut Vec<u8>) -> (f32, f32) {
-        // SAFETY: called only when the VBMI kernel (so AVX-512F/BW) was detected.
-        unsafe { quantize_avx512(table, lut) }
-    }
-
+    /// AVX-512 [`super::quantize_table`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F and AVX-512BW.
     #[target_feature(enable = "avx512f,avx512bw")]
-    unsafe fn quantize_avx512(table: &[f32], lut: &mut Vec<u8>) -> (f32, f32) {
+    pub(super) unsafe fn quantize_avx512(table: &[f32], lut: &mut Vec<u8>) -> (f32, f32) {
         let nsub = table.len() / 256;
         let mut stack = [0.0f32; 256];
         let mut heap_lows = Vec::new();
@@ -258,6 +298,10 @@ mod x86 {
     }
 
     /// One sub-quantizer's 256-byte table in four registers.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX-512BW and AVX-512 VBMI; `lut` must hold
+    /// `(s + 1) · 256` bytes.
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
     #[inline]
     unsafe fn table(lut: &[u8], s: usize) -> [__m512i; 4] {
@@ -283,6 +327,10 @@ mod x86 {
     }
 
     /// Stores one block's even/odd sums and returns its threshold mask.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX-512BW and AVX-512 VBMI; `out` must point to 64
+    /// writable `u16`s.
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
     #[inline]
     unsafe fn finish(e: __m512i, o: __m512i, thr: __m512i, out: *mut u16) -> u64 {
@@ -296,8 +344,13 @@ mod x86 {
         me | (mo << 32)
     }
 
+    /// AVX-512 VBMI [`super::scan_blocks`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX-512BW and AVX-512 VBMI; `lut` must hold
+    /// `m · 256` bytes, `blocks` `masks.len() · m · 64` and `sums` `masks.len() · 64`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-    unsafe fn blocks_vbmi(
+    pub(super) unsafe fn blocks_vbmi(
         lut: &[u8],
         blocks: &[u8],
         m: usize,
@@ -309,8 +362,8 @@ mod x86 {
         let bb = block_bytes(m);
         let low = _mm512_set1_epi16(0xFF);
         let vthr = _mm512_set1_epi16(thr as i16);
-        // SAFETY (whole body): `scan_blocks` checked `lut` (m × 256 bytes), `blocks`
-        // (nb × bb bytes) and `sums` (nb × 64) lengths; loads and stores are unaligned.
+        // SAFETY: by this function's contract `lut` holds m × 256 bytes, `blocks` nb × bb
+        // and `sums` nb × 64, which bound every (unaligned) load and store below.
         unsafe {
             let mut b = 0;
             // Two blocks per pass share each table's four loads.
@@ -354,6 +407,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::Kernels;
     use crate::rng::{RngExt, seeded};
 
     #[test]
@@ -376,15 +430,17 @@ mod tests {
 
     #[test]
     fn table_quantisation_equals_portable_code() {
-        super::super::fastscan::assert_quantiser_matches_portable::<256>(
-            quantize_table,
-            5,
-            &[1, 8, 32, 300],
-        );
+        use crate::kernels::fastscan::assert_quantiser_matches_portable;
+        for k in Kernels::supported() {
+            let quantize = |t: &[f32], lut: &mut Vec<u8>| k.pq8.quantize_table(t, lut);
+            assert_quantiser_matches_portable::<256>(quantize, 5, &[1, 8, 32, 300]);
+        }
+        assert_quantiser_matches_portable::<256>(quantize_table, 5, &[1, 8, 32, 300]);
     }
 
+    /// Every level's block scan equals the scalar reference, which equals a direct sum.
     #[test]
-    fn simd_equals_scalar_reference() {
+    fn every_level_matches_scalar_reference() {
         let mut rng = seeded(11);
         for m in [1, 4, 8, 16, 32, 33, 64, 257] {
             for nb in [1, 2, 3, 6] {
@@ -395,9 +451,14 @@ mod tests {
                 let thr = (m * 128) as u16;
                 let (mut s1, mut m1) = (vec![0u16; nb * BLOCK], vec![0u64; nb]);
                 let (mut s2, mut m2) = (vec![0u16; nb * BLOCK], vec![0u64; nb]);
-                scan_blocks(&lut, &blocks, m, thr, &mut s1, &mut m1);
                 scalar_blocks(&lut, &blocks, m, thr, &mut s2, &mut m2);
-                assert_eq!((&s1, &m1), (&s2, &m2), "m {m}, {nb} blocks");
+                for k in Kernels::supported() {
+                    k.pq8.scan_blocks(&lut, &blocks, m, thr, &mut s1, &mut m1);
+                    let name = k.level();
+                    assert_eq!((&s1, &m1), (&s2, &m2), "{name} m {m}, {nb} blocks");
+                }
+                scan_blocks(&lut, &blocks, m, thr, &mut s1, &mut m1);
+                assert_eq!((&s1, &m1), (&s2, &m2), "dispatched m {m}, {nb} blocks");
                 // The reference against a direct sum over the row-major codes.
                 for b in 0..nb {
                     for lane in 0..BLOCK {

@@ -16,8 +16,6 @@
 //! pinned to the reference by the tests. Rows are processed four at a time so the FMA
 //! chains overlap.
 
-use std::sync::OnceLock;
-
 use super::SimdLevel;
 
 /// Per-query weights for [`scan_lut4`], permuted to the order the SIMD unpacking
@@ -59,62 +57,106 @@ impl Lut4Weights {
     }
 }
 
-type U8Fn = fn(&[f32], &[u8], &mut [f32]);
-type Lut8Fn = fn(&[f32], &[f32; 256], &[u8], &mut [f32]);
-type Lut4Fn = fn(&Lut4Weights, &[f32; 16], &[u8], &mut [f32]);
+type U8Fn = unsafe fn(&[f32], &[u8], &mut [f32]);
+type Lut8Fn = unsafe fn(&[f32], &[f32; 256], &[u8], &mut [f32]);
+type Lut4Fn = unsafe fn(&Lut4Weights, &[f32; 16], &[u8], &mut [f32]);
 
-struct Table {
+/// The scan kernels of one SIMD level (part of the dispatch table [`super::Kernels`]).
+pub(crate) struct SqKernels {
     u8: U8Fn,
     lut8: Lut8Fn,
     lut4: Lut4Fn,
 }
 
-fn table() -> &'static Table {
-    static T: OnceLock<Table> = OnceLock::new();
-    T.get_or_init(|| match super::simd_level() {
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => Table {
-            u8: x86::u8_avx512_safe,
-            lut8: x86::lut8_avx512_safe,
-            lut4: x86::lut4_avx512_safe,
-        },
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => Table {
-            u8: x86::u8_avx2_safe,
-            lut8: x86::lut8_avx2_safe,
-            lut4: x86::lut4_avx2_safe,
-        },
-        _ => Table {
-            u8: scalar_u8,
-            lut8: scalar_lut8,
-            lut4: scalar_lut4,
-        },
-    })
+impl SqKernels {
+    /// The kernels of `level`.
+    ///
+    /// # Safety
+    /// The result's methods run code compiled for `level`: the caller must only let them
+    /// be called on a CPU that supports `level`.
+    pub(super) const unsafe fn for_level(level: SimdLevel) -> SqKernels {
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx2 => SqKernels {
+                u8: x86::u8_avx2,
+                lut8: x86::lut8_avx2,
+                lut4: x86::lut4_avx2,
+            },
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512 | SimdLevel::Avx512Vbmi => SqKernels {
+                u8: x86::u8_avx512,
+                lut8: x86::lut8_avx512,
+                lut4: x86::lut4_avx512,
+            },
+            _ => SqKernels {
+                u8: scalar_u8,
+                lut8: scalar_lut8,
+                lut4: scalar_lut4,
+            },
+        }
+    }
+
+    /// [`scan_u8`] at this table's level.
+    #[inline]
+    pub(crate) fn scan_u8(&self, w: &[f32], codes: &[u8], out: &mut [f32]) {
+        assert!(codes.len() >= out.len() * w.len(), "code buffer too short");
+        // SAFETY: the CPU supports this table's level (invariant of `super::Kernels`,
+        // which holds this table); the kernels need no more than the checked lengths.
+        unsafe { (self.u8)(w, codes, out) }
+    }
+
+    /// [`scan_lut8`] at this table's level.
+    #[inline]
+    pub(crate) fn scan_lut8(&self, w: &[f32], lut: &[f32; 256], codes: &[u8], out: &mut [f32]) {
+        assert!(codes.len() >= out.len() * w.len(), "code buffer too short");
+        // SAFETY: as in `scan_u8`.
+        unsafe { (self.lut8)(w, lut, codes, out) }
+    }
+
+    /// [`scan_lut4`] at this table's level.
+    #[inline]
+    pub(crate) fn scan_lut4(
+        &self,
+        w: &Lut4Weights,
+        lut: &[f32; 16],
+        codes: &[u8],
+        out: &mut [f32],
+    ) {
+        assert!(
+            codes.len() >= out.len() * w.dim.div_ceil(2),
+            "code buffer too short"
+        );
+        // SAFETY: as in `scan_u8`.
+        unsafe { (self.lut4)(w, lut, codes, out) }
+    }
 }
 
 /// `out[i] = Σ_d w[d] · codes[i·dim + d]` for `out.len()` rows of `dim = w.len()` bytes.
+///
+/// # Panics
+/// If `codes` holds fewer than `out.len() · w.len()` bytes.
 #[inline]
 pub fn scan_u8(w: &[f32], codes: &[u8], out: &mut [f32]) {
-    assert!(codes.len() >= out.len() * w.len(), "code buffer too short");
-    (table().u8)(w, codes, out)
+    super::active().sq.scan_u8(w, codes, out)
 }
 
 /// `out[i] = Σ_d w[d] · lut[codes[i·dim + d]]`.
+///
+/// # Panics
+/// If `codes` holds fewer than `out.len() · w.len()` bytes.
 #[inline]
 pub fn scan_lut8(w: &[f32], lut: &[f32; 256], codes: &[u8], out: &mut [f32]) {
-    assert!(codes.len() >= out.len() * w.len(), "code buffer too short");
-    (table().lut8)(w, lut, codes, out)
+    super::active().sq.scan_lut8(w, lut, codes, out)
 }
 
 /// `out[i] = Σ_d w[d] · lut[nibble_d(row i)]` for packed 4-bit rows of `⌈dim/2⌉` bytes
 /// (dimension `2j` in the low nibble of byte `j`, `2j + 1` in the high nibble).
+///
+/// # Panics
+/// If `codes` holds fewer than `out.len() · ⌈dim/2⌉` bytes.
 #[inline]
 pub fn scan_lut4(w: &Lut4Weights, lut: &[f32; 16], codes: &[u8], out: &mut [f32]) {
-    assert!(
-        codes.len() >= out.len() * w.dim.div_ceil(2),
-        "code buffer too short"
-    );
-    (table().lut4)(w, lut, codes, out)
+    super::active().sq.scan_lut4(w, lut, codes, out)
 }
 
 /// Scalar reference for [`scan_u8`].
@@ -146,36 +188,12 @@ pub fn scalar_lut4(w: &Lut4Weights, lut: &[f32; 16], codes: &[u8], out: &mut [f3
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! AVX2 and AVX-512 scan kernels. The `*_safe` wrappers are installed by the
-    //! dispatcher only after the features were detected, which makes the calls sound.
+    //! AVX2 and AVX-512 scan kernels, installed in the dispatch tables of their levels.
+    //! Each scans `out.len()` rows and needs `codes` to hold them (checked by
+    //! [`super::SqKernels`]).
 
     use super::Lut4Weights;
     use std::arch::x86_64::*;
-
-    pub fn u8_avx512_safe(w: &[f32], codes: &[u8], out: &mut [f32]) {
-        // SAFETY: installed only when avx512f is available; lengths checked by callers.
-        unsafe { u8_avx512(w, codes, out) }
-    }
-    pub fn lut8_avx512_safe(w: &[f32], lut: &[f32; 256], codes: &[u8], out: &mut [f32]) {
-        // SAFETY: as above.
-        unsafe { lut8_avx512(w, lut, codes, out) }
-    }
-    pub fn lut4_avx512_safe(w: &Lut4Weights, lut: &[f32; 16], codes: &[u8], out: &mut [f32]) {
-        // SAFETY: as above.
-        unsafe { lut4_avx512(w, lut, codes, out) }
-    }
-    pub fn u8_avx2_safe(w: &[f32], codes: &[u8], out: &mut [f32]) {
-        // SAFETY: installed only when avx2 and fma are available.
-        unsafe { u8_avx2(w, codes, out) }
-    }
-    pub fn lut8_avx2_safe(w: &[f32], lut: &[f32; 256], codes: &[u8], out: &mut [f32]) {
-        // SAFETY: as above.
-        unsafe { lut8_avx2(w, lut, codes, out) }
-    }
-    pub fn lut4_avx2_safe(w: &Lut4Weights, lut: &[f32; 16], codes: &[u8], out: &mut [f32]) {
-        // SAFETY: as above.
-        unsafe { lut4_avx2(w, lut, codes, out) }
-    }
 
     /// Scalar tail of a `w · L[code]` sum over dims `from..w.len()`.
     #[inline(always)]
@@ -220,8 +238,12 @@ mod x86 {
         }
     }
 
+    /// AVX-512 [`super::scan_u8`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; `codes` must hold `out.len()` rows.
     #[target_feature(enable = "avx512f")]
-    unsafe fn u8_avx512(w: &[f32], codes: &[u8], out: &mut [f32]) {
+    pub(super) unsafe fn u8_avx512(w: &[f32], codes: &[u8], out: &mut [f32]) {
         let dim = w.len();
         let full = dim / 16 * 16;
         // SAFETY: every load reads 16 bytes at offset j < full <= dim of a `dim`-long row
@@ -279,14 +301,19 @@ mod x86 {
         _mm512_mask_blend_ps(m7, u0, u1)
     }
 
+    /// AVX-512 [`super::scan_lut8`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; `codes` must hold `out.len()` rows.
     #[target_feature(enable = "avx512f")]
-    unsafe fn lut8_avx512(w: &[f32], lut: &[f32; 256], codes: &[u8], out: &mut [f32]) {
+    pub(super) unsafe fn lut8_avx512(w: &[f32], lut: &[f32; 256], codes: &[u8], out: &mut [f32]) {
         let dim = w.len();
         let full = dim / 16 * 16;
-        // SAFETY: the table loads read 16 floats at 16k < 256; code loads as in
-        // `u8_avx512`.
+        // SAFETY: each load reads 16 floats at 16k < 256 of the table.
         let t: [__m512; 16] =
             std::array::from_fn(|k| unsafe { _mm512_loadu_ps(lut.as_ptr().add(16 * k)) });
+        // SAFETY: every load reads 16 bytes at offset j < full <= dim of a `dim`-long row
+        // or 16 floats of `w`.
         let four = |rows: [&[u8]; 4]| unsafe {
             let mut acc = [_mm512_setzero_ps(); 4];
             let mut j = 0;
@@ -320,8 +347,17 @@ mod x86 {
         by_four(codes, dim, out, four, one);
     }
 
+    /// AVX-512 [`super::scan_lut4`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; `codes` must hold `out.len()` rows.
     #[target_feature(enable = "avx512f")]
-    unsafe fn lut4_avx512(w: &Lut4Weights, lut: &[f32; 16], codes: &[u8], out: &mut [f32]) {
+    pub(super) unsafe fn lut4_avx512(
+        w: &Lut4Weights,
+        lut: &[f32; 16],
+        codes: &[u8],
+        out: &mut [f32],
+    ) {
         let cs = w.dim.div_ceil(2);
         let blocks = w.dim / 32;
         let done = blocks * 32;
@@ -378,8 +414,12 @@ mod x86 {
         _mm_cvtss_f32(s)
     }
 
+    /// AVX2 [`super::scan_u8`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `codes` must hold `out.len()` rows.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn u8_avx2(w: &[f32], codes: &[u8], out: &mut [f32]) {
+    pub(super) unsafe fn u8_avx2(w: &[f32], codes: &[u8], out: &mut [f32]) {
         let dim = w.len();
         let full = dim / 8 * 8;
         // SAFETY: each load reads 8 bytes at j < full <= dim, or 8 floats of `w`.
@@ -416,8 +456,12 @@ mod x86 {
         by_four(codes, dim, out, four, one);
     }
 
+    /// AVX2 [`super::scan_lut8`] (gathers).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `codes` must hold `out.len()` rows.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn lut8_avx2(w: &[f32], lut: &[f32; 256], codes: &[u8], out: &mut [f32]) {
+    pub(super) unsafe fn lut8_avx2(w: &[f32], lut: &[f32; 256], codes: &[u8], out: &mut [f32]) {
         let dim = w.len();
         let full = dim / 8 * 8;
         let lp = lut.as_ptr();
@@ -465,8 +509,17 @@ mod x86 {
         _mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)))
     }
 
+    /// AVX2 [`super::scan_lut4`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `codes` must hold `out.len()` rows.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn lut4_avx2(w: &Lut4Weights, lut: &[f32; 16], codes: &[u8], out: &mut [f32]) {
+    pub(super) unsafe fn lut4_avx2(
+        w: &Lut4Weights,
+        lut: &[f32; 16],
+        codes: &[u8],
+        out: &mut [f32],
+    ) {
         let cs = w.dim.div_ceil(2);
         let blocks = w.dim / 32;
         let done = blocks * 32;
@@ -523,6 +576,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::Kernels;
     use crate::rng::{RngExt, seeded};
 
     fn close(a: &[f32], b: &[f32], what: &str) {
@@ -532,10 +586,10 @@ mod tests {
         }
     }
 
-    /// Every dispatched path equals the scalar reference on odd dimensions and row
-    /// counts (tails of both the SIMD width and the four-row groups).
+    /// Every level's kernels equal the scalar reference on odd dimensions and row counts
+    /// (tails of both the SIMD width and the four-row groups).
     #[test]
-    fn simd_paths_match_scalar_reference() {
+    fn every_level_matches_scalar_reference() {
         let mut rng = seeded(7);
         for dim in [1usize, 3, 15, 16, 17, 31, 32, 33, 64, 100, 127, 128, 1000] {
             for n in [1usize, 3, 4, 5, 9] {
@@ -549,49 +603,38 @@ mod tests {
                 let w4 = Lut4Weights::new(&w);
                 let mut want = vec![0.0; n];
                 let mut got = vec![0.0; n];
-                let paths: Vec<(&str, U8Fn, Lut8Fn, Lut4Fn)> = available();
-                for (name, fu8, fl8, fl4) in paths {
+                for k in Kernels::supported() {
+                    let name = k.level();
                     scalar_u8(&w, &c8, &mut want);
-                    fu8(&w, &c8, &mut got);
+                    k.sq.scan_u8(&w, &c8, &mut got);
                     close(&want, &got, &format!("{name} u8 dim {dim}"));
                     scalar_lut8(&w, &lut8, &c8, &mut want);
-                    fl8(&w, &lut8, &c8, &mut got);
+                    k.sq.scan_lut8(&w, &lut8, &c8, &mut got);
                     close(&want, &got, &format!("{name} lut8 dim {dim}"));
                     scalar_lut4(&w4, &lut4, &c4, &mut want);
-                    fl4(&w4, &lut4, &c4, &mut got);
+                    k.sq.scan_lut4(&w4, &lut4, &c4, &mut got);
                     close(&want, &got, &format!("{name} lut4 dim {dim}"));
                 }
                 // And the dispatched entry points.
-                scan_u8(&w, &c8, &mut got);
                 scalar_u8(&w, &c8, &mut want);
+                scan_u8(&w, &c8, &mut got);
                 close(&want, &got, "dispatched u8");
+                scalar_lut8(&w, &lut8, &c8, &mut want);
+                scan_lut8(&w, &lut8, &c8, &mut got);
+                close(&want, &got, "dispatched lut8");
+                scalar_lut4(&w4, &lut4, &c4, &mut want);
+                scan_lut4(&w4, &lut4, &c4, &mut got);
+                close(&want, &got, "dispatched lut4");
             }
         }
     }
 
-    fn available() -> Vec<(&'static str, U8Fn, Lut8Fn, Lut4Fn)> {
-        let mut v: Vec<(&'static str, U8Fn, Lut8Fn, Lut4Fn)> =
-            vec![("scalar", scalar_u8, scalar_lut8, scalar_lut4)];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                v.push((
-                    "avx2",
-                    x86::u8_avx2_safe,
-                    x86::lut8_avx2_safe,
-                    x86::lut4_avx2_safe,
-                ));
-            }
-            if is_x86_feature_detected!("avx512f") {
-                v.push((
-                    "avx512",
-                    x86::u8_avx512_safe,
-                    x86::lut8_avx512_safe,
-                    x86::lut4_avx512_safe,
-                ));
-            }
-        }
-        v
+    #[test]
+    #[should_panic(expected = "code buffer too short")]
+    fn short_codes_panic_before_any_kernel_runs() {
+        let w = [1.0f32; 16];
+        let mut out = [0.0f32; 3];
+        scan_lut8(&w, &[0.0; 256], &[0u8; 47], &mut out);
     }
 
     #[test]
@@ -605,7 +648,11 @@ mod tests {
         scan_u8(&w, &codes, &mut b);
         close(&a, &b, "large");
         let z = vec![0.0f32; dim];
-        scan_u8(&z, &codes, &mut b);
-        assert_eq!(b, vec![0.0, 0.0]);
+        for k in Kernels::supported() {
+            k.sq.scan_u8(&w, &codes, &mut b);
+            close(&a, &b, &format!("{} large", k.level()));
+            k.sq.scan_u8(&z, &codes, &mut b);
+            assert_eq!(b, vec![0.0, 0.0]);
+        }
     }
 }

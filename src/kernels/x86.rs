@@ -1,35 +1,8 @@
-//! AVX2+FMA and AVX-512F kernels.
-//!
-//! The `*_safe` wrappers are only installed by the dispatcher in [`super`] after
-//! `is_x86_feature_detected!` confirmed the features, which is what makes calling the
-//! `#[target_feature]` functions sound.
+//! AVX2+FMA and AVX-512F versions of the f32 kernels, installed in the AVX2 and AVX-512
+//! dispatch tables of [`super`]. Each reads `min(a.len(), b.len())` elements of both
+//! slices.
 
 use std::arch::x86_64::*;
-
-/// AVX2 squared L2. Only called after AVX2+FMA were detected.
-pub fn l2_sq_avx2_safe(a: &[f32], b: &[f32]) -> f32 {
-    // SAFETY: installed by the dispatcher only when avx2 and fma are available
-    // (and the tests call it only after the same check).
-    unsafe { l2_sq_avx2(a, b) }
-}
-
-/// AVX2 inner product. Only called after AVX2+FMA were detected.
-pub fn dot_avx2_safe(a: &[f32], b: &[f32]) -> f32 {
-    // SAFETY: as for `l2_sq_avx2_safe`.
-    unsafe { dot_avx2(a, b) }
-}
-
-/// AVX-512 squared L2. Only called after AVX-512F was detected.
-pub fn l2_sq_avx512_safe(a: &[f32], b: &[f32]) -> f32 {
-    // SAFETY: installed by the dispatcher only when avx512f is available.
-    unsafe { l2_sq_avx512(a, b) }
-}
-
-/// AVX-512 inner product. Only called after AVX-512F was detected.
-pub fn dot_avx512_safe(a: &[f32], b: &[f32]) -> f32 {
-    // SAFETY: as for `l2_sq_avx512_safe`.
-    unsafe { dot_avx512(a, b) }
-}
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
@@ -42,15 +15,19 @@ fn hsum256(v: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
+/// AVX2 squared L2.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn l2_sq_avx2(a: &[f32], b: &[f32]) -> f32 {
+pub(super) unsafe fn l2_sq_avx2(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
     let mut acc0 = _mm256_setzero_ps();
     let mut acc1 = _mm256_setzero_ps();
     let mut i = 0;
-    // SAFETY (all loads): i + 16 <= n, resp. i + 8 <= n, keeps every load inside both slices.
     while i + 16 <= n {
+        // SAFETY: i + 16 <= n keeps all four loads inside both slices.
         unsafe {
             let d0 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
             let d1 = _mm256_sub_ps(
@@ -63,6 +40,7 @@ unsafe fn l2_sq_avx2(a: &[f32], b: &[f32]) -> f32 {
         i += 16;
     }
     while i + 8 <= n {
+        // SAFETY: i + 8 <= n keeps both loads inside both slices.
         unsafe {
             let d0 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
             acc0 = _mm256_fmadd_ps(d0, d0, acc0);
@@ -78,15 +56,19 @@ unsafe fn l2_sq_avx2(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+/// AVX2 inner product.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+pub(super) unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
     let mut acc0 = _mm256_setzero_ps();
     let mut acc1 = _mm256_setzero_ps();
     let mut i = 0;
-    // SAFETY (all loads): bounds as in `l2_sq_avx2`.
     while i + 16 <= n {
+        // SAFETY: i + 16 <= n keeps all four loads inside both slices.
         unsafe {
             acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
             acc1 = _mm256_fmadd_ps(
@@ -98,6 +80,7 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
         i += 16;
     }
     while i + 8 <= n {
+        // SAFETY: i + 8 <= n keeps both loads inside both slices.
         unsafe {
             acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
         }
@@ -111,16 +94,19 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+/// AVX-512 squared L2.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
 #[target_feature(enable = "avx512f")]
-unsafe fn l2_sq_avx512(a: &[f32], b: &[f32]) -> f32 {
+pub(super) unsafe fn l2_sq_avx512(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
     let mut acc0 = _mm512_setzero_ps();
     let mut acc1 = _mm512_setzero_ps();
     let mut i = 0;
-    // SAFETY (all loads): full loads stay below n; the tail uses a mask that
-    // only touches the remaining `n - i` lanes.
     while i + 32 <= n {
+        // SAFETY: i + 32 <= n keeps all four loads inside both slices.
         unsafe {
             let d0 = _mm512_sub_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)));
             let d1 = _mm512_sub_ps(
@@ -135,6 +121,7 @@ unsafe fn l2_sq_avx512(a: &[f32], b: &[f32]) -> f32 {
     while i < n {
         let rem = (n - i).min(16);
         let mask: __mmask16 = if rem == 16 { 0xFFFF } else { (1u16 << rem) - 1 };
+        // SAFETY: the masked loads touch only lanes i..i + rem, and i + rem <= n.
         unsafe {
             let d0 = _mm512_sub_ps(
                 _mm512_maskz_loadu_ps(mask, pa.add(i)),
@@ -147,15 +134,19 @@ unsafe fn l2_sq_avx512(a: &[f32], b: &[f32]) -> f32 {
     _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
 }
 
+/// AVX-512 inner product.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
 #[target_feature(enable = "avx512f")]
-unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+pub(super) unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
     let mut acc0 = _mm512_setzero_ps();
     let mut acc1 = _mm512_setzero_ps();
     let mut i = 0;
-    // SAFETY (all loads): as in `l2_sq_avx512`.
     while i + 32 <= n {
+        // SAFETY: i + 32 <= n keeps all four loads inside both slices.
         unsafe {
             acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), acc0);
             acc1 = _mm512_fmadd_ps(
@@ -169,6 +160,7 @@ unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
     while i < n {
         let rem = (n - i).min(16);
         let mask: __mmask16 = if rem == 16 { 0xFFFF } else { (1u16 << rem) - 1 };
+        // SAFETY: the masked loads touch only lanes i..i + rem, and i + rem <= n.
         unsafe {
             acc0 = _mm512_fmadd_ps(
                 _mm512_maskz_loadu_ps(mask, pa.add(i)),

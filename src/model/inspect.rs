@@ -11,7 +11,7 @@ use crate::model::pipeline::{KIND, QuantizedModel};
 /// Describes a container (index or weights), a `.gguf` or a `.safetensors` file.
 ///
 /// # Errors
-/// [`Error::Io`] if the file cannot be read; [`Error::Format`] if it is not a valid
+/// [`Error::Io`](crate::Error::Io) if the file cannot be read; [`Error::Format`](crate::Error::Format) if it is not a valid
 /// container, GGUF or safetensors file (the message names what is wrong).
 pub fn describe_file(path: impl AsRef<Path>) -> Result<String> {
     let path = path.as_ref();

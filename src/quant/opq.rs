@@ -138,9 +138,10 @@ impl Opq {
 
 /// Learns an OPQ rotation for `m` sub-quantizers from row-major `x` (`dim` columns),
 /// seeded: the same data, seed and settings give the same rotation. See the module
-/// docs for the algorithm. Costs `iterations` PQ trainings of
-/// `pq_iterations` Lloyd steps on at most `max_train_points` vectors (about 15 s for
-/// FAISS's counts at d = 128, M = 16 on two cores).
+/// docs for the algorithm. Costs `iterations` PQ trainings of `pq_iterations` Lloyd
+/// steps plus one encoding, each over at most `max_train_points` vectors and `2^nbits`
+/// centroids per sub-space — the same work as FAISS's `OPQMatrix::train`, several
+/// times a plain PQ training.
 ///
 /// Fails when `m` does not divide `dim`, `nbits` is not 4 or 8, a count is zero,
 /// there are fewer points than centroids per sub-space, or the data are not finite.

@@ -305,9 +305,9 @@ impl ProductQuantizer {
         if self.transposed.len() != self.centroids.len() {
             // A deserialised quantizer without its transposed copy.
             let t = transpose_books(&self.centroids, self.m, ks, ds);
-            return adc_into(&t, q, metric, self.m, ks, ds, table);
+            return kernels::pq::adc_table(&t, q, metric, self.m, ks, ds, table);
         }
-        adc_into(&self.transposed, q, metric, self.m, ks, ds, table)
+        kernels::pq::adc_table(&self.transposed, q, metric, self.m, ks, ds, table)
     }
 
     /// Symmetric tables: for each sub-space, the `ksub × ksub` squared distances between
@@ -342,94 +342,6 @@ fn sub_vectors(data: &[f32], dim: usize, from: usize, width: usize) -> Vec<f32> 
     data.chunks_exact(dim)
         .flat_map(|r| r[from..from + width].iter().copied())
         .collect()
-}
-
-/// [`adc_into_portable`] compiled for the widest instruction set the CPU has (it runs
-/// once per query, and per probed list in IVF without precomputed tables).
-fn adc_into(
-    t: &[f32],
-    q: &[f32],
-    metric: Metric,
-    m: usize,
-    ks: usize,
-    ds: usize,
-    table: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use crate::kernels::SimdLevel;
-        #[target_feature(enable = "avx512f")]
-        unsafe fn avx512(
-            t: &[f32],
-            q: &[f32],
-            metric: Metric,
-            m: usize,
-            ks: usize,
-            ds: usize,
-            table: &mut [f32],
-        ) {
-            adc_into_portable(t, q, metric, m, ks, ds, table)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(
-            t: &[f32],
-            q: &[f32],
-            metric: Metric,
-            m: usize,
-            ks: usize,
-            ds: usize,
-            table: &mut [f32],
-        ) {
-            adc_into_portable(t, q, metric, m, ks, ds, table)
-        }
-        match kernels::simd_level() {
-            // SAFETY: the level was detected at runtime.
-            SimdLevel::Avx512 => return unsafe { avx512(t, q, metric, m, ks, ds, table) },
-            // SAFETY: as above.
-            SimdLevel::Avx2 => return unsafe { avx2(t, q, metric, m, ks, ds, table) },
-            SimdLevel::Scalar => {}
-        }
-    }
-    adc_into_portable(t, q, metric, m, ks, ds, table)
-}
-
-/// ADC table from transposed centroids (`m × dsub × ksub`): each component of the query
-/// sub-vector updates all `ksub` entries at once (vectorised over the centroids).
-#[inline(always)]
-fn adc_into_portable(
-    t: &[f32],
-    q: &[f32],
-    metric: Metric,
-    m: usize,
-    ks: usize,
-    ds: usize,
-    table: &mut [f32],
-) {
-    // 16 entries at a time, summed over the sub-vector's components in registers (one
-    // store per entry instead of one per component); ksub is 16 or 256.
-    const W: usize = 16;
-    for s in 0..m {
-        let out = &mut table[s * ks..(s + 1) * ks];
-        let book = &t[s * ks * ds..(s + 1) * ks * ds];
-        let qs = &q[s * ds..(s + 1) * ds];
-        for (j, o) in out.chunks_exact_mut(W).enumerate() {
-            let mut acc = [0.0f32; W];
-            for (k, &qk) in qs.iter().enumerate() {
-                let c: &[f32; W] = book[k * ks + j * W..][..W].try_into().expect("16");
-                if metric == Metric::L2 {
-                    for (a, &c) in acc.iter_mut().zip(c) {
-                        let diff = qk - c;
-                        *a += diff * diff;
-                    }
-                } else {
-                    for (a, &c) in acc.iter_mut().zip(c) {
-                        *a -= qk * c;
-                    }
-                }
-            }
-            o.copy_from_slice(&acc);
-        }
-    }
 }
 
 /// Packs `n × m` 4-bit indices two per byte (even sub-quantizer in the low nibble).

@@ -15,7 +15,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub index: PathBuf,
     /// Address to listen on, HOST:PORT: a host name (localhost:8080) or an IP address
-    /// ([::1]:8080, 0.0.0.0:8080); port 0 picks a free one.
+    /// (`[::1]:8080`, 0.0.0.0:8080); port 0 picks a free one.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
     /// Largest k a request may ask for.

@@ -535,7 +535,7 @@ impl<C: VectorCodec> Index for Hnsw<C> {
         Ok(Some(codec.decode(&codec.encode(&x)?)?))
     }
 
-    fn to_container(&self) -> Result<ContainerWriter> {
+    fn to_container(&self) -> Result<ContainerWriter<'_>> {
         let codec = self.codec()?;
         let n = self.rows.len();
         let g = &self.graph;
@@ -550,7 +550,7 @@ impl<C: VectorCodec> Index for Hnsw<C> {
         })?;
         if !C::STORES_RAW {
             codec.write(&mut w);
-            w.section("codes", self.codes.to_vec());
+            w.section("codes", &self.codes[..]);
             if codec.has_aux(self.metric) {
                 w.section_f32("corr", &self.corr);
             }
@@ -559,7 +559,7 @@ impl<C: VectorCodec> Index for Hnsw<C> {
             w.section_f32("raw", &self.raw);
         }
         self.rows.write(&mut w);
-        w.section("node_levels", g.levels.to_vec())
+        w.section("node_levels", &g.levels[..])
             .section_u32("layer0", &g.layer0)
             .section_u32("upper_nodes", &g.upper_nodes)
             .section_u64("upper_start", &g.upper_start)

@@ -553,7 +553,7 @@ impl<C: VectorCodec> Index for Ivf<C> {
         Ok(Some(dec))
     }
 
-    fn to_container(&self) -> Result<ContainerWriter> {
+    fn to_container(&self) -> Result<ContainerWriter<'_>> {
         let codec = self.codec()?;
         let n = self.rows.len();
         let mut w = ContainerWriter::new("ivf", &self.name(), self.dim, self.metric, n);
@@ -564,14 +564,14 @@ impl<C: VectorCodec> Index for Ivf<C> {
         })?;
         w.section_f32("coarse", &self.centroids);
         let offsets: Vec<u64> = self.offsets.iter().map(|&o| o as u64).collect();
-        w.section_u64("list_offsets", &offsets);
+        w.section_vec("list_offsets", offsets);
         if let (Some(m), Some(r)) = (self.opq, &self.rotation) {
-            w.section_u64("opq_m", &[m as u64]);
+            w.section_vec("opq_m", vec![m as u64]);
             w.section_f32("opq_rotation", r);
         }
         codec.write(&mut w);
         if !self.codes.is_empty() {
-            w.section(codec.runs_section(), self.codes.to_vec());
+            w.section(codec.runs_section(), &self.codes[..]);
         }
         self.rows.write(&mut w);
         if self.has_aux() {

@@ -15,7 +15,7 @@
 //! The index kinds are generic over the codec and monomorphised, so no `match` on the
 //! kind of quantizer sits in a hot loop, and a new quantizer is one module implementing
 //! this trait (plus one arm in the spec parser to name it). Implementations:
-//! [`Raw`](raw::Raw) (the vectors themselves, exact), [`ScalarQuantizer`] (every SQ
+//! [`Raw`] (the vectors themselves, exact), [`ScalarQuantizer`] (every SQ
 //! variant) and [`ProductQuantizer`] (8-bit PQ in blocks of 64, 4-bit fast-scan in
 //! blocks of 32).
 //!
@@ -28,7 +28,7 @@
 
 pub mod pq;
 pub mod raw;
-pub mod scan;
+pub(crate) mod scan;
 pub mod sq;
 
 use std::fmt::Debug;
@@ -190,7 +190,7 @@ pub trait VectorCodec: Clone + Debug + Send + Sync + Sized + 'static {
     }
 
     /// Writes the trained parameters' sections.
-    fn write(&self, w: &mut ContainerWriter);
+    fn write<'a>(&'a self, w: &mut ContainerWriter<'a>);
     /// Reads what [`VectorCodec::write`] wrote.
     ///
     /// # Errors

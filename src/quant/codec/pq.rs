@@ -2,8 +2,8 @@
 //!
 //! | `nbits` | runs (flat scans, IVF lists) | scan |
 //! | --- | --- | --- |
-//! | 8 | blocks of 64 ([`pq8`]) | byte tables in AVX-512 registers, candidates near the threshold re-scored with the float table ([`Scan8`]) |
-//! | 4 | fast-scan blocks of 32 ([`fastscan`]) | `u8` tables with `vpshufb`, candidates re-scored with the float table ([`scan_exact`]) |
+//! | 8 | blocks of 64 ([`pq8`]) | byte tables in AVX-512 registers, candidates near the threshold re-scored with the float table (`Scan8`) |
+//! | 4 | fast-scan blocks of 32 ([`fastscan`]) | `u8` tables with `vpshufb`, candidates re-scored with the float table (`scan_exact`) |
 //!
 //! Both scans return exactly the float-ADC answers. Graph nodes keep row-major codes
 //! (one index per byte) scored with the float table.
@@ -243,7 +243,7 @@ impl VectorCodec for ProductQuantizer {
             "codes"
         }
     }
-    fn write(&self, w: &mut ContainerWriter) {
+    fn write<'a>(&'a self, w: &mut ContainerWriter<'a>) {
         w.section_f32("centroids", self.centroids());
     }
     fn read(spec: &PqParams, c: &Container, dim: usize) -> Result<Self> {

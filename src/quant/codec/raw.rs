@@ -102,7 +102,7 @@ impl VectorCodec for Raw {
     fn unpack(&self, _: &[u8], _: usize) -> Vec<u8> {
         Vec::new()
     }
-    fn write(&self, _: &mut ContainerWriter) {}
+    fn write<'a>(&'a self, _: &mut ContainerWriter<'a>) {}
     fn read(_: &RawSpec, _: &Container, dim: usize) -> Result<Self> {
         Ok(Raw { dim })
     }

@@ -78,7 +78,7 @@ pub(crate) fn read_quantizer(
 }
 
 /// Writes the sections [`read_quantizer`] reads.
-pub(crate) fn write_quantizer(w: &mut ContainerWriter, sq: &ScalarQuantizer) {
+pub(crate) fn write_quantizer<'a>(w: &mut ContainerWriter<'a>, sq: &'a ScalarQuantizer) {
     w.section_f32("lo", sq.lo())
         .section_f32("width", sq.width())
         .section_f32("levels", sq.codebook().levels());
@@ -233,7 +233,7 @@ impl VectorCodec for ScalarQuantizer {
     fn decode(&self, codes: &[u8]) -> Result<Vec<f32>> {
         ScalarQuantizer::decode(self, codes)
     }
-    fn write(&self, w: &mut ContainerWriter) {
+    fn write<'a>(&'a self, w: &mut ContainerWriter<'a>) {
         write_quantizer(w, self);
     }
     fn read(spec: &SqSpec, c: &Container, dim: usize) -> Result<Self> {

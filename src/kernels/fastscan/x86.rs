@@ -1,0 +1,363 @@
+//! AVX2 and AVX-512BW block kernels, installed in the dispatch tables of their
+//! levels. The block kernels read `pairs · 32` bytes of each table and each block,
+//! which [`super::FastScanKernels`] checks.
+
+use super::{BLOCK, NQ};
+use std::arch::x86_64::*;
+
+/// AVX2 [`super::scan_blocks`].
+///
+/// # Safety
+/// The CPU must support AVX2; `lut` must hold `pairs · 32` bytes, `b` `masks.len() ·
+/// pairs · 32` and `sums` `masks.len() · 32`.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn blocks_avx2(
+    lut: &[u8],
+    b: &[u8],
+    pairs: usize,
+    thr: u16,
+    sums: &mut [u16],
+    masks: &mut [u32],
+) {
+    super::each_block(b, pairs, sums, masks, |block, out| {
+        // SAFETY: this function's features; `lut` and each block hold `pairs · 32`
+        // bytes by its contract.
+        unsafe { block_avx2(lut, block, pairs, thr, out) }
+    })
+}
+
+/// AVX-512 [`super::scan_blocks`].
+///
+/// # Safety
+/// The CPU must support AVX-512F, AVX-512BW and AVX2; `pairs` must be even, `lut` hold
+/// `pairs · 32` bytes, `b` `masks.len() · pairs · 32` and `sums` `masks.len() · 32`.
+#[target_feature(enable = "avx512f,avx512bw,avx2")]
+pub(super) unsafe fn blocks_avx512(
+    lut: &[u8],
+    b: &[u8],
+    pairs: usize,
+    thr: u16,
+    sums: &mut [u16],
+    masks: &mut [u32],
+) {
+    // Common sub-quantizer counts get a fully unrolled loop with the tables held in
+    // registers across blocks (M = 8, 16, 32, 64).
+    // SAFETY: this function's features and length contract are the callees'.
+    unsafe {
+        match pairs {
+            4 => blocks_avx512_n::<2>(lut, b, thr, sums, masks),
+            8 => blocks_avx512_n::<4>(lut, b, thr, sums, masks),
+            16 => blocks_avx512_n::<8>(lut, b, thr, sums, masks),
+            32 => blocks_avx512_n::<16>(lut, b, thr, sums, masks),
+            _ => super::each_block(b, pairs, sums, masks, |block, out| {
+                block_avx512(lut, block, pairs, thr, out)
+            }),
+        }
+    }
+}
+
+/// One 16-entry row per register: minimum and maximum by reduction, then one
+/// conversion and saturating byte pack per row (same rounding as the portable code).
+///
+/// # Safety
+/// The CPU must support AVX-512F, AVX-512BW, AVX2 and FMA.
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+pub(super) unsafe fn quantize_avx512(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
+    let nsub = table.len() / 16;
+    let (mut bias, mut span) = (0.0f32, 0.0f32);
+    for row in table.chunks_exact(16) {
+        // SAFETY: 16 floats; unaligned load.
+        let v = unsafe { _mm512_loadu_ps(row.as_ptr()) };
+        let (lo, hi) = (_mm512_reduce_min_ps(v), _mm512_reduce_max_ps(v));
+        bias += lo;
+        span = span.max(hi - lo);
+    }
+    let scale = if span > 0.0 { 255.0 / span } else { 1.0 };
+    q8.clear();
+    q8.resize(nsub * 16, 0);
+    let (vs, half) = (_mm512_set1_ps(scale), _mm512_set1_ps(0.5));
+    for (out, row) in q8.chunks_exact_mut(16).zip(table.chunks_exact(16)) {
+        // SAFETY: 16 floats in, 16 bytes out; unaligned.
+        unsafe {
+            let v = _mm512_loadu_ps(row.as_ptr());
+            let lo = _mm512_set1_ps(_mm512_reduce_min_ps(v));
+            let x = _mm512_fmadd_ps(_mm512_sub_ps(v, lo), vs, half);
+            let q = _mm512_cvtusepi32_epi8(_mm512_cvttps_epu32(x));
+            _mm_storeu_si128(out.as_mut_ptr() as *mut __m128i, q);
+        }
+    }
+    (bias, scale)
+}
+
+/// AVX-512 [`super::scan_blocks_multi`].
+///
+/// # Safety
+/// The CPU must support AVX-512F, AVX-512BW and AVX2; every table must hold
+/// `pairs · 32` bytes (`pairs` even) and `b` `nb · pairs · 32`, with
+/// `masks.len() = NQ · nb` and `sums.len() >= NQ · nb · 32`.
+#[target_feature(enable = "avx512f,avx512bw,avx2")]
+pub(super) unsafe fn multi_avx512(
+    luts: &[&[u8]; NQ],
+    b: &[u8],
+    pairs: usize,
+    thr: &[u16; NQ],
+    sums: &mut [u16],
+    masks: &mut [u32],
+) {
+    // SAFETY: this function's features and preconditions are the callees'.
+    unsafe {
+        match pairs {
+            4 => multi_avx512_n::<2>(luts, b, thr, sums, masks),
+            8 => multi_avx512_n::<4>(luts, b, thr, sums, masks),
+            16 => multi_avx512_n::<8>(luts, b, thr, sums, masks),
+            32 => multi_avx512_n::<16>(luts, b, thr, sums, masks),
+            _ => super::per_query(luts, thr, sums, masks, |lut, thr, sums, masks| {
+                blocks_avx512(lut, b, pairs, thr, sums, masks)
+            }),
+        }
+    }
+}
+
+/// AVX2 [`super::scan_blocks_multi`]: [`blocks_avx2`] once per query.
+///
+/// # Safety
+/// As for [`multi_avx512`], with AVX2 for the CPU.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn multi_avx2(
+    luts: &[&[u8]; NQ],
+    b: &[u8],
+    pairs: usize,
+    thr: &[u16; NQ],
+    sums: &mut [u16],
+    masks: &mut [u32],
+) {
+    super::per_query(luts, thr, sums, masks, |lut, thr, sums, masks| {
+        // SAFETY: this function's features and preconditions are the callee's.
+        unsafe { blocks_avx2(lut, b, pairs, thr, sums, masks) }
+    })
+}
+
+retarget! {
+    /// [`super::quantize_rows_portable`] for 16-entry rows, compiled for AVX2.
+    pub(super) unsafe fn quantize_avx2["avx2,fma"] = super::quantize_rows_portable::<16>;
+    (table: &[f32], q8: &mut Vec<u8>) -> (f32, f32)
+}
+
+/// Even/odd sums of one block (four accumulators) → 32 sums and the ≤ `thr` mask.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx2")]
+fn epilogue(acc: &[__m512i; 4], t: __m128i, out: &mut [u16]) -> u32 {
+    let fold = |v: __m512i| {
+        let h = _mm256_add_epi16(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+        _mm_add_epi16(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1))
+    };
+    let (ol, oh) = (fold(acc[1]), fold(acc[3]));
+    let el = _mm_sub_epi16(fold(acc[0]), _mm_slli_epi16(ol, 8));
+    let eh = _mm_sub_epi16(fold(acc[2]), _mm_slli_epi16(oh, 8));
+    let (first, second) = out.split_at_mut(16);
+    let m0 = finish16(el, ol, t, first);
+    let m1 = finish16(eh, oh, t, second);
+    m0 | (m1 << 16)
+}
+
+/// `Q` steps per block, [`super::NQ`] queries: the block's 64-byte code vectors are
+/// loaded and split once, each query's table rows are read from L1.
+///
+/// # Safety
+/// The CPU must support AVX-512F, AVX-512BW and AVX2; every table must hold `Q · 64`
+/// bytes, `b` `nb · Q · 64`, with `masks.len() = NQ · nb` and `sums.len() >= NQ · nb ·
+/// 32`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx2")]
+unsafe fn multi_avx512_n<const Q: usize>(
+    luts: &[&[u8]; NQ],
+    b: &[u8],
+    thr: &[u16; NQ],
+    sums: &mut [u16],
+    masks: &mut [u32],
+) {
+    let nb = masks.len() / NQ;
+    let bb = Q * 64;
+    let m = _mm512_set1_epi8(0x0F);
+    let t: [__m128i; NQ] = std::array::from_fn(|j| _mm_set1_epi16(thr[j] as i16));
+    for i in 0..nb {
+        let base = b[i * bb..(i + 1) * bb].as_ptr();
+        let mut acc = [[_mm512_setzero_si512(); 4]; NQ];
+        for q in 0..Q {
+            // SAFETY: q·64 + 64 <= bb bytes of this block.
+            let x = unsafe { _mm512_loadu_si512(base.add(q * 64) as *const __m512i) };
+            let lo = _mm512_and_si512(x, m);
+            let hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), m);
+            for (j, a4) in acc.iter_mut().enumerate() {
+                // SAFETY: each table holds Q·64 bytes (this function's contract).
+                let l =
+                    unsafe { _mm512_loadu_si512(luts[j].as_ptr().add(q * 64) as *const __m512i) };
+                let a = _mm512_shuffle_epi8(l, lo);
+                let c = _mm512_shuffle_epi8(l, hi);
+                a4[0] = _mm512_add_epi16(a4[0], a);
+                a4[1] = _mm512_add_epi16(a4[1], _mm512_srli_epi16(a, 8));
+                a4[2] = _mm512_add_epi16(a4[2], c);
+                a4[3] = _mm512_add_epi16(a4[3], _mm512_srli_epi16(c, 8));
+            }
+        }
+        for (j, a4) in acc.iter().enumerate() {
+            let at = (j * nb + i) * BLOCK;
+            masks[j * nb + i] = epilogue(a4, t[j], &mut sums[at..at + BLOCK]);
+        }
+    }
+}
+
+/// `Q` 64-byte steps (two pairs each) per block. Even and odd bytes are summed with
+/// FAISS's trick: add the shuffled bytes as `u16` (even + 256·odd) and, separately,
+/// the odd bytes; the even sums are recovered at the end modulo 2^16.
+///
+/// # Safety
+/// The CPU must support AVX-512F, AVX-512BW and AVX2; `lut` must hold `Q · 64` bytes,
+/// `b` `masks.len() · Q · 64` and `sums` `masks.len() · 32`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx2")]
+unsafe fn blocks_avx512_n<const Q: usize>(
+    lut: &[u8],
+    b: &[u8],
+    thr: u16,
+    sums: &mut [u16],
+    masks: &mut [u32],
+) {
+    let bb = Q * 64;
+    let m = _mm512_set1_epi8(0x0F);
+    // SAFETY: `lut` holds Q·64 bytes (checked by `scan_blocks`).
+    let tables: [__m512i; Q] = std::array::from_fn(|q| unsafe {
+        _mm512_loadu_si512(lut.as_ptr().add(q * 64) as *const __m512i)
+    });
+    let t = _mm_set1_epi16(thr as i16);
+    for (i, (mask, out)) in masks
+        .iter_mut()
+        .zip(sums.chunks_exact_mut(BLOCK))
+        .enumerate()
+    {
+        let base = b[i * bb..(i + 1) * bb].as_ptr();
+        let mut full_lo = _mm512_setzero_si512();
+        let mut odd_lo = _mm512_setzero_si512();
+        let mut full_hi = _mm512_setzero_si512();
+        let mut odd_hi = _mm512_setzero_si512();
+        for (q, &l) in tables.iter().enumerate() {
+            // SAFETY: q·64 + 64 <= bb bytes of this block.
+            let x = unsafe { _mm512_loadu_si512(base.add(q * 64) as *const __m512i) };
+            let lo = _mm512_and_si512(x, m);
+            let hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), m);
+            let a = _mm512_shuffle_epi8(l, lo);
+            let c = _mm512_shuffle_epi8(l, hi);
+            full_lo = _mm512_add_epi16(full_lo, a);
+            odd_lo = _mm512_add_epi16(odd_lo, _mm512_srli_epi16(a, 8));
+            full_hi = _mm512_add_epi16(full_hi, c);
+            odd_hi = _mm512_add_epi16(odd_hi, _mm512_srli_epi16(c, 8));
+        }
+        *mask = epilogue(&[full_lo, odd_lo, full_hi, odd_hi], t, out);
+    }
+}
+
+/// Interleaves even/odd vector sums (8 each) into vectors 0..8 and 8..16, stores
+/// them and returns the ≤ `thr` mask of those 16 vectors.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn finish16(even: __m128i, odd: __m128i, thr: __m128i, out: &mut [u16]) -> u32 {
+    let r0 = _mm_unpacklo_epi16(even, odd);
+    let r1 = _mm_unpackhi_epi16(even, odd);
+    // SAFETY: `out` has 16 u16s (callers pass halves of a 32-entry array).
+    unsafe {
+        _mm_storeu_si128(out.as_mut_ptr() as *mut __m128i, r0);
+        _mm_storeu_si128(out.as_mut_ptr().add(8) as *mut __m128i, r1);
+    }
+    let le0 = _mm_cmpeq_epi16(_mm_max_epu16(r0, thr), thr);
+    let le1 = _mm_cmpeq_epi16(_mm_max_epu16(r1, thr), thr);
+    _mm_movemask_epi8(_mm_packs_epi16(le0, le1)) as u32
+}
+
+/// AVX2 [`super::scan_block`].
+///
+/// # Safety
+/// The CPU must support AVX2; `lut` and `b` must hold `pairs · 32` bytes.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn block_avx2(
+    lut: &[u8],
+    b: &[u8],
+    pairs: usize,
+    thr: u16,
+    out: &mut [u16; BLOCK],
+) -> u32 {
+    let m = _mm256_set1_epi8(0x0F);
+    let low = _mm256_set1_epi16(0x00FF);
+    let mut acc = [_mm256_setzero_si256(); 4];
+    for p in 0..pairs {
+        // SAFETY: p·32 + 32 <= pairs·32 <= both lengths.
+        let (x, l) = unsafe {
+            (
+                _mm256_loadu_si256(b.as_ptr().add(p * 32) as *const __m256i),
+                _mm256_loadu_si256(lut.as_ptr().add(p * 32) as *const __m256i),
+            )
+        };
+        let lo = _mm256_and_si256(x, m);
+        let hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), m);
+        let a = _mm256_shuffle_epi8(l, lo);
+        let c = _mm256_shuffle_epi8(l, hi);
+        acc[0] = _mm256_add_epi16(acc[0], _mm256_and_si256(a, low));
+        acc[1] = _mm256_add_epi16(acc[1], _mm256_srli_epi16(a, 8));
+        acc[2] = _mm256_add_epi16(acc[2], _mm256_and_si256(c, low));
+        acc[3] = _mm256_add_epi16(acc[3], _mm256_srli_epi16(c, 8));
+    }
+    let fold =
+        |v: __m256i| _mm_add_epi16(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let t = _mm_set1_epi16(thr as i16);
+    let (first, second) = out.split_at_mut(16);
+    let m0 = finish16(fold(acc[0]), fold(acc[1]), t, first);
+    let m1 = finish16(fold(acc[2]), fold(acc[3]), t, second);
+    m0 | (m1 << 16)
+}
+
+/// AVX-512 [`super::scan_block`].
+///
+/// # Safety
+/// The CPU must support AVX-512F, AVX-512BW and AVX2; `pairs` must be even, `lut` and
+/// `b` hold `pairs · 32` bytes.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx2")]
+pub(super) unsafe fn block_avx512(
+    lut: &[u8],
+    b: &[u8],
+    pairs: usize,
+    thr: u16,
+    out: &mut [u16; BLOCK],
+) -> u32 {
+    let m = _mm512_set1_epi8(0x0F);
+    let low = _mm512_set1_epi16(0x00FF);
+    let mut acc = [_mm512_setzero_si512(); 4];
+    let mut p = 0;
+    while p < pairs {
+        // SAFETY: pairs is even, so p·32 + 64 <= pairs·32 <= both lengths.
+        let (x, l) = unsafe {
+            (
+                _mm512_loadu_si512(b.as_ptr().add(p * 32) as *const __m512i),
+                _mm512_loadu_si512(lut.as_ptr().add(p * 32) as *const __m512i),
+            )
+        };
+        let lo = _mm512_and_si512(x, m);
+        let hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), m);
+        let a = _mm512_shuffle_epi8(l, lo);
+        let c = _mm512_shuffle_epi8(l, hi);
+        acc[0] = _mm512_add_epi16(acc[0], _mm512_and_si512(a, low));
+        acc[1] = _mm512_add_epi16(acc[1], _mm512_srli_epi16(a, 8));
+        acc[2] = _mm512_add_epi16(acc[2], _mm512_and_si512(c, low));
+        acc[3] = _mm512_add_epi16(acc[3], _mm512_srli_epi16(c, 8));
+        p += 2;
+    }
+    let fold = |v: __m512i| {
+        let h = _mm256_add_epi16(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+        _mm_add_epi16(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1))
+    };
+    let t = _mm_set1_epi16(thr as i16);
+    let (first, second) = out.split_at_mut(16);
+    let m0 = finish16(fold(acc[0]), fold(acc[1]), t, first);
+    let m1 = finish16(fold(acc[2]), fold(acc[3]), t, second);
+    m0 | (m1 << 16)
+}
