@@ -258,7 +258,11 @@ fn sign_codes_in_flat_ivf_and_hnsw() {
             assert_eq!(again.search(q, &p).unwrap(), odd, "kind {i} after reload");
             // The built-in registry does not know the toy: a named error, not a panic.
             let e = vecquant::index::open(&path).map(|_| ()).unwrap_err();
-            assert!(!e.to_string().is_empty());
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&path.display().to_string()) && msg.contains("parameters"),
+                "kind {i}: {msg}"
+            );
         }
     }
 }

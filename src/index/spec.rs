@@ -918,6 +918,27 @@ pub fn new_index(spec: &str, dim: usize, opts: &BuildOptions) -> Result<Box<dyn 
     build_index(&spec.parse()?, dim, opts)
 }
 
+/// [`new_index`] restricted to one container kind (`"ivf"`, `"hnsw"`, ...): the
+/// per-kind constructors (`ivf::new`, `hnsw::new`) are this.
+pub(crate) fn new_index_of_kind(
+    spec: &str,
+    kind: &'static str,
+    dim: usize,
+    opts: &BuildOptions,
+) -> Result<Box<dyn Index>> {
+    let typed: IndexSpec = spec.parse()?;
+    if typed.kind() != kind {
+        return Err(Error::Spec {
+            spec: spec.to_string(),
+            message: format!(
+                "a `{}` spec where a `{kind}` one is needed; accepted forms: {ACCEPTED}",
+                typed.kind()
+            ),
+        });
+    }
+    build_index(&typed, dim, opts)
+}
+
 /// Creates an empty (untrained) index for a typed spec over `dim`-dimensional vectors:
 /// the one constructor every spec string goes through.
 ///

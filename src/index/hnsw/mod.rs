@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::index::rows::Rows;
-use crate::index::spec::{ACCEPTED, BuildOptions, IndexSpec};
+use crate::index::spec::BuildOptions;
 use crate::index::{
     IdFilter, Index, SearchParams, check_add, check_search, check_single, untrained,
 };
@@ -95,22 +95,13 @@ pub fn new(
     seed: u64,
     ef_construction: usize,
 ) -> Result<Box<dyn Index>> {
-    match spec.parse::<IndexSpec>()? {
-        t @ IndexSpec::Hnsw { .. } => crate::index::spec::build_index(
-            &t,
-            dim,
-            &BuildOptions {
-                metric,
-                keep_raw,
-                seed,
-                ef_construction,
-            },
-        ),
-        _ => Err(Error::Spec {
-            spec: spec.to_string(),
-            message: format!("not an HNSW spec; accepted forms: {ACCEPTED}"),
-        }),
-    }
+    let opts = BuildOptions {
+        metric,
+        keep_raw,
+        seed,
+        ef_construction,
+    };
+    crate::index::spec::new_index_of_kind(spec, "hnsw", dim, &opts)
 }
 
 /// An empty HNSW index with `M` links per node over `inner`.

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::index::rows::Rows;
-use crate::index::spec::{ACCEPTED, BuildOptions, IndexSpec};
+use crate::index::spec::BuildOptions;
 use crate::index::{
     GroupSearch, IdFilter, Index, SearchParams, check_add, grouped_batch, grouped_single, untrained,
 };
@@ -77,22 +77,13 @@ pub fn new(
     keep_raw: bool,
     seed: u64,
 ) -> Result<Box<dyn Index>> {
-    match spec.parse::<IndexSpec>()? {
-        t @ IndexSpec::Ivf { .. } => crate::index::spec::build_index(
-            &t,
-            dim,
-            &BuildOptions {
-                metric,
-                keep_raw,
-                seed,
-                ..BuildOptions::default()
-            },
-        ),
-        _ => Err(Error::Spec {
-            spec: spec.to_string(),
-            message: format!("not an inverted-file spec; accepted forms: {ACCEPTED}"),
-        }),
-    }
+    let opts = BuildOptions {
+        metric,
+        keep_raw,
+        seed,
+        ..BuildOptions::default()
+    };
+    crate::index::spec::new_index_of_kind(spec, "ivf", dim, &opts)
 }
 
 /// An untrained inverted file of `nlist` lists over `inner`, behind an OPQ rotation of
