@@ -371,8 +371,38 @@ pub(crate) struct AtomicFile {
 }
 
 impl AtomicFile {
-    /// Creates `PATH.tmp` (and `path`'s directory if missing).
+    /// Creates `PATH.tmp` (and `path`'s directory if missing). When `path` exists, the
+    /// temporary file takes its permissions (and, where the user may give files away, its
+    /// owner and group) before any byte is written, so a rewrite neither widens a private
+    /// file nor narrows a shared one.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming `path` if it is a directory or has no write permission bits
+    /// (a read-only file is not replaced, whoever runs this — root included); naming the
+    /// directory or the temporary file if they cannot be created.
     pub(crate) fn create(path: &Path) -> Result<Self> {
+        let existing = match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => {
+                return Err(Error::io(
+                    path,
+                    std::io::Error::new(
+                        std::io::ErrorKind::IsADirectory,
+                        "is a directory: cannot write a file in its place",
+                    ),
+                ));
+            }
+            Ok(m) if m.permissions().readonly() => {
+                return Err(Error::io(
+                    path,
+                    std::io::Error::new(
+                        std::io::ErrorKind::PermissionDenied,
+                        "is read-only (no write permission): not replacing it",
+                    ),
+                ));
+            }
+            Ok(m) => Some(m),
+            Err(_) => None,
+        };
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
@@ -381,13 +411,47 @@ impl AtomicFile {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
-        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        Ok(AtomicFile {
+        // A leftover from a crash may have another mode or owner: start afresh.
+        let _ = std::fs::remove_file(&tmp);
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        if existing.is_some() {
+            // Private until it takes the old file's mode below.
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        }
+        let file = opts.open(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let mut out = AtomicFile {
             path: path.to_path_buf(),
             tmp,
-            out: Some(std::io::BufWriter::with_capacity(1 << 20, file)),
+            out: None,
             committed: false,
-        })
+        };
+        if let Some(m) = existing {
+            out.take_over(&file, &m)?;
+        }
+        out.out = Some(std::io::BufWriter::with_capacity(1 << 20, file));
+        Ok(out)
+    }
+
+    /// Gives the temporary file the owner (best effort: changing it needs privilege) and
+    /// then the permissions of the file it replaces (after the owner, since a change of
+    /// owner clears set-id bits).
+    fn take_over(&self, file: &std::fs::File, old: &std::fs::Metadata) -> Result<()> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let now = file.metadata().map_err(|e| Error::io(&self.tmp, e))?;
+            if (now.uid(), now.gid()) != (old.uid(), old.gid()) {
+                // Refused without privilege (EPERM): the file stays the writer's own.
+                if std::os::unix::fs::fchown(file, Some(old.uid()), Some(old.gid())).is_err() {
+                    // A user may still hand the file to a group of their own.
+                    let _ = std::os::unix::fs::fchown(file, None, Some(old.gid()));
+                }
+            }
+        }
+        file.set_permissions(old.permissions())
+            .map_err(|e| Error::io(&self.tmp, e))
     }
 
     /// Appends `bytes`.
@@ -442,6 +506,9 @@ impl Drop for AtomicFile {
 /// # Errors
 /// [`Error::Io`] naming `path` if the map fails.
 pub(crate) fn map_file(file: &std::fs::File, path: &Path) -> Result<memmap2::Mmap> {
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(crate::data::directory_error(path));
+    }
     // SAFETY: the map is only read. This crate replaces files only by rename (never
     // writes one in place), so the pages do not change under us; another process
     // truncating or rewriting the file while it is mapped is outside what a memory map
@@ -511,7 +578,13 @@ impl Container {
     pub fn open_with(path: impl AsRef<Path>, opts: OpenOptions) -> Result<Self> {
         let path = path.as_ref();
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+        if meta.is_dir() {
+            // Opening a directory succeeds; mapping it fails with a baffling "No such
+            // device".
+            return Err(crate::data::directory_error(path));
+        }
+        let len = meta.len();
         let map = if len == 0 {
             Bytes::Owned(Vec::new())
         } else {
@@ -1046,6 +1119,95 @@ mod tests {
         assert_eq!((&got[..3], got.len()), (&b"new"[..], 5003));
         assert!(got[3..].iter().all(|&b| b == 0));
         assert!(!tmp.exists());
+    }
+
+    #[cfg(unix)]
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[cfg(unix)]
+    fn chmod(p: &Path, m: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    }
+
+    // Issue 17 item 4: a rewrite keeps the replaced file's mode, whatever the umask.
+    #[cfg(unix)]
+    #[test]
+    fn item4_rewrite_keeps_the_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.vq");
+        for m in [0o600, 0o640, 0o604, 0o666] {
+            std::fs::write(&path, b"old").unwrap();
+            chmod(&path, m);
+            let mut f = AtomicFile::create(&path).unwrap();
+            f.write_all(b"new").unwrap();
+            f.commit().unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), b"new");
+            assert_eq!(mode(&path), m, "mode {m:o} not kept");
+        }
+    }
+
+    // Issue 17 item 4: a file without write bits is refused before anything is written,
+    // even for root (for whom access(2) says every file is writable).
+    #[cfg(unix)]
+    #[test]
+    fn item4_read_only_target_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.vq");
+        std::fs::write(&path, b"old").unwrap();
+        chmod(&path, 0o444);
+        let e = AtomicFile::create(&path)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("f.vq") && e.contains("read-only"), "{e}");
+        let e = ContainerWriter::new("flat", "Flat", 1, Metric::L2, 0)
+            .save(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("read-only"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    // Issue 17 item 5: a rename that fails after the data is written leaves no
+    // temporary file and the target untouched.
+    #[test]
+    fn item5_failed_commit_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.vq");
+        let mut f = AtomicFile::create(&path).unwrap();
+        f.write_zeros(100_000).unwrap();
+        // The target becomes a non-empty directory: the rename cannot replace it.
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("keep"), b"x").unwrap();
+        assert!(f.commit().is_err());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("f.vq")]);
+        // A directory as the target is refused up front.
+        let e = AtomicFile::create(&path)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("is a directory"), "{e}");
+    }
+
+    // Issue 16: a directory opened as a container says so (mapping one fails with
+    // "No such device").
+    #[test]
+    fn item16_directory_is_not_a_container() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Container::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("is a directory") && !e.contains("No such device"),
+            "{e}"
+        );
     }
 
     #[test]
