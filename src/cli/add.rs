@@ -6,6 +6,8 @@ use clap::Args;
 use vecquant::data::read_vectors;
 use vecquant::{Error, Result};
 
+use super::paths;
+
 #[derive(Args)]
 pub struct AddArgs {
     /// Index file (rewritten in place through a temp file and a rename).
@@ -21,6 +23,9 @@ pub struct AddArgs {
 }
 
 pub fn run(a: AddArgs) -> Result<()> {
+    // The index is read and then rewritten: an input that must also be writable.
+    paths::check_inputs(&[&a.index, &a.vectors])?;
+    paths::check_output("--index", &a.index, &[&a.vectors])?;
     let mut idx = vecquant::index::open(&a.index)?;
     let v = read_vectors(&a.vectors)?;
     if v.dim() != idx.dim() {

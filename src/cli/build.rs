@@ -12,7 +12,7 @@ use vecquant::quant::codec::InnerSpec;
 use vecquant::quant::scalar::SqConfig;
 use vecquant::{Error, Metric, Result};
 
-use super::spinner;
+use super::{paths, spinner};
 
 #[derive(Args)]
 pub struct BuildArgs {
@@ -47,6 +47,15 @@ pub struct BuildArgs {
 }
 
 pub fn run(a: BuildArgs) -> Result<()> {
+    // Every file this reads, then the output: all checked before any work.
+    let mut inputs = vec![a.base.as_path()];
+    inputs.extend(a.train.as_deref());
+    if let Some(LevelSource::Weights { path, .. }) = &a.levels {
+        inputs.push(path);
+    }
+    paths::check_inputs(&inputs)?;
+    paths::check_output("--out", &a.out, &inputs)?;
+    paths::warn_foreign_extension(&a.out);
     let bar = spinner();
     bar.set_message("reading vectors");
     let b = read_vectors(&a.base)?;

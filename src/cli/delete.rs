@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::Args;
 use vecquant::{Error, Result};
 
+use super::paths;
+
 #[derive(Args)]
 pub struct DeleteArgs {
     /// Index file.
@@ -22,6 +24,11 @@ pub struct DeleteArgs {
 }
 
 pub fn run(a: DeleteArgs) -> Result<()> {
+    // The index is read and then rewritten: an input that must also be writable.
+    let ids_file: Vec<&std::path::Path> = a.ids_file.as_deref().into_iter().collect();
+    paths::check_input(&a.index)?;
+    paths::check_inputs(&ids_file)?;
+    paths::check_output("--index", &a.index, &ids_file)?;
     let mut ids = a.ids;
     if let Some(f) = &a.ids_file {
         let text = std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?;

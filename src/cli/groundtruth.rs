@@ -8,7 +8,7 @@ use vecquant::data::groundtruth::ground_truth;
 use vecquant::data::{read_vectors, write_ground_truth};
 use vecquant::{Metric, Result};
 
-use super::spinner;
+use super::{paths, spinner};
 
 #[derive(Args)]
 pub struct GroundtruthArgs {
@@ -30,6 +30,9 @@ pub struct GroundtruthArgs {
 }
 
 pub fn run(a: GroundtruthArgs) -> Result<()> {
+    let inputs = [a.base.as_path(), a.queries.as_path()];
+    paths::check_inputs(&inputs)?;
+    paths::check_output("--out", &a.out, &inputs)?;
     let bar = spinner();
     bar.set_message("reading vectors");
     let b = read_vectors(&a.base)?;

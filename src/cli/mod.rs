@@ -7,6 +7,7 @@ mod build;
 mod delete;
 mod generate;
 mod groundtruth;
+mod paths;
 mod plot;
 mod quantize_model;
 mod search;
@@ -105,6 +106,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(a) => vecquant::serve::run_cli(&a),
         Command::QuantizeModel(a) => quantize_model::run(a),
         Command::Inspect { file } => {
+            paths::check_input(&file)?;
             print!("{}", vecquant::model::inspect::describe_file(&file)?);
             Ok(())
         }

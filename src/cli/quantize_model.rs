@@ -83,6 +83,15 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub fn run(a: QuantizeModelArgs) -> Result<()> {
+    let inputs: Vec<&std::path::Path> = std::iter::once(a.weights.as_path())
+        .chain(a.calib.as_deref())
+        .collect();
+    super::paths::check_inputs(&inputs)?;
+    super::paths::check_output("--out", &a.out, &inputs)?;
+    if let Some(r) = &a.report {
+        super::paths::check_output("--report", r, &inputs)?;
+        super::paths::check_distinct(("--out", &a.out), ("--report", r))?;
+    }
     let opts = SchemeOptions {
         bits: a.bits,
         granularity: a.granularity,

@@ -35,6 +35,9 @@ pub struct SearchArgs {
 }
 
 pub fn run(a: SearchArgs) -> Result<()> {
+    let gt: Vec<&std::path::Path> = a.gt.as_deref().into_iter().collect();
+    super::paths::check_inputs(&[&a.index, &a.queries])?;
+    super::paths::check_inputs(&gt)?;
     let idx = vecquant::index::open(&a.index)?;
     let q = read_vectors(&a.queries)?;
     if q.dim() != idx.dim() {

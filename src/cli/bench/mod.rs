@@ -57,6 +57,7 @@ pub struct BenchArgs {
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
+    super::paths::check_output_dir("--out", &a.out)?;
     let t0 = Instant::now();
     // A spinner with the current step when stdout is a terminal; silent otherwise.
     let bar = if a.quiet {
