@@ -74,10 +74,7 @@ fn with_value(d: &Path, src: &str, dst: &str, row: usize, col: usize, value: f32
 }
 
 fn build(d: &Path, spec: &str, base: &str, out: &str) -> Output {
-    vecquant(
-        &["build", "--spec", spec, "--base", base, "--out", out],
-        d,
-    )
+    vecquant(&["build", "--spec", spec, "--base", base, "--out", out], d)
 }
 
 /// Item 2: base vectors with finite but huge values are refused at build, naming the
@@ -205,10 +202,7 @@ fn item16_errors_name_the_file_and_record() {
     gen_data(d);
     ok(&build(d, "SQ8", "data/base.fvecs", "sq8.vq"));
     with_value(d, "data/query.fvecs", "more.fvecs", 17, 3, f32::NAN);
-    let out = vecquant(
-        &["add", "--index", "sq8.vq", "--vectors", "more.fvecs"],
-        d,
-    );
+    let out = vecquant(&["add", "--index", "sq8.vq", "--vectors", "more.fvecs"], d);
     fails(&out, &["more.fvecs", "record 17", "NaN"]);
     let out = vecquant(
         &["search", "--index", "sq8.vq", "--queries", "more.fvecs"],
@@ -300,7 +294,11 @@ fn item2_http_queries_whose_distances_overflow_are_422() {
         let mut big = vec!["0.5"; 16];
         big[1] = "2e19";
         let big = big.join(",");
-        let (s, v) = post(addr, "/search", &format!(r#"{{"vector":[{ok_vec}],"k":3}}"#));
+        let (s, v) = post(
+            addr,
+            "/search",
+            &format!(r#"{{"vector":[{ok_vec}],"k":3}}"#),
+        );
         assert_eq!(s, 200, "{v}");
         let (s, v) = post(addr, "/search", &format!(r#"{{"vector":[{big}],"k":3}}"#));
         assert_eq!(s, 422, "{v}");

@@ -28,7 +28,11 @@ pub fn run(a: AddArgs) -> Result<()> {
     let mut idx = vecquant::index::open(&a.index)?;
     let v = read_vectors(&a.vectors)?;
     if v.dim() != idx.dim() {
-        return Err(Error::dim(a.vectors.display().to_string(), idx.dim(), v.dim()));
+        return Err(Error::dim(
+            a.vectors.display().to_string(),
+            idx.dim(),
+            v.dim(),
+        ));
     }
     let before = idx.len();
     // Default ids continue the insertion numbering (deleted rows included).

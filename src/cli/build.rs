@@ -74,7 +74,9 @@ pub fn run(a: BuildArgs) -> Result<()> {
         index.train(t.as_slice()).map_err(|e| e.in_file(train))?;
     }
     bar.set_message(format!("encoding and adding {} vectors", b.len()));
-    index.add(b.as_slice(), None).map_err(|e| e.in_file(&a.base))?;
+    index
+        .add(b.as_slice(), None)
+        .map_err(|e| e.in_file(&a.base))?;
     bar.set_message("saving");
     index.save(&a.out)?;
     bar.finish_and_clear();

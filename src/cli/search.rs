@@ -38,7 +38,11 @@ pub fn run(a: SearchArgs) -> Result<()> {
     let idx = vecquant::index::open(&a.index)?;
     let q = read_vectors(&a.queries)?;
     if q.dim() != idx.dim() {
-        return Err(Error::dim(a.queries.display().to_string(), idx.dim(), q.dim()));
+        return Err(Error::dim(
+            a.queries.display().to_string(),
+            idx.dim(),
+            q.dim(),
+        ));
     }
     let k = a.k;
     let p = a.params.apply(k);

@@ -126,6 +126,24 @@ pub(crate) fn check_results<R: AsRef<[Neighbor]>>(results: &[R], first_query: us
     Ok(())
 }
 
+/// For exhaustive unfiltered scans, which return `want` results per query: fails with
+/// [`Error::TooLarge`] naming the first query with fewer — candidates whose distance was
+/// NaN (an overflow) were dropped, and are not silently missing.
+pub(crate) fn check_full<R: AsRef<[Neighbor]>>(results: &[R], want: usize) -> Result<()> {
+    match results.iter().position(|r| r.as_ref().len() < want) {
+        None => Ok(()),
+        Some(qi) => Err(Error::TooLarge {
+            context: "query".into(),
+            row: qi,
+            message: format!(
+                "only {} of its {want} nearest distances are numbers (the others overflow \
+                 f32): the query or the stored vectors are too large for this index",
+                results[qi].as_ref().len()
+            ),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,7 +156,10 @@ mod tests {
         assert!(check_terms(&[1.0, 2.0], 10.0, "add", "norm", 0).is_ok());
         let e = check_terms(&[1.0, f32::INFINITY], 10.0, "add", "norm", 5).unwrap_err();
         assert!(matches!(e, Error::TooLarge { row: 6, .. }), "{e}");
-        let ok = vec![vec![Neighbor { id: 1, distance: 1.0 }]];
+        let ok = vec![vec![Neighbor {
+            id: 1,
+            distance: 1.0,
+        }]];
         assert!(check_results(&ok, 0).is_ok());
         let bad = vec![
             vec![],

@@ -8,12 +8,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::index::checks::{check_terms, check_vectors};
 use crate::index::rows::{Exact, Rows};
 use crate::index::{
     GroupSearch, IdFilter, Index, SearchParams, check_add, grouped_batch, grouped_single,
     header_dims, untrained,
 };
-use crate::index::checks::{check_terms, check_vectors};
 use crate::metric::Metric;
 use crate::quant::codec::{InnerSpec, ListTerms, Raw, Stored, VectorCodec};
 use crate::quant::product::ProductQuantizer;

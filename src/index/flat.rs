@@ -2,10 +2,11 @@
 
 use crate::data::groundtruth::knn_blocked;
 use crate::error::{Error, Result};
+use crate::index::checks::{check_full, check_results, check_terms};
 use crate::index::rows::Rows;
-use crate::index::checks::{check_results, check_terms};
 use crate::index::{
-    IdFilter, Index, MAX_TERM, SearchParams, at_query, check_add, check_queries, check_search, check_single,
+    IdFilter, Index, MAX_TERM, SearchParams, at_query, check_add, check_queries, check_search,
+    check_single,
 };
 use crate::kernels;
 use crate::metric::Metric;
@@ -214,6 +215,9 @@ impl Index for Flat {
         }
         let res = heap.into_sorted();
         check_results(std::slice::from_ref(&res), 0)?;
+        if all {
+            check_full(std::slice::from_ref(&res), params.k.min(self.len()))?;
+        }
         Ok(res)
     }
 
@@ -263,6 +267,7 @@ impl Index for Flat {
             }
         }
         check_results(&res, 0)?;
+        check_full(&res, params.k.min(self.len()))?;
         Ok(res)
     }
 }

@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::index::checks::check_vectors;
 use crate::index::rows::{Exact, Rows};
 use crate::index::spec::IndexSpec;
 use crate::index::{
@@ -21,13 +22,12 @@ use crate::index::{
 };
 use crate::kernels::{fastscan, pq8};
 use crate::metric::Metric;
+use crate::quant::codec::pq::check_centroids;
 use crate::quant::codec::scan::{Reservoir, Scan8, Scan8Scratch};
 use crate::quant::opq::{OpqTraining, rotate, train_opq, transpose};
 use crate::quant::product::{ProductQuantizer, check_params};
 use crate::store::{Container, ContainerWriter, Slab};
 use crate::topk::{Neighbor, TopK};
-use crate::index::checks::check_vectors;
-use crate::quant::codec::pq::check_centroids;
 use crate::vectors::{check_batch, normalize_in_place};
 
 /// 8-bit blocks scanned by a group of queries before moving on (1,024 vectors × M

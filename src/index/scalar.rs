@@ -19,6 +19,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::index::checks::{check_terms, check_vectors};
 use crate::index::rows::{Exact, Rows};
 use crate::index::spec::IndexSpec;
 use crate::index::{
@@ -27,7 +28,6 @@ use crate::index::{
 };
 use crate::kernels::{self, sq as ksq};
 use crate::metric::Metric;
-use crate::index::checks::{check_terms, check_vectors};
 use crate::quant::codec::sq::{
     Kernel, check_ranges, corr_limit, correction_terms, quantizer_bytes, read_quantizer,
     write_quantizer,

@@ -35,6 +35,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::index::checks::{check_results, check_terms, check_vectors};
 use crate::index::rows::Rows;
 use crate::index::spec::BuildOptions;
 use crate::index::{
@@ -47,7 +48,6 @@ use crate::quant::product::ProductQuantizer;
 use crate::quant::scalar::ScalarQuantizer;
 use crate::store::{Container, ContainerWriter, Slab};
 use crate::topk::Neighbor;
-use crate::index::checks::{check_results, check_terms, check_vectors};
 use crate::vectors::{check_batch, check_finite};
 
 mod build;

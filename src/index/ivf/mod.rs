@@ -29,6 +29,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::index::checks::{check_terms, check_vectors};
 use crate::index::rows::Rows;
 use crate::index::spec::BuildOptions;
 use crate::index::{
@@ -43,7 +44,6 @@ use crate::quant::product::ProductQuantizer;
 use crate::quant::scalar::ScalarQuantizer;
 use crate::store::{Container, ContainerWriter, Slab};
 use crate::topk::Neighbor;
-use crate::index::checks::{check_terms, check_vectors};
 use crate::vectors::{check_batch, check_finite};
 
 mod layout;
@@ -378,7 +378,6 @@ impl<C: VectorCodec> Ivf<C> {
         self.relayout(&lists, &codes, &aux, &raw, |_| true)?;
         Ok(replaced.len())
     }
-
 
     /// Drops the tables (they are rebuilt at the next search that uses them).
     fn invalidate_tables(&mut self) {

@@ -102,7 +102,11 @@ pub(crate) fn check_ranges(sq: &ScalarQuantizer, context: &str) -> Result<()> {
         sq.decode_into(&code, &mut buf);
         for (l, &v) in largest.iter_mut().zip(&buf) {
             let v = f64::from(v);
-            *l = if v.is_finite() { l.max(v * v) } else { f64::INFINITY };
+            *l = if v.is_finite() {
+                l.max(v * v)
+            } else {
+                f64::INFINITY
+            };
         }
     }
     let total: f64 = largest.iter().sum();
