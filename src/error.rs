@@ -48,6 +48,32 @@ pub enum Error {
         /// The offending value.
         value: f32,
     },
+    /// A vector, or a term an index derives from it (norm, correction term, range,
+    /// centroid), is finite but so large that distances to it would overflow `f32`.
+    #[error("{context}: row {row}: {message}")]
+    TooLarge {
+        /// What was being checked (`add`, `query`, `training sample`, ...).
+        context: String,
+        /// Row (vector) index within what was checked.
+        row: usize,
+        /// What is too large, by how much, and the limit.
+        message: String,
+    },
+    /// An id given to `add` is already held by a live vector, or repeats within the batch.
+    #[error(
+        "id {id} (row {row}) {}; {count} of the new ids collide (delete them first, or upsert to replace them)",
+        if *within_batch { "repeats an earlier id of the same batch" } else { "is already in the index" }
+    )]
+    DuplicateId {
+        /// The first colliding id.
+        id: u64,
+        /// Its row in the batch.
+        row: usize,
+        /// How many rows of the batch collide.
+        count: usize,
+        /// Whether the first collision is within the batch (else with a live vector).
+        within_batch: bool,
+    },
     /// A parameter is out of its valid range or inconsistent with the data.
     #[error("invalid parameter `{name}`: {message}")]
     InvalidParameter {
@@ -119,6 +145,36 @@ impl Error {
         Error::Tensor {
             name: name.into(),
             source: Box::new(source),
+        }
+    }
+
+    /// The error as reported for input read from `path`: an error naming a row of that
+    /// input (a non-finite or too large value, a dimension that does not fit) becomes an
+    /// [`Error::Format`] naming the file and the record; others are returned unchanged.
+    ///
+    /// ```
+    /// use vecquant::{Error, Flat, Index, Metric};
+    /// let mut index = Flat::new(2, Metric::L2);
+    /// let e = index.add(&[0.0, 1.0, f32::NAN, 2.0], None).unwrap_err();
+    /// let e = e.in_file("more.fvecs").to_string();
+    /// assert!(e.starts_with("more.fvecs: record 1: component 0 is NaN"), "{e}");
+    /// ```
+    pub fn in_file(self, path: impl AsRef<Path>) -> Error {
+        match self {
+            Error::NonFinite {
+                row, col, value, ..
+            } => Error::format(
+                path,
+                format!("record {row}: component {col} is {value} (values must be finite)"),
+            ),
+            Error::TooLarge { row, message, .. } => {
+                Error::format(path, format!("record {row}: {message}"))
+            }
+            Error::DimensionMismatch { expected, got, .. } => Error::format(
+                path,
+                format!("dimension {got} does not match the expected dimension {expected}"),
+            ),
+            e => e,
         }
     }
 

@@ -121,11 +121,13 @@ fn deleted_ids_never_come_back() {
             // Adding after deletes keeps everything that was there.
             let extra = gaussian(5, dim, 0.0, 1.0, 23).unwrap();
             let mut idx = loaded;
-            idx.add(extra.as_slice(), Some(&[1, 2, 3, 4, 5])).unwrap();
+            // (New ids: ids held by live vectors are refused, issue 17 item 3.)
+            let new_ids = [1_000_001, 1_000_002, 1_000_003, 1_000_004, 1_000_005];
+            idx.add(extra.as_slice(), Some(&new_ids)).unwrap();
             assert_eq!(idx.len(), n - deleted + 5);
             let hit = idx.search(extra.row(2), &SearchParams::with_k(1)).unwrap();
             if metric == Metric::L2 {
-                assert_eq!(hit[0].id, 3, "{spec}");
+                assert_eq!(hit[0].id, 1_000_003, "{spec}");
             }
         }
     }

@@ -17,9 +17,13 @@ pub struct AddArgs {
     #[arg(long)]
     vectors: PathBuf,
     /// Id of the first new vector (default: the index's current length); the rest
-    /// follow consecutively.
+    /// follow consecutively. Ids already in the index are refused unless --upsert.
     #[arg(long)]
     first_id: Option<u64>,
+    /// Replace the vectors that already hold any of the new ids (they are deleted once
+    /// the new ones are in) instead of refusing the add.
+    #[arg(long)]
+    upsert: bool,
 }
 
 pub fn run(a: AddArgs) -> Result<()> {
@@ -29,7 +33,11 @@ pub fn run(a: AddArgs) -> Result<()> {
     let mut idx = vecquant::index::open(&a.index)?;
     let v = read_vectors(&a.vectors)?;
     if v.dim() != idx.dim() {
-        return Err(Error::dim("vectors", idx.dim(), v.dim()));
+        return Err(Error::dim(
+            a.vectors.display().to_string(),
+            idx.dim(),
+            v.dim(),
+        ));
     }
     let before = idx.len();
     // Default ids continue the insertion numbering (deleted rows included).
@@ -38,10 +46,40 @@ pub fn run(a: AddArgs) -> Result<()> {
         .map(|i| start.checked_add(i))
         .collect::<Option<_>>()
         .ok_or_else(|| Error::param("first-id", "ids overflow u64"))?;
-    idx.add(v.as_slice(), Some(&ids))?;
+    let added = if a.upsert {
+        idx.upsert(v.as_slice(), &ids)
+    } else {
+        idx.add(v.as_slice(), Some(&ids)).map(|()| 0)
+    };
+    let replaced = added.map_err(|e| match e {
+        Error::DuplicateId {
+            id,
+            row,
+            count,
+            within_batch,
+        } => Error::format(
+            &a.vectors,
+            format!(
+                "record {row}: id {id} {}; {count} of the {} new ids collide: pass --upsert to \
+                 replace the vectors holding them, or --first-id to choose free ids",
+                if within_batch {
+                    "repeats an earlier record's id".to_string()
+                } else {
+                    format!("is already in {}", a.index.display())
+                },
+                ids.len()
+            ),
+        ),
+        e => e.in_file(&a.vectors),
+    })?;
     idx.save(&a.index)?;
+    let replacing = if a.upsert {
+        format!(", replaced {replaced}")
+    } else {
+        String::new()
+    };
     println!(
-        "added {} vectors (ids {start}..{}) to {}: {before} → {}",
+        "added {} vectors (ids {start}..{}) to {}{replacing}: {before} → {}",
         v.len(),
         start + v.len() as u64,
         a.index.display(),

@@ -75,14 +75,17 @@ pub fn run(a: BuildArgs) -> Result<()> {
         Some(levels) => with_levels(&a.spec, levels, b.dim(), &opts)?,
     };
     if !index.is_trained() {
+        let train = a.train.as_ref().unwrap_or(&a.base);
         if t.dim() != b.dim() {
-            return Err(Error::dim("train", b.dim(), t.dim()));
+            return Err(Error::dim(train.display().to_string(), b.dim(), t.dim()));
         }
         bar.set_message(format!("training {}", a.spec));
-        index.train(t.as_slice())?;
+        index.train(t.as_slice()).map_err(|e| e.in_file(train))?;
     }
     bar.set_message(format!("encoding and adding {} vectors", b.len()));
-    index.add(b.as_slice(), None)?;
+    index
+        .add(b.as_slice(), None)
+        .map_err(|e| e.in_file(&a.base))?;
     bar.set_message("saving");
     index.save(&a.out)?;
     bar.finish_and_clear();

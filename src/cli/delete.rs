@@ -45,6 +45,9 @@ pub fn run(a: DeleteArgs) -> Result<()> {
             "no ids given (use --ids or --ids-file)",
         ));
     }
+    // Each id counts once ("deleted 1 of 1 ids" for `--ids 7,7`).
+    ids.sort_unstable();
+    ids.dedup();
     let mut idx = vecquant::index::open(&a.index)?;
     let before = idx.len();
     let n = idx.delete(&ids)?;

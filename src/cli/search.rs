@@ -41,7 +41,11 @@ pub fn run(a: SearchArgs) -> Result<()> {
     let idx = vecquant::index::open(&a.index)?;
     let q = read_vectors(&a.queries)?;
     if q.dim() != idx.dim() {
-        return Err(Error::dim("queries", idx.dim(), q.dim()));
+        return Err(Error::dim(
+            a.queries.display().to_string(),
+            idx.dim(),
+            q.dim(),
+        ));
     }
     let k = a.k;
     let p = a.params.apply(k);
@@ -49,7 +53,8 @@ pub fn run(a: SearchArgs) -> Result<()> {
         Some(n) => vecquant::threads::check_threads(n)?,
         None => rayon::current_num_threads(),
     };
-    let (res, qps) = timed_search(idx.as_ref(), &q, &p, threads)?;
+    let (res, qps) =
+        timed_search(idx.as_ref(), &q, &p, threads).map_err(|e| e.in_file(&a.queries))?;
     let truth = match &a.gt {
         Some(g) => {
             let t = read_ground_truth(g)?;

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::index::checks::{check_terms, check_vectors};
 use crate::index::rows::{Exact, Rows};
 use crate::index::{
     GroupSearch, IdFilter, Index, SearchParams, check_add, grouped_batch, grouped_single,
@@ -159,6 +160,29 @@ impl<C: VectorCodec> FlatCodes<C> {
         Ok(idx)
     }
 
+    /// `add` (`replace`: `upsert`): everything is checked before the index changes.
+    fn add_rows(&mut self, vectors: &[f32], ids: Option<&[u64]>, replace: bool) -> Result<usize> {
+        let n = check_add(self.dim, vectors, ids)?;
+        let codec = self.codec()?;
+        let replaced = self.rows.admit(n, ids, replace)?;
+        let x = crate::vectors::prepared(vectors, self.dim, self.metric);
+        if !C::STORES_RAW {
+            let codes = codec.encode(&x)?;
+            if codec.has_aux(self.metric) {
+                let aux = codec.aux_terms(&codes, self.metric, &|_| None);
+                check_terms(&aux, f64::MAX, "add", "auxiliary term", 0)?;
+                self.aux.to_mut().extend_from_slice(&aux);
+            }
+            self.codes.to_mut().extend_from_slice(&codes);
+        }
+        if self.stores_raw() {
+            self.raw.to_mut().extend_from_slice(&x);
+        }
+        self.rows.push_replacing(n, ids, &replaced);
+        self.repack()?;
+        Ok(replaced.len())
+    }
+
     fn search_group(
         &self,
         queries: &[f32],
@@ -267,8 +291,7 @@ impl<C: VectorCodec> Index for FlatCodes<C> {
         self.codec.is_some()
     }
     fn train(&mut self, sample: &[f32]) -> Result<()> {
-        check_batch(sample, self.dim, "training sample")?;
-        check_finite(sample, self.dim, "training sample")?;
+        check_vectors(sample, self.dim, "training sample")?;
         let x = crate::vectors::prepared(sample, self.dim, self.metric);
         self.codec = Some(C::train(&self.inner, &x, self.dim, self.seed)?);
         self.codes = Slab::default();
@@ -279,22 +302,10 @@ impl<C: VectorCodec> Index for FlatCodes<C> {
         Ok(())
     }
     fn add(&mut self, vectors: &[f32], ids: Option<&[u64]>) -> Result<()> {
-        let n = check_add(self.dim, vectors, ids)?;
-        let codec = self.codec()?;
-        let x = crate::vectors::prepared(vectors, self.dim, self.metric);
-        if !C::STORES_RAW {
-            let codes = codec.encode(&x)?;
-            if codec.has_aux(self.metric) {
-                let aux = codec.aux_terms(&codes, self.metric, &|_| None);
-                self.aux.to_mut().extend_from_slice(&aux);
-            }
-            self.codes.to_mut().extend_from_slice(&codes);
-        }
-        if self.stores_raw() {
-            self.raw.to_mut().extend_from_slice(&x);
-        }
-        self.rows.push(n, ids);
-        self.repack()
+        self.add_rows(vectors, ids, false).map(|_| ())
+    }
+    fn upsert(&mut self, vectors: &[f32], ids: &[u64]) -> Result<usize> {
+        self.add_rows(vectors, Some(ids), true)
     }
     fn delete(&mut self, ids: &[u64]) -> Result<usize> {
         Ok(self.rows.delete(ids))

@@ -2,13 +2,17 @@
 
 use crate::data::groundtruth::knn_blocked;
 use crate::error::{Error, Result};
+use crate::index::checks::{check_full, check_results, check_terms};
 use crate::index::rows::Rows;
-use crate::index::{IdFilter, Index, SearchParams, check_add, check_search, check_single};
+use crate::index::{
+    IdFilter, Index, MAX_TERM, SearchParams, at_query, check_add, check_queries, check_search,
+    check_single,
+};
 use crate::kernels;
 use crate::metric::Metric;
 use crate::store::{Container, ContainerWriter, Slab};
 use crate::topk::{Neighbor, TopK};
-use crate::vectors::{check_batch, check_finite, normalize_in_place};
+use crate::vectors::{check_finite, normalize_in_place};
 
 /// Exact nearest-neighbour index: stores every vector as `dim` floats.
 ///
@@ -91,6 +95,21 @@ impl Flat {
         })
     }
 
+    /// `add` (`replace`: `upsert`): everything is checked before the index changes.
+    fn add_rows(&mut self, vectors: &[f32], ids: Option<&[u64]>, replace: bool) -> Result<usize> {
+        let n = check_add(self.dim, vectors, ids)?;
+        let replaced = self.rows.admit(n, ids, replace)?;
+        let x = crate::vectors::prepared(vectors, self.dim, self.metric);
+        if self.metric == Metric::L2 {
+            let norms = kernels::row_norms_sq(&x, self.dim);
+            check_terms(&norms, MAX_TERM, "add", "squared norm", 0)?;
+            self.norms.to_mut().extend(norms);
+        }
+        self.vectors.to_mut().extend_from_slice(&x);
+        self.rows.push_replacing(n, ids, &replaced);
+        Ok(replaced.len())
+    }
+
     fn prepared_query<'a>(&self, q: &'a [f32], buf: &'a mut Vec<f32>) -> &'a [f32] {
         if self.metric.normalizes() {
             buf.clear();
@@ -135,21 +154,11 @@ impl Index for Flat {
     }
 
     fn add(&mut self, vectors: &[f32], ids: Option<&[u64]>) -> Result<()> {
-        let n = check_add(self.dim, vectors, ids)?;
-        let store = self.vectors.to_mut();
-        let start = store.len();
-        store.extend_from_slice(vectors);
-        if self.metric.normalizes() {
-            for row in store[start..].chunks_exact_mut(self.dim) {
-                normalize_in_place(row);
-            }
-        }
-        if self.metric == Metric::L2 {
-            let norms = kernels::row_norms_sq(&store[start..], self.dim);
-            self.norms.to_mut().extend(norms);
-        }
-        self.rows.push(n, ids);
-        Ok(())
+        self.add_rows(vectors, ids, false).map(|_| ())
+    }
+
+    fn upsert(&mut self, vectors: &[f32], ids: &[u64]) -> Result<usize> {
+        self.add_rows(vectors, Some(ids), true)
     }
 
     fn delete(&mut self, ids: &[u64]) -> Result<usize> {
@@ -204,17 +213,22 @@ impl Index for Flat {
                 }
             }
         }
-        Ok(heap.into_sorted())
+        let res = heap.into_sorted();
+        check_results(std::slice::from_ref(&res), 0)?;
+        if all {
+            check_full(std::slice::from_ref(&res), params.k.min(self.len()))?;
+        }
+        Ok(res)
     }
 
     fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
         check_search(self.dim, self.len(), params)?;
-        let nq = check_batch(queries, self.dim, "queries")?;
-        check_finite(queries, self.dim, "queries")?;
+        let nq = check_queries(queries, self.dim)?;
         if nq < GEMM_MIN_QUERIES {
             return queries
                 .chunks_exact(self.dim)
-                .map(|q| self.search(q, params))
+                .enumerate()
+                .map(|(i, q)| self.search(q, params).map_err(|e| at_query(e, i)))
                 .collect();
         }
         let normalized;
@@ -252,6 +266,8 @@ impl Index for Flat {
                 }
             }
         }
+        check_results(&res, 0)?;
+        check_full(&res, params.k.min(self.len()))?;
         Ok(res)
     }
 }

@@ -5,6 +5,7 @@
 //! Every index is `Send + Sync`, searching takes `&self`, and results are
 //! [`Neighbor`]s sorted best first with ties broken by id.
 
+pub(crate) mod checks;
 pub mod codes;
 pub mod flat;
 pub mod hnsw;
@@ -23,8 +24,9 @@ use crate::error::{Error, Result};
 use crate::metric::Metric;
 use crate::store::{Container, ContainerWriter};
 use crate::topk::Neighbor;
-use crate::vectors::{check_batch, check_finite, check_query};
+use crate::vectors::check_query;
 
+pub use checks::{MAX_NORM_SQ, MAX_TERM};
 pub use codes::FlatCodes;
 pub use flat::Flat;
 pub use hnsw::Hnsw;
@@ -153,6 +155,21 @@ pub trait Index: Send + Sync {
     }
     /// Adds row-major `vectors` with `ids` (default: consecutive from the current length).
     fn add(&mut self, vectors: &[f32], ids: Option<&[u64]>) -> Result<()>;
+    /// Adds row-major `vectors` with `ids`, replacing the live vectors that hold any of
+    /// these ids: the old rows are deleted once the new ones are in, so the search
+    /// never returns an old vector again and the count grows only by the new ids.
+    /// Returns how many live vectors were replaced.
+    ///
+    /// # Errors
+    /// What [`Index::add`] refuses, and [`Error::DuplicateId`] when `ids` repeats an id;
+    /// the built-in kinds then leave the index unchanged.
+    fn upsert(&mut self, vectors: &[f32], ids: &[u64]) -> Result<usize> {
+        check_add(self.dim(), vectors, Some(ids))?;
+        rows::check_batch_ids(ids)?;
+        let replaced = self.delete(ids)?;
+        self.add(vectors, Some(ids))?;
+        Ok(replaced)
+    }
     /// Deletes the vectors with these ids (a tombstone per vector: every search skips
     /// them at once; [`Index::compact`] frees their space). Unknown ids are ignored;
     /// returns how many vectors were newly deleted.
@@ -214,12 +231,14 @@ pub trait Index: Send + Sync {
     /// Searches many row-major queries, in parallel across queries.
     fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
         check_search(self.dim(), self.len(), params)?;
-        check_batch(queries, self.dim(), "queries")?;
-        check_finite(queries, self.dim(), "queries")?;
-        queries
+        check_queries(queries, self.dim())?;
+        let res: Vec<Vec<Neighbor>> = queries
             .par_chunks(self.dim())
-            .map(|q| self.search(q, params))
-            .collect()
+            .enumerate()
+            .map(|(i, q)| self.search(q, params).map_err(|e| at_query(e, i)))
+            .collect::<Result<_>>()?;
+        checks::check_results(&res, 0)?;
+        Ok(res)
     }
 }
 
@@ -278,16 +297,52 @@ pub fn check_search(dim: usize, len: usize, params: &SearchParams) -> Result<()>
     Ok(())
 }
 
-/// Validates a single query against an index.
+/// Validates a single query against an index: its dimension, finite values and a
+/// squared norm within [`MAX_NORM_SQ`] (so no distance to it overflows).
 pub fn check_single(dim: usize, len: usize, query: &[f32], params: &SearchParams) -> Result<()> {
     check_search(dim, len, params)?;
-    check_query(query, dim)
+    check_query(query, dim)?;
+    checks::check_norms(query, dim, "query", 0)
 }
 
-/// Validates vectors and ids passed to `add`, returning the number of vectors.
+/// Validates a batch of row-major queries (whole rows, finite, squared norms within
+/// [`MAX_NORM_SQ`]); errors name the query's row. Returns the number of queries.
+pub fn check_queries(queries: &[f32], dim: usize) -> Result<usize> {
+    checks::check_vectors(queries, dim, "queries")
+}
+
+/// An error of the single search of query `i` of a batch, renumbered to that query.
+pub(crate) fn at_query(e: Error, i: usize) -> Error {
+    match e {
+        Error::TooLarge {
+            context,
+            row: 0,
+            message,
+        } => Error::TooLarge {
+            context,
+            row: i,
+            message,
+        },
+        Error::NonFinite {
+            context,
+            row: 0,
+            col,
+            value,
+        } => Error::NonFinite {
+            context,
+            row: i,
+            col,
+            value,
+        },
+        e => e,
+    }
+}
+
+/// Validates vectors and ids passed to `add`, returning the number of vectors: whole
+/// rows, finite values, squared norms within [`MAX_NORM_SQ`] ([`Error::TooLarge`] naming
+/// the row), and as many ids as vectors.
 pub fn check_add(dim: usize, vectors: &[f32], ids: Option<&[u64]>) -> Result<usize> {
-    let n = check_batch(vectors, dim, "add")?;
-    check_finite(vectors, dim, "add")?;
+    let n = checks::check_vectors(vectors, dim, "add")?;
     if let Some(ids) = ids
         && ids.len() != n
     {
@@ -322,8 +377,9 @@ pub(crate) fn grouped_single<I: GroupSearch>(
     filter: &IdFilter<'_>,
 ) -> Result<Vec<Neighbor>> {
     check_single(idx.dim(), idx.len(), query, params)?;
-    let mut r = idx.search_group(query, params, filter)?;
-    Ok(r.pop().unwrap_or_default())
+    let r = idx.search_group(query, params, filter)?;
+    checks::check_results(&r, 0)?;
+    Ok(r.into_iter().next().unwrap_or_default())
 }
 
 /// [`Index::search_batch`] of a [`GroupSearch`] kind: groups in parallel.
@@ -334,13 +390,14 @@ pub(crate) fn grouped_batch<I: GroupSearch>(
 ) -> Result<Vec<Vec<Neighbor>>> {
     let dim = idx.dim();
     check_search(dim, idx.len(), params)?;
-    check_batch(queries, dim, "queries")?;
-    check_finite(queries, dim, "queries")?;
+    check_queries(queries, dim)?;
     let groups: Vec<Vec<Vec<Neighbor>>> = queries
         .par_chunks(dim * I::QUERY_GROUP)
         .map(|g| idx.search_group(g, params, &IdFilter::All))
         .collect::<Result<_>>()?;
-    Ok(groups.into_iter().flatten().collect())
+    let res: Vec<Vec<Neighbor>> = groups.into_iter().flatten().collect();
+    checks::check_results(&res, 0)?;
+    Ok(res)
 }
 
 /// How deep a quantized scan goes for `params`: `(re-rank, depth)` — the best

@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::index::checks::check_vectors;
 use crate::index::rows::{Exact, Rows};
 use crate::index::spec::IndexSpec;
 use crate::index::{
@@ -21,12 +22,13 @@ use crate::index::{
 };
 use crate::kernels::{fastscan, pq8};
 use crate::metric::Metric;
+use crate::quant::codec::pq::check_centroids;
 use crate::quant::codec::scan::{Reservoir, Scan8, Scan8Scratch};
 use crate::quant::opq::{OpqTraining, rotate, train_opq, transpose};
 use crate::quant::product::{ProductQuantizer, check_params};
 use crate::store::{Container, ContainerWriter, Slab};
 use crate::topk::{Neighbor, TopK};
-use crate::vectors::{check_batch, check_finite, normalize_in_place};
+use crate::vectors::{check_batch, normalize_in_place};
 
 /// 8-bit blocks scanned by a group of queries before moving on (1,024 vectors × M
 /// bytes, so the chunk stays in L2 while each query's byte table stays in L1).
@@ -449,6 +451,40 @@ impl Product {
         }
         out
     }
+
+    /// `add` (`replace`: `upsert`): everything is checked before the index changes.
+    fn add_rows(&mut self, vectors: &[f32], ids: Option<&[u64]>, replace: bool) -> Result<usize> {
+        let n = check_add(self.dim, vectors, ids)?;
+        let pq = self.trained()?;
+        let replaced = self.rows.admit(n, ids, replace)?;
+        let x = self.prepare(vectors);
+        let idx = pq.encode_indices(&x)?;
+        if self.spec.nbits == 8 {
+            let old = self.rows.len();
+            pq8::append_blocks(self.codes.to_mut(), old, &idx, self.spec.m);
+        } else {
+            // Re-pack the partial last block together with the new codes.
+            let m = self.spec.m;
+            let old = self.rows.len();
+            let bb = fastscan::block_bytes(m);
+            let keep_blocks = old / fastscan::BLOCK;
+            let mut tail: Vec<u8> = Vec::new();
+            if !old.is_multiple_of(fastscan::BLOCK) {
+                let all = self.indices();
+                tail.extend_from_slice(&all[keep_blocks * fastscan::BLOCK * m..]);
+            }
+            tail.extend_from_slice(&idx);
+            let codes = self.codes.to_mut();
+            codes.truncate(keep_blocks * bb);
+            codes.extend(fastscan::pack_blocks(&tail, m));
+        }
+        if self.keep_raw {
+            let plain = self.unrotated(vectors);
+            self.raw.to_mut().extend_from_slice(&plain);
+        }
+        self.rows.push_replacing(n, ids, &replaced);
+        Ok(replaced.len())
+    }
 }
 
 impl GroupSearch for Product {
@@ -493,8 +529,7 @@ impl Index for Product {
     }
 
     fn train(&mut self, sample: &[f32]) -> Result<()> {
-        check_batch(sample, self.dim, "training sample")?;
-        check_finite(sample, self.dim, "training sample")?;
+        check_vectors(sample, self.dim, "training sample")?;
         let base = self.unrotated(sample);
         if self.spec.opq {
             let opq = train_opq(
@@ -510,46 +545,18 @@ impl Index for Product {
             Some(r) => rotate(&base, r, self.dim),
             None => base,
         };
-        self.pq = Some(ProductQuantizer::train(
-            &x,
-            self.dim,
-            self.spec.m,
-            self.spec.nbits,
-            self.seed,
-        )?);
+        let pq = ProductQuantizer::train(&x, self.dim, self.spec.m, self.spec.nbits, self.seed)?;
+        check_centroids(&pq, "training sample")?;
+        self.pq = Some(pq);
         Ok(())
     }
 
     fn add(&mut self, vectors: &[f32], ids: Option<&[u64]>) -> Result<()> {
-        let n = check_add(self.dim, vectors, ids)?;
-        let pq = self.trained()?;
-        let x = self.prepare(vectors);
-        let idx = pq.encode_indices(&x)?;
-        if self.spec.nbits == 8 {
-            let old = self.rows.len();
-            pq8::append_blocks(self.codes.to_mut(), old, &idx, self.spec.m);
-        } else {
-            // Re-pack the partial last block together with the new codes.
-            let m = self.spec.m;
-            let old = self.rows.len();
-            let bb = fastscan::block_bytes(m);
-            let keep_blocks = old / fastscan::BLOCK;
-            let mut tail: Vec<u8> = Vec::new();
-            if !old.is_multiple_of(fastscan::BLOCK) {
-                let all = self.indices();
-                tail.extend_from_slice(&all[keep_blocks * fastscan::BLOCK * m..]);
-            }
-            tail.extend_from_slice(&idx);
-            let codes = self.codes.to_mut();
-            codes.truncate(keep_blocks * bb);
-            codes.extend(fastscan::pack_blocks(&tail, m));
-        }
-        if self.keep_raw {
-            let plain = self.unrotated(vectors);
-            self.raw.to_mut().extend_from_slice(&plain);
-        }
-        self.rows.push(n, ids);
-        Ok(())
+        self.add_rows(vectors, ids, false).map(|_| ())
+    }
+
+    fn upsert(&mut self, vectors: &[f32], ids: &[u64]) -> Result<usize> {
+        self.add_rows(vectors, Some(ids), true)
     }
 
     fn delete(&mut self, ids: &[u64]) -> Result<usize> {

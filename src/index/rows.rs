@@ -7,6 +7,7 @@
 //! arrays when the index is compacted.
 
 use std::collections::HashSet;
+use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 use crate::kernels;
@@ -34,6 +35,28 @@ pub fn rerank_unavailable(spec: &str) -> Error {
     )
 }
 
+/// Refuses a batch of ids that repeats an id ([`Error::DuplicateId`] naming the first
+/// repeat, at its row, and how many rows repeat an earlier one).
+pub fn check_batch_ids(ids: &[u64]) -> Result<()> {
+    let mut sorted: Vec<(u64, usize)> = ids.iter().copied().zip(0..).collect();
+    sorted.sort_unstable();
+    // Every row but the first of each run of equal ids repeats an earlier one.
+    let repeats: Vec<usize> = sorted
+        .windows(2)
+        .filter(|w| w[0].0 == w[1].0)
+        .map(|w| w[1].1)
+        .collect();
+    match repeats.iter().min() {
+        None => Ok(()),
+        Some(&row) => Err(Error::DuplicateId {
+            id: ids[row],
+            row,
+            count: repeats.len(),
+            within_batch: true,
+        }),
+    }
+}
+
 /// Ids and tombstones of an index's rows.
 #[derive(Clone, Debug, Default)]
 pub struct Rows {
@@ -41,6 +64,9 @@ pub struct Rows {
     /// One bit per row; empty when nothing was deleted.
     tomb: Vec<u64>,
     deleted: usize,
+    /// An upper bound of every id (computed at the first add after a load, then kept up
+    /// to date), so appending new, larger ids needs no scan of the old ones.
+    max_id: OnceLock<u64>,
 }
 
 impl Rows {
@@ -83,15 +109,97 @@ impl Rows {
         self.deleted > 0
     }
 
+    /// Checks the ids of `n` rows about to be added, before anything is added:
+    /// `ids` (default: consecutive from the current row count) must not repeat within the
+    /// batch, and must not be held by a live row — unless `replace`, when the live rows
+    /// holding them are returned, to be deleted by [`Rows::push_replacing`] once the new
+    /// rows are in.
+    ///
+    /// # Errors
+    /// [`Error::DuplicateId`] naming the first colliding id, its row in the batch and
+    /// how many rows of the batch collide.
+    pub fn admit(&self, n: usize, ids: Option<&[u64]>, replace: bool) -> Result<Vec<usize>> {
+        let base = self.len() as u64;
+        let (lo, hi) = match ids {
+            Some(ids) => {
+                check_batch_ids(ids)?;
+                match (ids.iter().min(), ids.iter().max()) {
+                    (Some(&a), Some(&b)) => (a, b),
+                    _ => return Ok(Vec::new()),
+                }
+            }
+            None if n == 0 => return Ok(Vec::new()),
+            None => (base, base + n as u64 - 1),
+        };
+        if self.live() == 0 {
+            return Ok(Vec::new());
+        }
+        let bound = *self
+            .max_id
+            .get_or_init(|| self.ids.iter().copied().max().unwrap_or(0));
+        if lo > bound {
+            return Ok(Vec::new());
+        }
+        let mut sorted = ids.map(<[u64]>::to_vec).unwrap_or_default();
+        sorted.sort_unstable();
+        let in_batch = |id: u64| {
+            (lo..=hi).contains(&id) && (ids.is_none() || sorted.binary_search(&id).is_ok())
+        };
+        let taken: Vec<usize> = (0..self.len())
+            .filter(|&r| in_batch(self.ids[r]) && self.is_live(r))
+            .collect();
+        if taken.is_empty() || replace {
+            return Ok(taken);
+        }
+        let mut hit: Vec<u64> = taken.iter().map(|&r| self.ids[r]).collect();
+        hit.sort_unstable();
+        hit.dedup();
+        let batch_id = |row: usize| ids.map_or(base + row as u64, |v| v[row]);
+        let colliding: Vec<usize> = (0..n)
+            .filter(|&r| hit.binary_search(&batch_id(r)).is_ok())
+            .collect();
+        let row = colliding[0];
+        Err(Error::DuplicateId {
+            id: batch_id(row),
+            row,
+            count: colliding.len(),
+            within_batch: false,
+        })
+    }
+
+    /// [`Rows::push`], then deletes the old rows `replaced` (from [`Rows::admit`]).
+    pub fn push_replacing(&mut self, n: usize, ids: Option<&[u64]>, replaced: &[usize]) {
+        self.push(n, ids);
+        if replaced.is_empty() {
+            return;
+        }
+        if self.tomb.is_empty() {
+            self.tomb = vec![0; self.len().div_ceil(64)];
+        }
+        for &row in replaced {
+            let (w, b) = (row / 64, 1u64 << (row % 64));
+            if self.tomb[w] & b == 0 {
+                self.tomb[w] |= b;
+                self.deleted += 1;
+            }
+        }
+    }
+
     /// Appends `n` rows with `ids` (default: consecutive from the current row count).
+    /// Callers check the ids first with [`Rows::admit`].
     pub fn push(&mut self, n: usize, ids: Option<&[u64]>) {
         let v = self.ids.to_mut();
+        let base = v.len() as u64;
         match ids {
             Some(ids) => v.extend_from_slice(ids),
-            None => {
-                let base = v.len() as u64;
-                v.extend(base..base + n as u64);
-            }
+            None => v.extend(base..base + n as u64),
+        }
+        if let Some(m) = self.max_id.get_mut() {
+            let top = match ids {
+                Some(ids) => ids.iter().copied().max(),
+                None => (n > 0).then(|| base + n as u64 - 1),
+            };
+            *m = top.map_or(*m, |t| t.max(*m));
         }
         if !self.tomb.is_empty() {
             self.tomb.resize(v.len().div_ceil(64), 0);
@@ -156,6 +264,7 @@ impl Rows {
             ids: Slab::from(ids),
             tomb: Vec::new(),
             deleted: 0,
+            max_id: self.max_id.clone(),
         };
         if self.deleted > 0 {
             let mut tomb = vec![0u64; order.len().div_ceil(64)];
@@ -202,6 +311,7 @@ impl Rows {
             ids,
             tomb: if deleted > 0 { tomb } else { Vec::new() },
             deleted,
+            max_id: OnceLock::new(),
         })
     }
 

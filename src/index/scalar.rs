@@ -19,6 +19,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::index::checks::{check_terms, check_vectors};
 use crate::index::rows::{Exact, Rows};
 use crate::index::spec::IndexSpec;
 use crate::index::{
@@ -28,7 +29,8 @@ use crate::index::{
 use crate::kernels::{self, sq as ksq};
 use crate::metric::Metric;
 use crate::quant::codec::sq::{
-    Kernel, correction_terms, quantizer_bytes, read_quantizer, write_quantizer,
+    Kernel, check_ranges, corr_limit, correction_terms, quantizer_bytes, read_quantizer,
+    write_quantizer,
 };
 use crate::quant::scalar::{ScalarQuantizer, SqConfig};
 use crate::store::{Container, ContainerWriter, Slab};
@@ -181,6 +183,26 @@ impl Scalar {
         })
     }
 
+    /// `add` (`replace`: `upsert`): everything is checked before the index changes.
+    fn add_rows(&mut self, vectors: &[f32], ids: Option<&[u64]>, replace: bool) -> Result<usize> {
+        let n = check_add(self.dim, vectors, ids)?;
+        let sq = self.trained()?;
+        let replaced = self.rows.admit(n, ids, replace)?;
+        let x = self.prepare_queries(vectors);
+        let codes = sq.encode(&x)?;
+        let corr = correction_terms(sq, &codes, self.metric, &|_| None);
+        check_terms(&corr, corr_limit(self.metric), "add", "correction term", 0)?;
+        self.codes.to_mut().extend_from_slice(&codes);
+        if !corr.is_empty() {
+            self.corr.to_mut().extend_from_slice(&corr);
+        }
+        if self.keep_raw {
+            self.raw.to_mut().extend_from_slice(&x);
+        }
+        self.rows.push_replacing(n, ids, &replaced);
+        Ok(replaced.len())
+    }
+
     fn prepare_queries(&self, queries: &[f32]) -> Vec<f32> {
         crate::vectors::prepared(queries, self.dim, self.metric)
     }
@@ -318,32 +340,24 @@ impl Index for Scalar {
     }
 
     fn train(&mut self, sample: &[f32]) -> Result<()> {
-        check_batch(sample, self.dim, "training sample")?;
+        check_vectors(sample, self.dim, "training sample")?;
         let sq = if self.metric.normalizes() {
             let s = self.prepare_queries(sample);
             ScalarQuantizer::train(&s, self.dim, &self.config)?
         } else {
             ScalarQuantizer::train(sample, self.dim, &self.config)?
         };
+        check_ranges(&sq, "training sample")?;
         self.sq = Some(sq);
         Ok(())
     }
 
     fn add(&mut self, vectors: &[f32], ids: Option<&[u64]>) -> Result<()> {
-        let n = check_add(self.dim, vectors, ids)?;
-        let sq = self.trained()?;
-        let x = self.prepare_queries(vectors);
-        let codes = sq.encode(&x)?;
-        let corr = correction_terms(sq, &codes, self.metric, &|_| None);
-        self.codes.to_mut().extend_from_slice(&codes);
-        if !corr.is_empty() {
-            self.corr.to_mut().extend_from_slice(&corr);
-        }
-        if self.keep_raw {
-            self.raw.to_mut().extend_from_slice(&x);
-        }
-        self.rows.push(n, ids);
-        Ok(())
+        self.add_rows(vectors, ids, false).map(|_| ())
+    }
+
+    fn upsert(&mut self, vectors: &[f32], ids: &[u64]) -> Result<usize> {
+        self.add_rows(vectors, Some(ids), true)
     }
 
     fn delete(&mut self, ids: &[u64]) -> Result<usize> {

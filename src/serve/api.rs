@@ -157,9 +157,10 @@ impl ApiError {
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let status = match &e {
-            Error::DimensionMismatch { .. } | Error::NonFinite { .. } => {
+            Error::DimensionMismatch { .. } | Error::NonFinite { .. } | Error::TooLarge { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            Error::DuplicateId { .. } => StatusCode::CONFLICT,
             Error::InvalidParameter { .. } | Error::Spec { .. } => StatusCode::BAD_REQUEST,
             Error::EmptyIndex => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -128,6 +128,14 @@ impl Shared {
                 v[i]
             )));
         }
+        let n = crate::index::checks::norm_sq(v);
+        if n > crate::index::MAX_NORM_SQ {
+            return Err(ApiError::unprocessable(format!(
+                "`{what}` has squared norm {n:.3e}, beyond the limit {:.0e} (a norm of at most \
+                 1e18): its distances would overflow f32",
+                crate::index::MAX_NORM_SQ
+            )));
+        }
         Ok(())
     }
 

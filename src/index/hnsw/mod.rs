@@ -35,10 +35,11 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::index::checks::{check_results, check_terms, check_vectors};
 use crate::index::rows::Rows;
 use crate::index::spec::BuildOptions;
 use crate::index::{
-    IdFilter, Index, SearchParams, check_add, check_search, check_single, untrained,
+    IdFilter, Index, SearchParams, check_add, check_queries, check_search, check_single, untrained,
 };
 use crate::metric::Metric;
 pub use crate::quant::codec::InnerSpec;
@@ -376,6 +377,37 @@ impl<C: VectorCodec> Hnsw<C> {
         }
         Ok(idx)
     }
+
+    /// `add` (`replace`: `upsert`): everything is checked before the index changes.
+    fn add_rows(&mut self, vectors: &[f32], ids: Option<&[u64]>, replace: bool) -> Result<usize> {
+        let n = check_add(self.dim, vectors, ids)?;
+        if self.rows.len() + n >= i32::MAX as usize {
+            return Err(Error::param(
+                "add",
+                format!("HNSW holds at most {} vectors", i32::MAX - 1),
+            ));
+        }
+        let replaced = self.rows.admit(n, ids, replace)?;
+        let x = self.prepare(vectors);
+        let mut all = self.all_vectors()?;
+        let codec = self.codec()?;
+        if !C::STORES_RAW {
+            let codes = codec.encode(&x)?;
+            if codec.has_aux(self.metric) {
+                let corr = codec.aux_terms(&codes, self.metric, &|_| None);
+                check_terms(&corr, f64::MAX, "add", "auxiliary term", 0)?;
+                self.corr.to_mut().extend_from_slice(&corr);
+            }
+            self.codes.to_mut().extend_from_slice(&codes);
+        }
+        if self.stores_raw() {
+            self.raw.to_mut().extend_from_slice(&x);
+        }
+        all.extend_from_slice(&x);
+        self.rows.push_replacing(n, ids, &replaced);
+        self.build_graph(&all)?;
+        Ok(replaced.len())
+    }
 }
 
 impl<C: VectorCodec> Index for Hnsw<C> {
@@ -419,8 +451,7 @@ impl<C: VectorCodec> Index for Hnsw<C> {
     }
 
     fn train(&mut self, sample: &[f32]) -> Result<()> {
-        check_batch(sample, self.dim, "training sample")?;
-        check_finite(sample, self.dim, "training sample")?;
+        check_vectors(sample, self.dim, "training sample")?;
         let x = self.prepare(sample);
         self.codec = Some(C::train(&self.inner, &x, self.dim, self.seed)?);
         self.codes = Slab::default();
@@ -432,30 +463,11 @@ impl<C: VectorCodec> Index for Hnsw<C> {
     }
 
     fn add(&mut self, vectors: &[f32], ids: Option<&[u64]>) -> Result<()> {
-        let n = check_add(self.dim, vectors, ids)?;
-        if self.rows.len() + n >= i32::MAX as usize {
-            return Err(Error::param(
-                "add",
-                format!("HNSW holds at most {} vectors", i32::MAX - 1),
-            ));
-        }
-        let x = self.prepare(vectors);
-        let mut all = self.all_vectors()?;
-        let codec = self.codec()?;
-        if !C::STORES_RAW {
-            let codes = codec.encode(&x)?;
-            if codec.has_aux(self.metric) {
-                let corr = codec.aux_terms(&codes, self.metric, &|_| None);
-                self.corr.to_mut().extend_from_slice(&corr);
-            }
-            self.codes.to_mut().extend_from_slice(&codes);
-        }
-        if self.stores_raw() {
-            self.raw.to_mut().extend_from_slice(&x);
-        }
-        all.extend_from_slice(&x);
-        self.rows.push(n, ids);
-        self.build_graph(&all)
+        self.add_rows(vectors, ids, false).map(|_| ())
+    }
+
+    fn upsert(&mut self, vectors: &[f32], ids: &[u64]) -> Result<usize> {
+        self.add_rows(vectors, Some(ids), true)
     }
 
     fn delete(&mut self, ids: &[u64]) -> Result<usize> {
@@ -499,20 +511,24 @@ impl<C: VectorCodec> Index for Hnsw<C> {
         check_single(self.dim, self.len(), query, params)?;
         self.codec()?;
         let q = self.prepare(query);
-        self.search_prepared(&q, params, filter, &mut Scratch::default())
+        let res = self.search_prepared(&q, params, filter, &mut Scratch::default())?;
+        check_results(std::slice::from_ref(&res), 0)?;
+        Ok(res)
     }
 
     fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
         check_search(self.dim, self.len(), params)?;
-        check_batch(queries, self.dim, "queries")?;
-        check_finite(queries, self.dim, "queries")?;
+        check_queries(queries, self.dim)?;
         self.codec()?;
         let q = self.prepare(queries);
-        q.par_chunks(self.dim)
+        let res: Vec<Vec<Neighbor>> = q
+            .par_chunks(self.dim)
             .map_init(Scratch::default, |s, q| {
                 self.search_prepared(q, params, &IdFilter::All, s)
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        check_results(&res, 0)?;
+        Ok(res)
     }
 
     fn reconstruct(&self, vectors: &[f32]) -> Result<Option<Vec<f32>>> {

@@ -29,6 +29,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::index::checks::{check_terms, check_vectors};
 use crate::index::rows::Rows;
 use crate::index::spec::BuildOptions;
 use crate::index::{
@@ -351,6 +352,33 @@ impl<C: VectorCodec> Ivf<C> {
         r
     }
 
+    /// `add` (`replace`: `upsert`): everything is checked before the index changes.
+    fn add_rows(&mut self, vectors: &[f32], ids: Option<&[u64]>, replace: bool) -> Result<usize> {
+        let n = check_add(self.dim, vectors, ids)?;
+        let codec = self.codec()?;
+        let replaced = self.rows.admit(n, ids, replace)?;
+        let x = self.prepare(vectors);
+        let new_lists = self.assign(&x);
+        let (new_codes, new_aux) = self.encode(&x, &new_lists)?;
+        check_terms(&new_aux, f64::MAX, "add", "auxiliary term", 0)?;
+        let mut lists = self.entry_lists();
+        lists.extend_from_slice(&new_lists);
+        let mut codes = self.entry_codes(codec);
+        codes.extend_from_slice(&new_codes);
+        let mut aux = self.aux.to_vec();
+        aux.extend_from_slice(&new_aux);
+        let raw = if self.stores_raw() {
+            let mut r = self.raw.to_vec();
+            r.extend_from_slice(&x);
+            r
+        } else {
+            Vec::new()
+        };
+        self.rows.push_replacing(n, ids, &replaced);
+        self.relayout(&lists, &codes, &aux, &raw, |_| true)?;
+        Ok(replaced.len())
+    }
+
     /// Drops the tables (they are rebuilt at the next search that uses them).
     fn invalidate_tables(&mut self) {
         self.precomputed = std::sync::OnceLock::new();
@@ -407,8 +435,7 @@ impl<C: VectorCodec> Index for Ivf<C> {
     }
 
     fn train(&mut self, sample: &[f32]) -> Result<()> {
-        let n = check_batch(sample, self.dim, "training sample")?;
-        check_finite(sample, self.dim, "training sample")?;
+        let n = check_vectors(sample, self.dim, "training sample")?;
         if n < self.nlist {
             return Err(Error::param(
                 "training sample",
@@ -418,6 +445,9 @@ impl<C: VectorCodec> Index for Ivf<C> {
                 ),
             ));
         }
+        // Until training succeeds the index is untrained (a failure part-way leaves no
+        // codec paired with centroids it was not trained with).
+        self.codec = None;
         self.rotation = None;
         if let Some(m) = self.opq {
             let x = crate::vectors::prepared(sample, self.dim, self.metric);
@@ -435,6 +465,13 @@ impl<C: VectorCodec> Index for Ivf<C> {
         let km = KMeans::train(&x, self.dim, &cfg)?;
         self.centroids = km.into_centroids();
         self.c_norms = kernels::row_norms_sq(&self.centroids, self.dim);
+        check_terms(
+            &self.c_norms,
+            crate::index::MAX_TERM,
+            "training sample",
+            "coarse centroid's squared norm",
+            0,
+        )?;
         // The inner quantizer learns the residuals (exact storage learns nothing, so
         // its residuals are not even computed).
         let codec = if C::STORES_RAW {
@@ -457,26 +494,11 @@ impl<C: VectorCodec> Index for Ivf<C> {
     }
 
     fn add(&mut self, vectors: &[f32], ids: Option<&[u64]>) -> Result<()> {
-        let n = check_add(self.dim, vectors, ids)?;
-        let codec = self.codec()?;
-        let x = self.prepare(vectors);
-        let new_lists = self.assign(&x);
-        let (new_codes, new_aux) = self.encode(&x, &new_lists)?;
-        let mut lists = self.entry_lists();
-        lists.extend_from_slice(&new_lists);
-        let mut codes = self.entry_codes(codec);
-        codes.extend_from_slice(&new_codes);
-        let mut aux = self.aux.to_vec();
-        aux.extend_from_slice(&new_aux);
-        let raw = if self.stores_raw() {
-            let mut r = self.raw.to_vec();
-            r.extend_from_slice(&x);
-            r
-        } else {
-            Vec::new()
-        };
-        self.rows.push(n, ids);
-        self.relayout(&lists, &codes, &aux, &raw, |_| true)
+        self.add_rows(vectors, ids, false).map(|_| ())
+    }
+
+    fn upsert(&mut self, vectors: &[f32], ids: &[u64]) -> Result<usize> {
+        self.add_rows(vectors, Some(ids), true)
     }
 
     fn delete(&mut self, ids: &[u64]) -> Result<usize> {

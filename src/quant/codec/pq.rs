@@ -62,6 +62,33 @@ impl TryFrom<InnerSpec> for PqParams {
     }
 }
 
+/// Checks that every reconstruction `pq` can produce is usable: the centroids finite and
+/// the largest squared norm of a reconstruction (the sum over sub-spaces of the largest
+/// centroid's squared norm) within [`crate::index::MAX_TERM`], so that table entries and
+/// distances to the codes stay finite. `context` names what was trained on.
+pub(crate) fn check_centroids(pq: &ProductQuantizer, context: &str) -> Result<()> {
+    let total: f64 = (0..pq.m())
+        .map(|s| {
+            (0..pq.ksub())
+                .map(|j| {
+                    let n = crate::index::checks::norm_sq(pq.centroid(s, j));
+                    if n.is_finite() { n } else { f64::INFINITY }
+                })
+                .fold(0.0, f64::max)
+        })
+        .sum();
+    let total = if pq.centroids().iter().all(|c| c.is_finite()) {
+        total
+    } else {
+        f64::INFINITY
+    };
+    crate::index::checks::check_trained_term(
+        total,
+        context,
+        "product quantizer's largest reconstruction (squared norm)",
+    )
+}
+
 /// One query's scan state.
 #[derive(Default)]
 pub struct PqQuery {
@@ -160,7 +187,9 @@ impl VectorCodec for ProductQuantizer {
     type Query = PqQuery;
 
     fn train(spec: &PqParams, sample: &[f32], dim: usize, seed: u64) -> Result<Self> {
-        ProductQuantizer::train(sample, dim, spec.m, spec.nbits, seed)
+        let pq = ProductQuantizer::train(sample, dim, spec.m, spec.nbits, seed)?;
+        check_centroids(&pq, "training sample")?;
+        Ok(pq)
     }
     fn check(spec: &PqParams, dim: usize) -> Result<()> {
         check_params(dim, spec.m, spec.nbits)?;

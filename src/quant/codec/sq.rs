@@ -84,9 +84,52 @@ pub(crate) fn write_quantizer<'a>(w: &mut ContainerWriter<'a>, sq: &'a ScalarQua
         .section_f32("levels", sq.codebook().levels());
 }
 
+/// Checks that every reconstruction `sq` can produce is usable: each per-dimension level
+/// finite and the largest squared norm of a reconstruction (the sum over dimensions of
+/// the largest squared level) within [`crate::index::MAX_TERM`], so that correction
+/// terms and distances to the codes stay finite. `context` names what was trained on.
+pub(crate) fn check_ranges(sq: &ScalarQuantizer, context: &str) -> Result<()> {
+    let dim = sq.dim();
+    let mut largest = vec![0.0f64; dim];
+    let mut buf = vec![0.0f32; dim];
+    for c in 0..(1u16 << sq.bits()) {
+        let c = c as u8;
+        let code = if sq.bits() == 8 {
+            vec![c; sq.code_size()]
+        } else {
+            vec![c | (c << 4); sq.code_size()]
+        };
+        sq.decode_into(&code, &mut buf);
+        for (l, &v) in largest.iter_mut().zip(&buf) {
+            let v = f64::from(v);
+            *l = if v.is_finite() {
+                l.max(v * v)
+            } else {
+                f64::INFINITY
+            };
+        }
+    }
+    let total: f64 = largest.iter().sum();
+    crate::index::checks::check_trained_term(
+        total,
+        context,
+        "scalar quantizer's largest reconstruction (squared norm)",
+    )
+}
+
 /// Bytes of a quantizer's parameters.
 pub(crate) fn quantizer_bytes(sq: &ScalarQuantizer) -> usize {
     (sq.lo().len() + sq.width().len() + sq.codebook().len()) * 4
+}
+
+/// The largest correction term [`correction_terms`] may return for `metric`: a squared
+/// norm for L2 (bounded like every stored term), any finite value for cosine.
+pub(crate) fn corr_limit(metric: Metric) -> f64 {
+    if metric == Metric::L2 {
+        crate::index::MAX_TERM
+    } else {
+        f64::MAX
+    }
 }
 
 /// Per-vector correction terms of `codes` for `metric`: ‖x̂‖² (L2), 1/‖x̂ + offset‖
@@ -187,7 +230,9 @@ impl VectorCodec for ScalarQuantizer {
     type Query = SqQuery;
 
     fn train(spec: &SqSpec, sample: &[f32], dim: usize, _seed: u64) -> Result<Self> {
-        ScalarQuantizer::train(sample, dim, &spec.config)
+        let sq = ScalarQuantizer::train(sample, dim, &spec.config)?;
+        check_ranges(&sq, "training sample")?;
+        Ok(sq)
     }
     fn check(spec: &SqSpec, dim: usize) -> Result<()> {
         if dim == 0 {

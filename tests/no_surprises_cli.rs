@@ -1,0 +1,313 @@
+//! Issue 17 ("No surprises"), through the `vecquant` binary and the HTTP service: huge
+//! values are refused at build and search (item 2), `add` refuses colliding ids and
+//! `--upsert` replaces (item 3), and errors name the file and the record (item 16).
+#![cfg(all(feature = "cli", feature = "server"))]
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use vecquant::data::{read_vectors, write_vectors};
+use vecquant::serve::{ServeConfig, serve_with_shutdown};
+use vecquant::{Flat, Index, Metric, VectorSet};
+
+fn vecquant(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vecquant"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("the vecquant binary runs")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts a failure whose stderr names every one of `needles`.
+fn fails(out: &Output, needles: &[&str]) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "succeeded but should fail: {}\n{err}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for n in needles {
+        assert!(err.contains(n), "stderr does not name `{n}`: {err}");
+    }
+    err
+}
+
+/// `gen gaussian --dim 16 --n 2000 --queries 20 --out data` in `d`.
+fn gen_data(d: &Path) {
+    ok(&vecquant(
+        &[
+            "gen",
+            "gaussian",
+            "--dim",
+            "16",
+            "--n",
+            "2000",
+            "--queries",
+            "20",
+            "--out",
+            "data",
+        ],
+        d,
+    ));
+}
+
+/// A copy of `src` with component `col` of record `row` set to `value`, written to `dst`.
+fn with_value(d: &Path, src: &str, dst: &str, row: usize, col: usize, value: f32) {
+    let v = read_vectors(d.join(src)).unwrap();
+    let dim = v.dim();
+    let mut x = v.into_vec();
+    x[row * dim + col] = value;
+    write_vectors(d.join(dst), &VectorSet::new(x, dim).unwrap()).unwrap();
+}
+
+fn build(d: &Path, spec: &str, base: &str, out: &str) -> Output {
+    vecquant(&["build", "--spec", spec, "--base", base, "--out", out], d)
+}
+
+/// Item 2: base vectors with finite but huge values are refused at build, naming the
+/// file and the record, for Flat and SQ8 alike (SQ8 used to build and then fail every
+/// search with "non-finite correction term").
+#[test]
+fn item2_build_refuses_huge_values_naming_file_and_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    gen_data(d);
+    with_value(d, "data/base.fvecs", "big.fvecs", 17, 3, 1e38);
+    for spec in ["Flat", "SQ8", "PQ4", "IVF8,SQ8", "HNSW8"] {
+        fails(
+            &build(d, spec, "big.fvecs", "big.vq"),
+            &["big.fvecs", "record 17"],
+        );
+        assert!(!d.join("big.vq").exists(), "{spec}: no index written");
+    }
+    // A huge training vector names the training file.
+    let out = vecquant(
+        &[
+            "build",
+            "--spec",
+            "SQ8",
+            "--base",
+            "data/base.fvecs",
+            "--train",
+            "big.fvecs",
+            "--out",
+            "t.vq",
+        ],
+        d,
+    );
+    fails(&out, &["big.fvecs", "record 17"]);
+}
+
+/// Item 2: a query file whose record 3 overflows distances is an error naming the file
+/// and the record (it used to print ids 0, 1, 2 with `null` distances).
+#[test]
+fn item2_search_refuses_queries_whose_distances_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    gen_data(d);
+    ok(&build(d, "SQ8", "data/base.fvecs", "sq8.vq"));
+    ok(&build(d, "Flat", "data/base.fvecs", "flat.vq"));
+    for big in [2e19f32, 3.4e38] {
+        with_value(d, "data/query.fvecs", "q.fvecs", 3, 0, big);
+        for index in ["sq8.vq", "flat.vq"] {
+            let out = vecquant(
+                &["search", "--index", index, "--queries", "q.fvecs", "--json"],
+                d,
+            );
+            fails(&out, &["q.fvecs", "record 3"]);
+        }
+    }
+}
+
+/// Item 3: adding the same ids twice is refused (naming the first colliding id and how
+/// many collide), `delete` counts right, and `--upsert` replaces without growing.
+#[test]
+fn item3_add_refuses_colliding_ids_and_upsert_replaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    gen_data(d);
+    ok(&build(d, "SQ8", "data/base.fvecs", "sq8.vq"));
+    let add = |extra: &[&str]| {
+        let mut args = vec![
+            "add",
+            "--index",
+            "sq8.vq",
+            "--vectors",
+            "data/query.fvecs",
+            "--first-id",
+            "100000",
+        ];
+        args.extend_from_slice(extra);
+        vecquant(&args, d)
+    };
+    ok(&add(&[]));
+    assert_eq!(vecquant::index::open(d.join("sq8.vq")).unwrap().len(), 2020);
+    let err = fails(&add(&[]), &["100000", "20 of"]);
+    assert!(err.contains("--upsert"), "{err}");
+    assert_eq!(vecquant::index::open(d.join("sq8.vq")).unwrap().len(), 2020);
+    // Default ids continue the numbering and collide with nothing.
+    ok(&vecquant(
+        &["add", "--index", "sq8.vq", "--vectors", "data/query.fvecs"],
+        d,
+    ));
+    // --upsert replaces: the count is unchanged and the old vectors are gone.
+    with_value(d, "data/query.fvecs", "moved.fvecs", 0, 0, 50.0);
+    let out = ok(&vecquant(
+        &[
+            "add",
+            "--index",
+            "sq8.vq",
+            "--vectors",
+            "moved.fvecs",
+            "--first-id",
+            "100000",
+            "--upsert",
+        ],
+        d,
+    ));
+    assert!(out.contains("replaced 20"), "{out}");
+    let idx = vecquant::index::open(d.join("sq8.vq")).unwrap();
+    assert_eq!(idx.len(), 2040);
+    let moved = read_vectors(d.join("moved.fvecs")).unwrap();
+    let hits = idx
+        .search(moved.row(0), &vecquant::SearchParams::with_k(1))
+        .unwrap();
+    assert_eq!(hits[0].id, 100000);
+    let out = ok(&vecquant(
+        &["delete", "--index", "sq8.vq", "--ids", "100000,100000"],
+        d,
+    ));
+    assert!(out.contains("deleted 1 of 1 "), "{out}");
+}
+
+/// Item 16: NaN and dimension mismatches name the file and the record, at `add`,
+/// `search` and `build`.
+#[test]
+fn item16_errors_name_the_file_and_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    gen_data(d);
+    ok(&build(d, "SQ8", "data/base.fvecs", "sq8.vq"));
+    with_value(d, "data/query.fvecs", "more.fvecs", 17, 3, f32::NAN);
+    let out = vecquant(&["add", "--index", "sq8.vq", "--vectors", "more.fvecs"], d);
+    fails(&out, &["more.fvecs", "record 17", "NaN"]);
+    let out = vecquant(
+        &["search", "--index", "sq8.vq", "--queries", "more.fvecs"],
+        d,
+    );
+    fails(&out, &["more.fvecs", "record 17", "NaN"]);
+    with_value(d, "data/base.fvecs", "nan_base.fvecs", 17, 3, f32::INFINITY);
+    fails(
+        &build(d, "Flat", "nan_base.fvecs", "x.vq"),
+        &["nan_base.fvecs", "record 17"],
+    );
+    // Dimension mismatches.
+    let eight = VectorSet::new(vec![0.5f32; 8 * 4], 8).unwrap();
+    write_vectors(d.join("eight.fvecs"), &eight).unwrap();
+    for cmd in [
+        vec!["add", "--index", "sq8.vq", "--vectors", "eight.fvecs"],
+        vec!["search", "--index", "sq8.vq", "--queries", "eight.fvecs"],
+        vec![
+            "build",
+            "--spec",
+            "SQ8",
+            "--base",
+            "data/base.fvecs",
+            "--train",
+            "eight.fvecs",
+            "--out",
+            "y.vq",
+        ],
+    ] {
+        fails(&vecquant(&cmd, d), &["eight.fvecs", "dimension"]);
+    }
+}
+
+// ---------------------------------------------------------------- HTTP
+
+/// Runs a server over `index` on loopback for the duration of `f`.
+fn with_server(index: Arc<dyn Index>, f: impl FnOnce(SocketAddr)) {
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            serve_with_shutdown(listener, index, ServeConfig::default(), async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+    });
+    let addr = addr_rx.recv().unwrap();
+    f(addr);
+    let _ = stop.send(());
+    thread.join().unwrap();
+}
+
+/// One POST on a fresh connection (`connection: close`): (status, JSON body).
+fn post(addr: SocketAddr, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let v = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (status, v)
+}
+
+/// Item 2 over HTTP: a query whose distances overflow is a 422 naming the query, in
+/// `/search` and at its index in `/search_batch` (it used to be 200 with `null`).
+#[test]
+fn item2_http_queries_whose_distances_overflow_are_422() {
+    let base = vecquant::data::generate::gaussian(500, 16, 0.0, 1.0, 1).unwrap();
+    let mut flat = Flat::new(16, Metric::L2);
+    flat.add(base.as_slice(), None).unwrap();
+    with_server(Arc::new(flat), |addr| {
+        let ok_vec = vec!["0.5"; 16].join(",");
+        let mut big = vec!["0.5"; 16];
+        big[1] = "2e19";
+        let big = big.join(",");
+        let (s, v) = post(
+            addr,
+            "/search",
+            &format!(r#"{{"vector":[{ok_vec}],"k":3}}"#),
+        );
+        assert_eq!(s, 200, "{v}");
+        let (s, v) = post(addr, "/search", &format!(r#"{{"vector":[{big}],"k":3}}"#));
+        assert_eq!(s, 422, "{v}");
+        let msg = v["error"].as_str().unwrap();
+        assert!(msg.contains("`vector`"), "{msg}");
+        let body = format!(r#"{{"vectors":[[{ok_vec}],[{big}]],"k":3}}"#);
+        let (s, v) = post(addr, "/search_batch", &body);
+        assert_eq!(s, 422, "{v}");
+        let msg = v["error"].as_str().unwrap();
+        assert!(msg.contains("vectors[1]"), "{msg}");
+    });
+}
