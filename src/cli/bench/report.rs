@@ -147,7 +147,7 @@ mod tests {
         assert!(files.iter().all(|f| f.exists()), "{files:?}");
         let md = std::fs::read_to_string(out.join("report.md")).unwrap();
         assert!(
-            md.contains("| SQ8 | k=10 |") && md.contains("0.9500") && md.contains("test machine")
+            md.contains("| SQ8 | k=10 rerank=0 |") && md.contains("0.9500") && md.contains("test machine")
         );
         assert!(md.contains("| IVF16,Flat | k=10 nprobe=4 |"));
         let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
