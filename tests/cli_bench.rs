@@ -80,7 +80,14 @@ fn item9_bench_keeps_composite_specs_together() {
 
     let out = vecquant(
         &[
-            "bench", "--data", "data", "--specs", "Flat,SQ9,PQ4", "--out", "bad", "--quiet",
+            "bench",
+            "--data",
+            "data",
+            "--specs",
+            "Flat,SQ9,PQ4",
+            "--out",
+            "bad",
+            "--quiet",
         ],
         d,
     );

@@ -419,7 +419,10 @@ mod tests {
         assert_eq!(param_label("IVF256,PQ32x4fs", &p), "k=10 nprobe=8 rerank=0");
         assert_eq!(param_label("IVF16,Flat", &p.nprobe(4)), "k=10 nprobe=4");
         assert_eq!(param_label("HNSW32", &p), "k=10 ef=64");
-        assert_eq!(param_label("HNSW32,SQ8", &p.rerank(50)), "k=10 ef=64 rerank=50");
+        assert_eq!(
+            param_label("HNSW32,SQ8", &p.rerank(50)),
+            "k=10 ef=64 rerank=50"
+        );
         assert_eq!(param_label("SQ8", &p.rerank(100)), "k=10 rerank=100");
         assert_eq!(param_label("PQ16", &p), "k=10 rerank=0");
         assert_eq!(param_label("Flat", &p), "k=10");

@@ -171,11 +171,7 @@ fn unparsable_piece(rest: &[&str], list: &str) -> Error {
         Err(e) => e.to_string(),
         Ok(_) => String::new(),
     };
-    let mut msg = format!(
-        "`{}` in `{list}` is not a spec: {}",
-        rest[0],
-        why(rest[0])
-    );
+    let mut msg = format!("`{}` in `{list}` is not a spec: {}", rest[0], why(rest[0]));
     if rest.len() > 1 {
         let joined = rest[..2].join(",");
         msg.push_str(&format!("; nor is `{joined}`: {}", why(&joined)));
@@ -321,7 +317,10 @@ pub(crate) mod tests {
             assert!(err.contains("accepted forms: Flat, SQ8"), "{list}: {err}");
         }
         let err = split_specs("OPQ16,PQ32").unwrap_err().to_string();
-        assert!(err.contains("`OPQ16,PQ32`") && err.contains("must equal"), "{err}");
+        assert!(
+            err.contains("`OPQ16,PQ32`") && err.contains("must equal"),
+            "{err}"
+        );
         assert!(split_specs(" ; , ").is_err());
     }
 

@@ -198,7 +198,10 @@ mod tests {
             .nth(1)
             .and_then(|t| t.split(". ").next())
             .unwrap_or_else(|| panic!("{help}"));
-        assert_eq!(driver::split_specs(listed).unwrap(), driver::default_specs());
+        assert_eq!(
+            driver::split_specs(listed).unwrap(),
+            driver::default_specs()
+        );
         assert!(!help.contains("every known spec"), "{help}");
         assert!(help.contains(&format!("Default: the default set: {}.", default_set())));
     }
