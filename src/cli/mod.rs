@@ -37,6 +37,10 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Generate a synthetic data set (train/base/query .fvecs + groundtruth.ivecs).
+    ///
+    /// Example:
+    ///
+    /// vecquant gen gaussian --dim 32 --n 10000 --queries 100 --seed 42 --out data
     #[command(subcommand)]
     Gen(generate::GenKind),
     /// Compute exact top-k ground truth (.ivecs) by blocked GEMM.
@@ -86,9 +90,7 @@ enum Command {
         file: PathBuf,
     },
     /// Benchmark specs on a data set: recall, bytes/vector, QPS (the main job).
-    ///
-    /// With no arguments: generates the default Gaussian set (100,000 × 128, 1,000 queries,
-    /// seed 42) into a cache folder and benchmarks every known spec.
+    #[command(long_about = bench::long_about())]
     Bench(bench::BenchArgs),
 }
 

@@ -138,22 +138,26 @@ pub fn markdown_report(setup: &BenchSetup, rows: &[BenchRow], faiss: &[FaissRow]
 }
 
 /// The rows as CSV (header line first), with FAISS's recall and QPS for the rows it
-/// measured too.
+/// measured too. `params` is the row's [`param_label`]; `nprobe`, `ef` and `rerank` are
+/// empty where the row's index does not read them ([`effective_params`]).
 pub fn results_csv(rows: &[BenchRow], faiss: &[FaissRow]) -> String {
     let mut csv = String::from(
-        "dataset,spec,k,nprobe,ef,rerank,bytes_per_vector,index_bytes,raw_bytes,build_secs,recall_at_1,recall_at_10,qps,qps_all_threads,threads,mse,mse_ratio,faiss_recall_at_10,faiss_qps\n",
+        "dataset,spec,params,k,nprobe,ef,rerank,bytes_per_vector,index_bytes,raw_bytes,build_secs,recall_at_1,recall_at_10,qps,qps_all_threads,threads,mse,mse_ratio,faiss_recall_at_10,faiss_qps\n",
     );
     for r in rows {
         let f = faiss_match(r, faiss);
         let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+        let used = |v: Option<usize>| v.map_or(String::new(), |v| v.to_string());
+        let (nprobe, ef, rerank) = effective_params(&r.spec, &r.params);
         csv.push_str(&format!(
-            "{},\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.dataset,
             r.spec,
+            param_label(&r.spec, &r.params),
             r.params.k,
-            r.params.nprobe,
-            r.params.ef_search,
-            r.params.rerank,
+            used(nprobe),
+            used(ef),
+            used(rerank),
             r.bytes_per_vector,
             r.index_bytes,
             r.raw_bytes,
@@ -172,22 +176,46 @@ pub fn results_csv(rows: &[BenchRow], faiss: &[FaissRow]) -> String {
     csv
 }
 
-/// The setup's fields, `results` (the rows) and `faiss`, as pretty-printed JSON.
+/// The setup's fields, `results` (the rows, each with its [`param_label`] as `label` and
+/// [`effective_params`] as `nprobe`, `ef` and `rerank`, `null` where unused) and
+/// `faiss`, as pretty-printed JSON.
 ///
 /// # Errors
 /// [`Error::InvalidParameter`] if serialisation fails (it does not for these types;
 /// the error is surfaced rather than unwrapped).
 pub fn results_json(setup: &BenchSetup, rows: &[BenchRow], faiss: &[FaissRow]) -> Result<String> {
     #[derive(Serialize)]
+    struct Labelled<'a> {
+        #[serde(flatten)]
+        row: &'a BenchRow,
+        label: String,
+        nprobe: Option<usize>,
+        ef: Option<usize>,
+        rerank: Option<usize>,
+    }
+    #[derive(Serialize)]
     struct Results<'a> {
         #[serde(flatten)]
         setup: &'a BenchSetup,
-        results: &'a [BenchRow],
+        results: Vec<Labelled<'a>>,
         faiss: &'a [FaissRow],
     }
+    let results = rows
+        .iter()
+        .map(|row| {
+            let (nprobe, ef, rerank) = effective_params(&row.spec, &row.params);
+            Labelled {
+                row,
+                label: param_label(&row.spec, &row.params),
+                nprobe,
+                ef,
+                rerank,
+            }
+        })
+        .collect();
     serde_json::to_string_pretty(&Results {
         setup,
-        results: rows,
+        results,
         faiss,
     })
     .map_err(|e| Error::param("report", format!("cannot serialise the results: {e}")))
@@ -211,7 +239,7 @@ fn row_cells(r: &BenchRow) -> String {
     format!(
         "| {} | {} | {:.1} | {:.1} | {:.2} | {:.4} | {:.4} | {:.0} | {:.0} | {} |",
         r.spec,
-        param_label(&r.params),
+        param_label(&r.spec, &r.params),
         r.bytes_per_vector,
         r.index_bytes.saturating_sub(r.raw_bytes) as f64 / 1e6,
         r.build_secs,
@@ -223,18 +251,40 @@ fn row_cells(r: &BenchRow) -> String {
     )
 }
 
-/// `k=10 nprobe=16 ...`: the parameters that differ from the defaults.
-fn param_label(p: &SearchParams) -> String {
-    let d = SearchParams::default();
+/// The search parameters a row of `spec` ran with that its index reads (issue 17 item
+/// 18): `nprobe` for an inverted file, `ef` for an HNSW graph, `rerank` for an index over
+/// codes; `None` for the ones it ignores. A spec that does not parse reports all three.
+pub fn effective_params(
+    spec: &str,
+    p: &SearchParams,
+) -> (Option<usize>, Option<usize>, Option<usize>) {
+    use crate::index::spec::{IndexSpec, InnerQuantizer};
+    let Ok(typed) = spec.parse::<IndexSpec>() else {
+        return (Some(p.nprobe), Some(p.ef_search), Some(p.rerank));
+    };
+    let codes = match typed {
+        IndexSpec::Flat => false,
+        IndexSpec::Scalar(_) | IndexSpec::Product { .. } => true,
+        IndexSpec::Ivf { inner, .. } | IndexSpec::Hnsw { inner, .. } => {
+            !matches!(inner, InnerQuantizer::Flat)
+        }
+    };
+    (
+        typed.uses_nprobe().then_some(p.nprobe),
+        typed.uses_ef().then_some(p.ef_search),
+        (codes || p.rerank > 0).then_some(p.rerank),
+    )
+}
+
+/// `k=10 nprobe=8 rerank=0`: `k` and every parameter [`effective_params`] says the row
+/// of `spec` used, defaults included.
+pub fn param_label(spec: &str, p: &SearchParams) -> String {
+    let (nprobe, ef, rerank) = effective_params(spec, p);
     let mut parts = vec![format!("k={}", p.k)];
-    if p.nprobe != d.nprobe {
-        parts.push(format!("nprobe={}", p.nprobe));
-    }
-    if p.ef_search != d.ef_search {
-        parts.push(format!("ef={}", p.ef_search));
-    }
-    if p.rerank != 0 {
-        parts.push(format!("rerank={}", p.rerank));
+    for (name, v) in [("nprobe", nprobe), ("ef", ef), ("rerank", rerank)] {
+        if let Some(v) = v {
+            parts.push(format!("{name}={v}"));
+        }
     }
     parts.join(" ")
 }
@@ -306,7 +356,7 @@ mod tests {
             md.contains("Machine: test machine") && md.contains("## toy (1000 x 16, 20 queries)")
         );
         // index MB excludes the raw vectors: (2,000,000 − 500,000) bytes.
-        assert!(md.contains("| SQ8 | k=10 | 16.0 | 1.5 | 0.25 | 0.5000 | 0.9000 | 2000 | 4000 | 1.50 | 0.9500 | 1000 | 2.00× |"), "{md}");
+        assert!(md.contains("| SQ8 | k=10 rerank=0 | 16.0 | 1.5 | 0.25 | 0.5000 | 0.9000 | 2000 | 4000 | 1.50 | 0.9500 | 1000 | 2.00× |"), "{md}");
         // Re-ranked rows and other nprobe values have no FAISS counterpart.
         assert!(md.contains("| SQ8 | k=10 rerank=100 |") && md.contains("| 1.50 | – | – | – |"));
         assert!(
@@ -337,6 +387,16 @@ mod tests {
         };
         assert!(lines.iter().all(|l| fields(l) == fields(lines[0])), "{csv}");
         assert!(lines[1].ends_with(",0.95,1000"), "{}", lines[1]);
+        assert!(
+            lines[1].starts_with("toy,\"SQ8\",k=10 rerank=0,10,,,0,"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[4].starts_with("toy,\"IVF16,Flat\",k=10 nprobe=16,10,16,,,"),
+            "{}",
+            lines[4]
+        );
         assert!(lines[2].ends_with(",,"), "{}", lines[2]);
 
         let json: serde_json::Value =
@@ -346,5 +406,31 @@ mod tests {
         let back: Vec<BenchRow> = serde_json::from_value(json["results"].clone()).unwrap();
         assert_eq!(back, rows);
         assert_eq!(json["faiss"].as_array().unwrap().len(), 2);
+        assert_eq!(json["results"][2]["label"], "k=10 nprobe=4");
+        assert_eq!(json["results"][2]["nprobe"], 4);
+        assert!(json["results"][2]["ef"].is_null());
+    }
+
+    /// Issue 17 item 18: a row is labelled with every parameter its index reads, defaults
+    /// included (the default-nprobe row of a sweep said only `k=10`).
+    #[test]
+    fn item18_labels_name_the_effective_parameters_defaults_included() {
+        let p = SearchParams::with_k(10);
+        assert_eq!(param_label("IVF256,PQ32x4fs", &p), "k=10 nprobe=8 rerank=0");
+        assert_eq!(param_label("IVF16,Flat", &p.nprobe(4)), "k=10 nprobe=4");
+        assert_eq!(param_label("HNSW32", &p), "k=10 ef=64");
+        assert_eq!(
+            param_label("HNSW32,SQ8", &p.rerank(50)),
+            "k=10 ef=64 rerank=50"
+        );
+        assert_eq!(param_label("SQ8", &p.rerank(100)), "k=10 rerank=100");
+        assert_eq!(param_label("PQ16", &p), "k=10 rerank=0");
+        assert_eq!(param_label("Flat", &p), "k=10");
+        assert_eq!(
+            effective_params("OPQ16,IVF64,PQ16", &p.nprobe(32)),
+            (Some(32), None, Some(0))
+        );
+        let table = markdown_table(&[row("IVF16,Flat", p, 0.9, 100.0)]);
+        assert!(table.contains("| IVF16,Flat | k=10 nprobe=8 |"), "{table}");
     }
 }

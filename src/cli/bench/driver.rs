@@ -11,8 +11,8 @@ use vecquant::data::generate::{Dataset, SyntheticSpec};
 use vecquant::data::{LoadedDataset, load_dataset, write_dataset};
 use vecquant::eval::report::BenchRow;
 use vecquant::eval::{distortion, recall_at_1, recall_at_k, timed_search};
-use vecquant::index::spec::{BuildOptions, new_index};
-use vecquant::{Index, Metric, Result, SearchParams};
+use vecquant::index::spec::{ACCEPTED, BuildOptions, IndexSpec, new_index};
+use vecquant::{Error, Index, Metric, Result, SearchParams};
 
 /// The default cached data set (generated once, then reused).
 pub fn default_dataset(cache: &Path) -> Result<LoadedDataset> {
@@ -94,54 +94,93 @@ fn sweep_params(spec: &str, base: &[SearchParams], cfg: &BenchConfig) -> Vec<Sea
     out
 }
 
-/// The specs `vecquant bench` runs when none are given.
+/// The specs `vecquant bench` runs when none are given (also quoted by `bench --help`).
+pub const DEFAULT_SPECS: [&str; 11] = [
+    "Flat",
+    "SQ8",
+    "SQ4",
+    "SQ8u",
+    "SQ4u",
+    "SQ8lm",
+    "PQ16",
+    "PQ32",
+    "PQ32x4fs",
+    "PQ64x4fs",
+    "IVF256,PQ32x4fs",
+];
+
+/// [`DEFAULT_SPECS`] as owned strings.
 pub fn default_specs() -> Vec<String> {
-    [
-        "Flat",
-        "SQ8",
-        "SQ4",
-        "SQ8u",
-        "SQ4u",
-        "SQ8lm",
-        "PQ16",
-        "PQ32",
-        "PQ32x4fs",
-        "PQ64x4fs",
-        "IVF256,PQ32x4fs",
-    ]
-    .map(String::from)
-    .to_vec()
+    DEFAULT_SPECS.map(String::from).to_vec()
 }
 
-/// Splits a list of specs on `;`, or on `,` while keeping composite specs together:
-/// a component that only prefixes a spec (`OPQ16`, `IVF1024`) joins the next one.
-pub fn split_specs(s: &str) -> Vec<String> {
-    if s.contains(';') {
-        return s
-            .split(';')
-            .map(|t| t.trim().to_string())
+/// The most comma-separated components one spec has (`OPQ{M},IVF{nlist},PQ{M}`).
+const MAX_SPEC_PARTS: usize = 3;
+
+/// Splits a list of specs (item 9 of issue 17). `;` always separates specs; within each
+/// `;`-separated part, the comma-separated pieces are grouped greedily: at each position
+/// the longest run of pieces that parses as an [`IndexSpec`] is one spec, so
+/// `HNSW16,SQ8,Flat` is `HNSW16,SQ8` and `Flat`, and `OPQ16,IVF64,PQ16` stays whole.
+/// Returns the specs in canonical form ([`IndexSpec`]'s `Display`).
+///
+/// # Errors
+/// [`Error::InvalidParameter`] for `--specs` naming the piece no run starting at it
+/// parses, why, and the accepted forms; or if the list holds no spec at all.
+pub fn split_specs(s: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for part in s.split(';') {
+        let pieces: Vec<&str> = part
+            .split(',')
+            .map(str::trim)
             .filter(|t| !t.is_empty())
             .collect();
+        let mut i = 0;
+        while i < pieces.len() {
+            let longest = (1..=MAX_SPEC_PARTS.min(pieces.len() - i))
+                .rev()
+                .find_map(|n| {
+                    let text = pieces[i..i + n].join(",");
+                    text.parse::<IndexSpec>().ok().map(|spec| (n, spec))
+                });
+            let Some((n, spec)) = longest else {
+                return Err(unparsable_piece(&pieces[i..], s));
+            };
+            out.push(spec.to_string());
+            i += n;
+        }
     }
-    let is_prefix = |t: &str| {
-        let l = t.to_ascii_lowercase();
-        l.starts_with("opq") || l.starts_with("ivf")
+    if out.is_empty() {
+        return Err(Error::param(
+            "--specs",
+            format!("`{s}` names no spec; accepted forms: {ACCEPTED}"),
+        ));
+    }
+    Ok(out)
+}
+
+/// The error for `rest[0]`, which starts no valid spec (alone or joined with the
+/// pieces after it): the reason the piece alone fails, and the reason the piece joined
+/// with the next one fails (often the more telling one, as in `OPQ16,PQ32`).
+fn unparsable_piece(rest: &[&str], list: &str) -> Error {
+    let why = |text: &str| match text.parse::<IndexSpec>() {
+        Err(Error::Spec { message, .. }) => message
+            .split("; accepted forms:")
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        Err(e) => e.to_string(),
+        Ok(_) => String::new(),
     };
-    let mut out: Vec<String> = Vec::new();
-    let mut pending = String::new();
-    for t in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-        if !pending.is_empty() {
-            pending.push(',');
-        }
-        pending.push_str(t);
-        if !is_prefix(t) {
-            out.push(std::mem::take(&mut pending));
-        }
+    let mut msg = format!("`{}` in `{list}` is not a spec: {}", rest[0], why(rest[0]));
+    if rest.len() > 1 {
+        let joined = rest[..2].join(",");
+        msg.push_str(&format!("; nor is `{joined}`: {}", why(&joined)));
     }
-    if !pending.is_empty() {
-        out.push(pending);
-    }
-    out
+    msg.push_str(&format!(
+        " (specs are separated by `;`, or by `,` where a spec's own commas are kept \
+         together; accepted forms: {ACCEPTED})"
+    ));
+    Error::param("--specs", msg)
 }
 
 /// Runs every spec × parameter set on `data`; `progress` is told what is happening.
@@ -230,14 +269,59 @@ pub(crate) mod tests {
     #[test]
     fn splits_spec_lists_keeping_composites_together() {
         assert_eq!(
-            split_specs("Flat,OPQ16,PQ16,SQ8"),
+            split_specs("Flat,OPQ16,PQ16,SQ8").unwrap(),
             ["Flat", "OPQ16,PQ16", "SQ8"]
         );
         assert_eq!(
-            split_specs("IVF64,PQ8x4fs;HNSW32"),
+            split_specs("IVF64,PQ8x4fs;HNSW32").unwrap(),
             ["IVF64,PQ8x4fs", "HNSW32"]
         );
-        assert_eq!(split_specs(" SQ8 , ,IVF16,Flat,"), ["SQ8", "IVF16,Flat"]);
+        assert_eq!(
+            split_specs(" SQ8 , ,IVF16,Flat,").unwrap(),
+            ["SQ8", "IVF16,Flat"]
+        );
+    }
+
+    /// Issue 17 item 9: a spec's own commas are kept (HNSW over SQ8, OPQ before IVF),
+    /// `;` separates, and a piece that starts no spec is an error naming it.
+    #[test]
+    fn item9_composite_specs_split_by_the_spec_grammar() {
+        assert_eq!(
+            split_specs("HNSW16,SQ8,Flat").unwrap(),
+            ["HNSW16,SQ8", "Flat"]
+        );
+        assert_eq!(
+            split_specs("OPQ16,IVF64,PQ16;Flat").unwrap(),
+            ["OPQ16,IVF64,PQ16", "Flat"]
+        );
+        assert_eq!(
+            split_specs("OPQ16,IVF64,PQ16x4fs,SQ8,HNSW8,PQ4,PQ8").unwrap(),
+            ["OPQ16,IVF64,PQ16x4fs", "SQ8", "HNSW8,PQ4", "PQ8"]
+        );
+        assert_eq!(
+            split_specs("HNSW16;SQ8;Flat").unwrap(),
+            ["HNSW16", "SQ8", "Flat"]
+        );
+        assert_eq!(
+            split_specs("hnsw16,sq8 ; ivf64, pq8x4fs").unwrap(),
+            ["HNSW16,SQ8", "IVF64,PQ8x4fs"]
+        );
+        for (list, piece) in [
+            ("Flat,SQ9,PQ16", "`SQ9`"),
+            ("OPQ16,PQ32", "`OPQ16`"),
+            ("SQ8;IVF64", "`IVF64`"),
+        ] {
+            let err = split_specs(list).unwrap_err().to_string();
+            assert!(err.contains("`--specs`"), "{list}: {err}");
+            assert!(err.contains(piece), "{list}: {err}");
+            assert!(err.contains("accepted forms: Flat, SQ8"), "{list}: {err}");
+        }
+        let err = split_specs("OPQ16,PQ32").unwrap_err().to_string();
+        assert!(
+            err.contains("`OPQ16,PQ32`") && err.contains("must equal"),
+            "{err}"
+        );
+        assert!(split_specs(" ; , ").is_err());
     }
 
     #[test]

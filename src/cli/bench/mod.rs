@@ -22,9 +22,7 @@ pub struct BenchArgs {
     /// Data directory with base.fvecs, query.fvecs [, train.fvecs, groundtruth.ivecs].
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Specs separated by `;` or `,` (a spec's own commas, as in `OPQ16,PQ16` or
-    /// `IVF1024,PQ16`, are kept together). Default: every known spec.
-    #[arg(long)]
+    #[arg(long, help = specs_help())]
     specs: Option<String>,
     /// Where to write report.md, results.json, results.csv and the plots
     /// (recall_vs_memory / recall_vs_qps, .svg and .png).
@@ -54,6 +52,41 @@ pub struct BenchArgs {
     /// No progress messages.
     #[arg(long)]
     quiet: bool,
+}
+
+/// The default set, as `--specs` would take it: [`driver::DEFAULT_SPECS`] joined by `; `.
+fn default_set() -> String {
+    driver::DEFAULT_SPECS.join("; ")
+}
+
+/// `bench --help`'s description (issue 17 item 15): what runs by default, quoted from
+/// [`driver::DEFAULT_SPECS`], and an example on a line of its own.
+pub fn long_about() -> String {
+    format!(
+        "Benchmark specs on a data set: recall, bytes/vector, QPS (the main job).\n\n\
+         With no arguments: generates the default Gaussian set (100,000 × 128, 1,000 \
+         queries, seed 42) into a cache folder and benchmarks the default set: {}. IVF \
+         specs are swept over nprobe {:?} and HNSW specs over ef {:?} unless --nprobe / \
+         --ef is given; quantized specs also run with --rerank {} (exact re-ranking).\n\n\
+         Examples:\n\n\
+         vecquant bench --data data --specs \"SQ8,IVF64,PQ8x4fs\" --out results\n\n\
+         vecquant bench --compare-faiss --python ~/faiss-venv/bin/python",
+        default_set(),
+        driver::DEFAULT_NPROBE_SWEEP,
+        driver::DEFAULT_EF_SWEEP,
+        driver::DEFAULT_RERANK,
+    )
+}
+
+/// The help of `--specs`.
+fn specs_help() -> String {
+    format!(
+        "Specs separated by `;`, or by `,` where a spec's own commas are kept together: \
+         `HNSW16,SQ8,Flat` is `HNSW16,SQ8` and `Flat` (the longest run of pieces that is \
+         a valid spec wins; write `HNSW16;SQ8;Flat` for three). Default: the default set: \
+         {}.",
+        default_set()
+    )
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
@@ -95,7 +128,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         specs: a
             .specs
             .as_deref()
-            .map_or_else(driver::default_specs, driver::split_specs),
+            .map_or_else(|| Ok(driver::default_specs()), driver::split_specs)?,
         params: vec![base],
         rerank: if a.params.rerank.is_some() {
             rerank
@@ -148,4 +181,29 @@ pub fn run(a: BenchArgs) -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 17 item 15: the help lists exactly the specs a plain `bench` runs.
+    #[test]
+    fn item15_help_lists_the_default_set_the_code_runs() {
+        use clap::CommandFactory;
+        let mut cli = crate::cli::Cli::command();
+        let bench = cli.find_subcommand_mut("bench").unwrap();
+        let help = bench.render_long_help().to_string();
+        let listed = help
+            .split("the default set: ")
+            .nth(1)
+            .and_then(|t| t.split(". ").next())
+            .unwrap_or_else(|| panic!("{help}"));
+        assert_eq!(
+            driver::split_specs(listed).unwrap(),
+            driver::default_specs()
+        );
+        assert!(!help.contains("every known spec"), "{help}");
+        assert!(help.contains(&format!("Default: the default set: {}.", default_set())));
+    }
 }

@@ -5,41 +5,131 @@ use std::path::{Path, PathBuf};
 
 use vecquant::data::{LoadedDataset, write_file_atomic};
 use vecquant::eval::report::{
-    BenchRow, BenchSetup, FaissRow, markdown_report, results_csv, results_json,
+    BenchRow, BenchSetup, FaissRow, effective_params, markdown_report, results_csv, results_json,
 };
 use vecquant::{Error, Result};
 
-use crate::cli::plot::{Chart, Series, write_chart};
+use crate::cli::plot::{Chart, Series, Ticks, family_of, write_chart};
 
 /// Curves for the plots: one per spec (and per spec with re-ranking), then one per FAISS
 /// spec; x is QPS if `qps`, else bytes per vector; y is 10-recall@10.
+///
+/// On the memory plot a re-ranked row's x counts the raw vectors it reads besides its
+/// codes (issue 17 item 11: at its code size alone it claimed re-ranked recall at 16 B).
+/// Legends name the effective parameters ([`param_label`] without `k`, the same for
+/// every row); a swept nprobe / ef is written beside each point.
 fn curves(rows: &[BenchRow], faiss: &[FaissRow], qps: bool) -> Vec<Series> {
-    let mut out: Vec<Series> = Vec::new();
-    let mut add = |label: String, point: (f64, f64), reference: bool| match out
-        .iter_mut()
-        .find(|s| s.label == label)
-    {
-        Some(s) => s.points.push(point),
-        None => out.push(Series {
-            label,
-            points: vec![point],
-            reference,
-        }),
+    // (series key, spec, swept parameter name, points, point values)
+    struct Curve {
+        key: String,
+        spec: String,
+        fixed: String,
+        swept: Option<&'static str>,
+        points: Vec<(f64, f64)>,
+        values: Vec<usize>,
+        reference: bool,
+        reranked: bool,
+    }
+    let mut out: Vec<Curve> = Vec::new();
+    let mut add = |c: Curve, point: (f64, f64), value: Option<usize>| {
+        let at = match out.iter().position(|s| s.key == c.key) {
+            Some(i) => i,
+            None => {
+                out.push(c);
+                out.len() - 1
+            }
+        };
+        out[at].points.push(point);
+        out[at].values.extend(value);
     };
     for r in rows {
-        let label = if r.params.rerank > 0 {
-            format!("{} +rerank{}", r.spec, r.params.rerank)
-        } else {
-            r.spec.clone()
+        let (nprobe, ef, rerank) = effective_params(&r.spec, &r.params);
+        let (swept, value) = match (nprobe, ef) {
+            (Some(n), _) => (Some("nprobe"), Some(n)),
+            (None, Some(e)) => (Some("ef"), Some(e)),
+            _ => (None, None),
         };
-        let x = if qps { r.qps } else { r.bytes_per_vector };
-        add(label, (x, r.recall_at_10), false);
+        let fixed = rerank.map_or(String::new(), |r| format!(" rerank={r}"));
+        let reranked = r.params.rerank > 0;
+        let x = if qps {
+            r.qps
+        } else if reranked && r.n > 0 {
+            r.bytes_per_vector + r.raw_bytes as f64 / r.n as f64
+        } else {
+            r.bytes_per_vector
+        };
+        let curve = Curve {
+            key: format!("{}{fixed}", r.spec),
+            spec: r.spec.clone(),
+            fixed,
+            swept,
+            points: Vec::new(),
+            values: Vec::new(),
+            reference: false,
+            reranked,
+        };
+        add(curve, (x, r.recall_at_10), value);
     }
     for f in faiss {
         let x = if qps { f.qps } else { f.bytes_per_vector };
-        add(format!("faiss {}", f.spec), (x, f.recall_at_10), true);
+        let (swept, value) = match (f.nprobe, f.ef) {
+            (Some(n), _) => (Some("nprobe"), Some(n)),
+            (None, Some(e)) => (Some("ef"), Some(e)),
+            _ => (None, None),
+        };
+        let curve = Curve {
+            key: format!("faiss {}", f.spec),
+            spec: f.spec.clone(),
+            fixed: String::new(),
+            swept,
+            points: Vec::new(),
+            values: Vec::new(),
+            reference: true,
+            reranked: false,
+        };
+        add(curve, (x, f.recall_at_10), value);
     }
-    out
+    // One marker shape per spec within its family; FAISS's points take the shape of the
+    // same spec of ours.
+    let mut shapes: Vec<(String, usize)> = Vec::new();
+    out.into_iter()
+        .map(|c| {
+            let family = family_of(&c.spec);
+            let variant = match shapes.iter().find(|(s, _)| *s == c.spec) {
+                Some(&(_, v)) => v,
+                None => {
+                    let v = shapes
+                        .iter()
+                        .filter(|(s, _)| family_of(s) == family)
+                        .count();
+                    shapes.push((c.spec.clone(), v));
+                    v
+                }
+            };
+            let swept = c
+                .swept
+                .map_or(String::new(), |name| match c.values.as_slice() {
+                    [one] => format!(" {name}={one}"),
+                    [first, .., last] => format!(" {name}={first}..{last} (at points)"),
+                    [] => String::new(),
+                });
+            let point_labels = if c.values.len() > 1 {
+                c.values.iter().map(|v| v.to_string()).collect()
+            } else {
+                Vec::new()
+            };
+            let prefix = if c.reference { "faiss " } else { "" };
+            Series {
+                label: format!("{prefix}{}{}{swept}", c.spec, c.fixed),
+                family,
+                variant,
+                points: c.points,
+                point_labels,
+                reference: c.reference,
+                reranked: c.reranked,
+            }
+        })
+        .collect()
 }
 
 /// Writes `report.md`, `results.json`, `results.csv`, `recall_vs_memory.{svg,png}` and
@@ -63,15 +153,17 @@ pub fn write_report(
     let mut files = Vec::new();
     let memory = Chart {
         title: &format!("recall@10 vs memory: {title}"),
-        x_label: "bytes per vector (codes, log scale)",
+        x_label: "bytes per vector (codes; re-ranked rows add the raw vectors; log scale)",
         y_label: "10-recall@10",
         larger_x_is_better: false,
+        ticks: Ticks::PowersOfTwo,
     };
     let speed = Chart {
         title: &format!("recall@10 vs speed: {title}"),
         x_label: "queries per second, 1 thread (log scale)",
         y_label: "10-recall@10",
         larger_x_is_better: true,
+        ticks: Ticks::Decimal,
     };
     for (stem, chart, qps) in [
         ("recall_vs_memory", memory, false),
@@ -147,7 +239,9 @@ mod tests {
         assert!(files.iter().all(|f| f.exists()), "{files:?}");
         let md = std::fs::read_to_string(out.join("report.md")).unwrap();
         assert!(
-            md.contains("| SQ8 | k=10 |") && md.contains("0.9500") && md.contains("test machine")
+            md.contains("| SQ8 | k=10 rerank=0 |")
+                && md.contains("0.9500")
+                && md.contains("test machine")
         );
         assert!(md.contains("| IVF16,Flat | k=10 nprobe=4 |"));
         let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
@@ -162,8 +256,56 @@ mod tests {
         // One curve per spec (IVF's two nprobe points on one curve) plus FAISS's.
         let c = curves(&rows, &faiss, true);
         let labels: Vec<&str> = c.iter().map(|s| s.label.as_str()).collect();
-        assert_eq!(labels, ["Flat", "SQ8", "IVF16,Flat", "faiss SQ8"]);
+        assert_eq!(
+            labels,
+            [
+                "Flat",
+                "SQ8 rerank=0",
+                "IVF16,Flat nprobe=1..4 (at points)",
+                "faiss SQ8"
+            ]
+        );
         assert_eq!(c[2].points.len(), 2);
+        assert_eq!(c[2].point_labels, ["1", "4"]);
         assert!(c[3].reference && !c[0].reference);
+        assert_eq!((c[3].family, c[3].variant), (c[1].family, c[1].variant));
+    }
+
+    /// Issue 17 item 11: on the memory plot a re-ranked row sits at its codes plus the raw
+    /// vectors it reads, so the frontier no longer claims re-ranked recall at code size.
+    #[test]
+    fn item11_reranked_rows_count_their_raw_vectors_on_the_memory_plot() {
+        let p = SearchParams::with_k(10);
+        let row = |params: SearchParams, recall: f64| BenchRow {
+            dataset: "toy".into(),
+            spec: "PQ16".into(),
+            params,
+            n: 1000,
+            dim: 128,
+            k: 10,
+            recall_at_1: recall,
+            recall_at_10: recall,
+            qps: 1000.0,
+            qps_all_threads: 2000.0,
+            threads: 2,
+            bytes_per_vector: 16.0,
+            index_bytes: 1000 * (16 + 512),
+            build_secs: 1.0,
+            raw_bytes: 1000 * 512,
+            mse: Some(1.0),
+            mse_ratio: Some(1.3),
+        };
+        let rows = [row(p, 0.13), row(p.rerank(100), 0.977)];
+        let c = curves(&rows, &[], false);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].points, [(16.0, 0.13)]);
+        assert_eq!(c[1].points, [(528.0, 0.977)], "codes + 512 B of raw vector");
+        assert!(c[1].reranked && c[1].label == "PQ16 rerank=100");
+        let all: Vec<(f64, f64)> = c.iter().flat_map(|s| s.points.clone()).collect();
+        let front = crate::cli::plot::pareto(&all, false);
+        assert!(!front.contains(&(16.0, 0.977)));
+        assert_eq!(front, [(16.0, 0.13), (528.0, 0.977)]);
+        // Speed is what it is: the QPS plot keeps the measured rate.
+        assert_eq!(curves(&rows, &[], true)[1].points, [(1000.0, 0.977)]);
     }
 }
