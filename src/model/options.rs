@@ -244,7 +244,8 @@ pub fn parse_method(name: &str, o: &GivenOptions) -> Result<Method> {
             format!("unknown scheme `{name}`; accepted: {}", all_schemes()),
         )
     })?;
-    let scheme = rule.names[0];
+    let lower = name.to_ascii_lowercase();
+    let scheme = lower.as_str();
     let refuse = |opt: &str, why: String| {
         Error::param(
             opt,

@@ -38,12 +38,12 @@ pub struct QuantizedModel {
 }
 
 #[derive(Serialize, Deserialize)]
-struct TensorMeta {
-    name: String,
-    shape: Vec<usize>,
-    dtype: String,
-    scheme: String,
-    note: Option<String>,
+pub(crate) struct TensorMeta {
+    pub(crate) name: String,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) dtype: String,
+    pub(crate) scheme: String,
+    pub(crate) note: Option<String>,
 }
 
 /// Why a tensor is not quantized, or `None` when it is a 2-D floating matrix.
@@ -568,7 +568,7 @@ impl QuantizedModel {
 
 /// Checks that a payload read from a file is consistent with its shape before anything
 /// indexes into it.
-fn validate(p: &Payload, shape: &[usize]) -> std::result::Result<(), String> {
+pub(crate) fn validate(p: &Payload, shape: &[usize]) -> std::result::Result<(), String> {
     use crate::model::pack::packed_len;
     let numel: usize = shape.iter().product();
     let dims = |rows: usize, cols: usize| -> std::result::Result<(), String> {
