@@ -144,9 +144,7 @@ fn describe_safetensors(path: &Path, s: &mut String) -> Result<()> {
 /// Checks section `name`'s CRC; `(crc line fragment, ok)`.
 fn check_section(c: &Container, name: &str) -> Option<(String, bool)> {
     let e = c.header().sections.iter().find(|e| e.name == name)?;
-    let ok = c
-        .section(name)
-        .is_ok_and(|b| crc32fast::hash(b) == e.crc32);
+    let ok = c.section(name).is_ok_and(|b| crc32fast::hash(b) == e.crc32);
     Some((
         format!(
             "offset {:>12}  length {:>12}  crc32 {:08x}  {}",
@@ -182,8 +180,7 @@ fn describe_weights(c: &Container, size: u64, s: &mut String, problems: &mut Vec
     let mut sections = String::new();
     for (i, m) in metas.iter().enumerate() {
         let sec = format!("t{i}");
-        let (line, ok) = check_section(c, &sec)
-            .unwrap_or_else(|| ("missing".to_string(), false));
+        let (line, ok) = check_section(c, &sec).unwrap_or_else(|| ("missing".to_string(), false));
         let _ = writeln!(sections, "  {:<48} {line}", m.name);
         if !ok {
             problems.push(format!(
@@ -204,7 +201,10 @@ fn describe_weights(c: &Container, size: u64, s: &mut String, problems: &mut Vec
             None => "? bits/weight (unreadable)".to_string(),
         };
         if ok && payload.is_none() {
-            problems.push(format!("tensor `{}` (section {sec}) does not decode", m.name));
+            problems.push(format!(
+                "tensor `{}` (section {sec}) does not decode",
+                m.name
+            ));
         }
         let _ = writeln!(
             s,
@@ -307,11 +307,7 @@ fn describe_index(c: &Container, size: u64, s: &mut String, problems: &mut Vec<S
         }
         let _ = writeln!(s, "  {:<12} {line}", sec.name);
     }
-    let _ = writeln!(
-        s,
-        "checksums {}",
-        if all_ok { "all ok" } else { "FAILED" }
-    );
+    let _ = writeln!(s, "checksums {}", if all_ok { "all ok" } else { "FAILED" });
     // Indexes with a scalar quantizer: where its levels came from.
     s.push_str(&crate::model::levels::describe_levels(c));
 }

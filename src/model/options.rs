@@ -98,7 +98,14 @@ use ModelOption as O;
 pub const SCHEME_RULES: &[SchemeRule] = &[
     SchemeRule {
         names: &["absmax", "zeropoint"],
-        options: &[O::Bits, O::Granularity, O::Group, O::Rounding, O::Clip, O::Seed],
+        options: &[
+            O::Bits,
+            O::Granularity,
+            O::Group,
+            O::Rounding,
+            O::Clip,
+            O::Seed,
+        ],
         accepts: "--bits 2..=8 (default 8), --granularity tensor|row|group (default row at 8 bits, group below), --group N (default 128; implies --granularity group), --rounding nearest|floor|ceil|stochastic (default nearest), --clip minmax|percentile:P|mse|kl (default minmax), --seed (with --rounding stochastic; default 42)",
     },
     SchemeRule {
@@ -128,7 +135,14 @@ pub const SCHEME_RULES: &[SchemeRule] = &[
     },
     SchemeRule {
         names: &["gptq"],
-        options: &[O::Calib, O::Bits, O::Granularity, O::Group, O::ActOrder, O::Damp],
+        options: &[
+            O::Calib,
+            O::Bits,
+            O::Granularity,
+            O::Group,
+            O::ActOrder,
+            O::Damp,
+        ],
         accepts: "--calib (required), --bits 2..=8 (default 4), --group N (default 128) or --granularity row (one group per row), --act-order, --damp ≥ 0 (default 0.01)",
     },
     SchemeRule {

@@ -101,7 +101,10 @@ fn inferred(v: &str) -> GgufValue {
             return GgufValue::I64(x);
         }
     }
-    let numeric = digits.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'.')
+    let numeric = digits
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_digit() || b == b'.')
         && digits.bytes().any(|b| matches!(b, b'.' | b'e' | b'E'));
     if numeric && let Ok(x) = v.parse::<f32>() {
         return GgufValue::F32(x);
