@@ -77,12 +77,16 @@ enum Command {
     /// Every 2-D floating tensor is quantized with SCHEME; 1-D tensors (biases, norms) and
     /// integer tensors pass through unchanged. The output kind follows the extension of
     /// --out: .vq (vecquant container, quantized), .gguf (GGUF, llama.cpp; GGUF schemes,
-    /// f16, bf16), .safetensors (dequantized f32, same names and shapes).
+    /// f16, bf16; metadata from --gguf-meta / --gguf-meta-from), .safetensors
+    /// (dequantized f32, same names and shapes). gptq, spqr, smoothquant and llm-int8 also
+    /// read --calib. Every option is checked against the scheme before any file is read.
     ///
     /// Example: vecquant quantize-model --weights model.safetensors --scheme nf4-dq --out model.vq --report report.json
     QuantizeModel(quantize_model::QuantizeModelArgs),
-    /// Describe a file: a container (index or quantized weights: kind, version, sizes,
-    /// sections, checksums, tensors), a .gguf or a .safetensors file.
+    /// Describe a file: an index (spec, live and deleted counts, build parameters,
+    /// sections, checksums), quantized weights (.vq, .gguf, .safetensors: tensor names,
+    /// shapes, schemes, bits/weight). Exits non-zero after the description when a
+    /// checksum fails.
     ///
     /// Example: vecquant inspect flat.vq
     Inspect {
@@ -107,10 +111,13 @@ pub fn run(cli: Cli) -> Result<()> {
         #[cfg(feature = "server")]
         Command::Serve(a) => vecquant::serve::run_cli(&a),
         Command::QuantizeModel(a) => quantize_model::run(a),
+        // The description is printed even for a damaged file; the damage is then the
+        // exit status (issue 17, item 6).
         Command::Inspect { file } => {
             paths::check_input(&file)?;
-            print!("{}", vecquant::model::inspect::describe_file(&file)?);
-            Ok(())
+            let found = vecquant::model::inspect::inspect_file(&file)?;
+            print!("{}", found.text);
+            found.verdict(&file)
         }
         Command::Bench(a) => bench::run(a),
     }

@@ -1,97 +1,321 @@
-//! Human-readable descriptions of weight files for `vecquant inspect`.
+//! Human-readable descriptions of files for `vecquant inspect`: an index container (live
+//! and deleted counts, build parameters, sections and checksums), a weights container,
+//! a `.gguf` or a `.safetensors` file (tensor names, shapes, schemes, bits per weight).
+//!
+//! A damaged container is still described (every section is listed with its checksum
+//! status) and the damage is returned in [`Inspection::problems`], so the caller can
+//! print the description and then fail.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::error::Result;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
 use crate::model::gguf;
 use crate::model::io::{self, TensorData};
-use crate::model::pipeline::{KIND, QuantizedModel};
+use crate::model::pipeline::{KIND, TensorMeta};
+use crate::model::{Payload, pipeline::validate};
+use crate::quant::codec::InnerSpec;
+use crate::store::{Container, OpenOptions};
 
-/// Describes a container (index or weights), a `.gguf` or a `.safetensors` file.
+/// What `inspect` found: the description and what is wrong with the file.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Inspection {
+    /// The description, one `key value` line per property.
+    pub text: String,
+    /// Damage found (checksum mismatches, sections that do not decode); empty when the
+    /// file is sound.
+    pub problems: Vec<String>,
+}
+
+impl Inspection {
+    /// `Ok` for a sound file; otherwise an [`Error::Format`] naming `path` and every
+    /// problem.
+    ///
+    /// # Errors
+    /// As described.
+    pub fn verdict(&self, path: impl AsRef<Path>) -> Result<()> {
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::format(
+                path,
+                format!("the file is corrupt: {}", self.problems.join("; ")),
+            ))
+        }
+    }
+}
+
+/// Describes a container (index or weights), a `.gguf` or a `.safetensors` file (the
+/// text of [`inspect_file`]; damage is listed in the text but not an error).
 ///
 /// # Errors
-/// [`Error::Io`](crate::Error::Io) if the file cannot be read; [`Error::Format`](crate::Error::Format) if it is not a valid
-/// container, GGUF or safetensors file (the message names what is wrong).
+/// As [`inspect_file`].
 pub fn describe_file(path: impl AsRef<Path>) -> Result<String> {
+    Ok(inspect_file(path)?.text)
+}
+
+/// Describes a file and lists its damage.
+///
+/// # Errors
+/// [`Error::Io`] if the file cannot be read; [`Error::Format`] if it is not a container,
+/// GGUF or safetensors file at all (the message names what is wrong).
+pub fn inspect_file(path: impl AsRef<Path>) -> Result<Inspection> {
     let path = path.as_ref();
     let mut s = String::new();
+    let mut problems = Vec::new();
     match path.extension().and_then(|e| e.to_str()) {
-        Some("gguf") => {
-            let f = gguf::read_gguf(path)?;
-            let _ = writeln!(s, "file      {}", path.display());
-            let _ = writeln!(s, "format    GGUF v3");
-            let _ = writeln!(s, "metadata  {} keys", f.metadata.len());
-            for (k, v) in &f.metadata {
-                let _ = writeln!(s, "  {k} = {v:?}");
-            }
-            let _ = writeln!(s, "tensors   {}", f.tensors.len());
-            for t in &f.tensors {
-                let n: usize = t.shape.iter().product();
-                let _ = writeln!(
-                    s,
-                    "  {:<48} {:<14} {:<6} {:>12} bytes  {:.4} bits/weight",
-                    t.name,
-                    format!("{:?}", t.shape),
-                    t.ty.name(),
-                    t.data.len(),
-                    8.0 * t.data.len() as f64 / n.max(1) as f64
-                );
-            }
-        }
-        Some("safetensors") => {
-            let ts = io::read_safetensors(path)?;
-            let _ = writeln!(s, "file      {}", path.display());
-            let _ = writeln!(s, "format    safetensors");
-            let _ = writeln!(s, "tensors   {}", ts.len());
-            for t in &ts {
-                let kind = match t.data {
-                    TensorData::Float(_) => "float",
-                    TensorData::Raw(_) => "raw",
-                };
-                let _ = writeln!(
-                    s,
-                    "  {:<48} {:<14} {:<5} {:<5} {:>12} bytes",
-                    t.name,
-                    format!("{:?}", t.shape),
-                    t.dtype,
-                    kind,
-                    t.source_bytes
-                );
-            }
-        }
+        Some("gguf") => describe_gguf(path, &mut s)?,
+        Some("safetensors") => describe_safetensors(path, &mut s)?,
         _ => {
-            s.push_str(&crate::store::describe(path)?);
-            let c = crate::store::Container::open_with(
+            let c = Container::open_with(
                 path,
-                crate::store::OpenOptions {
+                OpenOptions {
                     verify_checksums: false,
                 },
             )?;
-            // Indexes with a scalar quantizer: where its levels came from.
-            s.push_str(&crate::model::levels::describe_levels(&c));
+            let size = std::fs::metadata(path)
+                .map_err(|e| Error::io(path, e))?
+                .len();
+            let _ = writeln!(s, "file      {}", path.display());
+            let _ = writeln!(s, "format    vecquant container, version {}", c.version());
             if c.header().kind == KIND {
-                drop(c);
-                let m = QuantizedModel::open(path)?;
-                let _ = writeln!(s, "tensors   {}", m.tensors.len());
-                for t in &m.tensors {
-                    let n: usize = t.shape.iter().product();
-                    let _ = writeln!(
-                        s,
-                        "  {:<48} {:<14} {:<5} {:<28} {:.4} bits/weight{}",
-                        t.name,
-                        format!("{:?}", t.shape),
-                        t.dtype,
-                        t.scheme,
-                        t.payload.storage_bits() as f64 / n.max(1) as f64,
-                        t.note
-                            .as_ref()
-                            .map(|n| format!("  ({n})"))
-                            .unwrap_or_default()
-                    );
-                }
+                describe_weights(&c, size, &mut s, &mut problems);
+            } else {
+                describe_index(&c, size, &mut s, &mut problems);
             }
         }
     }
-    Ok(s)
+    Ok(Inspection { text: s, problems })
+}
+
+fn bits_per_weight(bits: u64, shape: &[usize]) -> f64 {
+    bits as f64 / shape.iter().product::<usize>().max(1) as f64
+}
+
+fn describe_gguf(path: &Path, s: &mut String) -> Result<()> {
+    let f = gguf::read_gguf(path)?;
+    let _ = writeln!(s, "file      {}", path.display());
+    let _ = writeln!(s, "format    GGUF v{}", f.version);
+    let _ = writeln!(s, "metadata  {} keys", f.metadata.len());
+    for (k, v) in &f.metadata {
+        let _ = writeln!(s, "  {k} = {v:?}");
+    }
+    let _ = writeln!(s, "tensors   {}", f.tensors.len());
+    for t in &f.tensors {
+        let _ = writeln!(
+            s,
+            "  {:<48} {:<14} {:<6} {:>12} bytes  {:.4} bits/weight",
+            t.name,
+            format!("{:?}", t.shape),
+            t.ty.name(),
+            t.data.len(),
+            bits_per_weight(8 * t.data.len() as u64, &t.shape)
+        );
+    }
+    Ok(())
+}
+
+fn describe_safetensors(path: &Path, s: &mut String) -> Result<()> {
+    let ts = io::read_safetensors(path)?;
+    let _ = writeln!(s, "file      {}", path.display());
+    let _ = writeln!(s, "format    safetensors");
+    let _ = writeln!(s, "tensors   {}", ts.len());
+    for t in &ts {
+        let kind = match t.data {
+            TensorData::Float(_) => "float",
+            TensorData::Raw(_) => "raw",
+        };
+        let _ = writeln!(
+            s,
+            "  {:<48} {:<14} {:<5} {:<5} {:>12} bytes  {:.4} bits/weight",
+            t.name,
+            format!("{:?}", t.shape),
+            t.dtype,
+            kind,
+            t.source_bytes,
+            bits_per_weight(8 * t.source_bytes as u64, &t.shape)
+        );
+    }
+    Ok(())
+}
+
+/// Checks section `name`'s CRC; `(crc line fragment, ok)`.
+fn check_section(c: &Container, name: &str) -> Option<(String, bool)> {
+    let e = c.header().sections.iter().find(|e| e.name == name)?;
+    let ok = c.section(name).is_ok_and(|b| crc32fast::hash(b) == e.crc32);
+    Some((
+        format!(
+            "offset {:>12}  length {:>12}  crc32 {:08x}  {}",
+            e.offset,
+            e.length,
+            e.crc32,
+            if ok { "ok" } else { "CORRUPT" }
+        ),
+        ok,
+    ))
+}
+
+fn describe_weights(c: &Container, size: u64, s: &mut String, problems: &mut Vec<String>) {
+    let h = c.header();
+    let _ = writeln!(s, "kind      weights (a quantized model)");
+    let _ = writeln!(s, "scheme    {}", h.spec);
+    let _ = writeln!(s, "size      {size} bytes");
+    let metas: Vec<TensorMeta> = match c.params() {
+        Ok(m) => m,
+        Err(e) => {
+            problems.push(format!("the tensor list does not decode: {e}"));
+            let _ = writeln!(s, "tensors   unreadable ({e})");
+            return;
+        }
+    };
+    let quantized = metas.iter().filter(|m| m.scheme != "passthrough").count();
+    let _ = writeln!(
+        s,
+        "tensors   {} ({quantized} quantized, {} passed through)",
+        metas.len(),
+        metas.len() - quantized
+    );
+    let mut sections = String::new();
+    for (i, m) in metas.iter().enumerate() {
+        let sec = format!("t{i}");
+        let (line, ok) = check_section(c, &sec).unwrap_or_else(|| ("missing".to_string(), false));
+        let _ = writeln!(sections, "  {:<48} {line}", m.name);
+        if !ok {
+            problems.push(format!(
+                "tensor `{}` (section {sec}): checksum mismatch",
+                m.name
+            ));
+        }
+        let payload = ok
+            .then(|| c.section(&sec).ok())
+            .flatten()
+            .and_then(|b| postcard::from_bytes::<Payload>(b).ok())
+            .filter(|p| validate(p, &m.shape).is_ok());
+        let bits = match &payload {
+            Some(p) => format!(
+                "{:.4} bits/weight",
+                bits_per_weight(p.storage_bits(), &m.shape)
+            ),
+            None => "? bits/weight (unreadable)".to_string(),
+        };
+        if ok && payload.is_none() {
+            problems.push(format!(
+                "tensor `{}` (section {sec}) does not decode",
+                m.name
+            ));
+        }
+        let _ = writeln!(
+            s,
+            "  {:<48} {:<14} {:<5} {:<28} {bits}{}",
+            m.name,
+            format!("{:?}", m.shape),
+            m.dtype,
+            m.scheme,
+            m.note
+                .as_ref()
+                .map(|n| format!("  ({n})"))
+                .unwrap_or_default()
+        );
+    }
+    let _ = writeln!(s, "sections  {} (one per tensor)", metas.len());
+    s.push_str(&sections);
+    let _ = writeln!(
+        s,
+        "checksums {}",
+        if problems.is_empty() {
+            "all ok"
+        } else {
+            "FAILED"
+        }
+    );
+}
+
+/// The leading fields of an `ivf` container's parameters.
+#[derive(Deserialize)]
+struct IvfParams {
+    nlist: usize,
+    _inner: InnerSpec,
+    keep_raw: bool,
+}
+
+/// An `hnsw` container's parameters.
+#[derive(Deserialize)]
+struct HnswParams {
+    m: usize,
+    _inner: InnerSpec,
+    keep_raw: bool,
+    ef_construction: usize,
+    _entry: u32,
+    max_level: u8,
+}
+
+fn describe_index(c: &Container, size: u64, s: &mut String, problems: &mut Vec<String>) {
+    let h = c.header();
+    let _ = writeln!(s, "kind      {}", h.kind);
+    let _ = writeln!(s, "spec      {}", h.spec);
+    let _ = writeln!(s, "dim       {}", h.dim);
+    let _ = writeln!(s, "metric    {}", h.metric);
+    match crate::index::from_container(c) {
+        Ok(index) => {
+            let _ = writeln!(s, "live      {}", index.len());
+            let _ = writeln!(s, "deleted   {}", index.deleted());
+        }
+        Err(e) => {
+            let _ = writeln!(s, "stored    {} (the index does not load: {e})", h.count);
+            problems.push(format!("the index does not load: {e}"));
+        }
+    }
+    match h.kind.as_str() {
+        "ivf" => {
+            if let Ok(p) = c.params::<IvfParams>() {
+                let _ = writeln!(s, "nlist     {}", p.nlist);
+                let _ = writeln!(s, "raw       {}", kept(p.keep_raw));
+            }
+        }
+        "hnsw" => {
+            if let Ok(p) = c.params::<HnswParams>() {
+                let _ = writeln!(s, "M         {}", p.m);
+                let _ = writeln!(s, "ef_construction {}", p.ef_construction);
+                let _ = writeln!(
+                    s,
+                    "layers    {} (graph levels 0..={})",
+                    p.max_level as usize + 1,
+                    p.max_level
+                );
+                let _ = writeln!(s, "raw       {}", kept(p.keep_raw));
+            }
+        }
+        _ => {}
+    }
+    let _ = writeln!(s, "size      {size} bytes");
+    if h.count > 0 {
+        let _ = writeln!(
+            s,
+            "bytes/vec {:.2} (whole file / stored vectors)",
+            size as f64 / h.count as f64
+        );
+    }
+    let _ = writeln!(s, "sections  {}", h.sections.len());
+    let mut all_ok = true;
+    for sec in &h.sections {
+        let (line, ok) = check_section(c, &sec.name).unwrap_or_default();
+        all_ok &= ok;
+        if !ok {
+            problems.push(format!("section `{}`: checksum mismatch", sec.name));
+        }
+        let _ = writeln!(s, "  {:<12} {line}", sec.name);
+    }
+    let _ = writeln!(s, "checksums {}", if all_ok { "all ok" } else { "FAILED" });
+    // Indexes with a scalar quantizer: where its levels came from.
+    s.push_str(&crate::model::levels::describe_levels(c));
+}
+
+fn kept(keep_raw: bool) -> &'static str {
+    if keep_raw {
+        "kept (exact re-ranking)"
+    } else {
+        "not kept"
+    }
 }

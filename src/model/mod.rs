@@ -38,6 +38,7 @@ pub mod io;
 pub mod kmeans_codebook;
 pub mod levels;
 pub mod linear;
+pub mod options;
 pub mod pack;
 pub mod pipeline;
 pub mod report;

@@ -38,12 +38,12 @@ pub struct QuantizedModel {
 }
 
 #[derive(Serialize, Deserialize)]
-struct TensorMeta {
-    name: String,
-    shape: Vec<usize>,
-    dtype: String,
-    scheme: String,
-    note: Option<String>,
+pub(crate) struct TensorMeta {
+    pub(crate) name: String,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) dtype: String,
+    pub(crate) scheme: String,
+    pub(crate) note: Option<String>,
 }
 
 /// Why a tensor is not quantized, or `None` when it is a 2-D floating matrix.
@@ -204,6 +204,53 @@ pub fn holdout_rows(n: usize) -> usize {
     (n / 10).max(1)
 }
 
+/// How many of the tensors to quantize (2-D floating) have calibration rows in `calib`
+/// (a tensor of the same name): `(matched, eligible)`. `source` names the calibration
+/// file in the error.
+///
+/// # Errors
+/// [`Error::InvalidParameter`] (`calib`) when there are tensors to quantize but no
+/// calibration tensor matches any of them — every tensor would silently fall back to
+/// round-to-nearest. The message names `source` and a few names from each side.
+pub fn check_calibration(
+    tensors: &[Tensor],
+    calib: &[Tensor],
+    source: impl AsRef<Path>,
+) -> Result<(usize, usize)> {
+    let eligible: Vec<&Tensor> = tensors
+        .iter()
+        .filter(|t| passthrough_reason(t).is_none())
+        .collect();
+    let matched = eligible
+        .iter()
+        .filter(|t| calib.iter().any(|c| c.name == t.name))
+        .count();
+    if matched == 0 && !eligible.is_empty() {
+        let few = |names: Vec<&str>| {
+            let n = names.len();
+            let mut s: Vec<String> = names.iter().take(3).map(|n| format!("`{n}`")).collect();
+            if n > 3 {
+                s.push(format!("… ({n} in all)"));
+            }
+            if s.is_empty() {
+                "none".to_string()
+            } else {
+                s.join(", ")
+            }
+        };
+        return Err(Error::param(
+            "calib",
+            format!(
+                "{}: no calibration tensor is named like a weight to quantize, so every weight would fall back to round-to-nearest (calibration tensors: {}; weights: {})",
+                source.as_ref().display(),
+                few(calib.iter().map(|c| c.name.as_str()).collect()),
+                few(eligible.iter().map(|t| t.name.as_str()).collect()),
+            ),
+        ));
+    }
+    Ok((matched, eligible.len()))
+}
+
 /// Quantizes every 2-D floating tensor with a calibration-based `method`. `calib` holds,
 /// for a weight named `N`, a tensor also named `N` with that layer's input activations
 /// (tokens × in_features). The first 90 % of its rows build the Hessian (GPTQ, SpQR) or
@@ -212,6 +259,8 @@ pub fn holdout_rows(n: usize) -> usize {
 /// calibration rows fall back to round-to-nearest and the report says so.
 ///
 /// # Errors
+/// [`Error::InvalidParameter`] (`calib`) when no calibration tensor matches any weight
+/// (see [`check_calibration`]);
 /// [`Error::Tensor`] naming the tensor when its calibration tensor has the wrong width or
 /// non-finite values, the Hessian is not positive definite, or the method's parameters do
 /// not fit it.
@@ -221,6 +270,7 @@ pub fn quantize_model_calibrated(
     calib: &[Tensor],
     progress: impl FnMut(usize, usize, &str),
 ) -> Result<(QuantizedModel, ModelReport)> {
+    check_calibration(tensors, calib, "the calibration tensors")?;
     let rtn_cfg = method.rtn();
     run_pipeline(tensors, method.label(), progress, |t| {
         let (rows, cols, w) = t.as_matrix()?;
@@ -436,6 +486,21 @@ impl QuantizedModel {
     /// [`Error::InvalidParameter`] naming a tensor that is neither a GGUF block type,
     /// f16/bf16 nor floating pass-through; [`Error::Io`] if the file cannot be written.
     pub fn save_gguf(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.save_gguf_with(path, &[])
+    }
+
+    /// Writes a GGUF v3 file with extra metadata: `general.name = "vecquant"`,
+    /// `general.quantization_version = 2` and `vecquant.scheme`, then `metadata` in order
+    /// (an entry with the same key replaces the default in place).
+    ///
+    /// # Errors
+    /// As [`QuantizedModel::save_gguf`], and [`Error::InvalidParameter`] for metadata
+    /// [`gguf::write_gguf`] refuses (a bad `general.alignment`, mixed-type arrays).
+    pub fn save_gguf_with(
+        &self,
+        path: impl AsRef<Path>,
+        metadata: &[(String, GgufValue)],
+    ) -> Result<()> {
         let tensors = self
             .tensors
             .iter()
@@ -495,13 +560,15 @@ impl QuantizedModel {
                 GgufValue::String(self.scheme.clone()),
             ),
         ];
+        let mut meta = meta;
+        gguf::merge_metadata(&mut meta, metadata.to_vec());
         gguf::write_gguf(path, &meta, &tensors)
     }
 }
 
 /// Checks that a payload read from a file is consistent with its shape before anything
 /// indexes into it.
-fn validate(p: &Payload, shape: &[usize]) -> std::result::Result<(), String> {
+pub(crate) fn validate(p: &Payload, shape: &[usize]) -> std::result::Result<(), String> {
     use crate::model::pack::packed_len;
     let numel: usize = shape.iter().product();
     let dims = |rows: usize, cols: usize| -> std::result::Result<(), String> {

@@ -83,6 +83,7 @@ mod codec;
 mod file;
 mod kquants;
 mod legacy;
+mod meta;
 mod types;
 
 pub use codec::{dequantize, dequantize_row, quantize, quantize_row};
@@ -90,6 +91,7 @@ pub use file::{
     ALIGNMENT_KEY, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, GgufFile, MAX_DIMS,
     MAX_TENSOR_NAME, parse_gguf, read_gguf, write_gguf,
 };
+pub use meta::{NOT_COPIED, copyable_metadata, merge_metadata, parse_meta_arg};
 pub use types::{GgmlType, GgufTensor, GgufValue, GgufValueType, fallback_type};
 
 /// Weights per block of the 32-weight types.
