@@ -6,10 +6,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
+use vecquant::SearchParams;
 use vecquant::data::vecs::{read_fvecs, read_ivecs};
 use vecquant::data::{read_ground_truth, read_vectors};
 use vecquant::index::spec::{BuildOptions, new_index};
-use vecquant::{Index, SearchParams};
 
 fn vecquant(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vecquant"))
@@ -84,14 +84,7 @@ fn item10_search_out_ivecs_and_distances_hold_every_query() {
     let text = ok(&search(
         d,
         "flat.vq",
-        &[
-            "-k",
-            "7",
-            "--out",
-            "res.ivecs",
-            "--distances",
-            "res.fvecs",
-        ],
+        &["-k", "7", "--out", "res.ivecs", "--distances", "res.fvecs"],
     ));
     assert!(text.contains("res.ivecs"), "{text}");
     assert!(text.contains("res.fvecs"), "{text}");
@@ -146,7 +139,10 @@ fn item10_search_json_without_gt_carries_the_results() {
     for (i, r) in results.iter().enumerate() {
         assert_eq!(r["query"], i);
         let ids: Vec<u64> = serde_json::from_value(r["ids"].clone()).unwrap();
-        assert_eq!(ids, gt[i][..3].iter().map(|&x| x as u64).collect::<Vec<_>>());
+        assert_eq!(
+            ids,
+            gt[i][..3].iter().map(|&x| x as u64).collect::<Vec<_>>()
+        );
     }
     // With --out the object says where the results went instead.
     let out = ok(&search(
@@ -178,7 +174,10 @@ fn item10_search_out_rejects_unknown_extension_before_searching() {
     assert!(err.contains("d.ivecs") && err.contains(".fvecs"), "{err}");
     assert!(!d.join("res.txt").exists() && !d.join("r.ivecs").exists());
     let help = ok(&vecquant(&["search", "--help"], d));
-    assert!(help.contains("--out") && help.contains("--distances"), "{help}");
+    assert!(
+        help.contains("--out") && help.contains("--distances"),
+        "{help}"
+    );
     assert!(help.contains("stdout"), "{help}");
 }
 
@@ -197,13 +196,19 @@ fn item13_search_flags_that_do_not_apply_are_rejected() {
 
     for index in ["flat.vq", "hnsw.vq", "sq8.vq"] {
         let err = fail(&search(d, index, &["--nprobe", "4"]));
-        assert!(err.contains("--nprobe") && err.contains("IVF"), "{index}: {err}");
+        assert!(
+            err.contains("--nprobe") && err.contains("IVF"),
+            "{index}: {err}"
+        );
     }
     let err = fail(&search(d, "hnsw.vq", &["--nprobe", "4"]));
     assert!(err.contains("HNSW8"), "{err}");
     for index in ["flat.vq", "ivf.vq", "sq8.vq"] {
         let err = fail(&search(d, index, &["--ef", "32"]));
-        assert!(err.contains("--ef") && err.contains("HNSW"), "{index}: {err}");
+        assert!(
+            err.contains("--ef") && err.contains("HNSW"),
+            "{index}: {err}"
+        );
     }
     let err = fail(&search(d, "ivf.vq", &["--ef", "32"]));
     assert!(err.contains("IVF16,SQ8"), "{err}");
@@ -251,13 +256,26 @@ fn item14_gen_accepts_negative_numbers() {
     let d = dir.path();
     ok(&vecquant(
         &[
-            "gen", "gaussian", "--dim", "8", "--n", "1000", "--queries", "5", "--mean", "-1",
-            "--std", "0.5", "--out", "neg",
+            "gen",
+            "gaussian",
+            "--dim",
+            "8",
+            "--n",
+            "1000",
+            "--queries",
+            "5",
+            "--mean",
+            "-1",
+            "--std",
+            "0.5",
+            "--out",
+            "neg",
         ],
         d,
     ));
     let base = read_vectors(d.join("neg/base.fvecs")).unwrap();
-    let mean = base.as_slice().iter().map(|&x| x as f64).sum::<f64>() / base.as_slice().len() as f64;
+    let mean =
+        base.as_slice().iter().map(|&x| x as f64).sum::<f64>() / base.as_slice().len() as f64;
     assert!((mean + 1.0).abs() < 0.05, "mean {mean}");
     // A negative value that is invalid is the library's error, not a parse error.
     let err = fail(&vecquant(
@@ -350,12 +368,15 @@ fn item15_every_help_has_examples_on_their_own_lines_that_parse() {
 
 /// The help paragraph of the flag `--name`.
 fn flag_help(help: &str, name: &str) -> String {
-    let mut lines = help.lines().skip_while(|l| {
+    let options = help.split("Options:").nth(1).expect("an Options: section");
+    let mut lines = options.lines().skip_while(|l| {
         !l.trim_start()
             .split([' ', ','])
             .any(|w| w == name || w.starts_with(&format!("{name}=")))
     });
-    let first = lines.next().unwrap_or_else(|| panic!("no {name} in:\n{help}"));
+    let first = lines
+        .next()
+        .unwrap_or_else(|| panic!("no {name} in:\n{help}"));
     let rest: Vec<&str> = lines
         .take_while(|l| !l.trim_start().starts_with('-'))
         .collect();
@@ -369,11 +390,17 @@ fn item15_helps_show_the_library_defaults() {
     let p = SearchParams::default();
     let help = ok(&vecquant(&["search", "--help"], d));
     let nprobe = flag_help(&help, "--nprobe");
-    assert!(nprobe.contains(&format!("[default: {}]", p.nprobe)), "{nprobe}");
+    assert!(
+        nprobe.contains(&format!("[default: {}]", p.nprobe)),
+        "{nprobe}"
+    );
     let ef = flag_help(&help, "--ef");
     assert!(ef.contains(&format!("[default: {}]", p.ef_search)), "{ef}");
     let rerank = flag_help(&help, "--rerank");
-    assert!(rerank.contains(&format!("[default: {}", p.rerank)), "{rerank}");
+    assert!(
+        rerank.contains(&format!("[default: {}", p.rerank)),
+        "{rerank}"
+    );
     let help = ok(&vecquant(&["build", "--help"], d));
     let efc = flag_help(&help, "--ef-construction");
     let want = BuildOptions::default().ef_construction;

@@ -5,14 +5,23 @@ use std::time::Instant;
 
 use clap::Args;
 use vecquant::data::read_vectors;
-use vecquant::index::spec::{BuildOptions, IndexSpec, InnerQuantizer, ScalarSpec, new_index};
+use vecquant::index::spec::{BuildOptions, IndexSpec, InnerQuantizer, ScalarSpec, build_index};
 use vecquant::index::{Index, Scalar, hnsw, ivf};
 use vecquant::model::levels::LevelSource;
 use vecquant::quant::codec::InnerSpec;
 use vecquant::quant::scalar::SqConfig;
 use vecquant::{Error, Metric, Result};
 
-use super::spinner;
+use super::{count_to, spin, spinner};
+
+/// `--ef-construction`'s help: the library's default, not a copy of it.
+fn ef_construction_help() -> String {
+    format!(
+        "HNSW specs only: beam width while building the graph (larger: a better graph, a \
+         slower build) [default: {}]",
+        BuildOptions::default().ef_construction
+    )
+}
 
 #[derive(Args)]
 pub struct BuildArgs {
@@ -41,12 +50,26 @@ pub struct BuildArgs {
     /// weights container written by `quantize-model --scheme kmeans --granularity tensor`.
     #[arg(long, value_name = "LEVELS")]
     levels: Option<LevelSource>,
+    #[arg(long, value_name = "EF", help = ef_construction_help())]
+    ef_construction: Option<usize>,
     /// Output index file.
     #[arg(long)]
     out: PathBuf,
 }
 
 pub fn run(a: BuildArgs) -> Result<()> {
+    // The spec's own checks first, then the flags that apply to some kinds only.
+    let typed: IndexSpec = a.spec.parse()?;
+    if a.ef_construction.is_some() && !typed.is_hnsw() {
+        return Err(Error::param(
+            "--ef-construction",
+            format!(
+                "applies to HNSW specs (HNSW{{M}}[,…]) only; {} is a `{}` spec",
+                a.spec,
+                typed.kind()
+            ),
+        ));
+    }
     let bar = spinner();
     bar.set_message("reading vectors");
     let b = read_vectors(&a.base)?;
@@ -54,15 +77,16 @@ pub fn run(a: BuildArgs) -> Result<()> {
         Some(p) => read_vectors(p)?,
         None => b.clone(),
     };
+    let defaults = BuildOptions::default();
     let opts = BuildOptions {
         metric: a.metric,
         seed: a.seed,
         keep_raw: a.keep_raw,
-        ..BuildOptions::default()
+        ef_construction: a.ef_construction.unwrap_or(defaults.ef_construction),
     };
     let t0 = Instant::now();
     let mut index = match &a.levels {
-        None => new_index(&a.spec, b.dim(), &opts)?,
+        None => build_index(&typed, b.dim(), &opts)?,
         Some(levels) => with_levels(&a.spec, levels, b.dim(), &opts)?,
     };
     if !index.is_trained() {
@@ -72,8 +96,19 @@ pub fn run(a: BuildArgs) -> Result<()> {
         bar.set_message(format!("training {}", a.spec));
         index.train(t.as_slice())?;
     }
-    bar.set_message(format!("encoding and adding {} vectors", b.len()));
-    index.add(b.as_slice(), None)?;
+    if typed.is_hnsw() {
+        // HNSW's add is the long graph build: a bar of inserted / total vectors.
+        bar.set_message("building the graph");
+        count_to(&bar, b.len());
+        index.add_with_progress(b.as_slice(), None, &|done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })?;
+        spin(&bar);
+    } else {
+        bar.set_message(format!("encoding and adding {} vectors", b.len()));
+        index.add(b.as_slice(), None)?;
+    }
     bar.set_message("saving");
     index.save(&a.out)?;
     bar.finish_and_clear();

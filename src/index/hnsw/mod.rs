@@ -432,6 +432,15 @@ impl<C: VectorCodec> Index for Hnsw<C> {
     }
 
     fn add(&mut self, vectors: &[f32], ids: Option<&[u64]>) -> Result<()> {
+        self.add_with_progress(vectors, ids, &|_, _| {})
+    }
+
+    fn add_with_progress(
+        &mut self,
+        vectors: &[f32],
+        ids: Option<&[u64]>,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<()> {
         let n = check_add(self.dim, vectors, ids)?;
         if self.rows.len() + n >= i32::MAX as usize {
             return Err(Error::param(
@@ -455,7 +464,7 @@ impl<C: VectorCodec> Index for Hnsw<C> {
         }
         all.extend_from_slice(&x);
         self.rows.push(n, ids);
-        self.build_graph(&all)
+        self.build_graph(&all, progress)
     }
 
     fn delete(&mut self, ids: &[u64]) -> Result<usize> {
@@ -482,7 +491,7 @@ impl<C: VectorCodec> Index for Hnsw<C> {
             self.raw = self.rows.compact_slab(&self.raw, self.dim);
         }
         self.rows.compact();
-        self.build_graph(&live_vectors)?;
+        self.build_graph(&live_vectors, &|_, _| {})?;
         Ok(dropped)
     }
 
