@@ -77,12 +77,13 @@ pub fn run(a: BuildArgs) -> Result<()> {
         Some(p) => read_vectors(p)?,
         None => b.clone(),
     };
-    let defaults = BuildOptions::default();
     let opts = BuildOptions {
         metric: a.metric,
         seed: a.seed,
         keep_raw: a.keep_raw,
-        ef_construction: a.ef_construction.unwrap_or(defaults.ef_construction),
+        ef_construction: a
+            .ef_construction
+            .unwrap_or(BuildOptions::default().ef_construction),
     };
     let t0 = Instant::now();
     let mut index = match &a.levels {
