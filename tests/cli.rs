@@ -333,8 +333,6 @@ fn recall_at_10(index: &str, d: &Path) -> f64 {
             "--gt",
             "data/groundtruth.ivecs",
             "--json",
-            "--nprobe",
-            "16",
         ],
         d,
     ));

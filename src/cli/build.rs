@@ -5,14 +5,23 @@ use std::time::Instant;
 
 use clap::Args;
 use vecquant::data::read_vectors;
-use vecquant::index::spec::{BuildOptions, IndexSpec, InnerQuantizer, ScalarSpec, new_index};
+use vecquant::index::spec::{BuildOptions, IndexSpec, InnerQuantizer, ScalarSpec, build_index};
 use vecquant::index::{Index, Scalar, hnsw, ivf};
 use vecquant::model::levels::LevelSource;
 use vecquant::quant::codec::InnerSpec;
 use vecquant::quant::scalar::SqConfig;
 use vecquant::{Error, Metric, Result};
 
-use super::{paths, spinner};
+use super::{count_to, paths, spin, spinner};
+
+/// `--ef-construction`'s help: the library's default, not a copy of it.
+fn ef_construction_help() -> String {
+    format!(
+        "HNSW specs only: beam width while building the graph (larger: a better graph, a \
+         slower build) [default: {}]",
+        BuildOptions::default().ef_construction
+    )
+}
 
 #[derive(Args)]
 pub struct BuildArgs {
@@ -41,6 +50,8 @@ pub struct BuildArgs {
     /// weights container written by `quantize-model --scheme kmeans --granularity tensor`.
     #[arg(long, value_name = "LEVELS")]
     levels: Option<LevelSource>,
+    #[arg(long, value_name = "EF", help = ef_construction_help())]
+    ef_construction: Option<usize>,
     /// Output index file.
     #[arg(long)]
     out: PathBuf,
@@ -56,6 +67,18 @@ pub fn run(a: BuildArgs) -> Result<()> {
     paths::check_inputs(&inputs)?;
     paths::check_output("--out", &a.out, &inputs)?;
     paths::warn_foreign_extension(&a.out);
+    // The spec's own checks first, then the flags that apply to some kinds only.
+    let typed: IndexSpec = a.spec.parse()?;
+    if a.ef_construction.is_some() && !typed.is_hnsw() {
+        return Err(Error::param(
+            "--ef-construction",
+            format!(
+                "applies to HNSW specs (HNSW{{M}}[,…]) only; {} is a `{}` spec",
+                a.spec,
+                typed.kind()
+            ),
+        ));
+    }
     let bar = spinner();
     bar.set_message("reading vectors");
     let b = read_vectors(&a.base)?;
@@ -67,11 +90,13 @@ pub fn run(a: BuildArgs) -> Result<()> {
         metric: a.metric,
         seed: a.seed,
         keep_raw: a.keep_raw,
-        ..BuildOptions::default()
+        ef_construction: a
+            .ef_construction
+            .unwrap_or(BuildOptions::default().ef_construction),
     };
     let t0 = Instant::now();
     let mut index = match &a.levels {
-        None => new_index(&a.spec, b.dim(), &opts)?,
+        None => build_index(&typed, b.dim(), &opts)?,
         Some(levels) => with_levels(&a.spec, levels, b.dim(), &opts)?,
     };
     if !index.is_trained() {
@@ -82,10 +107,23 @@ pub fn run(a: BuildArgs) -> Result<()> {
         bar.set_message(format!("training {}", a.spec));
         index.train(t.as_slice()).map_err(|e| e.in_file(train))?;
     }
-    bar.set_message(format!("encoding and adding {} vectors", b.len()));
-    index
-        .add(b.as_slice(), None)
-        .map_err(|e| e.in_file(&a.base))?;
+    if typed.is_hnsw() {
+        // HNSW's add is the long graph build: a bar of inserted / total vectors.
+        bar.set_message("building the graph");
+        count_to(&bar, b.len());
+        index
+            .add_with_progress(b.as_slice(), None, &|done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })
+            .map_err(|e| e.in_file(&a.base))?;
+        spin(&bar);
+    } else {
+        bar.set_message(format!("encoding and adding {} vectors", b.len()));
+        index
+            .add(b.as_slice(), None)
+            .map_err(|e| e.in_file(&a.base))?;
+    }
     bar.set_message("saving");
     index.save(&a.out)?;
     bar.finish_and_clear();

@@ -13,49 +13,57 @@ use super::spinner;
 
 #[derive(Subcommand)]
 pub enum GenKind {
-    /// i.i.d. Gaussian vectors N(mean, std²).
+    /// i.i.d. Gaussian vectors N(mean, std²)
     ///
-    /// Example: vecquant gen gaussian --dim 128 --n 100000 --queries 1000 --out data
+    /// Examples:
+    ///   vecquant gen gaussian --dim 128 --n 100000 --queries 1000 --out data
+    ///   vecquant gen gaussian --dim 64 --n 20000 --queries 200 --mean -1 --std 0.5 --out shifted
+    #[command(verbatim_doc_comment)]
     Gaussian {
         #[command(flatten)]
         common: GenArgs,
-        /// Mean of every component.
-        #[arg(long, default_value_t = 0.0)]
+        /// Mean of every component (may be negative).
+        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
         mean: f32,
-        /// Standard deviation of every component.
-        #[arg(long, default_value_t = 1.0)]
+        /// Standard deviation of every component (≥ 0).
+        #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
         std: f32,
     },
-    /// Gaussian mixture: centres from N(0,1), noise N(0, spread²).
+    /// Gaussian mixture: centres from N(0,1), noise N(0, spread²)
     ///
-    /// Example: vecquant gen mixture --dim 128 --n 100000 --queries 1000 --clusters 64 --spread 0.3 --out mix
+    /// Example:
+    ///   vecquant gen mixture --dim 128 --n 100000 --queries 1000 --clusters 64 --spread 0.3 --out mix
+    #[command(verbatim_doc_comment)]
     Mixture {
         #[command(flatten)]
         common: GenArgs,
         /// Number of clusters.
         #[arg(long, default_value_t = 64)]
         clusters: usize,
-        /// Noise standard deviation around each centre.
-        #[arg(long, default_value_t = 0.3)]
+        /// Noise standard deviation around each centre (≥ 0).
+        #[arg(long, default_value_t = 0.3, allow_negative_numbers = true)]
         spread: f32,
     },
-    /// A transformer-shaped weight file (.safetensors): embedding, attention and MLP
-    /// matrices with Gaussian, heavy-tailed (Student-t) and outlier-column statistics,
-    /// biases, layer norms and an integer buffer.
+    /// A transformer-shaped weight file (.safetensors)
     ///
-    /// Example: vecquant gen weights --layers 2 --hidden 384 --out model.safetensors
+    /// Embedding, attention and MLP matrices with Gaussian, heavy-tailed (Student-t) and
+    /// outlier-column statistics, biases, layer norms and an integer buffer.
+    ///
+    /// Example:
+    ///   vecquant gen weights --layers 2 --hidden 384 --out model.safetensors
+    #[command(verbatim_doc_comment)]
     Weights(WeightsArgs),
 }
 
 #[derive(Args)]
 pub struct GenArgs {
-    /// Dimension.
+    /// Dimension (≥ 1).
     #[arg(long, default_value_t = 128)]
     dim: usize,
-    /// Base vectors.
+    /// Base vectors (≥ 1).
     #[arg(long, default_value_t = 100_000)]
     n: usize,
-    /// Query vectors.
+    /// Query vectors (≥ 1).
     #[arg(long, default_value_t = 1_000)]
     queries: usize,
     /// Training vectors (default: n / 2, at most 100,000).
@@ -67,6 +75,28 @@ pub struct GenArgs {
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
+}
+
+impl GenArgs {
+    /// Rejects empty splits up front: every file `gen` writes must be one the tool reads
+    /// back (an empty query split would leave an empty, unreadable ground-truth file).
+    fn check(&self) -> Result<()> {
+        let sizes = [
+            ("--dim", self.dim, "vectors need at least one component"),
+            ("--n", self.n, "the base split needs at least one vector"),
+            (
+                "--queries",
+                self.queries,
+                "the query split and its ground truth need at least one query",
+            ),
+        ];
+        for (flag, value, why) in sizes {
+            if value == 0 {
+                return Err(Error::param(flag, format!("must be at least 1: {why}")));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Args)]
@@ -107,6 +137,7 @@ pub fn run(kind: GenKind) -> Result<()> {
         } => (common, DataDistribution::Mixture { clusters, spread }),
         GenKind::Weights(w) => return weights(w),
     };
+    common.check()?;
     let spec = SyntheticSpec {
         dim: common.dim,
         n_base: common.n,

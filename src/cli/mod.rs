@@ -36,43 +36,74 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Generate a synthetic data set (train/base/query .fvecs + groundtruth.ivecs).
+    /// Generate a synthetic data set (train/base/query .fvecs + groundtruth.ivecs)
     ///
     /// Example:
-    ///
-    /// vecquant gen gaussian --dim 32 --n 10000 --queries 100 --seed 42 --out data
-    #[command(subcommand)]
+    ///   vecquant gen gaussian --dim 32 --n 10000 --queries 100 --seed 42 --out data
+    #[command(subcommand, verbatim_doc_comment)]
     Gen(generate::GenKind),
-    /// Compute exact top-k ground truth (.ivecs) by blocked GEMM.
+    /// Compute exact top-k ground truth (.ivecs) by blocked GEMM
     ///
-    /// Example: vecquant groundtruth --base base.fvecs --queries query.fvecs -k 100 --out gt.ivecs
+    /// Example:
+    ///   vecquant groundtruth --base base.fvecs --queries query.fvecs -k 100 --out gt.ivecs
+    #[command(verbatim_doc_comment)]
     Groundtruth(groundtruth::GroundtruthArgs),
-    /// Build an index from a vector file and save it.
+    /// Build an index from a vector file and save it
     ///
-    /// Examples: vecquant build --spec Flat --base data/base.fvecs --out flat.vq
-    ///           vecquant build --spec SQ8 --base data/base.fvecs --train data/train.fvecs --keep-raw --out sq8.vq
+    /// Examples:
+    ///   vecquant build --spec Flat --base data/base.fvecs --out flat.vq
+    ///   vecquant build --spec SQ8 --base data/base.fvecs --train data/train.fvecs --keep-raw --out sq8.vq
+    ///   vecquant build --spec HNSW32 --base data/base.fvecs --ef-construction 100 --out hnsw.vq
+    #[command(verbatim_doc_comment)]
     Build(build::BuildArgs),
-    /// Search a saved index; with --gt prints recall.
+    /// Search a saved index; with --gt prints recall, with --out writes every result
     ///
-    /// Examples: vecquant search --index flat.vq --queries data/query.fvecs --gt data/groundtruth.ivecs --json
-    ///           vecquant search --index sq8.vq --queries data/query.fvecs --gt data/groundtruth.ivecs --rerank 100
+    /// Examples:
+    ///   vecquant search --index flat.vq --queries data/query.fvecs --gt data/groundtruth.ivecs --json
+    ///   vecquant search --index sq8.vq --queries data/query.fvecs --gt data/groundtruth.ivecs --rerank 100
+    ///   vecquant search --index hnsw.vq --queries data/query.fvecs --ef 128 --out res.ivecs --distances res.fvecs
+    ///
+    /// Printed on stdout:
+    ///   text (default)  a line describing the index; with --gt, recall@1 and 10-recall@10;
+    ///                   the queries per second; with --out/--distances, a line per file
+    ///                   written; with neither --gt nor --out, the ids of the first 5
+    ///                   queries and how many more there are.
+    ///   --json          one JSON object instead: spec, n, dim, k, recall_at_1 and
+    ///                   recall_at_10 (null without --gt), qps, bytes_per_vector,
+    ///                   index_bytes, threads, out and distances (the files written, or
+    ///                   null); with neither --gt nor --out also "results": every query's
+    ///                   {"query": i, "ids": [...], "distances": [...]}.
+    /// Written to files: every query's results with --out FILE (.ivecs or .jsonl) and its
+    /// distances with --distances FILE (.fvecs).
+    ///
+    /// --nprobe applies to IVF indexes, --ef to HNSW indexes and --rerank (at least -k) to
+    /// quantized indexes built with --keep-raw; any of them on another index is an error.
+    #[command(verbatim_doc_comment)]
     Search(search::SearchArgs),
-    /// Add vectors to a saved index and save it again (atomically).
+    /// Add vectors to a saved index and save it again (atomically)
     ///
-    /// Example: vecquant add --index flat.vq --vectors more.fvecs --first-id 100000
+    /// Example:
+    ///   vecquant add --index flat.vq --vectors more.fvecs --first-id 100000
+    #[command(verbatim_doc_comment)]
     Add(add::AddArgs),
-    /// Delete vectors by id from a saved index (tombstones; `--compact` also frees their
-    /// space). The file is rewritten atomically.
+    /// Delete vectors by id from a saved index (rewritten atomically)
     ///
-    /// Example: vecquant delete --index sq8.vq --ids 3,17,42 --compact
+    /// Deleted vectors become tombstones; --compact also frees their space.
+    ///
+    /// Example:
+    ///   vecquant delete --index sq8.vq --ids 3,17,42 --compact
+    #[command(verbatim_doc_comment)]
     Delete(delete::DeleteArgs),
-    /// Serve a saved index over HTTP: POST /search, POST /search_batch, GET /stats,
-    /// GET /health (JSON). Stops cleanly on Ctrl-C or SIGTERM.
+    /// Serve a saved index over HTTP (JSON); stops cleanly on Ctrl-C or SIGTERM
     ///
-    /// Example: vecquant serve --index sq8.vq --addr 127.0.0.1:8080
+    /// Endpoints: POST /search, POST /search_batch, GET /stats, GET /health.
+    ///
+    /// Example:
+    ///   vecquant serve --index sq8.vq --addr 127.0.0.1:8080
+    #[command(verbatim_doc_comment)]
     #[cfg(feature = "server")]
     Serve(vecquant::serve::ServeArgs),
-    /// Quantize the weights of a model file (.safetensors or .npy).
+    /// Quantize the weights of a model file (.safetensors or .npy)
     ///
     /// Every 2-D floating tensor is quantized with SCHEME; 1-D tensors (biases, norms) and
     /// integer tensors pass through unchanged. The output kind follows the extension of
@@ -81,19 +112,24 @@ enum Command {
     /// (dequantized f32, same names and shapes). gptq, spqr, smoothquant and llm-int8 also
     /// read --calib. Every option is checked against the scheme before any file is read.
     ///
-    /// Example: vecquant quantize-model --weights model.safetensors --scheme nf4-dq --out model.vq --report report.json
+    /// Example:
+    ///   vecquant quantize-model --weights model.safetensors --scheme nf4-dq --out model.vq --report report.json
+    #[command(verbatim_doc_comment)]
     QuantizeModel(quantize_model::QuantizeModelArgs),
-    /// Describe a file: an index (spec, live and deleted counts, build parameters,
-    /// sections, checksums), quantized weights (.vq, .gguf, .safetensors: tensor names,
-    /// shapes, schemes, bits/weight). Exits non-zero after the description when a
-    /// checksum fails.
+    /// Describe a file: an index, quantized weights (.vq), a .gguf or a .safetensors file
     ///
-    /// Example: vecquant inspect flat.vq
+    /// For an index: its spec, live and deleted counts, build parameters, sections and
+    /// checksums; for weights: tensor names, shapes, schemes and bits/weight. Exits
+    /// non-zero after the description when a checksum fails.
+    ///
+    /// Example:
+    ///   vecquant inspect flat.vq
+    #[command(verbatim_doc_comment)]
     Inspect {
         /// The file.
         file: PathBuf,
     },
-    /// Benchmark specs on a data set: recall, bytes/vector, QPS (the main job).
+    /// Benchmark specs on a data set: recall, bytes/vector, QPS (the main job)
     #[command(long_about = bench::long_about())]
     Bench(bench::BenchArgs),
 }
@@ -148,14 +184,32 @@ impl ParamArgs {
     }
 }
 
-/// A spinner naming the current step when stdout is a terminal (hidden otherwise, so
-/// pipelines and logs stay clean).
+/// A spinner naming the current step when stdout and stderr are terminals (hidden
+/// otherwise, so pipelines and logs stay clean); [`count_to`] turns it into a bar.
 fn spinner() -> indicatif::ProgressBar {
     use std::io::IsTerminal;
-    if !std::io::stdout().is_terminal() {
+    if !std::io::stdout().is_terminal() || !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }
     let b = indicatif::ProgressBar::new_spinner();
     b.enable_steady_tick(std::time::Duration::from_millis(120));
     b
+}
+
+/// Turns `bar` into a bar counting to `total` (done/total, elapsed time, estimate).
+fn count_to(bar: &indicatif::ProgressBar, total: usize) {
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:30}] {pos}/{len} ({elapsed}, about {eta} left)",
+    )
+    .map(|s| s.progress_chars("=> "));
+    if let Ok(style) = style {
+        bar.set_style(style);
+    }
+    bar.set_length(total as u64);
+    bar.set_position(0);
+}
+
+/// Turns a bar from [`count_to`] back into a spinner.
+fn spin(bar: &indicatif::ProgressBar) {
+    bar.set_style(indicatif::ProgressStyle::default_spinner());
 }

@@ -1,16 +1,39 @@
-//! `vecquant search`: search a saved index, with recall against ground truth if given.
+//! `vecquant search`: search a saved index, with recall against ground truth if given,
+//! and every query's results written to a file with `--out`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use serde_json::json;
-use vecquant::data::{read_ground_truth, read_vectors};
+use vecquant::data::vecs::{write_fvecs, write_ivecs};
+use vecquant::data::{read_ground_truth, read_vectors, write_file_atomic};
 use vecquant::eval::{recall_at_1, recall_at_k, timed_search};
-use vecquant::{Error, Result};
+use vecquant::index::spec::{IndexSpec, InnerQuantizer};
+use vecquant::topk::Neighbor;
+use vecquant::vectors::VectorSet;
+use vecquant::{Error, Index, Result, SearchParams};
 
 use super::ParamArgs;
 
+/// Queries whose ids the text output lists when the results go nowhere else.
+const PREVIEW: usize = 5;
+
 #[derive(Args)]
+#[command(
+    mut_arg("nprobe", |a| a.help(format!(
+        "IVF indexes only: lists to probe [default: {}]",
+        SearchParams::default().nprobe
+    ))),
+    mut_arg("ef", |a| a.help(format!(
+        "HNSW indexes only: search beam width (at least -k is used) [default: {}]",
+        SearchParams::default().ef_search
+    ))),
+    mut_arg("rerank", |a| a.help(format!(
+        "Quantized indexes built with --keep-raw only: re-score this many best candidates \
+         with exact distances; at least -k [default: {} = no re-ranking]",
+        SearchParams::default().rerank
+    ))),
+)]
 pub struct SearchArgs {
     /// Index file.
     #[arg(long)]
@@ -29,16 +52,80 @@ pub struct SearchArgs {
     threads: Option<usize>,
     #[command(flatten)]
     params: ParamArgs,
-    /// Print one JSON object instead of text.
+    /// Write every query's results to FILE, by extension: .ivecs (the ids, k per query,
+    /// -1 where fewer than k were found) or .jsonl (one line per query:
+    /// {"query": i, "ids": [...], "distances": [...]}).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Write every query's distances to FILE (.fvecs, k per query in the order of the
+    /// ids, inf where fewer than k were found); with or without --out.
+    #[arg(long, value_name = "FILE")]
+    distances: Option<PathBuf>,
+    /// Print one JSON object instead of text (see above for what it holds).
     #[arg(long)]
     json: bool,
 }
 
+/// The formats `--out` writes.
+#[derive(Clone, Copy)]
+enum OutFormat {
+    Ivecs,
+    Jsonl,
+}
+
+fn extension(path: &Path) -> String {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+fn out_format(path: &Path) -> Result<OutFormat> {
+    match extension(path).as_str() {
+        "ivecs" => Ok(OutFormat::Ivecs),
+        "jsonl" => Ok(OutFormat::Jsonl),
+        other => Err(Error::param(
+            "--out",
+            format!(
+                "{}: cannot write results as `.{other}`; use .ivecs (ids) or .jsonl \
+                 (ids and distances, one line per query)",
+                path.display()
+            ),
+        )),
+    }
+}
+
 pub fn run(a: SearchArgs) -> Result<()> {
-    let gt: Vec<&std::path::Path> = a.gt.as_deref().into_iter().collect();
-    super::paths::check_inputs(&[&a.index, &a.queries])?;
-    super::paths::check_inputs(&gt)?;
+    // Every file this reads, then the output names and places: all before any work.
+    let inputs: Vec<&std::path::Path> = [a.index.as_path(), a.queries.as_path()]
+        .into_iter()
+        .chain(a.gt.as_deref())
+        .collect();
+    super::paths::check_inputs(&inputs)?;
+    let out = a
+        .out
+        .as_deref()
+        .map(|p| out_format(p).map(|f| (p, f)))
+        .transpose()?;
+    if let Some(p) = &a.distances
+        && extension(p) != "fvecs"
+    {
+        return Err(Error::param(
+            "--distances",
+            format!("{}: distances are written as .fvecs", p.display()),
+        ));
+    }
+    for (flag, o) in [("--out", &a.out), ("--distances", &a.distances)] {
+        if let Some(o) = o {
+            super::paths::check_output(flag, o, &inputs)?;
+        }
+    }
+    if let (Some(o), Some(d)) = (&a.out, &a.distances) {
+        super::paths::check_distinct(("--out", o), ("--distances", d))?;
+    }
     let idx = vecquant::index::open(&a.index)?;
+    let k = a.k;
+    check_flags(idx.as_ref(), &a.params, k)?;
     let q = read_vectors(&a.queries)?;
     if q.dim() != idx.dim() {
         return Err(Error::dim(
@@ -47,14 +134,11 @@ pub fn run(a: SearchArgs) -> Result<()> {
             q.dim(),
         ));
     }
-    let k = a.k;
     let p = a.params.apply(k);
     let threads = match a.threads {
         Some(n) => vecquant::threads::check_threads(n)?,
         None => rayon::current_num_threads(),
     };
-    let (res, qps) =
-        timed_search(idx.as_ref(), &q, &p, threads).map_err(|e| e.in_file(&a.queries))?;
     let truth = match &a.gt {
         Some(g) => {
             let t = read_ground_truth(g)?;
@@ -68,15 +152,34 @@ pub fn run(a: SearchArgs) -> Result<()> {
         }
         None => None,
     };
+    let (res, qps) =
+        timed_search(idx.as_ref(), &q, &p, threads).map_err(|e| e.in_file(&a.queries))?;
+    if let Some((path, format)) = out {
+        match format {
+            OutFormat::Ivecs => write_ids(path, &res, k)?,
+            OutFormat::Jsonl => write_jsonl(path, &res)?,
+        }
+    }
+    if let Some(path) = &a.distances {
+        write_distances(path, &res, k)?;
+    }
     let r1 = truth.as_ref().map(|t| recall_at_1(&res, t));
     let r10 = truth.as_ref().map(|t| recall_at_k(&res, t, 10.min(k)));
     if a.json {
-        let v = json!({
+        let mut v = json!({
             "spec": idx.spec(), "n": idx.len(), "dim": idx.dim(), "k": k,
             "recall_at_1": r1, "recall_at_10": r10, "qps": qps,
             "bytes_per_vector": idx.bytes_per_vector(),
             "index_bytes": idx.memory_bytes(), "threads": threads,
+            "out": a.out, "distances": a.distances,
         });
+        if truth.is_none() && a.out.is_none() {
+            v["results"] = res
+                .iter()
+                .enumerate()
+                .map(|(i, r)| result_json(i, r))
+                .collect();
+        }
         println!("{v}");
         return Ok(());
     }
@@ -92,11 +195,147 @@ pub fn run(a: SearchArgs) -> Result<()> {
         println!("recall@1 {a:.4}  10-recall@10 {b:.4}");
     }
     println!("{qps:.0} queries/s on {threads} thread(s)");
-    if truth.is_none() {
-        for (i, r) in res.iter().take(5).enumerate() {
+    for (what, path) in [("results", &a.out), ("distances", &a.distances)] {
+        if let Some(path) = path {
+            println!(
+                "wrote the {what} of {} queries to {}",
+                res.len(),
+                path.display()
+            );
+        }
+    }
+    if truth.is_none() && a.out.is_none() {
+        for (i, r) in res.iter().take(PREVIEW).enumerate() {
             let ids: Vec<String> = r.iter().map(|n| n.id.to_string()).collect();
             println!("query {i}: {}", ids.join(" "));
         }
+        if res.len() > PREVIEW {
+            println!(
+                "({} more queries not shown; --out FILE writes them all)",
+                res.len() - PREVIEW
+            );
+        }
     }
     Ok(())
+}
+
+/// Rejects search flags that would do nothing on this index: `--nprobe` off IVF,
+/// `--ef` off HNSW, `--rerank` on an exact index or below `-k`. Warns (once, on stderr)
+/// about values the index caps. An index whose spec is outside the spec grammar is left
+/// to the library's own checks.
+fn check_flags(idx: &dyn Index, p: &ParamArgs, k: usize) -> Result<()> {
+    let name = idx.spec();
+    let Ok(spec) = name.parse::<IndexSpec>() else {
+        return Ok(());
+    };
+    let kind = spec.kind();
+    if let Some(nprobe) = p.nprobe {
+        let Some(nlist) = spec.nlist().filter(|_| spec.uses_nprobe()) else {
+            return Err(Error::param(
+                "--nprobe",
+                format!("applies to IVF indexes (IVF{{nlist}},…) only; {name} is a `{kind}` index"),
+            ));
+        };
+        if nprobe > nlist {
+            eprintln!(
+                "warning: --nprobe {nprobe} exceeds the {nlist} lists of {name}: all {nlist} \
+                 are probed"
+            );
+        }
+    }
+    if let Some(ef) = p.ef {
+        if !spec.uses_ef() {
+            return Err(Error::param(
+                "--ef",
+                format!("applies to HNSW indexes (HNSW{{M}}[,…]) only; {name} is a `{kind}` index"),
+            ));
+        }
+        if ef < k {
+            eprintln!("warning: --ef {ef} is below -k {k}: HNSW searches with ef = {k}");
+        }
+    }
+    if let Some(rerank) = p.rerank.filter(|&r| r > 0) {
+        let exact = matches!(
+            spec,
+            IndexSpec::Flat
+                | IndexSpec::Ivf {
+                    inner: InnerQuantizer::Flat,
+                    ..
+                }
+                | IndexSpec::Hnsw {
+                    inner: InnerQuantizer::Flat,
+                    ..
+                }
+        );
+        if exact {
+            return Err(Error::param(
+                "--rerank",
+                format!(
+                    "{name} stores the exact vectors, so its distances are exact already; \
+                     --rerank applies to quantized indexes (SQ…, PQ…, IVF…,SQ…/PQ…, \
+                     HNSW…,SQ…/PQ…) built with --keep-raw"
+                ),
+            ));
+        }
+        if rerank < k {
+            return Err(Error::param(
+                "--rerank",
+                format!(
+                    "re-ranking {rerank} candidates cannot fill -k {k} results; give \
+                     --rerank ≥ {k} (or leave it out)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One query's results as JSON: `{"query": i, "ids": [...], "distances": [...]}`.
+fn result_json(query: usize, r: &[Neighbor]) -> serde_json::Value {
+    json!({
+        "query": query,
+        "ids": r.iter().map(|n| n.id).collect::<Vec<_>>(),
+        "distances": r.iter().map(|n| n.distance).collect::<Vec<_>>(),
+    })
+}
+
+fn write_jsonl(path: &Path, res: &[Vec<Neighbor>]) -> Result<()> {
+    let mut text = String::new();
+    for (i, r) in res.iter().enumerate() {
+        text.push_str(&result_json(i, r).to_string());
+        text.push('\n');
+    }
+    write_file_atomic(path, text.as_bytes())
+}
+
+/// The ids as `.ivecs`: `k` per query, `-1` after the last result found.
+fn write_ids(path: &Path, res: &[Vec<Neighbor>], k: usize) -> Result<()> {
+    let mut flat = vec![-1i32; res.len() * k];
+    for (q, r) in res.iter().enumerate() {
+        for (slot, n) in flat[q * k..(q + 1) * k].iter_mut().zip(r) {
+            *slot = i32::try_from(n.id).map_err(|_| {
+                Error::param(
+                    "--out",
+                    format!(
+                        "{}: query {q}: id {} does not fit an .ivecs record (i32); write \
+                         .jsonl instead",
+                        path.display(),
+                        n.id
+                    ),
+                )
+            })?;
+        }
+    }
+    write_ivecs(path, &flat, k)
+}
+
+/// The distances as `.fvecs`: `k` per query, `inf` after the last result found.
+fn write_distances(path: &Path, res: &[Vec<Neighbor>], k: usize) -> Result<()> {
+    let mut flat = vec![f32::INFINITY; res.len() * k];
+    for (q, r) in res.iter().enumerate() {
+        for (slot, n) in flat[q * k..(q + 1) * k].iter_mut().zip(r) {
+            *slot = n.distance;
+        }
+    }
+    write_fvecs(path, &VectorSet::new(flat, k)?)
 }

@@ -170,6 +170,20 @@ pub trait Index: Send + Sync {
         self.add(vectors, Some(ids))?;
         Ok(replaced)
     }
+    /// [`Index::add`], calling `progress(done, total)` as it goes: kinds whose `add` takes
+    /// long (HNSW, which rebuilds its graph over all `total` vectors) report after each
+    /// slice of insertions; the others once, when done. The last call has `done == total`.
+    fn add_with_progress(
+        &mut self,
+        vectors: &[f32],
+        ids: Option<&[u64]>,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<()> {
+        self.add(vectors, ids)?;
+        let n = vectors.len() / self.dim().max(1);
+        progress(n, n);
+        Ok(())
+    }
     /// Deletes the vectors with these ids (a tombstone per vector: every search skips
     /// them at once; [`Index::compact`] frees their space). Unknown ids are ignored;
     /// returns how many vectors were newly deleted.

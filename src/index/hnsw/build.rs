@@ -25,12 +25,18 @@ impl Distance<f32> for BuildDist {
 }
 
 impl<C: VectorCodec> Hnsw<C> {
-    /// Builds the graph over `vectors` (one per row) with hnsw_rs and copies it.
-    pub(super) fn build_graph(&mut self, vectors: &[f32]) -> Result<()> {
+    /// Builds the graph over `vectors` (one per row) with hnsw_rs and copies it,
+    /// calling `progress(inserted, n)` after each slice of insertions.
+    pub(super) fn build_graph(
+        &mut self,
+        vectors: &[f32],
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<()> {
         let d = self.dim;
         let n = vectors.len() / d;
         if n == 0 {
             self.graph = Graph::default();
+            progress(0, 0);
             return Ok(());
         }
         if n >= (i32::MAX as usize) {
@@ -55,7 +61,13 @@ impl<C: VectorCodec> Hnsw<C> {
             BuildDist { ip_shift },
         );
         let data: Vec<(&[f32], usize)> = vectors.chunks_exact(d).zip(0..n).collect();
-        h.parallel_insert_slice(&data);
+        // Slices of at least 1024 (each inserted in parallel) so progress can be reported.
+        let mut inserted = 0;
+        for slice in data.chunks(n.div_ceil(64).max(1024)) {
+            h.parallel_insert_slice(&slice.to_vec());
+            inserted += slice.len();
+            progress(inserted, n);
+        }
         let (m, w0) = (self.m, 2 * self.m);
         let mut levels = vec![0u8; n];
         let mut layer0 = vec![NONE; n * w0];

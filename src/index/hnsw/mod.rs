@@ -379,7 +379,13 @@ impl<C: VectorCodec> Hnsw<C> {
     }
 
     /// `add` (`replace`: `upsert`): everything is checked before the index changes.
-    fn add_rows(&mut self, vectors: &[f32], ids: Option<&[u64]>, replace: bool) -> Result<usize> {
+    fn add_rows(
+        &mut self,
+        vectors: &[f32],
+        ids: Option<&[u64]>,
+        replace: bool,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<usize> {
         let n = check_add(self.dim, vectors, ids)?;
         if self.rows.len() + n >= i32::MAX as usize {
             return Err(Error::param(
@@ -405,7 +411,7 @@ impl<C: VectorCodec> Hnsw<C> {
         }
         all.extend_from_slice(&x);
         self.rows.push_replacing(n, ids, &replaced);
-        self.build_graph(&all)?;
+        self.build_graph(&all, progress)?;
         Ok(replaced.len())
     }
 }
@@ -463,11 +469,20 @@ impl<C: VectorCodec> Index for Hnsw<C> {
     }
 
     fn add(&mut self, vectors: &[f32], ids: Option<&[u64]>) -> Result<()> {
-        self.add_rows(vectors, ids, false).map(|_| ())
+        self.add_rows(vectors, ids, false, &|_, _| {}).map(|_| ())
+    }
+
+    fn add_with_progress(
+        &mut self,
+        vectors: &[f32],
+        ids: Option<&[u64]>,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<()> {
+        self.add_rows(vectors, ids, false, progress).map(|_| ())
     }
 
     fn upsert(&mut self, vectors: &[f32], ids: &[u64]) -> Result<usize> {
-        self.add_rows(vectors, Some(ids), true)
+        self.add_rows(vectors, Some(ids), true, &|_, _| {})
     }
 
     fn delete(&mut self, ids: &[u64]) -> Result<usize> {
@@ -494,7 +509,7 @@ impl<C: VectorCodec> Index for Hnsw<C> {
             self.raw = self.rows.compact_slab(&self.raw, self.dim);
         }
         self.rows.compact();
-        self.build_graph(&live_vectors)?;
+        self.build_graph(&live_vectors, &|_, _| {})?;
         Ok(dropped)
     }
 
