@@ -1,25 +1,11 @@
 //! End-to-end CLI runs on small generated data.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn vecquant(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vecquant"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("the vecquant binary runs")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+#[path = "common/cli_util.rs"]
+mod cli_util;
+use cli_util::*;
 
 #[test]
 fn gen_build_search_bench() {

@@ -1,44 +1,10 @@
 //! `vecquant bench` end to end on small generated data (issue 17, items 9, 11, 15, 18).
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn vecquant(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vecquant"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("the vecquant binary runs")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A 2000 × 16 Gaussian set with 20 queries in `d/data`.
-fn small_data(d: &Path) {
-    ok(&vecquant(
-        &[
-            "gen",
-            "gaussian",
-            "--dim",
-            "16",
-            "--n",
-            "2000",
-            "--queries",
-            "20",
-            "--out",
-            "data",
-        ],
-        d,
-    ));
-}
+#[path = "common/cli_util.rs"]
+mod cli_util;
+use cli_util::*;
 
 /// Runs `bench` on `d/data` with `specs` and the extra `args`, writing into `d/out`;
 /// returns stdout and the parsed results.json.

@@ -4,57 +4,16 @@
 //! inputs. Each test names its item.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn vecquant(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vecquant"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("the vecquant binary runs")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The stderr of a run that must fail (and not by a panic).
-fn fail(out: &Output) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !out.status.success(),
-        "succeeded: {}\n{err}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
+#[path = "common/cli_util.rs"]
+mod cli_util;
+use cli_util::*;
 
 /// A temporary folder with a small data set in `data/` and a Flat index `flat.vq`.
 fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok(&vecquant(
-        &[
-            "gen",
-            "gaussian",
-            "--dim",
-            "16",
-            "--n",
-            "2000",
-            "--queries",
-            "20",
-            "--out",
-            "data",
-        ],
-        d,
-    ));
+    small_data(d);
     ok(&vecquant(
         &[
             "build",

@@ -2,35 +2,13 @@
 //! GGUF metadata and `inspect`, end to end through the binary.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-/// The binary under test: `VECQUANT_BIN` when set (a build kept aside from a shared
-/// target directory), else the one cargo built for this test.
-fn vecquant(args: &[&str], cwd: &Path) -> Output {
-    let bin =
-        std::env::var_os("VECQUANT_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_vecquant").into());
-    Command::new(bin)
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("the vecquant binary runs")
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn ok(out: &Output) -> String {
-    let (o, e) = text(out);
-    assert!(out.status.success(), "failed: {o}\n{e}");
-    o
-}
+#[path = "common/cli_util.rs"]
+mod cli_util;
+use cli_util::*;
 
 /// Runs and expects a failure; returns stdout and stderr.
-fn fails(args: &[&str], cwd: &Path) -> (String, String) {
+fn run_fails(args: &[&str], cwd: &Path) -> (String, String) {
     let out = vecquant(args, cwd);
     let (o, e) = text(&out);
     assert!(!out.status.success(), "{args:?} succeeded: {o}\n{e}");
@@ -61,24 +39,6 @@ fn model(d: &Path) {
     ));
 }
 
-fn index_data(d: &Path) {
-    ok(&vecquant(
-        &[
-            "gen",
-            "gaussian",
-            "--dim",
-            "16",
-            "--n",
-            "2000",
-            "--queries",
-            "20",
-            "--out",
-            "data",
-        ],
-        d,
-    ));
-}
-
 /// Flips one byte in the middle of the first section `inspect` lists under `sections`.
 fn corrupt_first_section(d: &Path, file: &str) {
     let listing = ok(&vecquant(&["inspect", file], d));
@@ -103,7 +63,7 @@ fn corrupt_first_section(d: &Path, file: &str) {
 fn item6_inspect_of_a_corrupt_file_fails_after_describing_it() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    index_data(d);
+    small_data(d);
     ok(&vecquant(
         &[
             "build",
@@ -117,7 +77,7 @@ fn item6_inspect_of_a_corrupt_file_fails_after_describing_it() {
         d,
     ));
     corrupt_first_section(d, "sq8.vq");
-    let (o, e) = fails(&["inspect", "sq8.vq"], d);
+    let (o, e) = run_fails(&["inspect", "sq8.vq"], d);
     assert!(o.contains("CORRUPT") && o.contains("FAILED"), "{o}");
     assert!(e.contains("sq8.vq") && e.contains("checksum"), "{e}");
 
@@ -136,7 +96,7 @@ fn item6_inspect_of_a_corrupt_file_fails_after_describing_it() {
         d,
     ));
     corrupt_first_section(d, "w.vq");
-    let (o, e) = fails(&["inspect", "w.vq"], d);
+    let (o, e) = run_fails(&["inspect", "w.vq"], d);
     assert!(
         o.contains("CORRUPT") && o.contains("embed_tokens.weight"),
         "{o}"
@@ -162,7 +122,7 @@ fn item12_calibration_names_must_match_and_are_counted() {
         &d.join("other.safetensors"),
         &["blk.0.attn_q", "blk.0.attn_k"],
     );
-    let (_, e) = fails(
+    let (_, e) = run_fails(
         &[
             "quantize-model",
             "--weights",
@@ -309,7 +269,7 @@ fn item13_every_scheme_rejects_the_options_it_does_not_read() {
                 args.extend(["--calib", "c.safetensors"]);
             }
             args.extend(extra.iter());
-            let (_, e) = fails(&args, d);
+            let (_, e) = run_fails(&args, d);
             assert!(
                 e.contains(&format!("`{option}`"))
                     && e.contains(&format!("--{option}"))
@@ -410,7 +370,7 @@ fn item13_item16_bad_values_are_option_errors_before_any_file_is_read() {
                 "x.vq",
             ];
             args.extend(bad.iter());
-            let (_, e) = fails(&args, d);
+            let (_, e) = run_fails(&args, d);
             assert!(
                 e.contains(&format!("invalid parameter `{option}`")) && e.contains(scheme),
                 "{scheme} {bad:?}: {e}"
@@ -511,7 +471,7 @@ fn field<'a>(listing: &'a str, key: &str) -> &'a str {
 fn item17_inspect_index_shows_counts_and_build_parameters() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    index_data(d);
+    small_data(d);
     for (spec, out) in [
         ("SQ8", "sq8.vq"),
         ("IVF16,Flat", "ivf.vq"),
@@ -640,7 +600,7 @@ fn item19_gguf_metadata_is_written_copied_and_checked() {
     ] {
         let mut a = with(&["--out", out]);
         a.extend(bad);
-        let (_, e) = fails(&a, d);
+        let (_, e) = run_fails(&a, d);
         assert!(e.contains("invalid parameter `gguf-meta`"), "{bad:?}: {e}");
         assert!(!d.join(out).exists());
     }

@@ -3,7 +3,7 @@
 //! the `--help` texts (examples on their own lines, defaults shown).
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Mutex;
 
 use vecquant::SearchParams;
@@ -11,54 +11,9 @@ use vecquant::data::vecs::{read_fvecs, read_ivecs};
 use vecquant::data::{read_ground_truth, read_vectors};
 use vecquant::index::spec::{BuildOptions, new_index};
 
-fn vecquant(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vecquant"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("the vecquant binary runs")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The run failed cleanly (exit code 1, an `error:` line, no panic); returns stderr.
-fn fail(out: &Output) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !out.status.success(),
-        "expected a failure, got success: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
-
-/// `vecquant gen gaussian --dim 16 --n 2000 --queries 20 --out data` in `d`.
-fn small_data(d: &Path) {
-    ok(&vecquant(
-        &[
-            "gen",
-            "gaussian",
-            "--dim",
-            "16",
-            "--n",
-            "2000",
-            "--queries",
-            "20",
-            "--out",
-            "data",
-        ],
-        d,
-    ));
-}
+#[path = "common/cli_util.rs"]
+mod cli_util;
+use cli_util::*;
 
 fn build(d: &Path, spec: &str, out: &str, extra: &[&str]) {
     let mut args = vec!["build", "--spec", spec, "--base", "data/base.fvecs"];

@@ -6,63 +6,16 @@
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
 use vecquant::data::{read_vectors, write_vectors};
 use vecquant::serve::{ServeConfig, serve_with_shutdown};
 use vecquant::{Flat, Index, Metric, VectorSet};
 
-fn vecquant(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vecquant"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("the vecquant binary runs")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Asserts a failure whose stderr names every one of `needles`.
-fn fails(out: &Output, needles: &[&str]) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !out.status.success(),
-        "succeeded but should fail: {}\n{err}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    for n in needles {
-        assert!(err.contains(n), "stderr does not name `{n}`: {err}");
-    }
-    err
-}
-
-/// `gen gaussian --dim 16 --n 2000 --queries 20 --out data` in `d`.
-fn gen_data(d: &Path) {
-    ok(&vecquant(
-        &[
-            "gen",
-            "gaussian",
-            "--dim",
-            "16",
-            "--n",
-            "2000",
-            "--queries",
-            "20",
-            "--out",
-            "data",
-        ],
-        d,
-    ));
-}
+#[path = "common/cli_util.rs"]
+mod cli_util;
+use cli_util::*;
 
 /// A copy of `src` with component `col` of record `row` set to `value`, written to `dst`.
 fn with_value(d: &Path, src: &str, dst: &str, row: usize, col: usize, value: f32) {
@@ -84,7 +37,7 @@ fn build(d: &Path, spec: &str, base: &str, out: &str) -> Output {
 fn item2_build_refuses_huge_values_naming_file_and_record() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    gen_data(d);
+    small_data(d);
     with_value(d, "data/base.fvecs", "big.fvecs", 17, 3, 1e38);
     for spec in ["Flat", "SQ8", "PQ4", "IVF8,SQ8", "HNSW8"] {
         fails(
@@ -117,7 +70,7 @@ fn item2_build_refuses_huge_values_naming_file_and_record() {
 fn item2_search_refuses_queries_whose_distances_overflow() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    gen_data(d);
+    small_data(d);
     ok(&build(d, "SQ8", "data/base.fvecs", "sq8.vq"));
     ok(&build(d, "Flat", "data/base.fvecs", "flat.vq"));
     for big in [2e19f32, 3.4e38] {
@@ -138,7 +91,7 @@ fn item2_search_refuses_queries_whose_distances_overflow() {
 fn item3_add_refuses_colliding_ids_and_upsert_replaces() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    gen_data(d);
+    small_data(d);
     ok(&build(d, "SQ8", "data/base.fvecs", "sq8.vq"));
     let add = |extra: &[&str]| {
         let mut args = vec![
@@ -199,7 +152,7 @@ fn item3_add_refuses_colliding_ids_and_upsert_replaces() {
 fn item16_errors_name_the_file_and_record() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    gen_data(d);
+    small_data(d);
     ok(&build(d, "SQ8", "data/base.fvecs", "sq8.vq"));
     with_value(d, "data/query.fvecs", "more.fvecs", 17, 3, f32::NAN);
     let out = vecquant(&["add", "--index", "sq8.vq", "--vectors", "more.fvecs"], d);
