@@ -263,15 +263,7 @@ impl<C: VectorCodec> Index for FlatCodes<C> {
     fn spec(&self) -> String {
         self.name()
     }
-    fn dim(&self) -> usize {
-        self.dim
-    }
-    fn metric(&self) -> Metric {
-        self.metric
-    }
-    fn len(&self) -> usize {
-        self.rows.live()
-    }
+    row_accessors!();
     fn bytes_per_vector(&self) -> f64 {
         match &self.codec {
             _ if C::STORES_RAW => 4.0 * self.dim as f64,

@@ -126,15 +126,7 @@ impl Index for Flat {
     fn spec(&self) -> String {
         "Flat".into()
     }
-    fn dim(&self) -> usize {
-        self.dim
-    }
-    fn metric(&self) -> Metric {
-        self.metric
-    }
-    fn len(&self) -> usize {
-        self.rows.live()
-    }
+    row_accessors!();
     fn bytes_per_vector(&self) -> f64 {
         (self.dim * 4) as f64
     }

@@ -5,6 +5,22 @@
 //! Every index is `Send + Sync`, searching takes `&self`, and results are
 //! [`Neighbor`]s sorted best first with ties broken by id.
 
+/// The [`Index`] accessors every built-in kind answers from the same three fields (`dim`,
+/// `metric` and the `rows` table of ids and tombstones); used inside each `impl Index`.
+macro_rules! row_accessors {
+    () => {
+        fn dim(&self) -> usize {
+            self.dim
+        }
+        fn metric(&self) -> crate::metric::Metric {
+            self.metric
+        }
+        fn len(&self) -> usize {
+            self.rows.live()
+        }
+    };
+}
+
 pub(crate) mod checks;
 pub mod codes;
 pub mod flat;

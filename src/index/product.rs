@@ -503,15 +503,7 @@ impl Index for Product {
     fn spec(&self) -> String {
         self.spec.name()
     }
-    fn dim(&self) -> usize {
-        self.dim
-    }
-    fn metric(&self) -> Metric {
-        self.metric
-    }
-    fn len(&self) -> usize {
-        self.rows.live()
-    }
+    row_accessors!();
     fn bytes_per_vector(&self) -> f64 {
         if self.spec.nbits == 8 {
             self.spec.m as f64

@@ -313,15 +313,7 @@ impl Index for Scalar {
     fn spec(&self) -> String {
         self.spec.clone()
     }
-    fn dim(&self) -> usize {
-        self.dim
-    }
-    fn metric(&self) -> Metric {
-        self.metric
-    }
-    fn len(&self) -> usize {
-        self.rows.live()
-    }
+    row_accessors!();
     /// The code size (as FAISS's `code_size`); the 4-byte correction term per vector
     /// (L2, cosine) is counted in [`Index::memory_bytes`].
     fn bytes_per_vector(&self) -> f64 {

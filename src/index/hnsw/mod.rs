@@ -420,15 +420,7 @@ impl<C: VectorCodec> Index for Hnsw<C> {
     fn spec(&self) -> String {
         self.name()
     }
-    fn dim(&self) -> usize {
-        self.dim
-    }
-    fn metric(&self) -> Metric {
-        self.metric
-    }
-    fn len(&self) -> usize {
-        self.rows.live()
-    }
+    row_accessors!();
     /// The code size per vector (4·d for `HNSW{M}`); graph links are counted in
     /// [`Index::memory_bytes`].
     fn bytes_per_vector(&self) -> f64 {

@@ -401,15 +401,7 @@ impl<C: VectorCodec> Index for Ivf<C> {
     fn spec(&self) -> String {
         self.name()
     }
-    fn dim(&self) -> usize {
-        self.dim
-    }
-    fn metric(&self) -> Metric {
-        self.metric
-    }
-    fn len(&self) -> usize {
-        self.rows.live()
-    }
+    row_accessors!();
     /// The code size of a list entry (4·d for `Flat`); the list ids are counted in
     /// [`Index::memory_bytes`].
     fn bytes_per_vector(&self) -> f64 {
