@@ -49,6 +49,7 @@ async fn health_answers_while_searches_wait() {
 /// The acceptance test of the slow-client limits: 64 stalled connections (half heads,
 /// half bodies, silence) while normal clients search; every normal request succeeds,
 /// every stalled connection is closed by its timeout, half bodies with a 408.
+// Issue 17, item 7.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_clients_are_cut_off_while_normal_traffic_flows() {
     let index: Arc<dyn Index> = Arc::from(build("Flat", 1000, 21, false));
@@ -109,6 +110,7 @@ async fn stalled_clients_are_cut_off_while_normal_traffic_flows() {
     health(a).await;
 }
 
+// Issue 17, item 7.
 #[tokio::test]
 async fn the_header_timeout_runs_from_the_first_byte_and_spares_idle_connections() {
     let config = ServeConfig {
@@ -150,6 +152,7 @@ async fn the_header_timeout_runs_from_the_first_byte_and_spares_idle_connections
     assert_eq!((s, body.as_slice()), (200, &br#"{"status":"ok"}"#[..]));
 }
 
+// Issue 17, item 7.
 #[tokio::test]
 async fn the_idle_timeout_closes_quiet_keep_alive_connections_only() {
     let config = ServeConfig {
@@ -187,6 +190,7 @@ async fn the_idle_timeout_closes_quiet_keep_alive_connections_only() {
     assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
 }
 
+// Issue 17, item 7.
 #[tokio::test]
 async fn the_connection_bound_holds_new_clients_until_one_closes() {
     let config = ServeConfig {
@@ -228,6 +232,7 @@ async fn the_connection_bound_holds_new_clients_until_one_closes() {
 /// Shutdown with 64 stalled connections open and a search that never finishes: the
 /// server returns (at the shutdown deadline) while the search is still held, and every
 /// connection is closed.
+// Issue 17, item 7.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_meets_its_deadline_with_stalled_clients_and_a_stuck_search() {
     let (index, gate) = gated(100);
@@ -275,6 +280,7 @@ async fn shutdown_meets_its_deadline_with_stalled_clients_and_a_stuck_search() {
     gate.release(usize::MAX);
 }
 
+// Issue 17, item 8.
 #[tokio::test]
 async fn addresses_are_host_names_or_ips() {
     for addr in ["localhost:0", "127.0.0.1:0"] {
@@ -372,6 +378,7 @@ fn vecquant_fails(args: &[&str]) -> String {
     err
 }
 
+// Issue 17, item 8.
 #[cfg(unix)]
 #[test]
 fn cli_refuses_absurd_thread_counts_and_unresolvable_addresses() {
@@ -391,6 +398,7 @@ fn cli_refuses_absurd_thread_counts_and_unresolvable_addresses() {
 
 /// `vecquant serve --addr localhost:0` serves; SIGTERM with a stalled client connected
 /// stops it (the stalled connection is closed, not waited for).
+// Issue 17, items 7 and 8.
 #[cfg(unix)]
 #[tokio::test]
 async fn cli_serves_on_a_host_name_and_stops_on_sigterm() {
