@@ -114,7 +114,7 @@ fn gen_build_search_bench() {
     ));
     let info = ok(&vecquant(&["inspect", "flat.vq"], d));
     assert!(
-        info.contains("count     3050") && info.contains("all ok"),
+        info.contains("live      3050") && info.contains("all ok"),
         "{info}"
     );
 
@@ -384,7 +384,7 @@ fn build_with_levels_from_grids_and_weight_codebooks() {
     ok(&build("IVF16,SQ8", Some("e4m3"), "ivf.vq"));
     let info = ok(&vecquant(&["inspect", "ivf.vq"], d));
     assert!(
-        info.contains("spec `IVF16,SQ8`") && info.contains("custom (253, the e4m3 grid)"),
+        info.contains("spec      IVF16,SQ8") && info.contains("custom (253, the e4m3 grid)"),
         "{info}"
     );
     assert!(recall_at_10("ivf.vq", d) > 0.6);
