@@ -124,6 +124,19 @@ impl Error {
         }
     }
 
+    /// An [`Error::Io`] for a directory given where a file is read or written
+    /// (kind [`std::io::ErrorKind::IsADirectory`]; opening or mapping one would otherwise
+    /// report a baffling "No such device").
+    pub fn is_directory(path: impl AsRef<Path>) -> Self {
+        Error::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::IsADirectory,
+                "is a directory, not a file",
+            ),
+        )
+    }
+
     /// An [`Error::Format`] for `path`.
     pub fn format(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
         Error::Format {

@@ -17,7 +17,7 @@ const FOREIGN: [&str; 6] = ["fvecs", "ivecs", "bvecs", "npy", "safetensors", "gg
 pub fn check_input(path: &Path) -> Result<()> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.is_dir() {
-        return Err(is_a_directory(path, "a file was expected"));
+        return Err(Error::is_directory(path));
     }
     Ok(())
 }
@@ -41,22 +41,7 @@ pub fn check_output(flag: &str, out: &Path, inputs: &[&Path]) -> Result<()> {
             ),
         ));
     }
-    match std::fs::metadata(out) {
-        Ok(m) if m.is_dir() => {
-            return Err(is_a_directory(out, &format!("{flag} needs a file name")));
-        }
-        Ok(m) if m.permissions().readonly() => {
-            return Err(Error::io(
-                out,
-                std::io::Error::new(
-                    ErrorKind::PermissionDenied,
-                    "is read-only (no write permission): not replacing it; make it writable \
-                     (chmod u+w) or choose another output file",
-                ),
-            ));
-        }
-        _ => {}
-    }
+    vecquant::store::check_replaceable(out)?;
     check_creatable(out, out.parent())
 }
 
@@ -107,13 +92,6 @@ pub fn warn_foreign_extension(out: &Path) {
             out.display()
         );
     }
-}
-
-fn is_a_directory(path: &Path, why: &str) -> Error {
-    Error::io(
-        path,
-        std::io::Error::new(ErrorKind::IsADirectory, format!("is a directory ({why})")),
-    )
 }
 
 /// `Err` naming `out` unless a file can be created in `dir` (missing folders are created

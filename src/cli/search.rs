@@ -8,7 +8,7 @@ use serde_json::json;
 use vecquant::data::vecs::{write_fvecs, write_ivecs};
 use vecquant::data::{read_ground_truth, read_vectors, write_file_atomic};
 use vecquant::eval::{recall_at_1, recall_at_k, timed_search};
-use vecquant::index::spec::{IndexSpec, InnerQuantizer};
+use vecquant::index::spec::IndexSpec;
 use vecquant::topk::Neighbor;
 use vecquant::vectors::VectorSet;
 use vecquant::{Error, Index, Result, SearchParams};
@@ -230,7 +230,7 @@ fn check_flags(idx: &dyn Index, p: &ParamArgs, k: usize) -> Result<()> {
     };
     let kind = spec.kind();
     if let Some(nprobe) = p.nprobe {
-        let Some(nlist) = spec.nlist().filter(|_| spec.uses_nprobe()) else {
+        let Some(nlist) = spec.nlist() else {
             return Err(Error::param(
                 "--nprobe",
                 format!("applies to IVF indexes (IVF{{nlist}},…) only; {name} is a `{kind}` index"),
@@ -255,18 +255,7 @@ fn check_flags(idx: &dyn Index, p: &ParamArgs, k: usize) -> Result<()> {
         }
     }
     if let Some(rerank) = p.rerank.filter(|&r| r > 0) {
-        let exact = matches!(
-            spec,
-            IndexSpec::Flat
-                | IndexSpec::Ivf {
-                    inner: InnerQuantizer::Flat,
-                    ..
-                }
-                | IndexSpec::Hnsw {
-                    inner: InnerQuantizer::Flat,
-                    ..
-                }
-        );
+        let exact = spec.is_exact();
         if exact {
             return Err(Error::param(
                 "--rerank",

@@ -71,21 +71,9 @@ fn extension(path: &Path) -> String {
 
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::IsADirectory => directory_error(path),
+        std::io::ErrorKind::IsADirectory => Error::is_directory(path),
         _ => Error::io(path, e),
     })
-}
-
-/// The error for a directory given where a file is read: [`Error::Io`] naming `path`,
-/// of kind [`std::io::ErrorKind::IsADirectory`].
-pub(crate) fn directory_error(path: &Path) -> Error {
-    Error::io(
-        path,
-        std::io::Error::new(
-            std::io::ErrorKind::IsADirectory,
-            "is a directory, not a file",
-        ),
-    )
 }
 
 /// Writes `bytes` to `path` through a temporary file (`path` + `.tmp`), an fsync and a

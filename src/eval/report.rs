@@ -258,17 +258,11 @@ pub fn effective_params(
     spec: &str,
     p: &SearchParams,
 ) -> (Option<usize>, Option<usize>, Option<usize>) {
-    use crate::index::spec::{IndexSpec, InnerQuantizer};
+    use crate::index::spec::IndexSpec;
     let Ok(typed) = spec.parse::<IndexSpec>() else {
         return (Some(p.nprobe), Some(p.ef_search), Some(p.rerank));
     };
-    let codes = match typed {
-        IndexSpec::Flat => false,
-        IndexSpec::Scalar(_) | IndexSpec::Product { .. } => true,
-        IndexSpec::Ivf { inner, .. } | IndexSpec::Hnsw { inner, .. } => {
-            !matches!(inner, InnerQuantizer::Flat)
-        }
-    };
+    let codes = !typed.is_exact();
     (
         typed.uses_nprobe().then_some(p.nprobe),
         typed.uses_ef().then_some(p.ef_search),

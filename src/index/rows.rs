@@ -170,19 +170,24 @@ impl Rows {
     /// [`Rows::push`], then deletes the old rows `replaced` (from [`Rows::admit`]).
     pub fn push_replacing(&mut self, n: usize, ids: Option<&[u64]>, replaced: &[usize]) {
         self.push(n, ids);
-        if replaced.is_empty() {
-            return;
-        }
-        if self.tomb.is_empty() {
-            self.tomb = vec![0; self.len().div_ceil(64)];
-        }
-        for &row in replaced {
+        self.tombstone_rows(replaced.iter().copied());
+    }
+
+    /// Marks `rows` deleted; returns how many were live.
+    fn tombstone_rows(&mut self, rows: impl Iterator<Item = usize>) -> usize {
+        let mut newly = 0;
+        for row in rows {
+            if self.tomb.is_empty() {
+                self.tomb = vec![0; self.len().div_ceil(64)];
+            }
             let (w, b) = (row / 64, 1u64 << (row % 64));
             if self.tomb[w] & b == 0 {
                 self.tomb[w] |= b;
-                self.deleted += 1;
+                newly += 1;
             }
         }
+        self.deleted += newly;
+        newly
     }
 
     /// Appends `n` rows with `ids` (default: consecutive from the current row count).
@@ -213,21 +218,10 @@ impl Rows {
             return 0;
         }
         let set: HashSet<u64> = ids.iter().copied().collect();
-        if self.tomb.is_empty() {
-            self.tomb = vec![0; self.len().div_ceil(64)];
-        }
-        let mut newly = 0;
-        for (row, id) in self.ids.iter().enumerate() {
-            if set.contains(id) {
-                let (w, b) = (row / 64, 1u64 << (row % 64));
-                if self.tomb[w] & b == 0 {
-                    self.tomb[w] |= b;
-                    newly += 1;
-                }
-            }
-        }
-        self.deleted += newly;
-        newly
+        let rows: Vec<usize> = (0..self.len())
+            .filter(|&r| set.contains(&self.ids[r]))
+            .collect();
+        self.tombstone_rows(rows.into_iter())
     }
 
     /// Keeps only the live rows of `data` (`per_row` values per row).

@@ -5,6 +5,33 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// Whether [`AtomicFile`] (every container save, data file and GGUF write) would
+/// replace `path`: `Ok` if it does not exist or is a file with write permission.
+///
+/// # Errors
+/// [`Error::Io`] naming `path` if it is a directory, or a file without write permission
+/// bits (a read-only file is not replaced, whoever asks — root included).
+pub fn check_replaceable(path: &Path) -> Result<()> {
+    replaceable(path).map(|_| ())
+}
+
+/// [`check_replaceable`], returning the metadata of the file to be replaced.
+fn replaceable(path: &Path) -> Result<Option<std::fs::Metadata>> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Err(Error::is_directory(path)),
+        Ok(m) if m.permissions().readonly() => Err(Error::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "is read-only (no write permission): not replacing it; make it writable \
+                 (chmod u+w) or choose another file",
+            ),
+        )),
+        Ok(m) => Ok(Some(m)),
+        Err(_) => Ok(None),
+    }
+}
+
 /// A file written atomically: bytes go through a 1 MiB buffer into `PATH.tmp`;
 /// [`commit`](Self::commit) flushes, fsyncs, renames it over `PATH` and fsyncs the
 /// directory, so a crash leaves the old file or the new one, never half of one. Dropped
@@ -29,28 +56,7 @@ impl AtomicFile {
     /// (a read-only file is not replaced, whoever runs this — root included); naming the
     /// directory or the temporary file if they cannot be created.
     pub(crate) fn create(path: &Path) -> Result<Self> {
-        let existing = match std::fs::metadata(path) {
-            Ok(m) if m.is_dir() => {
-                return Err(Error::io(
-                    path,
-                    std::io::Error::new(
-                        std::io::ErrorKind::IsADirectory,
-                        "is a directory: cannot write a file in its place",
-                    ),
-                ));
-            }
-            Ok(m) if m.permissions().readonly() => {
-                return Err(Error::io(
-                    path,
-                    std::io::Error::new(
-                        std::io::ErrorKind::PermissionDenied,
-                        "is read-only (no write permission): not replacing it",
-                    ),
-                ));
-            }
-            Ok(m) => Some(m),
-            Err(_) => None,
-        };
+        let existing = replaceable(path)?;
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {

@@ -31,7 +31,7 @@ fn check_padding(b: &[u8], from: u64, to: u64) -> std::result::Result<(), String
 /// [`Error::Io`] naming `path` if the map fails.
 pub(crate) fn map_file(file: &std::fs::File, path: &Path) -> Result<memmap2::Mmap> {
     if file.metadata().is_ok_and(|m| m.is_dir()) {
-        return Err(crate::data::directory_error(path));
+        return Err(Error::is_directory(path));
     }
     // SAFETY: the map is only read. This crate replaces files only by rename (never
     // writes one in place), so the pages do not change under us; another process
@@ -106,7 +106,7 @@ impl Container {
         if meta.is_dir() {
             // Opening a directory succeeds; mapping it fails with a baffling "No such
             // device".
-            return Err(crate::data::directory_error(path));
+            return Err(Error::is_directory(path));
         }
         let len = meta.len();
         let map = if len == 0 {

@@ -513,6 +513,23 @@ impl IndexSpec {
         }
     }
 
+    /// The index stores the exact vectors (`Flat`, `IVF{n},Flat`, `HNSW{M}`): its
+    /// distances are exact, so re-ranking (`SearchParams::rerank`) has nothing to do.
+    pub fn is_exact(&self) -> bool {
+        matches!(
+            self,
+            IndexSpec::Flat
+                | IndexSpec::Ivf {
+                    inner: InnerQuantizer::Flat,
+                    ..
+                }
+                | IndexSpec::Hnsw {
+                    inner: InnerQuantizer::Flat,
+                    ..
+                }
+        )
+    }
+
     /// Searches read [`crate::index::SearchParams::nprobe`] (IVF).
     pub fn uses_nprobe(&self) -> bool {
         self.is_ivf()
