@@ -52,6 +52,7 @@ macro_rules! retarget {
     };
 }
 
+pub mod bits;
 pub mod fastscan;
 pub(crate) mod gguf;
 pub mod pq;
