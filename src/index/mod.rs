@@ -206,6 +206,12 @@ pub trait Index: Send + Sync {
     fn delete(&mut self, ids: &[u64]) -> Result<usize>;
     /// Number of deleted vectors still occupying space.
     fn deleted(&self) -> usize;
+    /// The structural parameters the index was built with, as (name, value) lines for
+    /// `inspect` (IVF: `nlist`; HNSW: `M`, `ef_construction`, layers; whether raw vectors
+    /// are kept). Empty for kinds whose spec says everything.
+    fn build_params(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
     /// Drops deleted vectors from memory (and from the file at the next save); returns
     /// how many were dropped.
     fn compact(&mut self) -> Result<usize>;
@@ -333,6 +339,15 @@ pub fn check_single(dim: usize, len: usize, query: &[f32], params: &SearchParams
     check_search(dim, len, params)?;
     check_query(query, dim)?;
     checks::check_norms(query, dim, "query", 0)
+}
+
+/// `inspect`'s words for whether an index keeps the raw vectors.
+pub(crate) fn raw_kept(keep_raw: bool) -> String {
+    if keep_raw {
+        "kept (exact re-ranking)".into()
+    } else {
+        "not kept".into()
+    }
 }
 
 /// Validates a batch of row-major queries (whole rows, finite, squared norms within

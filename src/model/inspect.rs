@@ -9,14 +9,11 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use serde::Deserialize;
-
 use crate::error::{Error, Result};
 use crate::model::gguf;
 use crate::model::io::{self, TensorData};
 use crate::model::pipeline::{KIND, TensorMeta};
 use crate::model::{Payload, pipeline::validate};
-use crate::quant::codec::InnerSpec;
 use crate::store::{Container, OpenOptions};
 
 /// What `inspect` found: the description and what is wrong with the file.
@@ -232,25 +229,6 @@ fn describe_weights(c: &Container, size: u64, s: &mut String, problems: &mut Vec
     );
 }
 
-/// The leading fields of an `ivf` container's parameters.
-#[derive(Deserialize)]
-struct IvfParams {
-    nlist: usize,
-    _inner: InnerSpec,
-    keep_raw: bool,
-}
-
-/// An `hnsw` container's parameters.
-#[derive(Deserialize)]
-struct HnswParams {
-    m: usize,
-    _inner: InnerSpec,
-    keep_raw: bool,
-    ef_construction: usize,
-    _entry: u32,
-    max_level: u8,
-}
-
 fn describe_index(c: &Container, size: u64, s: &mut String, problems: &mut Vec<String>) {
     let h = c.header();
     let _ = writeln!(s, "kind      {}", h.kind);
@@ -261,33 +239,14 @@ fn describe_index(c: &Container, size: u64, s: &mut String, problems: &mut Vec<S
         Ok(index) => {
             let _ = writeln!(s, "live      {}", index.len());
             let _ = writeln!(s, "deleted   {}", index.deleted());
+            for (name, value) in index.build_params() {
+                let _ = writeln!(s, "{name:<9} {value}");
+            }
         }
         Err(e) => {
             let _ = writeln!(s, "stored    {} (the index does not load: {e})", h.count);
             problems.push(format!("the index does not load: {e}"));
         }
-    }
-    match h.kind.as_str() {
-        "ivf" => {
-            if let Ok(p) = c.params::<IvfParams>() {
-                let _ = writeln!(s, "nlist     {}", p.nlist);
-                let _ = writeln!(s, "raw       {}", kept(p.keep_raw));
-            }
-        }
-        "hnsw" => {
-            if let Ok(p) = c.params::<HnswParams>() {
-                let _ = writeln!(s, "M         {}", p.m);
-                let _ = writeln!(s, "ef_construction {}", p.ef_construction);
-                let _ = writeln!(
-                    s,
-                    "layers    {} (graph levels 0..={})",
-                    p.max_level as usize + 1,
-                    p.max_level
-                );
-                let _ = writeln!(s, "raw       {}", kept(p.keep_raw));
-            }
-        }
-        _ => {}
     }
     let _ = writeln!(s, "size      {size} bytes");
     if h.count > 0 {
@@ -310,12 +269,4 @@ fn describe_index(c: &Container, size: u64, s: &mut String, problems: &mut Vec<S
     let _ = writeln!(s, "checksums {}", if all_ok { "all ok" } else { "FAILED" });
     // Indexes with a scalar quantizer: where its levels came from.
     s.push_str(&crate::model::levels::describe_levels(c));
-}
-
-fn kept(keep_raw: bool) -> &'static str {
-    if keep_raw {
-        "kept (exact re-ranking)"
-    } else {
-        "not kept"
-    }
 }

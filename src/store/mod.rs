@@ -41,7 +41,7 @@ use crate::metric::Metric;
 pub(crate) use atomic::AtomicFile;
 pub use atomic::check_replaceable;
 pub(crate) use reader::map_file;
-pub use reader::{Container, OpenOptions, describe};
+pub use reader::{Container, OpenOptions};
 pub use slab::{Plain, Slab};
 pub use writer::ContainerWriter;
 

@@ -1,5 +1,5 @@
-//! [`Container`]: opens, validates and reads a container file (memory-mapped), and
-//! [`describe`]s one.
+//! [`Container`]: opens, validates and reads a container file (memory-mapped). Its
+//! human-readable description is `vecquant::model::inspect` (`vecquant inspect`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -343,57 +343,4 @@ impl Container {
         }
         Ok(b)
     }
-}
-
-/// A human-readable description of a container file: kind, version, dimensions, counts,
-/// every section with its size and checksum status, and bytes per vector.
-///
-/// # Errors
-/// As [`Container::open_with`] without checksum verification: a damaged section is
-/// reported in the text, a damaged preamble, header or layout is an error.
-pub fn describe(path: impl AsRef<Path>) -> Result<String> {
-    use std::fmt::Write;
-    let path = path.as_ref();
-    // Open without verification so a damaged section can be reported, not just refused.
-    let c = Container::open_with(
-        path,
-        OpenOptions {
-            verify_checksums: false,
-        },
-    )?;
-    let h = c.header();
-    let size = c.map.len();
-    let mut s = String::new();
-    let _ = writeln!(s, "file      {}", path.display());
-    let _ = writeln!(s, "format    vecquant container, version {}", c.version());
-    let _ = writeln!(s, "kind      {} (spec `{}`)", h.kind, h.spec);
-    let _ = writeln!(s, "dim       {}", h.dim);
-    let _ = writeln!(s, "metric    {}", h.metric);
-    let _ = writeln!(s, "count     {}", h.count);
-    let _ = writeln!(s, "size      {size} bytes");
-    if h.count > 0 {
-        let _ = writeln!(
-            s,
-            "bytes/vec {:.2} (whole file / count)",
-            size as f64 / h.count as f64
-        );
-    }
-    let _ = writeln!(s, "sections  {}", h.sections.len());
-    let mut all_ok = true;
-    for sec in &h.sections {
-        let bytes = &c.map[sec.offset as usize..(sec.offset + sec.length) as usize];
-        let ok = crc32fast::hash(bytes) == sec.crc32;
-        all_ok &= ok;
-        let _ = writeln!(
-            s,
-            "  {:<12} offset {:>12}  length {:>12}  crc32 {:08x}  {}",
-            sec.name,
-            sec.offset,
-            sec.length,
-            sec.crc32,
-            if ok { "ok" } else { "CORRUPT" }
-        );
-    }
-    let _ = writeln!(s, "checksums {}", if all_ok { "all ok" } else { "FAILED" });
-    Ok(s)
 }

@@ -481,6 +481,18 @@ impl<C: VectorCodec> Index for Hnsw<C> {
         Ok(self.rows.delete(ids))
     }
 
+    fn build_params(&self) -> Vec<(&'static str, String)> {
+        let top = self.graph.max_level;
+        vec![
+            ("M", self.m.to_string()),
+            ("ef_construction", self.ef_construction.to_string()),
+            (
+                "layers",
+                format!("{} (graph levels 0..={top})", usize::from(top) + 1),
+            ),
+            ("raw", crate::index::raw_kept(self.keep_raw)),
+        ]
+    }
     fn deleted(&self) -> usize {
         self.rows.deleted()
     }

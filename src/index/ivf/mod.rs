@@ -497,6 +497,12 @@ impl<C: VectorCodec> Index for Ivf<C> {
         Ok(self.rows.delete(ids))
     }
 
+    fn build_params(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("nlist", self.nlist.to_string()),
+            ("raw", crate::index::raw_kept(self.keep_raw)),
+        ]
+    }
     fn deleted(&self) -> usize {
         self.rows.deleted()
     }
