@@ -13,8 +13,7 @@ use vecquant::data::{read_vectors, write_vectors};
 use vecquant::serve::{ServeConfig, serve_with_shutdown};
 use vecquant::{Flat, Index, Metric, VectorSet};
 
-#[path = "common/cli_util.rs"]
-mod cli_util;
+use crate::cli_util;
 use cli_util::*;
 
 /// A copy of `src` with component `col` of record `row` set to `value`, written to `dst`.

@@ -2,8 +2,7 @@
 
 use std::path::Path;
 
-#[path = "common/cli_util.rs"]
-mod cli_util;
+use crate::cli_util;
 use cli_util::*;
 
 /// Runs `bench` on `d/data` with `specs` and the extra `args`, writing into `d/out`;

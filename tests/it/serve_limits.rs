@@ -8,8 +8,7 @@
 //! `examples/serve_load.rs`): timeouts are configuration under test, and `LIMIT` only
 //! turns a hang into a failure.
 
-#[path = "common/serve_util.rs"]
-mod serve_util;
+use crate::serve_util;
 use serve_util::*;
 
 #[tokio::test]

@@ -3,8 +3,7 @@
 
 use std::path::Path;
 
-#[path = "common/cli_util.rs"]
-mod cli_util;
+use crate::cli_util;
 use cli_util::*;
 
 /// Runs and expects a failure; returns stdout and stderr.

@@ -5,8 +5,7 @@
 
 use std::path::Path;
 
-#[path = "common/cli_util.rs"]
-mod cli_util;
+use crate::cli_util;
 use cli_util::*;
 
 /// A temporary folder with a small data set in `data/` and a Flat index `flat.vq`.

@@ -3,8 +3,7 @@
 use std::path::Path;
 use std::process::Output;
 
-#[path = "common/cli_util.rs"]
-mod cli_util;
+use crate::cli_util;
 use cli_util::*;
 
 #[test]

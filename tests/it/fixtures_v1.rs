@@ -15,8 +15,7 @@
 //! **Bless** the search results and weight checksums (not the files!) after a change
 //! that is meant to alter results: `VECQUANT_BLESS=1 cargo test --test fixtures_v1`.
 
-#[path = "common/golden_io.rs"]
-mod golden_io;
+use crate::golden_io;
 
 use std::path::{Path, PathBuf};
 

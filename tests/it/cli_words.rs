@@ -11,8 +11,7 @@ use vecquant::data::vecs::{read_fvecs, read_ivecs};
 use vecquant::data::{read_ground_truth, read_vectors};
 use vecquant::index::spec::{BuildOptions, new_index};
 
-#[path = "common/cli_util.rs"]
-mod cli_util;
+use crate::cli_util;
 use cli_util::*;
 
 fn build(d: &Path, spec: &str, out: &str, extra: &[&str]) {

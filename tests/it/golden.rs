@@ -21,7 +21,7 @@
 //! ```
 //!
 //! then review and commit `tests/fixtures/golden/`. The file format is described in
-//! `tests/common/golden_io.rs`.
+//! `tests/it/common/golden_io.rs`.
 //!
 //! **Why the goldens are per SIMD level.** Distances come from the runtime-dispatched
 //! kernels (`vecquant::kernels`: scalar, AVX2+FMA or AVX-512F) and training runs faer's
@@ -48,8 +48,7 @@
 //! HNSW query results on every run. `hnsw_build_is_deterministic_in_one_thread` below
 //! checks the saved bytes of two builds directly.
 
-#[path = "common/golden_io.rs"]
-mod golden_io;
+use crate::golden_io;
 
 use std::sync::OnceLock;
 

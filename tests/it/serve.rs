@@ -8,8 +8,7 @@
 //! The client is a minimal HTTP/1.1 keep-alive client on `tokio::net::TcpStream`; each
 //! server runs on its own runtime in its own thread, as a separate process would.
 
-#[path = "common/serve_util.rs"]
-mod serve_util;
+use crate::serve_util;
 use serve_util::*;
 
 // ---------------------------------------------------------------- tests
