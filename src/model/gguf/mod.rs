@@ -48,7 +48,7 @@
 //! of scale and min per sub-block over a small grid of trial scales) and `make_qx_quants`
 //! (a grid search of the symmetric scale maximising the explained energy); their bytes are
 //! not llama.cpp's, but the layout is, so any ggml reader decodes them exactly as
-//! [`dequantize_row`] does. The golden tests in `tests/gguf_golden.rs` check all of this
+//! [`dequantize_row`] does. The golden tests in `tests/it/gguf_golden.rs` check all of this
 //! against fixtures produced by the `gguf` package (`benches/gguf_golden.py`).
 //!
 //! Encoders reject NaN and ±inf ([`Error::NonFinite`](crate::Error::NonFinite)) and values
