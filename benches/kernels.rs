@@ -125,5 +125,51 @@ fn bench_pq_scans(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_kernels, bench_sq_scans, bench_pq_scans);
+/// Bit-plane inner products of 1-bit codes with a 4-bit query (RaBitQ's Bq = 4): a
+/// batch of 1,024 codes at d = 128, 384 and 1,024, each x86 kernel and the reference.
+fn bench_bits(c: &mut Criterion) {
+    use kernels::bits;
+    let (n, bq) = (1024usize, 4usize);
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    for d in [128usize, 384, 1024] {
+        let words = d.div_ceil(64);
+        let codes: Vec<u64> = (0..n * words).map(|_| next()).collect();
+        let planes: Vec<u64> = (0..bq * words).map(|_| next()).collect();
+        let mut out = vec![0u32; n];
+        let mut g = c.benchmark_group(format!("bits_bq4/d{d}x1024"));
+        g.throughput(criterion::Throughput::Elements(n as u64));
+        g.bench_function("dispatched", |b| {
+            b.iter(|| bits::and_popcount_planes_batch(black_box(&codes), words, &planes, &mut out))
+        });
+        g.bench_function("scalar", |b| {
+            b.iter(|| {
+                bits::scalar_and_popcount_planes_batch(black_box(&codes), words, &planes, &mut out)
+            })
+        });
+        for name in ["popcnt", "avx2", "avx2-wide"] {
+            if bits::bench_x86_batch(name, &codes, words, &planes, &mut out) {
+                g.bench_function(name, |b| {
+                    b.iter(|| {
+                        bits::bench_x86_batch(name, black_box(&codes), words, &planes, &mut out)
+                    })
+                });
+            }
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(
+    benches,
+    bench_kernels,
+    bench_sq_scans,
+    bench_pq_scans,
+    bench_bits
+);
 criterion_main!(benches);

@@ -188,6 +188,43 @@ fn planes_words_outer(code: &[u64], planes: &[u64]) -> u32 {
     total
 }
 
+/// For the benchmarks: the x86 batch kernel `name` (`"popcnt"`: hardware `popcnt`
+/// per code; `"avx2"`: the AVX2 kernel as installed; `"avx2-wide"`: AVX2 four words per
+/// register for every width) on the arguments of [`and_popcount_planes_batch`].
+/// Returns `false` (and does nothing) when the CPU lacks AVX2 + POPCNT, the name is
+/// unknown or `words` is zero.
+#[doc(hidden)]
+pub fn bench_x86_batch(
+    name: &str,
+    codes: &[u64],
+    words: usize,
+    planes: &[u64],
+    out: &mut [u32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if SimdLevel::Avx2.is_supported() && words > 0 {
+        let n = out.len().min(codes.len() / words);
+        let (codes, out) = (&codes[..n * words], &mut out[..n]);
+        let planes = &planes[..planes.len() - planes.len() % words];
+        // SAFETY: AVX2 and POPCNT checked; whole codes and planes, as the kernels need.
+        unsafe {
+            match name {
+                "popcnt" => x86::batch_popcnt(codes, words, planes, out),
+                "avx2" => x86::batch_avx2(codes, words, planes, out),
+                "avx2-wide" => {
+                    for (o, c) in out.iter_mut().zip(codes.chunks_exact(words)) {
+                        *o = x86::planes_avx2(c, planes);
+                    }
+                }
+                _ => return false,
+            }
+        }
+        return true;
+    }
+    let _ = (name, codes, words, planes, out);
+    false
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(test)]
