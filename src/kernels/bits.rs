@@ -300,8 +300,8 @@ mod tests {
     /// Code widths: every width up to 20 words (each residue of the 4-word registers and
     /// the 1/2/4-word grouped kernels), then larger ones up to 1,024 words.
     const WORDS: [usize; 27] = [
-        1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 31, 64, 123,
-        124, 125, 129, 1024,
+        1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 31, 64, 123, 124,
+        125, 129, 1024,
     ];
 
     /// Random bits of varying density (all zeros, all ones, sparse, dense, uniform).

@@ -159,7 +159,11 @@ impl SignLut {
             span = span.max(hi - lo);
         }
         let finite = q.iter().all(|v| v.is_finite());
-        let scale = if span > 0.0 && finite { 255.0 / span } else { 1.0 };
+        let scale = if span > 0.0 && finite {
+            255.0 / span
+        } else {
+            1.0
+        };
         let raw: Vec<u8> = table
             .chunks_exact(16)
             .zip(&lows)
@@ -173,7 +177,11 @@ impl SignLut {
         // of their magnitude): bounded with room to spare by 2^-20 of the magnitudes.
         let magnitude = bias.abs() + m as f64 * span;
         // (A zero span means every entry is zero: nothing to round.)
-        let rounding = if span > 0.0 { 0.5 * m as f64 / scale } else { 0.0 };
+        let rounding = if span > 0.0 {
+            0.5 * m as f64 / scale
+        } else {
+            0.0
+        };
         let max_error = if finite {
             (rounding + magnitude * (1.0 / (1u64 << 20) as f64)) as f32
         } else {
@@ -204,7 +212,12 @@ impl SignLut {
         let at = |i: usize| qu.get(i).map_or(0u8, |&v| v);
         let raw: Vec<u8> = (0..m)
             .flat_map(|j| {
-                (0..16usize).map(move |p| (0..4).filter(|i| p >> i & 1 == 1).map(|i| at(4 * j + i)).sum())
+                (0..16usize).map(move |p| {
+                    (0..4)
+                        .filter(|i| p >> i & 1 == 1)
+                        .map(|i| at(4 * j + i))
+                        .sum()
+                })
             })
             .collect();
         let q: Vec<f32> = qu.iter().map(|&v| v as f32).collect();

@@ -12,7 +12,7 @@ const DIMS: [usize; 12] = [1, 3, 4, 7, 8, 9, 31, 100, 128, 384, 1030, 2048];
 fn random_rows(rng: &mut impl RngExt, n: usize, dim: usize, junk: bool) -> Vec<u8> {
     let rb = row_bytes(dim);
     let mut rows: Vec<u8> = (0..n * rb).map(|_| rng.random::<u8>()).collect();
-    if !junk && dim % 8 != 0 {
+    if !junk && !dim.is_multiple_of(8) {
         for row in rows.chunks_exact_mut(rb) {
             row[rb - 1] &= (1u8 << (dim % 8)) - 1;
         }
@@ -40,7 +40,11 @@ fn item3_pack_unpack_round_trip() {
         for n in [1usize, 31, 32, 33, 70] {
             let rows = random_rows(&mut rng, n, dim, false);
             let blocks = pack_sign_codes(&rows, n, dim);
-            assert_eq!(blocks.len(), n.div_ceil(32) * block_bytes(dim), "d {dim} n {n}");
+            assert_eq!(
+                blocks.len(),
+                n.div_ceil(32) * block_bytes(dim),
+                "d {dim} n {n}"
+            );
             assert_eq!(unpack_sign_codes(&blocks, n, dim), rows, "d {dim} n {n}");
             // The layout is PQ fast-scan's with nibble j = bits 4j..4j+3.
             for r in 0..n {
@@ -76,9 +80,8 @@ fn item3_pack_unpack_round_trip() {
 /// Queries that stress the quantisation: Gaussian-like, one large outlier, all equal,
 /// all zero, tiny and huge magnitudes, all negative.
 fn queries(rng: &mut impl RngExt, dim: usize) -> Vec<Vec<f32>> {
-    let normal = |rng: &mut dyn FnMut() -> f32| -> f32 {
-        (0..12).map(|_| rng()).sum::<f32>() - 6.0
-    };
+    let normal =
+        |rng: &mut dyn FnMut() -> f32| -> f32 { (0..12).map(|_| rng()).sum::<f32>() - 6.0 };
     let mut u = || rng.random::<f32>();
     let g: Vec<f32> = (0..dim).map(|_| normal(&mut u)).collect();
     let mut outlier = g.clone();
@@ -111,7 +114,12 @@ fn item3_estimates_within_the_stated_bound_at_every_level() {
             assert_eq!(lut.block_bytes(), bb);
             // The bound is the rounding bound, not vacuous: at most (M/2 + 1) table units.
             let span = (0..nibbles(dim))
-                .map(|j| q[4 * j..(4 * j + 4).min(dim)].iter().map(|v| v.abs() as f64).sum::<f64>())
+                .map(|j| {
+                    q[4 * j..(4 * j + 4).min(dim)]
+                        .iter()
+                        .map(|v| v.abs() as f64)
+                        .sum::<f64>()
+                })
                 .fold(0.0f64, f64::max);
             let unit = span / 255.0;
             let worst = lut.max_error() as f64;
@@ -126,11 +134,11 @@ fn item3_estimates_within_the_stated_bound_at_every_level() {
                     let block = &blocks[b * bb..(b + 1) * bb];
                     let mut sums = [0u32; 32];
                     lut.sums_with(&k.fastscan, block, &mut sums);
-                    for i in 0..32.min(n - b * 32) {
+                    for (i, &sum) in sums.iter().enumerate().take(32.min(n - b * 32)) {
                         let r = b * 32 + i;
                         let row = &rows[r * row_bytes(dim)..(r + 1) * row_bytes(dim)];
                         let exact = exact64(row, &q);
-                        let est = lut.estimate(sums[i]) as f64;
+                        let est = lut.estimate(sum) as f64;
                         assert!(
                             (est - exact).abs() <= worst,
                             "{} d {dim} query {t} row {r}: {est} vs {exact}, bound {worst}",
