@@ -42,7 +42,10 @@ fn byte_counts(x: __m256i) -> __m256i {
     _mm256_add_epi8(lo, hi)
 }
 
-/// Whether codes of other widths use [`planes_avx2`] (else [`batch_popcnt`]).
+/// Whether codes of other widths use [`planes_avx2`] (else [`batch_popcnt`]). Measured
+/// on Zen 3 (`benches/kernels.rs`, `bits_bq4`, 1,024 codes, Bq = 4): at d = 384 and
+/// 1,024 the AVX2 kernel was as fast or faster than per-code `popcnt` (57 vs 66 µs,
+/// 88 vs 127 µs); at d = 128 the grouped kernel took 7.2 µs against `popcnt`'s 22 µs.
 const WIDE_AVX2: bool = true;
 
 /// Most planes the register-held AVX2 kernels take; more go word by word.
