@@ -125,5 +125,97 @@ fn bench_pq_scans(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_kernels, bench_sq_scans, bench_pq_scans);
+/// Bit-plane inner products of 1-bit codes with a 4-bit query (RaBitQ's Bq = 4): a
+/// batch of 1,024 codes at d = 128, 384 and 1,024, each x86 kernel and the reference.
+fn bench_bits(c: &mut Criterion) {
+    use kernels::bits;
+    let (n, bq) = (1024usize, 4usize);
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    for d in [128usize, 384, 1024] {
+        let words = d.div_ceil(64);
+        let codes: Vec<u64> = (0..n * words).map(|_| next()).collect();
+        let planes: Vec<u64> = (0..bq * words).map(|_| next()).collect();
+        let mut out = vec![0u32; n];
+        let mut g = c.benchmark_group(format!("bits_bq4/d{d}x1024"));
+        g.throughput(criterion::Throughput::Elements(n as u64));
+        g.bench_function("dispatched", |b| {
+            b.iter(|| bits::and_popcount_planes_batch(black_box(&codes), words, &planes, &mut out))
+        });
+        g.bench_function("scalar", |b| {
+            b.iter(|| {
+                bits::scalar_and_popcount_planes_batch(black_box(&codes), words, &planes, &mut out)
+            })
+        });
+        for name in ["popcnt", "avx2", "avx2-wide"] {
+            if bits::bench_x86_batch(name, &codes, words, &planes, &mut out) {
+                g.bench_function(name, |b| {
+                    b.iter(|| {
+                        bits::bench_x86_batch(name, black_box(&codes), words, &planes, &mut out)
+                    })
+                });
+            }
+        }
+        g.finish();
+    }
+}
+
+/// Sign-code fast-scan (`RaBitQfs`) block scans of 1,024 codes (32 blocks) against the
+/// bit-plane popcount path with a 4-bit query, at d = 128 and 384: float tables, exact
+/// integer tables of the 4-bit query code, and the popcount batch.
+fn bench_sign_fastscan(c: &mut Criterion) {
+    use kernels::{bits, bits_fs};
+    let (n, bq) = (1024usize, 4usize);
+    let mut s = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    for d in [128usize, 384] {
+        let rows: Vec<u8> = (0..n * bits_fs::row_bytes(d))
+            .map(|_| next() as u8)
+            .collect();
+        let blocks = bits_fs::pack_sign_codes(&rows, n, d);
+        let q: Vec<f32> = (0..d).map(|i| (i as f32 * 0.37).sin()).collect();
+        let qu: Vec<u8> = (0..d).map(|_| (next() % 16) as u8).collect();
+        let lut = bits_fs::SignLut::new(&q);
+        let lut_u = bits_fs::SignLut::from_query_codes(&qu).expect("4-bit codes");
+        let words = d.div_ceil(64);
+        let codes: Vec<u64> = (0..n * words).map(|_| next()).collect();
+        let planes: Vec<u64> = (0..bq * words).map(|_| next()).collect();
+        let mut out = vec![0.0f32; n];
+        let mut ints = vec![0u32; n];
+        let mut g = c.benchmark_group(format!("sign_scan/d{d}x1024"));
+        g.throughput(criterion::Throughput::Elements(n as u64));
+        g.bench_function("fastscan_f32_lut", |b| {
+            b.iter(|| lut.scan_blocks(black_box(&blocks), &mut out))
+        });
+        g.bench_function("fastscan_query_code_lut", |b| {
+            b.iter(|| lut_u.scan_blocks(black_box(&blocks), &mut out))
+        });
+        g.bench_function("fastscan_build_lut", |b| {
+            b.iter(|| bits_fs::SignLut::new(black_box(&q)))
+        });
+        g.bench_function("popcount_bq4", |b| {
+            b.iter(|| bits::and_popcount_planes_batch(black_box(&codes), words, &planes, &mut ints))
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(
+    benches,
+    bench_kernels,
+    bench_sq_scans,
+    bench_pq_scans,
+    bench_bits,
+    bench_sign_fastscan
+);
 criterion_main!(benches);

@@ -53,6 +53,7 @@ macro_rules! retarget {
 }
 
 pub mod bits;
+pub mod bits_fs;
 pub mod fastscan;
 pub(crate) mod gguf;
 pub mod pq;
@@ -100,7 +101,7 @@ fn prefetch<const HINT: i32, T>(data: &[T]) {
 pub enum SimdLevel {
     /// Portable code (the compiler's baseline target, SSE2 on x86-64).
     Scalar,
-    /// AVX2 with FMA (256-bit registers).
+    /// AVX2 with FMA (256-bit registers), and POPCNT.
     Avx2,
     /// AVX-512F and AVX-512BW (512-bit registers, byte and word operations), plus AVX2
     /// and FMA. (Every AVX-512 CPU since Skylake-SP has both.)
@@ -163,7 +164,10 @@ impl std::fmt::Display for SimdLevel {
 fn detect_cpu() -> SimdLevel {
     #[cfg(target_arch = "x86_64")]
     {
-        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        // Every AVX2 CPU has POPCNT; requiring it lets the bit-code kernels use it.
+        let avx2 = is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("popcnt");
         let avx512 =
             avx2 && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw");
         let vbmi = avx512 && is_x86_feature_detected!("avx512vbmi");
@@ -236,6 +240,7 @@ pub(crate) struct Kernels {
     fastscan: fastscan::FastScanKernels,
     pq8: pq8::Pq8Kernels,
     pq: pq::PqKernels,
+    bits: bits::BitsKernels,
 }
 
 /// One table per level, in [`SimdLevel::ALL`] order.
@@ -286,6 +291,7 @@ impl Kernels {
                 fastscan: fastscan::FastScanKernels::for_level(level),
                 pq8: pq8::Pq8Kernels::for_level(level),
                 pq: pq::PqKernels::for_level(level),
+                bits: bits::BitsKernels::for_level(level),
             }
         }
     }
