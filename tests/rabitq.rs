@@ -108,7 +108,10 @@ fn item3_spec_rule_errors() {
     for bad in ["RaBitQ0", "RaBitQ10", "IVF16,RaBitQ12", "HNSW16,RaBitQ300"] {
         let e = bad.parse::<IndexSpec>().unwrap_err().to_string();
         assert!(e.contains("1..=9"), "{bad}: {e}");
-        assert!(e.contains("accepted forms:") && e.contains("RaBitQ{b}"), "{bad}: {e}");
+        assert!(
+            e.contains("accepted forms:") && e.contains("RaBitQ{b}"),
+            "{bad}: {e}"
+        );
     }
     let e = "RaBitQx".parse::<IndexSpec>().unwrap_err().to_string();
     assert!(e.contains("decimal"), "{e}");
@@ -136,12 +139,20 @@ fn item4_recall_thresholds() {
     ] {
         let idx = build(spec, &base, Metric::L2);
         let r = recall(&search_all(idx.as_ref(), &queries), &truth);
-        eprintln!("{spec}: recall@10 {r:.3} ({} B/vector)", idx.bytes_per_vector());
+        eprintln!(
+            "{spec}: recall@10 {r:.3} ({} B/vector)",
+            idx.bytes_per_vector()
+        );
         got.push((spec, r));
         assert!(r >= min, "{spec}: recall@10 {r} below {min}");
     }
     let of = |s: &str| got.iter().find(|g| g.0 == s).unwrap().1;
-    assert!(of("RaBitQ4") > of("SQ4"), "RaBitQ4 {} vs SQ4 {}", of("RaBitQ4"), of("SQ4"));
+    assert!(
+        of("RaBitQ4") > of("SQ4"),
+        "RaBitQ4 {} vs SQ4 {}",
+        of("RaBitQ4"),
+        of("SQ4")
+    );
 }
 
 /// Item 4: inner product and cosine work through every kind too.
@@ -150,7 +161,11 @@ fn item4_inner_product_and_cosine() {
     let (base, queries) = data();
     for metric in [Metric::InnerProduct, Metric::Cosine] {
         let truth = ground_truth(&base, &queries, Metric::InnerProduct);
-        for (spec, min) in [("RaBitQ4", 0.84), ("IVF32,RaBitQ", 0.2), ("HNSW16,RaBitQ4", 0.84)] {
+        for (spec, min) in [
+            ("RaBitQ4", 0.84),
+            ("IVF32,RaBitQ", 0.2),
+            ("HNSW16,RaBitQ4", 0.84),
+        ] {
             let idx = build(spec, &base, metric);
             let r = recall(&search_all(idx.as_ref(), &queries), &truth);
             eprintln!("{metric:?} {spec}: recall@10 {r:.3}");
@@ -171,7 +186,13 @@ fn item4_save_load_round_trip() {
     let (base, queries) = data();
     let dir = tempfile::tempdir().unwrap();
     let p = SearchParams::new(K).nprobe(8).ef_search(64);
-    for spec in ["RaBitQ", "RaBitQ3", "IVF16,RaBitQ", "IVF16,RaBitQ5", "HNSW8,RaBitQ2"] {
+    for spec in [
+        "RaBitQ",
+        "RaBitQ3",
+        "IVF16,RaBitQ",
+        "IVF16,RaBitQ5",
+        "HNSW8,RaBitQ2",
+    ] {
         let idx = build(spec, &base[..2000 * DIM], Metric::L2);
         let path = dir.path().join(format!("{}.vq", spec.replace(',', "_")));
         idx.save(&path).unwrap();
@@ -179,7 +200,11 @@ fn item4_save_load_round_trip() {
         assert_eq!(again.spec(), spec);
         assert_eq!(again.bytes_per_vector(), idx.bytes_per_vector());
         for q in queries.chunks_exact(DIM).take(20) {
-            assert_eq!(idx.search(q, &p).unwrap(), again.search(q, &p).unwrap(), "{spec}");
+            assert_eq!(
+                idx.search(q, &p).unwrap(),
+                again.search(q, &p).unwrap(),
+                "{spec}"
+            );
         }
     }
 }

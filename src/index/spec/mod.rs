@@ -303,9 +303,9 @@ impl InnerQuantizer {
                 let p = PqParams { m, nbits };
                 p.rule().is_ok().then_some(InnerQuantizer::Product(p))
             }
-            &InnerSpec::RaBitQ { bits } => {
-                rabitq_rule(bits).is_ok().then_some(InnerQuantizer::RaBitQ(bits))
-            }
+            &InnerSpec::RaBitQ { bits } => rabitq_rule(bits)
+                .is_ok()
+                .then_some(InnerQuantizer::RaBitQ(bits)),
         }
     }
 

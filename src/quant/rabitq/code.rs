@@ -127,7 +127,10 @@ pub(crate) fn encode_rotated(y: &[f32], bits: u8, out: &mut [u8]) {
     f[0] = norm2 as f32;
     if norm > 0.0 {
         let inv = 1.0 / norm;
-        let abs_o: Vec<f32> = y.iter().map(|&v| (f64::from(v).abs() * inv) as f32).collect();
+        let abs_o: Vec<f32> = y
+            .iter()
+            .map(|&v| (f64::from(v).abs() * inv) as f32)
+            .collect();
         let l1: f64 = abs_o.iter().map(|&a| f64::from(a)).sum();
         let cos1 = l1 / (d as f64).sqrt();
         if cos1 > 0.0 {
@@ -199,7 +202,11 @@ pub(crate) fn full_dot(row: &[u8], d: usize, bits: u8, t: &[f32]) -> f32 {
     let ex = bits as usize - 1;
     let mut total = 0.0f32;
     for p in 0..bits as usize {
-        let weight = if p == 0 { (1u32 << ex) as f32 } else { (1u32 << (p - 1)) as f32 };
+        let weight = if p == 0 {
+            (1u32 << ex) as f32
+        } else {
+            (1u32 << (p - 1)) as f32
+        };
         let plane = &row[p * pb..(p + 1) * pb];
         let mut acc = 0.0f32;
         for (k, chunk) in plane.chunks(8).enumerate() {

@@ -50,11 +50,13 @@ impl VectorCodec for RaBitQ {
         self.decode_rows(codes)
     }
     fn write<'a>(&'a self, w: &mut ContainerWriter<'a>) {
-        w.section_f32(MEAN, &self.mean).section_f32(ROTATION, &self.rot);
+        w.section_f32(MEAN, &self.mean)
+            .section_f32(ROTATION, &self.rot);
     }
     fn read(spec: &RabitqSpec, c: &Container, dim: usize) -> Result<Self> {
         let bad = |m: String| Error::format(c.path(), m);
-        spec.check(dim).map_err(|e| bad(format!("RaBitQ parameters: {e}")))?;
+        spec.check(dim)
+            .map_err(|e| bad(format!("RaBitQ parameters: {e}")))?;
         let mean = c.section_f32(MEAN, dim)?;
         let rot = c.section_f32(ROTATION, dim * dim)?;
         RaBitQ::from_parts(*spec, mean, rot).map_err(|e| bad(format!("RaBitQ parameters: {e}")))
@@ -68,7 +70,9 @@ impl VectorCodec for RaBitQ {
         let mut out = vec![0.0f32; centroids.len()];
         crate::linalg::gemm_abt(centroids, &self.rot, d, &mut out);
         for row in out.chunks_exact_mut(d) {
-            row.iter_mut().zip(&self.rot_mean).for_each(|(a, b)| *a += b);
+            row.iter_mut()
+                .zip(&self.rot_mean)
+                .for_each(|(a, b)| *a += b);
         }
         Some(out)
     }

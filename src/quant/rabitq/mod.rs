@@ -85,7 +85,10 @@ impl TryFrom<InnerSpec> for RabitqSpec {
     fn try_from(s: InnerSpec) -> std::result::Result<Self, String> {
         match s {
             InnerSpec::RaBitQ { bits } => Ok(RabitqSpec { bits }),
-            other => Err(format!("expected a RaBitQ quantizer, found {}", other.name())),
+            other => Err(format!(
+                "expected a RaBitQ quantizer, found {}",
+                other.name()
+            )),
         }
     }
 }
@@ -191,7 +194,9 @@ impl RaBitQ {
         }
         let mut mean = vec![0.0f64; dim];
         for v in sample.chunks_exact(dim) {
-            mean.iter_mut().zip(v).for_each(|(m, &x)| *m += f64::from(x));
+            mean.iter_mut()
+                .zip(v)
+                .for_each(|(m, &x)| *m += f64::from(x));
         }
         let mean: Vec<f32> = mean.iter().map(|m| (m / n as f64) as f32).collect();
         let rot = crate::quant::opq::random_orthogonal(dim, seed ^ 0x5261_4269_7451)?;
@@ -280,7 +285,10 @@ impl RaBitQ {
         if !codes.len().is_multiple_of(rb) {
             return Err(Error::param(
                 "codes",
-                format!("{} bytes is not a multiple of the code size {rb}", codes.len()),
+                format!(
+                    "{} bytes is not a multiple of the code size {rb}",
+                    codes.len()
+                ),
             ));
         }
         let mut out = Vec::with_capacity(codes.len() / rb * d);

@@ -127,8 +127,8 @@ impl RaBitQ {
     #[inline]
     pub(crate) fn ip_1bit_of(&self, s: &RabitqQuery, row: &[u8], ipbin: u32, pc: u32) -> f32 {
         let d = self.dim;
-        let dot = (2.0 * (s.lo * pc as f32 + s.delta * ipbin as f32) - s.tq_sum)
-            / (d as f32).sqrt();
+        let dot =
+            (2.0 * (s.lo * pc as f32 + s.delta * ipbin as f32) - s.tq_sum) / (d as f32).sqrt();
         factor(row, d, self.bits, 1) * dot
     }
 

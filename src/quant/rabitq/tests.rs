@@ -79,7 +79,10 @@ fn item1_estimator_is_unbiased() {
         );
         // And the estimate carries information: its errors are much smaller than |⟨o,q⟩|'s
         // spread.
-        let rms: f64 = (e.iter().map(|(t, x)| f64::from(x.ip1 - t).powi(2)).sum::<f64>()
+        let rms: f64 = (e
+            .iter()
+            .map(|(t, x)| f64::from(x.ip1 - t).powi(2))
+            .sum::<f64>()
             / n as f64)
             .sqrt();
         assert!(rms < 0.2, "d {d}: rms error {rms}");
@@ -102,8 +105,14 @@ fn item1_truth_within_the_bound() {
         };
         let at_eps0 = inside(1.0);
         let at_3 = inside(3.0 / EPSILON0);
-        assert!(at_eps0 >= 0.92, "d {d}: {at_eps0} of pairs within the ε0 = 1.9 bound");
-        assert!(at_3 >= 0.99, "d {d}: {at_3} of pairs within the ε0 = 3 bound");
+        assert!(
+            at_eps0 >= 0.92,
+            "d {d}: {at_eps0} of pairs within the ε0 = 1.9 bound"
+        );
+        assert!(
+            at_3 >= 0.99,
+            "d {d}: {at_3} of pairs within the ε0 = 3 bound"
+        );
     }
 }
 
@@ -115,8 +124,12 @@ fn item2_multibit_estimates_are_tighter_and_unbiased() {
     let mut last_rms = f64::INFINITY;
     for bits in [1u8, 2, 4, 6] {
         let e = estimates(bits, d, n, 5);
-        let rms: f64 =
-            (e.iter().map(|(t, x)| f64::from(x.ip - t).powi(2)).sum::<f64>() / n as f64).sqrt();
+        let rms: f64 = (e
+            .iter()
+            .map(|(t, x)| f64::from(x.ip - t).powi(2))
+            .sum::<f64>()
+            / n as f64)
+            .sqrt();
         let mean: f64 = e.iter().map(|(t, x)| f64::from(x.ip - t)).sum::<f64>() / n as f64;
         let max_bound = e.iter().map(|(_, x)| x.bound).fold(0.0f32, f32::max);
         assert!(
@@ -124,8 +137,14 @@ fn item2_multibit_estimates_are_tighter_and_unbiased() {
             "{bits} bits: mean error {mean}"
         );
         assert!(rms < 0.7 * last_rms, "{bits} bits: rms {rms} vs {last_rms}");
-        let inside = e.iter().filter(|(t, x)| (x.ip - t).abs() <= x.bound).count();
-        assert!(inside as f64 >= 0.92 * n as f64, "{bits} bits: {inside} of {n} within");
+        let inside = e
+            .iter()
+            .filter(|(t, x)| (x.ip - t).abs() <= x.bound)
+            .count();
+        assert!(
+            inside as f64 >= 0.92 * n as f64,
+            "{bits} bits: {inside} of {n} within"
+        );
         last_rms = rms;
     }
 }
@@ -150,7 +169,11 @@ fn item1_one_bit_code_decodes_as_specified() {
     let p = quant.rotation();
     for i in 0..d {
         let want = quant.mean()[i] + norm * (0..d).map(|j| p[j * d + i] * xbar[j]).sum::<f32>();
-        assert!((dec[i] - want).abs() < 1e-4, "dim {i}: {} vs {want}", dec[i]);
+        assert!(
+            (dec[i] - want).abs() < 1e-4,
+            "dim {i}: {} vs {want}",
+            dec[i]
+        );
     }
     // The factors: ‖r‖² and ‖r‖/⟨x̄, o⟩.
     let cos: f32 = y.iter().map(|v| v.abs()).sum::<f32>() / (norm * (d as f32).sqrt());
@@ -192,8 +215,8 @@ fn item2_extended_code_decodes_as_specified() {
             let dec = quant.decode(&code).unwrap();
             let p = quant.rotation();
             for i in 0..d {
-                let want = quant.mean()[i]
-                    + norm / vn * (0..d).map(|j| p[j * d + i] * v[j]).sum::<f32>();
+                let want =
+                    quant.mean()[i] + norm / vn * (0..d).map(|j| p[j * d + i] * v[j]).sum::<f32>();
                 assert!((dec[i] - want).abs() < 1e-4);
             }
             // Optimality of the rescaling over a grid of scales.
@@ -210,7 +233,10 @@ fn item2_extended_code_decodes_as_specified() {
                     .iter()
                     .map(|a| (t * a).floor().min(maxm) + 0.5)
                     .collect();
-                assert!(cos_of(&m) <= got + 1e-5, "{bits} bits: scale {t} beats the search");
+                assert!(
+                    cos_of(&m) <= got + 1e-5,
+                    "{bits} bits: scale {t} beats the search"
+                );
             }
         }
     }
@@ -240,19 +266,32 @@ fn item1_distances_follow_the_metric() {
         };
         quant.set_list(&mut s, q, metric, list);
         let qm: f32 = q.iter().zip(quant.mean()).map(|(a, b)| a * b).sum();
-        let target: Vec<f32> = q.iter().zip(&c).zip(quant.mean()).map(|((a, b), m)| a - b - m).collect();
-        let stored = crate::quant::codec::Stored { codes: &codes, aux: &[], raw: &[] };
+        let target: Vec<f32> = q
+            .iter()
+            .zip(&c)
+            .zip(quant.mean())
+            .map(|((a, b), m)| a - b - m)
+            .collect();
+        let stored = crate::quant::codec::Stored {
+            codes: &codes,
+            aux: &[],
+            raw: &[],
+        };
         for (i, row) in codes.chunks_exact(rb).enumerate() {
             let ip = quant.estimate(&s, row).ip;
             let want = match metric {
                 Metric::L2 => {
-                    code::factor(row, d, 1, 0) + target.iter().map(|a| a * a).sum::<f32>() - 2.0 * ip
+                    code::factor(row, d, 1, 0) + target.iter().map(|a| a * a).sum::<f32>()
+                        - 2.0 * ip
                 }
                 Metric::InnerProduct => -(qm + qc + ip),
                 Metric::Cosine => 1.0 - (qm + qc + ip),
             };
             let got = quant.distance(&s, metric, stored, i);
-            assert!((got - want).abs() < 1e-4, "{metric:?} row {i}: {got} vs {want}");
+            assert!(
+                (got - want).abs() < 1e-4,
+                "{metric:?} row {i}: {got} vs {want}"
+            );
         }
     }
 }
