@@ -16,8 +16,9 @@
 //! high probability (ε0 = 1.9, [`code::EPSILON0`]). The query is rotated once per query
 //! (under IVF with L2, the list's rotated centroid comes from [`VectorCodec::list_tables`]),
 //! then quantized to [`QUERY_BITS`] bits per dimension by uniform scalar quantization
-//! (rounded to nearest, as FAISS does: measured against the paper's randomized rounding
-//! on the 100k × 128 Gaussian set, see [`Rounding`]) so the 1-bit estimate is
+//! (rounded to nearest, as FAISS does: over 4000 random pairs at d = 128 its mean squared
+//! error of `⟨o, q⟩` is 0.00331 against 0.00337 for the paper's randomized rounding —
+//! test `item1_rounding_choice`; see [`Rounding`]) so the 1-bit estimate is
 //! `Σ_j 2^j · popcount(code AND plane_j)` ([`crate::kernels::bits`]). Codes of `b ≥ 2`
 //! bits are scored with the full code against the rotated float query; the 1-bit
 //! estimate of the first plane and both bounds stay available ([`RaBitQ::estimate`]) for
