@@ -57,18 +57,20 @@ pub struct Chart<'a> {
 }
 
 /// The families, in legend order, with their colours (colour-blind-safe, one per family).
-const FAMILIES: [(&str, (u8, u8, u8)); 7] = [
+const FAMILIES: [(&str, (u8, u8, u8)); 8] = [
     ("Flat", (0, 0, 0)),
     ("SQ", (0, 114, 178)),
     ("PQ", (213, 94, 0)),
     ("OPQ,PQ", (204, 121, 167)),
     ("IVF", (0, 158, 115)),
     ("HNSW", (117, 112, 179)),
+    ("RaBitQ", (153, 0, 0)),
     ("other", (86, 180, 233)),
 ];
 
 /// The quantizer family of a spec, for its colour: `Flat`, `SQ` (every scalar variant),
-/// `PQ` (8-bit and fast-scan), `OPQ,PQ`, `IVF`, `HNSW` (also `hnswlib…`), else `other`.
+/// `PQ` (8-bit and fast-scan), `OPQ,PQ`, `IVF`, `HNSW` (also `hnswlib…`), `RaBitQ`, else
+/// `other`.
 pub fn family_of(spec: &str) -> &'static str {
     use vecquant::index::spec::IndexSpec;
     match spec.parse::<IndexSpec>() {
@@ -78,6 +80,7 @@ pub fn family_of(spec: &str) -> &'static str {
         Ok(IndexSpec::Product { opq: true, .. }) => "OPQ,PQ",
         Ok(IndexSpec::Ivf { .. }) => "IVF",
         Ok(IndexSpec::Hnsw { .. }) => "HNSW",
+        Ok(IndexSpec::RaBitQ(_)) => "RaBitQ",
         Err(_) if spec.to_ascii_lowercase().starts_with("hnsw") => "HNSW",
         Err(_) => "other",
     }
@@ -542,6 +545,7 @@ mod tests {
             ("HNSW32", "HNSW"),
             ("HNSW32,SQ8", "HNSW"),
             ("hnswlib32", "HNSW"),
+            ("RaBitQ4", "RaBitQ"),
         ] {
             assert_eq!(family_of(spec), family, "{spec}");
         }

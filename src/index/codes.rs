@@ -17,6 +17,7 @@ use crate::index::{
 use crate::metric::Metric;
 use crate::quant::codec::{InnerSpec, ListTerms, Raw, Stored, VectorCodec};
 use crate::quant::product::ProductQuantizer;
+use crate::quant::rabitq::RaBitQ;
 use crate::quant::scalar::ScalarQuantizer;
 use crate::store::{Container, ContainerWriter, Slab};
 use crate::topk::{Neighbor, TopK};
@@ -37,6 +38,7 @@ pub fn from_container(c: &Container) -> Result<Box<dyn Index>> {
         InnerSpec::Flat => Box::new(FlatCodes::<Raw>::from_container(c)?),
         InnerSpec::Scalar { .. } => Box::new(FlatCodes::<ScalarQuantizer>::from_container(c)?),
         InnerSpec::Product { .. } => Box::new(FlatCodes::<ProductQuantizer>::from_container(c)?),
+        InnerSpec::RaBitQ { .. } => Box::new(FlatCodes::<RaBitQ>::from_container(c)?),
     })
 }
 

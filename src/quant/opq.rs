@@ -265,7 +265,7 @@ fn centred_sample(x: &[f32], dim: usize, ns: usize, seed: u64) -> Vec<f32> {
 /// A random orthogonal `dim × dim` matrix: the Q factor of a seeded Gaussian matrix,
 /// its columns' signs fixed by the diagonal of R so that Q is Haar-distributed
 /// (Mezzadri 2007). FAISS starts OPQ from the same construction.
-fn random_orthogonal(dim: usize, seed: u64) -> Result<Vec<f32>> {
+pub(crate) fn random_orthogonal(dim: usize, seed: u64) -> Result<Vec<f32>> {
     let mut rng = stream(seed, 1);
     let g = Mat::<f64>::from_fn(dim, dim, |_, _| StandardNormal.sample(&mut rng));
     let qr = g.qr();

@@ -45,6 +45,7 @@ use crate::metric::Metric;
 pub use crate::quant::codec::InnerSpec;
 use crate::quant::codec::{PqParams, Raw, RawSpec, SqSpec, Stored, VectorCodec};
 use crate::quant::product::ProductQuantizer;
+use crate::quant::rabitq::{RaBitQ, RabitqSpec};
 use crate::quant::scalar::ScalarQuantizer;
 use crate::store::{Container, ContainerWriter, Slab};
 use crate::topk::Neighbor;
@@ -134,6 +135,10 @@ pub fn new_typed(
             HnswProduct::new(m, PqParams { m: pm, nbits }, dim, metric, keep_raw, seed)?,
             ef,
         ),
+        InnerSpec::RaBitQ { bits } => boxed(
+            Hnsw::<RaBitQ>::new(m, RabitqSpec { bits }, dim, metric, keep_raw, seed)?,
+            ef,
+        ),
     }
 }
 
@@ -147,6 +152,7 @@ pub fn from_container(c: &Container) -> Result<Box<dyn Index>> {
         InnerSpec::Flat => Box::new(HnswFlat::from_container(c)?),
         InnerSpec::Scalar { .. } => Box::new(HnswScalar::from_container(c)?),
         InnerSpec::Product { .. } => Box::new(HnswProduct::from_container(c)?),
+        InnerSpec::RaBitQ { .. } => Box::new(Hnsw::<RaBitQ>::from_container(c)?),
     })
 }
 

@@ -41,6 +41,7 @@ use crate::metric::Metric;
 pub use crate::quant::codec::InnerSpec;
 use crate::quant::codec::{PqParams, Raw, RawSpec, SqSpec, VectorCodec};
 use crate::quant::product::ProductQuantizer;
+use crate::quant::rabitq::{RaBitQ, RabitqSpec};
 use crate::quant::scalar::ScalarQuantizer;
 use crate::store::{Container, ContainerWriter, Slab};
 use crate::topk::Neighbor;
@@ -120,6 +121,10 @@ pub fn new_typed(
             IvfProduct::new(nlist, PqParams { m, nbits }, dim, metric, keep_raw, seed)?,
             opq,
         ),
+        InnerSpec::RaBitQ { bits } => boxed(
+            Ivf::<RaBitQ>::new(nlist, RabitqSpec { bits }, dim, metric, keep_raw, seed)?,
+            opq,
+        ),
     }
 }
 
@@ -133,6 +138,7 @@ pub fn from_container(c: &Container) -> Result<Box<dyn Index>> {
         InnerSpec::Flat => Box::new(IvfFlat::from_container(c)?),
         InnerSpec::Scalar { .. } => Box::new(IvfScalar::from_container(c)?),
         InnerSpec::Product { .. } => Box::new(IvfProduct::from_container(c)?),
+        InnerSpec::RaBitQ { .. } => Box::new(Ivf::<RaBitQ>::from_container(c)?),
     })
 }
 

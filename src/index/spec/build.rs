@@ -91,6 +91,15 @@ pub fn build_index(spec: &IndexSpec, dim: usize, opts: &BuildOptions) -> Result<
             keep_raw,
             seed,
         )?),
+        IndexSpec::RaBitQ(bits) => Box::new(
+            crate::index::FlatCodes::<crate::quant::rabitq::RaBitQ>::new(
+                crate::quant::rabitq::RabitqSpec { bits },
+                dim,
+                metric,
+                keep_raw,
+                seed,
+            )?,
+        ),
         IndexSpec::Ivf { opq, nlist, inner } => crate::index::ivf::new_typed(
             nlist,
             inner.to_inner_spec(),

@@ -7,6 +7,7 @@
 //! | `PQ{M}`, `PQ{M}x4fs`, `OPQ{M},PQ{M}`, `OPQ{M},PQ{M}x4fs` | [`Product`]: product quantizer, 8-bit or 4-bit fast-scan, optional OPQ rotation (see [`crate::index::product`]) |
 //! | `IVF{nlist},Flat`, `IVF{nlist},SQ8` (any SQ variant), `IVF{nlist},PQ{M}`, `IVF{nlist},PQ{M}x4fs`, `OPQ{M},IVF{nlist},PQ{M}[x4fs]` | [`Ivf`](crate::index::Ivf): inverted file over residual codes (see [`crate::index::ivf`]) |
 //! | `HNSW{M}`, `HNSW{M},Flat`, `HNSW{M},SQ8` (any SQ variant), `HNSW{M},PQ{m}` | [`Hnsw`](crate::index::Hnsw): graph built by hnsw_rs, searched with asymmetric distances to the stored codes (see [`crate::index::hnsw`]) |
+//! | `RaBitQ`, `RaBitQ{b}` (b = 2..=9) | [`FlatCodes`](crate::index::FlatCodes) over [`RaBitQ`](crate::quant::rabitq::RaBitQ) codes (also as the inner quantizer of `IVF{nlist},RaBitQ[{b}]` and `HNSW{M},RaBitQ[{b}]`) |
 //! | `SQ8`, `SQ4`, `SQ8u`, `SQ4u`, `SQ8opt`, `SQ4opt`, `SQ8lm`, `SQ4lm`, `SQ8nq`, `SQ4nq` | [`Scalar`]: scalar quantizer, 8 or 4 bits per dimension (see [`crate::index::scalar`]) |
 //!
 //! A spec is checked in two steps. [`IndexSpec::from_str`](std::str::FromStr) checks
@@ -26,7 +27,7 @@ use crate::metric::Metric;
 use crate::quant::scalar::SqConfig;
 
 /// The accepted spec forms, for error messages and `--help`.
-pub const ACCEPTED: &str = "Flat, SQ8, SQ4, SQ8u, SQ4u, SQ8opt, SQ4opt, SQ8lm, SQ4lm, SQ8nq, SQ4nq, PQ{M}, PQ{M}x4fs, OPQ{M},PQ{M}, OPQ{M},PQ{M}x4fs, IVF{nlist},Flat, IVF{nlist},SQ8 (any SQ variant), IVF{nlist},PQ{M}, IVF{nlist},PQ{M}x4fs, OPQ{M},IVF{nlist},PQ{M}, OPQ{M},IVF{nlist},PQ{M}x4fs, HNSW{M}, HNSW{M},SQ8 (any SQ variant), HNSW{M},PQ{m}";
+pub const ACCEPTED: &str = "Flat, SQ8, SQ4, SQ8u, SQ4u, SQ8opt, SQ4opt, SQ8lm, SQ4lm, SQ8nq, SQ4nq, PQ{M}, PQ{M}x4fs, OPQ{M},PQ{M}, OPQ{M},PQ{M}x4fs, IVF{nlist},Flat, IVF{nlist},SQ8 (any SQ variant), IVF{nlist},PQ{M}, IVF{nlist},PQ{M}x4fs, OPQ{M},IVF{nlist},PQ{M}, OPQ{M},IVF{nlist},PQ{M}x4fs, HNSW{M}, HNSW{M},SQ8 (any SQ variant), HNSW{M},PQ{m}, RaBitQ, RaBitQ{b} (b = 2..=9), IVF{nlist},RaBitQ[{b}], HNSW{M},RaBitQ[{b}]";
 
 /// Most sub-quantizers of a product quantizer (the limit of
 /// [`crate::quant::product::check_params`]).
@@ -260,6 +261,8 @@ pub enum InnerQuantizer {
     Scalar(ScalarSpec),
     /// Product-quantizer codes.
     Product(PqParams),
+    /// RaBitQ codes of this many bits per dimension (1..=9).
+    RaBitQ(u8),
 }
 
 impl InnerQuantizer {
@@ -276,6 +279,7 @@ impl InnerQuantizer {
                 m: p.m,
                 nbits: p.nbits,
             },
+            &InnerQuantizer::RaBitQ(bits) => InnerSpec::RaBitQ { bits },
         }
     }
 
@@ -299,6 +303,9 @@ impl InnerQuantizer {
                 let p = PqParams { m, nbits };
                 p.rule().is_ok().then_some(InnerQuantizer::Product(p))
             }
+            &InnerSpec::RaBitQ { bits } => rabitq_rule(bits)
+                .is_ok()
+                .then_some(InnerQuantizer::RaBitQ(bits)),
         }
     }
 
@@ -315,6 +322,7 @@ impl InnerQuantizer {
             InnerQuantizer::Flat => Ok(()),
             InnerQuantizer::Scalar(s) => s.rule(),
             InnerQuantizer::Product(p) => p.rule(),
+            &InnerQuantizer::RaBitQ(bits) => rabitq_rule(bits),
         }
     }
 }
@@ -325,7 +333,26 @@ impl fmt::Display for InnerQuantizer {
             InnerQuantizer::Flat => f.write_str("Flat"),
             InnerQuantizer::Scalar(s) => s.fmt(f),
             InnerQuantizer::Product(p) => p.fmt(f),
+            &InnerQuantizer::RaBitQ(bits) => f.write_str(&rabitq_name(bits)),
         }
+    }
+}
+
+/// `RaBitQ` (1 bit) or `RaBitQ{b}`.
+pub(crate) fn rabitq_name(bits: u8) -> String {
+    crate::quant::rabitq::RabitqSpec { bits }.name()
+}
+
+/// The string-independent rule of a RaBitQ code: 1 to 9 bits per dimension.
+fn rabitq_rule(bits: u8) -> std::result::Result<(), String> {
+    let max = crate::quant::rabitq::MAX_BITS;
+    if (1..=max).contains(&bits) {
+        Ok(())
+    } else {
+        Err(format!(
+            "RaBitQ{bits}: b (bits per dimension) must be 1..={max}: RaBitQ is 1 bit, \
+             RaBitQ2 … RaBitQ{max} add extra bits"
+        ))
     }
 }
 
@@ -375,6 +402,8 @@ pub enum IndexSpec {
         /// The product quantizer.
         pq: PqParams,
     },
+    /// `RaBitQ` or `RaBitQ{b}`: a flat scan over RaBitQ codes of `b` bits per dimension.
+    RaBitQ(u8),
     /// `IVF{nlist},{inner}` or `OPQ{M},IVF{nlist},PQ{M}[x4fs]`: an inverted file.
     Ivf {
         /// Learn an OPQ rotation (with the inner PQ's `M`) first; only with a PQ inner
@@ -412,6 +441,7 @@ impl IndexSpec {
             IndexSpec::Flat => Ok(()),
             IndexSpec::Scalar(s) => s.rule(),
             IndexSpec::Product { pq, .. } => pq.rule(),
+            &IndexSpec::RaBitQ(bits) => rabitq_rule(bits),
             IndexSpec::Ivf { opq, nlist, inner } => {
                 if *nlist == 0 {
                     return Err("IVF0: nlist (the number of lists) must be at least 1".into());
@@ -508,6 +538,7 @@ impl IndexSpec {
             IndexSpec::Flat => "flat",
             IndexSpec::Scalar(_) => "sq",
             IndexSpec::Product { .. } => "pq",
+            IndexSpec::RaBitQ(_) => "codes",
             IndexSpec::Ivf { .. } => "ivf",
             IndexSpec::Hnsw { .. } => "hnsw",
         }
@@ -558,7 +589,7 @@ impl IndexSpec {
         match self {
             IndexSpec::Product { pq, .. } => Some(*pq),
             IndexSpec::Ivf { inner, .. } | IndexSpec::Hnsw { inner, .. } => inner.pq(),
-            IndexSpec::Flat | IndexSpec::Scalar(_) => None,
+            IndexSpec::Flat | IndexSpec::Scalar(_) | IndexSpec::RaBitQ(_) => None,
         }
     }
 
@@ -601,6 +632,7 @@ impl fmt::Display for IndexSpec {
             IndexSpec::Scalar(s) => s.fmt(f),
             IndexSpec::Product { opq: true, pq } => write!(f, "OPQ{},{pq}", pq.m),
             IndexSpec::Product { opq: false, pq } => pq.fmt(f),
+            &IndexSpec::RaBitQ(bits) => f.write_str(&rabitq_name(bits)),
             IndexSpec::Ivf { opq, nlist, inner } => {
                 if let (true, Some(pq)) = (opq, inner.pq()) {
                     write!(f, "OPQ{},", pq.m)?;

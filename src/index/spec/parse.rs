@@ -49,6 +49,7 @@ pub(super) enum Component {
     Flat,
     Sq(ScalarSpec),
     Pq(PqParams),
+    RaBitQ(u8),
     Opq(usize),
     Ivf(usize),
     Hnsw(usize),
@@ -89,6 +90,23 @@ pub(super) fn parse_component(c: &str) -> std::result::Result<Component, String>
     let l = c.to_ascii_lowercase();
     if l == "flat" {
         return Ok(Component::Flat);
+    }
+    if l.starts_with("rabitq") {
+        let rest = &c[6..];
+        if rest.is_empty() {
+            return Ok(Component::RaBitQ(1));
+        }
+        let b = number(rest, c, "b (bits per dimension, 1..=9)", "RaBitQ4")?;
+        return u8::try_from(b)
+            .ok()
+            .filter(|b| (1..=crate::quant::rabitq::MAX_BITS).contains(b))
+            .map(Component::RaBitQ)
+            .ok_or_else(|| {
+                format!(
+                    "`{c}`: b (bits per dimension) must be 1..=9: RaBitQ is 1 bit, RaBitQ2 … \
+                     RaBitQ9 add extra bits"
+                )
+            });
     }
     if l.starts_with("opq") {
         return number(&c[3..], c, "OPQ's M", "OPQ16,PQ16").map(Component::Opq);
@@ -149,7 +167,7 @@ pub(super) fn parse_component(c: &str) -> std::result::Result<Component, String>
         return number(&c[4..], c, "HNSW's M", "HNSW32").map(Component::Hnsw);
     }
     Err(format!(
-        "unknown index type `{c}` (the keywords are Flat, SQ, PQ, OPQ, IVF and HNSW)"
+        "unknown index type `{c}` (the keywords are Flat, SQ, PQ, OPQ, IVF, HNSW and RaBitQ)"
     ))
 }
 
@@ -173,11 +191,12 @@ fn parse_tree(s: &str) -> std::result::Result<IndexSpec, String> {
         C::Flat => Ok(InnerQuantizer::Flat),
         C::Sq(s) => Ok(InnerQuantizer::Scalar(s)),
         C::Pq(p) => Ok(InnerQuantizer::Product(p)),
+        C::RaBitQ(b) => Ok(InnerQuantizer::RaBitQ(b)),
         C::Opq(_) if of == "IVF" => Err(format!(
             "OPQ comes before IVF, as in FAISS: OPQ{{M}},IVF{{nlist}},PQ{{M}}, not `{t}` after IVF"
         )),
         _ => Err(format!(
-            "{of}'s inner quantizer must be Flat, SQ… or {}, not `{t}`",
+            "{of}'s inner quantizer must be Flat, SQ…, RaBitQ[{{b}}] or {}, not `{t}`",
             if of == "IVF" { "PQ{M}[x4fs]" } else { "PQ{m}" }
         )),
     };
@@ -192,6 +211,15 @@ fn parse_tree(s: &str) -> std::result::Result<IndexSpec, String> {
     let (spec, used) = match parts[0] {
         C::Flat => (IndexSpec::Flat, 1),
         C::Sq(s) => (IndexSpec::Scalar(s), 1),
+        C::RaBitQ(b) => {
+            if let Some(C::Ivf(_)) = parts.get(1) {
+                return Err(format!(
+                    "`{}` comes after IVF, as in FAISS: IVF{{nlist}},{}",
+                    texts[0], texts[0]
+                ));
+            }
+            (IndexSpec::RaBitQ(b), 1)
+        }
         C::Pq(p) => {
             if let Some(C::Ivf(_)) = parts.get(1) {
                 return Err(format!(

@@ -294,7 +294,7 @@ fn rule_errors_name_the_rule() {
         ),
         (
             "IVF16,HNSW32",
-            &["IVF's inner quantizer must be Flat, SQ… or PQ{M}[x4fs], not `HNSW32`"],
+            &["IVF's inner quantizer must be Flat, SQ…, RaBitQ[{b}] or PQ{M}[x4fs], not `HNSW32`"],
         ),
         ("IVF64,OPQ16,PQ16", &["OPQ comes before IVF"]),
         ("PQ16,IVF64", &["`PQ16` comes after IVF", "IVF{nlist},PQ16"]),
@@ -311,7 +311,7 @@ fn rule_errors_name_the_rule() {
         ),
         (
             "HNSW32,IVF8,Flat",
-            &["HNSW's inner quantizer must be Flat, SQ… or PQ{m}, not `IVF8`"],
+            &["HNSW's inner quantizer must be Flat, SQ…, RaBitQ[{b}] or PQ{m}, not `IVF8`"],
         ),
         (
             "HNSW32,SQ8,PQ8",

@@ -67,6 +67,11 @@ pub enum InnerSpec {
         /// Bits per sub-quantizer: 8, or 4 (fast-scan layout).
         nbits: u8,
     },
+    /// A RaBitQ quantizer ([`crate::quant::rabitq`]).
+    RaBitQ {
+        /// Bits per dimension (1 = `RaBitQ`, 2..=9 = `RaBitQ{b}`).
+        bits: u8,
+    },
 }
 
 impl InnerSpec {
@@ -77,6 +82,8 @@ impl InnerSpec {
             InnerSpec::Scalar { name, .. } => name.clone(),
             InnerSpec::Product { m, nbits: 8 } => format!("PQ{m}"),
             InnerSpec::Product { m, .. } => format!("PQ{m}x4fs"),
+            InnerSpec::RaBitQ { bits: 1 } => "RaBitQ".into(),
+            InnerSpec::RaBitQ { bits } => format!("RaBitQ{bits}"),
         }
     }
 }

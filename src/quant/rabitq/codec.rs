@@ -1,0 +1,195 @@
+//! [`RaBitQ`] under the [`VectorCodec`] contract: codes carry their own factors (no
+//! auxiliary terms), runs are row-major, and under IVF with L2 the list tables are the
+//! rotated centroids `R (c_list + c)`.
+
+use super::query::RabitqQuery;
+use super::{RaBitQ, RabitqSpec};
+use crate::error::{Error, Result};
+use crate::kernels::{self, bits};
+use crate::metric::Metric;
+use crate::quant::codec::{ListTerms, Stored, VectorCodec};
+use crate::store::{Container, ContainerWriter};
+use crate::topk::TopK;
+
+/// Container sections of the trained parameters.
+const MEAN: &str = "rabitq_mean";
+const ROTATION: &str = "rabitq_rotation";
+
+/// Words of a sign plane that fit the stack buffer of [`VectorCodec::distance`].
+const STACK_WORDS: usize = 64;
+
+/// Rows per batch-kernel call of a 1-bit scan.
+const BATCH: usize = 256;
+
+impl VectorCodec for RaBitQ {
+    type Spec = RabitqSpec;
+    type Query = RabitqQuery;
+
+    fn train(spec: &RabitqSpec, sample: &[f32], dim: usize, seed: u64) -> Result<Self> {
+        RaBitQ::train(*spec, sample, dim, seed)
+    }
+    fn check(spec: &RabitqSpec, dim: usize) -> Result<()> {
+        spec.check(dim)
+    }
+    fn name(spec: &RabitqSpec) -> String {
+        spec.name()
+    }
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn code_size(&self) -> usize {
+        self.row_bytes()
+    }
+    fn params_bytes(&self) -> usize {
+        (self.mean.len() + self.rot.len()) * 4
+    }
+    fn encode(&self, x: &[f32]) -> Result<Vec<u8>> {
+        self.encode_rows(x)
+    }
+    fn decode(&self, codes: &[u8]) -> Result<Vec<f32>> {
+        self.decode_rows(codes)
+    }
+    fn write<'a>(&'a self, w: &mut ContainerWriter<'a>) {
+        w.section_f32(MEAN, &self.mean)
+            .section_f32(ROTATION, &self.rot);
+    }
+    fn read(spec: &RabitqSpec, c: &Container, dim: usize) -> Result<Self> {
+        let bad = |m: String| Error::format(c.path(), m);
+        spec.check(dim)
+            .map_err(|e| bad(format!("RaBitQ parameters: {e}")))?;
+        let mean = c.section_f32(MEAN, dim)?;
+        let rot = c.section_f32(ROTATION, dim * dim)?;
+        RaBitQ::from_parts(*spec, mean, rot).map_err(|e| bad(format!("RaBitQ parameters: {e}")))
+    }
+
+    fn list_tables(&self, centroids: &[f32], metric: Metric) -> Option<Vec<f32>> {
+        if metric != Metric::L2 || centroids.is_empty() {
+            return None;
+        }
+        let d = self.dim;
+        let mut out = vec![0.0f32; centroids.len()];
+        crate::linalg::gemm_abt(centroids, &self.rot, d, &mut out);
+        for row in out.chunks_exact_mut(d) {
+            row.iter_mut()
+                .zip(&self.rot_mean)
+                .for_each(|(a, b)| *a += b);
+        }
+        Some(out)
+    }
+    fn list_table_len(&self) -> usize {
+        self.dim
+    }
+
+    fn begin_query(
+        &self,
+        s: &mut RabitqQuery,
+        q: &[f32],
+        _: Metric,
+        _: Option<&[f32]>,
+        _: &[usize],
+    ) {
+        self.prepare_query(s, q);
+    }
+
+    fn set_list(&self, s: &mut RabitqQuery, q: &[f32], metric: Metric, list: ListTerms<'_>) {
+        let _ = q;
+        s.t.clear();
+        match metric {
+            Metric::L2 => {
+                let shift: Vec<f32> = match (list.tables, list.centroid) {
+                    (Some(t), _) if t.len() == self.dim => t.to_vec(),
+                    (_, Some(c)) => {
+                        let mut rc = self.rotate(c);
+                        rc.iter_mut().zip(&self.rot_mean).for_each(|(a, b)| *a += b);
+                        rc
+                    }
+                    _ => self.rot_mean.clone(),
+                };
+                s.t.extend(s.rq.iter().zip(&shift).map(|(a, b)| a - b));
+                s.konst = 0.0;
+            }
+            _ => {
+                s.t.extend_from_slice(&s.rq);
+                let list_dot = if list.centroid.is_some() {
+                    -list.coarse
+                } else {
+                    0.0
+                };
+                s.konst = s.q_dot_mean + list_dot;
+            }
+        }
+        self.quantize_target(s);
+    }
+
+    fn scan<F: Fn(usize) -> bool>(
+        &self,
+        s: &mut RabitqQuery,
+        metric: Metric,
+        run: Stored<'_>,
+        n: usize,
+        first: usize,
+        heap: &mut TopK,
+        ok: &F,
+    ) {
+        let rb = self.row_bytes();
+        if self.bits > 1 {
+            for (i, row) in run.codes.chunks_exact(rb).take(n).enumerate() {
+                let ip = self.ip_full(s, row);
+                let dist = self.dist_of(s, metric, row, ip);
+                if dist <= heap.threshold() && ok(first + i) {
+                    heap.push((first + i) as u64, dist);
+                }
+            }
+            return;
+        }
+        // One-bit codes: gather a chunk's sign planes into words, one batch kernel call.
+        let (w, pb) = (s.words, super::code::plane_bytes(self.dim));
+        let mut batch = std::mem::take(&mut s.batch);
+        let mut ips = std::mem::take(&mut s.ips);
+        let mut start = 0;
+        while start < n {
+            let rows = BATCH.min(n - start);
+            let chunk = &run.codes[start * rb..(start + rows) * rb];
+            batch.resize(rows * w, 0);
+            for (row, words) in chunk.chunks_exact(rb).zip(batch.chunks_exact_mut(w)) {
+                super::code::plane_words(&row[..pb], words);
+            }
+            ips.resize(rows, 0);
+            bits::and_popcount_planes_batch(&batch, w, &s.planes, &mut ips);
+            for (i, ((row, words), &ipbin)) in chunk
+                .chunks_exact(rb)
+                .zip(batch.chunks_exact(w))
+                .zip(&ips)
+                .enumerate()
+            {
+                let ip = self.ip_1bit_of(s, row, ipbin, bits::popcount(words));
+                let dist = self.dist_of(s, metric, row, ip);
+                let id = first + start + i;
+                if dist <= heap.threshold() && ok(id) {
+                    heap.push(id as u64, dist);
+                }
+            }
+            start += rows;
+        }
+        s.batch = batch;
+        s.ips = ips;
+    }
+
+    fn distance(&self, s: &RabitqQuery, metric: Metric, stored: Stored<'_>, row: usize) -> f32 {
+        let rb = self.row_bytes();
+        let code = &stored.codes[row * rb..(row + 1) * rb];
+        let ip = if s.words <= STACK_WORDS {
+            let mut buf = [0u64; STACK_WORDS];
+            self.ip_scan(s, code, &mut buf[..s.words.max(1)])
+        } else {
+            let mut buf = vec![0u64; s.words];
+            self.ip_scan(s, code, &mut buf)
+        };
+        self.dist_of(s, metric, code, ip)
+    }
+
+    fn prefetch(&self, stored: Stored<'_>, row: usize, bytes: usize) {
+        let rb = self.row_bytes();
+        kernels::prefetch_l1(&stored.codes[row * rb..row * rb + rb.min(bytes)]);
+    }
+}

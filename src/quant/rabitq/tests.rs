@@ -1,0 +1,337 @@
+//! Unit tests of issue 18 items 1 and 2: the estimator, its bound, the codes.
+
+use super::code::{self, EPSILON0};
+use super::*;
+use crate::metric::Metric;
+use crate::quant::codec::{ListTerms, VectorCodec};
+use crate::rng::{self, RngExt};
+
+/// `n` random unit vectors of dimension `d` (row-major).
+fn unit_vectors(n: usize, d: usize, seed: u64) -> Vec<f32> {
+    use rand_distr::{Distribution, StandardNormal};
+    let mut r = rng::seeded(seed);
+    let mut out = Vec::with_capacity(n * d);
+    for _ in 0..n {
+        let v: Vec<f32> = (0..d).map(|_| StandardNormal.sample(&mut r)).collect();
+        let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+        out.extend(v.iter().map(|a| a / norm));
+    }
+    out
+}
+
+/// A quantizer of `bits` with centroid 0 (so the code's residual is the vector).
+fn zero_centred(bits: u8, d: usize, seed: u64) -> RaBitQ {
+    let rot = crate::quant::opq::random_orthogonal(d, seed).unwrap();
+    RaBitQ::from_parts(RabitqSpec { bits }, vec![0.0; d], rot).unwrap()
+}
+
+/// Pairs `(o, q)` of unit vectors with `⟨o, q⟩ = α` spread over [0.05, 0.95] (one-signed,
+/// so a multiplicative bias shows in the mean error): `q = α o + β z`.
+fn pairs(n: usize, d: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let o = unit_vectors(n, d, seed);
+    let z = unit_vectors(n, d, seed + 1);
+    let mut r = rng::seeded(seed + 2);
+    let mut q = Vec::with_capacity(n * d);
+    for (ov, zv) in o.chunks_exact(d).zip(z.chunks_exact(d)) {
+        let alpha: f32 = r.random_range(0.05f32..0.95);
+        // Remove z's component along o, then mix.
+        let dz: f32 = ov.iter().zip(zv).map(|(a, b)| a * b).sum();
+        let perp: Vec<f32> = zv.iter().zip(ov).map(|(b, a)| b - dz * a).collect();
+        let pn = perp.iter().map(|a| a * a).sum::<f32>().sqrt();
+        let beta = (1.0 - alpha * alpha).sqrt();
+        q.extend(ov.iter().zip(&perp).map(|(a, p)| alpha * a + beta * p / pn));
+    }
+    (o, q)
+}
+
+/// Estimates of `⟨o, q⟩` for every pair, with the 1-bit bound (ε0 = 1.9) and the truth.
+fn estimates(bits: u8, d: usize, n: usize, seed: u64) -> Vec<(f32, Estimate)> {
+    let quant = zero_centred(bits, d, seed);
+    let (o, q) = pairs(n, d, seed + 10);
+    let codes = quant.encode(&o).unwrap();
+    let rb = quant.row_bytes();
+    let mut s = RabitqQuery::default();
+    o.chunks_exact(d)
+        .zip(q.chunks_exact(d))
+        .zip(codes.chunks_exact(rb))
+        .map(|((ov, qv), row)| {
+            quant.begin_query(&mut s, qv, Metric::L2, None, &[]);
+            quant.set_list(&mut s, qv, Metric::L2, ListTerms::default());
+            let truth: f32 = ov.iter().zip(qv).map(|(a, b)| a * b).sum();
+            (truth, quant.estimate(&s, row))
+        })
+        .collect()
+}
+
+/// Item 1: the 1-bit estimator is unbiased. Its per-pair error has standard deviation
+/// at most the bound / ε0 (the bound is ε0 standard deviations), so the mean signed error
+/// of `n` pairs must lie within 4 · max bound / (ε0 · √n).
+#[test]
+fn item1_estimator_is_unbiased() {
+    for d in [64usize, 128, 384] {
+        let n = 4000;
+        let e = estimates(1, d, n, 7 + d as u64);
+        let mean_err: f64 = e.iter().map(|(t, x)| f64::from(x.ip1 - t)).sum::<f64>() / n as f64;
+        let max_bound = e.iter().map(|(_, x)| x.bound1).fold(0.0f32, f32::max);
+        let tol = 4.0 * f64::from(max_bound) / (f64::from(EPSILON0) * (n as f64).sqrt());
+        assert!(
+            mean_err.abs() <= tol,
+            "d {d}: mean signed error {mean_err} beyond {tol}"
+        );
+        // And the estimate carries information: its errors are much smaller than |⟨o,q⟩|'s
+        // spread.
+        let rms: f64 = (e
+            .iter()
+            .map(|(t, x)| f64::from(x.ip1 - t).powi(2))
+            .sum::<f64>()
+            / n as f64)
+            .sqrt();
+        assert!(rms < 0.2, "d {d}: rms error {rms}");
+    }
+}
+
+/// Item 1: the true value lies within the stated bound. The bound is ε0 = 1.9 standard
+/// deviations (for `q ⊥ o`) of a nearly Gaussian error, so a single pair may fall outside
+/// it a few percent of the time: measured 97.2 % (d = 128) and 97.0 % (d = 384) inside at
+/// ε0 = 1.9, 99.9 % and 99.8 % at ε0 = 3.
+#[test]
+fn item1_truth_within_the_bound() {
+    for d in [128usize, 384] {
+        let n = 4000;
+        let e = estimates(1, d, n, 11 + d as u64);
+        let inside = |scale: f32| {
+            e.iter()
+                .filter(|(t, x)| (x.ip1 - t).abs() <= scale * x.bound1)
+                .count() as f64
+                / n as f64
+        };
+        let at_eps0 = inside(1.0);
+        let at_3 = inside(3.0 / EPSILON0);
+        eprintln!("d {d}: within the bound at ε0 = 1.9: {at_eps0:.4}, at ε0 = 3: {at_3:.4}");
+        assert!(
+            at_eps0 >= 0.95,
+            "d {d}: {at_eps0} of pairs within the ε0 = 1.9 bound"
+        );
+        assert!(
+            at_3 >= 0.99,
+            "d {d}: {at_3} of pairs within the ε0 = 3 bound"
+        );
+    }
+}
+
+/// Item 2: multi-bit codes estimate better than the 1-bit plane, are unbiased too, and
+/// the full estimate lies within its bound at least as often.
+#[test]
+fn item2_multibit_estimates_are_tighter_and_unbiased() {
+    let (d, n) = (128usize, 3000);
+    let mut last_rms = f64::INFINITY;
+    for bits in [1u8, 2, 4, 6] {
+        let e = estimates(bits, d, n, 5);
+        let rms: f64 = (e
+            .iter()
+            .map(|(t, x)| f64::from(x.ip - t).powi(2))
+            .sum::<f64>()
+            / n as f64)
+            .sqrt();
+        let mean: f64 = e.iter().map(|(t, x)| f64::from(x.ip - t)).sum::<f64>() / n as f64;
+        let max_bound = e.iter().map(|(_, x)| x.bound).fold(0.0f32, f32::max);
+        assert!(
+            mean.abs() <= 4.0 * f64::from(max_bound) / (f64::from(EPSILON0) * (n as f64).sqrt()),
+            "{bits} bits: mean error {mean}"
+        );
+        assert!(rms < 0.7 * last_rms, "{bits} bits: rms {rms} vs {last_rms}");
+        let inside = e
+            .iter()
+            .filter(|(t, x)| (x.ip - t).abs() <= x.bound)
+            .count();
+        assert!(
+            inside as f64 >= 0.92 * n as f64,
+            "{bits} bits: {inside} of {n} within"
+        );
+        last_rms = rms;
+    }
+}
+
+/// Item 1: a 1-bit code decodes to `c + ‖r‖ · P · x̄` with `x̄ = sign(P⁻¹ r)/√d`.
+#[test]
+fn item1_one_bit_code_decodes_as_specified() {
+    let d = 40;
+    let sample = unit_vectors(300, d, 3);
+    let quant = RaBitQ::train(RabitqSpec { bits: 1 }, &sample, d, 9).unwrap();
+    assert_eq!(quant.row_bytes(), d.div_ceil(8) + 8);
+    let x = &sample[..d];
+    let code = quant.encode(x).unwrap();
+    let dec = quant.decode(&code).unwrap();
+    let r: Vec<f32> = x.iter().zip(quant.mean()).map(|(a, c)| a - c).collect();
+    let y = quant.rotate(&r);
+    let norm = r.iter().map(|a| a * a).sum::<f32>().sqrt();
+    let xbar: Vec<f32> = y
+        .iter()
+        .map(|&v| if v > 0.0 { 1.0 } else { -1.0 } / (d as f32).sqrt())
+        .collect();
+    let p = quant.rotation();
+    for i in 0..d {
+        let want = quant.mean()[i] + norm * (0..d).map(|j| p[j * d + i] * xbar[j]).sum::<f32>();
+        assert!(
+            (dec[i] - want).abs() < 1e-4,
+            "dim {i}: {} vs {want}",
+            dec[i]
+        );
+    }
+    // The factors: ‖r‖² and ‖r‖/⟨x̄, o⟩.
+    let cos: f32 = y.iter().map(|v| v.abs()).sum::<f32>() / (norm * (d as f32).sqrt());
+    assert!((code::factor(&code, d, 1, 0) - norm * norm).abs() < 1e-4);
+    assert!((code::factor(&code, d, 1, 1) - norm / cos).abs() < 1e-3);
+}
+
+/// Item 2: an extended code decodes to `c + ‖r‖ · P · v/‖v‖`, `v_i = u_i − (2^b − 1)/2`,
+/// its sign plane is the 1-bit code, and its magnitudes maximise the cosine with `|o|`
+/// over every rescaling (checked against a dense grid of scales).
+#[test]
+fn item2_extended_code_decodes_as_specified() {
+    let d = 24;
+    let sample = unit_vectors(200, d, 4);
+    for bits in [2u8, 3, 4, 9] {
+        let quant = RaBitQ::train(RabitqSpec { bits }, &sample, d, 2).unwrap();
+        assert_eq!(quant.row_bytes(), d.div_ceil(8) * bits as usize + 20);
+        let one = RaBitQ::from_parts(
+            RabitqSpec { bits: 1 },
+            quant.mean().to_vec(),
+            quant.rotation().to_vec(),
+        )
+        .unwrap();
+        for x in sample.chunks_exact(d).take(20) {
+            let code = quant.encode(x).unwrap();
+            let c1 = one.encode(x).unwrap();
+            assert_eq!(code[..d.div_ceil(8)], c1[..d.div_ceil(8)], "sign plane");
+            let r: Vec<f32> = x.iter().zip(quant.mean()).map(|(a, c)| a - c).collect();
+            let y = quant.rotate(&r);
+            let norm = r.iter().map(|a| a * a).sum::<f32>().sqrt();
+            let v = code::code_values(&code, d, bits);
+            // Signs agree with y, magnitudes are half-integers in range.
+            let top = (1u32 << (bits - 1)) as f32 - 0.5;
+            for (vi, yi) in v.iter().zip(&y) {
+                assert_eq!(*vi > 0.0, *yi > 0.0);
+                assert!(vi.abs() <= top && (vi.abs() - 0.5).fract() == 0.0);
+            }
+            let vn = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+            let dec = quant.decode(&code).unwrap();
+            let p = quant.rotation();
+            for i in 0..d {
+                let want =
+                    quant.mean()[i] + norm / vn * (0..d).map(|j| p[j * d + i] * v[j]).sum::<f32>();
+                assert!((dec[i] - want).abs() < 1e-4);
+            }
+            // Optimality of the rescaling over a grid of scales.
+            let abs_o: Vec<f32> = y.iter().map(|a| a.abs() / norm).collect();
+            let cos_of = |m: &[f32]| {
+                let s1: f32 = m.iter().zip(&abs_o).map(|(a, b)| a * b).sum();
+                s1 / m.iter().map(|a| a * a).sum::<f32>().sqrt()
+            };
+            let got = cos_of(&v.iter().map(|a| a.abs()).collect::<Vec<_>>());
+            let maxm = ((1u32 << (bits - 1)) - 1) as f32;
+            for k in 1..2000 {
+                let t = k as f32 * 0.01 * (maxm + 1.0);
+                let m: Vec<f32> = abs_o
+                    .iter()
+                    .map(|a| (t * a).floor().min(maxm) + 0.5)
+                    .collect();
+                assert!(
+                    cos_of(&m) <= got + 1e-5,
+                    "{bits} bits: scale {t} beats the search"
+                );
+            }
+        }
+    }
+}
+
+/// Item 1: distances under each metric equal the estimator's formula, flat and under an
+/// IVF list (L2 residual through the list table, inner product through the coarse term).
+#[test]
+fn item1_distances_follow_the_metric() {
+    let d = 32;
+    let data = unit_vectors(50, d, 8);
+    let quant = RaBitQ::train(RabitqSpec { bits: 1 }, &data, d, 1).unwrap();
+    let codes = quant.encode(&data).unwrap();
+    let rb = quant.row_bytes();
+    let q = &unit_vectors(1, d, 99)[..];
+    let c: Vec<f32> = (0..d).map(|i| (i as f32 * 0.1).sin() * 0.1).collect();
+    let tables = quant.list_tables(&c, Metric::L2).unwrap();
+    let mut s = RabitqQuery::default();
+    for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+        quant.begin_query(&mut s, q, metric, None, &[]);
+        let qc: f32 = q.iter().zip(&c).map(|(a, b)| a * b).sum();
+        let coarse = if metric == Metric::L2 { 0.0 } else { -qc };
+        let list = ListTerms {
+            centroid: Some(&c),
+            coarse,
+            tables: (metric == Metric::L2).then_some(&tables[..]),
+        };
+        quant.set_list(&mut s, q, metric, list);
+        let qm: f32 = q.iter().zip(quant.mean()).map(|(a, b)| a * b).sum();
+        let target: Vec<f32> = q
+            .iter()
+            .zip(&c)
+            .zip(quant.mean())
+            .map(|((a, b), m)| a - b - m)
+            .collect();
+        let stored = crate::quant::codec::Stored {
+            codes: &codes,
+            aux: &[],
+            raw: &[],
+        };
+        for (i, row) in codes.chunks_exact(rb).enumerate() {
+            let ip = quant.estimate(&s, row).ip;
+            let want = match metric {
+                Metric::L2 => {
+                    code::factor(row, d, 1, 0) + target.iter().map(|a| a * a).sum::<f32>()
+                        - 2.0 * ip
+                }
+                Metric::InnerProduct => -(qm + qc + ip),
+                Metric::Cosine => 1.0 - (qm + qc + ip),
+            };
+            let got = quant.distance(&s, metric, stored, i);
+            assert!(
+                (got - want).abs() < 1e-4,
+                "{metric:?} row {i}: {got} vs {want}"
+            );
+        }
+    }
+}
+
+/// Item 1: the query's rounding. Randomized rounding (the paper) keeps the estimator
+/// unbiased for each single query; rounding to nearest (FAISS) has lower variance. Both
+/// are unbiased over random pairs; the default is the one with the smaller mean squared
+/// error of `⟨o, q⟩` here.
+#[test]
+fn item1_rounding_choice() {
+    let (d, n) = (128usize, 4000);
+    let quant = zero_centred(1, d, 21);
+    let (o, q) = pairs(n, d, 31);
+    let codes = quant.encode(&o).unwrap();
+    let rb = quant.row_bytes();
+    let mse = |rounding: Rounding| {
+        let mut qz = quant.clone();
+        qz.set_rounding(rounding);
+        let mut s = RabitqQuery::default();
+        let mut total = 0.0f64;
+        for ((ov, qv), row) in o
+            .chunks_exact(d)
+            .zip(q.chunks_exact(d))
+            .zip(codes.chunks_exact(rb))
+        {
+            qz.begin_query(&mut s, qv, Metric::L2, None, &[]);
+            qz.set_list(&mut s, qv, Metric::L2, ListTerms::default());
+            let truth: f32 = ov.iter().zip(qv).map(|(a, b)| a * b).sum();
+            total += f64::from(qz.estimate(&s, row).ip1 - truth).powi(2);
+        }
+        total / n as f64
+    };
+    let (nearest, randomized) = (mse(Rounding::Nearest), mse(Rounding::Randomized));
+    eprintln!("mse nearest {nearest:.6}, randomized {randomized:.6}");
+    assert_eq!(Rounding::default(), Rounding::Nearest);
+    assert!(
+        nearest <= randomized,
+        "nearest {nearest} vs randomized {randomized}"
+    );
+}
