@@ -32,6 +32,7 @@ mod golden;
 #[cfg(all(feature = "cli", feature = "server"))]
 mod no_surprises_cli;
 mod no_surprises_index;
+mod rabitq;
 #[cfg(feature = "server")]
 mod serve;
 #[cfg(all(feature = "cli", feature = "server"))]
