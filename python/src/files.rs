@@ -35,7 +35,10 @@ fn read_fvecs<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyArra
 fn write_fvecs(py: Python<'_>, path: PathBuf, x: &Bound<'_, PyAny>) -> PyResult<()> {
     let a = rows_f32(x, "write_fvecs")?;
     let d = a.shape()[1];
-    let data = a.as_slice().map_err(|e| crate::invalid(e.to_string()))?.to_vec();
+    let data = a
+        .as_slice()
+        .map_err(|e| crate::invalid(e.to_string()))?
+        .to_vec();
     py.detach(|| vecquant::data::write_vectors(&path, &VectorSet::new(data, d)?))
         .py_err()
 }
@@ -55,7 +58,9 @@ fn read_ivecs<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyArra
 }
 
 /// The keyword options `quantize_model` reads, as the CLI's flags.
-fn given(options: Option<&Bound<'_, PyDict>>) -> PyResult<(GivenOptions, Option<PathBuf>, Option<PathBuf>)> {
+fn given(
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<(GivenOptions, Option<PathBuf>, Option<PathBuf>)> {
     let mut o = GivenOptions::default();
     let (mut calib, mut report) = (None, None);
     let Some(options) = options else {

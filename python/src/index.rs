@@ -3,8 +3,7 @@
 use std::path::PathBuf;
 
 use numpy::{
-    PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArray,
-    PyUntypedArrayMethods,
+    PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -56,12 +55,13 @@ fn ids_u64(ids: &Bound<'_, PyAny>, n: usize) -> PyResult<Vec<u64>> {
         .cast_into::<PyArray1<i64>>()
         .map_err(|_| invalid("ids must be an integer array"))?;
     let ro = arr.readonly();
-    let v = ro
-        .as_slice()
-        .map_err(|e| invalid(format!("ids: {e}")))?;
+    let v = ro.as_slice().map_err(|e| invalid(format!("ids: {e}")))?;
     if v.len() != n {
-        return Err(Error::param("ids", format!("{} ids given for {n} vectors", v.len())))
-            .py_err();
+        return Err(Error::param(
+            "ids",
+            format!("{} ids given for {n} vectors", v.len()),
+        ))
+        .py_err();
     }
     v.iter()
         .enumerate()
@@ -357,9 +357,7 @@ impl PyIndex {
     /// reads them back.
     fn serialize<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let inner: &dyn Index = self.inner.as_ref();
-        let bytes = py
-            .detach(|| inner.to_container()?.to_bytes())
-            .py_err()?;
+        let bytes = py.detach(|| inner.to_container()?.to_bytes()).py_err()?;
         Ok(PyBytes::new(py, &bytes))
     }
 }
@@ -375,7 +373,13 @@ impl PyIndex {
 /// >>> index = vecquant.index_factory(128, "IVF256,PQ32x4fs", metric="ip")
 #[pyfunction]
 #[pyo3(signature = (d, spec, metric="l2", *, keep_raw=false, seed=42))]
-fn index_factory(d: usize, spec: &str, metric: &str, keep_raw: bool, seed: u64) -> PyResult<PyIndex> {
+fn index_factory(
+    d: usize,
+    spec: &str,
+    metric: &str,
+    keep_raw: bool,
+    seed: u64,
+) -> PyResult<PyIndex> {
     let metric: Metric = metric.parse().py_err()?;
     let opts = BuildOptions {
         metric,
