@@ -439,6 +439,17 @@ class ShardedIndex:
             self.actors.append(self._start(i))
         self._check_ready(range(len(self.actors)))
 
+    def __getstate__(self):
+        # Shipped to Ray Data workers by search_dataset: the actor handles travel, the
+        # lock does not.
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     # -- properties
     @property
     def d(self) -> int:
