@@ -23,7 +23,7 @@ use crate::index::rows_f32;
 fn read_fvecs<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyArray2<f32>>> {
     let v = py.detach(|| vecquant::data::read_vectors(&path)).py_err()?;
     let (n, d) = (v.len(), v.dim());
-    Ok(PyArray1::from_vec(py, v.into_vec()).reshape([n, d])?)
+    PyArray1::from_vec(py, v.into_vec()).reshape([n, d])
 }
 
 /// write_fvecs(path, x)
@@ -54,7 +54,7 @@ fn read_ivecs<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyArra
         .detach(|| vecquant::data::vecs::read_ivecs(&path))
         .py_err()?;
     let n = v.len().checked_div(d).unwrap_or(0);
-    Ok(PyArray1::from_vec(py, v).reshape([n, d])?)
+    PyArray1::from_vec(py, v).reshape([n, d])
 }
 
 /// The keyword options `quantize_model` reads, as the CLI's flags.

@@ -66,13 +66,15 @@ fn ids_u64(ids: &Bound<'_, PyAny>, n: usize) -> PyResult<Vec<u64>> {
     v.iter()
         .enumerate()
         .map(|(i, &id)| {
-            u64::try_from(id).map_err(|_| {
-                Error::param("ids", format!("id {id} at position {i} is negative")).into()
-            })
+            u64::try_from(id)
+                .map_err(|_| Error::param("ids", format!("id {id} at position {i} is negative")))
         })
         .collect::<vecquant::Result<Vec<u64>>>()
         .py_err()
 }
+
+/// What `search` returns: distances `(nq, k)` and ids `(nq, k)`.
+type Hits<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>);
 
 /// A vector index (any spec `index_factory` accepts), searched with numpy arrays.
 ///
@@ -272,7 +274,7 @@ impl PyIndex {
         nprobe: Option<usize>,
         ef: Option<usize>,
         rerank: Option<usize>,
-    ) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>)> {
+    ) -> PyResult<Hits<'py>> {
         let a = rows_f32(q, "search")?;
         self.check_cols(&a, "search")?;
         let p = self.params(k, nprobe, ef, rerank).py_err()?;
@@ -337,7 +339,7 @@ impl PyIndex {
             .detach(|| in_pool(|| inner.reconstruct(xs)))
             .py_err()?
             .unwrap_or_else(|| xs.to_vec());
-        Ok(PyArray1::from_vec(py, out).reshape([n, self.inner.dim()])?)
+        PyArray1::from_vec(py, out).reshape([n, self.inner.dim()])
     }
 
     /// save(path)
