@@ -1,0 +1,439 @@
+//! `Index`, `index_factory`, `read_index`: the library's indexes behind FAISS's calls.
+
+use std::path::PathBuf;
+
+use numpy::{
+    PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArray, PyUntypedArrayMethods,
+};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use vecquant::index::spec::{BuildOptions, IndexSpec, new_index};
+use vecquant::store::{Container, OpenOptions};
+use vecquant::{Error, Index, Metric, SearchParams};
+
+use crate::{IntoPy, in_pool, invalid};
+
+/// `x` as a C-contiguous float32 `(n, d)` array: the array itself when it already is one
+/// (no copy), else converted once by numpy. Errors name `what`.
+pub(crate) fn rows_f32<'py>(
+    x: &Bound<'py, PyAny>,
+    what: &str,
+) -> PyResult<PyReadonlyArray2<'py, f32>> {
+    let py = x.py();
+    let arr = py
+        .import("numpy")?
+        .call_method1("ascontiguousarray", (x, "float32"))?;
+    let arr = arr
+        .cast_into::<PyUntypedArray>()
+        .map_err(|_| invalid(format!("{what} must be a numpy array")))?;
+    if arr.ndim() != 2 {
+        return Err(invalid(format!(
+            "{what} must be a 2-D array (n, d); got shape {:?}",
+            arr.shape()
+        )));
+    }
+    let arr = arr
+        .cast_into::<PyArray2<f32>>()
+        .map_err(|_| invalid(format!("{what} must be float32")))?;
+    Ok(arr.readonly())
+}
+
+/// The row-major slice of a C-contiguous array from [`rows_f32`].
+fn slice<'a>(a: &'a PyReadonlyArray2<'_, f32>) -> PyResult<&'a [f32]> {
+    a.as_slice()
+        .map_err(|e| invalid(format!("array is not contiguous: {e}")))
+}
+
+/// `ids` as u64 (any integer array-like of `n` non-negative values).
+fn ids_u64(ids: &Bound<'_, PyAny>, n: usize) -> PyResult<Vec<u64>> {
+    let py = ids.py();
+    let arr = py
+        .import("numpy")?
+        .call_method1("ascontiguousarray", (ids, "int64"))?
+        .call_method1("reshape", (-1,))?;
+    let arr = arr
+        .cast_into::<PyArray1<i64>>()
+        .map_err(|_| invalid("ids must be an integer array"))?;
+    let ro = arr.readonly();
+    let v = ro.as_slice().map_err(|e| invalid(format!("ids: {e}")))?;
+    if v.len() != n {
+        return Err(Error::param(
+            "ids",
+            format!("{} ids given for {n} vectors", v.len()),
+        ))
+        .py_err();
+    }
+    v.iter()
+        .enumerate()
+        .map(|(i, &id)| {
+            u64::try_from(id)
+                .map_err(|_| Error::param("ids", format!("id {id} at position {i} is negative")))
+        })
+        .collect::<vecquant::Result<Vec<u64>>>()
+        .py_err()
+}
+
+/// What `search` returns: distances `(nq, k)` and ids `(nq, k)`.
+type Hits<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>);
+
+/// A vector index (any spec `index_factory` accepts), searched with numpy arrays.
+///
+/// >>> index = vecquant.index_factory(64, "SQ8")
+/// >>> index.train(x); index.add(x)
+/// >>> D, I = index.search(q, 10)
+#[pyclass(name = "Index", module = "vecquant")]
+pub struct PyIndex {
+    inner: Box<dyn Index>,
+}
+
+impl PyIndex {
+    fn check_cols(&self, a: &PyReadonlyArray2<'_, f32>, what: &str) -> PyResult<()> {
+        let cols = a.shape()[1];
+        if cols != self.inner.dim() {
+            return Err(Error::dim(what, self.inner.dim(), cols)).py_err();
+        }
+        Ok(())
+    }
+
+    /// The search parameters, refusing the ones that do nothing on this index (the
+    /// CLI's checks, with the keyword names).
+    fn params(
+        &self,
+        k: usize,
+        nprobe: Option<usize>,
+        ef: Option<usize>,
+        rerank: Option<usize>,
+    ) -> vecquant::Result<SearchParams> {
+        let name = self.inner.spec();
+        let mut p = SearchParams::new(k);
+        let spec = name.parse::<IndexSpec>().ok();
+        if let Some(n) = nprobe {
+            if spec.as_ref().is_some_and(|s| s.nlist().is_none()) {
+                return Err(Error::param(
+                    "nprobe",
+                    format!("applies to IVF indexes (IVF{{nlist}},…) only; {name} is not one"),
+                ));
+            }
+            p = p.nprobe(n);
+        }
+        if let Some(e) = ef {
+            if spec.as_ref().is_some_and(|s| !s.uses_ef()) {
+                return Err(Error::param(
+                    "ef",
+                    format!("applies to HNSW indexes (HNSW{{M}}[,…]) only; {name} is not one"),
+                ));
+            }
+            p = p.ef_search(e);
+        }
+        if let Some(r) = rerank.filter(|&r| r > 0) {
+            if spec.as_ref().is_some_and(|s| s.is_exact()) {
+                return Err(Error::param(
+                    "rerank",
+                    format!("{name} stores the exact vectors, so its distances are exact already"),
+                ));
+            }
+            if r < k {
+                return Err(Error::param(
+                    "rerank",
+                    format!("re-ranking {r} candidates cannot fill k = {k} results"),
+                ));
+            }
+            p = p.rerank(r);
+        }
+        Ok(p)
+    }
+}
+
+#[pymethods]
+impl PyIndex {
+    /// Vector dimension.
+    #[getter]
+    fn d(&self) -> usize {
+        self.inner.dim()
+    }
+
+    /// Number of live (not deleted) vectors.
+    #[getter]
+    fn ntotal(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// The spec string (``"SQ8"``, ``"IVF1024,PQ32x4fs"``, ...).
+    #[getter]
+    fn spec(&self) -> String {
+        self.inner.spec()
+    }
+
+    /// The metric: ``"l2"``, ``"ip"`` or ``"cosine"``.
+    #[getter]
+    fn metric(&self) -> String {
+        self.inner.metric().to_string()
+    }
+
+    /// Whether vectors can be added (kinds that need training are untrained until
+    /// ``train``).
+    #[getter]
+    fn is_trained(&self) -> bool {
+        self.inner.is_trained()
+    }
+
+    /// Bytes of code per vector (ids and kept raw vectors excluded).
+    #[getter]
+    fn bytes_per_vector(&self) -> f64 {
+        self.inner.bytes_per_vector()
+    }
+
+    /// Number of deleted vectors still occupying space.
+    #[getter]
+    fn deleted(&self) -> usize {
+        self.inner.deleted()
+    }
+
+    /// Bytes held in memory: codes, ids, codebooks, raw vectors if kept.
+    #[getter]
+    fn memory_bytes(&self) -> usize {
+        self.inner.memory_bytes()
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<vecquant.Index {} d={} metric={} ntotal={}>",
+            self.inner.spec(),
+            self.inner.dim(),
+            self.inner.metric(),
+            self.inner.len()
+        )
+    }
+
+    /// train(x)
+    /// --
+    ///
+    /// Trains the quantizer on ``x`` (float32 ``(n, d)``; other dtypes are converted
+    /// once). A no-op for kinds that need no training (``Flat``).
+    ///
+    /// >>> index = vecquant.index_factory(32, "PQ8")
+    /// >>> index.train(np.random.rand(5000, 32).astype("float32"))
+    fn train(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<()> {
+        let a = rows_f32(x, "train")?;
+        self.check_cols(&a, "train")?;
+        let x = slice(&a)?;
+        let inner = &mut self.inner;
+        py.detach(|| in_pool(|| inner.train(x))).py_err()
+    }
+
+    /// add(x, ids=None)
+    /// --
+    ///
+    /// Adds the rows of ``x`` (float32 ``(n, d)``) with ``ids`` (``n`` non-negative
+    /// integers; default: consecutive from the current count). NaN/inf, a wrong
+    /// dimension or an id already present raise ``ValueError``.
+    ///
+    /// >>> index.add(x)                      # ids 0..n-1
+    /// >>> index.add(y, ids=np.arange(1000, 1000 + len(y)))
+    #[pyo3(signature = (x, ids=None))]
+    fn add(
+        &mut self,
+        py: Python<'_>,
+        x: &Bound<'_, PyAny>,
+        ids: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let a = rows_f32(x, "add")?;
+        self.check_cols(&a, "add")?;
+        let ids = ids.map(|i| ids_u64(i, a.shape()[0])).transpose()?;
+        let x = slice(&a)?;
+        let inner = &mut self.inner;
+        py.detach(|| in_pool(|| inner.add(x, ids.as_deref())))
+            .py_err()
+    }
+
+    /// search(q, k, *, nprobe=None, ef=None, rerank=None)
+    /// --
+    ///
+    /// The ``k`` nearest neighbours of each row of ``q`` (float32 ``(nq, d)``), as FAISS
+    /// returns them: ``D`` float32 ``(nq, k)`` distances (squared L2, or negated inner
+    /// product / cosine similarity — smaller is better) and ``I`` int64 ``(nq, k)`` ids,
+    /// best first, ties by id; ``-1`` ids and ``inf`` distances where fewer than ``k``
+    /// vectors exist.
+    ///
+    /// nprobe: IVF lists probed (IVF only). ef: HNSW beam width (HNSW only). rerank:
+    /// re-score this many candidates with exact distances (quantized indexes built
+    /// with raw vectors kept).
+    ///
+    /// >>> D, I = index.search(q, 10)
+    /// >>> D, I = ivf.search(q, 10, nprobe=16)
+    #[pyo3(signature = (q, k, *, nprobe=None, ef=None, rerank=None))]
+    fn search<'py>(
+        &self,
+        py: Python<'py>,
+        q: &Bound<'py, PyAny>,
+        k: usize,
+        nprobe: Option<usize>,
+        ef: Option<usize>,
+        rerank: Option<usize>,
+    ) -> PyResult<Hits<'py>> {
+        let a = rows_f32(q, "search")?;
+        self.check_cols(&a, "search")?;
+        let p = self.params(k, nprobe, ef, rerank).py_err()?;
+        let nq = a.shape()[0];
+        let q = slice(&a)?;
+        let inner: &dyn Index = self.inner.as_ref();
+        let (d, i) = py
+            .detach(|| -> vecquant::Result<(Vec<f32>, Vec<i64>)> {
+                let res = if nq == 0 {
+                    vecquant::index::check_search(inner.dim(), inner.len(), &p)?;
+                    Vec::new()
+                } else {
+                    in_pool(|| inner.search_batch(q, &p))?
+                };
+                let mut d = vec![f32::INFINITY; nq * k];
+                let mut i = vec![-1i64; nq * k];
+                for (row, hits) in res.iter().enumerate() {
+                    for (j, n) in hits.iter().take(k).enumerate() {
+                        d[row * k + j] = n.distance;
+                        i[row * k + j] = i64::try_from(n.id).map_err(|_| {
+                            Error::param("ids", format!("id {} does not fit int64", n.id))
+                        })?;
+                    }
+                }
+                Ok((d, i))
+            })
+            .py_err()?;
+        let d = PyArray1::from_vec(py, d).reshape([nq, k])?;
+        let i = PyArray1::from_vec(py, i).reshape([nq, k])?;
+        Ok((d, i))
+    }
+
+    /// delete(ids)
+    /// --
+    ///
+    /// Deletes the vectors with these ids (unknown ids are ignored); returns how many
+    /// were deleted.
+    fn delete(&mut self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let n = ids.len()?;
+        let ids = ids_u64(ids, n)?;
+        let inner = &mut self.inner;
+        py.detach(|| inner.delete(&ids)).py_err()
+    }
+
+    /// reconstruct(x)
+    /// --
+    ///
+    /// Encodes then decodes the rows of ``x`` with the index's quantizer: what its codes
+    /// stand for (float32 ``(n, d)``). Kinds that store vectors exactly (``Flat``) return
+    /// ``x`` unchanged (as float32).
+    fn reconstruct<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let a = rows_f32(x, "reconstruct")?;
+        self.check_cols(&a, "reconstruct")?;
+        let n = a.shape()[0];
+        let xs = slice(&a)?;
+        let inner: &dyn Index = self.inner.as_ref();
+        let out = py
+            .detach(|| in_pool(|| inner.reconstruct(xs)))
+            .py_err()?
+            .unwrap_or_else(|| xs.to_vec());
+        PyArray1::from_vec(py, out).reshape([n, self.inner.dim()])
+    }
+
+    /// save(path)
+    /// --
+    ///
+    /// Saves the index atomically (temporary file, fsync, rename); ``vecquant.read_index``
+    /// and the CLI read it.
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let inner: &dyn Index = self.inner.as_ref();
+        py.detach(|| inner.save(&path)).py_err()
+    }
+
+    /// serialize()
+    /// --
+    ///
+    /// The index file's bytes (what ``save`` writes); ``vecquant.deserialize_index``
+    /// reads them back.
+    fn serialize<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let inner: &dyn Index = self.inner.as_ref();
+        let bytes = py.detach(|| inner.to_container()?.to_bytes()).py_err()?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+}
+
+/// index_factory(d, spec, metric="l2", *, keep_raw=False, seed=42)
+/// --
+///
+/// An empty index over ``d``-dimensional vectors for any spec the CLI accepts:
+/// ``Flat``, ``SQ8``/``SQ4``/..., ``PQ{M}``, ``PQ{M}x4fs``, ``OPQ{M},PQ{M}``,
+/// ``IVF{nlist},...``, ``HNSW{M},...``. ``metric``: ``"l2"``, ``"ip"`` or ``"cosine"``.
+/// ``keep_raw`` keeps the raw vectors so ``search(..., rerank=R)`` can re-rank exactly.
+///
+/// >>> index = vecquant.index_factory(128, "IVF256,PQ32x4fs", metric="ip")
+#[pyfunction]
+#[pyo3(signature = (d, spec, metric="l2", *, keep_raw=false, seed=42))]
+fn index_factory(
+    d: usize,
+    spec: &str,
+    metric: &str,
+    keep_raw: bool,
+    seed: u64,
+) -> PyResult<PyIndex> {
+    let metric: Metric = metric.parse().py_err()?;
+    let opts = BuildOptions {
+        metric,
+        keep_raw,
+        seed,
+        ..BuildOptions::default()
+    };
+    Ok(PyIndex {
+        inner: new_index(spec, d, &opts).py_err()?,
+    })
+}
+
+/// read_index(path, *, verify_checksums=True)
+/// --
+///
+/// Opens an index file written by ``Index.save`` or the ``vecquant`` CLI, memory-mapped
+/// (pages are read as searches touch them). ``verify_checksums=False`` skips the CRC
+/// pass over every section, making opening a huge file O(1).
+///
+/// >>> index = vecquant.read_index("sift-sq8.vq")
+#[pyfunction]
+#[pyo3(signature = (path, *, verify_checksums=true))]
+fn read_index(py: Python<'_>, path: PathBuf, verify_checksums: bool) -> PyResult<PyIndex> {
+    let inner = py
+        .detach(|| {
+            let c = Container::open_with(&path, OpenOptions { verify_checksums })?;
+            vecquant::index::from_container(&c)
+        })
+        .py_err()?;
+    Ok(PyIndex { inner })
+}
+
+/// deserialize_index(data)
+/// --
+///
+/// The index whose file bytes ``data`` holds (``Index.serialize()``).
+#[pyfunction]
+fn deserialize_index(py: Python<'_>, data: &[u8]) -> PyResult<PyIndex> {
+    let bytes = data.to_vec();
+    let inner = py
+        .detach(|| {
+            let c = Container::from_bytes("<serialized index>", bytes, OpenOptions::default())?;
+            vecquant::index::from_container(&c)
+        })
+        .py_err()?;
+    Ok(PyIndex { inner })
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyIndex>()?;
+    m.add_function(wrap_pyfunction!(index_factory, m)?)?;
+    m.add_function(wrap_pyfunction!(read_index, m)?)?;
+    m.add_function(wrap_pyfunction!(deserialize_index, m)?)?;
+    Ok(())
+}
