@@ -19,31 +19,10 @@ import os
 import sys
 import time
 
-try:
-    import numpy as np
-    import faiss
-except ImportError as e:  # pragma: no cover
-    sys.stderr.write(f"rabitq_faiss.py needs numpy and faiss-cpu: {e}\n")
-    sys.exit(2)
-
-
-def read_vecs(path, dtype):
-    raw = np.fromfile(path, dtype=np.int32)
-    if raw.size == 0:
-        raise ValueError(f"{path}: empty")
-    d = int(raw[0])
-    if raw.size % (d + 1) != 0:
-        raise ValueError(f"{path}: truncated")
-    rows = raw.reshape(-1, d + 1)
-    if not (rows[:, 0] == d).all():
-        raise ValueError(f"{path}: inconsistent dimensions")
-    body = np.ascontiguousarray(rows[:, 1:])
-    return body.view(np.float32) if dtype == np.float32 else body
-
-
-def recall_at(I, gt, k):
-    hits = sum(len(set(I[i, :k]) & set(gt[i, :k])) for i in range(I.shape[0]))
-    return hits / (I.shape[0] * k)
+# The .fvecs/.ivecs reader and the recall of the main comparison script (same folder);
+# it exits with a hint when numpy or faiss-cpu is missing.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare_faiss import faiss, np, read_vecs, recall  # noqa: E402
 
 
 def main():
@@ -80,7 +59,7 @@ def main():
             print(json.dumps({
                 "spec": spec, "qb": qb,
                 "nprobe": args.nprobe if ivf is not None else None,
-                "recall_at_10": round(recall_at(I, gt, args.k), 4),
+                "recall_at_10": round(recall(I, gt, args.k)[1], 4),
                 "bytes_per_vector": index.code_size if ivf is None else ivf.code_size,
                 "qps": round(xq.shape[0] / secs, 1),
             }), flush=True)

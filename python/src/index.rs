@@ -105,39 +105,17 @@ impl PyIndex {
         rerank: Option<usize>,
     ) -> vecquant::Result<SearchParams> {
         let name = self.inner.spec();
+        if let Ok(spec) = name.parse::<IndexSpec>() {
+            spec.check_knobs(&name, k, nprobe, ef, rerank, "")?;
+        }
         let mut p = SearchParams::new(k);
-        let spec = name.parse::<IndexSpec>().ok();
         if let Some(n) = nprobe {
-            if spec.as_ref().is_some_and(|s| s.nlist().is_none()) {
-                return Err(Error::param(
-                    "nprobe",
-                    format!("applies to IVF indexes (IVF{{nlist}},…) only; {name} is not one"),
-                ));
-            }
             p = p.nprobe(n);
         }
         if let Some(e) = ef {
-            if spec.as_ref().is_some_and(|s| !s.uses_ef()) {
-                return Err(Error::param(
-                    "ef",
-                    format!("applies to HNSW indexes (HNSW{{M}}[,…]) only; {name} is not one"),
-                ));
-            }
             p = p.ef_search(e);
         }
         if let Some(r) = rerank.filter(|&r| r > 0) {
-            if spec.as_ref().is_some_and(|s| s.is_exact()) {
-                return Err(Error::param(
-                    "rerank",
-                    format!("{name} stores the exact vectors, so its distances are exact already"),
-                ));
-            }
-            if r < k {
-                return Err(Error::param(
-                    "rerank",
-                    format!("re-ranking {r} candidates cannot fill k = {k} results"),
-                ));
-            }
             p = p.rerank(r);
         }
         Ok(p)

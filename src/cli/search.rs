@@ -219,62 +219,16 @@ pub fn run(a: SearchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Rejects search flags that would do nothing on this index: `--nprobe` off IVF,
-/// `--ef` off HNSW, `--rerank` on an exact index or below `-k`. Warns (once, on stderr)
-/// about values the index caps. An index whose spec is outside the spec grammar is left
-/// to the library's own checks.
+/// Rejects search flags that would do nothing on this index
+/// ([`IndexSpec::check_knobs`]) and warns (on stderr) about values the index caps. An
+/// index whose spec is outside the spec grammar is left to the library's own checks.
 fn check_flags(idx: &dyn Index, p: &ParamArgs, k: usize) -> Result<()> {
     let name = idx.spec();
     let Ok(spec) = name.parse::<IndexSpec>() else {
         return Ok(());
     };
-    let kind = spec.kind();
-    if let Some(nprobe) = p.nprobe {
-        let Some(nlist) = spec.nlist() else {
-            return Err(Error::param(
-                "--nprobe",
-                format!("applies to IVF indexes (IVF{{nlist}},…) only; {name} is a `{kind}` index"),
-            ));
-        };
-        if nprobe > nlist {
-            eprintln!(
-                "warning: --nprobe {nprobe} exceeds the {nlist} lists of {name}: all {nlist} \
-                 are probed"
-            );
-        }
-    }
-    if let Some(ef) = p.ef {
-        if !spec.uses_ef() {
-            return Err(Error::param(
-                "--ef",
-                format!("applies to HNSW indexes (HNSW{{M}}[,…]) only; {name} is a `{kind}` index"),
-            ));
-        }
-        if ef < k {
-            eprintln!("warning: --ef {ef} is below -k {k}: HNSW searches with ef = {k}");
-        }
-    }
-    if let Some(rerank) = p.rerank.filter(|&r| r > 0) {
-        let exact = spec.is_exact();
-        if exact {
-            return Err(Error::param(
-                "--rerank",
-                format!(
-                    "{name} stores the exact vectors, so its distances are exact already; \
-                     --rerank applies to quantized indexes (SQ…, PQ…, IVF…,SQ…/PQ…, \
-                     HNSW…,SQ…/PQ…) built with --keep-raw"
-                ),
-            ));
-        }
-        if rerank < k {
-            return Err(Error::param(
-                "--rerank",
-                format!(
-                    "re-ranking {rerank} candidates cannot fill -k {k} results; give \
-                     --rerank ≥ {k} (or leave it out)"
-                ),
-            ));
-        }
+    for w in spec.check_knobs(&name, k, p.nprobe, p.ef, p.rerank, "--")? {
+        eprintln!("warning: {w}");
     }
     Ok(())
 }

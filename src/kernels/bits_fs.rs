@@ -48,12 +48,6 @@ fn nibble_of(row: &[u8], j: usize, dim: usize) -> u8 {
     nib & ((1u8 << valid) - 1)
 }
 
-/// Byte offset and shift of nibble `s` of row `i` (0..32) inside a block.
-#[inline]
-fn slot(s: usize, i: usize) -> (usize, u32) {
-    ((s / 2) * 32 + (s % 2) * 16 + (i % 16), 4 * (i / 16) as u32)
-}
-
 /// Packs `n` row-major sign codes of `dim` dimensions (`rows`: `n · ⌈dim / 8⌉` bytes)
 /// into the fast-scan block layout: `⌈n / 32⌉` blocks of [`block_bytes`]`(dim)` bytes,
 /// the padding rows all zero.
@@ -68,18 +62,16 @@ pub fn pack_sign_codes(rows: &[u8], n: usize, dim: usize) -> Vec<u8> {
         "pack_sign_codes: {} bytes for {n} codes of {dim} dimensions ({rb} bytes each)",
         rows.len()
     );
-    let mut out = vec![0u8; n.div_ceil(BLOCK) * bb];
     if rb == 0 {
-        return out;
+        return vec![0u8; n.div_ceil(BLOCK) * bb];
     }
-    for (r, row) in rows.chunks_exact(rb).take(n).enumerate() {
-        let block = &mut out[(r / BLOCK) * bb..][..bb];
-        for s in 0..m {
-            let (at, shift) = slot(s, r % BLOCK);
-            block[at] |= nibble_of(row, s, dim) << shift;
-        }
-    }
-    out
+    // One 4-bit index per byte, as PQ's fast-scan codes, then PQ's block packing.
+    let idx: Vec<u8> = rows
+        .chunks_exact(rb)
+        .take(n)
+        .flat_map(|row| (0..m).map(move |s| nibble_of(row, s, dim)))
+        .collect();
+    fastscan::pack_blocks(&idx, m)
 }
 
 /// Row `i` (0..32) of a packed `block`, written row-major into `row` (`⌈dim / 8⌉`
@@ -92,8 +84,7 @@ pub fn row_from_block(block: &[u8], dim: usize, i: usize, row: &mut [u8]) {
     let row = &mut row[..row_bytes(dim)];
     row.fill(0);
     for s in 0..nibbles(dim) {
-        let (at, shift) = slot(s, i);
-        row[s / 2] |= ((block[at] >> shift) & 0x0F) << (4 * (s % 2));
+        row[s / 2] |= (fastscan::code_in_block(block, s, i) as u8) << (4 * (s % 2));
     }
 }
 
@@ -367,8 +358,7 @@ impl SignLut {
         assert!(i < BLOCK, "row {i} of a block of {BLOCK}");
         let mut sum = 0.0f32;
         for s in 0..nibbles(self.dim) {
-            let (at, shift) = slot(s, i);
-            let nib = (block[at] >> shift) & 0x0F;
+            let nib = fastscan::code_in_block(block, s, i);
             for b in 0..4 {
                 if nib >> b & 1 == 1 {
                     sum += self.q.get(4 * s + b).copied().unwrap_or(0.0);

@@ -571,6 +571,82 @@ impl IndexSpec {
         self.is_hnsw()
     }
 
+    /// Checks the search knobs a caller names for an index of this spec, `name` being
+    /// its spec string: `nprobe` off IVF, `ef` off HNSW, `rerank` on an exact index or
+    /// below `k` are errors (each would do nothing). Returns warnings about values the
+    /// index caps (`nprobe` above the list count, `ef` below `k`). `flag` prefixes the
+    /// knob names in messages: `"--"` for the CLI's flags (whose `k` is `-k`), `""` for
+    /// keyword arguments.
+    ///
+    /// # Errors
+    /// A knob that does not apply to this index, or `rerank < k`.
+    pub fn check_knobs(
+        &self,
+        name: &str,
+        k: usize,
+        nprobe: Option<usize>,
+        ef: Option<usize>,
+        rerank: Option<usize>,
+        flag: &str,
+    ) -> Result<Vec<String>> {
+        let kind = self.kind();
+        let k_name = if flag == "--" { "-k" } else { "k" };
+        let mut warnings = Vec::new();
+        if let Some(nprobe) = nprobe {
+            let Some(nlist) = self.nlist() else {
+                return Err(Error::param(
+                    format!("{flag}nprobe"),
+                    format!(
+                        "applies to IVF indexes (IVF{{nlist}},…) only; {name} is a `{kind}` index"
+                    ),
+                ));
+            };
+            if nprobe > nlist {
+                warnings.push(format!(
+                    "{flag}nprobe {nprobe} exceeds the {nlist} lists of {name}: all {nlist} are \
+                     probed"
+                ));
+            }
+        }
+        if let Some(ef) = ef {
+            if !self.uses_ef() {
+                return Err(Error::param(
+                    format!("{flag}ef"),
+                    format!(
+                        "applies to HNSW indexes (HNSW{{M}}[,…]) only; {name} is a `{kind}` index"
+                    ),
+                ));
+            }
+            if ef < k {
+                warnings.push(format!(
+                    "{flag}ef {ef} is below {k_name} {k}: HNSW searches with ef = {k}"
+                ));
+            }
+        }
+        if let Some(rerank) = rerank.filter(|&r| r > 0) {
+            if self.is_exact() {
+                return Err(Error::param(
+                    format!("{flag}rerank"),
+                    format!(
+                        "{name} stores the exact vectors, so its distances are exact already; \
+                         {flag}rerank applies to quantized indexes (SQ…, PQ…, RaBitQ…, \
+                         IVF…/HNSW… over them) built with the raw vectors kept"
+                    ),
+                ));
+            }
+            if rerank < k {
+                return Err(Error::param(
+                    format!("{flag}rerank"),
+                    format!(
+                        "re-ranking {rerank} candidates cannot fill {k_name} {k} results; give \
+                         {flag}rerank ≥ {k} (or leave it out)"
+                    ),
+                ));
+            }
+        }
+        Ok(warnings)
+    }
+
     /// The index must be trained before vectors are added (everything but `Flat` and
     /// an HNSW graph over raw vectors).
     pub fn needs_training(&self) -> bool {

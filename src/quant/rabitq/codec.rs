@@ -96,16 +96,24 @@ impl VectorCodec for RaBitQ {
         s.t.clear();
         match metric {
             Metric::L2 => {
-                let shift: Vec<f32> = match (list.tables, list.centroid) {
-                    (Some(t), _) if t.len() == self.dim => t.to_vec(),
-                    (_, Some(c)) => {
-                        let mut rc = self.rotate(c);
-                        rc.iter_mut().zip(&self.rot_mean).for_each(|(a, b)| *a += b);
-                        rc
+                // The target is R q − R (c_list + c): the list table when the inverted
+                // file precomputed it, else rotated here (no copy of a table per list).
+                match (list.tables, list.centroid) {
+                    (Some(t), _) if t.len() == self.dim => {
+                        s.t.extend(s.rq.iter().zip(t).map(|(a, b)| a - b));
                     }
-                    _ => self.rot_mean.clone(),
-                };
-                s.t.extend(s.rq.iter().zip(&shift).map(|(a, b)| a - b));
+                    (_, Some(c)) => {
+                        let rc = self.rotate(c);
+                        s.t.extend(
+                            s.rq.iter()
+                                .zip(rc.iter().zip(&self.rot_mean))
+                                .map(|(a, (b, m))| a - (b + m)),
+                        );
+                    }
+                    _ => {
+                        s.t.extend(s.rq.iter().zip(&self.rot_mean).map(|(a, b)| a - b))
+                    }
+                }
                 s.konst = 0.0;
             }
             _ => {

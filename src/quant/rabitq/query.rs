@@ -87,7 +87,11 @@ impl RaBitQ {
         let mut usum = 0u32;
         if delta > 0.0 && delta.is_finite() {
             let inv = 1.0 / delta;
-            let mut state = hash_of(&s.t);
+            // Randomized rounding's seed; nearest rounding needs none.
+            let mut state = match self.rounding {
+                Rounding::Randomized => hash_of(&s.t),
+                Rounding::Nearest => 0,
+            };
             for (i, &v) in s.t.iter().enumerate() {
                 let x = (v - lo) * inv;
                 let u = match self.rounding {
