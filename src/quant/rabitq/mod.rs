@@ -33,6 +33,7 @@
 
 mod code;
 mod codec;
+mod fs;
 mod query;
 
 #[cfg(test)]
@@ -45,7 +46,8 @@ use crate::error::{Error, Result};
 use crate::quant::codec::InnerSpec;
 
 pub use code::{EPSILON0, error_bound};
-pub use query::{Estimate, RabitqQuery};
+pub use fs::{RaBitQFs, RabitqFsQuery, RabitqFsSpec};
+pub use query::{Estimate, REFINE_SIGMAS, RabitqQuery};
 
 /// Bits per dimension of the quantized query (the paper's and FAISS's `qb = 4`).
 pub const QUERY_BITS: usize = 4;
