@@ -73,7 +73,10 @@ impl PlaneLut {
             acc[3] += t[1][16 + usize::from(b[1] >> 4)];
         }
         let done = 2 * (self.tables.len().min(plane.len()) / 2);
-        for (t, &b) in self.tables[done..].iter().zip(&plane[done.min(plane.len())..]) {
+        for (t, &b) in self.tables[done..]
+            .iter()
+            .zip(&plane[done.min(plane.len())..])
+        {
             acc[0] += t[usize::from(b & 15)];
             acc[1] += t[16 + usize::from(b >> 4)];
         }
@@ -183,13 +186,19 @@ mod tests {
             let ones = (0..d).filter(|&i| plane[i / 8] >> (i % 8) & 1 == 1).count() as f32;
             let lut = PlaneLut::new(&t);
             let got = lut.plane_dot(&plane);
-            assert!((got - want).abs() <= 1e-4 * (1.0 + d as f32), "d {d}: {got} vs {want}");
+            assert!(
+                (got - want).abs() <= 1e-4 * (1.0 + d as f32),
+                "d {d}: {got} vs {want}"
+            );
             let two = lut.planes_dot(&[plane.clone(), plane.clone()].concat(), pb, &[2.0, 0.5]);
             assert!((two - 2.5 * want).abs() <= 1e-3 * (1.0 + d as f32), "d {d}");
             let q8 = QueryPlanes8::new(&t);
             let got8 = q8.plane_dot(&plane_words(&plane, q8.words()));
             let tol = q8.delta / 2.0 * ones + 1e-4 * (1.0 + d as f32);
-            assert!((got8 - want).abs() <= tol, "d {d}: {got8} vs {want} (tol {tol})");
+            assert!(
+                (got8 - want).abs() <= tol,
+                "d {d}: {got8} vs {want} (tol {tol})"
+            );
         }
     }
 }

@@ -119,7 +119,10 @@ fn item4_fs_specs_round_trip() {
     }
     assert_eq!("RaBitQfs".parse::<IndexSpec>().unwrap().kind(), "codes");
     assert!(ACCEPTED.contains("RaBitQfs{b}") && ACCEPTED.contains("IVF{nlist},RaBitQfs[{b}]"));
-    let e = "HNSW16,RaBitQfs".parse::<IndexSpec>().unwrap_err().to_string();
+    let e = "HNSW16,RaBitQfs"
+        .parse::<IndexSpec>()
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("HNSW16,RaBitQ"), "{e}");
     let e = "RaBitQfs10".parse::<IndexSpec>().unwrap_err().to_string();
     assert!(e.contains("1..=9"), "{e}");

@@ -329,9 +329,7 @@ impl InnerQuantizer {
             InnerQuantizer::Flat => Ok(()),
             InnerQuantizer::Scalar(s) => s.rule(),
             InnerQuantizer::Product(p) => p.rule(),
-            &InnerQuantizer::RaBitQ(bits) | &InnerQuantizer::RaBitQFs(bits) => {
-                rabitq_rule(bits)
-            }
+            &InnerQuantizer::RaBitQ(bits) | &InnerQuantizer::RaBitQFs(bits) => rabitq_rule(bits),
         }
     }
 }

@@ -12,7 +12,7 @@
 //! takes each row's popcount from the block, and so forms the very 1-bit estimate of
 //! [`RaBitQ`]'s popcount scan; codes of `b ≥ 2` bits are refined with the full estimate
 //! where the 1-bit bound cannot decide, as [`RaBitQ`] does. Results equal the row-major
-//! codec's (test `item3_fs_equals_row_major` and the integration tests). Graph walks and
+//! codec's (integration test `item3_fs_results_equal_row_major`). Graph walks and
 //! `distance` read row-major codes and are [`RaBitQ`]'s.
 
 use serde::{Deserialize, Serialize};
