@@ -93,8 +93,8 @@ pub(super) fn parse_component(c: &str) -> std::result::Result<Component, String>
     if l == "flat" {
         return Ok(Component::Flat);
     }
-    if l.starts_with("rabitq") {
-        let fs = l[6..].starts_with("fs");
+    if let Some(tail) = l.strip_prefix("rabitq") {
+        let fs = tail.starts_with("fs");
         let rest = &c[if fs { 8 } else { 6 }..];
         let make = if fs {
             Component::RaBitQFs

@@ -157,14 +157,15 @@ impl VectorCodec for RaBitQ {
                 .zip(&ips)
                 .enumerate()
             {
-                let ip1 = self.ip_1bit_of(s, row, ipbin, bits::popcount(words));
-                let mut dist = self.dist_of(s, metric, row, ip1);
+                let f = self.factor_bytes(row);
+                let ip1 = self.ip_1bit_of(s, f, ipbin, bits::popcount(words));
+                let mut dist = self.dist_of(s, metric, f, ip1);
                 if multi {
-                    let lower = dist - scale * self.refine_margin(s, row, qn);
+                    let lower = dist - scale * self.refine_margin(s, f, qn);
                     if lower > heap.threshold() {
                         continue;
                     }
-                    dist = self.dist_of(s, metric, row, self.ip_full(s, row));
+                    dist = self.dist_of(s, metric, f, self.ip_full(s, row));
                     s.refined += 1;
                 }
                 let id = first + start + i;
@@ -188,7 +189,7 @@ impl VectorCodec for RaBitQ {
             let mut buf = vec![0u64; s.words];
             self.ip_scan(s, code, &mut buf)
         };
-        self.dist_of(s, metric, code, ip)
+        self.dist_of(s, metric, self.factor_bytes(code), ip)
     }
 
     fn prefetch(&self, stored: Stored<'_>, row: usize, bytes: usize) {

@@ -9,7 +9,7 @@
 //! (the rest: the `b − 1` extra planes and the factors, row-major). A scan builds, per
 //! query and list, the exact nibble tables of the `QUERY_BITS`-bit query code
 //! ([`SignLut::from_query_codes`]: its sums are `⟨sign, u⟩` exactly, `max_error` = 0),
-//! takes each row's popcount from the block, and so forms the very 1-bit estimate of
+//! takes each row's popcount from the block (tables of the all-ones code), and so forms the very 1-bit estimate of
 //! [`RaBitQ`]'s popcount scan; codes of `b ≥ 2` bits are refined with the full estimate
 //! where the 1-bit bound cannot decide, as [`RaBitQ`] does. Results equal the row-major
 //! codec's (integration test `item3_fs_results_equal_row_major`). Graph walks and
@@ -74,12 +74,19 @@ impl RabitqFsSpec {
 #[derive(Clone, Debug)]
 pub struct RaBitQFs {
     inner: RaBitQ,
+    /// Tables of the all-ones query code: their sums are the rows' popcounts.
+    ones: SignLut,
 }
 
 impl RaBitQFs {
     /// The row-major quantizer (codes, factors and estimates are its own).
     pub fn inner(&self) -> &RaBitQ {
         &self.inner
+    }
+
+    fn with(inner: RaBitQ) -> Result<Self> {
+        let ones = SignLut::from_query_codes(&vec![1u8; inner.dim])?;
+        Ok(RaBitQFs { inner, ones })
     }
 
     /// Bytes of the packed sign planes of one block.
@@ -106,27 +113,12 @@ pub struct RabitqFsQuery {
     row: Vec<u8>,
 }
 
-/// Popcounts of the 32 sign codes of a packed block: row `i < 16` holds the low nibble,
-/// row `16 + i` the high nibble, of byte `i` of every 16-byte group
-/// ([`bits_fs::pack_sign_codes`]; padding nibbles are zero).
-fn block_popcounts(block: &[u8], out: &mut [u32; BLOCK]) {
-    out.fill(0);
-    for group in block.chunks_exact(16) {
-        for (i, &b) in group.iter().enumerate() {
-            out[i] += (b & 15).count_ones();
-            out[16 + i] += (b >> 4).count_ones();
-        }
-    }
-}
-
 impl VectorCodec for RaBitQFs {
     type Spec = RabitqFsSpec;
     type Query = RabitqFsQuery;
 
     fn train(spec: &RabitqFsSpec, sample: &[f32], dim: usize, seed: u64) -> Result<Self> {
-        Ok(RaBitQFs {
-            inner: RaBitQ::train(spec.plain(), sample, dim, seed)?,
-        })
+        Self::with(RaBitQ::train(spec.plain(), sample, dim, seed)?)
     }
     fn check(spec: &RabitqFsSpec, dim: usize) -> Result<()> {
         spec.plain().check(dim)
@@ -196,9 +188,7 @@ impl VectorCodec for RaBitQFs {
         self.inner.write(w);
     }
     fn read(spec: &RabitqFsSpec, c: &Container, dim: usize) -> Result<Self> {
-        Ok(RaBitQFs {
-            inner: RaBitQ::read(&spec.plain(), c, dim)?,
-        })
+        Self::with(RaBitQ::read(&spec.plain(), c, dim)?)
     }
 
     fn list_tables(&self, centroids: &[f32], metric: Metric) -> Option<Vec<f32>> {
@@ -247,6 +237,8 @@ impl VectorCodec for RaBitQFs {
         let scale = if metric == Metric::L2 { 2.0 } else { 1.0 };
         s.row.resize(rb, 0);
         let row = &mut s.row;
+        // Factor bytes start this far into a row's rest (after its extra planes).
+        let fo = pb * (quant.bits as usize - 1);
         let (mut sums, mut pcs) = ([0u32; BLOCK], [0u32; BLOCK]);
         for (b, block) in run.codes.chunks_exact(self.block_len()).enumerate() {
             let base = b * BLOCK;
@@ -254,18 +246,20 @@ impl VectorCodec for RaBitQFs {
                 break;
             }
             lut.scan_block_sums(&block[..sb], &mut sums);
-            block_popcounts(&block[..sb], &mut pcs);
+            self.ones.scan_block_sums(&block[..sb], &mut pcs);
             for i in 0..BLOCK.min(n - base) {
-                row[pb..].copy_from_slice(&block[sb + i * rest..sb + (i + 1) * rest]);
-                let ip1 = quant.ip_1bit_of(q, row, sums[i], pcs[i]);
-                let mut dist = quant.dist_of(q, metric, row, ip1);
+                let own = &block[sb + i * rest..sb + (i + 1) * rest];
+                let f = &own[fo..];
+                let ip1 = quant.ip_1bit_of(q, f, sums[i], pcs[i]);
+                let mut dist = quant.dist_of(q, metric, f, ip1);
                 if multi {
-                    let lower = dist - scale * quant.refine_margin(q, row, qn);
+                    let lower = dist - scale * quant.refine_margin(q, f, qn);
                     if lower > heap.threshold() {
                         continue;
                     }
                     bits_fs::row_from_block(&block[..sb], d, i, &mut row[..pb]);
-                    dist = quant.dist_of(q, metric, row, quant.ip_full(q, row));
+                    row[pb..].copy_from_slice(own);
+                    dist = quant.dist_of(q, metric, f, quant.ip_full(q, row));
                     q.refined += 1;
                 }
                 let id = first + base + i;

@@ -68,6 +68,12 @@ pub struct Estimate {
     pub bound: f32,
 }
 
+/// Factor `k` of a row's factor bytes.
+#[inline]
+fn fk(f: &[u8], k: usize) -> f32 {
+    f32::from_le_bytes([f[4 * k], f[4 * k + 1], f[4 * k + 2], f[4 * k + 3]])
+}
+
 /// A 64-bit hash of a vector's bits (the seed of randomized rounding).
 fn hash_of(t: &[f32]) -> u64 {
     t.iter().fold(0x9E37_79B9_7F4A_7C15u64, |h, v| {
@@ -150,16 +156,23 @@ impl RaBitQ {
         let d = self.dim;
         code::plane_words(&row[..plane_bytes(d)], words);
         let ipbin = bits::and_popcount_planes(words, &s.planes);
-        self.ip_1bit_of(s, row, ipbin, bits::popcount(words))
+        self.ip_1bit_of(s, self.factor_bytes(row), ipbin, bits::popcount(words))
     }
 
-    /// The 1-bit estimate of a row from `⟨code, u⟩ = ipbin` and its popcount `pc`.
+    /// The factor bytes of a row (past its bit planes; see [`code`]).
     #[inline]
-    pub(crate) fn ip_1bit_of(&self, s: &RabitqQuery, row: &[u8], ipbin: u32, pc: u32) -> f32 {
+    pub(crate) fn factor_bytes<'a>(&self, row: &'a [u8]) -> &'a [u8] {
+        &row[plane_bytes(self.dim) * self.bits as usize..]
+    }
+
+    /// The 1-bit estimate of a row with factor bytes `f` from `⟨code, u⟩ = ipbin` and its
+    /// popcount `pc`.
+    #[inline]
+    pub(crate) fn ip_1bit_of(&self, s: &RabitqQuery, f: &[u8], ipbin: u32, pc: u32) -> f32 {
         let d = self.dim;
         let dot =
             (2.0 * (s.lo * pc as f32 + s.delta * ipbin as f32) - s.tq_sum) / (d as f32).sqrt();
-        factor(row, d, self.bits, 1) * dot
+        fk(f, 1) * dot
     }
 
     /// The full-code estimate of one row (`bits ≥ 2`): `f3 · ⟨v, t⟩`, with
@@ -191,10 +204,9 @@ impl RaBitQ {
     /// as many of the query's quantization error in `ip1` (`f1 · δ/√12`: uniform rounding
     /// error `±δ/2` per dimension against `x̄_i = ±1/√d`). `qn = ‖q'‖`.
     #[inline]
-    pub(crate) fn refine_margin(&self, s: &RabitqQuery, row: &[u8], qn: f32) -> f32 {
-        let (d, b) = (self.dim, self.bits);
-        let per_sigma = (factor(row, d, b, 2) + factor(row, d, b, 4)) * qn / code::EPSILON0
-            + factor(row, d, b, 1) * s.delta * QUANT_SIGMA;
+    pub(crate) fn refine_margin(&self, s: &RabitqQuery, f: &[u8], qn: f32) -> f32 {
+        let per_sigma =
+            (fk(f, 2) + fk(f, 4)) * qn / code::EPSILON0 + fk(f, 1) * s.delta * QUANT_SIGMA;
         REFINE_SIGMAS * per_sigma
     }
 
@@ -209,11 +221,12 @@ impl RaBitQ {
         }
     }
 
-    /// The distance under `metric` of a row with estimated `⟨r, q'⟩ = ip`.
+    /// The distance under `metric` of a row with factor bytes `f` and estimated
+    /// `⟨r, q'⟩ = ip`.
     #[inline]
-    pub(crate) fn dist_of(&self, s: &RabitqQuery, metric: Metric, row: &[u8], ip: f32) -> f32 {
+    pub(crate) fn dist_of(&self, s: &RabitqQuery, metric: Metric, f: &[u8], ip: f32) -> f32 {
         match metric {
-            Metric::L2 => factor(row, self.dim, self.bits, 0) + s.t_norm2 - 2.0 * ip,
+            Metric::L2 => fk(f, 0) + s.t_norm2 - 2.0 * ip,
             Metric::InnerProduct => -(s.konst + ip),
             Metric::Cosine => 1.0 - (s.konst + ip),
         }

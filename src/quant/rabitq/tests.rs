@@ -394,14 +394,15 @@ fn item3_refined_scan_equals_full_scan() {
                 let got: Vec<u64> = heap.into_sorted().iter().map(|r| r.id).collect();
                 let mut full = crate::topk::TopK::new(k);
                 for (i, row) in codes.chunks_exact(rb).enumerate() {
-                    let dist = quant.dist_of(&s, metric, row, quant.ip_full(&s, row));
+                    let f = quant.factor_bytes(row);
+                    let dist = quant.dist_of(&s, metric, f, quant.ip_full(&s, row));
                     full.push(i as u64, dist);
                 }
                 let want: Vec<u64> = full.into_sorted().iter().map(|r| r.id).collect();
                 let qn = s.t_norm2.sqrt();
                 for row in codes.chunks_exact(rb) {
                     let e = quant.estimate(&s, row);
-                    let m = quant.refine_margin(&s, row, qn) / REFINE_SIGMAS;
+                    let m = quant.refine_margin(&s, quant.factor_bytes(row), qn) / REFINE_SIGMAS;
                     worst = worst.max((e.ip1 - e.ip).abs() / m);
                 }
                 assert_eq!(got, want, "{bits} bits, {metric:?}");
