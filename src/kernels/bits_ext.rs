@@ -13,9 +13,13 @@
 //!   popcount(plane AND q_j)` with [`super::bits`]. Its error per plane is at most
 //!   `δ/2 · |plane|`.
 //!
-//! RaBitQ's scan uses [`PlaneLut`]: it measured at least as fast as the 8-bit popcount
-//! path at d = 128 and 384 (`cargo bench --bench kernels -- bits_ext`) and changes no
-//! estimate, so refinement keeps the float path's results.
+//! RaBitQ's scan uses [`PlaneLut`]: it is the fastest of the three and changes no
+//! estimate, so refinement keeps the float path's results. Measured on 1,024 4-bit codes
+//! (4 planes; `CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo bench --profile dev --bench kernels --
+//! bits_ext`, Zen 3, shared machine): d = 128: per-dimension bit extraction 561 µs,
+//! nibble tables 60 µs, 8-bit query popcounts 215 µs; d = 384: 1093 µs, 238 µs and
+//! 799 µs. The 8-bit path's recall was not measured: it lost on speed, and its
+//! estimates differ from the float path by up to `δ/2` per set bit.
 
 use super::bits;
 
