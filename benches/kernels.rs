@@ -210,8 +210,86 @@ fn bench_sign_fastscan(c: &mut Criterion) {
     }
 }
 
+/// Full-code inner products of 1,024 4-bit RaBitQ codes (4 bit planes each) with a float
+/// query, at d = 128 and 384: per-dimension bit extraction (the former path), nibble
+/// tables of the float query, and the query quantized to 8 bits with popcounts.
+fn bench_bits_ext(c: &mut Criterion) {
+    use kernels::bits_ext::{PlaneLut, QueryPlanes8};
+    let (n, planes) = (1024usize, 4usize);
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    for d in [128usize, 384] {
+        let pb = d.div_ceil(8);
+        let codes: Vec<u8> = (0..n * planes * pb).map(|_| next() as u8).collect();
+        let t: Vec<f32> = (0..d).map(|i| (i as f32 * 0.37).sin()).collect();
+        let weights = [8.0f32, 1.0, 2.0, 4.0];
+        let lut = PlaneLut::new(&t);
+        let q8 = QueryPlanes8::new(&t);
+        let words = d.div_ceil(64);
+        let mut g = c.benchmark_group(format!("bits_ext/d{d}x1024"));
+        g.throughput(criterion::Throughput::Elements(n as u64));
+        g.bench_function("float_bit_extraction", |b| {
+            b.iter(|| {
+                let mut total = 0.0f32;
+                for row in black_box(&codes).chunks_exact(planes * pb) {
+                    for (plane, w) in row.chunks_exact(pb).zip(weights) {
+                        let mut acc = 0.0f32;
+                        for (k, chunk) in plane.chunks(8).enumerate() {
+                            let mut bytes = [0u8; 8];
+                            bytes[..chunk.len()].copy_from_slice(chunk);
+                            let mut x = u64::from_le_bytes(bytes);
+                            while x != 0 {
+                                acc += t[64 * k + x.trailing_zeros() as usize];
+                                x &= x - 1;
+                            }
+                        }
+                        total += w * acc;
+                    }
+                }
+                total
+            })
+        });
+        g.bench_function("nibble_lut", |b| {
+            b.iter(|| {
+                black_box(&codes)
+                    .chunks_exact(planes * pb)
+                    .map(|row| lut.planes_dot(row, pb, &weights))
+                    .sum::<f32>()
+            })
+        });
+        g.bench_function("popcount_query8", |b| {
+            let mut buf = vec![0u64; words];
+            b.iter(|| {
+                let mut total = 0.0f32;
+                for row in black_box(&codes).chunks_exact(planes * pb) {
+                    for (plane, w) in row.chunks_exact(pb).zip(weights) {
+                        for (k, word) in buf.iter_mut().enumerate() {
+                            let mut bytes = [0u8; 8];
+                            let chunk = &plane[8 * k..(8 * k + 8).min(pb)];
+                            bytes[..chunk.len()].copy_from_slice(chunk);
+                            *word = u64::from_le_bytes(bytes);
+                        }
+                        total += w * q8.plane_dot(&buf);
+                    }
+                }
+                total
+            })
+        });
+        g.bench_function("build_nibble_lut", |b| {
+            b.iter(|| PlaneLut::new(black_box(&t)))
+        });
+        g.finish();
+    }
+}
+
 criterion_group!(
     benches,
+    bench_bits_ext,
     bench_kernels,
     bench_sq_scans,
     bench_pq_scans,

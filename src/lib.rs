@@ -75,7 +75,7 @@ pub mod vectors;
 /// from the documentation.
 #[doc(hidden)]
 pub mod __bench {
-    pub use crate::kernels::{bits, bits_fs, dot, fastscan, l2_sq, pq8, scalar, sq};
+    pub use crate::kernels::{bits, bits_ext, bits_fs, dot, fastscan, l2_sq, pq8, scalar, sq};
 }
 
 pub use error::{Error, Result};

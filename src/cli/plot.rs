@@ -80,7 +80,7 @@ pub fn family_of(spec: &str) -> &'static str {
         Ok(IndexSpec::Product { opq: true, .. }) => "OPQ,PQ",
         Ok(IndexSpec::Ivf { .. }) => "IVF",
         Ok(IndexSpec::Hnsw { .. }) => "HNSW",
-        Ok(IndexSpec::RaBitQ(_)) => "RaBitQ",
+        Ok(IndexSpec::RaBitQ(_) | IndexSpec::RaBitQFs(_)) => "RaBitQ",
         Err(_) if spec.to_ascii_lowercase().starts_with("hnsw") => "HNSW",
         Err(_) => "other",
     }

@@ -17,7 +17,7 @@ use crate::index::{
 use crate::metric::Metric;
 use crate::quant::codec::{InnerSpec, ListTerms, Raw, Stored, VectorCodec};
 use crate::quant::product::ProductQuantizer;
-use crate::quant::rabitq::RaBitQ;
+use crate::quant::rabitq::{RaBitQ, RaBitQFs};
 use crate::quant::scalar::ScalarQuantizer;
 use crate::store::{Container, ContainerWriter, Slab};
 use crate::topk::{Neighbor, TopK};
@@ -39,6 +39,7 @@ pub fn from_container(c: &Container) -> Result<Box<dyn Index>> {
         InnerSpec::Scalar { .. } => Box::new(FlatCodes::<ScalarQuantizer>::from_container(c)?),
         InnerSpec::Product { .. } => Box::new(FlatCodes::<ProductQuantizer>::from_container(c)?),
         InnerSpec::RaBitQ { .. } => Box::new(FlatCodes::<RaBitQ>::from_container(c)?),
+        InnerSpec::RaBitQFs { .. } => Box::new(FlatCodes::<RaBitQFs>::from_container(c)?),
     })
 }
 

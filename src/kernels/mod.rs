@@ -53,6 +53,7 @@ macro_rules! retarget {
 }
 
 pub mod bits;
+pub mod bits_ext;
 pub mod bits_fs;
 pub mod fastscan;
 pub(crate) mod gguf;

@@ -33,6 +33,7 @@ mod golden;
 mod no_surprises_cli;
 mod no_surprises_index;
 mod rabitq;
+mod rabitq_fast;
 #[cfg(feature = "server")]
 mod serve;
 #[cfg(all(feature = "cli", feature = "server"))]

@@ -139,6 +139,14 @@ pub fn new_typed(
             Hnsw::<RaBitQ>::new(m, RabitqSpec { bits }, dim, metric, keep_raw, seed)?,
             ef,
         ),
+        InnerSpec::RaBitQFs { bits } => Err(crate::error::Error::param(
+            "spec",
+            format!(
+                "HNSW stores row-major RaBitQ codes only, not the fast-scan layout: write \
+                 HNSW{m},{}",
+                RabitqSpec { bits }.name()
+            ),
+        )),
     }
 }
 
@@ -153,6 +161,12 @@ pub fn from_container(c: &Container) -> Result<Box<dyn Index>> {
         InnerSpec::Scalar { .. } => Box::new(HnswScalar::from_container(c)?),
         InnerSpec::Product { .. } => Box::new(HnswProduct::from_container(c)?),
         InnerSpec::RaBitQ { .. } => Box::new(Hnsw::<RaBitQ>::from_container(c)?),
+        InnerSpec::RaBitQFs { .. } => {
+            return Err(crate::error::Error::format(
+                c.path(),
+                "an HNSW index cannot hold fast-scan RaBitQ codes (RaBitQfs)",
+            ));
+        }
     })
 }
 

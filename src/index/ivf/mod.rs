@@ -41,7 +41,7 @@ use crate::metric::Metric;
 pub use crate::quant::codec::InnerSpec;
 use crate::quant::codec::{PqParams, Raw, RawSpec, SqSpec, VectorCodec};
 use crate::quant::product::ProductQuantizer;
-use crate::quant::rabitq::{RaBitQ, RabitqSpec};
+use crate::quant::rabitq::{RaBitQ, RaBitQFs, RabitqFsSpec, RabitqSpec};
 use crate::quant::scalar::ScalarQuantizer;
 use crate::store::{Container, ContainerWriter, Slab};
 use crate::topk::Neighbor;
@@ -125,6 +125,10 @@ pub fn new_typed(
             Ivf::<RaBitQ>::new(nlist, RabitqSpec { bits }, dim, metric, keep_raw, seed)?,
             opq,
         ),
+        InnerSpec::RaBitQFs { bits } => boxed(
+            Ivf::<RaBitQFs>::new(nlist, RabitqFsSpec { bits }, dim, metric, keep_raw, seed)?,
+            opq,
+        ),
     }
 }
 
@@ -139,6 +143,7 @@ pub fn from_container(c: &Container) -> Result<Box<dyn Index>> {
         InnerSpec::Scalar { .. } => Box::new(IvfScalar::from_container(c)?),
         InnerSpec::Product { .. } => Box::new(IvfProduct::from_container(c)?),
         InnerSpec::RaBitQ { .. } => Box::new(Ivf::<RaBitQ>::from_container(c)?),
+        InnerSpec::RaBitQFs { .. } => Box::new(Ivf::<RaBitQFs>::from_container(c)?),
     })
 }
 

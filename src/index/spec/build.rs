@@ -100,6 +100,15 @@ pub fn build_index(spec: &IndexSpec, dim: usize, opts: &BuildOptions) -> Result<
                 seed,
             )?,
         ),
+        IndexSpec::RaBitQFs(bits) => Box::new(crate::index::FlatCodes::<
+            crate::quant::rabitq::RaBitQFs,
+        >::new(
+            crate::quant::rabitq::RabitqFsSpec { bits },
+            dim,
+            metric,
+            keep_raw,
+            seed,
+        )?),
         IndexSpec::Ivf { opq, nlist, inner } => crate::index::ivf::new_typed(
             nlist,
             inner.to_inner_spec(),

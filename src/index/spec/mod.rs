@@ -8,6 +8,7 @@
 //! | `IVF{nlist},Flat`, `IVF{nlist},SQ8` (any SQ variant), `IVF{nlist},PQ{M}`, `IVF{nlist},PQ{M}x4fs`, `OPQ{M},IVF{nlist},PQ{M}[x4fs]` | [`Ivf`](crate::index::Ivf): inverted file over residual codes (see [`crate::index::ivf`]) |
 //! | `HNSW{M}`, `HNSW{M},Flat`, `HNSW{M},SQ8` (any SQ variant), `HNSW{M},PQ{m}` | [`Hnsw`](crate::index::Hnsw): graph built by hnsw_rs, searched with asymmetric distances to the stored codes (see [`crate::index::hnsw`]) |
 //! | `RaBitQ`, `RaBitQ{b}` (b = 2..=9) | [`FlatCodes`](crate::index::FlatCodes) over [`RaBitQ`](crate::quant::rabitq::RaBitQ) codes (also as the inner quantizer of `IVF{nlist},RaBitQ[{b}]` and `HNSW{M},RaBitQ[{b}]`) |
+//! | `RaBitQfs`, `RaBitQfs{b}` | the same codes in the fast-scan block layout ([`RaBitQFs`](crate::quant::rabitq::RaBitQFs); also `IVF{nlist},RaBitQfs[{b}]`, not under HNSW) |
 //! | `SQ8`, `SQ4`, `SQ8u`, `SQ4u`, `SQ8opt`, `SQ4opt`, `SQ8lm`, `SQ4lm`, `SQ8nq`, `SQ4nq` | [`Scalar`]: scalar quantizer, 8 or 4 bits per dimension (see [`crate::index::scalar`]) |
 //!
 //! A spec is checked in two steps. [`IndexSpec::from_str`](std::str::FromStr) checks
@@ -27,7 +28,7 @@ use crate::metric::Metric;
 use crate::quant::scalar::SqConfig;
 
 /// The accepted spec forms, for error messages and `--help`.
-pub const ACCEPTED: &str = "Flat, SQ8, SQ4, SQ8u, SQ4u, SQ8opt, SQ4opt, SQ8lm, SQ4lm, SQ8nq, SQ4nq, PQ{M}, PQ{M}x4fs, OPQ{M},PQ{M}, OPQ{M},PQ{M}x4fs, IVF{nlist},Flat, IVF{nlist},SQ8 (any SQ variant), IVF{nlist},PQ{M}, IVF{nlist},PQ{M}x4fs, OPQ{M},IVF{nlist},PQ{M}, OPQ{M},IVF{nlist},PQ{M}x4fs, HNSW{M}, HNSW{M},SQ8 (any SQ variant), HNSW{M},PQ{m}, RaBitQ, RaBitQ{b} (b = 2..=9), IVF{nlist},RaBitQ[{b}], HNSW{M},RaBitQ[{b}]";
+pub const ACCEPTED: &str = "Flat, SQ8, SQ4, SQ8u, SQ4u, SQ8opt, SQ4opt, SQ8lm, SQ4lm, SQ8nq, SQ4nq, PQ{M}, PQ{M}x4fs, OPQ{M},PQ{M}, OPQ{M},PQ{M}x4fs, IVF{nlist},Flat, IVF{nlist},SQ8 (any SQ variant), IVF{nlist},PQ{M}, IVF{nlist},PQ{M}x4fs, OPQ{M},IVF{nlist},PQ{M}, OPQ{M},IVF{nlist},PQ{M}x4fs, HNSW{M}, HNSW{M},SQ8 (any SQ variant), HNSW{M},PQ{m}, RaBitQ, RaBitQ{b} (b = 2..=9), IVF{nlist},RaBitQ[{b}], HNSW{M},RaBitQ[{b}], RaBitQfs, RaBitQfs{b}, IVF{nlist},RaBitQfs[{b}]";
 
 /// Most sub-quantizers of a product quantizer (the limit of
 /// [`crate::quant::product::check_params`]).
@@ -263,6 +264,8 @@ pub enum InnerQuantizer {
     Product(PqParams),
     /// RaBitQ codes of this many bits per dimension (1..=9).
     RaBitQ(u8),
+    /// RaBitQ codes in the fast-scan layout (`RaBitQfs[{b}]`; IVF only).
+    RaBitQFs(u8),
 }
 
 impl InnerQuantizer {
@@ -280,6 +283,7 @@ impl InnerQuantizer {
                 nbits: p.nbits,
             },
             &InnerQuantizer::RaBitQ(bits) => InnerSpec::RaBitQ { bits },
+            &InnerQuantizer::RaBitQFs(bits) => InnerSpec::RaBitQFs { bits },
         }
     }
 
@@ -306,6 +310,9 @@ impl InnerQuantizer {
             &InnerSpec::RaBitQ { bits } => rabitq_rule(bits)
                 .is_ok()
                 .then_some(InnerQuantizer::RaBitQ(bits)),
+            &InnerSpec::RaBitQFs { bits } => rabitq_rule(bits)
+                .is_ok()
+                .then_some(InnerQuantizer::RaBitQFs(bits)),
         }
     }
 
@@ -322,7 +329,7 @@ impl InnerQuantizer {
             InnerQuantizer::Flat => Ok(()),
             InnerQuantizer::Scalar(s) => s.rule(),
             InnerQuantizer::Product(p) => p.rule(),
-            &InnerQuantizer::RaBitQ(bits) => rabitq_rule(bits),
+            &InnerQuantizer::RaBitQ(bits) | &InnerQuantizer::RaBitQFs(bits) => rabitq_rule(bits),
         }
     }
 }
@@ -334,6 +341,7 @@ impl fmt::Display for InnerQuantizer {
             InnerQuantizer::Scalar(s) => s.fmt(f),
             InnerQuantizer::Product(p) => p.fmt(f),
             &InnerQuantizer::RaBitQ(bits) => f.write_str(&rabitq_name(bits)),
+            &InnerQuantizer::RaBitQFs(bits) => f.write_str(&rabitq_fs_name(bits)),
         }
     }
 }
@@ -341,6 +349,11 @@ impl fmt::Display for InnerQuantizer {
 /// `RaBitQ` (1 bit) or `RaBitQ{b}`.
 pub(crate) fn rabitq_name(bits: u8) -> String {
     crate::quant::rabitq::RabitqSpec { bits }.name()
+}
+
+/// `RaBitQfs` (1 bit) or `RaBitQfs{b}`.
+pub(crate) fn rabitq_fs_name(bits: u8) -> String {
+    crate::quant::rabitq::RabitqFsSpec { bits }.name()
 }
 
 /// The string-independent rule of a RaBitQ code: 1 to 9 bits per dimension.
@@ -404,6 +417,8 @@ pub enum IndexSpec {
     },
     /// `RaBitQ` or `RaBitQ{b}`: a flat scan over RaBitQ codes of `b` bits per dimension.
     RaBitQ(u8),
+    /// `RaBitQfs` or `RaBitQfs{b}`: the same codes in the fast-scan layout.
+    RaBitQFs(u8),
     /// `IVF{nlist},{inner}` or `OPQ{M},IVF{nlist},PQ{M}[x4fs]`: an inverted file.
     Ivf {
         /// Learn an OPQ rotation (with the inner PQ's `M`) first; only with a PQ inner
@@ -441,7 +456,7 @@ impl IndexSpec {
             IndexSpec::Flat => Ok(()),
             IndexSpec::Scalar(s) => s.rule(),
             IndexSpec::Product { pq, .. } => pq.rule(),
-            &IndexSpec::RaBitQ(bits) => rabitq_rule(bits),
+            &IndexSpec::RaBitQ(bits) | &IndexSpec::RaBitQFs(bits) => rabitq_rule(bits),
             IndexSpec::Ivf { opq, nlist, inner } => {
                 if *nlist == 0 {
                     return Err("IVF0: nlist (the number of lists) must be at least 1".into());
@@ -474,6 +489,13 @@ impl IndexSpec {
                          interleaved in blocks of 32 vectors; a graph visits one vector at a \
                          time): write HNSW{m},PQ{}",
                         p.m
+                    ));
+                }
+                if let &InnerQuantizer::RaBitQFs(bits) = inner {
+                    return Err(format!(
+                        "{self}: HNSW stores row-major RaBitQ codes only (fast-scan codes are \
+                         interleaved in blocks of 32 vectors): write HNSW{m},{}",
+                        rabitq_name(bits)
                     ));
                 }
                 inner.rule()
@@ -538,7 +560,7 @@ impl IndexSpec {
             IndexSpec::Flat => "flat",
             IndexSpec::Scalar(_) => "sq",
             IndexSpec::Product { .. } => "pq",
-            IndexSpec::RaBitQ(_) => "codes",
+            IndexSpec::RaBitQ(_) | IndexSpec::RaBitQFs(_) => "codes",
             IndexSpec::Ivf { .. } => "ivf",
             IndexSpec::Hnsw { .. } => "hnsw",
         }
@@ -665,7 +687,10 @@ impl IndexSpec {
         match self {
             IndexSpec::Product { pq, .. } => Some(*pq),
             IndexSpec::Ivf { inner, .. } | IndexSpec::Hnsw { inner, .. } => inner.pq(),
-            IndexSpec::Flat | IndexSpec::Scalar(_) | IndexSpec::RaBitQ(_) => None,
+            IndexSpec::Flat
+            | IndexSpec::Scalar(_)
+            | IndexSpec::RaBitQ(_)
+            | IndexSpec::RaBitQFs(_) => None,
         }
     }
 
@@ -709,6 +734,7 @@ impl fmt::Display for IndexSpec {
             IndexSpec::Product { opq: true, pq } => write!(f, "OPQ{},{pq}", pq.m),
             IndexSpec::Product { opq: false, pq } => pq.fmt(f),
             &IndexSpec::RaBitQ(bits) => f.write_str(&rabitq_name(bits)),
+            &IndexSpec::RaBitQFs(bits) => f.write_str(&rabitq_fs_name(bits)),
             IndexSpec::Ivf { opq, nlist, inner } => {
                 if let (true, Some(pq)) = (opq, inner.pq()) {
                     write!(f, "OPQ{},", pq.m)?;

@@ -50,6 +50,8 @@ pub(super) enum Component {
     Sq(ScalarSpec),
     Pq(PqParams),
     RaBitQ(u8),
+    /// `RaBitQfs[{b}]`.
+    RaBitQFs(u8),
     Opq(usize),
     Ivf(usize),
     Hnsw(usize),
@@ -91,16 +93,22 @@ pub(super) fn parse_component(c: &str) -> std::result::Result<Component, String>
     if l == "flat" {
         return Ok(Component::Flat);
     }
-    if l.starts_with("rabitq") {
-        let rest = &c[6..];
+    if let Some(tail) = l.strip_prefix("rabitq") {
+        let fs = tail.starts_with("fs");
+        let rest = &c[if fs { 8 } else { 6 }..];
+        let make = if fs {
+            Component::RaBitQFs
+        } else {
+            Component::RaBitQ
+        };
         if rest.is_empty() {
-            return Ok(Component::RaBitQ(1));
+            return Ok(make(1));
         }
         let b = number(rest, c, "b (bits per dimension, 1..=9)", "RaBitQ4")?;
         return u8::try_from(b)
             .ok()
             .filter(|b| (1..=crate::quant::rabitq::MAX_BITS).contains(b))
-            .map(Component::RaBitQ)
+            .map(make)
             .ok_or_else(|| {
                 format!(
                     "`{c}`: b (bits per dimension) must be 1..=9: RaBitQ is 1 bit, RaBitQ2 … \
@@ -192,6 +200,7 @@ fn parse_tree(s: &str) -> std::result::Result<IndexSpec, String> {
         C::Sq(s) => Ok(InnerQuantizer::Scalar(s)),
         C::Pq(p) => Ok(InnerQuantizer::Product(p)),
         C::RaBitQ(b) => Ok(InnerQuantizer::RaBitQ(b)),
+        C::RaBitQFs(b) => Ok(InnerQuantizer::RaBitQFs(b)),
         C::Opq(_) if of == "IVF" => Err(format!(
             "OPQ comes before IVF, as in FAISS: OPQ{{M}},IVF{{nlist}},PQ{{M}}, not `{t}` after IVF"
         )),
@@ -211,14 +220,18 @@ fn parse_tree(s: &str) -> std::result::Result<IndexSpec, String> {
     let (spec, used) = match parts[0] {
         C::Flat => (IndexSpec::Flat, 1),
         C::Sq(s) => (IndexSpec::Scalar(s), 1),
-        C::RaBitQ(b) => {
+        C::RaBitQ(b) | C::RaBitQFs(b) => {
             if let Some(C::Ivf(_)) = parts.get(1) {
                 return Err(format!(
                     "`{}` comes after IVF, as in FAISS: IVF{{nlist}},{}",
                     texts[0], texts[0]
                 ));
             }
-            (IndexSpec::RaBitQ(b), 1)
+            if matches!(parts[0], C::RaBitQFs(_)) {
+                (IndexSpec::RaBitQFs(b), 1)
+            } else {
+                (IndexSpec::RaBitQ(b), 1)
+            }
         }
         C::Pq(p) => {
             if let Some(C::Ivf(_)) = parts.get(1) {

@@ -72,6 +72,11 @@ pub enum InnerSpec {
         /// Bits per dimension (1 = `RaBitQ`, 2..=9 = `RaBitQ{b}`).
         bits: u8,
     },
+    /// A RaBitQ quantizer in the fast-scan layout (`RaBitQfs[{b}]`).
+    RaBitQFs {
+        /// Bits per dimension (1 = `RaBitQfs`, 2..=9 = `RaBitQfs{b}`).
+        bits: u8,
+    },
 }
 
 impl InnerSpec {
@@ -84,6 +89,8 @@ impl InnerSpec {
             InnerSpec::Product { m, .. } => format!("PQ{m}x4fs"),
             InnerSpec::RaBitQ { bits: 1 } => "RaBitQ".into(),
             InnerSpec::RaBitQ { bits } => format!("RaBitQ{bits}"),
+            InnerSpec::RaBitQFs { bits: 1 } => "RaBitQfs".into(),
+            InnerSpec::RaBitQFs { bits } => format!("RaBitQfs{bits}"),
         }
     }
 }

@@ -195,8 +195,9 @@ pub(crate) fn plane_words(plane: &[u8], words: &mut [u64]) {
     }
 }
 
-/// `Σ_i u_i t_i` over a row's full code (`bits` planes), iterating set bits.
-#[inline]
+/// `Σ_i u_i t_i` over a row's full code (`bits` planes), iterating set bits (the
+/// reference of the scans' table path).
+#[cfg(test)]
 pub(crate) fn full_dot(row: &[u8], d: usize, bits: u8, t: &[f32]) -> f32 {
     let pb = plane_bytes(d);
     let ex = bits as usize - 1;

@@ -140,18 +140,13 @@ impl VectorCodec for RaBitQ {
         ok: &F,
     ) {
         let rb = self.row_bytes();
-        if self.bits > 1 {
-            for (i, row) in run.codes.chunks_exact(rb).take(n).enumerate() {
-                let ip = self.ip_full(s, row);
-                let dist = self.dist_of(s, metric, row, ip);
-                if dist <= heap.threshold() && ok(first + i) {
-                    heap.push((first + i) as u64, dist);
-                }
-            }
-            return;
-        }
-        // One-bit codes: gather a chunk's sign planes into words, one batch kernel call.
+        // Every row gets the 1-bit estimate of its sign plane: gather a chunk's sign
+        // planes into words, one batch kernel call. Codes of `b ≥ 2` bits get the full
+        // estimate only where the 1-bit one, less its margin, could still enter the heap.
         let (w, pb) = (s.words, super::code::plane_bytes(self.dim));
+        let multi = self.bits > 1;
+        let qn = s.t_norm2.max(0.0).sqrt();
+        let scale = if metric == Metric::L2 { 2.0 } else { 1.0 };
         let mut batch = std::mem::take(&mut s.batch);
         let mut ips = std::mem::take(&mut s.ips);
         let mut start = 0;
@@ -170,8 +165,17 @@ impl VectorCodec for RaBitQ {
                 .zip(&ips)
                 .enumerate()
             {
-                let ip = self.ip_1bit_of(s, row, ipbin, bits::popcount(words));
-                let dist = self.dist_of(s, metric, row, ip);
+                let f = self.factor_bytes(row);
+                let ip1 = self.ip_1bit_of(s, f, ipbin, bits::popcount(words));
+                let mut dist = self.dist_of(s, metric, f, ip1);
+                if multi {
+                    let lower = dist - scale * self.refine_margin(s, f, qn);
+                    if lower > heap.threshold() {
+                        continue;
+                    }
+                    dist = self.dist_of(s, metric, f, self.ip_full(s, row));
+                    s.refined += 1;
+                }
                 let id = first + start + i;
                 if dist <= heap.threshold() && ok(id) {
                     heap.push(id as u64, dist);
@@ -193,7 +197,7 @@ impl VectorCodec for RaBitQ {
             let mut buf = vec![0u64; s.words];
             self.ip_scan(s, code, &mut buf)
         };
-        self.dist_of(s, metric, code, ip)
+        self.dist_of(s, metric, self.factor_bytes(code), ip)
     }
 
     fn prefetch(&self, stored: Stored<'_>, row: usize, bytes: usize) {

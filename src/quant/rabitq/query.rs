@@ -4,7 +4,17 @@
 use super::code::{self, factor, plane_bytes};
 use super::{QUERY_BITS, RaBitQ, Rounding};
 use crate::kernels::bits;
+use crate::kernels::bits_ext::PlaneLut;
 use crate::metric::Metric;
+
+/// Standard deviations of the estimators' errors a multi-bit scan allows between a
+/// row's 1-bit and full estimates before it skips the full one (see
+/// [`RaBitQ::refine_margin`]). Chosen so the refined scan returns what scoring every row
+/// with the full estimate returns (test `item3_refined_scan_equals_full_scan`).
+pub const REFINE_SIGMAS: f32 = 2.5;
+
+/// `1/√12`: the standard deviation of a uniform rounding error over a unit step.
+const QUANT_SIGMA: f32 = 0.288_675_13;
 
 /// One query's scan state (see [`RaBitQ::estimate`]).
 #[derive(Default)]
@@ -25,6 +35,8 @@ pub struct RabitqQuery {
     /// `Σ t̄_i`.
     pub(crate) tq_sum: f32,
     pub(crate) planes: Vec<u64>,
+    /// The quantized target's codes `u_i`, one byte per dimension (fast-scan tables).
+    pub(crate) qu: Vec<u8>,
     /// Words per plane.
     pub(crate) words: usize,
     /// Inner product and cosine: the constant `⟨q, c⟩ + ⟨q, list centroid⟩`.
@@ -32,6 +44,13 @@ pub struct RabitqQuery {
     /// Scratch of a batch scan: sign planes of a chunk of rows, and their products.
     pub(crate) batch: Vec<u64>,
     pub(crate) ips: Vec<u32>,
+    /// Nibble tables of `t` for the full code's bit planes (`bits ≥ 2`).
+    pub(crate) lut: PlaneLut,
+    /// Plane weights of the full code: `2^(b−1)` for the sign plane, `2^(p−1)` for
+    /// extra plane `p`.
+    pub(crate) weights: Vec<f32>,
+    /// Rows a multi-bit scan has scored with the full code (since the query began).
+    pub(crate) refined: u64,
 }
 
 /// Estimates of `⟨r, q'⟩` for one code (`r` the vector minus the centroid, `q'` the
@@ -49,6 +68,12 @@ pub struct Estimate {
     pub bound: f32,
 }
 
+/// Factor `k` of a row's factor bytes.
+#[inline]
+fn fk(f: &[u8], k: usize) -> f32 {
+    f32::from_le_bytes([f[4 * k], f[4 * k + 1], f[4 * k + 2], f[4 * k + 3]])
+}
+
 /// A 64-bit hash of a vector's bits (the seed of randomized rounding).
 fn hash_of(t: &[f32]) -> u64 {
     t.iter().fold(0x9E37_79B9_7F4A_7C15u64, |h, v| {
@@ -64,6 +89,7 @@ impl RaBitQ {
         crate::linalg::gemm_abt(q, &self.rot, d, &mut s.rq);
         s.q_dot_mean = crate::kernels::dot(q, &self.mean);
         s.words = d.div_ceil(64);
+        s.refined = 0;
     }
 
     /// Sets the target `t` (rotated, `d` values, already in `s.t`) and quantizes it.
@@ -84,6 +110,8 @@ impl RaBitQ {
         let words = s.words;
         s.planes.clear();
         s.planes.resize(QUERY_BITS * words, 0);
+        s.qu.clear();
+        s.qu.resize(d, 0);
         let mut usum = 0u32;
         if delta > 0.0 && delta.is_finite() {
             let inv = 1.0 / delta;
@@ -104,6 +132,7 @@ impl RaBitQ {
                 };
                 let u = u.clamp(0.0, levels) as u32;
                 usum += u;
+                s.qu[i] = u as u8;
                 for j in 0..QUERY_BITS {
                     if u >> j & 1 == 1 {
                         s.planes[j * words + i / 64] |= 1 << (i % 64);
@@ -116,6 +145,13 @@ impl RaBitQ {
         }
         s.lo = if lo.is_finite() { lo } else { 0.0 };
         s.tq_sum = s.delta * usum as f32 + d as f32 * s.lo;
+        if self.bits > 1 {
+            s.lut.set(&s.t);
+            let ex = u32::from(self.bits) - 1;
+            s.weights.clear();
+            s.weights.push((1u32 << ex) as f32);
+            s.weights.extend((0..ex).map(|p| (1u32 << p) as f32));
+        }
     }
 
     /// The 1-bit estimate `⟨x̄, t̄⟩ · f1` of one row, with `x̄ = sign/√d`.
@@ -124,25 +160,58 @@ impl RaBitQ {
         let d = self.dim;
         code::plane_words(&row[..plane_bytes(d)], words);
         let ipbin = bits::and_popcount_planes(words, &s.planes);
-        self.ip_1bit_of(s, row, ipbin, bits::popcount(words))
+        self.ip_1bit_of(s, self.factor_bytes(row), ipbin, bits::popcount(words))
     }
 
-    /// The 1-bit estimate of a row from `⟨code, u⟩ = ipbin` and its popcount `pc`.
+    /// The factor bytes of a row (past its bit planes; see [`code`]).
     #[inline]
-    pub(crate) fn ip_1bit_of(&self, s: &RabitqQuery, row: &[u8], ipbin: u32, pc: u32) -> f32 {
+    pub(crate) fn factor_bytes<'a>(&self, row: &'a [u8]) -> &'a [u8] {
+        &row[plane_bytes(self.dim) * self.bits as usize..]
+    }
+
+    /// The 1-bit estimate of a row with factor bytes `f` from `⟨code, u⟩ = ipbin` and its
+    /// popcount `pc`.
+    #[inline]
+    pub(crate) fn ip_1bit_of(&self, s: &RabitqQuery, f: &[u8], ipbin: u32, pc: u32) -> f32 {
         let d = self.dim;
         let dot =
             (2.0 * (s.lo * pc as f32 + s.delta * ipbin as f32) - s.tq_sum) / (d as f32).sqrt();
-        factor(row, d, self.bits, 1) * dot
+        fk(f, 1) * dot
     }
 
-    /// The full-code estimate of one row (`bits ≥ 2`): `f3 · ⟨v, t⟩`.
+    /// The full-code estimate of one row (`bits ≥ 2`): `f3 · ⟨v, t⟩`, with
+    /// `⟨u, t⟩ = Σ_p w_p ⟨plane_p, t⟩` through the nibble tables of `t`
+    /// ([`PlaneLut`]).
     #[inline]
     pub(crate) fn ip_full(&self, s: &RabitqQuery, row: &[u8]) -> f32 {
+        let d = self.dim;
+        let pb = plane_bytes(d);
+        let half = ((1u32 << self.bits) - 1) as f32 / 2.0;
+        let ud = s
+            .lut
+            .planes_dot(&row[..pb * self.bits as usize], pb, &s.weights);
+        factor(row, d, self.bits, 3) * (ud - half * s.t_sum)
+    }
+
+    /// The reference of [`Self::ip_full`]: per-dimension bit extraction against `t`.
+    #[cfg(test)]
+    pub(crate) fn ip_full_reference(&self, s: &RabitqQuery, row: &[u8]) -> f32 {
         let d = self.dim;
         let half = ((1u32 << self.bits) - 1) as f32 / 2.0;
         let dot = code::full_dot(row, d, self.bits, &s.t) - half * s.t_sum;
         factor(row, d, self.bits, 3) * dot
+    }
+
+    /// How far (in `⟨r, q'⟩`) the full-code estimate of a row may lie from its 1-bit
+    /// estimate `ip1`: [`REFINE_SIGMAS`] standard deviations of each estimate's error
+    /// (the stored bounds `f2`, `f4` are [`code::EPSILON0`] of them, per unit `‖q'‖`) plus
+    /// as many of the query's quantization error in `ip1` (`f1 · δ/√12`: uniform rounding
+    /// error `±δ/2` per dimension against `x̄_i = ±1/√d`). `qn = ‖q'‖`.
+    #[inline]
+    pub(crate) fn refine_margin(&self, s: &RabitqQuery, f: &[u8], qn: f32) -> f32 {
+        let per_sigma =
+            (fk(f, 2) + fk(f, 4)) * qn / code::EPSILON0 + fk(f, 1) * s.delta * QUANT_SIGMA;
+        REFINE_SIGMAS * per_sigma
     }
 
     /// The estimate the scans use: 1-bit codes by bit planes, wider codes by the full
@@ -156,11 +225,12 @@ impl RaBitQ {
         }
     }
 
-    /// The distance under `metric` of a row with estimated `⟨r, q'⟩ = ip`.
+    /// The distance under `metric` of a row with factor bytes `f` and estimated
+    /// `⟨r, q'⟩ = ip`.
     #[inline]
-    pub(crate) fn dist_of(&self, s: &RabitqQuery, metric: Metric, row: &[u8], ip: f32) -> f32 {
+    pub(crate) fn dist_of(&self, s: &RabitqQuery, metric: Metric, f: &[u8], ip: f32) -> f32 {
         match metric {
-            Metric::L2 => factor(row, self.dim, self.bits, 0) + s.t_norm2 - 2.0 * ip,
+            Metric::L2 => fk(f, 0) + s.t_norm2 - 2.0 * ip,
             Metric::InnerProduct => -(s.konst + ip),
             Metric::Cosine => 1.0 - (s.konst + ip),
         }

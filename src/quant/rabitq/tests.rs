@@ -335,3 +335,84 @@ fn item1_rounding_choice() {
         "nearest {nearest} vs randomized {randomized}"
     );
 }
+
+/// `n` Gaussian vectors (row-major), seeded.
+fn gaussian(n: usize, d: usize, seed: u64) -> Vec<f32> {
+    use rand_distr::{Distribution, StandardNormal};
+    let mut r = rng::seeded(seed);
+    (0..n * d).map(|_| StandardNormal.sample(&mut r)).collect()
+}
+
+/// Item 3: the table path of the full-code estimate equals the per-dimension float path.
+#[test]
+fn item3_table_full_estimate_equals_float_path() {
+    for (bits, d) in [(2u8, 128usize), (4, 128), (4, 100), (9, 384)] {
+        let data = gaussian(200, d, 40 + d as u64);
+        let quant = RaBitQ::train(RabitqSpec { bits }, &data, d, 3).unwrap();
+        let codes = quant.encode(&data).unwrap();
+        let q = gaussian(1, d, 77);
+        let mut s = RabitqQuery::default();
+        quant.begin_query(&mut s, &q, Metric::L2, None, &[]);
+        quant.set_list(&mut s, &q, Metric::L2, ListTerms::default());
+        for row in codes.chunks_exact(quant.row_bytes()) {
+            let (got, want) = (quant.ip_full(&s, row), quant.ip_full_reference(&s, row));
+            assert!(
+                (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                "{bits} bits, d {d}: {got} vs {want}"
+            );
+        }
+    }
+}
+
+/// Item 3: a multi-bit scan estimates every row with the sign plane and refines only the
+/// rows whose 1-bit lower bound beats the heap threshold; it returns the same top-k as
+/// scoring every row with the full estimate, and refines a small share of the rows.
+#[test]
+fn item3_refined_scan_equals_full_scan() {
+    let (n, d, k) = (20_000usize, 128usize, 10usize);
+    let data = gaussian(n, d, 5);
+    let queries = gaussian(20, d, 6);
+    for bits in [2u8, 4] {
+        let quant = RaBitQ::train(RabitqSpec { bits }, &data, d, 9).unwrap();
+        let codes = quant.encode(&data).unwrap();
+        let rb = quant.row_bytes();
+        let stored = crate::quant::codec::Stored {
+            codes: &codes,
+            aux: &[],
+            raw: &[],
+        };
+        let mut s = RabitqQuery::default();
+        let mut refined = 0u64;
+        let mut worst = 0.0f32;
+        for metric in [Metric::L2, Metric::InnerProduct] {
+            for q in queries.chunks_exact(d) {
+                quant.begin_query(&mut s, q, metric, None, &[]);
+                quant.set_list(&mut s, q, metric, ListTerms::default());
+                let mut heap = crate::topk::TopK::new(k);
+                quant.scan(&mut s, metric, stored, n, 0, &mut heap, &|_| true);
+                refined += s.refined;
+                let got: Vec<u64> = heap.into_sorted().iter().map(|r| r.id).collect();
+                let mut full = crate::topk::TopK::new(k);
+                for (i, row) in codes.chunks_exact(rb).enumerate() {
+                    let f = quant.factor_bytes(row);
+                    let dist = quant.dist_of(&s, metric, f, quant.ip_full(&s, row));
+                    full.push(i as u64, dist);
+                }
+                let want: Vec<u64> = full.into_sorted().iter().map(|r| r.id).collect();
+                let qn = s.t_norm2.sqrt();
+                for row in codes.chunks_exact(rb) {
+                    let e = quant.estimate(&s, row);
+                    let m = quant.refine_margin(&s, quant.factor_bytes(row), qn) / REFINE_SIGMAS;
+                    worst = worst.max((e.ip1 - e.ip).abs() / m);
+                }
+                assert_eq!(got, want, "{bits} bits, {metric:?}");
+            }
+        }
+        let share = refined as f64 / (2 * 20 * n) as f64;
+        eprintln!("{bits} bits: {share:.4} of the rows refined, worst |ip1 - ip| {worst} margins");
+        assert!(
+            share < 0.5,
+            "{bits} bits: {share} of the rows scored with the full code"
+        );
+    }
+}
