@@ -183,7 +183,7 @@ fn item15_bench_and_gen_help_have_runnable_examples_and_the_default_set() {
     assert!(
         flat.contains(
             "the default set: Flat; SQ8; SQ4; SQ8u; SQ4u; SQ8lm; PQ16; PQ32; PQ32x4fs; \
-             PQ64x4fs; IVF256,PQ32x4fs"
+             PQ64x4fs; IVF256,PQ32x4fs; RaBitQfs; RaBitQ4"
         ),
         "{bench_help}"
     );

@@ -95,7 +95,7 @@ fn sweep_params(spec: &str, base: &[SearchParams], cfg: &BenchConfig) -> Vec<Sea
 }
 
 /// The specs `vecquant bench` runs when none are given (also quoted by `bench --help`).
-pub const DEFAULT_SPECS: [&str; 11] = [
+pub const DEFAULT_SPECS: [&str; 13] = [
     "Flat",
     "SQ8",
     "SQ4",
@@ -107,6 +107,8 @@ pub const DEFAULT_SPECS: [&str; 11] = [
     "PQ32x4fs",
     "PQ64x4fs",
     "IVF256,PQ32x4fs",
+    "RaBitQfs",
+    "RaBitQ4",
 ];
 
 /// [`DEFAULT_SPECS`] as owned strings.

@@ -21,12 +21,20 @@ pub fn faiss_compatible(spec: &str) -> bool {
         s.strip_prefix(p)
             .is_some_and(|m| !m.is_empty() && m.chars().all(|c| c.is_ascii_digit()))
     }
+    // `RaBitQ`, `RaBitQ{b}`, `RaBitQfs`, `RaBitQfs{b}` (FAISS 1.15's names, run with
+    // FAISS's default query bits: 4, and 8 for fast-scan).
+    fn rabitq(s: &str) -> bool {
+        s.strip_prefix("RaBitQ").is_some_and(|m| {
+            let m = m.strip_prefix("fs").unwrap_or(m);
+            m.is_empty() || m.chars().all(|c| c.is_ascii_digit())
+        })
+    }
     let parts: Vec<&str> = spec.split(',').collect();
     match parts.as_slice() {
         ["Flat"] | ["SQ8"] | ["SQ4"] => true,
-        [p] => pq(p) || num(p, "HNSW"),
+        [p] => pq(p) || num(p, "HNSW") || rabitq(p),
         [o, p] if num(o, "OPQ") => pq(p),
-        [i, c] if num(i, "IVF") => matches!(*c, "Flat" | "SQ8") || pq(c),
+        [i, c] if num(i, "IVF") => matches!(*c, "Flat" | "SQ8") || pq(c) || rabitq(c),
         _ => false,
     }
 }
@@ -100,6 +108,12 @@ mod tests {
             "IVF1024,PQ32x4fs",
             "IVF64,Flat",
             "HNSW32",
+            "RaBitQ",
+            "RaBitQ4",
+            "RaBitQfs",
+            "RaBitQfs4",
+            "IVF1024,RaBitQ",
+            "IVF1024,RaBitQfs",
         ] {
             assert!(faiss_compatible(s), "{s}");
         }
@@ -110,6 +124,8 @@ mod tests {
             "IVF64,SQ4",
             "PQx4fs",
             "OPQ,PQ16",
+            "RaBitQx",
+            "HNSW32,RaBitQ",
         ] {
             assert!(!faiss_compatible(s), "{s}");
         }
