@@ -129,6 +129,23 @@ pub fn timed_search(
     Ok((results, (queries.len() * reps) as f64 / secs.max(1e-9)))
 }
 
+/// Candidates `index` re-scores exactly per query, on average, searching `queries` with
+/// `params` (`None` for kinds that do not count them; see
+/// [`Index::search_batch_counted`]).
+///
+/// # Errors
+/// As [`Index::search_batch`].
+pub fn reranked_per_query(
+    index: &dyn Index,
+    queries: &VectorSet,
+    params: &SearchParams,
+) -> Result<Option<f64>> {
+    let (_, counts) = index.search_batch_counted(queries.as_slice(), params)?;
+    Ok(counts
+        .filter(|c| !c.is_empty())
+        .map(|c| c.iter().map(|&n| f64::from(n)).sum::<f64>() / c.len() as f64))
+}
+
 /// Base vectors [`distortion`] reconstructs.
 pub const DISTORTION_SAMPLE: usize = 10_000;
 

@@ -64,6 +64,12 @@ pub struct SearchArgs {
     /// Print one JSON object instead of text (see above for what it holds).
     #[arg(long)]
     json: bool,
+    /// With --rerank R on RaBitQ indexes (flat or IVF): error-bound re-ranking — keep
+    /// the R candidates with the smallest lower bounds of their distances and re-score
+    /// them in that order only while a lower bound beats the current k-th exact distance
+    /// (so at most R, usually far fewer; --json reports how many per query).
+    #[arg(long, requires = "rerank")]
+    adaptive_rerank: bool,
 }
 
 /// The formats `--out` writes.
@@ -134,7 +140,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
             q.dim(),
         ));
     }
-    let p = a.params.apply(k);
+    let p = a.params.apply(k).adaptive_rerank(a.adaptive_rerank);
     let threads = match a.threads {
         Some(n) => vecquant::threads::check_threads(n)?,
         None => rayon::current_num_threads(),
@@ -163,6 +169,12 @@ pub fn run(a: SearchArgs) -> Result<()> {
     if let Some(path) = &a.distances {
         write_distances(path, &res, k)?;
     }
+    let reranked = if p.rerank > 0 && a.json {
+        vecquant::eval::reranked_per_query(idx.as_ref(), &q, &p)
+            .map_err(|e| e.in_file(&a.queries))?
+    } else {
+        None
+    };
     let r1 = truth.as_ref().map(|t| recall_at_1(&res, t));
     let r10 = truth.as_ref().map(|t| recall_at_k(&res, t, 10.min(k)));
     if a.json {
@@ -172,6 +184,8 @@ pub fn run(a: SearchArgs) -> Result<()> {
             "bytes_per_vector": idx.bytes_per_vector(),
             "index_bytes": idx.memory_bytes(), "threads": threads,
             "out": a.out, "distances": a.distances,
+            "rerank": p.rerank, "adaptive_rerank": p.adaptive_rerank,
+            "reranked_per_query": reranked,
         });
         if truth.is_none() && a.out.is_none() {
             v["results"] = res

@@ -44,6 +44,10 @@ pub struct BenchRow {
     pub mse: Option<f64>,
     /// `mse` over the Gaussian rate-distortion bound σ²·2^(−2R) at the code rate R.
     pub mse_ratio: Option<f64>,
+    /// Candidates re-scored exactly per query, on average (re-ranked rows of kinds that
+    /// count them: [`crate::Index::search_batch_counted`]).
+    #[serde(default)]
+    pub reranked_per_query: Option<f64>,
 }
 
 /// One FAISS (or hnswlib) measurement from `benches/compare_faiss.py`.
@@ -239,7 +243,15 @@ fn row_cells(r: &BenchRow) -> String {
     format!(
         "| {} | {} | {:.1} | {:.1} | {:.2} | {:.4} | {:.4} | {:.0} | {:.0} | {} |",
         r.spec,
-        param_label(&r.spec, &r.params),
+        match r.reranked_per_query {
+            Some(m) if r.params.adaptive_rerank && r.params.rerank > 0 => {
+                format!(
+                    "{} ({m:.1} re-ranked/query)",
+                    param_label(&r.spec, &r.params)
+                )
+            }
+            _ => param_label(&r.spec, &r.params),
+        },
         r.bytes_per_vector,
         r.index_bytes.saturating_sub(r.raw_bytes) as f64 / 1e6,
         r.build_secs,
@@ -280,6 +292,9 @@ pub fn param_label(spec: &str, p: &SearchParams) -> String {
             parts.push(format!("{name}={v}"));
         }
     }
+    if p.adaptive_rerank && p.rerank > 0 {
+        parts.push("adaptive".into());
+    }
     parts.join(" ")
 }
 
@@ -306,6 +321,7 @@ mod tests {
             raw_bytes: 500_000,
             mse: Some(0.01),
             mse_ratio: Some(1.5),
+            reranked_per_query: None,
         }
     }
 

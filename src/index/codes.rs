@@ -11,8 +11,8 @@ use crate::error::{Error, Result};
 use crate::index::checks::{check_terms, check_vectors};
 use crate::index::rows::{Exact, Rows};
 use crate::index::{
-    GroupSearch, IdFilter, Index, SearchParams, check_add, grouped_batch, grouped_single,
-    header_dims, untrained,
+    GroupSearch, IdFilter, Index, SearchParams, check_add, grouped_batch, grouped_batch_counted,
+    grouped_single, header_dims, untrained,
 };
 use crate::metric::Metric;
 use crate::quant::codec::{InnerSpec, ListTerms, Raw, Stored, VectorCodec};
@@ -191,16 +191,24 @@ impl<C: VectorCodec> FlatCodes<C> {
         queries: &[f32],
         params: &SearchParams,
         filter: &IdFilter<'_>,
-    ) -> Result<Vec<Vec<Neighbor>>> {
+    ) -> Result<Vec<(Vec<Neighbor>, u32)>> {
         let codec = self.codec()?;
-        let (rerank, depth) =
-            crate::index::scan_depth(params, C::STORES_RAW, !self.raw.is_empty(), &self.name())?;
+        let (rerank, depth) = crate::index::scan_depth(
+            params,
+            C::STORES_RAW,
+            !self.raw.is_empty(),
+            codec.has_error_bounds(),
+            &self.name(),
+        )?;
         let prepared = crate::vectors::prepared(queries, self.dim, self.metric);
         let mut states: Vec<(C::Query, TopK)> = prepared
             .chunks_exact(self.dim)
             .map(|q| {
                 let mut s = C::Query::default();
                 codec.begin_query(&mut s, q, self.metric, None, &[]);
+                if params.adaptive_rerank {
+                    codec.set_bound_keys(&mut s, true);
+                }
                 codec.set_list(&mut s, q, self.metric, ListTerms::default());
                 (s, TopK::new(depth))
             })
@@ -243,6 +251,7 @@ impl<C: VectorCodec> FlatCodes<C> {
                     dim: self.dim,
                     metric: self.metric,
                     query: q,
+                    adaptive: params.adaptive_rerank,
                 });
                 self.rows.finish(heap.into_sorted(), params.k, exact)
             })
@@ -257,7 +266,7 @@ impl<C: VectorCodec> GroupSearch for FlatCodes<C> {
         queries: &[f32],
         params: &SearchParams,
         filter: &IdFilter<'_>,
-    ) -> Result<Vec<Vec<Neighbor>>> {
+    ) -> Result<Vec<(Vec<Neighbor>, u32)>> {
         FlatCodes::search_group(self, queries, params, filter)
     }
 }
@@ -338,6 +347,13 @@ impl<C: VectorCodec> Index for FlatCodes<C> {
     }
     fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
         grouped_batch(self, queries, params)
+    }
+    fn search_batch_counted(
+        &self,
+        queries: &[f32],
+        params: &SearchParams,
+    ) -> Result<crate::index::CountedResults> {
+        grouped_batch_counted(self, queries, params).map(|(r, c)| (r, Some(c)))
     }
     fn reconstruct(&self, vectors: &[f32]) -> Result<Option<Vec<f32>>> {
         check_batch(vectors, self.dim, "vectors")?;

@@ -74,6 +74,13 @@ pub struct SearchParams {
     /// Quantized indexes: re-score this many best candidates with the exact vectors
     /// (0 = no re-ranking). Needs the raw vectors to have been kept.
     pub rerank: usize,
+    /// Error-bound re-ranking (codes with error bounds: RaBitQ…, flat or IVF): the scan
+    /// keeps the `rerank` candidates with the smallest *lower bounds* of their distances,
+    /// and re-scores them exactly in that order only while a candidate's lower bound
+    /// beats the current k-th exact distance — so `rerank` is the most re-scored, and
+    /// most queries re-score far fewer ([`Index::search_batch_counted`] counts them).
+    #[serde(default)]
+    pub adaptive_rerank: bool,
 }
 
 impl Default for SearchParams {
@@ -83,6 +90,7 @@ impl Default for SearchParams {
             nprobe: 8,
             ef_search: 64,
             rerank: 0,
+            adaptive_rerank: false,
         }
     }
 }
@@ -126,6 +134,14 @@ impl SearchParams {
     #[must_use]
     pub fn rerank(mut self, rerank: usize) -> Self {
         self.rerank = rerank;
+        self
+    }
+
+    /// Sets error-bound (adaptive) re-ranking, with `rerank` as the most candidates
+    /// re-scored (see [`SearchParams::adaptive_rerank`]).
+    #[must_use]
+    pub fn adaptive_rerank(mut self, on: bool) -> Self {
+        self.adaptive_rerank = on;
         self
     }
 }
@@ -276,7 +292,25 @@ pub trait Index: Send + Sync {
         checks::check_results(&res, 0)?;
         Ok(res)
     }
+    /// [`Index::search_batch`], also returning how many candidates each query re-scored
+    /// with the exact vectors (`None` for kinds that do not count them; all zeros without
+    /// re-ranking). With [`SearchParams::adaptive_rerank`] this is where error-bound
+    /// re-ranking shows its saving against a fixed `rerank`.
+    ///
+    /// # Errors
+    /// As [`Index::search_batch`].
+    fn search_batch_counted(
+        &self,
+        queries: &[f32],
+        params: &SearchParams,
+    ) -> Result<CountedResults> {
+        Ok((self.search_batch(queries, params)?, None))
+    }
 }
+
+/// Results of a batch search with how many candidates each query re-scored exactly
+/// (`None` where the kind does not count them): [`Index::search_batch_counted`].
+pub type CountedResults = (Vec<Vec<Neighbor>>, Option<Vec<u32>>);
 
 /// Which ids a filtered search may return.
 ///
@@ -405,13 +439,14 @@ pub fn check_add(dim: usize, vectors: &[f32], ids: Option<&[u64]>) -> Result<usi
 pub(crate) trait GroupSearch: Index {
     /// Queries per group in batch search.
     const QUERY_GROUP: usize;
-    /// Answers a group of row-major queries (as given, not yet prepared).
+    /// Answers a group of row-major queries (as given, not yet prepared): each query's
+    /// neighbours and how many candidates it re-scored exactly.
     fn search_group(
         &self,
         queries: &[f32],
         params: &SearchParams,
         filter: &IdFilter<'_>,
-    ) -> Result<Vec<Vec<Neighbor>>>;
+    ) -> Result<Vec<(Vec<Neighbor>, u32)>>;
 }
 
 /// [`Index::search_filtered`] of a [`GroupSearch`] kind.
@@ -422,7 +457,11 @@ pub(crate) fn grouped_single<I: GroupSearch>(
     filter: &IdFilter<'_>,
 ) -> Result<Vec<Neighbor>> {
     check_single(idx.dim(), idx.len(), query, params)?;
-    let r = idx.search_group(query, params, filter)?;
+    let r: Vec<Vec<Neighbor>> = idx
+        .search_group(query, params, filter)?
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
     checks::check_results(&r, 0)?;
     Ok(r.into_iter().next().unwrap_or_default())
 }
@@ -433,27 +472,59 @@ pub(crate) fn grouped_batch<I: GroupSearch>(
     queries: &[f32],
     params: &SearchParams,
 ) -> Result<Vec<Vec<Neighbor>>> {
+    grouped_batch_counted(idx, queries, params).map(|(r, _)| r)
+}
+
+/// [`Index::search_batch_counted`] of a [`GroupSearch`] kind.
+pub(crate) fn grouped_batch_counted<I: GroupSearch>(
+    idx: &I,
+    queries: &[f32],
+    params: &SearchParams,
+) -> Result<(Vec<Vec<Neighbor>>, Vec<u32>)> {
     let dim = idx.dim();
     check_search(dim, idx.len(), params)?;
     check_queries(queries, dim)?;
-    let groups: Vec<Vec<Vec<Neighbor>>> = queries
+    let groups: Vec<Vec<(Vec<Neighbor>, u32)>> = queries
         .par_chunks(dim * I::QUERY_GROUP)
         .map(|g| idx.search_group(g, params, &IdFilter::All))
         .collect::<Result<_>>()?;
-    let res: Vec<Vec<Neighbor>> = groups.into_iter().flatten().collect();
+    let (res, counts): (Vec<Vec<Neighbor>>, Vec<u32>) = groups.into_iter().flatten().unzip();
     checks::check_results(&res, 0)?;
-    Ok(res)
+    Ok((res, counts))
 }
 
 /// How deep a quantized scan goes for `params`: `(re-rank, depth)` — the best
 /// `max(rerank, k)` candidates when re-ranking, else `k`. `exact` kinds never re-rank;
-/// re-ranking without kept raw vectors is an error naming the spec.
+/// re-ranking without kept raw vectors is an error naming the spec, and so is adaptive
+/// re-ranking on codes without error bounds (`bounds`) or without a `rerank` cap.
 pub(crate) fn scan_depth(
     params: &SearchParams,
     exact: bool,
     has_raw: bool,
+    bounds: bool,
     spec: &str,
 ) -> Result<(bool, usize)> {
+    if params.adaptive_rerank && !exact {
+        if !bounds {
+            return Err(Error::param(
+                "adaptive_rerank",
+                format!(
+                    "error-bound re-ranking needs a scan over codes with error bounds \
+                     (RaBitQ… or RaBitQfs…, flat or under IVF); {spec} is not one: use a \
+                     fixed rerank"
+                ),
+            ));
+        }
+        if params.rerank == 0 {
+            return Err(Error::param(
+                "adaptive_rerank",
+                format!(
+                    "error-bound re-ranking of {spec} needs rerank R > 0: the most \
+                     candidates it may re-score"
+                ),
+            ));
+        }
+    }
     let rerank = params.rerank > 0 && !exact;
     if rerank && !has_raw {
         return Err(rows::rerank_unavailable(spec));

@@ -25,6 +25,9 @@ pub struct Exact<'a> {
     pub metric: Metric,
     /// The (prepared) query.
     pub query: &'a [f32],
+    /// Error-bound re-ranking: the candidates' distances are lower bounds; re-score in
+    /// their order only while a lower bound beats the current k-th exact distance.
+    pub adaptive: bool,
 }
 
 /// The error for `rerank > 0` on an index built without raw vectors.
@@ -309,19 +312,27 @@ impl Rows {
         })
     }
 
-    /// Turns candidates whose `id` is a row number into results with user ids: re-scored
-    /// exactly against the raw vectors when `exact` is given (keeping the best `k`), else
-    /// mapped as they are.
+    /// The final `k` results of a query from its candidates (`cands`, ascending), with
+    /// how many were re-scored exactly: with `exact`, the candidates are re-scored with
+    /// the raw vectors (all of them, or under [`Exact::adaptive`] only while a candidate's
+    /// lower bound beats the current k-th exact distance); without, the best `k` keep
+    /// their estimates. Row numbers become ids.
     pub fn finish(
         &self,
         cands: Vec<Neighbor>,
         k: usize,
         exact: Option<Exact<'_>>,
-    ) -> Vec<Neighbor> {
+    ) -> (Vec<Neighbor>, u32) {
         match exact {
             Some(e) => {
                 let mut heap = TopK::new(k);
+                let mut scored = 0u32;
                 for c in cands {
+                    // Candidates come in ascending lower bound: once one cannot beat
+                    // the k-th exact distance, none after it can.
+                    if e.adaptive && heap.len() == k && c.distance >= heap.threshold() {
+                        break;
+                    }
                     let row = c.id as usize;
                     let x = &e.raw[row * e.dim..(row + 1) * e.dim];
                     let d = match e.metric {
@@ -329,17 +340,21 @@ impl Rows {
                         m => m.distance_from_score(kernels::dot(e.query, x)),
                     };
                     heap.push(self.ids[row], d);
+                    scored += 1;
                 }
-                heap.into_sorted()
+                (heap.into_sorted(), scored)
             }
-            None => cands
-                .into_iter()
-                .take(k)
-                .map(|c| Neighbor {
-                    id: self.ids[c.id as usize],
-                    distance: c.distance,
-                })
-                .collect(),
+            None => (
+                cands
+                    .into_iter()
+                    .take(k)
+                    .map(|c| Neighbor {
+                        id: self.ids[c.id as usize],
+                        distance: c.distance,
+                    })
+                    .collect(),
+                0,
+            ),
         }
     }
 

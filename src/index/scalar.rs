@@ -23,8 +23,8 @@ use crate::index::checks::{check_terms, check_vectors};
 use crate::index::rows::{Exact, Rows};
 use crate::index::spec::IndexSpec;
 use crate::index::{
-    GroupSearch, IdFilter, Index, SearchParams, check_add, grouped_batch, grouped_single,
-    header_dims, untrained,
+    GroupSearch, IdFilter, Index, SearchParams, check_add, grouped_batch, grouped_batch_counted,
+    grouped_single, header_dims, untrained,
 };
 use crate::kernels::{self, sq as ksq};
 use crate::metric::Metric;
@@ -214,9 +214,9 @@ impl Scalar {
         queries: &[f32],
         params: &SearchParams,
         filter: &IdFilter<'_>,
-    ) -> Result<Vec<Vec<Neighbor>>> {
+    ) -> Result<Vec<(Vec<Neighbor>, u32)>> {
         let (rerank, depth) =
-            crate::index::scan_depth(params, false, !self.raw.is_empty(), &self.spec)?;
+            crate::index::scan_depth(params, false, !self.raw.is_empty(), false, &self.spec)?;
         let kernel = Kernel::for_quantizer(sq);
         let mut states: Vec<QueryState> = queries
             .chunks_exact(self.dim)
@@ -288,6 +288,7 @@ impl Scalar {
                     dim: self.dim,
                     metric: self.metric,
                     query: q,
+                    adaptive: false,
                 });
                 self.rows.finish(st.heap.into_sorted(), params.k, exact)
             })
@@ -302,7 +303,7 @@ impl GroupSearch for Scalar {
         queries: &[f32],
         params: &SearchParams,
         filter: &IdFilter<'_>,
-    ) -> Result<Vec<Vec<Neighbor>>> {
+    ) -> Result<Vec<(Vec<Neighbor>, u32)>> {
         let sq = self.trained()?;
         let q = self.prepare_queries(queries);
         self.scan_group(sq, &q, params, filter)
@@ -387,6 +388,13 @@ impl Index for Scalar {
 
     fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
         grouped_batch(self, queries, params)
+    }
+    fn search_batch_counted(
+        &self,
+        queries: &[f32],
+        params: &SearchParams,
+    ) -> Result<crate::index::CountedResults> {
+        grouped_batch_counted(self, queries, params).map(|(r, c)| (r, Some(c)))
     }
 
     fn reconstruct(&self, vectors: &[f32]) -> Result<Option<Vec<f32>>> {

@@ -51,9 +51,15 @@ impl PlaneLut {
                 let base = 8 * k + 4 * half;
                 let v = |i: usize| t.get(base + i).map_or(0.0, |&x| f64::from(x));
                 let vals = [v(0), v(1), v(2), v(3)];
-                for p in 0..16usize {
-                    let s: f64 = (0..4).filter(|i| p >> i & 1 == 1).map(|i| vals[i]).sum();
-                    table[16 * half + p] = s as f32;
+                // Entry p is entry p less its highest bit plus that bit's value: the
+                // sum over p's bits in ascending order, in f64, one add per entry.
+                let mut sums = [0.0f64; 16];
+                for p in 1..16usize {
+                    let top = p.ilog2() as usize;
+                    sums[p] = sums[p ^ (1 << top)] + vals[top];
+                }
+                for (e, &v) in table[16 * half..16 * half + 16].iter_mut().zip(&sums) {
+                    *e = v as f32;
                 }
             }
         }

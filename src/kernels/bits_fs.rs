@@ -190,6 +190,26 @@ impl SignLut {
     /// [`Error::InvalidParameter`] if a value is 64 or more (four of them could overflow
     /// a table byte).
     pub fn from_query_codes(qu: &[u8]) -> Result<SignLut> {
+        let mut lut = SignLut {
+            dim: 0,
+            pairs: 0,
+            lut: Vec::new(),
+            bias: 0.0,
+            step: 1.0,
+            max_error: 0.0,
+            q: Vec::new(),
+        };
+        lut.set_query_codes(qu)?;
+        Ok(lut)
+    }
+
+    /// Rebuilds these tables as [`SignLut::from_query_codes`] of `qu`, in place (no
+    /// allocation once the tables have grown to the dimension: an inverted file rebuilds
+    /// them for every probed list). Unchanged on error.
+    ///
+    /// # Errors
+    /// As [`SignLut::from_query_codes`].
+    pub fn set_query_codes(&mut self, qu: &[u8]) -> Result<()> {
         if let Some((i, &v)) = qu.iter().enumerate().find(|&(_, &v)| v >= 64) {
             return Err(Error::param(
                 "query code",
@@ -200,19 +220,25 @@ impl SignLut {
             ));
         }
         let m = nibbles(qu.len());
+        self.dim = qu.len();
+        self.pairs = fastscan::padded_pairs(m);
+        self.lut.clear();
+        self.lut.resize(self.pairs * 32, 0);
         let at = |i: usize| qu.get(i).map_or(0u8, |&v| v);
-        let raw: Vec<u8> = (0..m)
-            .flat_map(|j| {
-                (0..16usize).map(move |p| {
-                    (0..4)
-                        .filter(|i| p >> i & 1 == 1)
-                        .map(|i| at(4 * j + i))
-                        .sum()
-                })
-            })
-            .collect();
-        let q: Vec<f32> = qu.iter().map(|&v| v as f32).collect();
-        Ok(Self::with_tables(&q, &raw, 0.0, 1.0, 0.0))
+        for j in 0..m {
+            let v = [at(4 * j), at(4 * j + 1), at(4 * j + 2), at(4 * j + 3)];
+            // fastscan::pack_lut's layout: nibble j's 16 entries at pair j/2, half j%2.
+            let table = &mut self.lut[(j / 2) * 32 + (j % 2) * 16..][..16];
+            // Entry p is entry p less its highest bit plus that bit's value (≤ 4 · 63).
+            for p in 1..16usize {
+                let top = p.ilog2() as usize;
+                table[p] = table[p ^ (1 << top)] + v[top];
+            }
+        }
+        (self.bias, self.step, self.max_error) = (0.0, 1.0, 0.0);
+        self.q.clear();
+        self.q.extend(qu.iter().map(|&v| f32::from(v)));
+        Ok(())
     }
 
     fn with_tables(q: &[f32], raw: &[u8], bias: f32, step: f32, max_error: f32) -> SignLut {

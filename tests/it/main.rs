@@ -34,6 +34,7 @@ mod no_surprises_cli;
 mod no_surprises_index;
 mod rabitq;
 mod rabitq_fast;
+mod rabitq_rerank;
 #[cfg(feature = "server")]
 mod serve;
 #[cfg(all(feature = "cli", feature = "server"))]

@@ -10,7 +10,7 @@ use std::time::Instant;
 use vecquant::data::generate::{Dataset, SyntheticSpec};
 use vecquant::data::{LoadedDataset, load_dataset, write_dataset};
 use vecquant::eval::report::BenchRow;
-use vecquant::eval::{distortion, recall_at_1, recall_at_k, timed_search};
+use vecquant::eval::{distortion, recall_at_1, recall_at_k, reranked_per_query, timed_search};
 use vecquant::index::spec::{ACCEPTED, BuildOptions, IndexSpec, new_index};
 use vecquant::{Error, Index, Metric, Result, SearchParams};
 
@@ -214,11 +214,27 @@ pub fn run(
         if cfg.rerank > 0 && mse.is_some() {
             let plain = sets.clone();
             sets.extend(plain.iter().map(|p| p.rerank(cfg.rerank)));
+            // Codes with error bounds also re-rank adaptively from the same pool.
+            if spec
+                .parse::<IndexSpec>()
+                .is_ok_and(|t| t.has_error_bounds())
+            {
+                sets.extend(
+                    plain
+                        .iter()
+                        .map(|p| p.rerank(cfg.rerank).adaptive_rerank(true)),
+                );
+            }
         }
         for params in &sets {
             progress(&format!("searching {spec}"));
             let (res, qps) = timed_search(index.as_ref(), &data.data.query, params, 1)?;
             let (_, qps_all) = timed_search(index.as_ref(), &data.data.query, params, threads)?;
+            let reranked_per_query = if params.rerank > 0 {
+                reranked_per_query(index.as_ref(), &data.data.query, params)?
+            } else {
+                None
+            };
             rows.push(BenchRow {
                 dataset: data.name.clone(),
                 spec: spec.clone(),
@@ -237,6 +253,7 @@ pub fn run(
                 raw_bytes,
                 mse,
                 mse_ratio,
+                reranked_per_query,
             });
         }
     }

@@ -49,7 +49,12 @@ fn curves(rows: &[BenchRow], faiss: &[FaissRow], qps: bool) -> Vec<Series> {
             (None, Some(e)) => (Some("ef"), Some(e)),
             _ => (None, None),
         };
-        let fixed = rerank.map_or(String::new(), |r| format!(" rerank={r}"));
+        let adaptive = if r.params.adaptive_rerank {
+            " adaptive"
+        } else {
+            ""
+        };
+        let fixed = rerank.map_or(String::new(), |r| format!(" rerank={r}{adaptive}"));
         let reranked = r.params.rerank > 0;
         let x = if qps {
             r.qps
@@ -294,6 +299,7 @@ mod tests {
             raw_bytes: 1000 * 512,
             mse: Some(1.0),
             mse_ratio: Some(1.3),
+            reranked_per_query: Some(100.0),
         };
         let rows = [row(p, 0.13), row(p.rerank(100), 0.977)];
         let c = curves(&rows, &[], false);

@@ -254,15 +254,21 @@ impl<C: VectorCodec> Hnsw<C> {
         if params.ef_search == 0 {
             return Err(Error::param("ef", "must be at least 1"));
         }
-        let (rerank, depth) =
-            crate::index::scan_depth(params, C::STORES_RAW, !self.raw.is_empty(), &self.name())?;
+        let (rerank, depth) = crate::index::scan_depth(
+            params,
+            C::STORES_RAW,
+            !self.raw.is_empty(),
+            false,
+            &self.name(),
+        )?;
         let cands = self.search_one(q, params.ef_search, depth, filter, s);
         let exact = rerank.then(|| Exact {
             raw: &self.raw,
             dim: self.dim,
             metric: self.metric,
             query: q,
+            adaptive: false,
         });
-        Ok(self.rows.finish(cands, params.k, exact))
+        Ok(self.rows.finish(cands, params.k, exact).0)
     }
 }

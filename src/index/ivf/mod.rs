@@ -33,7 +33,8 @@ use crate::index::checks::{check_terms, check_vectors};
 use crate::index::rows::Rows;
 use crate::index::spec::BuildOptions;
 use crate::index::{
-    GroupSearch, IdFilter, Index, SearchParams, check_add, grouped_batch, grouped_single, untrained,
+    GroupSearch, IdFilter, Index, SearchParams, check_add, grouped_batch, grouped_batch_counted,
+    grouped_single, untrained,
 };
 use crate::kernels;
 use crate::kmeans::{KMeans, KMeansConfig, nearest};
@@ -403,7 +404,7 @@ impl<C: VectorCodec> GroupSearch for Ivf<C> {
         queries: &[f32],
         params: &SearchParams,
         filter: &IdFilter<'_>,
-    ) -> Result<Vec<Vec<Neighbor>>> {
+    ) -> Result<Vec<(Vec<Neighbor>, u32)>> {
         Ivf::search_group(self, queries, params, filter)
     }
 }
@@ -547,6 +548,13 @@ impl<C: VectorCodec> Index for Ivf<C> {
 
     fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
         grouped_batch(self, queries, params)
+    }
+    fn search_batch_counted(
+        &self,
+        queries: &[f32],
+        params: &SearchParams,
+    ) -> Result<crate::index::CountedResults> {
+        grouped_batch_counted(self, queries, params).map(|(r, c)| (r, Some(c)))
     }
 
     fn reconstruct(&self, vectors: &[f32]) -> Result<Option<Vec<f32>>> {

@@ -175,17 +175,25 @@ impl<C: VectorCodec> Ivf<C> {
         queries: &[f32],
         params: &SearchParams,
         filter: &IdFilter<'_>,
-    ) -> Result<Vec<Vec<Neighbor>>> {
+    ) -> Result<Vec<(Vec<Neighbor>, u32)>> {
         let codec = self.codec()?;
         if params.nprobe == 0 {
             return Err(Error::param("nprobe", "must be at least 1"));
         }
-        let (rerank, depth) =
-            crate::index::scan_depth(params, C::STORES_RAW, !self.raw.is_empty(), &self.name())?;
+        let (rerank, depth) = crate::index::scan_depth(
+            params,
+            C::STORES_RAW,
+            !self.raw.is_empty(),
+            codec.has_error_bounds(),
+            &self.name(),
+        )?;
         let nprobe = params.nprobe.min(self.nlist);
         let prepared = self.prepare(queries);
         let coarse = self.coarse(&prepared);
         let mut scratch = Scratch::default();
+        if params.adaptive_rerank {
+            codec.set_bound_keys(&mut scratch.query, true);
+        }
         Ok(prepared
             .chunks_exact(self.dim)
             .zip(coarse.chunks_exact(self.nlist))
@@ -196,6 +204,7 @@ impl<C: VectorCodec> Ivf<C> {
                     dim: self.dim,
                     metric: self.metric,
                     query: q,
+                    adaptive: params.adaptive_rerank,
                 });
                 self.rows.finish(cands, params.k, exact)
             })

@@ -17,8 +17,8 @@ use crate::index::checks::check_vectors;
 use crate::index::rows::{Exact, Rows};
 use crate::index::spec::IndexSpec;
 use crate::index::{
-    GroupSearch, IdFilter, Index, SearchParams, check_add, grouped_batch, grouped_single,
-    header_dims, untrained,
+    GroupSearch, IdFilter, Index, SearchParams, check_add, grouped_batch, grouped_batch_counted,
+    grouped_single, header_dims, untrained,
 };
 use crate::kernels::{fastscan, pq8};
 use crate::metric::Metric;
@@ -401,10 +401,15 @@ impl Product {
         queries: &[f32],
         params: &SearchParams,
         filter: &IdFilter<'_>,
-    ) -> Result<Vec<Vec<Neighbor>>> {
+    ) -> Result<Vec<(Vec<Neighbor>, u32)>> {
         let pq = self.trained()?;
-        let (rerank, depth) =
-            crate::index::scan_depth(params, false, !self.raw.is_empty(), &self.spec.name())?;
+        let (rerank, depth) = crate::index::scan_depth(
+            params,
+            false,
+            !self.raw.is_empty(),
+            false,
+            &self.spec.name(),
+        )?;
         let prepared = self.prepare(queries);
         let cands: Vec<Vec<Neighbor>> = if self.spec.nbits == 8 {
             self.scan8(pq, &prepared, depth, filter)
@@ -428,6 +433,7 @@ impl Product {
                     dim: self.dim,
                     metric: self.metric,
                     query: &plain[qi * self.dim..(qi + 1) * self.dim],
+                    adaptive: false,
                 });
                 self.rows.finish(c, params.k, exact)
             })
@@ -494,7 +500,7 @@ impl GroupSearch for Product {
         queries: &[f32],
         params: &SearchParams,
         filter: &IdFilter<'_>,
-    ) -> Result<Vec<Vec<Neighbor>>> {
+    ) -> Result<Vec<(Vec<Neighbor>, u32)>> {
         Product::search_group(self, queries, params, filter)
     }
 }
@@ -592,6 +598,13 @@ impl Index for Product {
 
     fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
         grouped_batch(self, queries, params)
+    }
+    fn search_batch_counted(
+        &self,
+        queries: &[f32],
+        params: &SearchParams,
+    ) -> Result<crate::index::CountedResults> {
+        grouped_batch_counted(self, queries, params).map(|(r, c)| (r, Some(c)))
     }
 
     fn reconstruct(&self, vectors: &[f32]) -> Result<Option<Vec<f32>>> {

@@ -593,6 +593,21 @@ impl IndexSpec {
         self.is_hnsw()
     }
 
+    /// The codes carry error bounds of their distance estimates, so a search can re-rank
+    /// adaptively ([`crate::SearchParams::adaptive_rerank`]): RaBitQ codes scanned flat or
+    /// under IVF (graph walks rank by estimates, so HNSW re-ranks a fixed number).
+    pub fn has_error_bounds(&self) -> bool {
+        matches!(
+            self,
+            IndexSpec::RaBitQ(_)
+                | IndexSpec::RaBitQFs(_)
+                | IndexSpec::Ivf {
+                    inner: InnerQuantizer::RaBitQ(_) | InnerQuantizer::RaBitQFs(_),
+                    ..
+                }
+        )
+    }
+
     /// Checks the search knobs a caller names for an index of this spec, `name` being
     /// its spec string: `nprobe` off IVF, `ef` off HNSW, `rerank` on an exact index or
     /// below `k` are errors (each would do nothing). Returns warnings about values the

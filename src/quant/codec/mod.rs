@@ -251,6 +251,17 @@ pub trait VectorCodec: Clone + Debug + Send + Sync + Sized + 'static {
         heap: &mut TopK,
         ok: &F,
     );
+    /// Whether [`VectorCodec::set_bound_keys`] works: the codes carry error bounds of
+    /// their distance estimates (error-bound re-ranking, [`crate::SearchParams::adaptive_rerank`]).
+    fn has_error_bounds(&self) -> bool {
+        false
+    }
+    /// Error-bound re-ranking: from now on [`VectorCodec::scan`] pushes each row with a
+    /// lower bound of its distance (the estimate less its error bound) instead of the
+    /// estimate. Only called when [`VectorCodec::has_error_bounds`].
+    fn set_bound_keys(&self, s: &mut Self::Query, on: bool) {
+        let _ = (s, on);
+    }
     /// Distance of the query to row `row` of row-major `stored` (graph walks).
     fn distance(&self, s: &Self::Query, metric: Metric, stored: Stored<'_>, row: usize) -> f32;
     /// Hints the CPU to load row `row` of row-major `stored` (its first `bytes` bytes).

@@ -144,7 +144,6 @@ impl VectorCodec for RaBitQ {
         // planes into words, one batch kernel call. Codes of `b ≥ 2` bits get the full
         // estimate only where the 1-bit one, less its margin, could still enter the heap.
         let (w, pb) = (s.words, super::code::plane_bytes(self.dim));
-        let multi = self.bits > 1;
         let qn = s.t_norm2.max(0.0).sqrt();
         let scale = if metric == Metric::L2 { 2.0 } else { 1.0 };
         let mut batch = std::mem::take(&mut s.batch);
@@ -166,16 +165,14 @@ impl VectorCodec for RaBitQ {
                 .enumerate()
             {
                 let f = self.factor_bytes(row);
-                let ip1 = self.ip_1bit_of(s, f, ipbin, bits::popcount(words));
-                let mut dist = self.dist_of(s, metric, f, ip1);
-                if multi {
-                    let lower = dist - scale * self.refine_margin(s, f, qn);
-                    if lower > heap.threshold() {
-                        continue;
-                    }
-                    dist = self.dist_of(s, metric, f, self.ip_full(s, row));
-                    s.refined += 1;
-                }
+                let sums = (ipbin, bits::popcount(words));
+                let Some(dist) =
+                    self.scan_key(s, metric, f, sums, qn, scale, heap.threshold(), |s| {
+                        self.ip_full(s, row)
+                    })
+                else {
+                    continue;
+                };
                 let id = first + start + i;
                 if dist <= heap.threshold() && ok(id) {
                     heap.push(id as u64, dist);
@@ -185,6 +182,13 @@ impl VectorCodec for RaBitQ {
         }
         s.batch = batch;
         s.ips = ips;
+    }
+
+    fn has_error_bounds(&self) -> bool {
+        true
+    }
+    fn set_bound_keys(&self, s: &mut RabitqQuery, on: bool) {
+        s.bound_keys = on;
     }
 
     fn distance(&self, s: &RabitqQuery, metric: Metric, stored: Stored<'_>, row: usize) -> f32 {

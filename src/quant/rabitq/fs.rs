@@ -211,8 +211,16 @@ impl VectorCodec for RaBitQFs {
 
     fn set_list(&self, s: &mut RabitqFsQuery, q: &[f32], metric: Metric, list: ListTerms<'_>) {
         self.inner.set_list(&mut s.q, q, metric, list);
-        // Query codes are below 2^QUERY_BITS = 16 < 64: the tables always build.
-        s.lut = SignLut::from_query_codes(&s.q.qu).ok();
+        // Query codes are below 2^QUERY_BITS = 16 < 64: the tables always build (in
+        // place after the first list).
+        match &mut s.lut {
+            Some(lut) => {
+                if lut.set_query_codes(&s.q.qu).is_err() {
+                    s.lut = None;
+                }
+            }
+            None => s.lut = SignLut::from_query_codes(&s.q.qu).ok(),
+        }
     }
 
     fn scan<F: Fn(usize) -> bool>(
@@ -232,7 +240,6 @@ impl VectorCodec for RaBitQFs {
         let quant = &self.inner;
         let (d, rb) = (quant.dim, quant.row_bytes());
         let (pb, rest, sb) = (plane_bytes(d), self.rest(), self.sign_block());
-        let multi = quant.bits > 1;
         let qn = q.t_norm2.max(0.0).sqrt();
         let scale = if metric == Metric::L2 { 2.0 } else { 1.0 };
         s.row.resize(rb, 0);
@@ -250,18 +257,17 @@ impl VectorCodec for RaBitQFs {
             for i in 0..BLOCK.min(n - base) {
                 let own = &block[sb + i * rest..sb + (i + 1) * rest];
                 let f = &own[fo..];
-                let ip1 = quant.ip_1bit_of(q, f, sums[i], pcs[i]);
-                let mut dist = quant.dist_of(q, metric, f, ip1);
-                if multi {
-                    let lower = dist - scale * quant.refine_margin(q, f, qn);
-                    if lower > heap.threshold() {
-                        continue;
-                    }
+                let full = |q: &RabitqQuery| {
                     bits_fs::row_from_block(&block[..sb], d, i, &mut row[..pb]);
                     row[pb..].copy_from_slice(own);
-                    dist = quant.dist_of(q, metric, f, quant.ip_full(q, row));
-                    q.refined += 1;
-                }
+                    quant.ip_full(q, row)
+                };
+                let ip = (sums[i], pcs[i]);
+                let Some(dist) =
+                    quant.scan_key(q, metric, f, ip, qn, scale, heap.threshold(), full)
+                else {
+                    continue;
+                };
                 let id = first + base + i;
                 if dist <= heap.threshold() && ok(id) {
                     heap.push(id as u64, dist);
@@ -269,6 +275,13 @@ impl VectorCodec for RaBitQFs {
             }
         }
         s.lut = Some(lut);
+    }
+
+    fn has_error_bounds(&self) -> bool {
+        true
+    }
+    fn set_bound_keys(&self, s: &mut RabitqFsQuery, on: bool) {
+        s.q.bound_keys = on;
     }
 
     fn distance(&self, s: &RabitqFsQuery, metric: Metric, stored: Stored<'_>, row: usize) -> f32 {

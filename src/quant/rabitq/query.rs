@@ -51,6 +51,9 @@ pub struct RabitqQuery {
     pub(crate) weights: Vec<f32>,
     /// Rows a multi-bit scan has scored with the full code (since the query began).
     pub(crate) refined: u64,
+    /// Error-bound re-ranking: scans push lower bounds of the distances
+    /// ([`RaBitQ::scan_key`]).
+    pub(crate) bound_keys: bool,
 }
 
 /// Estimates of `⟨r, q'⟩` for one code (`r` the vector minus the centroid, `q'` the
@@ -81,6 +84,57 @@ fn hash_of(t: &[f32]) -> u64 {
     })
 }
 
+/// `(min, max, Σ t², Σ t)` of `t`, in eight lanes (`(∞, −∞, 0, 0)` when empty).
+fn stats(t: &[f32]) -> (f32, f32, f32, f32) {
+    const L: usize = 8;
+    let (mut lo, mut hi) = ([f32::INFINITY; L], [f32::NEG_INFINITY; L]);
+    let (mut n2, mut sum) = ([0.0f32; L], [0.0f32; L]);
+    let mut chunks = t.chunks_exact(L);
+    for c in &mut chunks {
+        for k in 0..L {
+            let v = c[k];
+            lo[k] = if v < lo[k] { v } else { lo[k] };
+            hi[k] = if v > hi[k] { v } else { hi[k] };
+            n2[k] += v * v;
+            sum[k] += v;
+        }
+    }
+    for (k, &v) in chunks.remainder().iter().enumerate() {
+        lo[k] = lo[k].min(v);
+        hi[k] = hi[k].max(v);
+        n2[k] += v * v;
+        sum[k] += v;
+    }
+    (
+        lo.iter().fold(f32::INFINITY, |a, &b| a.min(b)),
+        hi.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)),
+        n2.iter().sum(),
+        sum.iter().sum(),
+    )
+}
+
+/// The [`QUERY_BITS`] bit planes of the codes `qu` (`words` words per plane, plane `j`
+/// holding bit `j` of every code at the dimension's bit): each group of eight codes is
+/// read as one word, and a multiply gathers one bit of each byte into a byte.
+pub(crate) fn pack_planes(qu: &[u8], words: usize, planes: &mut Vec<u64>) {
+    // Byte k of `x & 0x01…01` lands at bit 56 + k of the product (no carries reach it).
+    const GATHER: u64 = 0x0102_0408_1020_4080;
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    planes.clear();
+    planes.resize(QUERY_BITS * words, 0);
+    for (w, word) in qu.chunks(64).enumerate() {
+        for (g, group) in word.chunks(8).enumerate() {
+            let mut b = [0u8; 8];
+            b[..group.len()].copy_from_slice(group);
+            let x = u64::from_le_bytes(b);
+            for j in 0..QUERY_BITS {
+                let byte = ((x >> j) & LOW).wrapping_mul(GATHER) >> 56;
+                planes[j * words + w] |= byte << (8 * g);
+            }
+        }
+    }
+}
+
 impl RaBitQ {
     /// Rotates the query (once per query).
     pub(crate) fn prepare_query(&self, s: &mut RabitqQuery, q: &[f32]) {
@@ -93,56 +147,43 @@ impl RaBitQ {
     }
 
     /// Sets the target `t` (rotated, `d` values, already in `s.t`) and quantizes it.
+    /// Under IVF this runs once per probed list, so it is written for a short list's
+    /// budget: one pass of eight-lane statistics, one rounding pass into bytes, and the
+    /// bit planes gathered eight dimensions at a time ([`pack_planes`]).
     pub(crate) fn quantize_target(&self, s: &mut RabitqQuery) {
         let d = self.dim;
         let levels = ((1u32 << QUERY_BITS) - 1) as f32;
-        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-        let (mut n2, mut sum) = (0.0f32, 0.0f32);
-        for &v in &s.t {
-            lo = lo.min(v);
-            hi = hi.max(v);
-            n2 += v * v;
-            sum += v;
-        }
+        let (lo, hi, n2, sum) = stats(&s.t);
         s.t_norm2 = n2;
         s.t_sum = sum;
         let delta = (hi - lo) / levels;
-        let words = s.words;
-        s.planes.clear();
-        s.planes.resize(QUERY_BITS * words, 0);
         s.qu.clear();
         s.qu.resize(d, 0);
         let mut usum = 0u32;
         if delta > 0.0 && delta.is_finite() {
             let inv = 1.0 / delta;
-            // Randomized rounding's seed; nearest rounding needs none.
-            let mut state = match self.rounding {
-                Rounding::Randomized => hash_of(&s.t),
-                Rounding::Nearest => 0,
-            };
-            for (i, &v) in s.t.iter().enumerate() {
-                let x = (v - lo) * inv;
-                let u = match self.rounding {
-                    Rounding::Nearest => (x + 0.5).floor(),
-                    Rounding::Randomized => {
+            match self.rounding {
+                Rounding::Nearest => {
+                    for (u, &v) in s.qu.iter_mut().zip(&s.t) {
+                        *u = ((v - lo) * inv + 0.5).floor().clamp(0.0, levels) as u8;
+                    }
+                }
+                Rounding::Randomized => {
+                    // Seeded from the target, so a search is deterministic.
+                    let mut state = hash_of(&s.t);
+                    for (u, &v) in s.qu.iter_mut().zip(&s.t) {
                         state = crate::rng::splitmix64(state);
                         let r = (state >> 40) as f32 / (1u64 << 24) as f32;
-                        (x + r).floor()
-                    }
-                };
-                let u = u.clamp(0.0, levels) as u32;
-                usum += u;
-                s.qu[i] = u as u8;
-                for j in 0..QUERY_BITS {
-                    if u >> j & 1 == 1 {
-                        s.planes[j * words + i / 64] |= 1 << (i % 64);
+                        *u = ((v - lo) * inv + r).floor().clamp(0.0, levels) as u8;
                     }
                 }
             }
+            usum = s.qu.iter().map(|&u| u32::from(u)).sum();
             s.delta = delta;
         } else {
             s.delta = 0.0;
         }
+        pack_planes(&s.qu, s.words, &mut s.planes);
         s.lo = if lo.is_finite() { lo } else { 0.0 };
         s.tq_sum = s.delta * usum as f32 + d as f32 * s.lo;
         if self.bits > 1 {
@@ -212,6 +253,58 @@ impl RaBitQ {
         let per_sigma =
             (fk(f, 2) + fk(f, 4)) * qn / code::EPSILON0 + fk(f, 1) * s.delta * QUANT_SIGMA;
         REFINE_SIGMAS * per_sigma
+    }
+
+    /// The error bound of a row's 1-bit estimate of `⟨r, q'⟩` (factor bytes `f`,
+    /// `qn = ‖q'‖`): [`code::EPSILON0`] standard deviations of the rotation's error
+    /// (`‖r‖ · error_bound(⟨x̄, o⟩) · ‖q'‖`, from `f0 = ‖r‖²` and `f1 = ‖r‖/⟨x̄, o⟩`:
+    /// `‖r‖ √(1/⟨x̄,o⟩² − 1) = √(f1² − f0)`) and of the query's quantization
+    /// (`f1 · δ/√12`), added in quadrature as independent errors.
+    #[inline]
+    pub(crate) fn bound_1bit(&self, s: &RabitqQuery, f: &[u8], qn: f32) -> f32 {
+        let (f0, f1) = (fk(f, 0), fk(f, 1));
+        let dm1 = (self.dim.max(2) - 1) as f32;
+        let rot = (f1 * f1 - f0).max(0.0).sqrt() * qn / dm1.sqrt();
+        let quant = f1 * s.delta * QUANT_SIGMA;
+        code::EPSILON0 * (rot * rot + quant * quant).sqrt()
+    }
+
+    /// What a scan pushes for a row with factor bytes `f` and 1-bit popcount sums
+    /// `ipbin`, `pc` (see [`Self::ip_1bit_of`]), or `None` when the row cannot beat the
+    /// heap's `threshold`: its distance estimate — for codes of `b ≥ 2` bits the full
+    /// one (`full` computes `⟨r, q'⟩` from the full code) where the 1-bit estimate less
+    /// its margin ([`Self::refine_margin`]) still could — or, under error-bound
+    /// re-ranking (`s.bound_keys`), that estimate less its error bound: a lower bound of
+    /// the distance. `qn = ‖q'‖`; `scale` is 2 for L2 (the distance holds `−2⟨r, q'⟩`),
+    /// else 1.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub(crate) fn scan_key(
+        &self,
+        s: &mut RabitqQuery,
+        metric: Metric,
+        f: &[u8],
+        (ipbin, pc): (u32, u32),
+        qn: f32,
+        scale: f32,
+        threshold: f32,
+        full: impl FnOnce(&RabitqQuery) -> f32,
+    ) -> Option<f32> {
+        let ip1 = self.ip_1bit_of(s, f, ipbin, pc);
+        let dist = self.dist_of(s, metric, f, ip1);
+        if self.bits == 1 {
+            return Some(if s.bound_keys {
+                dist - scale * self.bound_1bit(s, f, qn)
+            } else {
+                dist
+            });
+        }
+        let full_bound = if s.bound_keys { fk(f, 4) * qn } else { 0.0 };
+        if dist - scale * (self.refine_margin(s, f, qn) + full_bound) > threshold {
+            return None;
+        }
+        s.refined += 1;
+        Some(self.dist_of(s, metric, f, full(s)) - scale * full_bound)
     }
 
     /// The estimate the scans use: 1-bit codes by bit planes, wider codes by the full
