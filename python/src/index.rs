@@ -228,7 +228,7 @@ impl PyIndex {
             .py_err()
     }
 
-    /// search(q, k, *, nprobe=None, ef=None, rerank=None)
+    /// search(q, k, *, nprobe=None, ef=None, rerank=None, adaptive_rerank=False)
     /// --
     ///
     /// The ``k`` nearest neighbours of each row of ``q`` (float32 ``(nq, d)``), as FAISS
@@ -239,11 +239,16 @@ impl PyIndex {
     ///
     /// nprobe: IVF lists probed (IVF only). ef: HNSW beam width (HNSW only). rerank:
     /// re-score this many candidates with exact distances (quantized indexes built
-    /// with raw vectors kept).
+    /// with raw vectors kept). adaptive_rerank: RaBitQ indexes (flat or IVF) with
+    /// ``rerank=R``: keep the ``R`` candidates with the smallest lower bounds of their
+    /// distances and re-score them only while a bound beats the current k-th exact
+    /// distance (at most ``R``, usually far fewer).
     ///
     /// >>> D, I = index.search(q, 10)
     /// >>> D, I = ivf.search(q, 10, nprobe=16)
-    #[pyo3(signature = (q, k, *, nprobe=None, ef=None, rerank=None))]
+    /// >>> D, I = rabitq.search(q, 10, rerank=100, adaptive_rerank=True)
+    #[pyo3(signature = (q, k, *, nprobe=None, ef=None, rerank=None, adaptive_rerank=false))]
+    #[allow(clippy::too_many_arguments)]
     fn search<'py>(
         &self,
         py: Python<'py>,
@@ -252,10 +257,14 @@ impl PyIndex {
         nprobe: Option<usize>,
         ef: Option<usize>,
         rerank: Option<usize>,
+        adaptive_rerank: bool,
     ) -> PyResult<Hits<'py>> {
         let a = rows_f32(q, "search")?;
         self.check_cols(&a, "search")?;
-        let p = self.params(k, nprobe, ef, rerank).py_err()?;
+        let p = self
+            .params(k, nprobe, ef, rerank)
+            .py_err()?
+            .adaptive_rerank(adaptive_rerank);
         let nq = a.shape()[0];
         let q = slice(&a)?;
         let inner: &dyn Index = self.inner.as_ref();

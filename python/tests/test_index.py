@@ -78,6 +78,26 @@ def test_item1_ids_delete_and_params(data):
         vecquant.index_factory(32, "Flat").search(query, 1, nprobe=4)
 
 
+def test_issue18_adaptive_rerank(data):
+    """Error-bound re-ranking from Python: RaBitQ4 with a pool of 100 returns the
+    brute-force neighbours (recall >= 0.99) like a fixed re-rank; kinds without error
+    bounds refuse it with the library's message."""
+    base, query = data
+    index = vecquant.index_factory(32, "RaBitQ4", keep_raw=True)
+    index.train(base)
+    index.add(base)
+    truth = brute_force(base, query, 10)
+    _, fixed = index.search(query, 10, rerank=100)
+    _, adaptive = index.search(query, 10, rerank=100, adaptive_rerank=True)
+    recall = lambda I: np.mean([len(set(a) & set(t)) / 10 for a, t in zip(I, truth)])
+    assert recall(fixed) >= 0.99 and recall(adaptive) >= 0.99
+    sq = vecquant.index_factory(32, "SQ8", keep_raw=True)
+    sq.train(base)
+    sq.add(base)
+    with pytest.raises(ValueError, match="error bounds"):
+        sq.search(query, 10, rerank=100, adaptive_rerank=True)
+
+
 def test_item1_no_copy_and_conversions(data):
     base, query = data
     index = vecquant.index_factory(32, "Flat")

@@ -23,12 +23,16 @@ import json
 import os
 import tempfile
 import threading
+import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import FileError, InvalidInputError, VecquantError, deserialize_index, index_factory
 from . import read_index as _read_index
+
+#: How long a retry waits for a restarting shard actor when no ``timeout`` is set.
+RESTART_WAIT_SECS = 120.0
 
 #: The manifest's ``format`` and ``version`` fields.
 MANIFEST_FORMAT = "vecquant-sharded"
@@ -507,6 +511,24 @@ class ShardedIndex:
             turn = self._turn
         return group[(turn + attempt) % len(group)]
 
+    def _retry(self, i: int, q_ref, k: int, params: Dict[str, Any]):
+        """The one retry of shard ``i``'s search. While Ray restarts the actor
+        (``max_restarts``) it refuses calls as *unavailable* — the query never ran — so
+        the retry waits for it to come back (up to ``timeout``, or
+        ``RESTART_WAIT_SECS``) rather than counting a restart in progress as down."""
+        ray = _ray()
+        unavailable = getattr(ray.exceptions, "ActorUnavailableError", ())
+        wait = self.timeout if self.timeout is not None else RESTART_WAIT_SECS
+        deadline = time.monotonic() + wait
+        while True:
+            ref = self._replica(i, 1).search.remote(q_ref, k, params)
+            try:
+                return ray.get(ref, timeout=self.timeout)
+            except unavailable:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
+
     def search(
         self,
         q: Any,
@@ -543,8 +565,7 @@ class ShardedIndex:
         for i, first in failed.items():
             self.retries += 1
             try:
-                ref = self._replica(i, 1).search.remote(q_ref, k, params)
-                results[i] = ray.get(ref, timeout=self.timeout)
+                results[i] = self._retry(i, q_ref, k, params)
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:
                 if not allow_partial:
                     raise VecquantError(

@@ -60,6 +60,10 @@ pub struct BenchConfig {
     pub ef_sweep: Vec<usize>,
 }
 
+/// How many times `rerank` candidates the adaptive (error-bound) re-ranked rows of
+/// RaBitQ specs keep as their pool.
+pub const ADAPTIVE_POOL: usize = 10;
+
 /// `nprobe` values `vecquant bench` sweeps for IVF specs (recall-vs-QPS curves).
 pub const DEFAULT_NPROBE_SWEEP: [usize; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
 /// `ef_search` values `vecquant bench` sweeps for HNSW specs.
@@ -214,16 +218,19 @@ pub fn run(
         if cfg.rerank > 0 && mse.is_some() {
             let plain = sets.clone();
             sets.extend(plain.iter().map(|p| p.rerank(cfg.rerank)));
-            // Codes with error bounds also re-rank adaptively from the same pool.
+            // Codes with error bounds also re-rank adaptively, from a pool ten times as
+            // deep: only candidates whose lower bound beats the k-th exact distance are
+            // re-scored, so the pool must hold them all (a pool cut short by lower
+            // bounds favours the least certain rows), and the row reports how many
+            // were re-scored per query.
             if spec
                 .parse::<IndexSpec>()
                 .is_ok_and(|t| t.has_error_bounds())
             {
-                sets.extend(
-                    plain
-                        .iter()
-                        .map(|p| p.rerank(cfg.rerank).adaptive_rerank(true)),
-                );
+                sets.extend(plain.iter().map(|p| {
+                    p.rerank(cfg.rerank.saturating_mul(ADAPTIVE_POOL))
+                        .adaptive_rerank(true)
+                }));
             }
         }
         for params in &sets {

@@ -67,7 +67,9 @@ pub fn long_about() -> String {
          With no arguments: generates the default Gaussian set (100,000 × 128, 1,000 \
          queries, seed 42) into a cache folder and benchmarks the default set: {}. IVF \
          specs are swept over nprobe {:?} and HNSW specs over ef {:?} unless --nprobe / \
-         --ef is given; quantized specs also run with --rerank {} (exact re-ranking).\n\n\
+         --ef is given; quantized specs also run with --rerank {} (exact re-ranking), \
+         and RaBitQ specs with error-bound re-ranking from a pool of {}× as many (the \
+         table says how many were re-ranked per query).\n\n\
          Examples:\n\n\
          vecquant bench --data data --specs \"SQ8,IVF64,PQ8x4fs\" --out results\n\n\
          vecquant bench --compare-faiss --python ~/faiss-venv/bin/python",
@@ -75,6 +77,7 @@ pub fn long_about() -> String {
         driver::DEFAULT_NPROBE_SWEEP,
         driver::DEFAULT_EF_SWEEP,
         driver::DEFAULT_RERANK,
+        driver::ADAPTIVE_POOL,
     )
 }
 
