@@ -164,8 +164,11 @@ impl RaBitQ {
             let inv = 1.0 / delta;
             match self.rounding {
                 Rounding::Nearest => {
+                    // `v − lo ≥ 0`, so truncation is the floor (`floorf` is a call
+                    // without SSE4.1), and capping at `levels + ½` is the clamp.
+                    let top = levels + 0.5;
                     for (u, &v) in s.qu.iter_mut().zip(&s.t) {
-                        *u = ((v - lo) * inv + 0.5).floor().clamp(0.0, levels) as u8;
+                        *u = ((v - lo) * inv + 0.5).min(top) as u8;
                     }
                 }
                 Rounding::Randomized => {
@@ -174,7 +177,7 @@ impl RaBitQ {
                     for (u, &v) in s.qu.iter_mut().zip(&s.t) {
                         state = crate::rng::splitmix64(state);
                         let r = (state >> 40) as f32 / (1u64 << 24) as f32;
-                        *u = ((v - lo) * inv + r).floor().clamp(0.0, levels) as u8;
+                        *u = ((v - lo) * inv + r).min(levels + 0.5) as u8;
                     }
                 }
             }
