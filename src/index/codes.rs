@@ -10,10 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::index::checks::{check_terms, check_vectors};
 use crate::index::rows::{Exact, Rows};
-use crate::index::{
-    GroupSearch, IdFilter, Index, SearchParams, check_add, grouped_batch, grouped_batch_counted,
-    grouped_single, header_dims, untrained,
-};
+use crate::index::{GroupSearch, IdFilter, Index, SearchParams, check_add, header_dims, untrained};
 use crate::metric::Metric;
 use crate::quant::codec::{InnerSpec, ListTerms, Raw, Stored, VectorCodec};
 use crate::quant::product::ProductQuantizer;
@@ -337,24 +334,7 @@ impl<C: VectorCodec> Index for FlatCodes<C> {
     fn search(&self, query: &[f32], params: &SearchParams) -> Result<Vec<Neighbor>> {
         self.search_filtered(query, params, &IdFilter::All)
     }
-    fn search_filtered(
-        &self,
-        query: &[f32],
-        params: &SearchParams,
-        filter: &IdFilter<'_>,
-    ) -> Result<Vec<Neighbor>> {
-        grouped_single(self, query, params, filter)
-    }
-    fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
-        grouped_batch(self, queries, params)
-    }
-    fn search_batch_counted(
-        &self,
-        queries: &[f32],
-        params: &SearchParams,
-    ) -> Result<crate::index::CountedResults> {
-        grouped_batch_counted(self, queries, params).map(|(r, c)| (r, Some(c)))
-    }
+    grouped_search!();
     fn reconstruct(&self, vectors: &[f32]) -> Result<Option<Vec<f32>>> {
         check_batch(vectors, self.dim, "vectors")?;
         check_finite(vectors, self.dim, "vectors")?;

@@ -21,6 +21,36 @@ macro_rules! row_accessors {
     };
 }
 
+/// The [`Index`] search entry points of a [`GroupSearch`] kind (single, filtered, batch
+/// and counted batch search go through its `search_group`); used inside its
+/// `impl Index`.
+macro_rules! grouped_search {
+    () => {
+        fn search_filtered(
+            &self,
+            query: &[f32],
+            params: &crate::index::SearchParams,
+            filter: &crate::index::IdFilter<'_>,
+        ) -> crate::error::Result<Vec<crate::Neighbor>> {
+            crate::index::grouped_single(self, query, params, filter)
+        }
+        fn search_batch(
+            &self,
+            queries: &[f32],
+            params: &crate::index::SearchParams,
+        ) -> crate::error::Result<Vec<Vec<crate::Neighbor>>> {
+            crate::index::grouped_batch_counted(self, queries, params).map(|(r, _)| r)
+        }
+        fn search_batch_counted(
+            &self,
+            queries: &[f32],
+            params: &crate::index::SearchParams,
+        ) -> crate::error::Result<crate::index::CountedResults> {
+            crate::index::grouped_batch_counted(self, queries, params).map(|(r, c)| (r, Some(c)))
+        }
+    };
+}
+
 pub(crate) mod checks;
 pub mod codes;
 pub mod flat;
@@ -466,16 +496,8 @@ pub(crate) fn grouped_single<I: GroupSearch>(
     Ok(r.into_iter().next().unwrap_or_default())
 }
 
-/// [`Index::search_batch`] of a [`GroupSearch`] kind: groups in parallel.
-pub(crate) fn grouped_batch<I: GroupSearch>(
-    idx: &I,
-    queries: &[f32],
-    params: &SearchParams,
-) -> Result<Vec<Vec<Neighbor>>> {
-    grouped_batch_counted(idx, queries, params).map(|(r, _)| r)
-}
-
-/// [`Index::search_batch_counted`] of a [`GroupSearch`] kind.
+/// [`Index::search_batch_counted`] (and `search_batch`) of a [`GroupSearch`] kind:
+/// groups in parallel.
 pub(crate) fn grouped_batch_counted<I: GroupSearch>(
     idx: &I,
     queries: &[f32],

@@ -7,12 +7,12 @@ use vecquant::index::{Index, SearchParams};
 use vecquant::{Metric, Neighbor};
 
 const N: usize = 5000;
-const DIM: usize = 64;
-const QUERIES: usize = 100;
-const K: usize = 10;
+pub(crate) const DIM: usize = 64;
+pub(crate) const QUERIES: usize = 100;
+pub(crate) const K: usize = 10;
 
 /// The exact `k` nearest base rows of every query under `metric`.
-fn ground_truth(base: &[f32], queries: &[f32], metric: Metric) -> Vec<Vec<u64>> {
+pub(crate) fn ground_truth(base: &[f32], queries: &[f32], metric: Metric) -> Vec<Vec<u64>> {
     queries
         .chunks_exact(DIM)
         .map(|q| {
@@ -38,7 +38,7 @@ fn ground_truth(base: &[f32], queries: &[f32], metric: Metric) -> Vec<Vec<u64>> 
         .collect()
 }
 
-fn recall(results: &[Vec<Neighbor>], truth: &[Vec<u64>]) -> f64 {
+pub(crate) fn recall(results: &[Vec<Neighbor>], truth: &[Vec<u64>]) -> f64 {
     let hits: usize = results
         .iter()
         .zip(truth)

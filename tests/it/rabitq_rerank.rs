@@ -2,51 +2,19 @@
 //! with the smallest lower bounds and re-scores them only while a lower bound beats the
 //! current k-th exact distance.
 
+use vecquant::Metric;
 use vecquant::data::generate::gaussian;
 use vecquant::index::spec::{BuildOptions, new_index};
 use vecquant::index::{Index, SearchParams};
-use vecquant::{Metric, Neighbor};
+
+use super::rabitq::{DIM, K, QUERIES, ground_truth as truth, recall};
 
 const N: usize = 10_000;
-const DIM: usize = 64;
-const QUERIES: usize = 100;
-const K: usize = 10;
 
 fn data() -> (Vec<f32>, Vec<f32>) {
     let base = gaussian(N, DIM, 0.0, 1.0, 31).unwrap();
     let queries = gaussian(QUERIES, DIM, 0.0, 1.0, 32).unwrap();
     (base.as_slice().to_vec(), queries.as_slice().to_vec())
-}
-
-/// The exact `K` nearest base rows of every query (brute force).
-fn truth(base: &[f32], queries: &[f32], metric: Metric) -> Vec<Vec<u64>> {
-    queries
-        .chunks_exact(DIM)
-        .map(|q| {
-            let mut all: Vec<(f32, u64)> = base
-                .chunks_exact(DIM)
-                .enumerate()
-                .map(|(i, x)| {
-                    let d = match metric {
-                        Metric::L2 => q.iter().zip(x).map(|(a, b)| (a - b) * (a - b)).sum(),
-                        _ => -q.iter().zip(x).map(|(a, b)| a * b).sum::<f32>(),
-                    };
-                    (d, i as u64)
-                })
-                .collect();
-            all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            all.iter().take(K).map(|p| p.1).collect()
-        })
-        .collect()
-}
-
-fn recall(results: &[Vec<Neighbor>], truth: &[Vec<u64>]) -> f64 {
-    let hits: usize = results
-        .iter()
-        .zip(truth)
-        .map(|(r, t)| r.iter().filter(|n| t.contains(&n.id)).count())
-        .sum();
-    hits as f64 / (truth.len() * K) as f64
 }
 
 fn build(spec: &str, base: &[f32], metric: Metric) -> Box<dyn Index> {

@@ -32,10 +32,7 @@ use crate::error::{Error, Result};
 use crate::index::checks::{check_terms, check_vectors};
 use crate::index::rows::Rows;
 use crate::index::spec::BuildOptions;
-use crate::index::{
-    GroupSearch, IdFilter, Index, SearchParams, check_add, grouped_batch, grouped_batch_counted,
-    grouped_single, untrained,
-};
+use crate::index::{GroupSearch, IdFilter, Index, SearchParams, check_add, untrained};
 use crate::kernels;
 use crate::kmeans::{KMeans, KMeansConfig, nearest};
 use crate::metric::Metric;
@@ -537,25 +534,7 @@ impl<C: VectorCodec> Index for Ivf<C> {
         self.search_filtered(query, params, &IdFilter::All)
     }
 
-    fn search_filtered(
-        &self,
-        query: &[f32],
-        params: &SearchParams,
-        filter: &IdFilter<'_>,
-    ) -> Result<Vec<Neighbor>> {
-        grouped_single(self, query, params, filter)
-    }
-
-    fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
-        grouped_batch(self, queries, params)
-    }
-    fn search_batch_counted(
-        &self,
-        queries: &[f32],
-        params: &SearchParams,
-    ) -> Result<crate::index::CountedResults> {
-        grouped_batch_counted(self, queries, params).map(|(r, c)| (r, Some(c)))
-    }
+    grouped_search!();
 
     fn reconstruct(&self, vectors: &[f32]) -> Result<Option<Vec<f32>>> {
         check_batch(vectors, self.dim, "vectors")?;

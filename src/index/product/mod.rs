@@ -16,10 +16,7 @@ use crate::error::{Error, Result};
 use crate::index::checks::check_vectors;
 use crate::index::rows::{Exact, Rows};
 use crate::index::spec::IndexSpec;
-use crate::index::{
-    GroupSearch, IdFilter, Index, SearchParams, check_add, grouped_batch, grouped_batch_counted,
-    grouped_single, header_dims, untrained,
-};
+use crate::index::{GroupSearch, IdFilter, Index, SearchParams, check_add, header_dims, untrained};
 use crate::kernels::{fastscan, pq8};
 use crate::metric::Metric;
 use crate::quant::codec::pq::check_centroids;
@@ -587,25 +584,7 @@ impl Index for Product {
         self.search_filtered(query, params, &IdFilter::All)
     }
 
-    fn search_filtered(
-        &self,
-        query: &[f32],
-        params: &SearchParams,
-        filter: &IdFilter<'_>,
-    ) -> Result<Vec<Neighbor>> {
-        grouped_single(self, query, params, filter)
-    }
-
-    fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
-        grouped_batch(self, queries, params)
-    }
-    fn search_batch_counted(
-        &self,
-        queries: &[f32],
-        params: &SearchParams,
-    ) -> Result<crate::index::CountedResults> {
-        grouped_batch_counted(self, queries, params).map(|(r, c)| (r, Some(c)))
-    }
+    grouped_search!();
 
     fn reconstruct(&self, vectors: &[f32]) -> Result<Option<Vec<f32>>> {
         let pq = self.trained()?;
