@@ -93,8 +93,9 @@ pub fn mean_variance(data: &[f32], dim: usize) -> f64 {
     var / (n * dim) as f64
 }
 
-/// Runs [`Index::search_batch`] on a pool of `threads` threads and returns the results
-/// and the queries per second.
+/// Runs [`Index::search_batch_counted`] on a pool of `threads` threads and returns the
+/// results, the queries per second and the mean candidates re-scored exactly per query
+/// (`None` for kinds that do not count them).
 ///
 /// One query runs first, untimed: lazily built state (IVF's precomputed tables) and the
 /// first touch of a memory-mapped file are one-time costs that FAISS pays at training or
@@ -110,7 +111,7 @@ pub fn timed_search(
     queries: &VectorSet,
     params: &SearchParams,
     threads: usize,
-) -> Result<(Vec<Vec<Neighbor>>, f64)> {
+) -> Result<(Vec<Vec<Neighbor>>, f64, Option<f64>)> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()
@@ -119,31 +120,22 @@ pub fn timed_search(
         pool.install(|| index.search(q, params))?;
     }
     let mut reps = 0usize;
-    let mut results = Vec::new();
+    let (mut results, mut counts) = (Vec::new(), None);
     let t0 = Instant::now();
     while reps == 0 || (t0.elapsed().as_secs_f64() < 0.2 && reps < 50) {
-        results = pool.install(|| index.search_batch(queries.as_slice(), params))?;
+        (results, counts) =
+            pool.install(|| index.search_batch_counted(queries.as_slice(), params))?;
         reps += 1;
     }
     let secs = t0.elapsed().as_secs_f64();
-    Ok((results, (queries.len() * reps) as f64 / secs.max(1e-9)))
-}
-
-/// Candidates `index` re-scores exactly per query, on average, searching `queries` with
-/// `params` (`None` for kinds that do not count them; see
-/// [`Index::search_batch_counted`]).
-///
-/// # Errors
-/// As [`Index::search_batch`].
-pub fn reranked_per_query(
-    index: &dyn Index,
-    queries: &VectorSet,
-    params: &SearchParams,
-) -> Result<Option<f64>> {
-    let (_, counts) = index.search_batch_counted(queries.as_slice(), params)?;
-    Ok(counts
+    let reranked = counts
         .filter(|c| !c.is_empty())
-        .map(|c| c.iter().map(|&n| f64::from(n)).sum::<f64>() / c.len() as f64))
+        .map(|c| c.iter().map(|&n| f64::from(n)).sum::<f64>() / c.len() as f64);
+    Ok((
+        results,
+        (queries.len() * reps) as f64 / secs.max(1e-9),
+        reranked,
+    ))
 }
 
 /// Base vectors [`distortion`] reconstructs.
@@ -202,7 +194,7 @@ mod tests {
             let mut idx = new_index(spec, 8, &BuildOptions::default()).unwrap();
             idx.train(base.as_slice()).unwrap();
             idx.add(base.as_slice(), None).unwrap();
-            let (res, qps) = timed_search(idx.as_ref(), &queries, &p, 2).unwrap();
+            let (res, qps, _) = timed_search(idx.as_ref(), &queries, &p, 2).unwrap();
             assert_eq!(res, idx.search_batch(queries.as_slice(), &p).unwrap());
             assert!(qps > 0.0 && qps.is_finite());
             let (m, ratio) = distortion(idx.as_ref(), &base).unwrap();

@@ -158,7 +158,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
         }
         None => None,
     };
-    let (res, qps) =
+    let (res, qps, reranked) =
         timed_search(idx.as_ref(), &q, &p, threads).map_err(|e| e.in_file(&a.queries))?;
     if let Some((path, format)) = out {
         match format {
@@ -169,12 +169,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
     if let Some(path) = &a.distances {
         write_distances(path, &res, k)?;
     }
-    let reranked = if p.rerank > 0 && a.json {
-        vecquant::eval::reranked_per_query(idx.as_ref(), &q, &p)
-            .map_err(|e| e.in_file(&a.queries))?
-    } else {
-        None
-    };
+    let reranked = reranked.filter(|_| p.rerank > 0);
     let r1 = truth.as_ref().map(|t| recall_at_1(&res, t));
     let r10 = truth.as_ref().map(|t| recall_at_k(&res, t, 10.min(k)));
     if a.json {

@@ -10,7 +10,7 @@ use std::time::Instant;
 use vecquant::data::generate::{Dataset, SyntheticSpec};
 use vecquant::data::{LoadedDataset, load_dataset, write_dataset};
 use vecquant::eval::report::BenchRow;
-use vecquant::eval::{distortion, recall_at_1, recall_at_k, reranked_per_query, timed_search};
+use vecquant::eval::{distortion, recall_at_1, recall_at_k, timed_search};
 use vecquant::index::spec::{ACCEPTED, BuildOptions, IndexSpec, new_index};
 use vecquant::{Error, Index, Metric, Result, SearchParams};
 
@@ -235,13 +235,9 @@ pub fn run(
         }
         for params in &sets {
             progress(&format!("searching {spec}"));
-            let (res, qps) = timed_search(index.as_ref(), &data.data.query, params, 1)?;
-            let (_, qps_all) = timed_search(index.as_ref(), &data.data.query, params, threads)?;
-            let reranked_per_query = if params.rerank > 0 {
-                reranked_per_query(index.as_ref(), &data.data.query, params)?
-            } else {
-                None
-            };
+            let (res, qps, reranked) = timed_search(index.as_ref(), &data.data.query, params, 1)?;
+            let (_, qps_all, _) = timed_search(index.as_ref(), &data.data.query, params, threads)?;
+            let reranked_per_query = reranked.filter(|_| params.rerank > 0);
             rows.push(BenchRow {
                 dataset: data.name.clone(),
                 spec: spec.clone(),
