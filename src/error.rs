@@ -74,6 +74,16 @@ pub enum Error {
         /// Whether the first collision is within the batch (else with a live vector).
         within_batch: bool,
     },
+    /// An id asked for (to reconstruct its vector) that no live vector of the index holds.
+    #[error("id {id} (position {position} of the ids asked for) is not in the index{}", if *deleted { " (it was deleted)" } else { "" })]
+    UnknownId {
+        /// The first id not found.
+        id: u64,
+        /// Its position in the ids asked for.
+        position: usize,
+        /// Whether a deleted vector held it.
+        deleted: bool,
+    },
     /// A parameter is out of its valid range or inconsistent with the data.
     #[error("invalid parameter `{name}`: {message}")]
     InvalidParameter {

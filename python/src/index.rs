@@ -87,6 +87,18 @@ pub struct PyIndex {
 }
 
 impl PyIndex {
+    /// `Index::reconstruct_ids` as a `(len(ids), d)` array, without the GIL.
+    fn decode_ids<'py>(
+        &self,
+        py: Python<'py>,
+        ids: Vec<u64>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let inner: &dyn Index = self.inner.as_ref();
+        let n = ids.len();
+        let out = py.detach(|| inner.reconstruct_ids(&ids)).py_err()?;
+        PyArray1::from_vec(py, out).reshape([n, self.inner.dim()])
+    }
+
     fn check_cols(&self, a: &PyReadonlyArray2<'_, f32>, what: &str) -> PyResult<()> {
         let cols = a.shape()[1];
         if cols != self.inner.dim() {
@@ -309,14 +321,25 @@ impl PyIndex {
     /// reconstruct(x)
     /// --
     ///
-    /// Encodes then decodes the rows of ``x`` with the index's quantizer: what its codes
-    /// stand for (float32 ``(n, d)``). Kinds that store vectors exactly (``Flat``) return
-    /// ``x`` unchanged (as float32).
+    /// With an integer id (FAISS's ``reconstruct(key)``): the stored vector with that id,
+    /// decoded from its code — float32 ``(d,)``; see ``reconstruct_batch``.
+    ///
+    /// With an array: encodes then decodes the rows of ``x`` with the index's quantizer,
+    /// giving what their codes would stand for (float32 ``(n, d)``). Kinds that store
+    /// vectors exactly (``Flat``) return ``x`` unchanged (as float32).
+    ///
+    /// >>> v = index.reconstruct(42)             # stored vector of id 42
+    /// >>> r = index.reconstruct(x[:10])         # quantization of new rows
     fn reconstruct<'py>(
         &self,
         py: Python<'py>,
         x: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if let Ok(id) = x.extract::<i64>() {
+            let id = u64::try_from(id).map_err(|_| invalid(format!("id {id} is negative")))?;
+            let v = self.decode_ids(py, vec![id])?;
+            return Ok(v.reshape([self.inner.dim()])?.into_any());
+        }
         let a = rows_f32(x, "reconstruct")?;
         self.check_cols(&a, "reconstruct")?;
         let n = a.shape()[0];
@@ -326,7 +349,57 @@ impl PyIndex {
             .detach(|| in_pool(|| inner.reconstruct(xs)))
             .py_err()?
             .unwrap_or_else(|| xs.to_vec());
-        PyArray1::from_vec(py, out).reshape([n, self.inner.dim()])
+        Ok(PyArray1::from_vec(py, out)
+            .reshape([n, self.inner.dim()])?
+            .into_any())
+    }
+
+    /// reconstruct_batch(ids)
+    /// --
+    ///
+    /// The stored vectors with these ids, float32 ``(len(ids), d)``, decoded from what
+    /// the index holds: the vectors themselves for exact kinds (``Flat``, ``IVF…,Flat``,
+    /// ``HNSW…,Flat``) and for indexes built with ``keep_raw=True``, else the quantizer's
+    /// reconstruction of their codes (under IVF the list centroid plus the decoded
+    /// residual; OPQ's rotation undone). Normalised under cosine, as stored. An id that no
+    /// live vector holds raises ``ValueError`` naming it (and saying if it was deleted).
+    ///
+    /// >>> index.reconstruct_batch([7, 3, 7]).shape
+    /// (3, 64)
+    fn reconstruct_batch<'py>(
+        &self,
+        py: Python<'py>,
+        ids: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let n = py
+            .import("numpy")?
+            .call_method1("size", (ids,))?
+            .extract::<usize>()?;
+        let ids = ids_u64(ids, n)?;
+        self.decode_ids(py, ids)
+    }
+
+    /// reconstruct_n(n0=0, ni=None)
+    /// --
+    ///
+    /// ``reconstruct_batch(range(n0, n0 + ni))`` as FAISS's ``reconstruct_n``: the vectors
+    /// with ids ``n0 … n0 + ni − 1`` (``ni`` defaults to ``ntotal − n0``) — with the
+    /// default consecutive ids, the vectors in the order they were added.
+    ///
+    /// >>> everything = index.reconstruct_n()    # ids 0..ntotal-1
+    /// >>> first = index.reconstruct_n(0, 100)
+    #[pyo3(signature = (n0=0, ni=None))]
+    fn reconstruct_n<'py>(
+        &self,
+        py: Python<'py>,
+        n0: u64,
+        ni: Option<u64>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let ni = ni.unwrap_or_else(|| (self.inner.len() as u64).saturating_sub(n0));
+        let end = n0
+            .checked_add(ni)
+            .ok_or_else(|| invalid(format!("n0 {n0} + ni {ni} overflows")))?;
+        self.decode_ids(py, (n0..end).collect())
     }
 
     /// save(path)

@@ -69,6 +69,31 @@ def test_item2_ivf_same_results_at_same_nprobe_and_file_source(ray_cluster, tmp_
         sharded.close()
 
 
+def test_item2_four_shards_ivf_fast_scan_recall_matches_single_index(ray_cluster, tmp_path, vectors):
+    """Issue 19's acceptance: `IVF1024,PQ32x4fs` over 4 shards has the single index's
+    recall@10 (within 0.002) at the same nprobe — one coarse quantizer and one PQ for
+    every shard."""
+    base, query = vectors
+    d = ((query[:, None, :] - base[None, :, :]) ** 2).sum(-1)
+    gt = np.argsort(d, axis=1, kind="stable")[:, :10]
+
+    def recall(ids):
+        return np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, gt)])
+
+    manifest = vd.build_sharded(base, "IVF1024,PQ32x4fs", tmp_path, num_shards=4, train=base)
+    one = vecquant.read_index(tmp_path / "trained.vq")
+    one.add(base)
+    sharded = vd.ShardedIndex(manifest)
+    try:
+        for nprobe in (4, 16):
+            r_sharded = recall(sharded.search(query, 10, nprobe=nprobe)[1])
+            r_single = recall(one.search(query, 10, nprobe=nprobe)[1])
+            assert abs(r_sharded - r_single) <= 0.002, (nprobe, r_sharded, r_single)
+            assert r_single > 0.3, (nprobe, r_single)
+    finally:
+        sharded.close()
+
+
 def test_item2_killed_actor_loses_no_query(ray_cluster, tmp_path, vectors):
     base, query = vectors
     manifest = vd.build_sharded(base, "SQ8", tmp_path, num_shards=2, train=base)

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::index::checks::{check_terms, check_vectors};
-use crate::index::rows::{Exact, Rows};
+use crate::index::rows::{Exact, Rows, gather_rows};
 use crate::index::{GroupSearch, IdFilter, Index, SearchParams, check_add, header_dims, untrained};
 use crate::metric::Metric;
 use crate::quant::codec::{InnerSpec, ListTerms, Raw, Stored, VectorCodec};
@@ -344,6 +344,14 @@ impl<C: VectorCodec> Index for FlatCodes<C> {
         }
         let x = crate::vectors::prepared(vectors, self.dim, self.metric);
         Ok(Some(codec.decode(&codec.encode(&x)?)?))
+    }
+    fn reconstruct_ids(&self, ids: &[u64]) -> Result<Vec<f32>> {
+        let codec = self.codec()?;
+        let rows = self.rows.rows_of(ids)?;
+        if self.stores_raw() {
+            return Ok(gather_rows(&self.raw, self.dim, &rows));
+        }
+        codec.decode(&gather_rows(&self.codes, codec.row_size(), &rows))
     }
     fn to_container(&self) -> Result<ContainerWriter<'_>> {
         let codec = self.codec()?;

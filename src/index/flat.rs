@@ -133,6 +133,14 @@ impl Index for Flat {
     fn memory_bytes(&self) -> usize {
         self.vectors.len() * 4 + self.norms.len() * 4 + self.rows.memory_bytes()
     }
+    fn reconstruct_ids(&self, ids: &[u64]) -> Result<Vec<f32>> {
+        let rows = self.rows.rows_of(ids)?;
+        Ok(crate::index::rows::gather_rows(
+            &self.vectors,
+            self.dim,
+            &rows,
+        ))
+    }
 
     fn to_container(&self) -> Result<ContainerWriter<'_>> {
         let mut w =

@@ -270,6 +270,26 @@ pub trait Index: Send + Sync {
         let _ = vectors;
         Ok(None)
     }
+    /// The stored vectors with these ids, row-major (`ids.len() × dim`), decoded from
+    /// what the index holds (FAISS's `reconstruct_batch`): the vectors themselves where
+    /// the index keeps them exactly (`Flat`, `IVF…,Flat`, `HNSW…,Flat`), else the
+    /// quantizer's reconstruction of their codes — under IVF the list centroid plus the
+    /// decoded residual, OPQ's rotation undone. Vectors come back as the index stores
+    /// them: normalised under cosine.
+    ///
+    /// # Errors
+    /// [`Error::UnknownId`] naming the first id no live vector holds; an untrained index;
+    /// kinds outside this crate that do not decode.
+    fn reconstruct_ids(&self, ids: &[u64]) -> Result<Vec<f32>> {
+        let _ = ids;
+        Err(Error::param(
+            "reconstruct",
+            format!(
+                "index kind `{}` does not decode its stored vectors",
+                self.spec()
+            ),
+        ))
+    }
     /// Serialises the index into a container (see [`crate::store`]).
     fn to_container(&self) -> Result<ContainerWriter<'_>>;
     /// Saves the index atomically to `path`. Call it as `index.save(path)` ([`IndexExt`],

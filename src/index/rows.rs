@@ -6,7 +6,7 @@
 //! `tombstones` section, and [`Rows::compact_slab`] drops deleted rows from a kind's
 //! arrays when the index is compacted.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
@@ -58,6 +58,15 @@ pub fn check_batch_ids(ids: &[u64]) -> Result<()> {
             within_batch: true,
         }),
     }
+}
+
+/// Rows `order` of `src` (`w` values per row), in that order.
+pub fn gather_rows<T: Copy>(src: &[T], w: usize, order: &[usize]) -> Vec<T> {
+    let mut out = Vec::with_capacity(order.len() * w);
+    for &r in order {
+        out.extend_from_slice(&src[r * w..(r + 1) * w]);
+    }
+    out
 }
 
 /// Ids and tombstones of an index's rows.
@@ -251,6 +260,44 @@ impl Rows {
             self.deleted = 0;
         }
         dropped
+    }
+
+    /// The live row holding each of `ids`, in their order (what `reconstruct` decodes).
+    /// An id equal to its row number (the default ids, nothing compacted) is found
+    /// directly; the others through one map of the live rows, built on first need.
+    ///
+    /// # Errors
+    /// [`Error::UnknownId`] for the first id no live row holds.
+    pub fn rows_of(&self, ids: &[u64]) -> Result<Vec<usize>> {
+        let direct = |id: u64| {
+            let r = usize::try_from(id).ok()?;
+            (r < self.len() && self.ids[r] == id && self.is_live(r)).then_some(r)
+        };
+        let mut map: Option<HashMap<u64, usize>> = None;
+        let mut out = Vec::with_capacity(ids.len());
+        for (position, &id) in ids.iter().enumerate() {
+            if let Some(r) = direct(id) {
+                out.push(r);
+                continue;
+            }
+            let live = map.get_or_insert_with(|| {
+                (0..self.len())
+                    .filter(|&r| self.is_live(r))
+                    .map(|r| (self.ids[r], r))
+                    .collect()
+            });
+            match live.get(&id) {
+                Some(&r) => out.push(r),
+                None => {
+                    return Err(Error::UnknownId {
+                        id,
+                        position,
+                        deleted: self.ids.contains(&id),
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The rows `order` (indices into these rows, each at most once) in that order, with

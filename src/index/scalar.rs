@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::index::checks::{check_terms, check_vectors};
-use crate::index::rows::{Exact, Rows};
+use crate::index::rows::{Exact, Rows, gather_rows};
 use crate::index::spec::IndexSpec;
 use crate::index::{GroupSearch, IdFilter, Index, SearchParams, check_add, header_dims, untrained};
 use crate::kernels::{self, sq as ksq};
@@ -381,6 +381,15 @@ impl Index for Scalar {
         check_batch(vectors, self.dim, "vectors")?;
         let x = self.prepare_queries(vectors);
         Ok(Some(sq.decode(&sq.encode(&x)?)?))
+    }
+
+    fn reconstruct_ids(&self, ids: &[u64]) -> Result<Vec<f32>> {
+        let sq = self.trained()?;
+        let rows = self.rows.rows_of(ids)?;
+        if self.keep_raw {
+            return Ok(gather_rows(&self.raw, self.dim, &rows));
+        }
+        sq.decode(&gather_rows(&self.codes, sq.code_size(), &rows))
     }
 
     fn to_container(&self) -> Result<ContainerWriter<'_>> {

@@ -161,6 +161,7 @@ impl From<Error> for ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Error::DuplicateId { .. } => StatusCode::CONFLICT,
+            Error::UnknownId { .. } => StatusCode::NOT_FOUND,
             Error::InvalidParameter { .. } | Error::Spec { .. } => StatusCode::BAD_REQUEST,
             Error::EmptyIndex => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -35,6 +35,7 @@ mod no_surprises_index;
 mod rabitq;
 mod rabitq_fast;
 mod rabitq_rerank;
+mod reconstruct;
 #[cfg(feature = "server")]
 mod serve;
 #[cfg(all(feature = "cli", feature = "server"))]

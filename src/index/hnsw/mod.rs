@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::index::checks::{check_results, check_terms, check_vectors};
-use crate::index::rows::Rows;
+use crate::index::rows::{Rows, gather_rows};
 use crate::index::spec::BuildOptions;
 use crate::index::{
     IdFilter, Index, SearchParams, check_add, check_queries, check_search, check_single, untrained,
@@ -579,6 +579,15 @@ impl<C: VectorCodec> Index for Hnsw<C> {
             return Ok(None);
         }
         Ok(Some(codec.decode(&codec.encode(&x)?)?))
+    }
+
+    fn reconstruct_ids(&self, ids: &[u64]) -> Result<Vec<f32>> {
+        let codec = self.codec()?;
+        let rows = self.rows.rows_of(ids)?;
+        if self.stores_raw() {
+            return Ok(gather_rows(&self.raw, self.dim, &rows));
+        }
+        codec.decode(&gather_rows(&self.codes, codec.row_size(), &rows))
     }
 
     fn to_container(&self) -> Result<ContainerWriter<'_>> {

@@ -2,8 +2,9 @@
 //! entries into their lists and dropping deleted ones.
 
 use crate::error::{Error, Result};
-use crate::index::ivf::{Ivf, StoredParams, gather_rows};
+use crate::index::ivf::{Ivf, StoredParams};
 use crate::index::rows::Rows;
+use crate::index::rows::gather_rows;
 use crate::kernels;
 use crate::quant::codec::VectorCodec;
 use crate::store::{Container, Slab};

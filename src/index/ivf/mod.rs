@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::index::checks::{check_terms, check_vectors};
-use crate::index::rows::Rows;
+use crate::index::rows::{Rows, gather_rows};
 use crate::index::spec::BuildOptions;
 use crate::index::{GroupSearch, IdFilter, Index, SearchParams, check_add, untrained};
 use crate::kernels;
@@ -150,15 +150,6 @@ struct StoredParams<S> {
     nlist: usize,
     inner: S,
     keep_raw: bool,
-}
-
-/// Rows `order` of `src` (`w` values per row), in that order.
-fn gather_rows<T: Copy>(src: &[T], w: usize, order: &[usize]) -> Vec<T> {
-    let mut out = Vec::with_capacity(order.len() * w);
-    for &r in order {
-        out.extend_from_slice(&src[r * w..(r + 1) * w]);
-    }
-    out
 }
 
 /// Inverted-file index over the inner quantizer `C`.
@@ -361,6 +352,25 @@ impl<C: VectorCodec> Ivf<C> {
         r
     }
 
+    /// Takes decoded rows back to the vectors' space: adds each row's list centroid
+    /// (`lists`; `None` when the rows are the prepared vectors themselves) and undoes the
+    /// OPQ rotation (R is orthogonal: Rᵀ is its inverse).
+    fn unresidual(&self, mut v: Vec<f32>, lists: Option<&[u32]>) -> Vec<f32> {
+        let d = self.dim;
+        if let Some(lists) = lists {
+            v.par_chunks_mut(d)
+                .zip(lists.par_iter())
+                .for_each(|(v, &l)| {
+                    let c = &self.centroids[l as usize * d..(l as usize + 1) * d];
+                    v.iter_mut().zip(c).for_each(|(a, b)| *a += b);
+                });
+        }
+        match &self.rotation {
+            Some(r) => crate::quant::opq::rotate(&v, &crate::quant::opq::transpose(r, d), d),
+            None => v,
+        }
+    }
+
     /// `add` (`replace`: `upsert`): everything is checked before the index changes.
     fn add_rows(&mut self, vectors: &[f32], ids: Option<&[u64]>, replace: bool) -> Result<usize> {
         let n = check_add(self.dim, vectors, ids)?;
@@ -546,20 +556,29 @@ impl<C: VectorCodec> Index for Ivf<C> {
         let x = self.prepare(vectors);
         let lists = self.assign(&x);
         let res = self.residuals(&x, &lists);
-        let mut dec = codec.decode(&codec.encode(&res)?)?;
-        let d = self.dim;
-        dec.par_chunks_mut(d)
-            .zip(lists.par_iter())
-            .for_each(|(v, &l)| {
-                let c = &self.centroids[l as usize * d..(l as usize + 1) * d];
-                v.iter_mut().zip(c).for_each(|(a, b)| *a += b);
-            });
-        // R is orthogonal: Rᵀ takes the reconstruction back to the vectors' space.
-        if let Some(r) = &self.rotation {
-            let rt = crate::quant::opq::transpose(r, d);
-            dec = crate::quant::opq::rotate(&dec, &rt, d);
+        let dec = codec.decode(&codec.encode(&res)?)?;
+        Ok(Some(self.unresidual(dec, Some(&lists))))
+    }
+
+    fn reconstruct_ids(&self, ids: &[u64]) -> Result<Vec<f32>> {
+        let codec = self.codec()?;
+        let rows = self.rows.rows_of(ids)?;
+        if self.stores_raw() {
+            return Ok(self.unresidual(gather_rows(&self.raw, self.dim, &rows), None));
         }
-        Ok(Some(dec))
+        // Rows are in list order: list `l` holds rows `offsets[l]..offsets[l + 1]`.
+        let lists: Vec<u32> = rows
+            .iter()
+            .map(|&r| (self.offsets.partition_point(|&o| o <= r) - 1) as u32)
+            .collect();
+        let mut codes = Vec::with_capacity(rows.len() * codec.row_size());
+        for (&r, &l) in rows.iter().zip(&lists) {
+            let l = l as usize;
+            let run = &self.codes[self.run_start(codec, l)..];
+            codes.extend(codec.unpack_row(run, r - self.offsets[l]));
+        }
+        let dec = codec.decode(&codes)?;
+        Ok(self.unresidual(dec, Some(&lists)))
     }
 
     fn to_container(&self) -> Result<ContainerWriter<'_>> {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::index::checks::check_vectors;
-use crate::index::rows::{Exact, Rows};
+use crate::index::rows::{Exact, Rows, gather_rows};
 use crate::index::spec::IndexSpec;
 use crate::index::{GroupSearch, IdFilter, Index, SearchParams, check_add, header_dims, untrained};
 use crate::kernels::{fastscan, pq8};
@@ -437,22 +437,29 @@ impl Product {
             .collect())
     }
 
-    /// 4-bit indices of every stored row (`n × M`), from either layout.
+    /// Sub-quantizer indices of every stored row (`n × M`), from either layout.
     fn indices(&self) -> Vec<u8> {
         let m = self.spec.m;
         let n = self.rows.len();
         if self.spec.nbits == 8 {
             return pq8::unpack_blocks(&self.codes, m, n);
         }
-        let bb = fastscan::block_bytes(m);
         let mut out = Vec::with_capacity(n * m);
-        for r in 0..n {
-            let block = &self.codes[(r / fastscan::BLOCK) * bb..];
+        (0..n).for_each(|r| self.row_indices(r, &mut out));
+        out
+    }
+
+    /// Appends the `M` sub-quantizer indices of stored row `r` to `out`.
+    fn row_indices(&self, r: usize, out: &mut Vec<u8>) {
+        let m = self.spec.m;
+        if self.spec.nbits == 8 {
+            out.extend((0..m).map(|s| pq8::code_at(&self.codes, m, r, s)));
+        } else {
+            let block = &self.codes[(r / fastscan::BLOCK) * fastscan::block_bytes(m)..];
             out.extend(
                 (0..m).map(|s| fastscan::code_in_block(block, s, r % fastscan::BLOCK) as u8),
             );
         }
-        out
     }
 
     /// `add` (`replace`: `upsert`): everything is checked before the index changes.
@@ -596,6 +603,27 @@ impl Index for Product {
             Some(r) => rotate(&y, &transpose(r, self.dim), self.dim),
             None => y,
         }))
+    }
+
+    fn reconstruct_ids(&self, ids: &[u64]) -> Result<Vec<f32>> {
+        let pq = self.trained()?;
+        let rows = self.rows.rows_of(ids)?;
+        if self.keep_raw {
+            return Ok(gather_rows(&self.raw, self.dim, &rows));
+        }
+        let m = self.spec.m;
+        let mut idx = Vec::with_capacity(rows.len() * m);
+        rows.iter().for_each(|&r| self.row_indices(r, &mut idx));
+        let packed = if self.spec.nbits == 8 {
+            idx
+        } else {
+            crate::quant::product::pack4(&idx, m)
+        };
+        let y = pq.decode(&packed)?;
+        Ok(match &self.rotation {
+            Some(r) => rotate(&y, &transpose(r, self.dim), self.dim),
+            None => y,
+        })
     }
 
     fn to_container(&self) -> Result<ContainerWriter<'_>> {

@@ -198,6 +198,13 @@ pub trait VectorCodec: Clone + Debug + Send + Sync + Sized + 'static {
     fn unpack(&self, run: &[u8], n: usize) -> Vec<u8> {
         run[..n * self.row_size()].to_vec()
     }
+    /// The row-major code of row `i` of a packed run (one block unpacked, not the run).
+    fn unpack_row(&self, run: &[u8], i: usize) -> Vec<u8> {
+        let b = self.block();
+        let j = i % b;
+        let mut rows = self.unpack(&run[self.packed_len(i - j)..], j + 1);
+        rows.split_off(j * self.row_size())
+    }
     /// Container section holding packed runs.
     fn runs_section(&self) -> &'static str {
         "codes"
