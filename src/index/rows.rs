@@ -442,4 +442,64 @@ mod tests {
         assert_eq!(g.deleted(), 1);
         assert_eq!(r.gather(&[1, 2]).deleted(), 0);
     }
+
+    /// The adaptive stop rule of `finish` on synthetic lower bounds: with true lower
+    /// bounds it returns exactly what re-scoring every candidate returns, re-scores a
+    /// prefix of the candidates, and stops only at a bound that cannot beat the final
+    /// k-th exact distance; loose bounds re-score more, exact ones exactly `k`.
+    #[test]
+    fn adaptive_finish_equals_full_rerank_and_stops_at_the_first_useless_bound() {
+        use crate::rng::RngExt;
+        let mut rng = crate::rng::seeded(5);
+        let (n, dim, k) = (300usize, 4usize, 10usize);
+        let mut rows = Rows::default();
+        rows.push(
+            n,
+            Some(&(0..n as u64).map(|i| 1000 + i).collect::<Vec<_>>()),
+        );
+        let mut total = [0u32; 2];
+        for trial in 0..40 {
+            let raw: Vec<f32> = (0..n * dim)
+                .map(|_| rng.random::<f32>() * 4.0 - 2.0)
+                .collect();
+            let query: Vec<f32> = (0..dim).map(|_| rng.random::<f32>() - 0.5).collect();
+            let exact_d = |r: usize| kernels::l2_sq(&query, &raw[r * dim..(r + 1) * dim]);
+            for (tight, slack) in [(0usize, 0.0f32), (1, 3.0)] {
+                // Lower bound = exact − a random share of `slack` (never above exact).
+                let mut cands: Vec<Neighbor> = (0..n)
+                    .map(|r| Neighbor {
+                        id: r as u64,
+                        distance: exact_d(r) - slack * rng.random::<f32>(),
+                    })
+                    .collect();
+                cands.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+                let exact = |adaptive| Exact {
+                    raw: &raw,
+                    dim,
+                    metric: Metric::L2,
+                    query: &query,
+                    adaptive,
+                };
+                let (full, all) = rows.finish(cands.clone(), k, Some(exact(false)));
+                let (got, scored) = rows.finish(cands.clone(), k, Some(exact(true)));
+                assert_eq!(all as usize, n);
+                assert_eq!(got, full, "trial {trial} slack {slack}");
+                let kth = got[k - 1].distance;
+                let s = scored as usize;
+                assert!(s >= k && s <= n, "{s}");
+                if s < n {
+                    assert!(cands[s].distance >= kth, "stopped before a useful bound");
+                }
+                total[tight] += scored;
+            }
+        }
+        assert!(
+            total[0] < total[1],
+            "exact bounds {} vs loose {}",
+            total[0],
+            total[1]
+        );
+        // Exact "bounds": the first k candidates are the answer and the next one stops.
+        assert_eq!(total[0] as usize, 40 * k);
+    }
 }

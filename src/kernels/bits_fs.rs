@@ -109,6 +109,20 @@ pub fn unpack_sign_codes(blocks: &[u8], n: usize, dim: usize) -> Vec<u8> {
 /// kernels' `u16` sums.
 const RUN_PAIRS: usize = 128;
 
+/// Refuses query codes of 64 or more (four of them could overflow a table byte).
+fn check_small_codes(qu: &[u8]) -> Result<()> {
+    match qu.iter().enumerate().find(|&(_, &v)| v >= 64) {
+        Some((i, &v)) => Err(Error::param(
+            "query code",
+            format!(
+                "dimension {i} has value {v}; fast-scan sign tables take query codes \
+                 below 64 (at most 6 bits)"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The quantised nibble tables of one query, laid out for the fast-scan kernels, with
 /// the constants that turn their integer sums into `Σ_i bit_i · q_i`.
 #[derive(Clone, Debug)]
@@ -190,6 +204,14 @@ impl SignLut {
     /// [`Error::InvalidParameter`] if a value is 64 or more (four of them could overflow
     /// a table byte).
     pub fn from_query_codes(qu: &[u8]) -> Result<SignLut> {
+        check_small_codes(qu)?;
+        Ok(SignLut::from_small_codes(qu))
+    }
+
+    /// [`SignLut::from_query_codes`] of codes a quantizer of at most 6 bits produced
+    /// (RaBitQ's query codes): no check — each value is taken modulo 64, so no table byte
+    /// can overflow whatever the input.
+    pub fn from_small_codes(qu: &[u8]) -> SignLut {
         let mut lut = SignLut {
             dim: 0,
             pairs: 0,
@@ -199,8 +221,8 @@ impl SignLut {
             max_error: 0.0,
             q: Vec::new(),
         };
-        lut.set_query_codes(qu)?;
-        Ok(lut)
+        lut.set_small_codes(qu);
+        lut
     }
 
     /// Rebuilds these tables as [`SignLut::from_query_codes`] of `qu`, in place (no
@@ -210,21 +232,20 @@ impl SignLut {
     /// # Errors
     /// As [`SignLut::from_query_codes`].
     pub fn set_query_codes(&mut self, qu: &[u8]) -> Result<()> {
-        if let Some((i, &v)) = qu.iter().enumerate().find(|&(_, &v)| v >= 64) {
-            return Err(Error::param(
-                "query code",
-                format!(
-                    "dimension {i} has value {v}; fast-scan sign tables take query codes \
-                     below 64 (at most 6 bits)"
-                ),
-            ));
-        }
+        check_small_codes(qu)?;
+        self.set_small_codes(qu);
+        Ok(())
+    }
+
+    /// [`SignLut::set_query_codes`] without the check, as [`SignLut::from_small_codes`]
+    /// (values taken modulo 64).
+    pub fn set_small_codes(&mut self, qu: &[u8]) {
         let m = nibbles(qu.len());
         self.dim = qu.len();
         self.pairs = fastscan::padded_pairs(m);
         self.lut.clear();
         self.lut.resize(self.pairs * 32, 0);
-        let at = |i: usize| qu.get(i).map_or(0u8, |&v| v);
+        let at = |i: usize| qu.get(i).map_or(0u8, |&v| v & 63);
         for j in 0..m {
             let v = [at(4 * j), at(4 * j + 1), at(4 * j + 2), at(4 * j + 3)];
             // fastscan::pack_lut's layout: nibble j's 16 entries at pair j/2, half j%2.
@@ -237,8 +258,7 @@ impl SignLut {
         }
         (self.bias, self.step, self.max_error) = (0.0, 1.0, 0.0);
         self.q.clear();
-        self.q.extend(qu.iter().map(|&v| f32::from(v)));
-        Ok(())
+        self.q.extend(qu.iter().map(|&v| f32::from(v & 63)));
     }
 
     fn with_tables(q: &[f32], raw: &[u8], bias: f32, step: f32, max_error: f32) -> SignLut {

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::code::plane_bytes;
 use super::query::RabitqQuery;
-use super::{RaBitQ, RabitqSpec};
+use super::{QUERY_BITS, RaBitQ, RabitqSpec};
 use crate::error::Result;
 use crate::kernels::bits_fs::{self, SignLut};
 use crate::kernels::fastscan::BLOCK;
@@ -211,15 +211,12 @@ impl VectorCodec for RaBitQFs {
 
     fn set_list(&self, s: &mut RabitqFsQuery, q: &[f32], metric: Metric, list: ListTerms<'_>) {
         self.inner.set_list(&mut s.q, q, metric, list);
-        // Query codes are below 2^QUERY_BITS = 16 < 64: the tables always build (in
-        // place after the first list).
+        // Query codes are below 2^QUERY_BITS = 16 < 64, what the sign tables take
+        // (rebuilt in place after the first list).
+        const _: () = assert!(QUERY_BITS <= 6);
         match &mut s.lut {
-            Some(lut) => {
-                if lut.set_query_codes(&s.q.qu).is_err() {
-                    s.lut = None;
-                }
-            }
-            None => s.lut = SignLut::from_query_codes(&s.q.qu).ok(),
+            Some(lut) => lut.set_small_codes(&s.q.qu),
+            None => s.lut = Some(SignLut::from_small_codes(&s.q.qu)),
         }
     }
 
@@ -233,6 +230,8 @@ impl VectorCodec for RaBitQFs {
         heap: &mut TopK,
         ok: &F,
     ) {
+        // `set_list` always sets the tables; only a scan before any `set_list` (outside
+        // the contract) finds them missing.
         let Some(lut) = s.lut.take() else {
             return;
         };
