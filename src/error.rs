@@ -201,6 +201,54 @@ impl Error {
         }
     }
 
+    /// The error of a piece of a larger input that starts at row `first`: row numbers
+    /// (of a non-finite or too large value, of a colliding id) become rows of the whole
+    /// input. Streamed builds add a file chunk by chunk and report the file's records.
+    ///
+    /// ```
+    /// use vecquant::{Error, Flat, Index, Metric};
+    /// let mut index = Flat::new(2, Metric::L2);
+    /// let e = index.add(&[0.0, 1.0, f32::NAN, 2.0], None).unwrap_err();
+    /// let e = e.rows_from(1000).in_file("base.fvecs").to_string();
+    /// assert!(e.starts_with("base.fvecs: record 1001: component 0 is NaN"), "{e}");
+    /// ```
+    pub fn rows_from(self, first: usize) -> Error {
+        match self {
+            Error::NonFinite {
+                context,
+                row,
+                col,
+                value,
+            } => Error::NonFinite {
+                context,
+                row: row + first,
+                col,
+                value,
+            },
+            Error::TooLarge {
+                context,
+                row,
+                message,
+            } => Error::TooLarge {
+                context,
+                row: row + first,
+                message,
+            },
+            Error::DuplicateId {
+                id,
+                row,
+                count,
+                within_batch,
+            } => Error::DuplicateId {
+                id,
+                row: row + first,
+                count,
+                within_batch,
+            },
+            e => e,
+        }
+    }
+
     /// An [`Error::DimensionMismatch`].
     pub fn dim(context: impl Into<String>, expected: usize, got: usize) -> Self {
         Error::DimensionMismatch {

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use vecquant::data::read_vectors;
+use vecquant::data::VectorReader;
+use vecquant::index::spec::IndexSpec;
 use vecquant::{Error, Result};
 
 use super::paths;
@@ -24,54 +25,73 @@ pub struct AddArgs {
     /// the new ones are in) instead of refusing the add.
     #[arg(long)]
     upsert: bool,
+    /// Vectors read and added at a time (default: 64 MiB of them): the file is streamed.
+    /// HNSW indexes take the file in one piece (their graph is rebuilt at each add).
+    #[arg(long, value_name = "ROWS")]
+    chunk: Option<usize>,
 }
 
 pub fn run(a: AddArgs) -> Result<()> {
     // The index is read and then rewritten: an input that must also be writable.
     paths::check_inputs(&[&a.index, &a.vectors])?;
     paths::check_output("--index", &a.index, &[&a.vectors])?;
+    if a.chunk == Some(0) {
+        return Err(Error::param("--chunk", "must be at least 1 row"));
+    }
     let mut idx = vecquant::index::open(&a.index)?;
-    let v = read_vectors(&a.vectors)?;
-    if v.dim() != idx.dim() {
-        return Err(Error::dim(
-            a.vectors.display().to_string(),
-            idx.dim(),
-            v.dim(),
-        ));
+    let mut v = VectorReader::open(&a.vectors)?;
+    let (dim, n) = (v.dim(), v.len());
+    if dim != idx.dim() {
+        return Err(Error::dim(a.vectors.display().to_string(), idx.dim(), dim));
     }
     let before = idx.len();
     // Default ids continue the insertion numbering (deleted rows included).
     let start = a.first_id.unwrap_or((before + idx.deleted()) as u64);
-    let ids: Vec<u64> = (0..v.len() as u64)
-        .map(|i| start.checked_add(i))
-        .collect::<Option<_>>()
+    start
+        .checked_add(n as u64)
         .ok_or_else(|| Error::param("first-id", "ids overflow u64"))?;
-    let added = if a.upsert {
-        idx.upsert(v.as_slice(), &ids)
-    } else {
-        idx.add(v.as_slice(), Some(&ids)).map(|()| 0)
+    // HNSW rebuilds its graph at every add: one piece. The others stream the file.
+    let hnsw = idx.spec().parse::<IndexSpec>().is_ok_and(|s| s.is_hnsw());
+    let chunk = match a.chunk {
+        _ if hnsw => n.max(1),
+        Some(c) => c,
+        None => super::build::default_chunk(dim),
     };
-    let replaced = added.map_err(|e| match e {
-        Error::DuplicateId {
-            id,
-            row,
-            count,
-            within_batch,
-        } => Error::format(
-            &a.vectors,
-            format!(
-                "record {row}: id {id} {}; {count} of the {} new ids collide: pass --upsert to \
-                 replace the vectors holding them, or --first-id to choose free ids",
-                if within_batch {
-                    "repeats an earlier record's id".to_string()
-                } else {
-                    format!("is already in {}", a.index.display())
-                },
-                ids.len()
+    let mut replaced = 0;
+    // Nothing is saved unless every piece goes in: an error leaves the file unchanged.
+    for lo in (0..n).step_by(chunk) {
+        let x = v.read_rows(lo, lo + chunk)?;
+        let ids: Vec<u64> = (lo..lo + x.len()).map(|i| start + i as u64).collect();
+        let added = if a.upsert {
+            idx.upsert(x.as_slice(), &ids)
+        } else {
+            idx.add(x.as_slice(), Some(&ids)).map(|()| 0)
+        };
+        replaced += added.map_err(|e| match e.rows_from(lo) {
+            Error::DuplicateId {
+                id,
+                row,
+                count,
+                within_batch,
+            } => Error::format(
+                &a.vectors,
+                format!(
+                    "record {row}: id {id} {}; {count} of the {} ids of records {lo}..{} \
+                     collide (nothing was written: {} is unchanged): pass --upsert to \
+                     replace the vectors holding them, or --first-id to choose free ids",
+                    if within_batch {
+                        "repeats an earlier record's id".to_string()
+                    } else {
+                        format!("is already in {}", a.index.display())
+                    },
+                    ids.len(),
+                    lo + ids.len(),
+                    a.index.display()
+                ),
             ),
-        ),
-        e => e.in_file(&a.vectors),
-    })?;
+            e => e.in_file(&a.vectors),
+        })?;
+    }
     idx.save(&a.index)?;
     let replacing = if a.upsert {
         format!(", replaced {replaced}")
@@ -79,9 +99,8 @@ pub fn run(a: AddArgs) -> Result<()> {
         String::new()
     };
     println!(
-        "added {} vectors (ids {start}..{}) to {}{replacing}: {before} → {}",
-        v.len(),
-        start + v.len() as u64,
+        "added {n} vectors (ids {start}..{}) to {}{replacing}: {before} → {}",
+        start + n as u64,
         a.index.display(),
         idx.len()
     );

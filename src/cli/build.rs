@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use vecquant::data::read_vectors;
+use vecquant::data::{VectorReader, read_vectors};
 use vecquant::index::spec::{BuildOptions, IndexSpec, InnerQuantizer, ScalarSpec, build_index};
 use vecquant::index::{Index, Scalar, hnsw, ivf};
 use vecquant::model::levels::LevelSource;
@@ -31,7 +31,8 @@ pub struct BuildArgs {
     /// Vectors to index.
     #[arg(long)]
     base: PathBuf,
-    /// Training sample (defaults to the base vectors).
+    /// Training sample (default: the base vectors — a seeded sample of 1,000,000 of them
+    /// when there are more).
     #[arg(long)]
     train: Option<PathBuf>,
     /// l2, ip or cosine.
@@ -52,9 +53,27 @@ pub struct BuildArgs {
     levels: Option<LevelSource>,
     #[arg(long, value_name = "EF", help = ef_construction_help())]
     ef_construction: Option<usize>,
+    /// Vectors read and added at a time (default: 64 MiB of them): the base file is
+    /// streamed, so memory holds the index and one chunk, not the raw vectors. HNSW
+    /// specs read the whole file (the graph is built over all vectors at once).
+    #[arg(long, value_name = "ROWS")]
+    chunk: Option<usize>,
     /// Output index file.
     #[arg(long)]
     out: PathBuf,
+}
+
+/// Training vectors sampled from the base file when no `--train` is given and it holds
+/// more (k-means and PQ training subsample far below this; scalar ranges are estimated
+/// from it).
+const TRAIN_SAMPLE: usize = 1_000_000;
+
+/// Bytes of raw vectors read and added at a time (`--chunk`'s default).
+const CHUNK_BYTES: usize = 64 << 20;
+
+/// Rows of `dim` floats in [`CHUNK_BYTES`] (at least one).
+pub(super) fn default_chunk(dim: usize) -> usize {
+    (CHUNK_BYTES / (4 * dim.max(1))).max(1)
 }
 
 pub fn run(a: BuildArgs) -> Result<()> {
@@ -79,13 +98,13 @@ pub fn run(a: BuildArgs) -> Result<()> {
             ),
         ));
     }
+    if a.chunk == Some(0) {
+        return Err(Error::param("--chunk", "must be at least 1 row"));
+    }
     let bar = spinner();
     bar.set_message("reading vectors");
-    let b = read_vectors(&a.base)?;
-    let t = match &a.train {
-        Some(p) => read_vectors(p)?,
-        None => b.clone(),
-    };
+    let mut base = VectorReader::open(&a.base)?;
+    let (dim, n) = (base.dim(), base.len());
     let opts = BuildOptions {
         metric: a.metric,
         seed: a.seed,
@@ -96,21 +115,28 @@ pub fn run(a: BuildArgs) -> Result<()> {
     };
     let t0 = Instant::now();
     let mut index = match &a.levels {
-        None => build_index(&typed, b.dim(), &opts)?,
-        Some(levels) => with_levels(&a.spec, levels, b.dim(), &opts)?,
+        None => build_index(&typed, dim, &opts)?,
+        Some(levels) => with_levels(&a.spec, levels, dim, &opts)?,
     };
     if !index.is_trained() {
-        let train = a.train.as_ref().unwrap_or(&a.base);
-        if t.dim() != b.dim() {
-            return Err(Error::dim(train.display().to_string(), b.dim(), t.dim()));
+        let (t, train) = match &a.train {
+            Some(p) => (read_vectors(p)?, p),
+            None => {
+                bar.set_message("sampling the training vectors");
+                (base.sample(TRAIN_SAMPLE, a.seed)?, &a.base)
+            }
+        };
+        if t.dim() != dim {
+            return Err(Error::dim(train.display().to_string(), dim, t.dim()));
         }
         bar.set_message(format!("training {}", a.spec));
         index.train(t.as_slice()).map_err(|e| e.in_file(train))?;
     }
     if typed.is_hnsw() {
+        let b = base.read_rows(0, n)?;
         // HNSW's add is the long graph build: a bar of inserted / total vectors.
         bar.set_message("building the graph");
-        count_to(&bar, b.len());
+        count_to(&bar, n);
         index
             .add_with_progress(b.as_slice(), None, &|done, total| {
                 bar.set_length(total as u64);
@@ -119,10 +145,17 @@ pub fn run(a: BuildArgs) -> Result<()> {
             .map_err(|e| e.in_file(&a.base))?;
         spin(&bar);
     } else {
-        bar.set_message(format!("encoding and adding {} vectors", b.len()));
-        index
-            .add(b.as_slice(), None)
-            .map_err(|e| e.in_file(&a.base))?;
+        let chunk = a.chunk.unwrap_or_else(|| default_chunk(dim));
+        bar.set_message("encoding and adding");
+        count_to(&bar, n);
+        for lo in (0..n).step_by(chunk) {
+            let v = base.read_rows(lo, lo + chunk)?;
+            index
+                .add(v.as_slice(), None)
+                .map_err(|e| e.rows_from(lo).in_file(&a.base))?;
+            bar.set_position((lo + v.len()) as u64);
+        }
+        spin(&bar);
     }
     bar.set_message("saving");
     index.save(&a.out)?;

@@ -196,10 +196,10 @@ fn spinner() -> indicatif::ProgressBar {
     b
 }
 
-/// Turns `bar` into a bar counting to `total` (done/total, elapsed time, estimate).
+/// Turns `bar` into a bar counting to `total` (done/total, rate, elapsed time, estimate).
 fn count_to(bar: &indicatif::ProgressBar, total: usize) {
     let style = indicatif::ProgressStyle::with_template(
-        "{msg} [{bar:30}] {pos}/{len} ({elapsed}, about {eta} left)",
+        "{msg} [{bar:30}] {pos}/{len} ({per_sec}, {elapsed}, about {eta} left)",
     )
     .map(|s| s.progress_chars("=> "));
     if let Ok(style) = style {

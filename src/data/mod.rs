@@ -5,6 +5,7 @@
 //! - [`npy`]: NumPy `.npy` arrays (f32, f64, u8; C order, little endian).
 //! - [`generate`]: seeded Gaussian and Gaussian-mixture sets with train/base/query splits.
 //! - [`groundtruth`]: exact top-k by blocked GEMM.
+//! - [`stream`]: a vector file's rows read in pieces (streamed builds).
 //! - [`dataset`]: data-set folders (`base`/`query`/`train` vectors and
 //!   `groundtruth.ivecs`), as `vecquant gen` writes and `vecquant bench` reads them.
 
@@ -12,6 +13,7 @@ pub mod dataset;
 pub mod generate;
 pub mod groundtruth;
 pub mod npy;
+pub mod stream;
 pub mod vecs;
 
 use std::path::Path;
@@ -22,6 +24,7 @@ use crate::vectors::VectorSet;
 pub use dataset::{
     GT_DEPTH, LoadedDataset, load_dataset, read_ground_truth, write_dataset, write_ground_truth,
 };
+pub use stream::VectorReader;
 
 /// Reads a vector file, choosing the format by extension: `.fvecs`, `.bvecs` (bytes
 /// widened to f32), `.npy`.

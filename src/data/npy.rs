@@ -25,7 +25,7 @@ pub enum Dtype {
 }
 
 impl Dtype {
-    fn size(self) -> usize {
+    pub(crate) fn size(self) -> usize {
         match self {
             Dtype::F32 => 4,
             Dtype::F64 => 8,
@@ -51,23 +51,42 @@ pub struct NpyArray {
 /// [`Error::Format`] naming the byte offset or header field when the magic, version,
 /// header (dtype, Fortran order, shape) or payload length is wrong or unsupported.
 pub fn parse_npy(path: &Path, bytes: &[u8]) -> Result<NpyArray> {
+    let h = parse_header(path, bytes, bytes.len())?;
+    Ok(NpyArray {
+        data: decode_payload(h.dtype, &bytes[h.data_at..]),
+        shape: h.shape,
+        dtype: h.dtype,
+    })
+}
+
+/// What an `.npy` header says, checked against the file's length.
+#[derive(Clone, Debug)]
+pub(crate) struct Header {
+    pub shape: Vec<usize>,
+    pub dtype: Dtype,
+    /// Byte offset of the payload.
+    pub data_at: usize,
+}
+
+/// Where the header text of an `.npy` file ends (`prefix`: at least the file's first 12
+/// bytes, or all of a shorter file; `file_len`: the whole file's length).
+pub(crate) fn header_end(path: &Path, prefix: &[u8], file_len: usize) -> Result<(usize, usize)> {
     let err = |m: String| Error::format(path, m);
-    if bytes.len() < 10 || &bytes[..6] != MAGIC {
+    if prefix.len() < 10 || &prefix[..6] != MAGIC {
         return Err(err(
             "bad .npy header at byte 0: missing the \\x93NUMPY magic".into(),
         ));
     }
-    let major = bytes[6];
-    let (hlen, hstart): (usize, usize) = match major {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+    let (hlen, hstart): (usize, usize) = match prefix[6] {
+        1 => (u16::from_le_bytes([prefix[8], prefix[9]]) as usize, 10),
         2 | 3 => {
-            if bytes.len() < 12 {
+            if prefix.len() < 12 {
                 return Err(err(
                     "bad .npy header at byte 8: truncated header length".into()
                 ));
             }
             (
-                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]) as usize,
                 12,
             )
         }
@@ -79,10 +98,21 @@ pub fn parse_npy(path: &Path, bytes: &[u8]) -> Result<NpyArray> {
     };
     let hend = hstart
         .checked_add(hlen)
-        .filter(|&e| e <= bytes.len())
-        .ok_or_else(|| err(format!("bad .npy header at byte {hstart}: header length {hlen} runs past the end of the file ({} bytes)", bytes.len())))?;
-    let header = std::str::from_utf8(&bytes[hstart..hend])
-        .map_err(|_| err(format!("bad .npy header at byte {hstart}: not valid text")))?;
+        .filter(|&e| e <= file_len)
+        .ok_or_else(|| err(format!("bad .npy header at byte {hstart}: header length {hlen} runs past the end of the file ({file_len} bytes)")))?;
+    Ok((hstart, hend))
+}
+
+/// Parses the header of an `.npy` file from `bytes` (a prefix holding at least the
+/// header) and checks that the payload fills the rest of the file's `file_len` bytes
+/// exactly.
+pub(crate) fn parse_header(path: &Path, bytes: &[u8], file_len: usize) -> Result<Header> {
+    let err = |m: String| Error::format(path, m);
+    let (hstart, hend) = header_end(path, bytes, file_len)?;
+    let header = bytes
+        .get(hstart..hend)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .ok_or_else(|| err(format!("bad .npy header at byte {hstart}: not valid text")))?;
     let descr = dict_value(header, "descr")
         .ok_or_else(|| err("bad .npy header: no 'descr' field".into()))?;
     let descr = descr.trim().trim_matches(|c| c == '\'' || c == '"');
@@ -126,22 +156,30 @@ pub fn parse_npy(path: &Path, bytes: &[u8]) -> Result<NpyArray> {
         .iter()
         .try_fold(1usize, |a, &b| a.checked_mul(b))
         .ok_or_else(|| err("bad .npy header: shape overflows".into()))?;
-    let payload = &bytes[hend..];
+    let payload = file_len - hend;
     let want = count
         .checked_mul(dtype.size())
         .ok_or_else(|| err("bad .npy header: shape overflows".into()))?;
-    if payload.len() != want {
+    if payload != want {
         return Err(err(format!(
-            "payload at byte {hend} holds {} bytes but shape {shape:?} of {descr} needs {want}{}",
-            payload.len(),
-            if payload.len() < want {
+            "payload at byte {hend} holds {payload} bytes but shape {shape:?} of {descr} needs {want}{}",
+            if payload < want {
                 " (file truncated)"
             } else {
                 " (trailing bytes)"
             }
         )));
     }
-    let data: Vec<f32> = match dtype {
+    Ok(Header {
+        shape,
+        dtype,
+        data_at: hend,
+    })
+}
+
+/// Payload bytes of `dtype` widened to `f32`.
+pub(crate) fn decode_payload(dtype: Dtype, payload: &[u8]) -> Vec<f32> {
+    match dtype {
         Dtype::F32 => payload
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -151,8 +189,15 @@ pub fn parse_npy(path: &Path, bytes: &[u8]) -> Result<NpyArray> {
             .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
             .collect(),
         Dtype::U8 => payload.iter().map(|&b| b as f32).collect(),
-    };
-    Ok(NpyArray { shape, dtype, data })
+    }
+}
+
+/// The error for an array that is not vectors × dimension.
+pub(crate) fn not_2d(path: &Path, shape: &[usize]) -> Error {
+    Error::format(
+        path,
+        format!("expected a 2-D array (vectors × dimension), found shape {shape:?}"),
+    )
 }
 
 /// The text of `key`'s value in a Python dict literal (up to the next top-level comma).
@@ -195,13 +240,7 @@ pub fn read_npy_f32(path: impl AsRef<Path>) -> Result<VectorSet> {
     let path = path.as_ref();
     let a = read_npy(path)?;
     if a.shape.len() != 2 || a.shape[1] == 0 {
-        return Err(Error::format(
-            path,
-            format!(
-                "expected a 2-D array (vectors × dimension), found shape {:?}",
-                a.shape
-            ),
-        ));
+        return Err(not_2d(path, &a.shape));
     }
     VectorSet::new(a.data, a.shape[1])
 }

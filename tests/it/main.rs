@@ -24,6 +24,8 @@ mod cli_files;
 #[cfg(feature = "cli")]
 mod cli_model;
 #[cfg(feature = "cli")]
+mod cli_stream;
+#[cfg(feature = "cli")]
 mod cli_words;
 mod database;
 mod fixtures_v1;

@@ -1,0 +1,180 @@
+//! Issue 20, item 3: streamed builds. `build` and `add` read the base file chunk by
+//! chunk; the index they write is byte-for-byte the one a single piece gives, bad
+//! records are reported by their place in the whole file, and a failed add leaves the
+//! index file unchanged.
+
+use std::path::Path;
+
+use crate::cli_util;
+use cli_util::*;
+
+fn build(d: &Path, spec: &str, base: &str, out: &str, chunk: Option<&str>) -> String {
+    let mut args = vec!["build", "--spec", spec, "--base", base, "--out", out];
+    if let Some(c) = chunk {
+        args.extend(["--chunk", c]);
+    }
+    ok(&vecquant(&args, d))
+}
+
+#[test]
+fn item3_chunked_build_and_add_write_the_same_file_as_one_piece() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    small_data(d);
+    for spec in [
+        "Flat",
+        "SQ4",
+        "PQ8x4fs",
+        "IVF16,SQ8",
+        "IVF16,PQ8x4fs",
+        "RaBitQfs",
+    ] {
+        build(d, spec, "data/base.fvecs", "one.vq", None);
+        build(d, spec, "data/base.fvecs", "chunked.vq", Some("333"));
+        let (a, b) = (
+            std::fs::read(d.join("one.vq")).unwrap(),
+            std::fs::read(d.join("chunked.vq")).unwrap(),
+        );
+        assert!(a == b, "{spec}: chunked build differs");
+        // Adding the queries in chunks of 7 equals adding them at once.
+        for (file, chunk) in [("one.vq", "100000"), ("chunked.vq", "7")] {
+            ok(&vecquant(
+                &[
+                    "add",
+                    "--index",
+                    file,
+                    "--vectors",
+                    "data/query.fvecs",
+                    "--chunk",
+                    chunk,
+                ],
+                d,
+            ));
+        }
+        let (a, b) = (
+            std::fs::read(d.join("one.vq")).unwrap(),
+            std::fs::read(d.join("chunked.vq")).unwrap(),
+        );
+        assert!(a == b, "{spec}: chunked add differs");
+    }
+}
+
+#[test]
+fn item3_bad_records_name_their_place_in_the_file_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    small_data(d);
+    // A NaN in record 1500 (dim 16: records of 68 bytes), found by the fourth chunk.
+    let mut bytes = std::fs::read(d.join("data/base.fvecs")).unwrap();
+    let at = 1500 * 68 + 4 + 4 * 3;
+    bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(d.join("nan.fvecs"), &bytes).unwrap();
+    fails(
+        &vecquant(
+            &[
+                "build",
+                "--spec",
+                "SQ8",
+                "--base",
+                "nan.fvecs",
+                "--chunk",
+                "400",
+                "--out",
+                "x.vq",
+            ],
+            d,
+        ),
+        &["nan.fvecs", "record 1500: component 3 is NaN"],
+    );
+    assert!(!d.join("x.vq").exists(), "a failed build leaves no file");
+    // The same record through a chunked add: the index file is unchanged.
+    build(d, "IVF16,SQ8", "data/base.fvecs", "i.vq", None);
+    let before = std::fs::read(d.join("i.vq")).unwrap();
+    fails(
+        &vecquant(
+            &[
+                "add",
+                "--index",
+                "i.vq",
+                "--vectors",
+                "nan.fvecs",
+                "--chunk",
+                "400",
+            ],
+            d,
+        ),
+        &["record 1500: component 3 is NaN"],
+    );
+    assert!(std::fs::read(d.join("i.vq")).unwrap() == before);
+    // Ids colliding in a later chunk: named with their records, the file unchanged.
+    ok(&vecquant(
+        &[
+            "add",
+            "--index",
+            "i.vq",
+            "--vectors",
+            "data/query.fvecs",
+            "--first-id",
+            "5000",
+        ],
+        d,
+    ));
+    let before = std::fs::read(d.join("i.vq")).unwrap();
+    let e = fails(
+        &vecquant(
+            &[
+                "add",
+                "--index",
+                "i.vq",
+                "--vectors",
+                "data/query.fvecs",
+                "--first-id",
+                "4992",
+                "--chunk",
+                "4",
+            ],
+            d,
+        ),
+        &[
+            "record 8: id 5000 is already in i.vq",
+            "records 8..12",
+            "unchanged",
+        ],
+    );
+    assert!(e.contains("--upsert"), "{e}");
+    assert!(std::fs::read(d.join("i.vq")).unwrap() == before);
+    // A truncated file is refused before any work; a zero chunk is a bad parameter.
+    std::fs::write(d.join("cut.fvecs"), &bytes[..bytes.len() - 10]).unwrap();
+    fails(
+        &vecquant(
+            &[
+                "build",
+                "--spec",
+                "SQ8",
+                "--base",
+                "cut.fvecs",
+                "--out",
+                "y.vq",
+            ],
+            d,
+        ),
+        &["cut.fvecs", "record 1999", "truncated"],
+    );
+    fails(
+        &vecquant(
+            &[
+                "build",
+                "--spec",
+                "SQ8",
+                "--base",
+                "data/base.fvecs",
+                "--chunk",
+                "0",
+                "--out",
+                "y.vq",
+            ],
+            d,
+        ),
+        &["--chunk", "at least 1"],
+    );
+}
