@@ -13,6 +13,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::npy::{self, Dtype};
+use super::vecs;
 use crate::error::{Error, Result};
 use crate::rng::{sample_indices, seeded};
 use crate::vectors::VectorSet;
@@ -212,44 +213,22 @@ impl VectorReader {
 
 /// The dimension (first record) and record count of a TEXMEX file of `len` bytes.
 fn vecs_shape(path: &Path, file: &mut File, len: usize, elem: usize) -> Result<(usize, usize)> {
-    if len == 0 {
-        return Err(Error::format(path, "file is empty: no records"));
-    }
     let mut head = [0u8; 4];
-    if len < 4 {
-        return Err(Error::format(
-            path,
-            format!("record 0 at byte 0: truncated dimension header ({len} of 4 bytes)"),
-        ));
-    }
-    file.read_exact(&mut head).map_err(|e| Error::io(path, e))?;
-    let d0 = i32::from_le_bytes(head);
-    if d0 <= 0 || d0 > (1 << 24) {
-        return Err(Error::format(
-            path,
-            format!("record 0 at byte 0: invalid dimension {d0} (must be 1..=16777216)"),
-        ));
-    }
-    let dim = d0 as usize;
+    let got = len.min(4);
+    file.read_exact(&mut head[..got])
+        .map_err(|e| Error::io(path, e))?;
+    let dim = vecs::first_dimension(path, &head[..got], len)?;
     let rec = 4 + dim * elem;
-    let (n, rem) = (len / rec, len % rec);
-    if rem != 0 {
-        return Err(Error::format(
-            path,
-            format!(
-                "record {n} at byte {} is truncated: {rem} of {rec} bytes present (file \
-                 length {len} is not a whole number of records)",
-                n * rec
-            ),
-        ));
+    if len % rec != 0 {
+        return Err(vecs::truncated(path, len / rec, rec, len));
     }
-    Ok((dim, n))
+    Ok((dim, len / rec))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{read_vectors, vecs, write_vectors};
+    use crate::data::{read_vectors, write_vectors};
 
     fn data(n: usize, dim: usize) -> VectorSet {
         VectorSet::new((0..n * dim).map(|i| i as f32 * 0.5 - 7.0).collect(), dim).unwrap()

@@ -13,26 +13,8 @@ use crate::vectors::VectorSet;
 
 /// Parses TEXMEX records with `elem` bytes per value; returns (dim, n, payload offsets).
 fn scan_records(path: &Path, bytes: &[u8], elem: usize) -> Result<(usize, usize)> {
-    if bytes.is_empty() {
-        return Err(Error::format(path, "file is empty: no records"));
-    }
-    if bytes.len() < 4 {
-        return Err(Error::format(
-            path,
-            format!(
-                "record 0 at byte 0: truncated dimension header ({} of 4 bytes)",
-                bytes.len()
-            ),
-        ));
-    }
-    let d0 = i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-    if d0 <= 0 || d0 > (1 << 24) {
-        return Err(Error::format(
-            path,
-            format!("record 0 at byte 0: invalid dimension {d0} (must be 1..=16777216)"),
-        ));
-    }
-    let dim = d0 as usize;
+    let dim = first_dimension(path, bytes, bytes.len())?;
+    let d0 = dim as i32;
     let rec = 4 + dim * elem;
     let n = bytes.len() / rec;
     let rem = bytes.len() % rec;
@@ -63,16 +45,49 @@ fn scan_records(path: &Path, bytes: &[u8], elem: usize) -> Result<(usize, usize)
                 ));
             }
         }
-        return Err(Error::format(
-            path,
-            format!(
-                "record {n} at byte {off} is truncated: {rem} of {rec} bytes present \
-                 (file length {} is not a whole number of records)",
-                bytes.len()
-            ),
-        ));
+        return Err(truncated(path, n, rec, bytes.len()));
     }
     Ok((dim, n))
+}
+
+/// The dimension in the first record header of a TEXMEX file of `len` bytes (`head`:
+/// its first 4 bytes, or all of a shorter file).
+///
+/// # Errors
+/// [`Error::Format`] for an empty file, a truncated header, a dimension outside
+/// 1..=2^24.
+pub(super) fn first_dimension(path: &Path, head: &[u8], len: usize) -> Result<usize> {
+    if len == 0 {
+        return Err(Error::format(path, "file is empty: no records"));
+    }
+    if len < 4 || head.len() < 4 {
+        return Err(Error::format(
+            path,
+            format!("record 0 at byte 0: truncated dimension header ({len} of 4 bytes)"),
+        ));
+    }
+    let d0 = i32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+    if d0 <= 0 || d0 > (1 << 24) {
+        return Err(Error::format(
+            path,
+            format!("record 0 at byte 0: invalid dimension {d0} (must be 1..=16777216)"),
+        ));
+    }
+    Ok(d0 as usize)
+}
+
+/// The error for a file of `len` bytes whose last record (number `n`, `rec` bytes per
+/// record) is cut short.
+pub(super) fn truncated(path: &Path, n: usize, rec: usize, len: usize) -> Error {
+    Error::format(
+        path,
+        format!(
+            "record {n} at byte {} is truncated: {} of {rec} bytes present (file length \
+             {len} is not a whole number of records)",
+            n * rec,
+            len % rec
+        ),
+    )
 }
 
 /// Reads an `.fvecs` file.

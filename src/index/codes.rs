@@ -46,6 +46,23 @@ struct StoredParams<S> {
     keep_raw: bool,
 }
 
+/// The stored vectors with `ids` of a kind that keeps row-major `codes` (and `raw`
+/// vectors, `dim` per row, when it keeps them): [`Index::reconstruct_ids`].
+pub(crate) fn decode_rows<C: VectorCodec>(
+    codec: &C,
+    rows: &Rows,
+    ids: &[u64],
+    codes: &[u8],
+    raw: Option<&[f32]>,
+    dim: usize,
+) -> Result<Vec<f32>> {
+    let rows = rows.rows_of(ids)?;
+    match raw {
+        Some(raw) => Ok(gather_rows(raw, dim, &rows)),
+        None => codec.decode(&gather_rows(codes, codec.row_size(), &rows)),
+    }
+}
+
 /// Flat scan over the codes of `C`.
 #[derive(Clone, Debug)]
 pub struct FlatCodes<C: VectorCodec> {
@@ -346,12 +363,8 @@ impl<C: VectorCodec> Index for FlatCodes<C> {
         Ok(Some(codec.decode(&codec.encode(&x)?)?))
     }
     fn reconstruct_ids(&self, ids: &[u64]) -> Result<Vec<f32>> {
-        let codec = self.codec()?;
-        let rows = self.rows.rows_of(ids)?;
-        if self.stores_raw() {
-            return Ok(gather_rows(&self.raw, self.dim, &rows));
-        }
-        codec.decode(&gather_rows(&self.codes, codec.row_size(), &rows))
+        let raw = self.stores_raw().then_some(&self.raw[..]);
+        decode_rows(self.codec()?, &self.rows, ids, &self.codes, raw, self.dim)
     }
     fn to_container(&self) -> Result<ContainerWriter<'_>> {
         let codec = self.codec()?;

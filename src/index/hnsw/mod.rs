@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::index::checks::{check_results, check_terms, check_vectors};
-use crate::index::rows::{Rows, gather_rows};
+use crate::index::rows::Rows;
 use crate::index::spec::BuildOptions;
 use crate::index::{
     IdFilter, Index, SearchParams, check_add, check_queries, check_search, check_single, untrained,
@@ -582,12 +582,9 @@ impl<C: VectorCodec> Index for Hnsw<C> {
     }
 
     fn reconstruct_ids(&self, ids: &[u64]) -> Result<Vec<f32>> {
-        let codec = self.codec()?;
-        let rows = self.rows.rows_of(ids)?;
-        if self.stores_raw() {
-            return Ok(gather_rows(&self.raw, self.dim, &rows));
-        }
-        codec.decode(&gather_rows(&self.codes, codec.row_size(), &rows))
+        let raw = self.stores_raw().then_some(&self.raw[..]);
+        let codes = &self.codes;
+        crate::index::codes::decode_rows(self.codec()?, &self.rows, ids, codes, raw, self.dim)
     }
 
     fn to_container(&self) -> Result<ContainerWriter<'_>> {
