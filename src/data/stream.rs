@@ -219,7 +219,7 @@ fn vecs_shape(path: &Path, file: &mut File, len: usize, elem: usize) -> Result<(
         .map_err(|e| Error::io(path, e))?;
     let dim = vecs::first_dimension(path, &head[..got], len)?;
     let rec = 4 + dim * elem;
-    if len % rec != 0 {
+    if !len.is_multiple_of(rec) {
         return Err(vecs::truncated(path, len / rec, rec, len));
     }
     Ok((dim, len / rec))
