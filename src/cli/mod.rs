@@ -96,7 +96,7 @@ enum Command {
     Delete(delete::DeleteArgs),
     /// Serve a saved index over HTTP (JSON); stops cleanly on Ctrl-C or SIGTERM
     ///
-    /// Endpoints: POST /search, POST /search_batch, GET /stats, GET /health.
+    /// Endpoints: POST /search, POST /search_batch, GET /vectors/{id}, GET /stats, GET /health.
     ///
     /// Example:
     ///   vecquant serve --index sq8.vq --addr 127.0.0.1:8080

@@ -71,6 +71,16 @@ pub struct SearchResponse {
     pub neighbors: Vec<Neighbor>,
 }
 
+/// The answer to `GET /vectors/{id}`: the stored vector, decoded (the vector itself for
+/// exact indexes and those that keep raw vectors; normalised under cosine).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VectorResponse {
+    /// The id asked for.
+    pub id: u64,
+    /// Its vector.
+    pub vector: Vec<f32>,
+}
+
 /// The answer to `POST /search_batch`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BatchResponse {

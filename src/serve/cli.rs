@@ -139,7 +139,7 @@ pub fn run_cli(args: &ServeArgs) -> Result<()> {
             index.metric(),
             args.index.display()
         );
-        println!("routes: POST /search, POST /search_batch, GET /stats, GET /health; Ctrl-C to stop");
+        println!("routes: POST /search, POST /search_batch, GET /vectors/{{id}}, GET /stats, GET /health; Ctrl-C to stop");
         serve_with_shutdown(listener, index, config, shutdown_signal()).await
     });
     // A search cut off by the shutdown deadline may still be running on the blocking

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,7 +15,8 @@ use tokio::sync::Semaphore;
 
 use super::ServeConfig;
 use super::api::{
-    ApiError, BatchRequest, BatchResponse, SearchRequest, SearchResponse, Stats, json_bytes,
+    ApiError, BatchRequest, BatchResponse, SearchRequest, SearchResponse, Stats, VectorResponse,
+    json_bytes,
 };
 use crate::index::{Index, SearchParams};
 
@@ -271,6 +272,31 @@ async fn batch_handler(State(shared): State<Arc<Shared>>, req: Request) -> Respo
     }
 }
 
+/// `GET /vectors/{id}`: the stored vector with that id, decoded
+/// ([`Index::reconstruct_ids`]): `{"id": 42, "vector": [...]}`; 404 for an id the index
+/// does not hold.
+async fn vector_handler(
+    State(shared): State<Arc<Shared>>,
+    id: std::result::Result<Path<String>, PathRejection>,
+) -> Response {
+    let id = match id {
+        Ok(Path(id)) => id,
+        Err(e) => return ApiError::bad(format!("bad vector id in the path: {e}")).into_response(),
+    };
+    let Ok(id) = id.parse::<u64>() else {
+        return ApiError::bad(format!(
+            "`{id}` is not a vector id: use GET /vectors/{{id}} with a non-negative integer"
+        ))
+        .into_response();
+    };
+    shared
+        .blocking(move |s| {
+            let vector = s.index.reconstruct_ids(&[id])?;
+            Ok(serde_json::to_vec(&VectorResponse { id, vector }).unwrap_or_default())
+        })
+        .await
+}
+
 async fn health_handler() -> Response {
     json_bytes(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())
 }
@@ -283,7 +309,7 @@ async fn not_found(method: Method, uri: Uri) -> Response {
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!(
-            "no route for {method} {}: try POST /search, POST /search_batch, GET /stats or GET /health",
+            "no route for {method} {}: try POST /search, POST /search_batch, GET /vectors/{{id}}, GET /stats or GET /health",
             uri.path()
         ),
     )
@@ -348,6 +374,7 @@ pub fn router(index: Arc<dyn Index>, config: ServeConfig) -> Router {
         .route("/search_batch", post(batch_handler))
         .route("/health", get(health_handler))
         .route("/stats", get(stats_handler))
+        .route("/vectors/{id}", get(vector_handler))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

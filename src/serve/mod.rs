@@ -4,6 +4,7 @@
 //! | --- | --- | --- |
 //! | `POST /search` | `{"vector": [f32, ...], "k": 10, "nprobe"?: n, "ef"?: n, "rerank"?: n}` | `{"neighbors": [{"id": u64, "distance": f32}, ...]}` |
 //! | `POST /search_batch` | `{"vectors": [[f32, ...], ...], "k": 10, ...}` | `{"results": [[{"id", "distance"}, ...], ...]}` |
+//! | `GET /vectors/{id}` | | `{"id", "vector": [f32, ...]}` (the stored vector, decoded; 404 if not held) |
 //! | `GET /stats` | | `{"kind", "spec", "n", "dim", "metric", "bytes", "bytes_per_vector"}` |
 //! | `GET /health` | | `{"status": "ok"}` |
 //!
@@ -67,7 +68,9 @@ mod cli;
 mod handlers;
 mod server;
 
-pub use api::{ApiError, BatchRequest, BatchResponse, SearchRequest, SearchResponse, Stats};
+pub use api::{
+    ApiError, BatchRequest, BatchResponse, SearchRequest, SearchResponse, Stats, VectorResponse,
+};
 pub use cli::{ServeArgs, run_cli};
 pub use handlers::router;
 

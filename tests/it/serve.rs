@@ -304,3 +304,49 @@ async fn answers_equal_the_library() {
         assert_eq!((s, body.as_slice()), (200, &br#"{"status":"ok"}"#[..]));
     }
 }
+
+#[tokio::test]
+async fn get_vectors_by_id_decodes_what_the_index_stores() {
+    for (spec, keep_raw) in [("Flat", false), ("SQ8", false), ("IVF16,PQ8x4fs", true)] {
+        let mut index = build(spec, 2000, 7, keep_raw);
+        index.delete(&[5]).unwrap();
+        let index: Arc<dyn Index> = Arc::from(index);
+        let server = Server::start(Arc::clone(&index), ServeConfig::default());
+        let a = server.addr;
+        for id in [0u64, 1999, 777] {
+            let (s, v) = call(a, "GET", &format!("/vectors/{id}"), None, "").await;
+            assert_eq!(s, 200, "{spec}: {v}");
+            let got: VectorResponse = serde_json::from_value(v).unwrap();
+            assert_eq!(got.id, id);
+            assert_eq!(
+                got.vector,
+                index.reconstruct_ids(&[id]).unwrap(),
+                "{spec} {id}"
+            );
+        }
+        assert_error(
+            &format!("{spec} deleted"),
+            call(a, "GET", "/vectors/5", None, "").await,
+            404,
+            &["id 5", "deleted"],
+        );
+        assert_error(
+            &format!("{spec} unknown"),
+            call(a, "GET", "/vectors/123456", None, "").await,
+            404,
+            &["id 123456", "not in the index"],
+        );
+        assert_error(
+            &format!("{spec} not a number"),
+            call(a, "GET", "/vectors/-3", None, "").await,
+            400,
+            &["`-3` is not a vector id"],
+        );
+        assert_error(
+            &format!("{spec} wrong method"),
+            call(a, "POST", "/vectors/3", Some("application/json"), "{}").await,
+            405,
+            &["use GET"],
+        );
+    }
+}

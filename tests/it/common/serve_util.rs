@@ -15,7 +15,7 @@ pub use tokio::net::{TcpListener, TcpStream};
 pub use vecquant::data::generate::gaussian;
 pub use vecquant::index::spec::{BuildOptions, new_index};
 pub use vecquant::serve::{
-    BatchRequest, BatchResponse, SearchRequest, SearchResponse, ServeConfig, Stats,
+    BatchRequest, BatchResponse, SearchRequest, SearchResponse, ServeConfig, Stats, VectorResponse,
     serve_with_shutdown,
 };
 pub use vecquant::store::ContainerWriter;
