@@ -103,7 +103,7 @@ def main():
     gt = vecquant.read_ivecs(f"{args.data}/groundtruth.ivecs")
     rows = []
     for spec in args.specs:
-        params = {"nprobe": args.nprobe} if spec.startswith(("IVF", "OPQ")) and "IVF" in spec else {}
+        params = {"nprobe": args.nprobe} if "IVF" in spec else {}
         row = cli_row(args.vecquant, args.data, spec, params, work, args.k)
         print(json.dumps(row), flush=True)
         rows.append(row)

@@ -179,16 +179,26 @@ pub(crate) fn parse_header(path: &Path, bytes: &[u8], file_len: usize) -> Result
 
 /// Payload bytes of `dtype` widened to `f32`.
 pub(crate) fn decode_payload(dtype: Dtype, payload: &[u8]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(payload.len() / dtype.size());
+    decode_payload_into(dtype, payload, &mut out);
+    out
+}
+
+/// [`decode_payload`], appending to `out` (no intermediate vector): the one decoder of
+/// little-endian values for `.npy` payloads and TEXMEX records alike.
+pub(crate) fn decode_payload_into(dtype: Dtype, payload: &[u8], out: &mut Vec<f32>) {
     match dtype {
-        Dtype::F32 => payload
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F64 => payload
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
-            .collect(),
-        Dtype::U8 => payload.iter().map(|&b| b as f32).collect(),
+        Dtype::F32 => out.extend(
+            payload
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        ),
+        Dtype::F64 => out.extend(
+            payload
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32),
+        ),
+        Dtype::U8 => out.extend(payload.iter().map(|&b| f32::from(b))),
     }
 }
 

@@ -21,9 +21,9 @@ use crate::vectors::VectorSet;
 /// How the rows sit in the file.
 #[derive(Clone, Copy, Debug)]
 enum Layout {
-    /// TEXMEX records: an `i32` dimension then the values (`elem` bytes each: 4 for
-    /// `.fvecs`, 1 for `.bvecs`).
-    Vecs { elem: usize },
+    /// TEXMEX records: an `i32` dimension then the values (`f32` for `.fvecs`, `u8` for
+    /// `.bvecs`).
+    Vecs { dtype: Dtype },
     /// A C-order `.npy` payload of `dtype`.
     Npy { dtype: Dtype },
 }
@@ -62,9 +62,13 @@ impl VectorReader {
         let ext = super::extension(path);
         let (layout, dim, n, start, rec) = match ext.as_str() {
             "fvecs" | "bvecs" => {
-                let elem = if ext == "fvecs" { 4 } else { 1 };
-                let (dim, n) = vecs_shape(path, &mut file, len, elem)?;
-                (Layout::Vecs { elem }, dim, n, 0u64, 4 + dim * elem)
+                let dtype = if ext == "fvecs" {
+                    Dtype::F32
+                } else {
+                    Dtype::U8
+                };
+                let (dim, n) = vecs_shape(path, &mut file, len, dtype.size())?;
+                (Layout::Vecs { dtype }, dim, n, 0u64, 4 + dim * dtype.size())
             }
             "npy" => {
                 let mut prefix = vec![0u8; len.min(12)];
@@ -178,8 +182,8 @@ impl VectorReader {
             .and_then(|_| self.file.read_exact(&mut self.buf))
             .map_err(|e| Error::io(path, e))?;
         match self.layout {
-            Layout::Npy { dtype } => out.extend(npy::decode_payload(dtype, &self.buf)),
-            Layout::Vecs { elem } => {
+            Layout::Npy { dtype } => npy::decode_payload_into(dtype, &self.buf, out),
+            Layout::Vecs { dtype } => {
                 for (i, r) in self.buf.chunks_exact(self.rec).enumerate() {
                     let d = i32::from_le_bytes([r[0], r[1], r[2], r[3]]);
                     if d as i64 != self.dim as i64 {
@@ -194,16 +198,7 @@ impl VectorReader {
                             ),
                         ));
                     }
-                    let payload = &r[4..];
-                    if elem == 4 {
-                        out.extend(
-                            payload
-                                .chunks_exact(4)
-                                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-                        );
-                    } else {
-                        out.extend(payload.iter().map(|&b| f32::from(b)));
-                    }
+                    npy::decode_payload_into(dtype, &r[4..], out);
                 }
             }
         }

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use super::npy::{Dtype, decode_payload_into};
 use super::{read_file, write_file_atomic};
 use crate::error::{Error, Result};
 use crate::vectors::VectorSet;
@@ -103,12 +104,7 @@ pub fn read_fvecs(path: impl AsRef<Path>) -> Result<VectorSet> {
     let rec = 4 + 4 * dim;
     let mut data = Vec::with_capacity(n * dim);
     for i in 0..n {
-        let payload = &bytes[i * rec + 4..(i + 1) * rec];
-        data.extend(
-            payload
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        );
+        decode_payload_into(Dtype::F32, &bytes[i * rec + 4..(i + 1) * rec], &mut data);
     }
     VectorSet::new(data, dim)
 }
@@ -126,7 +122,7 @@ pub fn read_bvecs(path: impl AsRef<Path>) -> Result<VectorSet> {
     let rec = 4 + dim;
     let mut data = Vec::with_capacity(n * dim);
     for i in 0..n {
-        data.extend(bytes[i * rec + 4..(i + 1) * rec].iter().map(|&b| b as f32));
+        decode_payload_into(Dtype::U8, &bytes[i * rec + 4..(i + 1) * rec], &mut data);
     }
     VectorSet::new(data, dim)
 }
