@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use clap::Args;
 use vecquant::data::{VectorReader, read_vectors};
+use vecquant::index::hnsw::HnswBuilder;
 use vecquant::index::spec::{BuildOptions, IndexSpec, InnerQuantizer, ScalarSpec, build_index};
 use vecquant::index::{Index, Scalar, hnsw, ivf};
 use vecquant::model::levels::LevelSource;
@@ -53,6 +54,11 @@ pub struct BuildArgs {
     levels: Option<LevelSource>,
     #[arg(long, value_name = "EF", help = ef_construction_help())]
     ef_construction: Option<usize>,
+    /// HNSW specs only: the graph builder. `native` (this crate's: seeded — one thread
+    /// gives the same graph every time — and incremental: `add` inserts into the graph)
+    /// or `hnsw_rs` (the hnsw_rs crate; not seeded, `add` rebuilds the graph).
+    #[arg(long, value_name = "BUILDER", default_value = "native")]
+    hnsw_builder: HnswBuilder,
     /// Vectors read and added at a time (default: 64 MiB of them): the base file is
     /// streamed, so memory holds the index and one chunk, not the raw vectors. HNSW
     /// specs read the whole file (the graph is built over all vectors at once).
@@ -98,6 +104,16 @@ pub fn run(a: BuildArgs) -> Result<()> {
             ),
         ));
     }
+    if a.hnsw_builder != HnswBuilder::default() && !typed.is_hnsw() {
+        return Err(Error::param(
+            "--hnsw-builder",
+            format!(
+                "applies to HNSW specs (HNSW{{M}}[,…]) only; {} is a `{}` spec",
+                a.spec,
+                typed.kind()
+            ),
+        ));
+    }
     if a.chunk == Some(0) {
         return Err(Error::param("--chunk", "must be at least 1 row"));
     }
@@ -112,6 +128,7 @@ pub fn run(a: BuildArgs) -> Result<()> {
         ef_construction: a
             .ef_construction
             .unwrap_or(BuildOptions::default().ef_construction),
+        hnsw_builder: a.hnsw_builder,
     };
     let t0 = Instant::now();
     let mut index = match &a.levels {
@@ -218,15 +235,7 @@ fn with_levels(
         IndexSpec::Hnsw {
             m,
             inner: InnerQuantizer::Scalar(sq),
-        } => hnsw::new_typed(
-            m,
-            inner(sq)?,
-            dim,
-            metric,
-            keep_raw,
-            seed,
-            opts.ef_construction,
-        ),
+        } => hnsw::new_typed(m, inner(sq)?, dim, opts),
         _ => Err(Error::param(
             "levels",
             format!(

@@ -1,5 +1,6 @@
-//! Building the graph: hnsw_rs inserts the vectors, its adjacency is copied into flat
-//! arrays, and every node is made reachable.
+//! Building the graph: the native builder ([`super::insert`]) or hnsw_rs inserts the
+//! vectors (hnsw_rs's adjacency is then copied into flat arrays), and every node is
+//! made reachable.
 
 use hnsw_rs::prelude::Distance;
 
@@ -17,19 +18,65 @@ pub(super) struct BuildDist {
 
 impl Distance<f32> for BuildDist {
     fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        match self.ip_shift {
-            None => kernels::l2_sq(a, b),
-            Some(s) => (s - kernels::dot(a, b)).max(0.0),
+        build_distance(self.ip_shift, a, b).max(0.0)
+    }
+}
+
+/// Which code builds the graph.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HnswBuilder {
+    /// This crate's builder ([`super::insert`]): seeded, parallel, incremental — `add`
+    /// inserts into the existing graph.
+    #[default]
+    Native,
+    /// The `hnsw_rs` crate: parallel insertion, not seeded; `add` rebuilds the graph.
+    HnswRs,
+}
+
+impl HnswBuilder {
+    /// The name `--hnsw-builder` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            HnswBuilder::Native => "native",
+            HnswBuilder::HnswRs => "hnsw_rs",
         }
     }
 }
 
+impl std::str::FromStr for HnswBuilder {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "native" => Ok(HnswBuilder::Native),
+            "hnsw_rs" | "hnsw-rs" => Ok(HnswBuilder::HnswRs),
+            _ => Err(Error::param(
+                "hnsw-builder",
+                format!("unknown HNSW builder `{s}`: expected `native` or `hnsw_rs`"),
+            )),
+        }
+    }
+}
+
+/// The ordering distance both builders use between two prepared vectors: squared L2,
+/// or for inner product `shift − ⟨a, b⟩` (orders neighbours like the inner product;
+/// the native builder passes shift 0, hnsw_rs needs it non-negative).
+#[inline]
+pub(super) fn build_distance(ip_shift: Option<f32>, a: &[f32], b: &[f32]) -> f32 {
+    match ip_shift {
+        None => kernels::l2_sq(a, b),
+        Some(s) => s - kernels::dot(a, b),
+    }
+}
+
 impl<C: VectorCodec> Hnsw<C> {
-    /// Builds the graph over `vectors` (one per row) with hnsw_rs and copies it,
-    /// calling `progress(inserted, n)` after each slice of insertions.
+    /// Builds or extends the graph over `vectors` (one per row, every node's): rows
+    /// below `first_new` are already in the graph. The native builder inserts the new
+    /// rows into it; hnsw_rs rebuilds over all. Then every node is made reachable.
+    /// Calls `progress(inserted, total)` as rows go in.
     pub(super) fn build_graph(
         &mut self,
         vectors: &[f32],
+        first_new: usize,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<()> {
         let d = self.dim;
@@ -45,97 +92,129 @@ impl<C: VectorCodec> Hnsw<C> {
                 format!("HNSW holds at most {} vectors", i32::MAX - 1),
             ));
         }
-        let ip_shift = (self.metric == Metric::InnerProduct).then(|| {
-            vectors
-                .chunks_exact(d)
-                .map(|v| kernels::dot(v, v))
-                .fold(0.0f32, f32::max)
-                * 1.0001
-                + 1e-6
-        });
-        let h = hnsw_rs::hnsw::Hnsw::<f32, BuildDist>::new(
-            self.m,
-            n,
-            MAX_LAYERS,
-            self.ef_construction,
-            BuildDist { ip_shift },
-        );
-        let data: Vec<(&[f32], usize)> = vectors.chunks_exact(d).zip(0..n).collect();
-        // Slices of at least 1024 (each inserted in parallel) so progress can be reported.
-        let mut inserted = 0;
-        for slice in data.chunks(n.div_ceil(64).max(1024)) {
-            h.parallel_insert_slice(&slice.to_vec());
-            inserted += slice.len();
-            progress(inserted, n);
-        }
-        let (m, w0) = (self.m, 2 * self.m);
-        let mut levels = vec![0u8; n];
-        let mut layer0 = vec![NONE; n * w0];
-        let mut upper: Vec<(u32, Vec<Vec<u32>>)> = Vec::new();
-        let pi = h.get_point_indexation();
-        for p in pi {
-            let id = p.get_origin_id();
-            if id >= n {
-                return Err(Error::param(
-                    "hnsw",
-                    format!("graph returned unknown id {id}"),
-                ));
+        let ip = self.metric == Metric::InnerProduct;
+        let (mut g, ip_shift) = match self.builder {
+            HnswBuilder::Native => {
+                let old = std::mem::take(&mut self.graph);
+                let old = (first_new > 0 && old.levels.len() == first_new).then_some(old);
+                let b = super::insert::Builder::new(
+                    vectors,
+                    d,
+                    ip,
+                    self.m,
+                    self.ef_construction,
+                    self.seed,
+                    old,
+                );
+                (b.insert_all(progress), ip.then_some(0.0))
             }
-            let level = p.get_point_id().0;
-            levels[id] = level;
-            let nbs = p.get_neighborhood_id();
-            let ids = |l: usize, cap: usize| -> Vec<u32> {
-                nbs.get(l)
-                    .map(|v| {
-                        v.iter()
-                            .map(|nb| nb.get_origin_id() as u32)
-                            .filter(|&x| (x as usize) < n && x as usize != id)
-                            .take(cap)
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
-            let l0 = ids(0, w0);
-            layer0[id * w0..id * w0 + l0.len()].copy_from_slice(&l0);
-            if level > 0 {
-                upper.push((id as u32, (1..=level as usize).map(|l| ids(l, m)).collect()));
+            HnswBuilder::HnswRs => {
+                let ip_shift = ip.then(|| {
+                    vectors
+                        .chunks_exact(d)
+                        .map(|v| kernels::dot(v, v))
+                        .fold(0.0f32, f32::max)
+                        * 1.0001
+                        + 1e-6
+                });
+                let h = hnsw_rs::hnsw::Hnsw::<f32, BuildDist>::new(
+                    self.m,
+                    n,
+                    MAX_LAYERS,
+                    self.ef_construction,
+                    BuildDist { ip_shift },
+                );
+                let data: Vec<(&[f32], usize)> = vectors.chunks_exact(d).zip(0..n).collect();
+                // Slices of at least 1024 (each inserted in parallel) so progress can be
+                // reported.
+                let mut inserted = 0;
+                for slice in data.chunks(n.div_ceil(64).max(1024)) {
+                    h.parallel_insert_slice(&slice.to_vec());
+                    inserted += slice.len();
+                    progress(inserted, n);
+                }
+                (graph_from_hnsw_rs(&h, n, self.m)?, ip_shift)
             }
-        }
-        let max_level = h.get_max_level_observed();
-        let entry = pi
-            .get_layer_iterator(max_level as usize)
-            .map(|p| p.get_origin_id() as u32)
-            .min()
-            .unwrap_or(0);
-        drop(h);
-        upper.sort_by_key(|u| u.0);
-        let mut upper_nodes = Vec::with_capacity(upper.len());
-        let mut upper_start = vec![0u64];
-        let mut upper_adj = Vec::new();
-        for (node, lists) in upper {
-            upper_nodes.push(node);
-            for l in lists {
-                let mut slots = l;
-                slots.resize(m, NONE);
-                upper_adj.extend(slots);
-            }
-            upper_start.push(upper_adj.len() as u64);
-        }
-        let mut g = Graph {
-            levels: Slab::from(levels),
-            layer0: Slab::from(layer0),
-            upper_nodes,
-            upper_start,
-            upper_adj: Slab::from(upper_adj),
-            entry,
-            max_level,
         };
-        repair_reachability(&mut g, vectors, d, w0, |a, b| {
-            BuildDist { ip_shift }.eval(a, b)
+        repair_reachability(&mut g, vectors, d, 2 * self.m, |a, b| {
+            build_distance(ip_shift, a, b)
         });
         self.graph = g;
         Ok(())
     }
+}
+
+/// Copies the graph hnsw_rs built over `n` points (origin ids `0..n`) into flat
+/// arrays: `2M` layer-0 slots and `M` per upper layer, extra links dropped.
+///
+/// # Errors
+/// A point whose origin id is not below `n`.
+pub(super) fn graph_from_hnsw_rs<D: Distance<f32> + Send + Sync>(
+    h: &hnsw_rs::hnsw::Hnsw<'_, f32, D>,
+    n: usize,
+    m: usize,
+) -> Result<Graph> {
+    let w0 = 2 * m;
+    let mut levels = vec![0u8; n];
+    let mut layer0 = vec![NONE; n * w0];
+    let mut upper: Vec<(u32, Vec<Vec<u32>>)> = Vec::new();
+    let pi = h.get_point_indexation();
+    for p in pi {
+        let id = p.get_origin_id();
+        if id >= n {
+            return Err(Error::param(
+                "hnsw",
+                format!("graph returned unknown id {id}"),
+            ));
+        }
+        let level = p.get_point_id().0;
+        levels[id] = level;
+        let nbs = p.get_neighborhood_id();
+        let ids = |l: usize, cap: usize| -> Vec<u32> {
+            nbs.get(l)
+                .map(|v| {
+                    v.iter()
+                        .map(|nb| nb.get_origin_id() as u32)
+                        .filter(|&x| (x as usize) < n && x as usize != id)
+                        .take(cap)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let l0 = ids(0, w0);
+        layer0[id * w0..id * w0 + l0.len()].copy_from_slice(&l0);
+        if level > 0 {
+            upper.push((id as u32, (1..=level as usize).map(|l| ids(l, m)).collect()));
+        }
+    }
+    let max_level = h.get_max_level_observed();
+    let entry = pi
+        .get_layer_iterator(max_level as usize)
+        .map(|p| p.get_origin_id() as u32)
+        .min()
+        .unwrap_or(0);
+    upper.sort_by_key(|u| u.0);
+    let mut upper_nodes = Vec::with_capacity(upper.len());
+    let mut upper_start = vec![0u64];
+    let mut upper_adj = Vec::new();
+    for (node, lists) in upper {
+        upper_nodes.push(node);
+        for l in lists {
+            let mut slots = l;
+            slots.resize(m, NONE);
+            upper_adj.extend(slots);
+        }
+        upper_start.push(upper_adj.len() as u64);
+    }
+    Ok(Graph {
+        levels: Slab::from(levels),
+        layer0: Slab::from(layer0),
+        upper_nodes,
+        upper_start,
+        upper_adj: Slab::from(upper_adj),
+        entry,
+        max_level,
+    })
 }
 
 /// Makes every node findable on layer 0.

@@ -52,7 +52,10 @@ use crate::topk::Neighbor;
 use crate::vectors::{check_batch, check_finite};
 
 mod build;
+mod insert;
 mod search;
+
+pub use build::HnswBuilder;
 #[cfg(test)]
 mod tests;
 
@@ -102,11 +105,13 @@ pub fn new(
         keep_raw,
         seed,
         ef_construction,
+        ..BuildOptions::default()
     };
     crate::index::spec::new_index_of_kind(spec, "hnsw", dim, &opts)
 }
 
-/// An empty HNSW index with `M` links per node over `inner`.
+/// An empty HNSW index with `M` links per node over `inner`, with the metric, seed,
+/// raw-vector choice, `ef_construction` and graph builder of `opts`.
 ///
 /// # Errors
 /// `M` out of range, `ef_construction` out of range, or an inner quantizer that does
@@ -115,29 +120,30 @@ pub fn new_typed(
     m: usize,
     inner: InnerSpec,
     dim: usize,
-    metric: Metric,
-    keep_raw: bool,
-    seed: u64,
-    ef_construction: usize,
+    opts: &BuildOptions,
 ) -> Result<Box<dyn Index>> {
-    fn boxed<C: VectorCodec>(mut h: Hnsw<C>, ef: usize) -> Result<Box<dyn Index>> {
-        h.set_ef_construction(ef)?;
+    fn boxed<C: VectorCodec>(mut h: Hnsw<C>, opts: &BuildOptions) -> Result<Box<dyn Index>> {
+        h.set_ef_construction(opts.ef_construction)?;
+        h.set_builder(opts.hnsw_builder);
         Ok(Box::new(h))
     }
-    let ef = ef_construction;
+    let (metric, keep_raw, seed) = (opts.metric, opts.keep_raw, opts.seed);
     match inner {
-        InnerSpec::Flat => boxed(HnswFlat::new(m, RawSpec, dim, metric, keep_raw, seed)?, ef),
+        InnerSpec::Flat => boxed(
+            HnswFlat::new(m, RawSpec, dim, metric, keep_raw, seed)?,
+            opts,
+        ),
         InnerSpec::Scalar { name, config } => boxed(
             HnswScalar::new(m, SqSpec { name, config }, dim, metric, keep_raw, seed)?,
-            ef,
+            opts,
         ),
         InnerSpec::Product { m: pm, nbits } => boxed(
             HnswProduct::new(m, PqParams { m: pm, nbits }, dim, metric, keep_raw, seed)?,
-            ef,
+            opts,
         ),
         InnerSpec::RaBitQ { bits } => boxed(
             Hnsw::<RaBitQ>::new(m, RabitqSpec { bits }, dim, metric, keep_raw, seed)?,
-            ef,
+            opts,
         ),
         InnerSpec::RaBitQFs { bits } => Err(crate::error::Error::param(
             "spec",
@@ -207,6 +213,7 @@ pub struct Hnsw<C: VectorCodec> {
     keep_raw: bool,
     seed: u64,
     ef_construction: usize,
+    builder: HnswBuilder,
     codec: Option<C>,
     codes: Slab<u8>,
     /// Per-node auxiliary terms of the codec ([`VectorCodec::has_aux`]).
@@ -251,6 +258,7 @@ impl<C: VectorCodec> Hnsw<C> {
             keep_raw,
             seed,
             ef_construction: DEFAULT_EF_CONSTRUCTION,
+            builder: HnswBuilder::default(),
             codes: Slab::default(),
             corr: Slab::default(),
             raw: Slab::default(),
@@ -270,6 +278,12 @@ impl<C: VectorCodec> Hnsw<C> {
         }
         self.ef_construction = ef;
         Ok(())
+    }
+
+    /// Chooses the graph builder for the next `add` or `compact` (not stored in the
+    /// file: an opened index adds with the native builder).
+    pub fn set_builder(&mut self, builder: HnswBuilder) {
+        self.builder = builder;
     }
 
     /// `M`: links per node on the upper layers (`2M` on layer 0).
@@ -414,6 +428,7 @@ impl<C: VectorCodec> Hnsw<C> {
             ));
         }
         let replaced = self.rows.admit(n, ids, replace)?;
+        let first_new = self.rows.len();
         let x = self.prepare(vectors);
         let mut all = self.all_vectors()?;
         let codec = self.codec()?;
@@ -431,7 +446,7 @@ impl<C: VectorCodec> Hnsw<C> {
         }
         all.extend_from_slice(&x);
         self.rows.push_replacing(n, ids, &replaced);
-        self.build_graph(&all, progress)?;
+        self.build_graph(&all, first_new, progress)?;
         Ok(replaced.len())
     }
 }
@@ -533,7 +548,7 @@ impl<C: VectorCodec> Index for Hnsw<C> {
             self.raw = self.rows.compact_slab(&self.raw, self.dim);
         }
         self.rows.compact();
-        self.build_graph(&live_vectors, &|_, _| {})?;
+        self.build_graph(&live_vectors, 0, &|_, _| {})?;
         Ok(dropped)
     }
 

@@ -140,15 +140,17 @@ fn recall_on_20k_for_each_inner_and_metric() {
     let (n, dim) = (20_000, 32);
     let data = gaussian(n, dim, 0.0, 1.0, 5).unwrap();
     let queries = gaussian(200, dim, 0.0, 1.0, 6).unwrap();
-    // (spec, metric, minimum recall@10 at ef 64). Measured 0.935, 0.974, 0.964, 0.924,
-    // 0.815; hnsw_rs's parallel insertion order and level draws are not seeded, so
-    // the floors sit about 0.03 below.
+    // (spec, metric, minimum recall@10 at ef 64). The native builder measured 0.927,
+    // 0.942–0.945, 0.928–0.929 for the first three (hnswlib 0.8.0, M 16, ef_construction
+    // 100, on numpy's N(0, 1) 20k × 32 with three seeds: 0.921–0.928, 0.936–0.947,
+    // 0.923–0.924); insertion is parallel (thread timing changes the graph), so the
+    // floors sit about 0.03 below.
     for (spec, metric, min) in [
         ("HNSW16", Metric::L2, 0.90),
-        ("HNSW16", Metric::InnerProduct, 0.94),
-        ("HNSW16", Metric::Cosine, 0.93),
-        ("HNSW16,SQ8", Metric::L2, 0.89),
-        ("HNSW16,PQ16", Metric::L2, 0.78),
+        ("HNSW16", Metric::InnerProduct, 0.91),
+        ("HNSW16", Metric::Cosine, 0.90),
+        ("HNSW16,SQ8", Metric::L2, 0.87),
+        ("HNSW16,PQ16", Metric::L2, 0.75),
     ] {
         let gt = ground_truth(&data, &queries, 10, metric).unwrap();
         let mut h = new(spec, dim, metric, false, 3, 100).unwrap();
@@ -260,4 +262,165 @@ fn bad_parameters() {
     assert!(h.set_ef_construction(0).is_err());
     let r = h.search(&[0.9, 0.9], &SearchParams::with_k(2)).unwrap();
     assert_eq!(r[0].id, 1);
+}
+
+/// Builds `HNSW{m}` over `data` with the given builder and thread count.
+fn build_with(
+    data: &crate::vectors::VectorSet,
+    m: usize,
+    seed: u64,
+    builder: HnswBuilder,
+    threads: usize,
+) -> HnswFlat {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let mut h = HnswFlat::new(m, RawSpec, data.dim(), Metric::L2, false, seed).unwrap();
+    h.set_builder(builder);
+    pool.install(|| h.add(data.as_slice(), None)).unwrap();
+    h
+}
+
+#[test]
+fn native_single_threaded_build_is_reproducible() {
+    let data = gaussian(4000, 16, 0.0, 1.0, 31).unwrap();
+    let a = build_with(&data, 8, 7, HnswBuilder::Native, 1);
+    let b = build_with(&data, 8, 7, HnswBuilder::Native, 1);
+    assert_eq!(a.graph.levels[..], b.graph.levels[..]);
+    assert_eq!(a.graph.layer0[..], b.graph.layer0[..]);
+    assert_eq!(a.graph.upper_nodes, b.graph.upper_nodes);
+    assert_eq!(a.graph.upper_start, b.graph.upper_start);
+    assert_eq!(a.graph.upper_adj[..], b.graph.upper_adj[..]);
+    assert_eq!(
+        (a.graph.entry, a.graph.max_level),
+        (b.graph.entry, b.graph.max_level)
+    );
+    // The seed is what draws the levels: another seed, another hierarchy.
+    let c = build_with(&data, 8, 8, HnswBuilder::Native, 1);
+    assert_ne!(a.graph.levels[..], c.graph.levels[..]);
+    // Two threads insert in a timing-dependent order but build an equally good graph.
+    let t = build_with(&data, 8, 7, HnswBuilder::Native, 2);
+    let queries = gaussian(100, 16, 0.0, 1.0, 32).unwrap();
+    let gt = ground_truth(&data, &queries, 10, Metric::L2).unwrap();
+    let p = SearchParams {
+        k: 10,
+        ef_search: 64,
+        ..Default::default()
+    };
+    let r1 = recall_at_k(&a.search_batch(queries.as_slice(), &p).unwrap(), &gt, 10);
+    let r2 = recall_at_k(&t.search_batch(queries.as_slice(), &p).unwrap(), &gt, 10);
+    assert!(
+        r1 >= 0.9 && r2 >= r1 - 0.03,
+        "1 thread {r1}, 2 threads {r2}"
+    );
+}
+
+#[test]
+fn level_draws_follow_the_geometric_law() {
+    // P(level ≥ l) = M^−l (mL = 1 / ln M), independent of the row order.
+    let n = 200_000u64;
+    for m in [8usize, 16, 32] {
+        let at_least = |l: u8| (0..n).filter(|&r| insert::draw_level(3, r, m) >= l).count();
+        for l in 1..=2u8 {
+            let p = (m as f64).powi(-i32::from(l));
+            let got = at_least(l) as f64 / n as f64;
+            let sd = (p * (1.0 - p) / n as f64).sqrt();
+            assert!(
+                (got - p).abs() < 5.0 * sd,
+                "M {m} level ≥ {l}: {got} vs {p}"
+            );
+        }
+    }
+    assert_eq!(insert::draw_level(1, 5, 16), insert::draw_level(1, 5, 16));
+}
+
+#[test]
+fn native_add_inserts_into_the_graph() {
+    let (n, extra, dim) = (6000, 600, 16);
+    let data = gaussian(n + extra, dim, 0.0, 1.0, 41).unwrap();
+    let queries = gaussian(100, dim, 0.0, 1.0, 42).unwrap();
+    let gt = ground_truth(&data, &queries, 10, Metric::L2).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let mut h = HnswFlat::new(8, RawSpec, dim, Metric::L2, false, 5).unwrap();
+    pool.install(|| h.add(&data.as_slice()[..n * dim], None))
+        .unwrap();
+    let before = h.graph.clone();
+    pool.install(|| h.add(&data.as_slice()[n * dim..], None))
+        .unwrap();
+    // The old nodes keep their levels and the entry point unless a new node rose above
+    // it; their lists only change by taking the new nodes in.
+    assert_eq!(h.graph.levels[..n], before.levels[..]);
+    let changed = (0..n)
+        .filter(|&v| h.graph.layer0[v * 16..(v + 1) * 16] != before.layer0[v * 16..(v + 1) * 16])
+        .count();
+    assert!(
+        changed > 0 && changed < n / 2,
+        "{changed} old lists changed"
+    );
+    // A full list re-selected with a new node keeps a subset of its old entries plus
+    // that node: old-to-old links appear only where the reachability repair adds one.
+    let old_to_old_new = (0..n)
+        .map(|v| {
+            let (now, was) = (
+                &h.graph.layer0[v * 16..(v + 1) * 16],
+                &before.layer0[v * 16..(v + 1) * 16],
+            );
+            now.iter()
+                .filter(move |&&u| u != NONE && (u as usize) < n && !was.contains(&u))
+                .count()
+        })
+        .sum::<usize>();
+    assert!(
+        old_to_old_new <= n / 100,
+        "{old_to_old_new} new old-to-old links"
+    );
+    // Every added vector is found, and recall matches a one-piece build's.
+    let p = SearchParams {
+        k: 10,
+        ef_search: 64,
+        ..Default::default()
+    };
+    let one = build_with(&data, 8, 5, HnswBuilder::Native, 1);
+    let r_inc = recall_at_k(&h.search_batch(queries.as_slice(), &p).unwrap(), &gt, 10);
+    let r_one = recall_at_k(&one.search_batch(queries.as_slice(), &p).unwrap(), &gt, 10);
+    assert!(
+        r_inc >= r_one - 0.02,
+        "incremental {r_inc} vs one piece {r_one}"
+    );
+    let p1 = SearchParams {
+        k: 1,
+        ef_search: 64,
+        ..Default::default()
+    };
+    let found = (n..n + extra)
+        .filter(|&i| h.search(data.row(i), &p1).unwrap()[0].id == i as u64)
+        .count();
+    assert!(
+        found >= extra - 2,
+        "{found} of {extra} added vectors find themselves"
+    );
+}
+
+#[test]
+fn hnsw_rs_builder_stays_available() {
+    let data = gaussian(3000, 16, 0.0, 1.0, 51).unwrap();
+    let queries = gaussian(50, 16, 0.0, 1.0, 52).unwrap();
+    let gt = ground_truth(&data, &queries, 10, Metric::L2).unwrap();
+    let h = build_with(&data, 8, 1, HnswBuilder::HnswRs, 2);
+    let p = SearchParams {
+        k: 10,
+        ef_search: 64,
+        ..Default::default()
+    };
+    let r = recall_at_k(&h.search_batch(queries.as_slice(), &p).unwrap(), &gt, 10);
+    assert!(r >= 0.9, "{r}");
+    assert_eq!(
+        "hnsw_rs".parse::<HnswBuilder>().unwrap(),
+        HnswBuilder::HnswRs
+    );
+    assert!("faiss".parse::<HnswBuilder>().is_err());
 }

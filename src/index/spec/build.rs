@@ -14,6 +14,8 @@ pub struct BuildOptions {
     pub keep_raw: bool,
     /// HNSW: the beam width while building (hnswlib's default 200).
     pub ef_construction: usize,
+    /// HNSW: which code builds the graph (the native builder by default).
+    pub hnsw_builder: crate::index::hnsw::HnswBuilder,
 }
 
 impl Default for BuildOptions {
@@ -23,6 +25,7 @@ impl Default for BuildOptions {
             seed: 42,
             keep_raw: false,
             ef_construction: crate::index::hnsw::DEFAULT_EF_CONSTRUCTION,
+            hnsw_builder: crate::index::hnsw::HnswBuilder::default(),
         }
     }
 }
@@ -118,15 +121,9 @@ pub fn build_index(spec: &IndexSpec, dim: usize, opts: &BuildOptions) -> Result<
             keep_raw,
             seed,
         )?,
-        IndexSpec::Hnsw { m, inner } => crate::index::hnsw::new_typed(
-            m,
-            inner.to_inner_spec(),
-            dim,
-            metric,
-            keep_raw,
-            seed,
-            opts.ef_construction,
-        )?,
+        IndexSpec::Hnsw { m, inner } => {
+            crate::index::hnsw::new_typed(m, inner.to_inner_spec(), dim, opts)?
+        }
     })
 }
 
