@@ -153,7 +153,7 @@ def main():
 
     for spec in split_specs(args.specs):
         if spec.lower().startswith("hnswlib"):
-            run_hnswlib(spec, args, xb, xq, gt, efs, emit)
+            run_hnswlib(spec, args, xb, xq, gt, efs, emit, build_threads)
             continue
         index = faiss.index_factory(d, spec)
         if args.seed is not None:
@@ -196,7 +196,7 @@ def main():
                  ef=value if name == "efSearch" else None)
 
 
-def run_hnswlib(spec, args, xb, xq, gt, efs, emit):
+def run_hnswlib(spec, args, xb, xq, gt, efs, emit, build_threads):
     try:
         import hnswlib
     except ImportError as e:
@@ -206,9 +206,10 @@ def run_hnswlib(spec, args, xb, xq, gt, efs, emit):
     n, d = xb.shape
     index = hnswlib.Index(space="l2", dim=d)
     t0 = time.perf_counter()
-    index.init_index(max_elements=n, M=m, ef_construction=args.ef_construction, random_seed=100)
-    index.set_num_threads(args.threads)
-    index.add_items(xb, np.arange(n))
+    seed = 100 if args.seed is None else args.seed
+    index.init_index(max_elements=n, M=m, ef_construction=args.ef_construction, random_seed=seed)
+    index.set_num_threads(build_threads)
+    index.add_items(xb, np.arange(n), num_threads=build_threads)
     add_secs = time.perf_counter() - t0
     # Level-0 links (2M) plus the vector, as hnswlib stores them.
     code_size = d * 4 + 2 * m * 4

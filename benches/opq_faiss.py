@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""FAISS counterpart of `cargo run --example opq_compare -- run DATA_DIR`: builds
+"""FAISS counterpart of `cargo run --features examples --example opq_compare -- run DATA_DIR`: builds
 index_factory(d, SPEC) (default "OPQ16,PQ16"), trains it on train.fvecs, adds
 base.fvecs, searches query.fvecs with k = 10 and prints recall@10 against
 groundtruth.ivecs and the training time, per training seed and on average.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""FAISS counterpart of `cargo run --release --example pq_seeds`: trains IndexPQ /
+"""FAISS counterpart of `cargo run --release --features examples --example pq_seeds`: trains IndexPQ /
 IndexPQFastScan's product quantizer with several `cp.seed` values and prints the
 recall@10 of the exact ADC ranking and the reconstruction MSE, per seed and on average.
 

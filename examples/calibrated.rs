@@ -1,7 +1,7 @@
 //! Calibration-based weight quantization: GPTQ timing on a 4096 × 4096 layer and a
 //! method × bits/weight × held-out output error table against round-to-nearest.
 //!
-//! `cargo run --release --example calibrated [-- --size 4096 --rows 4096]`
+//! `cargo run --release --features examples --example calibrated [-- --size 4096 --rows 4096]`
 //!
 //! Layers are real-shaped synthetic matrices (heavy-tailed Student-t weights, weights with
 //! outlier input columns) with correlated activations that have 5 % outlier channels

@@ -1,7 +1,7 @@
 //! GGUF block encode / decode throughput on a 4096 × 4096 N(0, 1) matrix, in millions of
 //! weights per second (best of three encodes, one decode), for Q4_0, Q8_0, Q4_K and Q6_K.
 //!
-//! Run: `cargo run --release --example gguf_throughput` (timing belongs in examples and
+//! Run: `cargo run --release --features examples --example gguf_throughput` (timing belongs in examples and
 //! benchmarks, never in tests; `tests/gguf_golden.rs` checks the same calls' results).
 
 use std::time::Instant;

@@ -2,7 +2,7 @@
 //! `tests/fixtures_v1.rs` opens: one small saved index per kind, two quantized-weight
 //! containers, the queries the test searches with, and a manifest describing them.
 //!
-//! Run: `cargo run --example make_fixtures [-- OUT_DIR]` (default `tests/fixtures/v1`).
+//! Run: `cargo run --features examples --example make_fixtures [-- OUT_DIR]` (default `tests/fixtures/v1`).
 //!
 //! The committed files are the contract, not this program: files written by an old
 //! version must keep opening after a format change, so the example refuses to overwrite

@@ -3,7 +3,7 @@
 //! independent of the data size.
 //!
 //! ```text
-//! cargo run --release --example open_timing -- INDEX.vq [QUERIES.fvecs]
+//! cargo run --release --features examples --example open_timing -- INDEX.vq [QUERIES.fvecs]
 //! ```
 
 use std::time::Instant;

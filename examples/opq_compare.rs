@@ -1,6 +1,6 @@
 //! OPQ recall against FAISS on the same files (`benches/opq_faiss.py` is the FAISS side).
 //!
-//! `cargo run --example opq_compare -- gen OUT_DIR` writes two 128-d data sets with
+//! `cargo run --features examples --example opq_compare -- gen OUT_DIR` writes two 128-d data sets with
 //! 100,000 training, 100,000 base and 1,000 query vectors and top-100 ground truth:
 //! - `OUT_DIR/spectrum`: a decaying spectrum under a random rotation — independent
 //!   N(0, σ_j²) components with σ_j = e^{−j/32}, then a seeded random orthogonal
@@ -9,11 +9,11 @@
 //! - `OUT_DIR/mixture`: 64 Gaussian clusters, centres N(0, 1), spread 0.3 (the CLI's
 //!   `gen mixture` defaults).
 //!
-//! `cargo run --example opq_compare -- run DATA_DIR [SEEDS] [SPEC]` trains `SPEC`
+//! `cargo run --features examples --example opq_compare -- run DATA_DIR [SEEDS] [SPEC]` trains `SPEC`
 //! (default `OPQ16,PQ16`) with training seeds 0..SEEDS (default 3), adds the base set
 //! and prints recall@10 and the training time per seed and their mean.
 //!
-//! `cargo run --example opq_compare -- rotation DATA_DIR [SEED] [OUT.fvecs]` learns
+//! `cargo run --features examples --example opq_compare -- rotation DATA_DIR [SEED] [OUT.fvecs]` learns
 //! the `OPQ16` rotation alone (FAISS's settings), prints the PQ distortion of every
 //! alternation and writes `R` (row `i` = row `i` of the row-major matrix; rotated =
 //! `x · R`), so that `benches/opq_faiss.py` can train FAISS's PQ behind it.

@@ -2,7 +2,7 @@
 //! with several seeds and prints, per seed and on average, the recall@10 of the exact
 //! ADC ranking (what the fast-scan and 8-bit scans return) and the reconstruction MSE.
 //!
-//! `cargo run --release --example pq_seeds -- DATA_DIR [M] [NBITS] [SEEDS] [RUNS]`
+//! `cargo run --release --features examples --example pq_seeds -- DATA_DIR [M] [NBITS] [SEEDS] [RUNS]`
 //! (defaults: the default set, 32, 4, 8, 1; RUNS = k-means runs per sub-space).
 
 use vecquant::data::groundtruth::exact_search;

@@ -1,6 +1,6 @@
 //! Quantization-aware training vs post-training quantization at 4 bits (seeds 001, 004).
 //!
-//! `cargo run --release --example qat`
+//! `cargo run --release --features examples --example qat`
 //!
 //! A teacher MLP (32 → 64 → 8, ReLU) labels correlated Gaussian inputs. A student of the
 //! same shape is trained in f32, then

@@ -1,6 +1,6 @@
 //! Quantize weight matrices with every scheme and report time, bits per weight and error.
 //!
-//! `cargo run --release --example quantize_weights` — a 4096 × 4096 f32 matrix per scheme
+//! `cargo run --release --features examples --example quantize_weights` — a 4096 × 4096 f32 matrix per scheme
 //! (the throughput figure: M weights/s with all threads), then a table of bits per weight
 //! and relative Frobenius error on real-world-shaped matrices: Gaussian, heavy-tailed
 //! (Student-t, ν = 4) and Gaussian with outlier input columns (LLM.int8's outlier

@@ -1,6 +1,6 @@
 //! Generate a data set, build an index, search it, and measure recall — in 30 lines.
 //!
-//! Run: `cargo run --release --example quickstart`
+//! Run: `cargo run --release --features examples --example quickstart`
 
 use vecquant::data::generate::{DataDistribution, SyntheticSpec};
 use vecquant::data::groundtruth::ground_truth;

@@ -4,7 +4,7 @@
 //! resetting it through `/proc/self/clear_refs`) next to the index's own size.
 //!
 //! ```text
-//! /usr/bin/time -v cargo run --example save_rss -- [N] [D] [PATH]
+//! /usr/bin/time -v cargo run --features examples --example save_rss -- [N] [D] [PATH]
 //! ```
 //!
 //! "Maximum resident set size" from `/usr/bin/time -v` minus the printed index bytes is

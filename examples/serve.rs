@@ -1,9 +1,9 @@
 //! Embed vecquant's HTTP search routes in your own axum application.
 //!
-//! Run: `cargo run --example serve -- --demo` builds a small index, serves it with an
+//! Run: `cargo run --features examples --example serve -- --demo` builds a small index, serves it with an
 //! extra route on a free port, sends it two requests and stops.
 //!
-//! `cargo run --release --example serve -- --index sq8.vq --addr localhost:8080` serves a
+//! `cargo run --release --features examples --example serve -- --index sq8.vq --addr localhost:8080` serves a
 //! saved index until Ctrl-C, with the service's connection limits (slow clients are
 //! timed out, shutdown has a deadline); then try
 //! `curl -s localhost:8080/stats` or `curl -s localhost:8080/version`.

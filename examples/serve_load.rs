@@ -1,7 +1,7 @@
 //! Load test of the HTTP service: requests per second and latency percentiles of
 //! `POST /search` over loopback keep-alive connections.
 //!
-//! `cargo run --release --example serve_load` builds a 10,000 × 32 SQ8 index, saves and
+//! `cargo run --release --features examples --example serve_load` builds a 10,000 × 32 SQ8 index, saves and
 //! memory-maps it as `vecquant serve` would, serves it on a free port from its own
 //! two-worker runtime, checks one answer against the library, then sends 20,000
 //! searches (k = 10) from 32 concurrent keep-alive clients and prints throughput and

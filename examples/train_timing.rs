@@ -1,5 +1,5 @@
 //! Times training and encoding of a spec on a data set, single-threaded or not
-//! (`cargo run --release --example train_timing -- SPEC DATA_DIR`).
+//! (`cargo run --release --features examples --example train_timing -- SPEC DATA_DIR`).
 
 use std::time::Instant;
 use vecquant::data::load_dataset;

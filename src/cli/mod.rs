@@ -7,6 +7,7 @@ mod build;
 mod delete;
 mod generate;
 mod groundtruth;
+mod import_hnsw_rs;
 mod paths;
 mod plot;
 mod quantize_model;
@@ -56,6 +57,25 @@ enum Command {
     ///   vecquant build --spec HNSW32 --base data/base.fvecs --ef-construction 100 --out hnsw.vq
     #[command(verbatim_doc_comment)]
     Build(build::BuildArgs),
+    /// Import a graph dumped by the hnsw_rs crate (file_dump) as an HNSW index file
+    ///
+    /// Reads BASENAME.hnsw.graph and BASENAME.hnsw.data, the two files hnsw_rs's
+    /// `file_dump(dir, BASENAME)` writes (hnsw_rs 0.3, f32 vectors, distance DistL2,
+    /// DistCosine or DistDot), and writes one index file (--out) that `search`, `add`,
+    /// `delete`, `inspect` and `serve` use like one made by `build`.
+    ///
+    /// Kept from the hnsw_rs graph: every vector (its data id becomes its vecquant id),
+    /// the links of every node on every layer (at most 2M on layer 0, M above, nearest
+    /// first), the node levels, the metric (DistL2 → l2, DistCosine → cosine, DistDot →
+    /// ip) and ef_construction. Added: the quantizer of --spec, trained on the vectors
+    /// (seeded by --seed), and, as after every build, links to nodes with few incoming
+    /// links or that layer 0 cannot reach from the entry point.
+    ///
+    /// Examples:
+    ///   vecquant import-hnsw-rs dumps/vectors --out vectors.vq
+    ///   vecquant import-hnsw-rs vectors --dir dumps --spec HNSW32,SQ8 --keep-raw --out vectors-sq8.vq
+    #[command(verbatim_doc_comment)]
+    ImportHnswRs(import_hnsw_rs::ImportHnswRsArgs),
     /// Search a saved index; with --gt prints recall, with --out writes every result
     ///
     /// Examples:
@@ -140,6 +160,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Gen(kind) => generate::run(kind),
         Command::Groundtruth(a) => groundtruth::run(a),
         Command::Build(a) => build::run(a),
+        Command::ImportHnswRs(a) => import_hnsw_rs::run(a),
         Command::Search(a) => search::run(a),
         Command::Add(a) => add::run(a),
         Command::Delete(a) => delete::run(a),

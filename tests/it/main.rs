@@ -31,6 +31,7 @@ mod database;
 mod fixtures_v1;
 mod gguf_golden;
 mod golden;
+mod import_hnsw_rs;
 #[cfg(all(feature = "cli", feature = "server"))]
 mod no_surprises_cli;
 mod no_surprises_index;

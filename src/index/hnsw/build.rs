@@ -133,7 +133,8 @@ impl<C: VectorCodec> Hnsw<C> {
                     inserted += slice.len();
                     progress(inserted, n);
                 }
-                (graph_from_hnsw_rs(&h, n, self.m)?, ip_shift)
+                let g = graph_from_hnsw_rs(&h, n, self.m, |id| (id < n).then_some(id));
+                (g, ip_shift)
             }
         };
         repair_reachability(&mut g, vectors, d, 2 * self.m, |a, b| {
@@ -144,69 +145,67 @@ impl<C: VectorCodec> Hnsw<C> {
     }
 }
 
-/// Copies the graph hnsw_rs built over `n` points (origin ids `0..n`) into flat
-/// arrays: `2M` layer-0 slots and `M` per upper layer, extra links dropped.
-///
-/// # Errors
-/// A point whose origin id is not below `n`.
+/// Copies the graph hnsw_rs built into flat arrays (`2M` layer-0 slots and `M` per
+/// upper layer, extra links dropped): `row_of` maps a point's data id to its row below
+/// `n` (`None` for an id not held, whose links are dropped).
 pub(super) fn graph_from_hnsw_rs<D: Distance<f32> + Send + Sync>(
     h: &hnsw_rs::hnsw::Hnsw<'_, f32, D>,
     n: usize,
     m: usize,
-) -> Result<Graph> {
+    row_of: impl Fn(usize) -> Option<usize>,
+) -> Graph {
     let w0 = 2 * m;
     let mut levels = vec![0u8; n];
     let mut layer0 = vec![NONE; n * w0];
     let mut upper: Vec<(u32, Vec<Vec<u32>>)> = Vec::new();
     let pi = h.get_point_indexation();
     for p in pi {
-        let id = p.get_origin_id();
-        if id >= n {
-            return Err(Error::param(
-                "hnsw",
-                format!("graph returned unknown id {id}"),
-            ));
-        }
+        let Some(row) = row_of(p.get_origin_id()) else {
+            continue;
+        };
         let level = p.get_point_id().0;
-        levels[id] = level;
+        levels[row] = level;
         let nbs = p.get_neighborhood_id();
-        let ids = |l: usize, cap: usize| -> Vec<u32> {
+        let rows = |l: usize, cap: usize| -> Vec<u32> {
             nbs.get(l)
                 .map(|v| {
                     v.iter()
-                        .map(|nb| nb.get_origin_id() as u32)
-                        .filter(|&x| (x as usize) < n && x as usize != id)
+                        .filter_map(|nb| row_of(nb.get_origin_id()))
+                        .filter(|&r| r != row)
+                        .map(|r| r as u32)
                         .take(cap)
                         .collect()
                 })
                 .unwrap_or_default()
         };
-        let l0 = ids(0, w0);
-        layer0[id * w0..id * w0 + l0.len()].copy_from_slice(&l0);
+        let l0 = rows(0, w0);
+        layer0[row * w0..row * w0 + l0.len()].copy_from_slice(&l0);
         if level > 0 {
-            upper.push((id as u32, (1..=level as usize).map(|l| ids(l, m)).collect()));
+            upper.push((
+                row as u32,
+                (1..=level as usize).map(|l| rows(l, m)).collect(),
+            ));
         }
     }
     let max_level = h.get_max_level_observed();
     let entry = pi
         .get_layer_iterator(max_level as usize)
-        .map(|p| p.get_origin_id() as u32)
+        .filter_map(|p| row_of(p.get_origin_id()))
         .min()
-        .unwrap_or(0);
+        .unwrap_or(0) as u32;
     upper.sort_by_key(|u| u.0);
     let mut upper_nodes = Vec::with_capacity(upper.len());
     let mut upper_start = vec![0u64];
     let mut upper_adj = Vec::new();
     for (node, lists) in upper {
         upper_nodes.push(node);
-        for l in lists {
-            let mut slots = l;
+        for mut slots in lists {
             slots.resize(m, NONE);
             upper_adj.extend(slots);
         }
         upper_start.push(upper_adj.len() as u64);
     }
-    Ok(Graph {
+    Graph {
         levels: Slab::from(levels),
         layer0: Slab::from(layer0),
         upper_nodes,
@@ -214,7 +213,7 @@ pub(super) fn graph_from_hnsw_rs<D: Distance<f32> + Send + Sync>(
         upper_adj: Slab::from(upper_adj),
         entry,
         max_level,
-    })
+    }
 }
 
 /// Makes every node findable on layer 0.

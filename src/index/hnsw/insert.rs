@@ -368,6 +368,10 @@ impl<'a> Builder<'a> {
             if c.0 > bound {
                 break;
             }
+            // The next candidate's list is likely read next: start loading it.
+            if let Some(std::cmp::Reverse(next)) = s.cands.peek() {
+                kernels::prefetch_l1(self.slots(next.1, level));
+            }
             let len = self.read_list(c.1, level, &mut buf);
             let mut nf = 0;
             for &v in &buf[..len] {

@@ -7,29 +7,34 @@
 //! | `HNSW{M},SQ8` (any `SQ` variant) | scalar codes (+ correction term) | asymmetric: f32 query vs codes |
 //! | `HNSW{M},PQ{m}` | 8-bit PQ codes | asymmetric (ADC table per query) |
 //!
-//! **How the graph is built and searched.** The graph is built by the `hnsw_rs` crate
-//! (parallel insertion, `M` links per node on the upper layers and `2M` on layer 0,
-//! `ef_construction` 200 by default) over the *original* vectors with the exact metric
-//! (squared L2; for inner product the shifted `max‖x‖² − ⟨a, b⟩`, which orders
-//! neighbours like the inner product but stays non-negative), so its edges are as good as
-//! an uncompressed graph's. Its per-layer adjacency lists are then copied into flat arrays
-//! (layer 0: `n × 2M` slots; upper layers: `M` slots per node and level) that are saved
-//! in the container file and memory-mapped on open, and searches walk them with this
-//! crate's own beam search. This answers three limits of hnsw_rs 0.3.5: its `Distance<T>`
-//! takes one type for query and data, so an f32 query could not be scored against u8
-//! codes — our search uses asymmetric distances to the stored codes, the same ones the
-//! flat SQ/PQ scans use; its dump/reload writes two files whose loaded graph borrows its
-//! loader — ours is one memory-mapped section set; and nodes can end up unreachable after
-//! `parallel_insert` (hnsw_rs issues #32, #37) — after copying, a breadth-first pass from
-//! the entry point finds any node layer 0 cannot reach and links it from its nearest
-//! reachable neighbour, so every node is reachable by construction.
+//! **How the graph is built and searched.** The graph is built over the *original*
+//! vectors (the raw ones, or the decoded codes when an index that keeps no raw vectors is
+//! extended) with the exact metric — squared L2, or for inner product `−⟨a, b⟩`, which
+//! orders neighbours like the inner product — so its edges are as good as an
+//! uncompressed graph's. Two builders:
+//!
+//! - **native** (the default, `src/index/hnsw/insert.rs`): hnswlib's insertion — greedy descent, a beam
+//!   of `ef_construction` (200 by default) per layer, the neighbour-selection heuristic
+//!   keeping `M` links (`2M` slots on layer 0, `M` above) — run in parallel with a lock
+//!   per node; levels are drawn from the seed and the row number, so a one-thread build
+//!   is reproducible, and `add` inserts the new rows into the existing graph.
+//! - **hnsw_rs** (`--hnsw-builder hnsw_rs`): the hnsw_rs crate inserts in parallel and its
+//!   adjacency is copied; not seeded, and `add` rebuilds the graph over all vectors.
+//!   Graphs an hnsw_rs program dumped import with [`import_hnsw_rs`].
+//!
+//! The graph lives in flat arrays (layer 0: `n × 2M` slots; upper layers: `M` slots per
+//! node and level) that are saved in the container file and memory-mapped on open, and
+//! searches walk them with this crate's beam search, scoring each node with asymmetric
+//! distances to the stored codes (an f32 query against u8 codes — the same distances the
+//! flat SQ/PQ scans use). After either builder, nodes with fewer than three layer-0
+//! in-links get links from their nearest out-neighbours and a breadth-first pass from
+//! the entry point links in any node layer 0 cannot reach, so every node is reachable by
+//! construction.
 //!
 //! Deleted vectors stay in the graph as waypoints (as in hnswlib's `markDelete`) but are
 //! never returned; filtered searches walk the whole neighbourhood and keep only accepted
 //! ids, so they still return `k` results when `k` eligible vectors are reachable.
-//! `add` and `compact` rebuild the graph with hnsw_rs over all live vectors (the raw
-//! ones when kept, else the reconstructions): the stored graph cannot be handed back to
-//! hnsw_rs for incremental insertion.
+//! `compact` renumbers the rows and so rebuilds the graph over the live vectors.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -52,10 +57,12 @@ use crate::topk::Neighbor;
 use crate::vectors::{check_batch, check_finite};
 
 mod build;
+mod import;
 mod insert;
 mod search;
 
 pub use build::HnswBuilder;
+pub use import::{HnswRsDescription, import_hnsw_rs, read_hnsw_rs_description};
 #[cfg(test)]
 mod tests;
 
@@ -64,11 +71,11 @@ use search::Scratch;
 /// Bytes of a node's stored data prefetched before it is scored (a 128-d f32 vector).
 const PREFETCH_BYTES: usize = 512;
 
-/// Largest `M` accepted (hnsw_rs allows at most 256 links per layer).
+/// Largest `M` accepted (`2M` layer-0 slots; hnsw_rs allows at most 256 links per layer).
 pub const MAX_M: usize = 128;
 /// Default `ef_construction` (hnswlib's default).
 pub const DEFAULT_EF_CONSTRUCTION: usize = 200;
-/// Layers hnsw_rs may use.
+/// Layers a graph may have (levels `0..MAX_LAYERS`).
 const MAX_LAYERS: usize = 16;
 /// Fewest layer-0 in-links a node is left with (see [`repair_reachability`]).
 const MIN_IN_LINKS: usize = 3;

@@ -6,7 +6,7 @@
 //! | `Flat` | [`Flat`]: exact search over raw f32 vectors |
 //! | `PQ{M}`, `PQ{M}x4fs`, `OPQ{M},PQ{M}`, `OPQ{M},PQ{M}x4fs` | [`Product`]: product quantizer, 8-bit or 4-bit fast-scan, optional OPQ rotation (see [`crate::index::product`]) |
 //! | `IVF{nlist},Flat`, `IVF{nlist},SQ8` (any SQ variant), `IVF{nlist},PQ{M}`, `IVF{nlist},PQ{M}x4fs`, `OPQ{M},IVF{nlist},PQ{M}[x4fs]` | [`Ivf`](crate::index::Ivf): inverted file over residual codes (see [`crate::index::ivf`]) |
-//! | `HNSW{M}`, `HNSW{M},Flat`, `HNSW{M},SQ8` (any SQ variant), `HNSW{M},PQ{m}` | [`Hnsw`](crate::index::Hnsw): graph built by hnsw_rs, searched with asymmetric distances to the stored codes (see [`crate::index::hnsw`]) |
+//! | `HNSW{M}`, `HNSW{M},Flat`, `HNSW{M},SQ8` (any SQ variant), `HNSW{M},PQ{m}` | [`Hnsw`](crate::index::Hnsw): graph built by the native builder (or hnsw_rs), searched with asymmetric distances to the stored codes (see [`crate::index::hnsw`]) |
 //! | `RaBitQ`, `RaBitQ{b}` (b = 2..=9) | [`FlatCodes`](crate::index::FlatCodes) over [`RaBitQ`](crate::quant::rabitq::RaBitQ) codes (also as the inner quantizer of `IVF{nlist},RaBitQ[{b}]` and `HNSW{M},RaBitQ[{b}]`) |
 //! | `RaBitQfs`, `RaBitQfs{b}` | the same codes in the fast-scan block layout ([`RaBitQFs`](crate::quant::rabitq::RaBitQFs); also `IVF{nlist},RaBitQfs[{b}]`, not under HNSW) |
 //! | `SQ8`, `SQ4`, `SQ8u`, `SQ4u`, `SQ8opt`, `SQ4opt`, `SQ8lm`, `SQ4lm`, `SQ8nq`, `SQ4nq` | [`Scalar`]: scalar quantizer, 8 or 4 bits per dimension (see [`crate::index::scalar`]) |
