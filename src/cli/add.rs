@@ -26,7 +26,8 @@ pub struct AddArgs {
     #[arg(long)]
     upsert: bool,
     /// Vectors read and added at a time (default: 64 MiB of them): the file is streamed.
-    /// HNSW indexes take the file in one piece (their graph is rebuilt at each add).
+    /// HNSW indexes take the file in one piece (the new vectors are inserted into the
+    /// graph in one pass).
     #[arg(long, value_name = "ROWS")]
     chunk: Option<usize>,
 }
@@ -50,7 +51,9 @@ pub fn run(a: AddArgs) -> Result<()> {
     start
         .checked_add(n as u64)
         .ok_or_else(|| Error::param("first-id", "ids overflow u64"))?;
-    // HNSW rebuilds its graph at every add: one piece. The others stream the file.
+    // HNSW reads the new vectors in one piece: each `add` call copies the graph and every
+    // stored vector once (then inserts only the new rows), so one call, not one per
+    // chunk. The others stream the file.
     let hnsw = idx.spec().parse::<IndexSpec>().is_ok_and(|s| s.is_hnsw());
     let chunk = match a.chunk {
         _ if hnsw => n.max(1),

@@ -20,7 +20,6 @@
 //! - **Incremental**: an existing graph is taken over as it is and the new rows are
 //!   inserted into it, so `add` costs in proportion to what it adds.
 
-use std::collections::BinaryHeap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
@@ -60,40 +59,8 @@ pub(super) struct Builder<'a> {
     top: Mutex<Option<(u32, u8)>>,
 }
 
-/// One thread's scratch: an epoch-stamped visited array and the two heaps.
-struct Scratch {
-    visited: Vec<u32>,
-    epoch: u32,
-    cands: BinaryHeap<std::cmp::Reverse<Cand>>,
-    results: BinaryHeap<Cand>,
-}
-
-impl Scratch {
-    fn new(n: usize) -> Self {
-        Scratch {
-            visited: vec![0; n],
-            epoch: 0,
-            cands: BinaryHeap::new(),
-            results: BinaryHeap::new(),
-        }
-    }
-    fn reset(&mut self) {
-        if self.epoch == u32::MAX {
-            self.visited.fill(0);
-            self.epoch = 0;
-        }
-        self.epoch += 1;
-        self.cands.clear();
-        self.results.clear();
-    }
-    #[inline]
-    fn visit(&mut self, v: u32) -> bool {
-        let slot = &mut self.visited[v as usize];
-        let fresh = *slot != self.epoch;
-        *slot = self.epoch;
-        fresh
-    }
-}
+/// One thread's scratch: the search's epoch-stamped visited array and heaps.
+type Scratch = crate::index::hnsw::search::Scratch<()>;
 
 /// The level of row `row`: `⌊−ln U / ln M⌋` for `U` uniform in (0, 1] drawn from the
 /// seed and the row number (SplitMix64), capped at the top layer.
@@ -272,8 +239,9 @@ impl<'a> Builder<'a> {
         }
         let threads = rayon::current_num_threads();
         // One scratch per pool thread (its visited array is `n` long).
-        let scratch: Vec<Mutex<Scratch>> =
-            (0..threads).map(|_| Mutex::new(Scratch::new(n))).collect();
+        let scratch: Vec<Mutex<Scratch>> = (0..threads)
+            .map(|_| Mutex::new(Scratch::default()))
+            .collect();
         let slice = (n / 64).max(PROGRESS_SLICE);
         while next < n {
             let end = (next + slice).min(n);
@@ -357,7 +325,7 @@ impl<'a> Builder<'a> {
     /// The `ef` nearest nodes to `x` on `level` reachable from `from`, nearest first,
     /// into `out` (hnswlib's `searchBaseLayer`).
     fn search_layer(&self, x: &[f32], from: Cand, level: u8, s: &mut Scratch, out: &mut Vec<Cand>) {
-        s.reset();
+        s.reset(self.n());
         s.visit(from.1);
         s.cands.push(std::cmp::Reverse(from));
         s.results.push(from);

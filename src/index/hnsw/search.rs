@@ -29,17 +29,19 @@ impl Ord for Cand {
 
 /// Per-thread search scratch: an epoch-stamped visited array, the heaps and the
 /// codec's query state.
+/// The builder uses it with no query state (`Scratch<()>`).
 #[derive(Default)]
 pub(super) struct Scratch<Q> {
     visited: Vec<u32>,
     epoch: u32,
-    cands: BinaryHeap<std::cmp::Reverse<Cand>>,
-    results: BinaryHeap<Cand>,
+    pub(super) cands: BinaryHeap<std::cmp::Reverse<Cand>>,
+    pub(super) results: BinaryHeap<Cand>,
     query: Q,
 }
 
 impl<Q> Scratch<Q> {
-    fn reset(&mut self, n: usize) {
+    /// Clears the heaps and starts a new visit epoch over `n` nodes.
+    pub(super) fn reset(&mut self, n: usize) {
         if self.visited.len() != n || self.epoch == u32::MAX {
             self.visited.clear();
             self.visited.resize(n, 0);
@@ -49,8 +51,9 @@ impl<Q> Scratch<Q> {
         self.cands.clear();
         self.results.clear();
     }
+    /// Marks `v` visited; whether it was not yet.
     #[inline]
-    fn visit(&mut self, v: u32) -> bool {
+    pub(super) fn visit(&mut self, v: u32) -> bool {
         let slot = &mut self.visited[v as usize];
         if *slot == self.epoch {
             false
