@@ -302,20 +302,32 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+        // Every layer's neighbours are chosen first and written as the node's lists, and
+        // only then is the node linked in (reverse links, top layer down). So another
+        // thread can meet it only once all its lists are complete: a beam started from
+        // a node that was still being inserted would find no links below the layer it
+        // was met on, and a reverse link added to such a list would be overwritten. One
+        // thread gives hnswlib's graph exactly (its own searches never meet the node).
+        let top = level.min(max_level) as usize;
         let mut found = Vec::with_capacity(self.ef);
-        for lc in (0..=level.min(max_level)).rev() {
-            self.search_layer(x, cur, lc, s, &mut found);
-            let chosen = self.select(&found, self.m);
-            {
-                let _own = self.locks[q as usize]
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                self.write_list(q, lc, &chosen);
-            }
-            for &e in &chosen {
-                self.link_back(e, q, lc);
-            }
+        let mut chosen: Vec<Vec<u32>> = vec![Vec::new(); top + 1];
+        for lc in (0..=top).rev() {
+            self.search_layer(x, cur, lc as u8, s, &mut found);
+            chosen[lc] = self.select(&found, self.m);
             cur = found[0];
+        }
+        {
+            let _own = self.locks[q as usize]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for (lc, list) in chosen.iter().enumerate() {
+                self.write_list(q, lc as u8, list);
+            }
+        }
+        for (lc, list) in chosen.iter().enumerate().rev() {
+            for &e in list {
+                self.link_back(e, q, lc as u8);
+            }
         }
         if let Some(mut top) = held {
             *top = Some((q, level));

@@ -437,7 +437,13 @@ impl<C: VectorCodec> Hnsw<C> {
         let replaced = self.rows.admit(n, ids, replace)?;
         let first_new = self.rows.len();
         let x = self.prepare(vectors);
-        let mut all = self.all_vectors()?;
+        // The graph is built over the stored raw vectors when there are any (no copy),
+        // else over the decoded codes of the old rows and the new vectors themselves.
+        let decoded = if self.stores_raw() {
+            None
+        } else {
+            Some(self.all_vectors()?)
+        };
         let codec = self.codec()?;
         if !C::STORES_RAW {
             let codes = codec.encode(&x)?;
@@ -451,9 +457,21 @@ impl<C: VectorCodec> Hnsw<C> {
         if self.stores_raw() {
             self.raw.to_mut().extend_from_slice(&x);
         }
-        all.extend_from_slice(&x);
         self.rows.push_replacing(n, ids, &replaced);
-        self.build_graph(&all, first_new, progress)?;
+        match decoded {
+            Some(mut all) => {
+                all.extend_from_slice(&x);
+                drop(x);
+                self.build_graph(&all, first_new, progress)?;
+            }
+            None => {
+                drop(x);
+                let raw = std::mem::take(&mut self.raw);
+                let built = self.build_graph(&raw, first_new, progress);
+                self.raw = raw;
+                built?;
+            }
+        }
         Ok(replaced.len())
     }
 }
