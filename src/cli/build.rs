@@ -54,9 +54,10 @@ pub struct BuildArgs {
     levels: Option<LevelSource>,
     #[arg(long, value_name = "EF", help = ef_construction_help())]
     ef_construction: Option<usize>,
-    /// HNSW specs only: the graph builder. `native` (this crate's: seeded — one thread
-    /// gives the same graph every time — and incremental: `add` inserts into the graph)
-    /// or `hnsw_rs` (the hnsw_rs crate; not seeded, `add` rebuilds the graph).
+    /// HNSW specs only: the graph builder. `native` (this crate's, hnswlib's algorithm:
+    /// seeded — one thread, RAYON_NUM_THREADS=1, gives the same graph every time) or
+    /// `hnsw_rs` (the hnsw_rs crate; not seeded, slower). Either way a later `vecquant
+    /// add` inserts the new vectors into the saved graph with the native builder.
     #[arg(long, value_name = "BUILDER", default_value = "native")]
     hnsw_builder: HnswBuilder,
     /// Vectors read and added at a time (default: 64 MiB of them): the base file is

@@ -233,7 +233,7 @@ pub trait Index: Send + Sync {
         Ok(replaced)
     }
     /// [`Index::add`], calling `progress(done, total)` as it goes: kinds whose `add` takes
-    /// long (HNSW, which rebuilds its graph over all `total` vectors) report after each
+    /// long (HNSW, which inserts the `total` new vectors into its graph) report after each
     /// slice of insertions; the others once, when done. The last call has `done == total`.
     fn add_with_progress(
         &mut self,
