@@ -38,7 +38,8 @@ const PROGRESS_SLICE: usize = 1024;
 pub(super) struct Builder<'a> {
     vectors: &'a [f32],
     d: usize,
-    ip: bool,
+    /// [`build_distance`]'s inner-product shift (`Some(0.0)` for inner product).
+    ip_shift: Option<f32>,
     m: usize,
     ef: usize,
     /// Rows already in the graph (inserted by an earlier build).
@@ -159,7 +160,7 @@ impl<'a> Builder<'a> {
         Builder {
             vectors,
             d,
-            ip,
+            ip_shift: ip.then_some(0.0),
             m,
             ef: ef.max(1),
             first_new,
@@ -185,7 +186,7 @@ impl<'a> Builder<'a> {
 
     #[inline]
     fn dist(&self, q: &[f32], r: u32) -> f32 {
-        build_distance(self.ip.then_some(0.0), q, self.vector(r))
+        build_distance(self.ip_shift, q, self.vector(r))
     }
 
     /// The slots of `node`'s list on `level` (none above the node's level).
@@ -231,12 +232,8 @@ impl<'a> Builder<'a> {
     /// graph in the stored layout.
     pub(super) fn insert_all(self, progress: &(dyn Fn(usize, usize) + Sync)) -> Graph {
         let n = self.n();
+        // Into an empty graph, the first row inserted becomes the entry point (`insert`).
         let mut next = self.first_new;
-        if next == 0 && n > 0 {
-            // The first node is the entry point, with no links yet.
-            *self.top.lock().unwrap_or_else(|e| e.into_inner()) = Some((0, self.levels[0]));
-            next = 1;
-        }
         let threads = rayon::current_num_threads();
         // One scratch per pool thread (its visited array is `n` long).
         let scratch: Vec<Mutex<Scratch>> = (0..threads)
