@@ -467,7 +467,7 @@ impl Dump {
             vectors[row * d..(row + 1) * d].copy_from_slice(v);
             filled[row] = true;
         }
-        // Data ids 0..n are the rows themselves: the copy every hnsw_rs build uses.
+        // Rows are the data ids in ascending order (for ids 0..n, the ids themselves).
         let graph = graph_from_hnsw_rs(h, n, m, row_of);
         Ok(Loaded {
             ids: self.ids.clone(),
