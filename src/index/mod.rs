@@ -489,6 +489,11 @@ pub fn check_add(dim: usize, vectors: &[f32], ids: Option<&[u64]>) -> Result<usi
 pub(crate) trait GroupSearch: Index {
     /// Queries per group in batch search.
     const QUERY_GROUP: usize;
+    /// Queries per group for a batch of `nq` (default [`GroupSearch::QUERY_GROUP`]).
+    fn query_group(&self, nq: usize) -> usize {
+        let _ = nq;
+        Self::QUERY_GROUP
+    }
     /// Answers a group of row-major queries (as given, not yet prepared): each query's
     /// neighbours and how many candidates it re-scored exactly.
     fn search_group(
@@ -526,8 +531,9 @@ pub(crate) fn grouped_batch_counted<I: GroupSearch>(
     let dim = idx.dim();
     check_search(dim, idx.len(), params)?;
     check_queries(queries, dim)?;
+    let group = idx.query_group(queries.len() / dim.max(1)).max(1);
     let groups: Vec<Vec<(Vec<Neighbor>, u32)>> = queries
-        .par_chunks(dim * I::QUERY_GROUP)
+        .par_chunks(dim * group)
         .map(|g| idx.search_group(g, params, &IdFilter::All))
         .collect::<Result<_>>()?;
     let (res, counts): (Vec<Vec<Neighbor>>, Vec<u32>) = groups.into_iter().flatten().unzip();

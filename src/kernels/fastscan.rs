@@ -82,6 +82,36 @@ pub fn quantize_table(table: &[f32], q8: &mut Vec<u8>) -> (f32, f32) {
     super::active().fastscan.quantize_table(table, q8)
 }
 
+/// The table of one IVF list for one query, built, quantised and laid out in one
+/// pass: `table[i] = pre[i] + 2·qt[i]` (the list's precomputed terms and the query's
+/// −⟨q_s, C_sj⟩, both `m × 16`), then [`quantize_table`] of it into `lut` in the
+/// [`pack_lut`] layout. Returns `(bias, scale)`; equal to those three steps in turn.
+pub fn list_lut(pre: &[f32], qt: &[f32], table: &mut Vec<f32>, lut: &mut Vec<u8>) -> (f32, f32) {
+    assert!(
+        pre.len() == qt.len() && pre.len().is_multiple_of(16),
+        "list tables of {} and {} entries",
+        pre.len(),
+        qt.len()
+    );
+    super::active().fastscan.list_lut(pre, qt, table, lut)
+}
+
+/// Portable [`list_lut`]: the table, then [`quantize_table`] and [`pack_lut`].
+pub fn list_lut_portable(
+    pre: &[f32],
+    qt: &[f32],
+    table: &mut Vec<f32>,
+    lut: &mut Vec<u8>,
+) -> (f32, f32) {
+    table.clear();
+    table.extend(pre.iter().zip(qt).map(|(x, y)| x + 2.0 * y));
+    let mut q8 = Vec::new();
+    let r = quantize_rows_portable::<16>(table, &mut q8);
+    pack_lut(&q8, table.len() / 16, lut);
+    r
+}
+
+type ListLutFn = unsafe fn(&[f32], &[f32], &mut Vec<f32>, &mut Vec<u8>) -> (f32, f32);
 type QuantizeFn = unsafe fn(&[f32], &mut Vec<u8>) -> (f32, f32);
 type BlockFn = unsafe fn(&[u8], &[u8], usize, u16, &mut [u16; BLOCK]) -> u32;
 type BlocksFn = unsafe fn(&[u8], &[u8], usize, u16, &mut [u16], &mut [u32]);
@@ -91,6 +121,7 @@ type MultiFn = unsafe fn(&[&[u8]; NQ], &[u8], usize, &[u16; NQ], &mut [u16], &mu
 /// [`super::Kernels`]).
 pub(crate) struct FastScanKernels {
     quantize: QuantizeFn,
+    list_lut: ListLutFn,
     block: BlockFn,
     blocks: BlocksFn,
     multi: MultiFn,
@@ -107,6 +138,7 @@ impl FastScanKernels {
             #[cfg(target_arch = "x86_64")]
             SimdLevel::Avx2 => FastScanKernels {
                 quantize: x86::quantize_avx2,
+                list_lut: x86::list_lut_avx2,
                 block: x86::block_avx2,
                 blocks: x86::blocks_avx2,
                 multi: x86::multi_avx2,
@@ -114,12 +146,14 @@ impl FastScanKernels {
             #[cfg(target_arch = "x86_64")]
             SimdLevel::Avx512 | SimdLevel::Avx512Vbmi => FastScanKernels {
                 quantize: x86::quantize_avx512,
+                list_lut: x86::list_lut_avx512,
                 block: x86::block_avx512,
                 blocks: x86::blocks_avx512,
                 multi: x86::multi_avx512,
             },
             _ => FastScanKernels {
                 quantize: quantize_rows_portable::<16>,
+                list_lut: list_lut_portable,
                 block: scalar_block,
                 blocks: scalar_blocks,
                 multi: multi_scalar,
@@ -133,6 +167,20 @@ impl FastScanKernels {
         // SAFETY: the CPU supports this table's level (invariant of `super::Kernels`,
         // which holds this table); the quantisers read whole 16-entry rows of `table`.
         unsafe { (self.quantize)(table, q8) }
+    }
+
+    /// [`list_lut`] at this table's level (lengths checked by `list_lut`).
+    #[inline]
+    pub(crate) fn list_lut(
+        &self,
+        pre: &[f32],
+        qt: &[f32],
+        table: &mut Vec<f32>,
+        lut: &mut Vec<u8>,
+    ) -> (f32, f32) {
+        // SAFETY: the CPU supports this table's level (as in `quantize_table`); the
+        // kernels read whole 16-entry rows of `pre` and `qt`, of equal lengths.
+        unsafe { (self.list_lut)(pre, qt, table, lut) }
     }
 
     /// [`scan_block`] at this table's level.
@@ -481,6 +529,45 @@ mod tests {
             assert_quantiser_matches_portable::<16>(quantize, 6, &[1, 7, 32, 300]);
         }
         assert_quantiser_matches_portable::<16>(quantize_table, 6, &[1, 7, 32, 300]);
+    }
+
+    /// The fused list table (build, quantise, lay out) of every level equals the three
+    /// portable steps: the float table bit for bit, the same bias and scale, bytes off
+    /// by at most one (FMA rounding at exact halves) and the padding zero.
+    #[test]
+    fn list_lut_equals_build_quantise_pack() {
+        let mut rng = seeded(8);
+        for m in [1usize, 7, 16, 17, 32, 33, 64, 300] {
+            let pre: Vec<f32> = (0..m * 16).map(|_| rng.random::<f32>() * 30.0).collect();
+            let qt: Vec<f32> = (0..m * 16)
+                .map(|_| rng.random::<f32>() * 20.0 - 10.0)
+                .collect();
+            let (mut t0, mut l0) = (Vec::new(), Vec::new());
+            let (b0, s0) = list_lut_portable(&pre, &qt, &mut t0, &mut l0);
+            let want: Vec<f32> = pre.iter().zip(&qt).map(|(x, y)| x + 2.0 * y).collect();
+            assert_eq!(t0, want);
+            assert_eq!(l0.len(), padded_pairs(m) * 32);
+            let mut levels: Vec<_> = Kernels::supported()
+                .into_iter()
+                .map(|k| {
+                    let (mut t, mut l) = (vec![9.0; 3], vec![7u8; 5]);
+                    let r = k.fastscan.list_lut(&pre, &qt, &mut t, &mut l);
+                    (r, t, l)
+                })
+                .collect();
+            let (mut t, mut l) = (Vec::new(), Vec::new());
+            levels.push((list_lut(&pre, &qt, &mut t, &mut l), t, l));
+            for ((b, s), t, l) in levels {
+                assert_eq!(t, t0, "m {m}");
+                assert_eq!(s, s0, "m {m}");
+                assert_eq!(b.to_bits(), b0.to_bits(), "m {m}");
+                assert_eq!(l.len(), l0.len(), "m {m}");
+                assert!(l[m * 16..].iter().all(|&x| x == 0), "m {m}: padding");
+                let off = l.iter().zip(&l0).filter(|(x, y)| x != y).count();
+                assert!(l.iter().zip(&l0).all(|(x, y)| x.abs_diff(*y) <= 1), "m {m}");
+                assert!(off <= (m * 16).div_ceil(500), "m {m}: {off} differ");
+            }
+        }
     }
 
     #[test]

@@ -52,6 +52,11 @@ mod tests;
 
 /// Queries per group in batch search (they share one coarse GEMM).
 const QUERY_GROUP: usize = 64;
+/// Bounds of the query groups of a codec that scans lists for several queries at once
+/// ([`GroupSearch::query_group`]): large enough that several queries share a list,
+/// small enough that the group's query tables stay in the L2 cache.
+const MIN_LIST_GROUP: usize = 256;
+const MAX_LIST_GROUP: usize = 1024;
 /// Up to this many probes are picked by one insertion pass instead of a selection.
 const FEW_PROBES: usize = 16;
 /// Largest `nlist` accepted.
@@ -406,6 +411,18 @@ impl<C: VectorCodec> Ivf<C> {
 
 impl<C: VectorCodec> GroupSearch for Ivf<C> {
     const QUERY_GROUP: usize = QUERY_GROUP;
+    /// A codec that scans several queries at once gets groups as large as an even
+    /// share of the batch per thread, up to about `nlist` queries (within
+    /// [`MIN_LIST_GROUP`]..=[`MAX_LIST_GROUP`]), so that about `nprobe` queries of a
+    /// group probe each list; others [`QUERY_GROUP`].
+    fn query_group(&self, nq: usize) -> usize {
+        match &self.codec {
+            Some(c) if c.queries_per_scan() > 1 => nq
+                .div_ceil(rayon::current_num_threads().max(1))
+                .clamp(QUERY_GROUP, self.nlist.clamp(MIN_LIST_GROUP, MAX_LIST_GROUP)),
+            _ => QUERY_GROUP,
+        }
+    }
     fn search_group(
         &self,
         queries: &[f32],

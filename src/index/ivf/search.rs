@@ -29,6 +29,46 @@ impl<Q: Default> Default for Scratch<Q> {
     }
 }
 
+/// The order of probes: coarse distance, then list number.
+fn probe_order(a: &(f32, u32), b: &(f32, u32)) -> std::cmp::Ordering {
+    a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
+}
+
+/// Puts the `nprobe` nearest lists of a query (by its coarse distances), sorted, at the
+/// start of `probes`; the other lists follow unsorted, or are left out when `nprobe`
+/// is small (the returned flag: [`FEW_PROBES`]) and appended only when a search has to
+/// go past `nprobe`.
+fn select_probes(coarse: &[f32], nprobe: usize, probes: &mut Vec<(f32, u32)>) -> bool {
+    let cmp = probe_order;
+    probes.clear();
+    let few = nprobe <= FEW_PROBES && nprobe < coarse.len();
+    if few {
+        // One pass keeping a short sorted prefix: cheaper than a selection over all
+        // lists when nprobe is small; the others are appended only when needed.
+        for (l, &v) in coarse.iter().enumerate() {
+            let e = (v, l as u32);
+            if probes.len() == nprobe {
+                let worst = &probes[nprobe - 1];
+                if v > worst.0 || cmp(&e, worst).is_ge() {
+                    continue;
+                }
+                probes.pop();
+            }
+            let at = probes.partition_point(|p| cmp(p, &e).is_lt());
+            probes.insert(at, e);
+        }
+    } else {
+        probes.extend(coarse.iter().enumerate().map(|(l, &v)| (v, l as u32)));
+        if nprobe < probes.len() {
+            probes.select_nth_unstable_by(nprobe, cmp);
+            probes[..nprobe].sort_unstable_by(cmp);
+        } else {
+            probes.sort_unstable_by(cmp);
+        }
+    }
+    few
+}
+
 impl<C: VectorCodec> Ivf<C> {
     /// Coarse distances of a group of prepared queries to every centroid
     /// (`nq × nlist`): squared L2, or −⟨q, c⟩ for inner product and cosine.
@@ -52,6 +92,170 @@ impl<C: VectorCodec> Ivf<C> {
         out
     }
 
+    /// What [`VectorCodec::set_list`] needs of list `l` for a query at coarse distance
+    /// `cd`.
+    fn list_terms<'a>(
+        &'a self,
+        l: usize,
+        cd: f32,
+        tables: Option<&'a [f32]>,
+        table_len: usize,
+    ) -> ListTerms<'a> {
+        let d = self.dim;
+        ListTerms {
+            centroid: Some(&self.centroids[l * d..(l + 1) * d]),
+            coarse: cd,
+            tables: tables.map(|t| &t[l * table_len..(l + 1) * table_len]),
+        }
+    }
+
+    /// The stored run of list `l` (its packed codes from the list's first block, its
+    /// auxiliary terms and kept vectors).
+    fn run(&self, codec: &C, l: usize) -> Stored<'_> {
+        let (a, b, d) = (self.offsets[l], self.offsets[l + 1], self.dim);
+        Stored {
+            codes: &self.codes[self.run_start(codec, l)..],
+            aux: if self.aux.is_empty() {
+                &[]
+            } else {
+                &self.aux[a..b]
+            },
+            raw: if self.raw.is_empty() {
+                &[]
+            } else {
+                &self.raw[a * d..b * d]
+            },
+        }
+    }
+
+    /// Candidates of a batch of prepared queries (with their coarse distances) scanned
+    /// list by list, for a codec that scans several queries at once
+    /// ([`VectorCodec::queries_per_scan`]): each query first scans its nearest list
+    /// alone (so that its heap holds a good threshold), then the queries probing each
+    /// list are scanned together while the list's codes are in cache (FAISS's
+    /// `search_implem_12`). The candidates are those of [`Ivf::scan_query`]: every scan
+    /// is exact, so the order lists are scanned in does not change them; a query whose
+    /// `nprobe` lists hold fewer than `depth` accepted entries is answered by
+    /// `scan_query` itself (which goes on to further lists).
+    #[allow(clippy::too_many_arguments)]
+    fn scan_by_list<F: Fn(usize) -> bool>(
+        &self,
+        codec: &C,
+        prepared: &[f32],
+        coarse: &[f32],
+        nprobe: usize,
+        depth: usize,
+        ok: &F,
+        s: &mut Scratch<C::Query>,
+    ) -> Vec<Vec<Neighbor>> {
+        let (d, nlist, metric) = (self.dim, self.nlist, self.metric);
+        let nq = prepared.len() / d;
+        let tables = self.precomputed_tables();
+        let table_len = codec.list_table_len();
+        let mut states: Vec<C::Query> = (0..nq).map(|_| C::Query::default()).collect();
+        let mut heaps: Vec<TopK> = (0..nq).map(|_| TopK::new(depth)).collect();
+        // The `nprobe` lists of each query, nearest first.
+        let mut probes = vec![0u32; nq * nprobe];
+        // Working states: each query's prepared part (`begin_query`) is swapped into
+        // one of these to scan a list, so their per-list buffers stay in cache.
+        let per = codec.queries_per_scan().max(1);
+        let mut work: Vec<C::Query> = (0..per).map(|_| C::Query::default()).collect();
+        for (i, ((q, cd), st)) in prepared
+            .chunks_exact(d)
+            .zip(coarse.chunks_exact(nlist))
+            .zip(states.iter_mut())
+            .enumerate()
+        {
+            select_probes(cd, nprobe, &mut s.probes);
+            for (p, e) in probes[i * nprobe..(i + 1) * nprobe]
+                .iter_mut()
+                .zip(&s.probes)
+            {
+                *p = e.1;
+            }
+            s.first.clear();
+            s.first
+                .extend(s.probes.iter().take(nprobe.min(2)).map(|p| p.1 as usize));
+            codec.begin_query(st, q, metric, tables, &s.first);
+            // The nearest list, alone (skipped when the batch scan below takes every
+            // probe: with one probe there is no threshold to gain).
+            if nprobe > 1 {
+                let l = probes[i * nprobe] as usize;
+                let (a, b) = (self.offsets[l], self.offsets[l + 1]);
+                if a < b {
+                    let w = &mut work[0];
+                    codec.swap_query(w, st);
+                    codec.set_list(w, q, metric, self.list_terms(l, cd[l], tables, table_len));
+                    codec.scan(w, metric, self.run(codec, l), b - a, a, &mut heaps[i], ok);
+                    codec.swap_query(w, st);
+                }
+            }
+        }
+        let skip = usize::from(nprobe > 1);
+        // The queries probing each list (counting sort by list, queries ascending).
+        let mut start = vec![0usize; nlist + 1];
+        for i in 0..nq {
+            for &l in &probes[i * nprobe + skip..(i + 1) * nprobe] {
+                start[l as usize + 1] += 1;
+            }
+        }
+        for l in 0..nlist {
+            start[l + 1] += start[l];
+        }
+        let mut fill = start.clone();
+        let mut by_list = vec![0u32; start[nlist]];
+        for i in 0..nq {
+            for &l in &probes[i * nprobe + skip..(i + 1) * nprobe] {
+                by_list[fill[l as usize]] = i as u32;
+                fill[l as usize] += 1;
+            }
+        }
+        let mut bheaps: Vec<TopK> = (0..per).map(|_| TopK::new(0)).collect();
+        for l in 0..nlist {
+            let (a, b) = (self.offsets[l], self.offsets[l + 1]);
+            if a == b {
+                continue;
+            }
+            let run = self.run(codec, l);
+            let mut groups = by_list[start[l]..start[l + 1]].chunks(per).peekable();
+            while let Some(group) = groups.next() {
+                // The next group's query tables travel while this group is scanned.
+                if let Some(next) = groups.peek() {
+                    for &i in next.iter() {
+                        codec.prefetch_query(&states[i as usize]);
+                    }
+                }
+                for (j, &i) in group.iter().enumerate() {
+                    let i = i as usize;
+                    codec.swap_query(&mut work[j], &mut states[i]);
+                    std::mem::swap(&mut bheaps[j], &mut heaps[i]);
+                    let list = self.list_terms(l, coarse[i * nlist + l], tables, table_len);
+                    codec.set_list(&mut work[j], &prepared[i * d..(i + 1) * d], metric, list);
+                }
+                let g = group.len();
+                codec.scan_many(&mut work[..g], metric, run, b - a, a, &mut bheaps[..g], ok);
+                for (j, &i) in group.iter().enumerate() {
+                    codec.swap_query(&mut work[j], &mut states[i as usize]);
+                    std::mem::swap(&mut bheaps[j], &mut heaps[i as usize]);
+                }
+            }
+        }
+        let filter = IdFilter::All;
+        heaps
+            .into_iter()
+            .enumerate()
+            .map(|(i, heap)| {
+                if heap.len() >= depth || nprobe >= nlist {
+                    heap.into_sorted()
+                } else {
+                    let q = &prepared[i * d..(i + 1) * d];
+                    let cd = &coarse[i * nlist..(i + 1) * nlist];
+                    self.scan_query(codec, q, cd, nprobe, depth, &filter, s)
+                }
+            })
+            .collect()
+    }
+
     /// Candidates (entry rows, best first) for one prepared query with its coarse
     /// distances.
     #[allow(clippy::too_many_arguments)]
@@ -65,37 +269,8 @@ impl<C: VectorCodec> Ivf<C> {
         filter: &IdFilter<'_>,
         s: &mut Scratch<C::Query>,
     ) -> Vec<Neighbor> {
-        let d = self.dim;
-        let cmp = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
-        // `s.probes` starts with the `nprobe` nearest lists, sorted; the other lists
-        // follow, sorted only if the search has to go past `nprobe` (see below).
-        s.probes.clear();
-        let few = nprobe <= FEW_PROBES && nprobe < coarse.len();
-        if few {
-            // One pass keeping a short sorted prefix: cheaper than a selection over all
-            // lists when nprobe is small; the others are appended only when needed.
-            for (l, &v) in coarse.iter().enumerate() {
-                let e = (v, l as u32);
-                if s.probes.len() == nprobe {
-                    let worst = &s.probes[nprobe - 1];
-                    if v > worst.0 || cmp(&e, worst).is_ge() {
-                        continue;
-                    }
-                    s.probes.pop();
-                }
-                let at = s.probes.partition_point(|p| cmp(p, &e).is_lt());
-                s.probes.insert(at, e);
-            }
-        } else {
-            s.probes
-                .extend(coarse.iter().enumerate().map(|(l, &v)| (v, l as u32)));
-            if nprobe < s.probes.len() {
-                s.probes.select_nth_unstable_by(nprobe, cmp);
-                s.probes[..nprobe].sort_unstable_by(cmp);
-            } else {
-                s.probes.sort_unstable_by(cmp);
-            }
-        }
+        let cmp = probe_order;
+        let few = select_probes(coarse, nprobe, &mut s.probes);
         let mut rest_sorted = nprobe >= coarse.len();
         // With a filter, probing continues past `nprobe` lists until as many eligible
         // entries were scanned as `nprobe` lists hold: a filter keeping 10 % of the
@@ -113,7 +288,6 @@ impl<C: VectorCodec> Ivf<C> {
             .extend(s.probes.iter().take(nprobe.min(2)).map(|p| p.1 as usize));
         codec.begin_query(&mut s.query, q, self.metric, tables, &s.first);
         let table_len = codec.list_table_len();
-        let has_aux = !self.aux.is_empty();
         for pi in 0..coarse.len() {
             // After `nprobe` lists, go on (nearest lists first) while fewer than `depth`
             // results were found — a search returns `k` results whenever `k` eligible
@@ -150,21 +324,9 @@ impl<C: VectorCodec> Ivf<C> {
             if a == b {
                 continue;
             }
-            let list = ListTerms {
-                centroid: Some(&self.centroids[l * d..(l + 1) * d]),
-                coarse: cd,
-                tables: tables.map(|t| &t[l * table_len..(l + 1) * table_len]),
-            };
+            let list = self.list_terms(l, cd, tables, table_len);
             codec.set_list(&mut s.query, q, self.metric, list);
-            let run = Stored {
-                codes: &self.codes[self.run_start(codec, l)..],
-                aux: if has_aux { &self.aux[a..b] } else { &[] },
-                raw: if self.raw.is_empty() {
-                    &[]
-                } else {
-                    &self.raw[a * d..b * d]
-                },
-            };
+            let run = self.run(codec, l);
             codec.scan(&mut s.query, self.metric, run, b - a, a, &mut heap, &ok);
         }
         heap.into_sorted()
@@ -194,11 +356,30 @@ impl<C: VectorCodec> Ivf<C> {
         if params.adaptive_rerank {
             codec.set_bound_keys(&mut scratch.query, true);
         }
+        let nq = prepared.len() / self.dim;
+        // Queries scanned list by list (see `scan_by_list`): unfiltered batches of a
+        // codec that scans several queries at once, when on average at least two
+        // queries of the batch probe each list beyond their nearest one.
+        let by_list = codec.queries_per_scan() > 1
+            && nq * nprobe.saturating_sub(1) >= 2 * self.nlist
+            && matches!(filter, IdFilter::All)
+            && !params.adaptive_rerank;
+        let mut listed = if by_list {
+            let all = !self.rows.has_deleted();
+            let ok = |r: usize| all || self.rows.is_live(r);
+            self.scan_by_list(codec, &prepared, &coarse, nprobe, depth, &ok, &mut scratch)
+        } else {
+            Vec::new()
+        }
+        .into_iter();
         Ok(prepared
             .chunks_exact(self.dim)
             .zip(coarse.chunks_exact(self.nlist))
             .map(|(q, cd)| {
-                let cands = self.scan_query(codec, q, cd, nprobe, depth, filter, &mut scratch);
+                let cands = match listed.next() {
+                    Some(c) => c,
+                    None => self.scan_query(codec, q, cd, nprobe, depth, filter, &mut scratch),
+                };
                 let exact = rerank.then(|| Exact {
                     raw: &self.raw,
                     dim: self.dim,

@@ -258,6 +258,42 @@ pub trait VectorCodec: Clone + Debug + Send + Sync + Sized + 'static {
         heap: &mut TopK,
         ok: &F,
     );
+    /// How many queries [`VectorCodec::scan_many`] scans together to advantage (1: it
+    /// only loops over [`VectorCodec::scan`]). An inverted file with a batch of queries
+    /// groups them by list for a codec that returns more than 1, so that each list's
+    /// codes are read once for several queries.
+    fn queries_per_scan(&self) -> usize {
+        1
+    }
+    /// Exchanges what [`VectorCodec::begin_query`] set in two states, so that a
+    /// caller holding many prepared queries can scan each with one of a few working
+    /// states (whose per-list buffers stay in cache). Default: the whole states.
+    fn swap_query(&self, a: &mut Self::Query, b: &mut Self::Query) {
+        std::mem::swap(a, b);
+    }
+    /// Hints the CPU to load what [`VectorCodec::set_list`] reads of a prepared query
+    /// (a caller about to scan it next).
+    fn prefetch_query(&self, s: &Self::Query) {
+        let _ = s;
+    }
+    /// [`VectorCodec::scan`] of one run for several queries, each with its own state
+    /// (already [`VectorCodec::set_list`] to this run's list) and heap: the same result
+    /// as scanning for each query in turn.
+    #[allow(clippy::too_many_arguments)]
+    fn scan_many<F: Fn(usize) -> bool>(
+        &self,
+        states: &mut [Self::Query],
+        metric: Metric,
+        run: Stored<'_>,
+        n: usize,
+        first: usize,
+        heaps: &mut [TopK],
+        ok: &F,
+    ) {
+        for (s, heap) in states.iter_mut().zip(heaps.iter_mut()) {
+            self.scan(s, metric, run, n, first, heap, ok);
+        }
+    }
     /// Whether [`VectorCodec::set_bound_keys`] works: the codes carry error bounds of
     /// their distance estimates (error-bound re-ranking, [`crate::SearchParams::adaptive_rerank`]).
     fn has_error_bounds(&self) -> bool {

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::kernels::{self, fastscan, pq8};
 use crate::linalg::gemm_abt;
 use crate::metric::Metric;
-use crate::quant::codec::scan::{Bound, Scan8, Scan8Scratch, scan_exact};
+use crate::quant::codec::scan::{Bound, EXACT_BATCH, ExactPass, Scan8, Scan8Scratch, scan_exact};
 use crate::quant::codec::{InnerSpec, ListTerms, Stored, VectorCodec};
 use crate::quant::product::{ProductQuantizer, check_params, pack4};
 use crate::store::{Container, ContainerWriter};
@@ -179,6 +179,98 @@ impl ProductQuantizer {
             &mut kernel,
             &exact,
         );
+    }
+}
+
+impl ProductQuantizer {
+    /// [`ProductQuantizer::scan_fast`] for up to [`fastscan::NQ`] queries over the same
+    /// packed run (each state's table quantised): the code blocks are loaded once for
+    /// all of them ([`fastscan::scan_blocks_multi`]); each query keeps its own
+    /// candidates and exact re-scoring, so the result is that of `scan_fast` per query.
+    fn scan_fast_many(
+        &self,
+        states: &mut [PqQuery],
+        codes: &[u8],
+        n: usize,
+        first: usize,
+        heaps: &mut [TopK],
+        ok: &dyn Fn(usize) -> bool,
+    ) {
+        const NQ: usize = fastscan::NQ;
+        let nq = states.len().min(heaps.len()).min(NQ);
+        if nq == 0 {
+            return;
+        }
+        let m = self.m();
+        let pairs = fastscan::padded_pairs(m);
+        let bb = fastscan::block_bytes(m);
+        let mut scratch: [Scan8Scratch; NQ] = Default::default();
+        let mut passes: [Option<ExactPass>; NQ] = Default::default();
+        for j in 0..nq {
+            let st = &mut states[j];
+            std::mem::swap(&mut scratch[j], &mut st.scratch8);
+            let bound = Bound::rounded(st.konst + st.bias, st.scale, m);
+            passes[j] = ExactPass::start(bound, &heaps[j], &mut scratch[j]);
+        }
+        if passes.iter().any(Option::is_some) {
+            // Missing queries of a short group repeat the last table (threshold 0,
+            // their sums are not read).
+            let luts: [&[u8]; NQ] = std::array::from_fn(|j| states[j.min(nq - 1)].lut.as_slice());
+            const BATCH: usize = EXACT_BATCH;
+            let mut sums = [0u16; NQ * BATCH * fastscan::BLOCK];
+            let mut masks = [0u32; NQ * BATCH];
+            let nblocks = n.div_ceil(fastscan::BLOCK);
+            let layout = (
+                fastscan::BLOCK,
+                std::convert::identity as fn(usize) -> usize,
+            );
+            let mut batch = if passes.iter().flatten().any(ExactPass::unbounded) {
+                1
+            } else {
+                BATCH
+            };
+            let mut b0 = 0;
+            while b0 < nblocks {
+                let nb = batch.min(nblocks - b0);
+                batch = (batch * 2).min(BATCH);
+                let thr: [u16; NQ] =
+                    std::array::from_fn(|j| passes[j].as_ref().map_or(0, ExactPass::thr));
+                fastscan::scan_blocks_multi(
+                    &luts,
+                    &codes[b0 * bb..(b0 + nb) * bb],
+                    pairs,
+                    &thr,
+                    &mut sums[..NQ * nb * fastscan::BLOCK],
+                    &mut masks[..NQ * nb],
+                );
+                for (j, pass) in passes.iter_mut().enumerate() {
+                    if let Some(p) = pass {
+                        let s = &sums[j * nb * fastscan::BLOCK..(j + 1) * nb * fastscan::BLOCK];
+                        let mk = &masks[j * nb..(j + 1) * nb];
+                        p.absorb(b0, nb, layout, (n, first), s, mk, ok, &mut scratch[j]);
+                    }
+                }
+                b0 += nb;
+            }
+        }
+        for (j, pass) in passes.into_iter().enumerate().take(nq) {
+            let st = &mut states[j];
+            if let Some(p) = pass {
+                let (konst, table) = (st.konst, &st.table);
+                let exact = |local: usize| konst + fastscan::adc_at(table, codes, m, local);
+                p.finish(first, &mut heaps[j], &mut scratch[j], &exact);
+            }
+            std::mem::swap(&mut scratch[j], &mut st.scratch8);
+        }
+    }
+
+    /// Quantises the state's float table for the fast-scan kernels, once per list.
+    fn quantise4(&self, s: &mut PqQuery) {
+        if !s.quantised {
+            (s.bias, s.scale) = fastscan::quantize_table(&s.table, &mut s.q8);
+            fastscan::pack_lut(&s.q8, self.m(), &mut s.lut);
+            s.quantised = true;
+        }
     }
 }
 
@@ -369,11 +461,18 @@ impl VectorCodec for ProductQuantizer {
                     qtable,
                     table,
                     scan8,
+                    lut,
                     ..
                 } = s;
-                let t = if nbits == 8 { &mut scan8.table } else { table };
-                t.clear();
-                t.extend(pre.iter().zip(qtable.iter()).map(|(x, y)| x + 2.0 * y));
+                if nbits == 4 {
+                    // Built, quantised and laid out for the kernels in one pass.
+                    (s.bias, s.scale) = fastscan::list_lut(pre, qtable, table, lut);
+                    s.quantised = true;
+                } else {
+                    let t = &mut scan8.table;
+                    t.clear();
+                    t.extend(pre.iter().zip(qtable.iter()).map(|(x, y)| x + 2.0 * y));
+                }
                 list.coarse
             } else {
                 match list.centroid {
@@ -423,12 +522,52 @@ impl VectorCodec for ProductQuantizer {
             s.scan8
                 .scan(run.codes, n, 0..nb, first, heap, ok, &mut s.scratch8);
         } else {
-            if !s.quantised {
-                (s.bias, s.scale) = fastscan::quantize_table(&s.table, &mut s.q8);
-                fastscan::pack_lut(&s.q8, m, &mut s.lut);
-                s.quantised = true;
-            }
+            self.quantise4(s);
             self.scan_fast(s, run.codes, n, first, heap, ok);
+        }
+    }
+
+    fn swap_query(&self, a: &mut PqQuery, b: &mut PqQuery) {
+        // `begin_query` sets only the query's table; the rest is per list.
+        std::mem::swap(&mut a.qtable, &mut b.qtable);
+    }
+
+    fn prefetch_query(&self, s: &PqQuery) {
+        kernels::prefetch_l1(&s.qtable);
+    }
+
+    fn queries_per_scan(&self) -> usize {
+        if self.nbits() == 4 { fastscan::NQ } else { 1 }
+    }
+
+    fn scan_many<F: Fn(usize) -> bool>(
+        &self,
+        states: &mut [PqQuery],
+        metric: Metric,
+        run: Stored<'_>,
+        n: usize,
+        first: usize,
+        heaps: &mut [TopK],
+        ok: &F,
+    ) {
+        if self.nbits() != 4 {
+            for (s, heap) in states.iter_mut().zip(heaps.iter_mut()) {
+                self.scan(s, metric, run, n, first, heap, ok);
+            }
+            return;
+        }
+        for (ss, hs) in states
+            .chunks_mut(fastscan::NQ)
+            .zip(heaps.chunks_mut(fastscan::NQ))
+        {
+            for s in ss.iter_mut() {
+                self.quantise4(s);
+            }
+            if ss.len() == 1 {
+                self.scan_fast(&mut ss[0], run.codes, n, first, &mut hs[0], ok);
+            } else {
+                self.scan_fast_many(ss, run.codes, n, first, hs, ok);
+            }
         }
     }
 

@@ -161,6 +161,136 @@ impl Bound {
 /// A block kernel: sums and threshold masks of `nb` blocks from block `b0`.
 pub(crate) type BlockKernel<'a> = dyn FnMut(usize, usize, u16, &mut [u16], &mut [u64]) + 'a;
 
+/// Blocks per kernel call of the exact scans, once the bound has tightened.
+pub(crate) const EXACT_BATCH: usize = 16;
+
+/// One query's state in the first pass of [`scan_exact`]: the threshold its kernel
+/// sums must not exceed and the candidates kept (in its [`Scan8Scratch`]). Scans of
+/// several queries over the same blocks ([`ExactPass::absorb`] per query after a
+/// multi-query kernel) share this logic with the single-query [`scan_exact`].
+pub(crate) struct ExactPass {
+    bound: Bound,
+    /// The heap's threshold when the pass started, quantised.
+    heap_thr: u16,
+    /// The current threshold on sums.
+    thr: u16,
+    /// Sums above the `k`-th smallest kept sum plus `spread` cannot make the top-k.
+    spread: u16,
+    k: usize,
+}
+
+impl ExactPass {
+    /// Starts a pass for `heap` (clearing the candidates in `s`); `None` when no sum
+    /// can enter the heap any more.
+    pub(crate) fn start(bound: Bound, heap: &TopK, s: &mut Scan8Scratch) -> Option<Self> {
+        let heap_thr = quantized_threshold(heap.threshold(), bound.base, bound.scale, bound.margin)?;
+        s.cands.clear();
+        s.best.clear();
+        Some(ExactPass {
+            bound,
+            heap_thr,
+            thr: heap_thr,
+            spread: (2.0 * bound.margin).ceil().min(u16::MAX as f32) as u16,
+            k: heap.k().max(1),
+        })
+    }
+
+    /// The threshold to give the kernel.
+    #[inline]
+    pub(crate) fn thr(&self) -> u16 {
+        self.thr
+    }
+
+    /// Whether the heap had no finite threshold when the pass started (the first
+    /// batches are then kept small so that the bound tightens early).
+    #[inline]
+    pub(crate) fn unbounded(&self) -> bool {
+        self.heap_thr == u16::MAX
+    }
+
+    /// Takes the kernel's sums and masks of `nb` blocks from block `b0`: every
+    /// accepted (`ok`) vector whose sum is within the threshold becomes a candidate.
+    /// `layout` is (vectors per block, lane → row within a block); `rows` is (valid
+    /// local rows, id of local row 0).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub(crate) fn absorb<M: Copy + Into<u64>>(
+        &mut self,
+        b0: usize,
+        nb: usize,
+        layout: (usize, fn(usize) -> usize),
+        rows: (usize, usize),
+        sums: &[u16],
+        masks: &[M],
+        ok: &dyn Fn(usize) -> bool,
+        s: &mut Scan8Scratch,
+    ) {
+        let ((block, lane_row), (len, first)) = (layout, rows);
+        let k = self.k;
+        for j in 0..nb {
+            let mut mask: u64 = masks[j].into();
+            while mask != 0 {
+                let lane = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                let local = (b0 + j) * block + lane_row(lane);
+                let sum = sums[j * block + lane];
+                if local >= len || sum > self.thr || !ok(first + local) {
+                    continue;
+                }
+                s.cands.push((sum, local as u32));
+                // Until `k` are kept the bound comes from a selection after the batch.
+                if s.best.len() == k && sum < s.best[k - 1] {
+                    let mut at = k - 1;
+                    while at > 0 && s.best[at - 1] > sum {
+                        s.best[at] = s.best[at - 1];
+                        at -= 1;
+                    }
+                    s.best[at] = sum;
+                    self.thr = self.thr.min(s.best[k - 1].saturating_add(self.spread));
+                }
+            }
+        }
+        if s.best.len() < k && s.cands.len() >= k {
+            s.best.extend(s.cands.iter().map(|c| c.0));
+            s.best.select_nth_unstable(k - 1);
+            s.best.truncate(k);
+            s.best.sort_unstable();
+            self.thr = self.thr.min(s.best[k - 1].saturating_add(self.spread));
+        }
+    }
+
+    /// The second pass: the candidates are re-scored (`exact`, by local row) in
+    /// ascending order of sum and offered to `heap` as `first + row`, until a sum's
+    /// lower bound exceeds the heap's (tightening) threshold.
+    pub(crate) fn finish(
+        self,
+        first: usize,
+        heap: &mut TopK,
+        s: &mut Scan8Scratch,
+        exact: &dyn Fn(usize) -> f32,
+    ) {
+        let bound = self.bound;
+        let to_u16 = |t: f32| quantized_threshold(t, bound.base, bound.scale, bound.margin);
+        let last = self.thr;
+        s.cands.retain(|c| c.0 <= last);
+        s.cands.sort_unstable();
+        let mut thr = self.heap_thr;
+        for &(sum, local) in &s.cands {
+            if sum > thr {
+                break;
+            }
+            let d = exact(local as usize);
+            if d <= heap.threshold() {
+                heap.push((first + local as usize) as u64, d);
+                match to_u16(heap.threshold()) {
+                    Some(t) => thr = t,
+                    None => return,
+                }
+            }
+        }
+    }
+}
+
 /// The exact candidate loop shared by the 8-bit and 4-bit block scans, in two passes
 /// over `range`:
 ///
@@ -189,76 +319,25 @@ pub(crate) fn scan_exact(
     kernel: &mut BlockKernel<'_>,
     exact: &dyn Fn(usize) -> f32,
 ) {
-    let ((block, lane_row), (len, first)) = (layout, rows);
-    let to_u16 = |t: f32| quantized_threshold(t, bound.base, bound.scale, bound.margin);
-    let Some(heap_thr) = to_u16(heap.threshold()) else {
+    let Some(mut pass) = ExactPass::start(bound, heap, s) else {
         return;
     };
-    let k = heap.k().max(1);
-    // Sums above `kth + spread` cannot make the top-k (see above).
-    let spread = (2.0 * bound.margin).ceil().min(u16::MAX as f32) as u16;
-    const BATCH: usize = 16;
-    s.sums.resize(BATCH * block, 0);
-    s.masks.resize(BATCH, 0);
-    s.cands.clear();
-    // The `k` smallest kept sums, ascending.
-    s.best.clear();
-    let mut thr = heap_thr;
+    let block = layout.0;
+    s.sums.resize(EXACT_BATCH * block, 0);
+    s.masks.resize(EXACT_BATCH, 0);
     let mut b0 = range.start;
     // Small first batches while few candidates are kept, so the bound tightens early.
-    let mut batch = if heap_thr < u16::MAX { BATCH } else { 1 };
+    let mut batch = if pass.unbounded() { 1 } else { EXACT_BATCH };
+    let (mut sums, mut masks) = (std::mem::take(&mut s.sums), std::mem::take(&mut s.masks));
     while b0 < range.end {
         let nb = batch.min(range.end - b0);
-        batch = (batch * 2).min(BATCH);
-        kernel(b0, nb, thr, &mut s.sums[..nb * block], &mut s.masks[..nb]);
-        for j in 0..nb {
-            let mut mask = s.masks[j];
-            while mask != 0 {
-                let lane = mask.trailing_zeros() as usize;
-                mask &= mask - 1;
-                let local = (b0 + j) * block + lane_row(lane);
-                let sum = s.sums[j * block + lane];
-                if local >= len || sum > thr || !ok(first + local) {
-                    continue;
-                }
-                s.cands.push((sum, local as u32));
-                // Until `k` are kept the bound comes from a selection after the batch.
-                if s.best.len() == k && sum < s.best[k - 1] {
-                    let mut at = k - 1;
-                    while at > 0 && s.best[at - 1] > sum {
-                        s.best[at] = s.best[at - 1];
-                        at -= 1;
-                    }
-                    s.best[at] = sum;
-                    thr = thr.min(s.best[k - 1].saturating_add(spread));
-                }
-            }
-        }
-        if s.best.len() < k && s.cands.len() >= k {
-            s.best.extend(s.cands.iter().map(|c| c.0));
-            s.best.select_nth_unstable(k - 1);
-            s.best.truncate(k);
-            s.best.sort_unstable();
-            thr = thr.min(s.best[k - 1].saturating_add(spread));
-        }
+        batch = (batch * 2).min(EXACT_BATCH);
+        kernel(b0, nb, pass.thr(), &mut sums[..nb * block], &mut masks[..nb]);
+        pass.absorb(b0, nb, layout, rows, &sums, &masks[..nb], ok, s);
         b0 += nb;
     }
-    s.cands.retain(|c| c.0 <= thr);
-    s.cands.sort_unstable();
-    let mut thr = heap_thr;
-    for &(sum, local) in &s.cands {
-        if sum > thr {
-            break;
-        }
-        let d = exact(local as usize);
-        if d <= heap.threshold() {
-            heap.push((first + local as usize) as u64, d);
-            match to_u16(heap.threshold()) {
-                Some(t) => thr = t,
-                None => return,
-            }
-        }
-    }
+    (s.sums, s.masks) = (sums, masks);
+    pass.finish(rows.1, heap, s, exact);
 }
 
 /// The largest quantised sum (table bytes, `scale` units per distance unit, `base`
