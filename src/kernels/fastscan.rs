@@ -548,7 +548,6 @@ mod tests {
             assert_eq!(t0, want);
             assert_eq!(l0.len(), padded_pairs(m) * 32);
             let mut levels: Vec<_> = Kernels::supported()
-                .into_iter()
                 .map(|k| {
                     let (mut t, mut l) = (vec![9.0; 3], vec![7u8; 5]);
                     let r = k.fastscan.list_lut(&pre, &qt, &mut t, &mut l);

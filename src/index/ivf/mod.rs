@@ -417,9 +417,12 @@ impl<C: VectorCodec> GroupSearch for Ivf<C> {
     /// group probe each list; others [`QUERY_GROUP`].
     fn query_group(&self, nq: usize) -> usize {
         match &self.codec {
-            Some(c) if c.queries_per_scan() > 1 => nq
-                .div_ceil(rayon::current_num_threads().max(1))
-                .clamp(QUERY_GROUP, self.nlist.clamp(MIN_LIST_GROUP, MAX_LIST_GROUP)),
+            Some(c) if c.queries_per_scan() > 1 => {
+                nq.div_ceil(rayon::current_num_threads().max(1)).clamp(
+                    QUERY_GROUP,
+                    self.nlist.clamp(MIN_LIST_GROUP, MAX_LIST_GROUP),
+                )
+            }
             _ => QUERY_GROUP,
         }
     }

@@ -461,7 +461,11 @@ fn list_by_list_batches_equal_single_query_search() {
             let (mut same, mut total) = (0usize, 0usize);
             for (qi, (q, got)) in queries.rows().zip(&batch).enumerate() {
                 let want = ivf.search(q, &p).unwrap();
-                assert_eq!(got.len(), want.len(), "{spec} {metric:?} k {k} nprobe {nprobe}");
+                assert_eq!(
+                    got.len(),
+                    want.len(),
+                    "{spec} {metric:?} k {k} nprobe {nprobe}"
+                );
                 // The coarse distances come from a GEMM over the whole batch or over
                 // one query, which may round differently: each rank's distance agrees
                 // to float precision (a missed candidate would shift the ranks).
@@ -475,7 +479,10 @@ fn list_by_list_batches_equal_single_query_search() {
                 total += want.len();
             }
             // Ids differ only where two distances tie to float precision.
-            assert!(same * 1000 >= total * 999, "{spec} k {k} nprobe {nprobe}: {same}/{total}");
+            assert!(
+                same * 1000 >= total * 999,
+                "{spec} k {k} nprobe {nprobe}: {same}/{total}"
+            );
         }
     }
 }

@@ -107,6 +107,8 @@ pub struct PqQuery {
     bias: f32,
     scale: f32,
     masks: Vec<u32>,
+    /// Sums of [`ProductQuantizer::scan_fast_many`] (query-major).
+    multi_sums: Vec<u16>,
     residual: Vec<f32>,
 }
 
@@ -215,10 +217,15 @@ impl ProductQuantizer {
         if passes.iter().any(Option::is_some) {
             // Missing queries of a short group repeat the last table (threshold 0,
             // their sums are not read).
-            let luts: [&[u8]; NQ] = std::array::from_fn(|j| states[j.min(nq - 1)].lut.as_slice());
             const BATCH: usize = EXACT_BATCH;
-            let mut sums = [0u16; NQ * BATCH * fastscan::BLOCK];
-            let mut masks = [0u32; NQ * BATCH];
+            // Kept in the first state between calls (no per-call clearing).
+            let (mut sums, mut masks) = (
+                std::mem::take(&mut states[0].multi_sums),
+                std::mem::take(&mut states[0].masks),
+            );
+            sums.resize(NQ * BATCH * fastscan::BLOCK, 0);
+            masks.resize(NQ * BATCH, 0);
+            let luts: [&[u8]; NQ] = std::array::from_fn(|j| states[j.min(nq - 1)].lut.as_slice());
             let nblocks = n.div_ceil(fastscan::BLOCK);
             let layout = (
                 fastscan::BLOCK,
@@ -252,6 +259,7 @@ impl ProductQuantizer {
                 }
                 b0 += nb;
             }
+            (states[0].multi_sums, states[0].masks) = (sums, masks);
         }
         for (j, pass) in passes.into_iter().enumerate().take(nq) {
             let st = &mut states[j];

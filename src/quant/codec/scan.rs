@@ -183,7 +183,8 @@ impl ExactPass {
     /// Starts a pass for `heap` (clearing the candidates in `s`); `None` when no sum
     /// can enter the heap any more.
     pub(crate) fn start(bound: Bound, heap: &TopK, s: &mut Scan8Scratch) -> Option<Self> {
-        let heap_thr = quantized_threshold(heap.threshold(), bound.base, bound.scale, bound.margin)?;
+        let heap_thr =
+            quantized_threshold(heap.threshold(), bound.base, bound.scale, bound.margin)?;
         s.cands.clear();
         s.best.clear();
         Some(ExactPass {
@@ -332,7 +333,13 @@ pub(crate) fn scan_exact(
     while b0 < range.end {
         let nb = batch.min(range.end - b0);
         batch = (batch * 2).min(EXACT_BATCH);
-        kernel(b0, nb, pass.thr(), &mut sums[..nb * block], &mut masks[..nb]);
+        kernel(
+            b0,
+            nb,
+            pass.thr(),
+            &mut sums[..nb * block],
+            &mut masks[..nb],
+        );
         pass.absorb(b0, nb, layout, rows, &sums, &masks[..nb], ok, s);
         b0 += nb;
     }
