@@ -424,30 +424,57 @@ impl PyIndex {
     }
 }
 
-/// index_factory(d, spec, metric="l2", *, keep_raw=False, seed=42)
+/// index_factory(d, spec, metric="l2", *, keep_raw=False, seed=42, ef_construction=None, hnsw_builder=None)
 /// --
 ///
 /// An empty index over ``d``-dimensional vectors for any spec the CLI accepts:
 /// ``Flat``, ``SQ8``/``SQ4``/..., ``PQ{M}``, ``PQ{M}x4fs``, ``OPQ{M},PQ{M}``,
 /// ``IVF{nlist},...``, ``HNSW{M},...``. ``metric``: ``"l2"``, ``"ip"`` or ``"cosine"``.
 /// ``keep_raw`` keeps the raw vectors so ``search(..., rerank=R)`` can re-rank exactly.
+/// HNSW specs only: ``ef_construction`` (the build's beam width, 200 by default) and
+/// ``hnsw_builder`` (``"native"``, the default: seeded, parallel, ``add`` inserts into
+/// the graph; or ``"hnsw_rs"``), as ``vecquant build --ef-construction/--hnsw-builder``.
 ///
 /// >>> index = vecquant.index_factory(128, "IVF256,PQ32x4fs", metric="ip")
+/// >>> graph = vecquant.index_factory(128, "HNSW32,SQ8", ef_construction=100)
 #[pyfunction]
-#[pyo3(signature = (d, spec, metric="l2", *, keep_raw=false, seed=42))]
+#[pyo3(signature = (d, spec, metric="l2", *, keep_raw=false, seed=42, ef_construction=None, hnsw_builder=None))]
 fn index_factory(
     d: usize,
     spec: &str,
     metric: &str,
     keep_raw: bool,
     seed: u64,
+    ef_construction: Option<usize>,
+    hnsw_builder: Option<&str>,
 ) -> PyResult<PyIndex> {
     let metric: Metric = metric.parse().py_err()?;
+    let typed: IndexSpec = spec.parse().py_err()?;
+    let hnsw_only = |name: &str| {
+        Error::param(
+            name,
+            format!(
+                "applies to HNSW specs (HNSW{{M}}[,…]) only; {spec} is a `{}` spec",
+                typed.kind()
+            ),
+        )
+    };
+    if ef_construction.is_some() && !typed.is_hnsw() {
+        return vecquant::Result::Err(hnsw_only("ef_construction")).py_err();
+    }
+    if hnsw_builder.is_some() && !typed.is_hnsw() {
+        return vecquant::Result::Err(hnsw_only("hnsw_builder")).py_err();
+    }
+    let defaults = BuildOptions::default();
     let opts = BuildOptions {
         metric,
         keep_raw,
         seed,
-        ..BuildOptions::default()
+        ef_construction: ef_construction.unwrap_or(defaults.ef_construction),
+        hnsw_builder: match hnsw_builder {
+            Some(b) => b.parse().py_err()?,
+            None => defaults.hnsw_builder,
+        },
     };
     Ok(PyIndex {
         inner: new_index(spec, d, &opts).py_err()?,

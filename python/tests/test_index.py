@@ -98,6 +98,35 @@ def test_issue18_adaptive_rerank(data):
         sq.search(query, 10, rerank=100, adaptive_rerank=True)
 
 
+def test_issue20_hnsw_build_options(data):
+    """``ef_construction`` and ``hnsw_builder`` reach the graph build (as the CLI's
+    ``--ef-construction`` / ``--hnsw-builder``); they are errors for other specs."""
+    base, query = data
+    truth = brute_force(base, query, 10)
+    for builder in ("native", "hnsw_rs"):
+        index = vecquant.index_factory(32, "HNSW16", ef_construction=80, hnsw_builder=builder)
+        index.add(base)
+        _, I = index.search(query, 10, ef=64)
+        hits = sum(len(set(I[i]) & set(truth[i])) for i in range(len(query)))
+        assert hits / truth.size >= 0.9, (builder, hits / truth.size)
+    # A narrower build beam gives a different (native, seeded) graph.
+    wide = vecquant.index_factory(32, "HNSW16", ef_construction=200)
+    narrow = vecquant.index_factory(32, "HNSW16", ef_construction=4)
+    for index in (wide, narrow):
+        index.add(base)
+    _, a = wide.search(query, 10, ef=16)
+    _, b = narrow.search(query, 10, ef=16)
+    assert not np.array_equal(a, b)
+    with pytest.raises(ValueError, match="applies to HNSW specs"):
+        vecquant.index_factory(32, "SQ8", ef_construction=100)
+    with pytest.raises(ValueError, match="applies to HNSW specs"):
+        vecquant.index_factory(32, "IVF16,Flat", hnsw_builder="native")
+    with pytest.raises(ValueError, match="unknown HNSW builder `faiss`"):
+        vecquant.index_factory(32, "HNSW16", hnsw_builder="faiss")
+    with pytest.raises(ValueError, match="ef_construction"):
+        vecquant.index_factory(32, "HNSW16", ef_construction=0)
+
+
 def test_item1_no_copy_and_conversions(data):
     base, query = data
     index = vecquant.index_factory(32, "Flat")
