@@ -105,9 +105,10 @@ pub fn list_lut_portable(
 ) -> (f32, f32) {
     table.clear();
     table.extend(pre.iter().zip(qt).map(|(x, y)| x + 2.0 * y));
-    let mut q8 = Vec::new();
-    let r = quantize_rows_portable::<16>(table, &mut q8);
-    pack_lut(&q8, table.len() / 16, lut);
+    // The [`pack_lut`] layout is the sub-quantizers' 16-byte rows in order, padded with
+    // zero rows: quantised in place, no intermediate buffer on this per-list path.
+    let r = quantize_rows_portable::<16>(table, lut);
+    lut.resize(padded_pairs(table.len() / 16) * 32, 0);
     r
 }
 

@@ -558,23 +558,20 @@ impl VectorCodec for ProductQuantizer {
         heaps: &mut [TopK],
         ok: &F,
     ) {
-        if self.nbits() != 4 {
-            for (s, heap) in states.iter_mut().zip(heaps.iter_mut()) {
-                self.scan(s, metric, run, n, first, heap, ok);
-            }
-            return;
-        }
         for (ss, hs) in states
             .chunks_mut(fastscan::NQ)
             .zip(heaps.chunks_mut(fastscan::NQ))
         {
-            for s in ss.iter_mut() {
-                self.quantise4(s);
-            }
-            if ss.len() == 1 {
-                self.scan_fast(&mut ss[0], run.codes, n, first, &mut hs[0], ok);
-            } else {
+            if self.nbits() == 4 && ss.len() > 1 {
+                for s in ss.iter_mut() {
+                    self.quantise4(s);
+                }
                 self.scan_fast_many(ss, run.codes, n, first, hs, ok);
+            } else {
+                // 8-bit codes, or one query: the single-query scan.
+                for (s, heap) in ss.iter_mut().zip(hs.iter_mut()) {
+                    self.scan(s, metric, run, n, first, heap, ok);
+                }
             }
         }
     }
