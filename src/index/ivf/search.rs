@@ -138,7 +138,7 @@ impl<C: VectorCodec> Ivf<C> {
     /// `nprobe` lists hold fewer than `depth` accepted entries is answered by
     /// `scan_query` itself (which goes on to further lists).
     #[allow(clippy::too_many_arguments)]
-    fn scan_by_list<F: Fn(usize) -> bool>(
+    pub(super) fn scan_by_list<F: Fn(usize) -> bool>(
         &self,
         codec: &C,
         prepared: &[f32],

@@ -486,3 +486,53 @@ fn list_by_list_batches_equal_single_query_search() {
         }
     }
 }
+
+/// The list-by-list scan itself (not only through `search_batch`, which might not take
+/// it): for a batch where it applies, every query's candidates equal `scan_query`'s on
+/// the same coarse distances — ids and distances bit for bit — with deleted rows, for
+/// probe counts 2 to all and a `k` above what two lists hold (the fallback).
+#[test]
+fn scan_by_list_equals_scan_query_bit_for_bit() {
+    let (n, dim, nlist) = (5000, 32, 40);
+    let (base, queries) = mixture_sets(n, 300, dim, 43);
+    let data = base.as_slice();
+    let mut ivf = IvfProduct::new(
+        nlist,
+        PqParams { m: 16, nbits: 4 },
+        dim,
+        Metric::L2,
+        false,
+        6,
+    )
+    .unwrap();
+    ivf.train(data).unwrap();
+    ivf.add(data, None).unwrap();
+    let dead: Vec<u64> = (0..n as u64).filter(|i| i % 5 == 1).collect();
+    ivf.delete(&dead).unwrap();
+    let codec = ivf.codec().unwrap();
+    assert!(codec.queries_per_scan() > 1);
+    let prepared = ivf.prepare(queries.as_slice());
+    let coarse = ivf.coarse(&prepared);
+    let ok = |r: usize| ivf.rows.is_live(r);
+    for (depth, nprobe) in [(1, 2), (10, 5), (20, 17), (250, 2), (10, nlist)] {
+        let mut s = search::Scratch::default();
+        let listed = ivf.scan_by_list(codec, &prepared, &coarse, nprobe, depth, &ok, &mut s);
+        assert_eq!(listed.len(), queries.len());
+        for (i, got) in listed.iter().enumerate() {
+            let q = &prepared[i * dim..(i + 1) * dim];
+            let cd = &coarse[i * nlist..(i + 1) * nlist];
+            let want = ivf.scan_query(codec, q, cd, nprobe, depth, &IdFilter::All, &mut s);
+            assert_eq!(
+                got.len(),
+                want.len(),
+                "depth {depth} nprobe {nprobe} query {i}"
+            );
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    g.id == w.id && g.distance.to_bits() == w.distance.to_bits(),
+                    "depth {depth} nprobe {nprobe} query {i}: {g:?} vs {w:?}"
+                );
+            }
+        }
+    }
+}
