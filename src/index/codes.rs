@@ -215,7 +215,7 @@ impl<C: VectorCodec> FlatCodes<C> {
             &self.name(),
         )?;
         let prepared = crate::vectors::prepared(queries, self.dim, self.metric);
-        let mut states: Vec<(C::Query, TopK)> = prepared
+        let mut states: Vec<C::Query> = prepared
             .chunks_exact(self.dim)
             .map(|q| {
                 let mut s = C::Query::default();
@@ -224,9 +224,10 @@ impl<C: VectorCodec> FlatCodes<C> {
                     codec.set_bound_keys(&mut s, true);
                 }
                 codec.set_list(&mut s, q, self.metric, ListTerms::default());
-                (s, TopK::new(depth))
+                s
             })
             .collect();
+        let mut heaps: Vec<TopK> = states.iter().map(|_| TopK::new(depth)).collect();
         let n = self.rows.len();
         let all = matches!(filter, IdFilter::All) && !self.rows.has_deleted();
         let ids = self.rows.ids();
@@ -251,15 +252,16 @@ impl<C: VectorCodec> FlatCodes<C> {
                     &[]
                 },
             };
-            for (s, heap) in states.iter_mut() {
-                codec.scan(s, self.metric, run, rows, start, heap, &ok);
-            }
+            // Codecs that scan several queries per pass over the codes (4-bit PQ
+            // fast-scan: each block loaded once for four tables) take the group's
+            // queries together; the others loop over `scan`.
+            codec.scan_many(&mut states, self.metric, run, rows, start, &mut heaps, &ok);
             start += rows;
         }
-        Ok(states
+        Ok(heaps
             .into_iter()
             .zip(prepared.chunks_exact(self.dim))
-            .map(|((_, heap), q)| {
+            .map(|(heap, q)| {
                 let exact = rerank.then(|| Exact {
                     raw: &self.raw,
                     dim: self.dim,

@@ -145,12 +145,20 @@ impl FastScanKernels {
                 multi: x86::multi_avx2,
             },
             #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx512 | SimdLevel::Avx512Vbmi => FastScanKernels {
+            SimdLevel::Avx512 => FastScanKernels {
                 quantize: x86::quantize_avx512,
                 list_lut: x86::list_lut_avx512,
                 block: x86::block_avx512,
                 blocks: x86::blocks_avx512,
                 multi: x86::multi_avx512,
+            },
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512Vbmi => FastScanKernels {
+                quantize: x86::quantize_avx512,
+                list_lut: x86::list_lut_avx512,
+                block: vbmi::block_vbmi,
+                blocks: vbmi::blocks_vbmi,
+                multi: vbmi::multi_vbmi,
             },
             _ => FastScanKernels {
                 quantize: quantize_rows_portable::<16>,
@@ -477,6 +485,8 @@ pub fn scalar_block(
 }
 
 #[cfg(target_arch = "x86_64")]
+mod vbmi;
+#[cfg(target_arch = "x86_64")]
 mod x86;
 
 /// Test helper: `quantize` (a dispatching table quantiser for `K`-entry rows) agrees
@@ -592,7 +602,7 @@ mod tests {
     #[test]
     fn multi_query_matches_per_query() {
         let mut rng = seeded(3);
-        for m in [8usize, 16, 32, 64, 6, 12] {
+        for m in [8usize, 16, 24, 32, 48, 64, 96, 128, 6, 12, 100] {
             let n = 32 * 5 + 7;
             let idx: Vec<u8> = (0..n * m).map(|_| rng.random_range(0..16u8)).collect();
             let blocks = pack_blocks(&idx, m);
@@ -640,7 +650,7 @@ mod tests {
     #[test]
     fn simd_matches_scalar_reference() {
         let mut rng = seeded(2);
-        for m in [2usize, 4, 6, 16, 32, 64, 256] {
+        for m in [2usize, 4, 6, 16, 24, 32, 48, 64, 96, 128, 256] {
             let idx: Vec<u8> = (0..32 * m).map(|_| rng.random_range(0..16u8)).collect();
             let block = pack_blocks(&idx, m);
             let raw: Vec<u8> = if m == 256 {
