@@ -107,8 +107,9 @@ pub enum SimdLevel {
     /// AVX-512F and AVX-512BW (512-bit registers, byte and word operations), plus AVX2
     /// and FMA. (Every AVX-512 CPU since Skylake-SP has both.)
     Avx512,
-    /// [`SimdLevel::Avx512`] plus AVX-512 VBMI (two-table byte permutes, `vpermi2b`:
-    /// the 8-bit PQ block scan). Ice Lake, Zen 4 and later.
+    /// [`SimdLevel::Avx512`] plus AVX-512 VBMI (byte permutes: `vpermi2b` in the 8-bit
+    /// PQ block scan, `vpermb` in 4-bit fast-scan) and AVX-512 VNNI (`vpdpbusd`, the
+    /// fast-scan sums). Ice Lake, Zen 4 and later.
     Avx512Vbmi,
 }
 
@@ -171,7 +172,10 @@ fn detect_cpu() -> SimdLevel {
             && is_x86_feature_detected!("popcnt");
         let avx512 =
             avx2 && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw");
-        let vbmi = avx512 && is_x86_feature_detected!("avx512vbmi");
+        // VBMI and VNNI arrived together (Ice Lake, Zen 4); the level needs both.
+        let vbmi = avx512
+            && is_x86_feature_detected!("avx512vbmi")
+            && is_x86_feature_detected!("avx512vnni");
         if vbmi {
             return SimdLevel::Avx512Vbmi;
         }

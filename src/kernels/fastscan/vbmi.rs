@@ -12,15 +12,14 @@
 //! codes of vector `i` (low nibbles; vector `i + 16` in the high nibbles) for the
 //! step's four sub-quantizers side by side. The look-up is then `vpermb` into the
 //! step's whole 64-byte table (the index's bits 4–5 select the sub-quantizer), and
-//! `vpmaddubsw` against ones adds each vector's adjacent pair of looked-up bytes into
-//! `u16` — one multiply-add and one addition per look-up register, one accumulator per
-//! half block, already in vector order. A block ends with `vpmaddwd` (the two pairs of a
-//! vector), a truncation to `u16` and one comparison.
+//! `vpdpbusd` (VNNI) against ones adds each vector's four adjacent looked-up bytes to
+//! its `i32` lane — one instruction per look-up register, one accumulator per half
+//! block, already in vector order. A block ends with a truncation to `u16` and one
+//! comparison.
 //!
-//! Sums are exact for up to 256 sub-quantizers (a `u16` lane collects at most
-//! `2 · 255` per step, `M / 4` steps); beyond, every step wraps modulo 2¹⁶ exactly as
-//! the other levels' `u16` additions do, and the threshold is compared on the wrapped
-//! sums, so all levels agree bit for bit.
+//! The `i32` sums are exact; truncated to `u16` they equal the other levels' sums, which
+//! wrap modulo 2¹⁶ (only past 256 sub-quantizers), and the threshold is compared on the
+//! truncated sums, so all levels agree bit for bit.
 
 use super::{BLOCK, NQ};
 use std::arch::x86_64::*;
@@ -56,8 +55,7 @@ struct Consts {
     perm: __m512i,
     tags: __m512i,
     low: __m512i,
-    ones8: __m512i,
-    ones16: __m512i,
+    ones: __m512i,
 }
 
 impl Consts {
@@ -75,14 +73,13 @@ impl Consts {
             perm,
             tags,
             low: _mm512_set1_epi8(0x0F),
-            ones8: _mm512_set1_epi8(1),
-            ones16: _mm512_set1_epi16(1),
+            ones: _mm512_set1_epi8(1),
         }
     }
 
     /// The look-up indices of one 64-byte step of codes: vectors 0..16 and 16..32.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vnni")]
     fn split(&self, x: __m512i) -> (__m512i, __m512i) {
         let y = _mm512_permutexvar_epi8(self.perm, x);
         let lo = _mm512_ternarylogic_epi32::<AND_OR>(y, self.low, self.tags);
@@ -93,20 +90,31 @@ impl Consts {
 
     /// Adds one step's look-ups of `table` to the two half-block accumulators.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vnni")]
     fn accumulate(&self, table: __m512i, (lo, hi): (__m512i, __m512i), acc: &mut [__m512i; 2]) {
         let a = _mm512_permutexvar_epi8(lo, table);
         let c = _mm512_permutexvar_epi8(hi, table);
-        acc[0] = _mm512_add_epi16(acc[0], _mm512_maddubs_epi16(a, self.ones8));
-        acc[1] = _mm512_add_epi16(acc[1], _mm512_maddubs_epi16(c, self.ones8));
+        acc[0] = _mm512_dpbusd_epi32(acc[0], a, self.ones);
+        acc[1] = _mm512_dpbusd_epi32(acc[1], c, self.ones);
+    }
+
+    /// Two accumulator pairs (alternate steps of a single-query scan, two dependency
+    /// chains per half block against `vpdpbusd`'s latency) into one.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn merge(&self, acc: &[[__m512i; 2]; 2]) -> [__m512i; 2] {
+        [
+            _mm512_add_epi32(acc[0][0], acc[1][0]),
+            _mm512_add_epi32(acc[0][1], acc[1][1]),
+        ]
     }
 
     /// A block's 32 sums (vector order) into `out`, and the mask of those `≤ thr`.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vnni")]
     fn finish(&self, acc: &[__m512i; 2], thr: __m512i, out: &mut [u16]) -> u32 {
-        let lo = _mm512_cvtepi32_epi16(_mm512_madd_epi16(acc[0], self.ones16));
-        let hi = _mm512_cvtepi32_epi16(_mm512_madd_epi16(acc[1], self.ones16));
+        let lo = _mm512_cvtepi32_epi16(acc[0]);
+        let hi = _mm512_cvtepi32_epi16(acc[1]);
         let sums = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
         debug_assert!(out.len() >= BLOCK);
         // SAFETY: `out` holds a block's 32 `u16`s (callers pass `BLOCK`-sized chunks).
@@ -118,10 +126,10 @@ impl Consts {
 /// VBMI [`super::scan_block`].
 ///
 /// # Safety
-/// The CPU must support AVX-512F, AVX-512BW and AVX-512 VBMI; `pairs` must be even,
+/// The CPU must support AVX-512F, AVX-512BW, VBMI and VNNI; `pairs` must be even,
 /// `lut` and `b` hold `pairs · 32` bytes.
 #[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vnni")]
 pub(super) unsafe fn block_vbmi(
     lut: &[u8],
     b: &[u8],
@@ -130,7 +138,7 @@ pub(super) unsafe fn block_vbmi(
     out: &mut [u16; BLOCK],
 ) -> u32 {
     let k = Consts::new();
-    let mut acc = [_mm512_setzero_si512(); 2];
+    let mut acc = [[_mm512_setzero_si512(); 2]; 2];
     let mut p = 0;
     while p < pairs {
         // SAFETY: pairs is even, so p·32 + 64 <= pairs·32 <= both lengths.
@@ -140,19 +148,19 @@ pub(super) unsafe fn block_vbmi(
                 _mm512_loadu_si512(lut.as_ptr().add(p * 32) as *const __m512i),
             )
         };
-        k.accumulate(t, k.split(x), &mut acc);
+        k.accumulate(t, k.split(x), &mut acc[(p / 2) % 2]);
         p += 2;
     }
-    k.finish(&acc, _mm512_set1_epi16(thr as i16), out)
+    k.finish(&k.merge(&acc), _mm512_set1_epi16(thr as i16), out)
 }
 
 /// VBMI [`super::scan_blocks`].
 ///
 /// # Safety
-/// The CPU must support AVX-512F, AVX-512BW and AVX-512 VBMI; `pairs` must be even,
+/// The CPU must support AVX-512F, AVX-512BW, VBMI and VNNI; `pairs` must be even,
 /// `lut` hold `pairs · 32` bytes, `b` `masks.len() · pairs · 32` and `sums`
 /// `masks.len() · 32`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vnni")]
 pub(super) unsafe fn blocks_vbmi(
     lut: &[u8],
     b: &[u8],
@@ -182,10 +190,10 @@ pub(super) unsafe fn blocks_vbmi(
 /// VBMI [`super::scan_blocks_multi`].
 ///
 /// # Safety
-/// The CPU must support AVX-512F, AVX-512BW and AVX-512 VBMI; every table must hold
+/// The CPU must support AVX-512F, AVX-512BW, VBMI and VNNI; every table must hold
 /// `pairs · 32` bytes (`pairs` even) and `b` `nb · pairs · 32`, with
 /// `masks.len() = NQ · nb` and `sums.len() >= NQ · nb · 32`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vnni")]
 pub(super) unsafe fn multi_vbmi(
     luts: &[&[u8]; NQ],
     b: &[u8],
@@ -218,7 +226,7 @@ pub(super) unsafe fn multi_vbmi(
 /// # Safety
 /// As [`blocks_vbmi`] with `pairs = 2Q`.
 #[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vnni")]
 unsafe fn blocks_n<const Q: usize>(
     lut: &[u8],
     b: &[u8],
@@ -239,13 +247,13 @@ unsafe fn blocks_n<const Q: usize>(
         .enumerate()
     {
         let base = b[i * bb..(i + 1) * bb].as_ptr();
-        let mut acc = [_mm512_setzero_si512(); 2];
+        let mut acc = [[_mm512_setzero_si512(); 2]; 2];
         for (q, &table) in tables.iter().enumerate() {
             // SAFETY: q·64 + 64 <= bb bytes of this block.
             let x = unsafe { _mm512_loadu_si512(base.add(q * 64) as *const __m512i) };
-            k.accumulate(table, k.split(x), &mut acc);
+            k.accumulate(table, k.split(x), &mut acc[q % 2]);
         }
-        *mask = k.finish(&acc, t, out);
+        *mask = k.finish(&k.merge(&acc), t, out);
     }
 }
 
@@ -255,7 +263,7 @@ unsafe fn blocks_n<const Q: usize>(
 /// # Safety
 /// As [`multi_vbmi`] with `pairs = 2Q`.
 #[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vnni")]
 unsafe fn multi_n<const Q: usize>(
     luts: &[&[u8]; NQ],
     b: &[u8],
