@@ -44,18 +44,33 @@ fn select_probes(coarse: &[f32], nprobe: usize, probes: &mut Vec<(f32, u32)>) ->
     let few = nprobe <= FEW_PROBES && nprobe < coarse.len();
     if few {
         // One pass keeping a short sorted prefix: cheaper than a selection over all
-        // lists when nprobe is small; the others are appended only when needed.
-        for (l, &v) in coarse.iter().enumerate() {
-            let e = (v, l as u32);
-            if probes.len() == nprobe {
-                let worst = &probes[nprobe - 1];
-                if v > worst.0 || cmp(&e, worst).is_ge() {
-                    continue;
+        // lists when nprobe is small; the others are appended only when needed. Sixteen
+        // lists at a time are compared with the current worst kept distance into a
+        // bit mask (branch-free, vectorised), and only the few that may enter are
+        // visited (`<=` on floats admits every value `total_cmp` could order first).
+        const CHUNK: usize = 16;
+        let mut worst = f32::INFINITY;
+        for (c, chunk) in coarse.chunks(CHUNK).enumerate() {
+            let mut mask = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |m, (i, &v)| m | (u32::from(v <= worst) << i));
+            while mask != 0 {
+                let i = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                let e = (chunk[i], (c * CHUNK + i) as u32);
+                if probes.len() == nprobe {
+                    if cmp(&e, &probes[nprobe - 1]).is_ge() {
+                        continue;
+                    }
+                    probes.pop();
                 }
-                probes.pop();
+                let at = probes.partition_point(|p| cmp(p, &e).is_lt());
+                probes.insert(at, e);
+                if probes.len() == nprobe {
+                    worst = probes[nprobe - 1].0;
+                }
             }
-            let at = probes.partition_point(|p| cmp(p, &e).is_lt());
-            probes.insert(at, e);
         }
     } else {
         probes.extend(coarse.iter().enumerate().map(|(l, &v)| (v, l as u32)));
@@ -390,5 +405,49 @@ impl<C: VectorCodec> Ivf<C> {
                 self.rows.finish(cands, params.k, exact)
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{probe_order, select_probes};
+    use crate::rng::{RngExt, seeded};
+
+    /// The first `nprobe` entries are those of a full sort by (distance, list), for
+    /// both the few-probes pass and the selection, with ties, ±0 and infinities.
+    #[test]
+    fn selected_probes_equal_a_full_sort() {
+        let mut rng = seeded(5);
+        let mut probes = Vec::new();
+        for trial in 0..300 {
+            let nlist = 1 + rng.random_range(0..300usize);
+            let coarse: Vec<f32> = (0..nlist)
+                .map(|_| match rng.random_range(0..10u32) {
+                    0 => 0.0,
+                    1 => -0.0,
+                    2 => f32::INFINITY,
+                    3 => 1.5,
+                    _ => rng.random_range(-4.0f32..4.0),
+                })
+                .collect();
+            let mut want: Vec<(f32, u32)> = coarse
+                .iter()
+                .enumerate()
+                .map(|(l, &v)| (v, l as u32))
+                .collect();
+            want.sort_unstable_by(probe_order);
+            for nprobe in [1usize, 2, 3, 7, 16, 17, 64, nlist] {
+                let few = select_probes(&coarse, nprobe, &mut probes);
+                let n = nprobe.min(nlist);
+                let got: Vec<(u32, u32)> =
+                    probes[..n].iter().map(|p| (p.0.to_bits(), p.1)).collect();
+                let exp: Vec<(u32, u32)> = want[..n].iter().map(|p| (p.0.to_bits(), p.1)).collect();
+                assert_eq!(got, exp, "trial {trial} nlist {nlist} nprobe {nprobe}");
+                assert_eq!(few, nprobe <= super::FEW_PROBES && nprobe < nlist);
+                if !few {
+                    assert_eq!(probes.len(), nlist);
+                }
+            }
+        }
     }
 }
