@@ -246,6 +246,10 @@ impl VectorCodec for RaBitQFs {
         // Factor bytes start this far into a row's rest (after its extra planes).
         let fo = pb * (quant.bits as usize - 1);
         let (mut sums, mut pcs) = ([0u32; BLOCK], [0u32; BLOCK]);
+        // 1-bit codes without error-bound keys: a block's distances in vector loops,
+        // then only the rows under the threshold are visited.
+        let whole_block = quant.bits == 1 && !q.bound_keys;
+        let mut dist = [0.0f32; BLOCK];
         for (b, block) in run.codes.chunks_exact(self.block_len()).enumerate() {
             let base = b * BLOCK;
             if base >= n {
@@ -253,7 +257,19 @@ impl VectorCodec for RaBitQFs {
             }
             lut.scan_block_sums(&block[..sb], &mut sums);
             self.ones.scan_block_sums(&block[..sb], &mut pcs);
-            for i in 0..BLOCK.min(n - base) {
+            let m = BLOCK.min(n - base);
+            if whole_block {
+                let rows = &block[sb..sb + m * rest];
+                quant.dist_1bit_rows(q, metric, rows, rest, (&sums, &pcs), &mut dist[..m]);
+                for (i, &d) in dist[..m].iter().enumerate() {
+                    let id = first + base + i;
+                    if d <= heap.threshold() && ok(id) {
+                        heap.push(id as u64, d);
+                    }
+                }
+                continue;
+            }
+            for i in 0..m {
                 let own = &block[sb + i * rest..sb + (i + 1) * rest];
                 let f = &own[fo..];
                 let full = |q: &RabitqQuery| {
