@@ -425,15 +425,27 @@ pub(crate) fn dist_1bit_portable(
     let n = out.len().min(B).min(sums.len()).min(pcs.len());
     let (mut f0, mut f1) = ([0.0f32; B], [0.0f32; B]);
     debug_assert!(stride >= 8 && rest.len() >= n * stride);
-    for (i, f) in rest.chunks(stride).take(n).enumerate() {
-        // One 8-byte load per row (a byte-wise `fk` here costs more than the rest);
-        // 1-bit rows hold exactly these two factors, so every row has 8 bytes.
-        let Some(w) = f.first_chunk::<8>() else {
-            break;
-        };
-        let (a, b) = w.split_at(4);
-        f0[i] = f32::from_le_bytes(a.try_into().unwrap_or_default());
-        f1[i] = f32::from_le_bytes(b.try_into().unwrap_or_default());
+    if stride == 8 && rest.len() >= 8 * n {
+        // 1-bit rows hold exactly these two factors: the block's factors are one run of
+        // `f32` pairs, read as such and split (vector loads and shuffles, not a
+        // byte-wise `fk` per row, which costs more than the rest).
+        let mut pairs = [0.0f32; 2 * B];
+        for (p, w) in pairs.iter_mut().zip(rest[..8 * n].chunks_exact(4)) {
+            *p = f32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        }
+        for i in 0..n {
+            f0[i] = pairs[2 * i];
+            f1[i] = pairs[2 * i + 1];
+        }
+    } else {
+        for (i, f) in rest.chunks(stride).take(n).enumerate() {
+            let Some(w) = f.first_chunk::<8>() else {
+                break;
+            };
+            let (a, b) = w.split_at(4);
+            f0[i] = f32::from_le_bytes(a.try_into().unwrap_or_default());
+            f1[i] = f32::from_le_bytes(b.try_into().unwrap_or_default());
+        }
     }
     let mut ip = [0.0f32; B];
     for i in 0..n {
