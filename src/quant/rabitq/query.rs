@@ -424,7 +424,7 @@ pub(crate) fn dist_1bit_portable(
     const B: usize = crate::kernels::fastscan::BLOCK;
     let n = out.len().min(B).min(sums.len()).min(pcs.len());
     let (mut f0, mut f1) = ([0.0f32; B], [0.0f32; B]);
-    debug_assert!(stride >= 8 && rest.len() >= n * stride);
+    debug_assert!(stride >= 8 && (n == 0 || rest.len() >= (n - 1) * stride + 8));
     if stride == 8 && rest.len() >= 8 * n {
         // 1-bit rows hold exactly these two factors: the block's factors are one run of
         // `f32` pairs, read as such and split (vector loads and shuffles, not a
