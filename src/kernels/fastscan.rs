@@ -484,6 +484,27 @@ pub fn scalar_block(
     mask
 }
 
+/// Dispatches on the number of sub-quantizer pairs to the kernel unrolled for it
+/// (`$f::<Q>` with `Q = pairs / 2` 64-byte steps per block: M = 8, 16, 24, 32, 48, 64,
+/// 96, 128), or to `$other` for any other count. One list for every level's block and
+/// multi-query kernels.
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_pairs {
+    ($pairs:expr, $f:ident($($arg:expr),*), $other:expr) => {
+        match $pairs {
+            4 => $f::<2>($($arg),*),
+            8 => $f::<4>($($arg),*),
+            12 => $f::<6>($($arg),*),
+            16 => $f::<8>($($arg),*),
+            24 => $f::<12>($($arg),*),
+            32 => $f::<16>($($arg),*),
+            48 => $f::<24>($($arg),*),
+            64 => $f::<32>($($arg),*),
+            _ => $other,
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod vbmi;
 #[cfg(target_arch = "x86_64")]

@@ -51,6 +51,7 @@ macro_rules! retarget {
         }
     };
 }
+pub(crate) use retarget;
 
 pub mod bits;
 pub mod bits_ext;

@@ -171,19 +171,13 @@ pub(super) unsafe fn blocks_vbmi(
 ) {
     // SAFETY: this function's features and length contract are the callees'.
     unsafe {
-        match pairs {
-            4 => blocks_n::<2>(lut, b, thr, sums, masks),
-            8 => blocks_n::<4>(lut, b, thr, sums, masks),
-            12 => blocks_n::<6>(lut, b, thr, sums, masks),
-            16 => blocks_n::<8>(lut, b, thr, sums, masks),
-            24 => blocks_n::<12>(lut, b, thr, sums, masks),
-            32 => blocks_n::<16>(lut, b, thr, sums, masks),
-            48 => blocks_n::<24>(lut, b, thr, sums, masks),
-            64 => blocks_n::<32>(lut, b, thr, sums, masks),
-            _ => super::each_block(b, pairs, sums, masks, |block, out| {
+        by_pairs!(
+            pairs,
+            blocks_n(lut, b, thr, sums, masks),
+            super::each_block(b, pairs, sums, masks, |block, out| {
                 block_vbmi(lut, block, pairs, thr, out)
-            }),
-        }
+            })
+        )
     }
 }
 
@@ -204,19 +198,13 @@ pub(super) unsafe fn multi_vbmi(
 ) {
     // SAFETY: this function's features and preconditions are the callees'.
     unsafe {
-        match pairs {
-            4 => multi_n::<2>(luts, b, thr, sums, masks),
-            8 => multi_n::<4>(luts, b, thr, sums, masks),
-            12 => multi_n::<6>(luts, b, thr, sums, masks),
-            16 => multi_n::<8>(luts, b, thr, sums, masks),
-            24 => multi_n::<12>(luts, b, thr, sums, masks),
-            32 => multi_n::<16>(luts, b, thr, sums, masks),
-            48 => multi_n::<24>(luts, b, thr, sums, masks),
-            64 => multi_n::<32>(luts, b, thr, sums, masks),
-            _ => super::per_query(luts, thr, sums, masks, |lut, thr, sums, masks| {
+        by_pairs!(
+            pairs,
+            multi_n(luts, b, thr, sums, masks),
+            super::per_query(luts, thr, sums, masks, |lut, thr, sums, masks| {
                 blocks_vbmi(lut, b, pairs, thr, sums, masks)
-            }),
-        }
+            })
+        )
     }
 }
 

@@ -45,19 +45,13 @@ pub(super) unsafe fn blocks_avx512(
     // compiler keeps part of the tables on the stack, still in L1).
     // SAFETY: this function's features and length contract are the callees'.
     unsafe {
-        match pairs {
-            4 => blocks_avx512_n::<2>(lut, b, thr, sums, masks),
-            8 => blocks_avx512_n::<4>(lut, b, thr, sums, masks),
-            12 => blocks_avx512_n::<6>(lut, b, thr, sums, masks),
-            16 => blocks_avx512_n::<8>(lut, b, thr, sums, masks),
-            24 => blocks_avx512_n::<12>(lut, b, thr, sums, masks),
-            32 => blocks_avx512_n::<16>(lut, b, thr, sums, masks),
-            48 => blocks_avx512_n::<24>(lut, b, thr, sums, masks),
-            64 => blocks_avx512_n::<32>(lut, b, thr, sums, masks),
-            _ => super::each_block(b, pairs, sums, masks, |block, out| {
+        by_pairs!(
+            pairs,
+            blocks_avx512_n(lut, b, thr, sums, masks),
+            super::each_block(b, pairs, sums, masks, |block, out| {
                 block_avx512(lut, block, pairs, thr, out)
-            }),
-        }
+            })
+        )
     }
 }
 
@@ -253,19 +247,13 @@ pub(super) unsafe fn multi_avx512(
 ) {
     // SAFETY: this function's features and preconditions are the callees'.
     unsafe {
-        match pairs {
-            4 => multi_avx512_n::<2>(luts, b, thr, sums, masks),
-            8 => multi_avx512_n::<4>(luts, b, thr, sums, masks),
-            12 => multi_avx512_n::<6>(luts, b, thr, sums, masks),
-            16 => multi_avx512_n::<8>(luts, b, thr, sums, masks),
-            24 => multi_avx512_n::<12>(luts, b, thr, sums, masks),
-            32 => multi_avx512_n::<16>(luts, b, thr, sums, masks),
-            48 => multi_avx512_n::<24>(luts, b, thr, sums, masks),
-            64 => multi_avx512_n::<32>(luts, b, thr, sums, masks),
-            _ => super::per_query(luts, thr, sums, masks, |lut, thr, sums, masks| {
+        by_pairs!(
+            pairs,
+            multi_avx512_n(luts, b, thr, sums, masks),
+            super::per_query(luts, thr, sums, masks, |lut, thr, sums, masks| {
                 blocks_avx512(lut, b, pairs, thr, sums, masks)
-            }),
-        }
+            })
+        )
     }
 }
 

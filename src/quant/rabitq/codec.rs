@@ -158,26 +158,18 @@ impl VectorCodec for RaBitQ {
             }
             ips.resize(rows, 0);
             bits::and_popcount_planes_batch(&batch, w, &s.planes, &mut ips);
-            if self.bits == 1 && !s.bound_keys {
-                // 1-bit codes without error-bound keys: 32 rows' distances at a time in
-                // vector loops (the per-row operations of `scan_key`), then only the
-                // rows under the threshold are visited.
+            if self.block_scan(s) {
+                // 32 rows at a time (their factor bytes `rb` apart).
                 const B: usize = crate::kernels::fastscan::BLOCK;
-                let (mut pcs, mut dist) = ([0u32; B], [0.0f32; B]);
+                let mut pcs = [0u32; B];
                 for (c, ipc) in ips.chunks(B).enumerate() {
                     let i0 = c * B;
                     for (p, words) in pcs.iter_mut().zip(batch[i0 * w..].chunks_exact(w)) {
                         *p = bits::popcount(words);
                     }
-                    let m = ipc.len();
                     let rest = &chunk[i0 * rb + pb..];
-                    self.dist_1bit_rows(s, metric, rest, rb, (ipc, &pcs[..m]), &mut dist[..m]);
-                    for (i, &d) in dist[..m].iter().enumerate() {
-                        let id = first + start + i0 + i;
-                        if d <= heap.threshold() && ok(id) {
-                            heap.push(id as u64, d);
-                        }
-                    }
+                    let sp = (ipc, &pcs[..ipc.len()]);
+                    self.push_1bit_rows(s, metric, rest, rb, sp, first + start + i0, heap, ok);
                 }
                 start += rows;
                 continue;

@@ -246,10 +246,7 @@ impl VectorCodec for RaBitQFs {
         // Factor bytes start this far into a row's rest (after its extra planes).
         let fo = pb * (quant.bits as usize - 1);
         let (mut sums, mut pcs) = ([0u32; BLOCK], [0u32; BLOCK]);
-        // 1-bit codes without error-bound keys: a block's distances in vector loops,
-        // then only the rows under the threshold are visited.
-        let whole_block = quant.bits == 1 && !q.bound_keys;
-        let mut dist = [0.0f32; BLOCK];
+        let whole_block = quant.block_scan(q);
         for (b, block) in run.codes.chunks_exact(self.block_len()).enumerate() {
             let base = b * BLOCK;
             if base >= n {
@@ -260,13 +257,8 @@ impl VectorCodec for RaBitQFs {
             let m = BLOCK.min(n - base);
             if whole_block {
                 let rows = &block[sb..sb + m * rest];
-                quant.dist_1bit_rows(q, metric, rows, rest, (&sums, &pcs), &mut dist[..m]);
-                for (i, &d) in dist[..m].iter().enumerate() {
-                    let id = first + base + i;
-                    if d <= heap.threshold() && ok(id) {
-                        heap.push(id as u64, d);
-                    }
-                }
+                let sp = (&sums[..m], &pcs[..m]);
+                quant.push_1bit_rows(q, metric, rows, rest, sp, first + base, heap, ok);
                 continue;
             }
             for i in 0..m {

@@ -223,13 +223,44 @@ impl RaBitQ {
         fk(f, 1) * dot
     }
 
-    /// [`Self::dist_of`] of [`Self::ip_1bit_of`] for a block of rows at once (what
-    /// [`Self::scan_key`] returns for 1-bit codes without error-bound keys), bit for bit
-    /// the same operations per row, in loops the compiler vectorises (with AVX-512 where
-    /// the CPU has it): `rest` holds the rows' factor bytes, `stride` apart (factors `f0`,
-    /// `f1` first), `sums` and `pcs` the rows' `⟨code, u⟩` and popcounts; `out` receives
-    /// one distance per row (at most a block's).
-    pub(crate) fn dist_1bit_rows(
+    /// Whether scans take rows a block at a time ([`Self::push_1bit_rows`]): 1-bit codes
+    /// without error-bound keys, where [`Self::scan_key`] is the 1-bit distance alone.
+    #[inline]
+    pub(crate) fn block_scan(&self, s: &RabitqQuery) -> bool {
+        self.bits == 1 && !s.bound_keys
+    }
+
+    /// Pushes up to a block of rows ([`Self::block_scan`] codes) into `heap`: their
+    /// distances ([`Self::dist_of`] of [`Self::ip_1bit_of`], bit for bit the same
+    /// operations per row) in loops the compiler vectorises (with AVX-512 where the CPU
+    /// has it), then only the rows under the threshold are visited. `rest` holds the
+    /// rows' factor bytes, `stride` apart (factors `f0`, `f1` first), `sums` and `pcs`
+    /// the rows' `⟨code, u⟩` and popcounts; row `i` has id `first + i`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn push_1bit_rows<F: Fn(usize) -> bool>(
+        &self,
+        s: &RabitqQuery,
+        metric: Metric,
+        rest: &[u8],
+        stride: usize,
+        (sums, pcs): (&[u32], &[u32]),
+        first: usize,
+        heap: &mut crate::topk::TopK,
+        ok: &F,
+    ) {
+        const B: usize = crate::kernels::fastscan::BLOCK;
+        let mut dist = [0.0f32; B];
+        let out = &mut dist[..sums.len().min(pcs.len()).min(B)];
+        self.dist_1bit_rows(s, metric, rest, stride, (sums, pcs), out);
+        for (i, &d) in out.iter().enumerate() {
+            if d <= heap.threshold() && ok(first + i) {
+                heap.push((first + i) as u64, d);
+            }
+        }
+    }
+
+    /// The distances of [`Self::push_1bit_rows`], into `out` (one per row).
+    fn dist_1bit_rows(
         &self,
         s: &RabitqQuery,
         metric: Metric,
@@ -399,7 +430,7 @@ impl RaBitQ {
 }
 
 /// What [`dist_1bit_portable`] needs of a query and metric.
-pub(crate) struct Dist1 {
+struct Dist1 {
     metric: Metric,
     sqrt_d: f32,
     lo: f32,
@@ -413,7 +444,7 @@ pub(crate) struct Dist1 {
 /// [`RaBitQ::dist_of`] per row, in the same order (no fused multiply-adds), so the
 /// distances are bit for bit the per-row ones.
 #[inline(always)]
-pub(crate) fn dist_1bit_portable(
+fn dist_1bit_portable(
     c: &Dist1,
     rest: &[u8],
     stride: usize,
@@ -471,19 +502,8 @@ pub(crate) fn dist_1bit_portable(
     }
 }
 
-/// [`dist_1bit_portable`] compiled for AVX-512 (sixteen rows per instruction).
-///
-/// # Safety
-/// The CPU must support AVX-512F, AVX-512BW and AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx2")]
-unsafe fn dist_1bit_avx512(
-    c: &Dist1,
-    rest: &[u8],
-    stride: usize,
-    sums: &[u32],
-    pcs: &[u32],
-    out: &mut [f32],
-) {
-    dist_1bit_portable(c, rest, stride, sums, pcs, out)
+crate::kernels::retarget! {
+    /// [`dist_1bit_portable`] compiled for AVX-512 (sixteen rows per instruction).
+    unsafe fn dist_1bit_avx512["avx512f,avx512bw,avx2"] = dist_1bit_portable;
+    (c: &Dist1, rest: &[u8], stride: usize, sums: &[u32], pcs: &[u32], out: &mut [f32])
 }
