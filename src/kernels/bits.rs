@@ -26,6 +26,7 @@ use super::SimdLevel;
 type PlanesFn = unsafe fn(&[u64], &[u64]) -> u32;
 type BatchFn = unsafe fn(&[u64], usize, &[u64], &mut [u32]);
 type PopFn = unsafe fn(&[u64]) -> u32;
+type RowsFn = unsafe fn(&[u8], usize, usize, &[u64], &mut [u32], &mut [u32]);
 
 /// The bit-code kernels of one SIMD level (part of the dispatch table
 /// [`super::Kernels`]).
@@ -33,6 +34,7 @@ pub(crate) struct BitsKernels {
     planes: PlanesFn,
     batch: BatchFn,
     popcount: PopFn,
+    rows: RowsFn,
 }
 
 impl BitsKernels {
@@ -49,11 +51,13 @@ impl BitsKernels {
                 planes: x86::planes_popcnt,
                 batch: x86::batch_avx2,
                 popcount: x86::popcount_popcnt,
+                rows: x86::rows_popcnt,
             },
             _ => BitsKernels {
                 planes: scalar_and_popcount_planes,
                 batch: scalar_and_popcount_planes_batch,
                 popcount: scalar_popcount,
+                rows: scalar_and_popcount_rows,
             },
         }
     }
@@ -101,6 +105,53 @@ impl BitsKernels {
         // SAFETY: as in `and_popcount_planes`.
         unsafe { (self.popcount)(code) }
     }
+
+    /// [`and_popcount_rows`] at this table's level.
+    #[inline]
+    pub(crate) fn and_popcount_rows(
+        &self,
+        rows: &[u8],
+        stride: usize,
+        plane_bytes: usize,
+        planes: &[u64],
+        sums: &mut [u32],
+        pcs: &mut [u32],
+    ) {
+        let words = plane_bytes.div_ceil(8);
+        let n = rows_in(rows.len(), stride, plane_bytes)
+            .min(sums.len())
+            .min(pcs.len());
+        if words == 0 {
+            sums[..n].fill(0);
+            pcs[..n].fill(0);
+            return;
+        }
+        let planes = &planes[..planes.len() - planes.len() % words];
+        // SAFETY: the CPU supports this table's level (invariant of `super::Kernels`);
+        // the kernels are safe code compiled for it.
+        unsafe {
+            (self.rows)(
+                rows,
+                stride,
+                plane_bytes,
+                planes,
+                &mut sums[..n],
+                &mut pcs[..n],
+            )
+        }
+    }
+}
+
+/// Rows of `stride` bytes whose first `plane_bytes` lie in `len` bytes.
+#[inline]
+fn rows_in(len: usize, stride: usize, plane_bytes: usize) -> usize {
+    if len < plane_bytes {
+        0
+    } else if stride == 0 {
+        usize::MAX
+    } else {
+        (len - plane_bytes) / stride + 1
+    }
 }
 
 /// `⟨x, q⟩ = Σ_j 2^j · popcount(code AND plane_j)` for one code of `code.len()` words and
@@ -125,6 +176,141 @@ pub fn and_popcount_planes_batch(codes: &[u64], words: usize, planes: &[u64], ou
 #[inline]
 pub fn popcount(code: &[u64]) -> u32 {
     super::active().bits.popcount(code)
+}
+
+/// [`and_popcount_planes`] and [`popcount`] of row-major codes read in place: row `i`
+/// starts at byte `i · stride` of `rows`, and its code is its first `plane_bytes` bytes
+/// (little-endian words, zero-padded to `⌈plane_bytes / 8⌉` words — RaBitQ's sign plane
+/// followed by the row's other bytes). Writes `sums[i]` and `pcs[i]` for every row whose
+/// code lies in `rows`, up to the shorter output; entries past that are left alone.
+/// `planes` holds whole planes of `⌈plane_bytes / 8⌉` words (a partial last plane is
+/// ignored).
+#[inline]
+pub fn and_popcount_rows(
+    rows: &[u8],
+    stride: usize,
+    plane_bytes: usize,
+    planes: &[u64],
+    sums: &mut [u32],
+    pcs: &mut [u32],
+) {
+    super::active()
+        .bits
+        .and_popcount_rows(rows, stride, plane_bytes, planes, sums, pcs)
+}
+
+/// The words of one row's code: its first `plane_bytes` bytes, zero-padded.
+#[inline]
+fn row_words(row: &[u8], words: &mut [u64]) {
+    for (k, w) in words.iter_mut().enumerate() {
+        let mut b = [0u8; 8];
+        let from = (8 * k).min(row.len());
+        let to = (8 * k + 8).min(row.len());
+        b[..to - from].copy_from_slice(&row[from..to]);
+        *w = u64::from_le_bytes(b);
+    }
+}
+
+/// Scalar reference for [`and_popcount_rows`] (whole rows and planes, as the safe
+/// wrapper passes them).
+pub fn scalar_and_popcount_rows(
+    rows: &[u8],
+    stride: usize,
+    plane_bytes: usize,
+    planes: &[u64],
+    sums: &mut [u32],
+    pcs: &mut [u32],
+) {
+    let words = plane_bytes.div_ceil(8);
+    let n = rows_in(rows.len(), stride, plane_bytes)
+        .min(sums.len())
+        .min(pcs.len());
+    let mut code = vec![0u64; words];
+    for i in 0..n {
+        let at = i * stride;
+        row_words(&rows[at..at + plane_bytes], &mut code);
+        sums[i] = scalar_and_popcount_planes(&code, planes);
+        pcs[i] = scalar_popcount(&code);
+    }
+}
+
+/// The body of the hardware-`popcnt` [`and_popcount_rows`]: codes of 1 to 8 words with
+/// 4 planes (RaBitQ's query bits) read as unaligned words straight from the rows and
+/// counted with the planes held in registers; other shapes word by word.
+#[inline(always)]
+fn rows_words_outer(
+    rows: &[u8],
+    stride: usize,
+    plane_bytes: usize,
+    planes: &[u64],
+    sums: &mut [u32],
+    pcs: &mut [u32],
+) {
+    let words = plane_bytes.div_ceil(8);
+    let bq = planes.len() / words.max(1);
+    match (words, bq) {
+        (1, 4) => rows_fixed::<1, 4>(rows, stride, plane_bytes, planes, sums, pcs),
+        (2, 4) => rows_fixed::<2, 4>(rows, stride, plane_bytes, planes, sums, pcs),
+        (3, 4) => rows_fixed::<3, 4>(rows, stride, plane_bytes, planes, sums, pcs),
+        (4, 4) => rows_fixed::<4, 4>(rows, stride, plane_bytes, planes, sums, pcs),
+        (5, 4) => rows_fixed::<5, 4>(rows, stride, plane_bytes, planes, sums, pcs),
+        (6, 4) => rows_fixed::<6, 4>(rows, stride, plane_bytes, planes, sums, pcs),
+        (8, 4) => rows_fixed::<8, 4>(rows, stride, plane_bytes, planes, sums, pcs),
+        _ => {
+            let n = sums.len().min(pcs.len());
+            let mut code = vec![0u64; words];
+            for i in 0..n {
+                let at = i * stride;
+                row_words(&rows[at..at + plane_bytes], &mut code);
+                sums[i] = planes_words_outer(&code, planes);
+                pcs[i] = code.iter().map(|w| w.count_ones()).sum();
+            }
+        }
+    }
+}
+
+/// [`rows_words_outer`] for `W` words and `Q` planes.
+#[inline(always)]
+fn rows_fixed<const W: usize, const Q: usize>(
+    rows: &[u8],
+    stride: usize,
+    plane_bytes: usize,
+    planes: &[u64],
+    sums: &mut [u32],
+    pcs: &mut [u32],
+) {
+    let p: [[u64; W]; Q] = std::array::from_fn(|j| std::array::from_fn(|k| planes[j * W + k]));
+    // The last word holds `plane_bytes − 8 (W − 1)` bytes of the code; a whole-word read
+    // of it takes the row's next bytes too, which the mask clears.
+    let tail = plane_bytes - 8 * (W - 1);
+    let mask = if tail >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * tail)) - 1
+    };
+    for (i, (s, c)) in sums.iter_mut().zip(pcs.iter_mut()).enumerate() {
+        let at = i * stride;
+        let mut x = [0u64; W];
+        match rows.get(at..at + 8 * W) {
+            Some(b) => {
+                for (k, w) in x.iter_mut().enumerate() {
+                    let bytes: [u8; 8] = b[8 * k..8 * k + 8].try_into().unwrap_or_default();
+                    *w = u64::from_le_bytes(bytes);
+                }
+                x[W - 1] &= mask;
+            }
+            None => row_words(&rows[at..at + plane_bytes], &mut x),
+        }
+        let (mut total, mut ones) = (0u32, 0u32);
+        for k in 0..W {
+            ones += x[k].count_ones();
+            for (j, pj) in p.iter().enumerate() {
+                total += (x[k] & pj[k]).count_ones() << j;
+            }
+        }
+        *s = total;
+        *c = ones;
+    }
 }
 
 /// Scalar reference for [`and_popcount_planes`].
@@ -368,6 +554,57 @@ mod tests {
             assert_eq!(out, [0; 3]);
             assert_eq!(k.bits.and_popcount_planes(&[], &[1, 2]), 0);
             assert_eq!(k.bits.popcount(&[]), 0);
+        }
+    }
+
+    /// Item 3 (issue 18): the in-place row kernel of every level equals the scalar
+    /// reference, and the reference equals the word kernels on the gathered codes: code
+    /// widths of 1 to 70 bytes (partial last words), strides equal to the code (no gap),
+    /// wider (RaBitQ's factor bytes) and odd, 1..8 planes, and a last row whose code ends
+    /// the buffer (no whole-word read past it).
+    #[test]
+    fn item3_row_kernel_matches_scalar() {
+        let mut next = xorshift(0x0bad_cafe_f00d_1234);
+        for pb in (1..=20usize).chain([24, 31, 32, 47, 48, 64, 70]) {
+            let words = pb.div_ceil(8);
+            for bq in [1usize, 2, 3, 4, 5, 8] {
+                for stride in [pb, pb + 8, pb + 3, 2 * pb + 16] {
+                    let n = 37;
+                    // The last row's code ends the buffer.
+                    let len = (n - 1) * stride + pb;
+                    let rows: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                    let planes = words_of(&mut next, bq * words, pb + bq);
+                    let (mut want, mut want_pc) = (vec![0u32; n], vec![0u32; n]);
+                    scalar_and_popcount_rows(&rows, stride, pb, &planes, &mut want, &mut want_pc);
+                    for (i, (&w, &c)) in want.iter().zip(&want_pc).enumerate() {
+                        let mut code = vec![0u64; words];
+                        row_words(&rows[i * stride..i * stride + pb], &mut code);
+                        assert_eq!(w, scalar_and_popcount_planes(&code, &planes));
+                        assert_eq!(c, scalar_popcount(&code));
+                    }
+                    for k in super::super::Kernels::supported() {
+                        let name = k.level();
+                        let (mut got, mut got_pc) = (vec![u32::MAX; n + 3], vec![7u32; n + 3]);
+                        k.bits
+                            .and_popcount_rows(&rows, stride, pb, &planes, &mut got, &mut got_pc);
+                        let at = format!("{name} pb {pb} bq {bq} stride {stride}");
+                        assert_eq!(got[..n], want[..], "{at}");
+                        assert_eq!(got_pc[..n], want_pc[..], "{at}");
+                        // Outputs past the last row are left alone.
+                        assert_eq!(got[n..], [u32::MAX; 3], "{at}");
+                        assert_eq!(got_pc[n..], [7; 3], "{at}");
+                    }
+                }
+            }
+        }
+        // No code bytes, or a buffer shorter than one code.
+        for k in super::super::Kernels::supported() {
+            let (mut s, mut c) = ([5u32; 2], [5u32; 2]);
+            k.bits.and_popcount_rows(&[1, 2, 3], 3, 0, &[1], &mut s, &mut c);
+            assert_eq!((s, c), ([0; 2], [0; 2]));
+            let (mut s, mut c) = ([5u32; 2], [5u32; 2]);
+            k.bits.and_popcount_rows(&[1, 2, 3], 8, 4, &[1], &mut s, &mut c);
+            assert_eq!((s, c), ([5; 2], [5; 2]));
         }
     }
 

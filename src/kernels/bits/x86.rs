@@ -16,6 +16,12 @@ retarget! {
     (code: &[u64]) -> u32
 }
 
+retarget! {
+    /// [`super::rows_words_outer`] compiled with hardware `popcnt`.
+    pub(super) unsafe fn rows_popcnt["popcnt"] = super::rows_words_outer;
+    (rows: &[u8], stride: usize, plane_bytes: usize, planes: &[u64], sums: &mut [u32], pcs: &mut [u32])
+}
+
 /// [`super::planes_words_outer`] per code, compiled with hardware `popcnt`.
 ///
 /// # Safety

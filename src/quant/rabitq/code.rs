@@ -183,18 +183,6 @@ pub(crate) fn code_values(row: &[u8], d: usize, bits: u8) -> Vec<f32> {
         .collect()
 }
 
-/// The words of one bit plane (`⌈d/64⌉` little-endian words, zero past `d`).
-#[inline]
-pub(crate) fn plane_words(plane: &[u8], words: &mut [u64]) {
-    for (k, w) in words.iter_mut().enumerate() {
-        let mut b = [0u8; 8];
-        let from = (8 * k).min(plane.len());
-        let to = (8 * k + 8).min(plane.len());
-        b[..to - from].copy_from_slice(&plane[from..to]);
-        *w = u64::from_le_bytes(b);
-    }
-}
-
 /// `Σ_i u_i t_i` over a row's full code (`bits` planes), iterating set bits (the
 /// reference of the scans' table path).
 #[cfg(test)]

@@ -15,12 +15,6 @@ use crate::topk::TopK;
 const MEAN: &str = "rabitq_mean";
 const ROTATION: &str = "rabitq_rotation";
 
-/// Words of a sign plane that fit the stack buffer of [`VectorCodec::distance`].
-const STACK_WORDS: usize = 64;
-
-/// Rows per batch-kernel call of a 1-bit scan.
-const BATCH: usize = 256;
-
 impl VectorCodec for RaBitQ {
     type Spec = RabitqSpec;
     type Query = RabitqQuery;
@@ -140,48 +134,35 @@ impl VectorCodec for RaBitQ {
         ok: &F,
     ) {
         let rb = self.row_bytes();
-        // Every row gets the 1-bit estimate of its sign plane: gather a chunk's sign
-        // planes into words, one batch kernel call. Codes of `b ≥ 2` bits get the full
-        // estimate only where the 1-bit one, less its margin, could still enter the heap.
-        let (w, pb) = (s.words, super::code::plane_bytes(self.dim));
+        // Every row gets the 1-bit estimate of its sign plane: a block's sign planes are
+        // counted in place (one kernel call per block of rows). Codes of `b ≥ 2` bits get
+        // the full estimate only where the 1-bit one, less its margin, could still enter
+        // the heap.
+        const B: usize = crate::kernels::fastscan::BLOCK;
+        let pb = super::code::plane_bytes(self.dim);
         let qn = s.t_norm2.max(0.0).sqrt();
         let scale = if metric == Metric::L2 { 2.0 } else { 1.0 };
-        let mut batch = std::mem::take(&mut s.batch);
-        let mut ips = std::mem::take(&mut s.ips);
+        let block = self.block_scan(s);
+        let (mut ips, mut pcs) = ([0u32; B], [0u32; B]);
         let mut start = 0;
         while start < n {
-            let rows = BATCH.min(n - start);
+            let rows = B.min(n - start);
             let chunk = &run.codes[start * rb..(start + rows) * rb];
-            batch.resize(rows * w, 0);
-            for (row, words) in chunk.chunks_exact(rb).zip(batch.chunks_exact_mut(w)) {
-                super::code::plane_words(&row[..pb], words);
-            }
-            ips.resize(rows, 0);
-            bits::and_popcount_planes_batch(&batch, w, &s.planes, &mut ips);
-            if self.block_scan(s) {
-                // 32 rows at a time (their factor bytes `rb` apart).
-                const B: usize = crate::kernels::fastscan::BLOCK;
-                let mut pcs = [0u32; B];
-                for (c, ipc) in ips.chunks(B).enumerate() {
-                    let i0 = c * B;
-                    for (p, words) in pcs.iter_mut().zip(batch[i0 * w..].chunks_exact(w)) {
-                        *p = bits::popcount(words);
-                    }
-                    let rest = &chunk[i0 * rb + pb..];
-                    let sp = (ipc, &pcs[..ipc.len()]);
-                    self.push_1bit_rows(s, metric, rest, rb, sp, first + start + i0, heap, ok);
-                }
+            let (ips, pcs) = (&mut ips[..rows], &mut pcs[..rows]);
+            bits::and_popcount_rows(chunk, rb, pb, &s.planes, ips, pcs);
+            if block {
+                // The block's distances at once (factor bytes `rb` apart).
+                let sp = (&ips[..], &pcs[..]);
+                self.push_1bit_rows(s, metric, &chunk[pb..], rb, sp, first + start, heap, ok);
                 start += rows;
                 continue;
             }
-            for (i, ((row, words), &ipbin)) in chunk
+            for (i, (row, sums)) in chunk
                 .chunks_exact(rb)
-                .zip(batch.chunks_exact(w))
-                .zip(&ips)
+                .zip(ips.iter().copied().zip(pcs.iter().copied()))
                 .enumerate()
             {
                 let f = self.factor_bytes(row);
-                let sums = (ipbin, bits::popcount(words));
                 let Some(dist) =
                     self.scan_key(s, metric, f, sums, qn, scale, heap.threshold(), |s| {
                         self.ip_full(s, row)
@@ -196,8 +177,6 @@ impl VectorCodec for RaBitQ {
             }
             start += rows;
         }
-        s.batch = batch;
-        s.ips = ips;
     }
 
     fn has_error_bounds(&self) -> bool {
@@ -210,13 +189,7 @@ impl VectorCodec for RaBitQ {
     fn distance(&self, s: &RabitqQuery, metric: Metric, stored: Stored<'_>, row: usize) -> f32 {
         let rb = self.row_bytes();
         let code = &stored.codes[row * rb..(row + 1) * rb];
-        let ip = if s.words <= STACK_WORDS {
-            let mut buf = [0u64; STACK_WORDS];
-            self.ip_scan(s, code, &mut buf[..s.words.max(1)])
-        } else {
-            let mut buf = vec![0u64; s.words];
-            self.ip_scan(s, code, &mut buf)
-        };
+        let ip = self.ip_scan(s, code);
         self.dist_of(s, metric, self.factor_bytes(code), ip)
     }
 

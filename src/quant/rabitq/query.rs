@@ -41,9 +41,6 @@ pub struct RabitqQuery {
     pub(crate) words: usize,
     /// Inner product and cosine: the constant `⟨q, c⟩ + ⟨q, list centroid⟩`.
     pub(crate) konst: f32,
-    /// Scratch of a batch scan: sign planes of a chunk of rows, and their products.
-    pub(crate) batch: Vec<u64>,
-    pub(crate) ips: Vec<u32>,
     /// Nibble tables of `t` for the full code's bit planes (`bits ≥ 2`).
     pub(crate) lut: PlaneLut,
     /// Plane weights of the full code: `2^(b−1)` for the sign plane, `2^(p−1)` for
@@ -200,11 +197,11 @@ impl RaBitQ {
 
     /// The 1-bit estimate `⟨x̄, t̄⟩ · f1` of one row, with `x̄ = sign/√d`.
     #[inline]
-    pub(crate) fn ip_1bit(&self, s: &RabitqQuery, row: &[u8], words: &mut [u64]) -> f32 {
-        let d = self.dim;
-        code::plane_words(&row[..plane_bytes(d)], words);
-        let ipbin = bits::and_popcount_planes(words, &s.planes);
-        self.ip_1bit_of(s, self.factor_bytes(row), ipbin, bits::popcount(words))
+    pub(crate) fn ip_1bit(&self, s: &RabitqQuery, row: &[u8]) -> f32 {
+        let (mut ipbin, mut pc) = ([0u32], [0u32]);
+        let pb = plane_bytes(self.dim);
+        bits::and_popcount_rows(row, row.len(), pb, &s.planes, &mut ipbin, &mut pc);
+        self.ip_1bit_of(s, self.factor_bytes(row), ipbin[0], pc[0])
     }
 
     /// The factor bytes of a row (past its bit planes; see [`code`]).
@@ -377,9 +374,9 @@ impl RaBitQ {
     /// The estimate the scans use: 1-bit codes by bit planes, wider codes by the full
     /// code.
     #[inline]
-    pub(crate) fn ip_scan(&self, s: &RabitqQuery, row: &[u8], words: &mut [u64]) -> f32 {
+    pub(crate) fn ip_scan(&self, s: &RabitqQuery, row: &[u8]) -> f32 {
         if self.bits == 1 {
-            self.ip_1bit(s, row, words)
+            self.ip_1bit(s, row)
         } else {
             self.ip_full(s, row)
         }
@@ -400,10 +397,9 @@ impl RaBitQ {
     /// their error bounds (for refinement: decide with the 1-bit estimate where its bound
     /// allows, refine with the full code elsewhere).
     pub fn estimate(&self, s: &RabitqQuery, row: &[u8]) -> Estimate {
-        let mut words = vec![0u64; s.words.max(1)];
         let d = self.dim;
         let qn = s.t_norm2.max(0.0).sqrt();
-        let ip1 = self.ip_1bit(s, row, &mut words);
+        let ip1 = self.ip_1bit(s, row);
         let cos1 = {
             let f1 = factor(row, d, self.bits, 1);
             let n = factor(row, d, self.bits, 0).max(0.0).sqrt();
