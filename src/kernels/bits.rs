@@ -47,11 +47,18 @@ impl BitsKernels {
         match level {
             // Every x86-64 level above scalar includes POPCNT (`super::detect_cpu`).
             #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx2 | SimdLevel::Avx512 | SimdLevel::Avx512Vbmi => BitsKernels {
+            SimdLevel::Avx2 | SimdLevel::Avx512 => BitsKernels {
                 planes: x86::planes_popcnt,
                 batch: x86::batch_avx2,
                 popcount: x86::popcount_popcnt,
                 rows: x86::rows_popcnt,
+            },
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512Vbmi => BitsKernels {
+                planes: x86::planes_popcnt,
+                batch: x86::batch_avx2,
+                popcount: x86::popcount_popcnt,
+                rows: x86::rows_vpopcnt,
             },
             _ => BitsKernels {
                 planes: scalar_and_popcount_planes,
@@ -565,7 +572,7 @@ mod tests {
     #[test]
     fn item3_row_kernel_matches_scalar() {
         let mut next = xorshift(0x0bad_cafe_f00d_1234);
-        for pb in (1..=20usize).chain([24, 31, 32, 47, 48, 64, 70]) {
+        for pb in (1..=20usize).chain([24, 31, 32, 47, 48, 64, 65, 70, 100, 127, 128, 129, 200]) {
             let words = pb.div_ceil(8);
             for bq in [1usize, 2, 3, 4, 5, 8] {
                 for stride in [pb, pb + 8, pb + 3, 2 * pb + 16] {

@@ -110,7 +110,9 @@ pub enum SimdLevel {
     Avx512,
     /// [`SimdLevel::Avx512`] plus AVX-512 VBMI (byte permutes: `vpermi2b` in the 8-bit
     /// PQ block scan, `vpermb` in 4-bit fast-scan) and AVX-512 VNNI (`vpdpbusd`, the
-    /// fast-scan sums). Ice Lake, Zen 4 and later.
+    /// fast-scan sums), AVX-512 VPOPCNTDQ (`vpopcntq`, RaBitQ's sign-plane counts) and
+    /// AVX-512VL. Ice Lake, Zen 4 and later (every CPU with VBMI and VNNI has the other
+    /// two).
     Avx512Vbmi,
 }
 
@@ -173,10 +175,13 @@ fn detect_cpu() -> SimdLevel {
             && is_x86_feature_detected!("popcnt");
         let avx512 =
             avx2 && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw");
-        // VBMI and VNNI arrived together (Ice Lake, Zen 4); the level needs both.
+        // VBMI, VNNI and VPOPCNTDQ arrived together (Ice Lake, Zen 4); the level needs
+        // all three (and VL, which every AVX-512 CPU since Skylake-SP has).
         let vbmi = avx512
             && is_x86_feature_detected!("avx512vbmi")
-            && is_x86_feature_detected!("avx512vnni");
+            && is_x86_feature_detected!("avx512vnni")
+            && is_x86_feature_detected!("avx512vpopcntdq")
+            && is_x86_feature_detected!("avx512vl");
         if vbmi {
             return SimdLevel::Avx512Vbmi;
         }

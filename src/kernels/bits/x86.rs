@@ -173,3 +173,175 @@ pub(super) unsafe fn planes_avx2(code: &[u64], planes: &[u64]) -> u32 {
     }
     lanes.iter().sum::<u64>() as u32 + rest
 }
+
+/// Planes the AVX-512 row kernels hold in registers (RaBitQ's query bits).
+const ROW_PLANES: usize = 4;
+
+/// Most code bytes the wide AVX-512 row kernel holds the planes of in registers (two
+/// 64-byte chunks: d ≤ 1,024).
+const ROW_WIDE_BYTES: usize = 128;
+
+/// AVX-512 VPOPCNTDQ [`super::and_popcount_rows`] for 4 planes: codes of up to 16 bytes
+/// (d ≤ 128) four rows to a register, longer ones (up to [`ROW_WIDE_BYTES`]) a row per
+/// register; each row's code bytes are read by byte-masked loads (nothing past them),
+/// each lane's plane sums and popcount packed into one 64-bit lane (sums below, popcount
+/// above bit 32) before the per-row reduction. Other shapes run [`rows_popcnt`].
+///
+/// # Safety
+/// The CPU must support AVX-512F/BW/VL, VPOPCNTDQ and `popcnt`; `sums` and `pcs` are as
+/// long as each other and every row's code lies in `rows` (what
+/// [`super::BitsKernels::and_popcount_rows`] passes).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vpopcntdq,popcnt")]
+pub(super) unsafe fn rows_vpopcnt(
+    rows: &[u8],
+    stride: usize,
+    plane_bytes: usize,
+    planes: &[u64],
+    sums: &mut [u32],
+    pcs: &mut [u32],
+) {
+    let words = plane_bytes.div_ceil(8);
+    let n = sums.len().min(pcs.len());
+    let fits = n == 0 || (n - 1) * stride + plane_bytes <= rows.len();
+    if words == 0 || planes.len() != ROW_PLANES * words || !fits {
+        // SAFETY: the same features include `popcnt`.
+        unsafe { rows_popcnt(rows, stride, plane_bytes, planes, sums, pcs) };
+        return;
+    }
+    // SAFETY: features as above; every row's `plane_bytes` lie in `rows` (checked).
+    unsafe {
+        if plane_bytes <= 16 {
+            rows_narrow(rows, stride, plane_bytes, planes, &mut sums[..n], &mut pcs[..n]);
+        } else if plane_bytes <= ROW_WIDE_BYTES {
+            rows_wide(rows, stride, plane_bytes, planes, &mut sums[..n], &mut pcs[..n]);
+        } else {
+            rows_popcnt(rows, stride, plane_bytes, planes, sums, pcs);
+        }
+    }
+}
+
+/// `Σ_j popcount(x AND p_j) << j` per 64-bit lane, plus the lane's popcount shifted to
+/// bit 32.
+#[inline]
+#[target_feature(enable = "avx512f,avx512vpopcntdq")]
+fn lane_sums(x: __m512i, p: &[__m512i; ROW_PLANES]) -> __m512i {
+    let c = |j: usize| _mm512_popcnt_epi64(_mm512_and_si512(x, p[j]));
+    let s01 = _mm512_add_epi64(c(0), _mm512_slli_epi64::<1>(c(1)));
+    let s23 = _mm512_add_epi64(c(2), _mm512_slli_epi64::<1>(c(3)));
+    let s = _mm512_add_epi64(s01, _mm512_slli_epi64::<2>(s23));
+    _mm512_add_epi64(s, _mm512_slli_epi64::<32>(_mm512_popcnt_epi64(x)))
+}
+
+/// [`rows_vpopcnt`] for codes of at most 16 bytes: rows 0–3 and 4–7 of a group of eight
+/// in two registers (two words per row; a code of 8 bytes or less has a zero second
+/// word), the two words of each row added by one pair of permutes.
+///
+/// # Safety
+/// As for [`rows_vpopcnt`], with `plane_bytes ≤ 16`, `sums.len() = pcs.len()` rows.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vpopcntdq")]
+unsafe fn rows_narrow(
+    rows: &[u8],
+    stride: usize,
+    plane_bytes: usize,
+    planes: &[u64],
+    sums: &mut [u32],
+    pcs: &mut [u32],
+) {
+    let words = plane_bytes.div_ceil(8);
+    let p: [__m512i; ROW_PLANES] = std::array::from_fn(|j| {
+        let w0 = planes[j * words] as i64;
+        let w1 = if words > 1 { planes[j * words + 1] as i64 } else { 0 };
+        _mm512_set_epi64(w1, w0, w1, w0, w1, w0, w1, w0)
+    });
+    let km: __mmask16 = ((1u32 << plane_bytes) - 1) as __mmask16;
+    let even = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0);
+    let odd = _mm512_set_epi64(15, 13, 11, 9, 7, 5, 3, 1);
+    let n = sums.len();
+    let base = rows.as_ptr();
+    let mut g = 0;
+    while g < n {
+        let m = (n - g).min(8);
+        // Row r of the group, or zeros past the last row.
+        let load = |r: usize| {
+            if r < m {
+                // SAFETY: row g + r < n: its `plane_bytes` bytes lie in `rows` (the
+                // caller's contract); the masked load reads only those.
+                unsafe { _mm_maskz_loadu_epi8(km, base.add((g + r) * stride) as *const i8) }
+            } else {
+                _mm_setzero_si128()
+            }
+        };
+        let four = |r: usize| {
+            let x = _mm512_castsi128_si512(load(r));
+            let x = _mm512_inserti32x4::<1>(x, load(r + 1));
+            let x = _mm512_inserti32x4::<2>(x, load(r + 2));
+            _mm512_inserti32x4::<3>(x, load(r + 3))
+        };
+        let (a, b) = (lane_sums(four(0), &p), lane_sums(four(4), &p));
+        let t = _mm512_add_epi64(
+            _mm512_permutex2var_epi64(a, even, b),
+            _mm512_permutex2var_epi64(a, odd, b),
+        );
+        let lo = _mm512_cvtepi64_epi32(t);
+        let hi = _mm512_cvtepi64_epi32(_mm512_srli_epi64::<32>(t));
+        let k: __mmask8 = ((1u32 << m) - 1) as __mmask8;
+        // SAFETY: lanes below `m` store into `sums[g..g + m]` and `pcs[g..g + m]`.
+        unsafe {
+            _mm256_mask_storeu_epi32(sums.as_mut_ptr().add(g) as *mut i32, k, lo);
+            _mm256_mask_storeu_epi32(pcs.as_mut_ptr().add(g) as *mut i32, k, hi);
+        }
+        g += m;
+    }
+}
+
+/// [`rows_vpopcnt`] for codes of 17 to [`ROW_WIDE_BYTES`] bytes: one row per register
+/// (two 64-byte chunks at most, the last one byte-masked), reduced per row.
+///
+/// # Safety
+/// As for [`rows_vpopcnt`], with `16 < plane_bytes ≤ ROW_WIDE_BYTES`,
+/// `sums.len() = pcs.len()` rows.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vpopcntdq")]
+unsafe fn rows_wide(
+    rows: &[u8],
+    stride: usize,
+    plane_bytes: usize,
+    planes: &[u64],
+    sums: &mut [u32],
+    pcs: &mut [u32],
+) {
+    let words = plane_bytes.div_ceil(8);
+    let chunks = plane_bytes.div_ceil(64);
+    // Chunk c of plane j: words 8c.. of the plane, zero past its end.
+    let p: [[__m512i; ROW_PLANES]; 2] = std::array::from_fn(|c| {
+        std::array::from_fn(|j| {
+            let mut w = [0u64; 8];
+            for (k, v) in w.iter_mut().enumerate() {
+                if 8 * c + k < words {
+                    *v = planes[j * words + 8 * c + k];
+                }
+            }
+            // SAFETY: 64 bytes from an 8-word array.
+            unsafe { _mm512_loadu_si512(w.as_ptr() as *const _) }
+        })
+    });
+    let kmask = |c: usize| -> __mmask64 {
+        let len = (plane_bytes - 64 * c).min(64);
+        if len == 64 { u64::MAX } else { (1u64 << len) - 1 }
+    };
+    let (k0, k1) = (kmask(0), if chunks > 1 { kmask(1) } else { 0 });
+    let base = rows.as_ptr();
+    for (i, (s, c)) in sums.iter_mut().zip(pcs.iter_mut()).enumerate() {
+        // SAFETY: row i < n: its `plane_bytes` bytes lie in `rows`; the masked loads
+        // read only those.
+        let row = unsafe { base.add(i * stride) };
+        let x0 = unsafe { _mm512_maskz_loadu_epi8(k0, row as *const i8) };
+        let mut acc = lane_sums(x0, &p[0]);
+        if chunks > 1 {
+            let x1 = unsafe { _mm512_maskz_loadu_epi8(k1, row.add(64) as *const i8) };
+            acc = _mm512_add_epi64(acc, lane_sums(x1, &p[1]));
+        }
+        let t = _mm512_reduce_add_epi64(acc) as u64;
+        *s = t as u32;
+        *c = (t >> 32) as u32;
+    }
+}
