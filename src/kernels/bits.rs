@@ -607,10 +607,12 @@ mod tests {
         // No code bytes, or a buffer shorter than one code.
         for k in super::super::Kernels::supported() {
             let (mut s, mut c) = ([5u32; 2], [5u32; 2]);
-            k.bits.and_popcount_rows(&[1, 2, 3], 3, 0, &[1], &mut s, &mut c);
+            k.bits
+                .and_popcount_rows(&[1, 2, 3], 3, 0, &[1], &mut s, &mut c);
             assert_eq!((s, c), ([0; 2], [0; 2]));
             let (mut s, mut c) = ([5u32; 2], [5u32; 2]);
-            k.bits.and_popcount_rows(&[1, 2, 3], 8, 4, &[1], &mut s, &mut c);
+            k.bits
+                .and_popcount_rows(&[1, 2, 3], 8, 4, &[1], &mut s, &mut c);
             assert_eq!((s, c), ([5; 2], [5; 2]));
         }
     }

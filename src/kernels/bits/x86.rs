@@ -211,9 +211,23 @@ pub(super) unsafe fn rows_vpopcnt(
     // SAFETY: features as above; every row's `plane_bytes` lie in `rows` (checked).
     unsafe {
         if plane_bytes <= 16 {
-            rows_narrow(rows, stride, plane_bytes, planes, &mut sums[..n], &mut pcs[..n]);
+            rows_narrow(
+                rows,
+                stride,
+                plane_bytes,
+                planes,
+                &mut sums[..n],
+                &mut pcs[..n],
+            );
         } else if plane_bytes <= ROW_WIDE_BYTES {
-            rows_wide(rows, stride, plane_bytes, planes, &mut sums[..n], &mut pcs[..n]);
+            rows_wide(
+                rows,
+                stride,
+                plane_bytes,
+                planes,
+                &mut sums[..n],
+                &mut pcs[..n],
+            );
         } else {
             rows_popcnt(rows, stride, plane_bytes, planes, sums, pcs);
         }
@@ -250,7 +264,11 @@ unsafe fn rows_narrow(
     let words = plane_bytes.div_ceil(8);
     let p: [__m512i; ROW_PLANES] = std::array::from_fn(|j| {
         let w0 = planes[j * words] as i64;
-        let w1 = if words > 1 { planes[j * words + 1] as i64 } else { 0 };
+        let w1 = if words > 1 {
+            planes[j * words + 1] as i64
+        } else {
+            0
+        };
         _mm512_set_epi64(w1, w0, w1, w0, w1, w0, w1, w0)
     });
     let km: __mmask16 = ((1u32 << plane_bytes) - 1) as __mmask16;
@@ -326,7 +344,11 @@ unsafe fn rows_wide(
     });
     let kmask = |c: usize| -> __mmask64 {
         let len = (plane_bytes - 64 * c).min(64);
-        if len == 64 { u64::MAX } else { (1u64 << len) - 1 }
+        if len == 64 {
+            u64::MAX
+        } else {
+            (1u64 << len) - 1
+        }
     };
     let (k0, k1) = (kmask(0), if chunks > 1 { kmask(1) } else { 0 });
     let base = rows.as_ptr();

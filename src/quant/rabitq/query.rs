@@ -82,6 +82,7 @@ fn hash_of(t: &[f32]) -> u64 {
 }
 
 /// `(min, max, Σ t², Σ t)` of `t`, in eight lanes (`(∞, −∞, 0, 0)` when empty).
+#[inline(always)]
 fn stats(t: &[f32]) -> (f32, f32, f32, f32) {
     const L: usize = 8;
     let (mut lo, mut hi) = ([f32::INFINITY; L], [f32::NEG_INFINITY; L]);
@@ -132,6 +133,155 @@ pub(crate) fn pack_planes(qu: &[u8], words: usize, planes: &mut Vec<u64>) {
     }
 }
 
+/// A target's statistics and its rounding (see [`RaBitQ::quantize_target`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Rounded {
+    /// `min t` (infinite for an empty target).
+    pub(crate) lo: f32,
+    /// `‖t‖²` and `Σ t_i`.
+    pub(crate) n2: f32,
+    pub(crate) sum: f32,
+    /// The grid step (0 when the range is empty or not finite: every code 0).
+    pub(crate) delta: f32,
+    /// `Σ u_i`.
+    pub(crate) usum: u32,
+}
+
+/// The [`QUERY_BITS`]-bit grid of `t`: its statistics and step.
+#[inline(always)]
+fn grid(t: &[f32]) -> (Rounded, f32) {
+    let levels = ((1u32 << QUERY_BITS) - 1) as f32;
+    let (lo, hi, n2, sum) = stats(t);
+    let delta = (hi - lo) / levels;
+    let ok = delta > 0.0 && delta.is_finite();
+    let r = Rounded {
+        lo,
+        n2,
+        sum,
+        delta: if ok { delta } else { 0.0 },
+        usum: 0,
+    };
+    (r, levels)
+}
+
+/// `t` rounded to the nearest level of its grid, into `qu` (`t.len()` zeros on entry).
+#[inline(always)]
+fn round_nearest_portable(t: &[f32], qu: &mut [u8]) -> Rounded {
+    let (mut r, levels) = grid(t);
+    if r.delta > 0.0 {
+        let (lo, inv) = (r.lo, 1.0 / r.delta);
+        // `v − lo ≥ 0`, so truncation is the floor (`floorf` is a call without
+        // SSE4.1), and capping at `levels + ½` is the clamp. Through `i32` (the same
+        // value in 0..=levels): a saturating cast to `u8` does not vectorise.
+        let top = levels + 0.5;
+        for (u, &v) in qu.iter_mut().zip(t) {
+            *u = ((v - lo) * inv + 0.5).min(top) as i32 as u8;
+        }
+        r.usum = qu.iter().map(|&u| u32::from(u)).sum();
+    }
+    r
+}
+
+/// [`round_nearest_portable`] with AVX-512: the statistics compiled for it, the
+/// rounding sixteen dimensions at a time by the same operations (no fused multiply-add;
+/// `vminps` returns its second operand for a NaN as `f32::min` does), so the same codes
+/// and statistics bit for bit.
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx2")]
+unsafe fn round_nearest_avx512(t: &[f32], qu: &mut [u8]) -> Rounded {
+    use std::arch::x86_64::*;
+    let (mut r, levels) = grid(t);
+    if r.delta > 0.0 {
+        let lo = _mm512_set1_ps(r.lo);
+        let inv = _mm512_set1_ps(1.0 / r.delta);
+        let (half, top) = (_mm512_set1_ps(0.5), _mm512_set1_ps(levels + 0.5));
+        let n = t.len().min(qu.len());
+        let mut acc = _mm512_setzero_si512();
+        let mut i = 0;
+        while i < n {
+            let m = (n - i).min(16);
+            let k: __mmask16 = ((1u32 << m) - 1) as __mmask16;
+            // SAFETY: the mask covers elements i..i + m < n of `t` and `qu`.
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(k, t.as_ptr().add(i));
+                let x = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(v, lo), inv), half);
+                let u = _mm512_maskz_mov_epi32(k, _mm512_cvttps_epi32(_mm512_min_ps(x, top)));
+                acc = _mm512_add_epi32(acc, u);
+                _mm512_mask_cvtepi32_storeu_epi8(qu.as_mut_ptr().add(i) as *mut i8, k, u);
+            }
+            i += m;
+        }
+        r.usum = _mm512_reduce_add_epi32(acc) as u32;
+    }
+    r
+}
+
+/// [`round_nearest_portable`] at the process's SIMD level.
+pub(crate) fn round_nearest(t: &[f32], qu: &mut [u8]) -> Rounded {
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::simd_level() >= crate::kernels::SimdLevel::Avx512 {
+        // SAFETY: the dispatch level is capped at what the CPU reports.
+        return unsafe { round_nearest_avx512(t, qu) };
+    }
+    round_nearest_portable(t, qu)
+}
+
+/// `t` rounded at random (the paper's unbiased rounding), seeded from `t` so a search
+/// is deterministic, into `qu` (`t.len()` zeros on entry).
+fn round_randomized(t: &[f32], qu: &mut [u8]) -> Rounded {
+    let (mut r, levels) = grid(t);
+    if r.delta > 0.0 {
+        let (lo, inv) = (r.lo, 1.0 / r.delta);
+        let mut state = hash_of(t);
+        for (u, &v) in qu.iter_mut().zip(t) {
+            state = crate::rng::splitmix64(state);
+            let x = (state >> 40) as f32 / (1u64 << 24) as f32;
+            *u = ((v - lo) * inv + x).min(levels + 0.5) as u8;
+        }
+        r.usum = qu.iter().map(|&u| u32::from(u)).sum();
+    }
+    r
+}
+
+/// [`pack_planes`] at the process's SIMD level: with AVX-512BW, one byte test per plane
+/// and 64 dimensions (`vptestmb` gives the plane's word directly).
+pub(crate) fn pack_planes_dispatch(qu: &[u8], words: usize, planes: &mut Vec<u64>) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::simd_level() >= crate::kernels::SimdLevel::Avx512 {
+        // SAFETY: the dispatch level is capped at what the CPU reports.
+        unsafe { pack_planes_avx512(qu, words, planes) };
+        return;
+    }
+    pack_planes(qu, words, planes);
+}
+
+/// [`pack_planes`] with AVX-512BW byte tests.
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(crate) unsafe fn pack_planes_avx512(qu: &[u8], words: usize, planes: &mut Vec<u64>) {
+    use std::arch::x86_64::*;
+    planes.clear();
+    planes.resize(QUERY_BITS * words, 0);
+    for (w, chunk) in qu.chunks(64).enumerate().take(words) {
+        let k = if chunk.len() == 64 {
+            u64::MAX
+        } else {
+            (1u64 << chunk.len()) - 1
+        };
+        // SAFETY: the mask covers the chunk's bytes only.
+        let v = unsafe { _mm512_maskz_loadu_epi8(k, chunk.as_ptr() as *const i8) };
+        for j in 0..QUERY_BITS {
+            planes[j * words + w] = _mm512_test_epi8_mask(v, _mm512_set1_epi8(1 << j));
+        }
+    }
+}
+
 impl RaBitQ {
     /// Rotates the query (once per query).
     pub(crate) fn prepare_query(&self, s: &mut RabitqQuery, q: &[f32]) {
@@ -149,43 +299,18 @@ impl RaBitQ {
     /// bit planes gathered eight dimensions at a time ([`pack_planes`]).
     pub(crate) fn quantize_target(&self, s: &mut RabitqQuery) {
         let d = self.dim;
-        let levels = ((1u32 << QUERY_BITS) - 1) as f32;
-        let (lo, hi, n2, sum) = stats(&s.t);
-        s.t_norm2 = n2;
-        s.t_sum = sum;
-        let delta = (hi - lo) / levels;
         s.qu.clear();
         s.qu.resize(d, 0);
-        let mut usum = 0u32;
-        if delta > 0.0 && delta.is_finite() {
-            let inv = 1.0 / delta;
-            match self.rounding {
-                Rounding::Nearest => {
-                    // `v − lo ≥ 0`, so truncation is the floor (`floorf` is a call
-                    // without SSE4.1), and capping at `levels + ½` is the clamp.
-                    let top = levels + 0.5;
-                    for (u, &v) in s.qu.iter_mut().zip(&s.t) {
-                        *u = ((v - lo) * inv + 0.5).min(top) as u8;
-                    }
-                }
-                Rounding::Randomized => {
-                    // Seeded from the target, so a search is deterministic.
-                    let mut state = hash_of(&s.t);
-                    for (u, &v) in s.qu.iter_mut().zip(&s.t) {
-                        state = crate::rng::splitmix64(state);
-                        let r = (state >> 40) as f32 / (1u64 << 24) as f32;
-                        *u = ((v - lo) * inv + r).min(levels + 0.5) as u8;
-                    }
-                }
-            }
-            usum = s.qu.iter().map(|&u| u32::from(u)).sum();
-            s.delta = delta;
-        } else {
-            s.delta = 0.0;
-        }
-        pack_planes(&s.qu, s.words, &mut s.planes);
-        s.lo = if lo.is_finite() { lo } else { 0.0 };
-        s.tq_sum = s.delta * usum as f32 + d as f32 * s.lo;
+        let q = match self.rounding {
+            Rounding::Nearest => round_nearest(&s.t, &mut s.qu),
+            Rounding::Randomized => round_randomized(&s.t, &mut s.qu),
+        };
+        s.t_norm2 = q.n2;
+        s.t_sum = q.sum;
+        s.delta = q.delta;
+        pack_planes_dispatch(&s.qu, s.words, &mut s.planes);
+        s.lo = if q.lo.is_finite() { q.lo } else { 0.0 };
+        s.tq_sum = s.delta * q.usum as f32 + d as f32 * s.lo;
         if self.bits > 1 {
             s.lut.set(&s.t);
             let ex = u32::from(self.bits) - 1;
@@ -248,15 +373,23 @@ impl RaBitQ {
         const B: usize = crate::kernels::fastscan::BLOCK;
         let mut dist = [0.0f32; B];
         let out = &mut dist[..sums.len().min(pcs.len()).min(B)];
-        self.dist_1bit_rows(s, metric, rest, stride, (sums, pcs), out);
-        for (i, &d) in out.iter().enumerate() {
+        let thr = heap.threshold();
+        let mut under = self.dist_1bit_rows(s, metric, rest, stride, (sums, pcs), out, thr);
+        // The threshold only falls while the block is pushed: rows at or under it are
+        // among those under the block's first threshold.
+        while under != 0 {
+            let i = under.trailing_zeros() as usize;
+            under &= under - 1;
+            let d = out[i];
             if d <= heap.threshold() && ok(first + i) {
                 heap.push((first + i) as u64, d);
             }
         }
     }
 
-    /// The distances of [`Self::push_1bit_rows`], into `out` (one per row).
+    /// The distances of [`Self::push_1bit_rows`], into `out` (one per row); returns the
+    /// mask of rows (bit `i` for row `i`) whose distance is at most `thr`.
+    #[allow(clippy::too_many_arguments)]
     fn dist_1bit_rows(
         &self,
         s: &RabitqQuery,
@@ -265,7 +398,8 @@ impl RaBitQ {
         stride: usize,
         (sums, pcs): (&[u32], &[u32]),
         out: &mut [f32],
-    ) {
+        thr: f32,
+    ) -> u32 {
         let c = Dist1 {
             metric,
             sqrt_d: (self.dim as f32).sqrt(),
@@ -274,14 +408,14 @@ impl RaBitQ {
             tq_sum: s.tq_sum,
             t_norm2: s.t_norm2,
             konst: s.konst,
+            thr,
         };
         #[cfg(target_arch = "x86_64")]
         if crate::kernels::simd_level() >= crate::kernels::SimdLevel::Avx512 {
             // SAFETY: the dispatch level is capped at what the CPU reports.
-            unsafe { dist_1bit_avx512(&c, rest, stride, sums, pcs, out) };
-            return;
+            return unsafe { dist_1bit_avx512(&c, rest, stride, sums, pcs, out) };
         }
-        dist_1bit_portable(&c, rest, stride, sums, pcs, out);
+        dist_1bit_portable(&c, rest, stride, sums, pcs, out)
     }
 
     /// The full-code estimate of one row (`bits ≥ 2`): `f3 · ⟨v, t⟩`, with
@@ -434,6 +568,8 @@ struct Dist1 {
     tq_sum: f32,
     t_norm2: f32,
     konst: f32,
+    /// The threshold of the returned mask.
+    thr: f32,
 }
 
 /// [`RaBitQ::dist_1bit_rows`]: the operations of [`RaBitQ::ip_1bit_of`] and
@@ -447,8 +583,9 @@ fn dist_1bit_portable(
     sums: &[u32],
     pcs: &[u32],
     out: &mut [f32],
-) {
+) -> u32 {
     const B: usize = crate::kernels::fastscan::BLOCK;
+    const { assert!(B <= 32) };
     let n = out.len().min(B).min(sums.len()).min(pcs.len());
     let (mut f0, mut f1) = ([0.0f32; B], [0.0f32; B]);
     debug_assert!(stride >= 8 && (n == 0 || rest.len() >= (n - 1) * stride + 8));
@@ -463,6 +600,16 @@ fn dist_1bit_portable(
         for i in 0..n {
             f0[i] = pairs[2 * i];
             f1[i] = pairs[2 * i + 1];
+        }
+    } else if n > 0 && stride >= 8 && rest.len() >= (n - 1) * stride + 8 {
+        // Row-major codes: one unaligned 8-byte read per row (checked once above).
+        for i in 0..n {
+            // SAFETY: `i · stride + 8 ≤ (n − 1) · stride + 8 ≤ rest.len()`.
+            let w = u64::from_le(unsafe {
+                std::ptr::read_unaligned(rest.as_ptr().add(i * stride) as *const u64)
+            });
+            f0[i] = f32::from_bits(w as u32);
+            f1[i] = f32::from_bits((w >> 32) as u32);
         }
     } else {
         for (i, f) in rest.chunks(stride).take(n).enumerate() {
@@ -496,10 +643,21 @@ fn dist_1bit_portable(
             }
         }
     }
+    let mut under = 0u32;
+    for (i, &d) in out[..n].iter().enumerate() {
+        under |= u32::from(d <= c.thr) << i;
+    }
+    under
 }
 
 crate::kernels::retarget! {
     /// [`dist_1bit_portable`] compiled for AVX-512 (sixteen rows per instruction).
     unsafe fn dist_1bit_avx512["avx512f,avx512bw,avx2"] = dist_1bit_portable;
-    (c: &Dist1, rest: &[u8], stride: usize, sums: &[u32], pcs: &[u32], out: &mut [f32])
+    (c: &Dist1, rest: &[u8], stride: usize, sums: &[u32], pcs: &[u32], out: &mut [f32]) -> u32
+}
+
+/// [`round_nearest_portable`], for the tests of the dispatched path.
+#[cfg(test)]
+pub(crate) fn round_nearest_portable_for_tests(t: &[f32], qu: &mut [u8]) -> Rounded {
+    round_nearest_portable(t, qu)
 }

@@ -491,6 +491,31 @@ fn item3_pack_planes_equals_bitwise_reference() {
             }
         }
         assert_eq!(got, want, "d {d}");
+        let mut fast = Vec::new();
+        super::query::pack_planes_dispatch(&qu, words, &mut fast);
+        assert_eq!(fast, want, "dispatched, d {d}");
+    }
+}
+
+/// The query's rounding compiled for AVX-512 gives the portable path's codes and
+/// statistics bit for bit (targets of every length up to 300, constant and non-finite
+/// ones included).
+#[test]
+fn item3_rounding_levels_agree() {
+    let mut r = rng::seeded(78);
+    let mut targets: Vec<Vec<f32>> = (0..300usize)
+        .map(|d| (0..d).map(|_| r.random_range(-3.0f32..3.0)).collect())
+        .collect();
+    targets.push(vec![1.5; 40]);
+    targets.push(vec![0.0, f32::INFINITY, 1.0]);
+    for t in &targets {
+        let mut want = vec![0u8; t.len()];
+        let w = super::query::round_nearest(t, &mut want);
+        let mut got = vec![0u8; t.len()];
+        // The portable body, whatever the process's level.
+        let g = super::query::round_nearest_portable_for_tests(t, &mut got);
+        assert_eq!(got, want, "d {}", t.len());
+        assert_eq!(format!("{g:?}"), format!("{w:?}"), "d {}", t.len());
     }
 }
 
