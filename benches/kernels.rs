@@ -212,9 +212,10 @@ fn bench_sign_fastscan(c: &mut Criterion) {
 
 /// Full-code inner products of 1,024 4-bit RaBitQ codes (4 bit planes each) with a float
 /// query, at d = 128 and 384: per-dimension bit extraction (the former path), nibble
-/// tables of the float query, and the query quantized to 8 bits with popcounts.
+/// tables of the float query, masked sums of the weighted query, and the query quantized
+/// to 8 bits with popcounts.
 fn bench_bits_ext(c: &mut Criterion) {
-    use kernels::bits_ext::{PlaneLut, QueryPlanes8};
+    use kernels::bits_ext::{MaskedPlanes, PlaneLut, QueryPlanes8};
     let (n, planes) = (1024usize, 4usize);
     let mut s = 0x2545_f491_4f6c_dd1du64;
     let mut next = move || {
@@ -229,6 +230,8 @@ fn bench_bits_ext(c: &mut Criterion) {
         let t: Vec<f32> = (0..d).map(|i| (i as f32 * 0.37).sin()).collect();
         let weights = [8.0f32, 1.0, 2.0, 4.0];
         let lut = PlaneLut::new(&t);
+        let mut masked = MaskedPlanes::default();
+        masked.set(&t, &weights);
         let q8 = QueryPlanes8::new(&t);
         let words = d.div_ceil(64);
         let mut g = c.benchmark_group(format!("bits_ext/d{d}x1024"));
@@ -259,6 +262,14 @@ fn bench_bits_ext(c: &mut Criterion) {
                 black_box(&codes)
                     .chunks_exact(planes * pb)
                     .map(|row| lut.planes_dot(row, pb, &weights))
+                    .sum::<f32>()
+            })
+        });
+        g.bench_function("masked_planes", |b| {
+            b.iter(|| {
+                black_box(&codes)
+                    .chunks_exact(planes * pb)
+                    .map(|row| masked.planes_dot(row, pb))
                     .sum::<f32>()
             })
         });

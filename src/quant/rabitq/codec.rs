@@ -150,10 +150,18 @@ impl VectorCodec for RaBitQ {
             let chunk = &run.codes[start * rb..(start + rows) * rb];
             let (ips, pcs) = (&mut ips[..rows], &mut pcs[..rows]);
             bits::and_popcount_rows(chunk, rb, pb, &s.planes, ips, pcs);
+            let sp = (&ips[..], &pcs[..]);
             if block {
                 // The block's distances at once (factor bytes `rb` apart).
-                let sp = (&ips[..], &pcs[..]);
                 self.push_1bit_rows(s, metric, &chunk[pb..], rb, sp, first + start, heap, ok);
+                start += rows;
+                continue;
+            }
+            if self.bits > 1 {
+                // The block's 1-bit keys at once, the full code where they pass.
+                let rest = &chunk[pb * self.bits as usize..];
+                let full = |s: &RabitqQuery, i: usize| self.ip_full(s, &chunk[i * rb..][..rb]);
+                self.push_refined_rows(s, metric, rest, rb, sp, first + start, heap, ok, full);
                 start += rows;
                 continue;
             }

@@ -261,6 +261,19 @@ impl VectorCodec for RaBitQFs {
                 quant.push_1bit_rows(q, metric, rows, rest, sp, first + base, heap, ok);
                 continue;
             }
+            if quant.bits > 1 {
+                // The block's 1-bit keys at once, the full code where they pass.
+                let factors = &block[sb + fo..sb + m * rest];
+                let full = |q: &RabitqQuery, i: usize| {
+                    let own = &block[sb + i * rest..sb + (i + 1) * rest];
+                    bits_fs::row_from_block(&block[..sb], d, i, &mut row[..pb]);
+                    row[pb..].copy_from_slice(own);
+                    quant.ip_full(q, row)
+                };
+                let sp = (&sums[..m], &pcs[..m]);
+                quant.push_refined_rows(q, metric, factors, rest, sp, first + base, heap, ok, full);
+                continue;
+            }
             for i in 0..m {
                 let own = &block[sb + i * rest..sb + (i + 1) * rest];
                 let f = &own[fo..];

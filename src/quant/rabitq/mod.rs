@@ -26,9 +26,10 @@
 //! the full estimate `f3 · ⟨v, t⟩` only for rows whose 1-bit distance, less a margin of
 //! [`REFINE_SIGMAS`] standard deviations of the two estimates' and the query
 //! quantization's errors ([`RaBitQ::refine_margin`]), still beats the heap threshold.
-//! The full estimate takes `⟨u, t⟩ = Σ_p w_p ⟨plane_p, t⟩` through nibble tables of
-//! the float query ([`crate::kernels::bits_ext::PlaneLut`]), which changes no estimate
-//! (an 8-bit query with popcounts was measured too; see that module). On seeded data
+//! The full estimate takes `⟨u, t⟩ = Σ_p w_p ⟨plane_p, t⟩` as masked sums of the
+//! weighted float query ([`crate::kernels::bits_ext::MaskedPlanes`]), which changes no
+//! estimate beyond float rounding (nibble tables and an 8-bit query with popcounts were
+//! measured too; see that module). On seeded data
 //! the refined scan returns exactly what scoring every row with the full estimate
 //! returns (test `item3_refined_scan_equals_full_scan`), scoring 29–43 % of the rows
 //! with the full code at d = 128 (20k Gaussian rows, L2 and inner product together).

@@ -4,7 +4,7 @@
 use super::code::{self, factor, plane_bytes};
 use super::{QUERY_BITS, RaBitQ, Rounding};
 use crate::kernels::bits;
-use crate::kernels::bits_ext::PlaneLut;
+use crate::kernels::bits_ext::MaskedPlanes;
 use crate::metric::Metric;
 
 /// Standard deviations of the estimators' errors a multi-bit scan allows between a
@@ -41,8 +41,8 @@ pub struct RabitqQuery {
     pub(crate) words: usize,
     /// Inner product and cosine: the constant `⟨q, c⟩ + ⟨q, list centroid⟩`.
     pub(crate) konst: f32,
-    /// Nibble tables of `t` for the full code's bit planes (`bits ≥ 2`).
-    pub(crate) lut: PlaneLut,
+    /// `t` times each plane's weight, for the full code's bit planes (`bits ≥ 2`).
+    pub(crate) masked: MaskedPlanes,
     /// Plane weights of the full code: `2^(b−1)` for the sign plane, `2^(p−1)` for
     /// extra plane `p`.
     pub(crate) weights: Vec<f32>,
@@ -312,11 +312,11 @@ impl RaBitQ {
         s.lo = if q.lo.is_finite() { q.lo } else { 0.0 };
         s.tq_sum = s.delta * q.usum as f32 + d as f32 * s.lo;
         if self.bits > 1 {
-            s.lut.set(&s.t);
             let ex = u32::from(self.bits) - 1;
             s.weights.clear();
             s.weights.push((1u32 << ex) as f32);
             s.weights.extend((0..ex).map(|p| (1u32 << p) as f32));
+            s.masked.set(&s.t, &s.weights);
         }
     }
 
@@ -387,6 +387,78 @@ impl RaBitQ {
         }
     }
 
+    /// [`Self::scan_key`] for up to a block of rows of `b ≥ 2` bits, pushing into
+    /// `heap`: the rows' 1-bit keys (the 1-bit distance less the refinement margin and,
+    /// under error-bound keys, the full code's bound) in loops the compiler vectorises,
+    /// bit for bit the per-row operations, then only rows whose key is under the
+    /// threshold get `full(s, i)` (`⟨r, q'⟩` of row `i` from its full code). `rest`
+    /// holds the rows' factor bytes, `stride` apart; row `i` has id `first + i`. Pushes
+    /// what the per-row loop over [`Self::scan_key`] pushes, in the same order.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn push_refined_rows<F: Fn(usize) -> bool>(
+        &self,
+        s: &mut RabitqQuery,
+        metric: Metric,
+        rest: &[u8],
+        stride: usize,
+        (sums, pcs): (&[u32], &[u32]),
+        first: usize,
+        heap: &mut crate::topk::TopK,
+        ok: &F,
+        mut full: impl FnMut(&RabitqQuery, usize) -> f32,
+    ) {
+        const B: usize = crate::kernels::fastscan::BLOCK;
+        debug_assert!(self.bits > 1);
+        let qn = s.t_norm2.max(0.0).sqrt();
+        let scale = if metric == Metric::L2 { 2.0 } else { 1.0 };
+        let c = KeyM {
+            d: self.dist1(s, metric, heap.threshold()),
+            qn,
+            scale,
+            bound_keys: s.bound_keys,
+        };
+        let mut keys = [0.0f32; B];
+        let out = &mut keys[..sums.len().min(pcs.len()).min(B)];
+        #[cfg(target_arch = "x86_64")]
+        let mut under = if crate::kernels::simd_level() >= crate::kernels::SimdLevel::Avx512 {
+            // SAFETY: the dispatch level is capped at what the CPU reports.
+            unsafe { keys_multibit_avx512(&c, rest, stride, sums, pcs, out) }
+        } else {
+            keys_multibit_portable(&c, rest, stride, sums, pcs, out)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let mut under = keys_multibit_portable(&c, rest, stride, sums, pcs, out);
+        while under != 0 {
+            let i = under.trailing_zeros() as usize;
+            under &= under - 1;
+            if out[i] > heap.threshold() {
+                continue;
+            }
+            s.refined += 1;
+            let f = &rest[i * stride..];
+            let full_bound = if s.bound_keys { fk(f, 4) * qn } else { 0.0 };
+            let dist = self.dist_of(s, metric, f, full(s, i)) - scale * full_bound;
+            if dist <= heap.threshold() && ok(first + i) {
+                heap.push((first + i) as u64, dist);
+            }
+        }
+    }
+
+    /// The query terms of the 1-bit distances, with the threshold `thr` of the returned
+    /// masks.
+    fn dist1(&self, s: &RabitqQuery, metric: Metric, thr: f32) -> Dist1 {
+        Dist1 {
+            metric,
+            sqrt_d: (self.dim as f32).sqrt(),
+            lo: s.lo,
+            delta: s.delta,
+            tq_sum: s.tq_sum,
+            t_norm2: s.t_norm2,
+            konst: s.konst,
+            thr,
+        }
+    }
+
     /// The distances of [`Self::push_1bit_rows`], into `out` (one per row); returns the
     /// mask of rows (bit `i` for row `i`) whose distance is at most `thr`.
     #[allow(clippy::too_many_arguments)]
@@ -400,16 +472,7 @@ impl RaBitQ {
         out: &mut [f32],
         thr: f32,
     ) -> u32 {
-        let c = Dist1 {
-            metric,
-            sqrt_d: (self.dim as f32).sqrt(),
-            lo: s.lo,
-            delta: s.delta,
-            tq_sum: s.tq_sum,
-            t_norm2: s.t_norm2,
-            konst: s.konst,
-            thr,
-        };
+        let c = self.dist1(s, metric, thr);
         #[cfg(target_arch = "x86_64")]
         if crate::kernels::simd_level() >= crate::kernels::SimdLevel::Avx512 {
             // SAFETY: the dispatch level is capped at what the CPU reports.
@@ -419,16 +482,14 @@ impl RaBitQ {
     }
 
     /// The full-code estimate of one row (`bits ≥ 2`): `f3 · ⟨v, t⟩`, with
-    /// `⟨u, t⟩ = Σ_p w_p ⟨plane_p, t⟩` through the nibble tables of `t`
-    /// ([`PlaneLut`]).
+    /// `⟨u, t⟩ = Σ_p w_p ⟨plane_p, t⟩` as masked sums of the weighted query
+    /// ([`MaskedPlanes`]).
     #[inline]
     pub(crate) fn ip_full(&self, s: &RabitqQuery, row: &[u8]) -> f32 {
         let d = self.dim;
         let pb = plane_bytes(d);
         let half = ((1u32 << self.bits) - 1) as f32 / 2.0;
-        let ud = s
-            .lut
-            .planes_dot(&row[..pb * self.bits as usize], pb, &s.weights);
+        let ud = s.masked.planes_dot(&row[..pb * self.bits as usize], pb);
         factor(row, d, self.bits, 3) * (ud - half * s.t_sum)
     }
 
@@ -660,4 +721,104 @@ crate::kernels::retarget! {
 #[cfg(test)]
 pub(crate) fn round_nearest_portable_for_tests(t: &[f32], qu: &mut [u8]) -> Rounded {
     round_nearest_portable(t, qu)
+}
+
+/// What [`keys_multibit_portable`] needs besides [`Dist1`].
+struct KeyM {
+    d: Dist1,
+    /// `‖q'‖`.
+    qn: f32,
+    /// 2 for L2, else 1.
+    scale: f32,
+    bound_keys: bool,
+}
+
+/// The 1-bit keys of [`RaBitQ::push_refined_rows`] into `out`, by the operations of
+/// [`RaBitQ::scan_key`] (through [`RaBitQ::refine_margin`]) per row, in the same order;
+/// returns the mask of rows whose key is at most the threshold. Factor `k` of row `i`
+/// is at `rest[i · stride + 4k..]` (five factors).
+#[inline(always)]
+fn keys_multibit_portable(
+    c: &KeyM,
+    rest: &[u8],
+    stride: usize,
+    sums: &[u32],
+    pcs: &[u32],
+    out: &mut [f32],
+) -> u32 {
+    const B: usize = crate::kernels::fastscan::BLOCK;
+    const { assert!(B <= 32) };
+    let n = out.len().min(B).min(sums.len()).min(pcs.len());
+    let mut f = [[0.0f32; B]; 4];
+    if n > 0 && stride >= 20 && rest.len() >= (n - 1) * stride + 20 {
+        for i in 0..n {
+            // SAFETY: `i · stride + 20 ≤ (n − 1) · stride + 20 ≤ rest.len()`.
+            let (a, b, e) = unsafe {
+                let p = rest.as_ptr().add(i * stride);
+                (
+                    u64::from_le(std::ptr::read_unaligned(p as *const u64)),
+                    u64::from_le(std::ptr::read_unaligned(p.add(8) as *const u64)),
+                    u32::from_le(std::ptr::read_unaligned(p.add(16) as *const u32)),
+                )
+            };
+            f[0][i] = f32::from_bits(a as u32);
+            f[1][i] = f32::from_bits((a >> 32) as u32);
+            f[2][i] = f32::from_bits(b as u32);
+            f[3][i] = f32::from_bits(e);
+        }
+    } else {
+        for (i, row) in rest.chunks(stride.max(1)).take(n).enumerate() {
+            if row.len() < 20 {
+                break;
+            }
+            for (slot, k) in [0usize, 1, 2, 4].into_iter().enumerate() {
+                f[slot][i] = fk(row, k);
+            }
+        }
+    }
+    let (d, qn, scale) = (&c.d, c.qn, c.scale);
+    let mut ip = [0.0f32; B];
+    for i in 0..n {
+        let dot = (2.0 * (d.lo * pcs[i] as f32 + d.delta * sums[i] as f32) - d.tq_sum) / d.sqrt_d;
+        ip[i] = f[1][i] * dot;
+    }
+    // One loop per metric (a match inside the loop keeps it scalar).
+    let mut dist = [0.0f32; B];
+    match d.metric {
+        Metric::L2 => {
+            for i in 0..n {
+                dist[i] = f[0][i] + d.t_norm2 - 2.0 * ip[i];
+            }
+        }
+        Metric::InnerProduct => {
+            for i in 0..n {
+                dist[i] = -(d.konst + ip[i]);
+            }
+        }
+        Metric::Cosine => {
+            for i in 0..n {
+                dist[i] = 1.0 - (d.konst + ip[i]);
+            }
+        }
+    }
+    let bound_qn = if c.bound_keys { qn } else { 0.0 };
+    for i in 0..n {
+        let (f1, f2, f4) = (f[1][i], f[2][i], f[3][i]);
+        let per_sigma = (f2 + f4) * qn / code::EPSILON0 + f1 * d.delta * QUANT_SIGMA;
+        // `f4 · qn` under error-bound keys, else exactly 0 (`f4 · 0`, as `scan_key`'s
+        // 0.0 for finite factors).
+        let full_bound = f4 * bound_qn;
+        out[i] = dist[i] - scale * (REFINE_SIGMAS * per_sigma + full_bound);
+    }
+    let mut under = 0u32;
+    for (i, &k) in out[..n].iter().enumerate() {
+        under |= u32::from(k <= d.thr) << i;
+    }
+    under
+}
+
+crate::kernels::retarget! {
+    /// [`keys_multibit_portable`] compiled for AVX-512.
+    unsafe fn keys_multibit_avx512["avx512f,avx512bw,avx2"] = keys_multibit_portable;
+    (c: &KeyM, rest: &[u8], stride: usize, sums: &[u32], pcs: &[u32], out: &mut [f32]) -> u32
 }
