@@ -242,8 +242,8 @@ pub fn scalar_and_popcount_rows(
 }
 
 /// The body of the hardware-`popcnt` [`and_popcount_rows`]: codes of 1 to 8 words with
-/// 4 planes (RaBitQ's query bits) read as unaligned words straight from the rows and
-/// counted with the planes held in registers; other shapes word by word.
+/// 4 or 6 planes (RaBitQ's query bits) read as unaligned words straight from the rows
+/// and counted with the planes held in registers; other shapes word by word.
 #[inline(always)]
 fn rows_words_outer(
     rows: &[u8],
@@ -254,15 +254,9 @@ fn rows_words_outer(
     pcs: &mut [u32],
 ) {
     let words = plane_bytes.div_ceil(8);
-    let bq = planes.len() / words.max(1);
-    match (words, bq) {
-        (1, 4) => rows_fixed::<1, 4>(rows, stride, plane_bytes, planes, sums, pcs),
-        (2, 4) => rows_fixed::<2, 4>(rows, stride, plane_bytes, planes, sums, pcs),
-        (3, 4) => rows_fixed::<3, 4>(rows, stride, plane_bytes, planes, sums, pcs),
-        (4, 4) => rows_fixed::<4, 4>(rows, stride, plane_bytes, planes, sums, pcs),
-        (5, 4) => rows_fixed::<5, 4>(rows, stride, plane_bytes, planes, sums, pcs),
-        (6, 4) => rows_fixed::<6, 4>(rows, stride, plane_bytes, planes, sums, pcs),
-        (8, 4) => rows_fixed::<8, 4>(rows, stride, plane_bytes, planes, sums, pcs),
+    match planes.len() / words.max(1) {
+        4 if words <= 8 => rows_planes::<4>(rows, stride, plane_bytes, planes, sums, pcs),
+        6 if words <= 8 => rows_planes::<6>(rows, stride, plane_bytes, planes, sums, pcs),
         _ => {
             let n = sums.len().min(pcs.len());
             let mut code = vec![0u64; words];
@@ -273,6 +267,29 @@ fn rows_words_outer(
                 pcs[i] = code.iter().map(|w| w.count_ones()).sum();
             }
         }
+    }
+}
+
+/// [`rows_words_outer`] for `Q` planes and codes of 1 to 8 words.
+#[inline(always)]
+fn rows_planes<const Q: usize>(
+    rows: &[u8],
+    stride: usize,
+    plane_bytes: usize,
+    planes: &[u64],
+    sums: &mut [u32],
+    pcs: &mut [u32],
+) {
+    let (r, st, pb) = (rows, stride, plane_bytes);
+    match plane_bytes.div_ceil(8) {
+        1 => rows_fixed::<1, Q>(r, st, pb, planes, sums, pcs),
+        2 => rows_fixed::<2, Q>(r, st, pb, planes, sums, pcs),
+        3 => rows_fixed::<3, Q>(r, st, pb, planes, sums, pcs),
+        4 => rows_fixed::<4, Q>(r, st, pb, planes, sums, pcs),
+        5 => rows_fixed::<5, Q>(r, st, pb, planes, sums, pcs),
+        6 => rows_fixed::<6, Q>(r, st, pb, planes, sums, pcs),
+        7 => rows_fixed::<7, Q>(r, st, pb, planes, sums, pcs),
+        _ => rows_fixed::<8, Q>(r, st, pb, planes, sums, pcs),
     }
 }
 
@@ -574,7 +591,7 @@ mod tests {
         let mut next = xorshift(0x0bad_cafe_f00d_1234);
         for pb in (1..=20usize).chain([24, 31, 32, 47, 48, 64, 65, 70, 100, 127, 128, 129, 200]) {
             let words = pb.div_ceil(8);
-            for bq in [1usize, 2, 3, 4, 5, 8] {
+            for bq in [1usize, 2, 3, 4, 5, 6, 8] {
                 for stride in [pb, pb + 8, pb + 3, 2 * pb + 16] {
                     let n = 37;
                     // The last row's code ends the buffer.

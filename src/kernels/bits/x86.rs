@@ -174,14 +174,11 @@ pub(super) unsafe fn planes_avx2(code: &[u64], planes: &[u64]) -> u32 {
     lanes.iter().sum::<u64>() as u32 + rest
 }
 
-/// Planes the AVX-512 row kernels hold in registers (RaBitQ's query bits).
-const ROW_PLANES: usize = 4;
-
 /// Most code bytes the wide AVX-512 row kernel holds the planes of in registers (two
 /// 64-byte chunks: d ≤ 1,024).
 const ROW_WIDE_BYTES: usize = 128;
 
-/// AVX-512 VPOPCNTDQ [`super::and_popcount_rows`] for 4 planes: codes of up to 16 bytes
+/// AVX-512 VPOPCNTDQ [`super::and_popcount_rows`] for 4 or 6 planes: codes of up to 16 bytes
 /// (d ≤ 128) four rows to a register, longer ones (up to [`ROW_WIDE_BYTES`]) a row per
 /// register; each row's code bytes are read by byte-masked loads (nothing past them),
 /// each lane's plane sums and popcount packed into one 64-bit lane (sums below, popcount
@@ -203,33 +200,22 @@ pub(super) unsafe fn rows_vpopcnt(
     let words = plane_bytes.div_ceil(8);
     let n = sums.len().min(pcs.len());
     let fits = n == 0 || (n - 1) * stride + plane_bytes <= rows.len();
-    if words == 0 || planes.len() != ROW_PLANES * words || !fits {
+    let q = if words == 0 { 0 } else { planes.len() / words };
+    let shaped = words > 0 && planes.len() == q * words && (q == 4 || q == 6);
+    if !shaped || !fits || plane_bytes > ROW_WIDE_BYTES {
         // SAFETY: the same features include `popcnt`.
         unsafe { rows_popcnt(rows, stride, plane_bytes, planes, sums, pcs) };
         return;
     }
+    let (sums, pcs) = (&mut sums[..n], &mut pcs[..n]);
+    let (r, st, pb) = (rows, stride, plane_bytes);
     // SAFETY: features as above; every row's `plane_bytes` lie in `rows` (checked).
     unsafe {
-        if plane_bytes <= 16 {
-            rows_narrow(
-                rows,
-                stride,
-                plane_bytes,
-                planes,
-                &mut sums[..n],
-                &mut pcs[..n],
-            );
-        } else if plane_bytes <= ROW_WIDE_BYTES {
-            rows_wide(
-                rows,
-                stride,
-                plane_bytes,
-                planes,
-                &mut sums[..n],
-                &mut pcs[..n],
-            );
-        } else {
-            rows_popcnt(rows, stride, plane_bytes, planes, sums, pcs);
+        match (plane_bytes <= 16, q) {
+            (true, 4) => rows_narrow::<4>(r, st, pb, planes, sums, pcs),
+            (true, _) => rows_narrow::<6>(r, st, pb, planes, sums, pcs),
+            (false, 4) => rows_wide::<4>(r, st, pb, planes, sums, pcs),
+            (false, _) => rows_wide::<6>(r, st, pb, planes, sums, pcs),
         }
     }
 }
@@ -238,11 +224,13 @@ pub(super) unsafe fn rows_vpopcnt(
 /// bit 32.
 #[inline]
 #[target_feature(enable = "avx512f,avx512vpopcntdq")]
-fn lane_sums(x: __m512i, p: &[__m512i; ROW_PLANES]) -> __m512i {
+fn lane_sums<const Q: usize>(x: __m512i, p: &[__m512i; Q]) -> __m512i {
     let c = |j: usize| _mm512_popcnt_epi64(_mm512_and_si512(x, p[j]));
-    let s01 = _mm512_add_epi64(c(0), _mm512_slli_epi64::<1>(c(1)));
-    let s23 = _mm512_add_epi64(c(2), _mm512_slli_epi64::<1>(c(3)));
-    let s = _mm512_add_epi64(s01, _mm512_slli_epi64::<2>(s23));
+    // Horner: ((c_{Q−1} · 2 + c_{Q−2}) · 2 + …) + c_0.
+    let mut s = c(Q - 1);
+    for j in (0..Q - 1).rev() {
+        s = _mm512_add_epi64(_mm512_add_epi64(s, s), c(j));
+    }
     _mm512_add_epi64(s, _mm512_slli_epi64::<32>(_mm512_popcnt_epi64(x)))
 }
 
@@ -253,7 +241,7 @@ fn lane_sums(x: __m512i, p: &[__m512i; ROW_PLANES]) -> __m512i {
 /// # Safety
 /// As for [`rows_vpopcnt`], with `plane_bytes ≤ 16`, `sums.len() = pcs.len()` rows.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vpopcntdq")]
-unsafe fn rows_narrow(
+unsafe fn rows_narrow<const Q: usize>(
     rows: &[u8],
     stride: usize,
     plane_bytes: usize,
@@ -262,7 +250,7 @@ unsafe fn rows_narrow(
     pcs: &mut [u32],
 ) {
     let words = plane_bytes.div_ceil(8);
-    let p: [__m512i; ROW_PLANES] = std::array::from_fn(|j| {
+    let p: [__m512i; Q] = std::array::from_fn(|j| {
         let w0 = planes[j * words] as i64;
         let w1 = if words > 1 {
             planes[j * words + 1] as i64
@@ -319,7 +307,7 @@ unsafe fn rows_narrow(
 /// As for [`rows_vpopcnt`], with `16 < plane_bytes ≤ ROW_WIDE_BYTES`,
 /// `sums.len() = pcs.len()` rows.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vpopcntdq")]
-unsafe fn rows_wide(
+unsafe fn rows_wide<const Q: usize>(
     rows: &[u8],
     stride: usize,
     plane_bytes: usize,
@@ -330,7 +318,7 @@ unsafe fn rows_wide(
     let words = plane_bytes.div_ceil(8);
     let chunks = plane_bytes.div_ceil(64);
     // Chunk c of plane j: words 8c.. of the plane, zero past its end.
-    let p: [[__m512i; ROW_PLANES]; 2] = std::array::from_fn(|c| {
+    let p: [[__m512i; Q]; 2] = std::array::from_fn(|c| {
         std::array::from_fn(|j| {
             let mut w = [0u64; 8];
             for (k, v) in w.iter_mut().enumerate() {

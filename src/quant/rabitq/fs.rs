@@ -211,8 +211,8 @@ impl VectorCodec for RaBitQFs {
 
     fn set_list(&self, s: &mut RabitqFsQuery, q: &[f32], metric: Metric, list: ListTerms<'_>) {
         self.inner.set_list(&mut s.q, q, metric, list);
-        // Query codes are below 2^QUERY_BITS = 16 < 64, what the sign tables take
-        // (rebuilt in place after the first list).
+        // Query codes are below 2^QUERY_BITS ≤ 64, what the sign tables take (rebuilt in
+        // place after the first list).
         const _: () = assert!(QUERY_BITS <= 6);
         match &mut s.lut {
             Some(lut) => lut.set_small_codes(&s.q.qu),

@@ -111,21 +111,21 @@ fn stats(t: &[f32]) -> (f32, f32, f32, f32) {
     )
 }
 
-/// The [`QUERY_BITS`] bit planes of the codes `qu` (`words` words per plane, plane `j`
+/// The `bits` bit planes of the codes `qu` (`words` words per plane, plane `j`
 /// holding bit `j` of every code at the dimension's bit): each group of eight codes is
 /// read as one word, and a multiply gathers one bit of each byte into a byte.
-pub(crate) fn pack_planes(qu: &[u8], words: usize, planes: &mut Vec<u64>) {
+pub(crate) fn pack_planes(qu: &[u8], words: usize, bits: usize, planes: &mut Vec<u64>) {
     // Byte k of `x & 0x01…01` lands at bit 56 + k of the product (no carries reach it).
     const GATHER: u64 = 0x0102_0408_1020_4080;
     const LOW: u64 = 0x0101_0101_0101_0101;
     planes.clear();
-    planes.resize(QUERY_BITS * words, 0);
+    planes.resize(bits * words, 0);
     for (w, word) in qu.chunks(64).enumerate() {
         for (g, group) in word.chunks(8).enumerate() {
             let mut b = [0u8; 8];
             b[..group.len()].copy_from_slice(group);
             let x = u64::from_le_bytes(b);
-            for j in 0..QUERY_BITS {
+            for j in 0..bits {
                 let byte = ((x >> j) & LOW).wrapping_mul(GATHER) >> 56;
                 planes[j * words + w] |= byte << (8 * g);
             }
@@ -147,10 +147,10 @@ pub(crate) struct Rounded {
     pub(crate) usum: u32,
 }
 
-/// The [`QUERY_BITS`]-bit grid of `t`: its statistics and step.
+/// The `bits`-bit grid of `t`: its statistics and step.
 #[inline(always)]
-fn grid(t: &[f32]) -> (Rounded, f32) {
-    let levels = ((1u32 << QUERY_BITS) - 1) as f32;
+fn grid(t: &[f32], bits: u32) -> (Rounded, f32) {
+    let levels = ((1u32 << bits) - 1) as f32;
     let (lo, hi, n2, sum) = stats(t);
     let delta = (hi - lo) / levels;
     let ok = delta > 0.0 && delta.is_finite();
@@ -166,8 +166,8 @@ fn grid(t: &[f32]) -> (Rounded, f32) {
 
 /// `t` rounded to the nearest level of its grid, into `qu` (`t.len()` zeros on entry).
 #[inline(always)]
-fn round_nearest_portable(t: &[f32], qu: &mut [u8]) -> Rounded {
-    let (mut r, levels) = grid(t);
+fn round_nearest_portable(t: &[f32], qu: &mut [u8], bits: u32) -> Rounded {
+    let (mut r, levels) = grid(t, bits);
     if r.delta > 0.0 {
         let (lo, inv) = (r.lo, 1.0 / r.delta);
         // `v − lo ≥ 0`, so truncation is the floor (`floorf` is a call without
@@ -191,9 +191,9 @@ fn round_nearest_portable(t: &[f32], qu: &mut [u8]) -> Rounded {
 /// The CPU must support AVX-512F and AVX-512BW.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx2")]
-unsafe fn round_nearest_avx512(t: &[f32], qu: &mut [u8]) -> Rounded {
+unsafe fn round_nearest_avx512(t: &[f32], qu: &mut [u8], bits: u32) -> Rounded {
     use std::arch::x86_64::*;
-    let (mut r, levels) = grid(t);
+    let (mut r, levels) = grid(t, bits);
     if r.delta > 0.0 {
         let lo = _mm512_set1_ps(r.lo);
         let inv = _mm512_set1_ps(1.0 / r.delta);
@@ -220,19 +220,19 @@ unsafe fn round_nearest_avx512(t: &[f32], qu: &mut [u8]) -> Rounded {
 }
 
 /// [`round_nearest_portable`] at the process's SIMD level.
-pub(crate) fn round_nearest(t: &[f32], qu: &mut [u8]) -> Rounded {
+pub(crate) fn round_nearest(t: &[f32], qu: &mut [u8], bits: u32) -> Rounded {
     #[cfg(target_arch = "x86_64")]
     if crate::kernels::simd_level() >= crate::kernels::SimdLevel::Avx512 {
         // SAFETY: the dispatch level is capped at what the CPU reports.
-        return unsafe { round_nearest_avx512(t, qu) };
+        return unsafe { round_nearest_avx512(t, qu, bits) };
     }
-    round_nearest_portable(t, qu)
+    round_nearest_portable(t, qu, bits)
 }
 
 /// `t` rounded at random (the paper's unbiased rounding), seeded from `t` so a search
 /// is deterministic, into `qu` (`t.len()` zeros on entry).
-fn round_randomized(t: &[f32], qu: &mut [u8]) -> Rounded {
-    let (mut r, levels) = grid(t);
+fn round_randomized(t: &[f32], qu: &mut [u8], bits: u32) -> Rounded {
+    let (mut r, levels) = grid(t, bits);
     if r.delta > 0.0 {
         let (lo, inv) = (r.lo, 1.0 / r.delta);
         let mut state = hash_of(t);
@@ -248,14 +248,14 @@ fn round_randomized(t: &[f32], qu: &mut [u8]) -> Rounded {
 
 /// [`pack_planes`] at the process's SIMD level: with AVX-512BW, one byte test per plane
 /// and 64 dimensions (`vptestmb` gives the plane's word directly).
-pub(crate) fn pack_planes_dispatch(qu: &[u8], words: usize, planes: &mut Vec<u64>) {
+pub(crate) fn pack_planes_dispatch(qu: &[u8], words: usize, bits: usize, planes: &mut Vec<u64>) {
     #[cfg(target_arch = "x86_64")]
     if crate::kernels::simd_level() >= crate::kernels::SimdLevel::Avx512 {
         // SAFETY: the dispatch level is capped at what the CPU reports.
-        unsafe { pack_planes_avx512(qu, words, planes) };
+        unsafe { pack_planes_avx512(qu, words, bits, planes) };
         return;
     }
-    pack_planes(qu, words, planes);
+    pack_planes(qu, words, bits, planes);
 }
 
 /// [`pack_planes`] with AVX-512BW byte tests.
@@ -264,10 +264,15 @@ pub(crate) fn pack_planes_dispatch(qu: &[u8], words: usize, planes: &mut Vec<u64
 /// The CPU must support AVX-512F and AVX-512BW.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
-pub(crate) unsafe fn pack_planes_avx512(qu: &[u8], words: usize, planes: &mut Vec<u64>) {
+pub(crate) unsafe fn pack_planes_avx512(
+    qu: &[u8],
+    words: usize,
+    bits: usize,
+    planes: &mut Vec<u64>,
+) {
     use std::arch::x86_64::*;
     planes.clear();
-    planes.resize(QUERY_BITS * words, 0);
+    planes.resize(bits * words, 0);
     for (w, chunk) in qu.chunks(64).enumerate().take(words) {
         let k = if chunk.len() == 64 {
             u64::MAX
@@ -276,8 +281,8 @@ pub(crate) unsafe fn pack_planes_avx512(qu: &[u8], words: usize, planes: &mut Ve
         };
         // SAFETY: the mask covers the chunk's bytes only.
         let v = unsafe { _mm512_maskz_loadu_epi8(k, chunk.as_ptr() as *const i8) };
-        for j in 0..QUERY_BITS {
-            planes[j * words + w] = _mm512_test_epi8_mask(v, _mm512_set1_epi8(1 << j));
+        for j in 0..bits.min(8) {
+            planes[j * words + w] = _mm512_test_epi8_mask(v, _mm512_set1_epi8((1u8 << j) as i8));
         }
     }
 }
@@ -301,14 +306,15 @@ impl RaBitQ {
         let d = self.dim;
         s.qu.clear();
         s.qu.resize(d, 0);
+        let bits = QUERY_BITS;
         let q = match self.rounding {
-            Rounding::Nearest => round_nearest(&s.t, &mut s.qu),
-            Rounding::Randomized => round_randomized(&s.t, &mut s.qu),
+            Rounding::Nearest => round_nearest(&s.t, &mut s.qu, bits as u32),
+            Rounding::Randomized => round_randomized(&s.t, &mut s.qu, bits as u32),
         };
         s.t_norm2 = q.n2;
         s.t_sum = q.sum;
         s.delta = q.delta;
-        pack_planes_dispatch(&s.qu, s.words, &mut s.planes);
+        pack_planes_dispatch(&s.qu, s.words, bits, &mut s.planes);
         s.lo = if q.lo.is_finite() { q.lo } else { 0.0 };
         s.tq_sum = s.delta * q.usum as f32 + d as f32 * s.lo;
         if self.bits > 1 {
@@ -719,8 +725,8 @@ crate::kernels::retarget! {
 
 /// [`round_nearest_portable`], for the tests of the dispatched path.
 #[cfg(test)]
-pub(crate) fn round_nearest_portable_for_tests(t: &[f32], qu: &mut [u8]) -> Rounded {
-    round_nearest_portable(t, qu)
+pub(crate) fn round_nearest_portable_for_tests(t: &[f32], qu: &mut [u8], bits: u32) -> Rounded {
+    round_nearest_portable(t, qu, bits)
 }
 
 /// What [`keys_multibit_portable`] needs besides [`Dist1`].

@@ -478,10 +478,12 @@ fn item5_bound_keys_are_lower_bounds() {
 fn item3_pack_planes_equals_bitwise_reference() {
     let mut r = rng::seeded(77);
     for d in [1usize, 7, 8, 63, 64, 65, 100, 128, 384] {
-        let qu: Vec<u8> = (0..d).map(|_| r.random_range(0u8..16)).collect();
+        let qu: Vec<u8> = (0..d)
+            .map(|_| r.random_range(0u8..(1u8 << QUERY_BITS)))
+            .collect();
         let words = d.div_ceil(64);
         let mut got = Vec::new();
-        super::query::pack_planes(&qu, words, &mut got);
+        super::query::pack_planes(&qu, words, QUERY_BITS, &mut got);
         let mut want = vec![0u64; QUERY_BITS * words];
         for (i, &u) in qu.iter().enumerate() {
             for j in 0..QUERY_BITS {
@@ -492,7 +494,7 @@ fn item3_pack_planes_equals_bitwise_reference() {
         }
         assert_eq!(got, want, "d {d}");
         let mut fast = Vec::new();
-        super::query::pack_planes_dispatch(&qu, words, &mut fast);
+        super::query::pack_planes_dispatch(&qu, words, QUERY_BITS, &mut fast);
         assert_eq!(fast, want, "dispatched, d {d}");
     }
 }
@@ -510,10 +512,10 @@ fn item3_rounding_levels_agree() {
     targets.push(vec![0.0, f32::INFINITY, 1.0]);
     for t in &targets {
         let mut want = vec![0u8; t.len()];
-        let w = super::query::round_nearest(t, &mut want);
+        let w = super::query::round_nearest(t, &mut want, QUERY_BITS as u32);
         let mut got = vec![0u8; t.len()];
         // The portable body, whatever the process's level.
-        let g = super::query::round_nearest_portable_for_tests(t, &mut got);
+        let g = super::query::round_nearest_portable_for_tests(t, &mut got, QUERY_BITS as u32);
         assert_eq!(got, want, "d {}", t.len());
         assert_eq!(format!("{g:?}"), format!("{w:?}"), "d {}", t.len());
     }
