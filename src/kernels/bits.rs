@@ -154,10 +154,9 @@ impl BitsKernels {
 fn rows_in(len: usize, stride: usize, plane_bytes: usize) -> usize {
     if len < plane_bytes {
         0
-    } else if stride == 0 {
-        usize::MAX
     } else {
-        (len - plane_bytes) / stride + 1
+        // A zero stride reads the same row again and again.
+        ((len - plane_bytes).checked_div(stride)).map_or(usize::MAX, |r| r + 1)
     }
 }
 

@@ -200,7 +200,7 @@ pub(super) unsafe fn rows_vpopcnt(
     let words = plane_bytes.div_ceil(8);
     let n = sums.len().min(pcs.len());
     let fits = n == 0 || (n - 1) * stride + plane_bytes <= rows.len();
-    let q = if words == 0 { 0 } else { planes.len() / words };
+    let q = planes.len().checked_div(words).unwrap_or(0);
     let shaped = words > 0 && planes.len() == q * words && (q == 4 || q == 6);
     if !shaped || !fits || plane_bytes > ROW_WIDE_BYTES {
         // SAFETY: the same features include `popcnt`.
@@ -344,9 +344,11 @@ unsafe fn rows_wide<const Q: usize>(
         // SAFETY: row i < n: its `plane_bytes` bytes lie in `rows`; the masked loads
         // read only those.
         let row = unsafe { base.add(i * stride) };
+        // SAFETY: as above (the first 64 bytes of the code, masked to its length).
         let x0 = unsafe { _mm512_maskz_loadu_epi8(k0, row as *const i8) };
         let mut acc = lane_sums(x0, &p[0]);
         if chunks > 1 {
+            // SAFETY: as above (bytes 64.. of the code, masked to its length).
             let x1 = unsafe { _mm512_maskz_loadu_epi8(k1, row.add(64) as *const i8) };
             acc = _mm512_add_epi64(acc, lane_sums(x1, &p[1]));
         }

@@ -757,6 +757,7 @@ fn keys_multibit_portable(
     let n = out.len().min(B).min(sums.len()).min(pcs.len());
     let mut f = [[0.0f32; B]; 4];
     if n > 0 && stride >= 20 && rest.len() >= (n - 1) * stride + 20 {
+        #[allow(clippy::needless_range_loop)] // `i` indexes four arrays and the rows.
         for i in 0..n {
             // SAFETY: `i · stride + 20 ≤ (n − 1) · stride + 20 ≤ rest.len()`.
             let (a, b, e) = unsafe {
