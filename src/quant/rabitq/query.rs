@@ -688,6 +688,17 @@ fn dist_1bit_portable(
             f1[i] = f32::from_le_bytes(b.try_into().unwrap_or_default());
         }
     }
+    dists_1bit(c, (&f0, &f1), sums, pcs, &mut out[..n]);
+    under_mask(&out[..n], c.thr)
+}
+
+/// The 1-bit distances of `out.len()` rows from their factors `f0`, `f1` and sums: the
+/// operations of [`RaBitQ::ip_1bit_of`] and [`RaBitQ::dist_of`] per row, one loop per
+/// metric (a match inside the loop keeps it scalar).
+#[inline(always)]
+fn dists_1bit(c: &Dist1, (f0, f1): (&[f32], &[f32]), sums: &[u32], pcs: &[u32], out: &mut [f32]) {
+    const B: usize = crate::kernels::fastscan::BLOCK;
+    let n = out.len().min(B);
     let mut ip = [0.0f32; B];
     for i in 0..n {
         let dot = (2.0 * (c.lo * pcs[i] as f32 + c.delta * sums[i] as f32) - c.tq_sum) / c.sqrt_d;
@@ -710,9 +721,14 @@ fn dist_1bit_portable(
             }
         }
     }
+}
+
+/// Bit `i` set for each `v[i] ≤ thr` (at most 32 values).
+#[inline(always)]
+fn under_mask(v: &[f32], thr: f32) -> u32 {
     let mut under = 0u32;
-    for (i, &d) in out[..n].iter().enumerate() {
-        under |= u32::from(d <= c.thr) << i;
+    for (i, &d) in v.iter().take(32).enumerate() {
+        under |= u32::from(d <= thr) << i;
     }
     under
 }
@@ -784,30 +800,8 @@ fn keys_multibit_portable(
         }
     }
     let (d, qn, scale) = (&c.d, c.qn, c.scale);
-    let mut ip = [0.0f32; B];
-    for i in 0..n {
-        let dot = (2.0 * (d.lo * pcs[i] as f32 + d.delta * sums[i] as f32) - d.tq_sum) / d.sqrt_d;
-        ip[i] = f[1][i] * dot;
-    }
-    // One loop per metric (a match inside the loop keeps it scalar).
     let mut dist = [0.0f32; B];
-    match d.metric {
-        Metric::L2 => {
-            for i in 0..n {
-                dist[i] = f[0][i] + d.t_norm2 - 2.0 * ip[i];
-            }
-        }
-        Metric::InnerProduct => {
-            for i in 0..n {
-                dist[i] = -(d.konst + ip[i]);
-            }
-        }
-        Metric::Cosine => {
-            for i in 0..n {
-                dist[i] = 1.0 - (d.konst + ip[i]);
-            }
-        }
-    }
+    dists_1bit(d, (&f[0], &f[1]), sums, pcs, &mut dist[..n]);
     let bound_qn = if c.bound_keys { qn } else { 0.0 };
     for i in 0..n {
         let (f1, f2, f4) = (f[1][i], f[2][i], f[3][i]);
@@ -817,11 +811,7 @@ fn keys_multibit_portable(
         let full_bound = f4 * bound_qn;
         out[i] = dist[i] - scale * (REFINE_SIGMAS * per_sigma + full_bound);
     }
-    let mut under = 0u32;
-    for (i, &k) in out[..n].iter().enumerate() {
-        under |= u32::from(k <= d.thr) << i;
-    }
-    under
+    under_mask(&out[..n], d.thr)
 }
 
 crate::kernels::retarget! {
