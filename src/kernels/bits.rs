@@ -205,15 +205,50 @@ pub fn and_popcount_rows(
         .and_popcount_rows(rows, stride, plane_bytes, planes, sums, pcs)
 }
 
+/// Word `k` of a code (its bytes `8k..8k + 8`, zero past its end).
+#[inline(always)]
+fn word_at(code: &[u8], k: usize) -> u64 {
+    let mut b = [0u8; 8];
+    let from = (8 * k).min(code.len());
+    let to = (8 * k + 8).min(code.len());
+    b[..to - from].copy_from_slice(&code[from..to]);
+    u64::from_le_bytes(b)
+}
+
 /// The words of one row's code: its first `plane_bytes` bytes, zero-padded.
 #[inline]
 fn row_words(row: &[u8], words: &mut [u64]) {
     for (k, w) in words.iter_mut().enumerate() {
-        let mut b = [0u8; 8];
-        let from = (8 * k).min(row.len());
-        let to = (8 * k + 8).min(row.len());
-        b[..to - from].copy_from_slice(&row[from..to]);
-        *w = u64::from_le_bytes(b);
+        *w = word_at(row, k);
+    }
+}
+
+/// [`and_popcount_rows`] a word at a time, each word counted against every plane as it
+/// is read (no buffer): the scalar reference, and the `popcnt` kernel's path for shapes
+/// it does not unroll. `sums` and `pcs` hold one entry per row to count.
+#[inline(always)]
+fn rows_word_by_word(
+    rows: &[u8],
+    stride: usize,
+    plane_bytes: usize,
+    planes: &[u64],
+    sums: &mut [u32],
+    pcs: &mut [u32],
+) {
+    let words = plane_bytes.div_ceil(8);
+    let bq = planes.len().checked_div(words).unwrap_or(0);
+    for (i, (s, c)) in sums.iter_mut().zip(pcs.iter_mut()).enumerate() {
+        let code = &rows[i * stride..i * stride + plane_bytes];
+        let (mut total, mut ones) = (0u32, 0u32);
+        for k in 0..words {
+            let x = word_at(code, k);
+            ones += x.count_ones();
+            for j in 0..bq {
+                total += (x & planes[j * words + k]).count_ones() << j;
+            }
+        }
+        *s = total;
+        *c = ones;
     }
 }
 
@@ -227,17 +262,17 @@ pub fn scalar_and_popcount_rows(
     sums: &mut [u32],
     pcs: &mut [u32],
 ) {
-    let words = plane_bytes.div_ceil(8);
     let n = rows_in(rows.len(), stride, plane_bytes)
         .min(sums.len())
         .min(pcs.len());
-    let mut code = vec![0u64; words];
-    for i in 0..n {
-        let at = i * stride;
-        row_words(&rows[at..at + plane_bytes], &mut code);
-        sums[i] = scalar_and_popcount_planes(&code, planes);
-        pcs[i] = scalar_popcount(&code);
-    }
+    rows_word_by_word(
+        rows,
+        stride,
+        plane_bytes,
+        planes,
+        &mut sums[..n],
+        &mut pcs[..n],
+    );
 }
 
 /// The body of the hardware-`popcnt` [`and_popcount_rows`]: codes of 1 to 8 words with
@@ -256,16 +291,7 @@ fn rows_words_outer(
     match planes.len() / words.max(1) {
         4 if words <= 8 => rows_planes::<4>(rows, stride, plane_bytes, planes, sums, pcs),
         6 if words <= 8 => rows_planes::<6>(rows, stride, plane_bytes, planes, sums, pcs),
-        _ => {
-            let n = sums.len().min(pcs.len());
-            let mut code = vec![0u64; words];
-            for i in 0..n {
-                let at = i * stride;
-                row_words(&rows[at..at + plane_bytes], &mut code);
-                sums[i] = planes_words_outer(&code, planes);
-                pcs[i] = code.iter().map(|w| w.count_ones()).sum();
-            }
-        }
+        _ => rows_word_by_word(rows, stride, plane_bytes, planes, sums, pcs),
     }
 }
 

@@ -135,14 +135,10 @@ impl VectorCodec for RaBitQ {
     ) {
         let rb = self.row_bytes();
         // Every row gets the 1-bit estimate of its sign plane: a block's sign planes are
-        // counted in place (one kernel call per block of rows). Codes of `b ≥ 2` bits get
-        // the full estimate only where the 1-bit one, less its margin, could still enter
-        // the heap.
+        // counted in place (one kernel call per block of rows), then the block is pushed
+        // by the estimate the codes and query call for (`RaBitQ::push_rows`).
         const B: usize = crate::kernels::fastscan::BLOCK;
-        let pb = super::code::plane_bytes(self.dim);
-        let qn = s.t_norm2.max(0.0).sqrt();
-        let scale = if metric == Metric::L2 { 2.0 } else { 1.0 };
-        let block = self.block_scan(s);
+        let (pb, fo) = (super::code::plane_bytes(self.dim), self.factor_offset());
         let (mut ips, mut pcs) = ([0u32; B], [0u32; B]);
         let mut start = 0;
         while start < n {
@@ -151,38 +147,18 @@ impl VectorCodec for RaBitQ {
             let (ips, pcs) = (&mut ips[..rows], &mut pcs[..rows]);
             bits::and_popcount_rows(chunk, rb, pb, &s.planes, ips, pcs);
             let sp = (&ips[..], &pcs[..]);
-            if block {
-                // The block's distances at once (factor bytes `rb` apart).
-                self.push_1bit_rows(s, metric, &chunk[pb..], rb, sp, first + start, heap, ok);
-                start += rows;
-                continue;
-            }
-            if self.bits > 1 {
-                // The block's 1-bit keys at once, the full code where they pass.
-                let rest = &chunk[pb * self.bits as usize..];
-                let full = |s: &RabitqQuery, i: usize| self.ip_full(s, &chunk[i * rb..][..rb]);
-                self.push_refined_rows(s, metric, rest, rb, sp, first + start, heap, ok, full);
-                start += rows;
-                continue;
-            }
-            for (i, (row, sums)) in chunk
-                .chunks_exact(rb)
-                .zip(ips.iter().copied().zip(pcs.iter().copied()))
-                .enumerate()
-            {
-                let f = self.factor_bytes(row);
-                let Some(dist) =
-                    self.scan_key(s, metric, f, sums, qn, scale, heap.threshold(), |s| {
-                        self.ip_full(s, row)
-                    })
-                else {
-                    continue;
-                };
-                let id = first + start + i;
-                if dist <= heap.threshold() && ok(id) {
-                    heap.push(id as u64, dist);
-                }
-            }
+            let full = |s: &RabitqQuery, i: usize| self.ip_full(s, &chunk[i * rb..][..rb]);
+            self.push_rows(
+                s,
+                metric,
+                &chunk[fo..],
+                rb,
+                sp,
+                first + start,
+                heap,
+                ok,
+                full,
+            );
             start += rows;
         }
     }

@@ -239,14 +239,11 @@ impl VectorCodec for RaBitQFs {
         let quant = &self.inner;
         let (d, rb) = (quant.dim, quant.row_bytes());
         let (pb, rest, sb) = (plane_bytes(d), self.rest(), self.sign_block());
-        let qn = q.t_norm2.max(0.0).sqrt();
-        let scale = if metric == Metric::L2 { 2.0 } else { 1.0 };
         s.row.resize(rb, 0);
         let row = &mut s.row;
         // Factor bytes start this far into a row's rest (after its extra planes).
         let fo = pb * (quant.bits as usize - 1);
         let (mut sums, mut pcs) = ([0u32; BLOCK], [0u32; BLOCK]);
-        let whole_block = quant.block_scan(q);
         for (b, block) in run.codes.chunks_exact(self.block_len()).enumerate() {
             let base = b * BLOCK;
             if base >= n {
@@ -255,44 +252,15 @@ impl VectorCodec for RaBitQFs {
             lut.scan_block_sums(&block[..sb], &mut sums);
             self.ones.scan_block_sums(&block[..sb], &mut pcs);
             let m = BLOCK.min(n - base);
-            if whole_block {
-                let rows = &block[sb..sb + m * rest];
-                let sp = (&sums[..m], &pcs[..m]);
-                quant.push_1bit_rows(q, metric, rows, rest, sp, first + base, heap, ok);
-                continue;
-            }
-            if quant.bits > 1 {
-                // The block's 1-bit keys at once, the full code where they pass.
-                let factors = &block[sb + fo..sb + m * rest];
-                let full = |q: &RabitqQuery, i: usize| {
-                    let own = &block[sb + i * rest..sb + (i + 1) * rest];
-                    bits_fs::row_from_block(&block[..sb], d, i, &mut row[..pb]);
-                    row[pb..].copy_from_slice(own);
-                    quant.ip_full(q, row)
-                };
-                let sp = (&sums[..m], &pcs[..m]);
-                quant.push_refined_rows(q, metric, factors, rest, sp, first + base, heap, ok, full);
-                continue;
-            }
-            for i in 0..m {
+            let factors = &block[sb + fo..sb + m * rest];
+            let full = |q: &RabitqQuery, i: usize| {
                 let own = &block[sb + i * rest..sb + (i + 1) * rest];
-                let f = &own[fo..];
-                let full = |q: &RabitqQuery| {
-                    bits_fs::row_from_block(&block[..sb], d, i, &mut row[..pb]);
-                    row[pb..].copy_from_slice(own);
-                    quant.ip_full(q, row)
-                };
-                let ip = (sums[i], pcs[i]);
-                let Some(dist) =
-                    quant.scan_key(q, metric, f, ip, qn, scale, heap.threshold(), full)
-                else {
-                    continue;
-                };
-                let id = first + base + i;
-                if dist <= heap.threshold() && ok(id) {
-                    heap.push(id as u64, dist);
-                }
-            }
+                bits_fs::row_from_block(&block[..sb], d, i, &mut row[..pb]);
+                row[pb..].copy_from_slice(own);
+                quant.ip_full(q, row)
+            };
+            let sp = (&sums[..m], &pcs[..m]);
+            quant.push_rows(q, metric, factors, rest, sp, first + base, heap, ok, full);
         }
         s.lut = Some(lut);
     }

@@ -49,7 +49,7 @@ pub struct RabitqQuery {
     /// Rows a multi-bit scan has scored with the full code (since the query began).
     pub(crate) refined: u64,
     /// Error-bound re-ranking: scans push lower bounds of the distances
-    /// ([`RaBitQ::scan_key`]).
+    /// ([`RaBitQ::push_rows`]).
     pub(crate) bound_keys: bool,
 }
 
@@ -338,7 +338,13 @@ impl RaBitQ {
     /// The factor bytes of a row (past its bit planes; see [`code`]).
     #[inline]
     pub(crate) fn factor_bytes<'a>(&self, row: &'a [u8]) -> &'a [u8] {
-        &row[plane_bytes(self.dim) * self.bits as usize..]
+        &row[self.factor_offset()..]
+    }
+
+    /// Where a row-major row's factor bytes start (past its `bits` planes).
+    #[inline]
+    pub(crate) fn factor_offset(&self) -> usize {
+        plane_bytes(self.dim) * self.bits as usize
     }
 
     /// The 1-bit estimate of a row with factor bytes `f` from `⟨code, u⟩ = ipbin` and its
@@ -351,21 +357,72 @@ impl RaBitQ {
         fk(f, 1) * dot
     }
 
-    /// Whether scans take rows a block at a time ([`Self::push_1bit_rows`]): 1-bit codes
-    /// without error-bound keys, where [`Self::scan_key`] is the 1-bit distance alone.
-    #[inline]
-    pub(crate) fn block_scan(&self, s: &RabitqQuery) -> bool {
-        self.bits == 1 && !s.bound_keys
+    /// Pushes up to a block of rows into `heap`, by the estimate the codes and the query
+    /// call for: 1-bit distances ([`Self::push_1bit_rows`]), their lower bounds under
+    /// error-bound re-ranking ([`Self::push_bound_rows`]), or for `b ≥ 2` bits the full
+    /// estimate where the 1-bit key passes ([`Self::push_refined_rows`]; `full(s, i)` is
+    /// `⟨r, q'⟩` of row `i` from its full code). `factors` holds the rows' factor bytes,
+    /// `stride` apart; `sums` and `pcs` their `⟨sign, u⟩` and popcounts; row `i` has id
+    /// `first + i`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn push_rows<F: Fn(usize) -> bool>(
+        &self,
+        s: &mut RabitqQuery,
+        metric: Metric,
+        factors: &[u8],
+        stride: usize,
+        sp: (&[u32], &[u32]),
+        first: usize,
+        heap: &mut crate::topk::TopK,
+        ok: &F,
+        full: impl FnMut(&RabitqQuery, usize) -> f32,
+    ) {
+        if self.bits > 1 {
+            self.push_refined_rows(s, metric, factors, stride, sp, first, heap, ok, full);
+        } else if s.bound_keys {
+            self.push_bound_rows(s, metric, factors, stride, sp, first, heap, ok);
+        } else {
+            self.push_1bit_rows(s, metric, factors, stride, sp, first, heap, ok);
+        }
     }
 
-    /// Pushes up to a block of rows ([`Self::block_scan`] codes) into `heap`: their
+    /// [`Self::push_rows`] for 1-bit codes under error-bound re-ranking: each row's
+    /// 1-bit distance less its error bound ([`Self::bound_1bit`]), a lower bound of the
+    /// distance.
+    #[allow(clippy::too_many_arguments)]
+    fn push_bound_rows<F: Fn(usize) -> bool>(
+        &self,
+        s: &RabitqQuery,
+        metric: Metric,
+        factors: &[u8],
+        stride: usize,
+        (sums, pcs): (&[u32], &[u32]),
+        first: usize,
+        heap: &mut crate::topk::TopK,
+        ok: &F,
+    ) {
+        let qn = s.t_norm2.max(0.0).sqrt();
+        let scale = if metric == Metric::L2 { 2.0 } else { 1.0 };
+        for (i, (&ipbin, &pc)) in sums.iter().zip(pcs).enumerate() {
+            let Some(f) = factors.get(i * stride..) else {
+                break;
+            };
+            let ip1 = self.ip_1bit_of(s, f, ipbin, pc);
+            let key = self.dist_of(s, metric, f, ip1) - scale * self.bound_1bit(s, f, qn);
+            if key <= heap.threshold() && ok(first + i) {
+                heap.push((first + i) as u64, key);
+            }
+        }
+    }
+
+    /// [`Self::push_rows`] for 1-bit codes: their
     /// distances ([`Self::dist_of`] of [`Self::ip_1bit_of`], bit for bit the same
     /// operations per row) in loops the compiler vectorises (with AVX-512 where the CPU
     /// has it), then only the rows under the threshold are visited. `rest` holds the
     /// rows' factor bytes, `stride` apart (factors `f0`, `f1` first), `sums` and `pcs`
     /// the rows' `⟨code, u⟩` and popcounts; row `i` has id `first + i`.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn push_1bit_rows<F: Fn(usize) -> bool>(
+    fn push_1bit_rows<F: Fn(usize) -> bool>(
         &self,
         s: &RabitqQuery,
         metric: Metric,
@@ -393,15 +450,14 @@ impl RaBitQ {
         }
     }
 
-    /// [`Self::scan_key`] for up to a block of rows of `b ≥ 2` bits, pushing into
-    /// `heap`: the rows' 1-bit keys (the 1-bit distance less the refinement margin and,
+    /// [`Self::push_rows`] for codes of `b ≥ 2` bits: the rows' 1-bit keys (the 1-bit distance less the refinement margin and,
     /// under error-bound keys, the full code's bound) in loops the compiler vectorises,
     /// bit for bit the per-row operations, then only rows whose key is under the
     /// threshold get `full(s, i)` (`⟨r, q'⟩` of row `i` from its full code). `rest`
     /// holds the rows' factor bytes, `stride` apart; row `i` has id `first + i`. Pushes
-    /// what the per-row loop over [`Self::scan_key`] pushes, in the same order.
+    /// what scoring the rows one at a time with the same rule pushes, in the same order.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn push_refined_rows<F: Fn(usize) -> bool>(
+    fn push_refined_rows<F: Fn(usize) -> bool>(
         &self,
         s: &mut RabitqQuery,
         metric: Metric,
@@ -513,11 +569,9 @@ impl RaBitQ {
     /// (the stored bounds `f2`, `f4` are [`code::EPSILON0`] of them, per unit `‖q'‖`) plus
     /// as many of the query's quantization error in `ip1` (`f1 · δ/√12`: uniform rounding
     /// error `±δ/2` per dimension against `x̄_i = ±1/√d`). `qn = ‖q'‖`.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn refine_margin(&self, s: &RabitqQuery, f: &[u8], qn: f32) -> f32 {
-        let per_sigma =
-            (fk(f, 2) + fk(f, 4)) * qn / code::EPSILON0 + fk(f, 1) * s.delta * QUANT_SIGMA;
-        REFINE_SIGMAS * per_sigma
+        refine_margin_of((fk(f, 1), fk(f, 2), fk(f, 4)), qn, s.delta)
     }
 
     /// The error bound of a row's 1-bit estimate of `⟨r, q'⟩` (factor bytes `f`,
@@ -532,44 +586,6 @@ impl RaBitQ {
         let rot = (f1 * f1 - f0).max(0.0).sqrt() * qn / dm1.sqrt();
         let quant = f1 * s.delta * QUANT_SIGMA;
         code::EPSILON0 * (rot * rot + quant * quant).sqrt()
-    }
-
-    /// What a scan pushes for a row with factor bytes `f` and 1-bit popcount sums
-    /// `ipbin`, `pc` (see [`Self::ip_1bit_of`]), or `None` when the row cannot beat the
-    /// heap's `threshold`: its distance estimate — for codes of `b ≥ 2` bits the full
-    /// one (`full` computes `⟨r, q'⟩` from the full code) where the 1-bit estimate less
-    /// its margin ([`Self::refine_margin`]) still could — or, under error-bound
-    /// re-ranking (`s.bound_keys`), that estimate less its error bound: a lower bound of
-    /// the distance. `qn = ‖q'‖`; `scale` is 2 for L2 (the distance holds `−2⟨r, q'⟩`),
-    /// else 1.
-    #[allow(clippy::too_many_arguments)]
-    #[inline]
-    pub(crate) fn scan_key(
-        &self,
-        s: &mut RabitqQuery,
-        metric: Metric,
-        f: &[u8],
-        (ipbin, pc): (u32, u32),
-        qn: f32,
-        scale: f32,
-        threshold: f32,
-        full: impl FnOnce(&RabitqQuery) -> f32,
-    ) -> Option<f32> {
-        let ip1 = self.ip_1bit_of(s, f, ipbin, pc);
-        let dist = self.dist_of(s, metric, f, ip1);
-        if self.bits == 1 {
-            return Some(if s.bound_keys {
-                dist - scale * self.bound_1bit(s, f, qn)
-            } else {
-                dist
-            });
-        }
-        let full_bound = if s.bound_keys { fk(f, 4) * qn } else { 0.0 };
-        if dist - scale * (self.refine_margin(s, f, qn) + full_bound) > threshold {
-            return None;
-        }
-        s.refined += 1;
-        Some(self.dist_of(s, metric, f, full(s)) - scale * full_bound)
     }
 
     /// The estimate the scans use: 1-bit codes by bit planes, wider codes by the full
@@ -756,7 +772,7 @@ struct KeyM {
 }
 
 /// The 1-bit keys of [`RaBitQ::push_refined_rows`] into `out`, by the operations of
-/// [`RaBitQ::scan_key`] (through [`RaBitQ::refine_margin`]) per row, in the same order;
+/// the 1-bit distance and [`RaBitQ::refine_margin`] per row, in the same order;
 /// returns the mask of rows whose key is at most the threshold. Factor `k` of row `i`
 /// is at `rest[i · stride + 4k..]` (five factors).
 #[inline(always)]
@@ -804,12 +820,11 @@ fn keys_multibit_portable(
     dists_1bit(d, (&f[0], &f[1]), sums, pcs, &mut dist[..n]);
     let bound_qn = if c.bound_keys { qn } else { 0.0 };
     for i in 0..n {
-        let (f1, f2, f4) = (f[1][i], f[2][i], f[3][i]);
-        let per_sigma = (f2 + f4) * qn / code::EPSILON0 + f1 * d.delta * QUANT_SIGMA;
-        // `f4 · qn` under error-bound keys, else exactly 0 (`f4 · 0`, as `scan_key`'s
-        // 0.0 for finite factors).
+        let f4 = f[3][i];
+        let margin = refine_margin_of((f[1][i], f[2][i], f4), qn, d.delta);
+        // `f4 · qn` under error-bound keys, else exactly 0 (`f4 · 0` for finite factors).
         let full_bound = f4 * bound_qn;
-        out[i] = dist[i] - scale * (REFINE_SIGMAS * per_sigma + full_bound);
+        out[i] = dist[i] - scale * (margin + full_bound);
     }
     under_mask(&out[..n], d.thr)
 }
@@ -818,4 +833,11 @@ crate::kernels::retarget! {
     /// [`keys_multibit_portable`] compiled for AVX-512.
     unsafe fn keys_multibit_avx512["avx512f,avx512bw,avx2"] = keys_multibit_portable;
     (c: &KeyM, rest: &[u8], stride: usize, sums: &[u32], pcs: &[u32], out: &mut [f32]) -> u32
+}
+
+/// [`RaBitQ::refine_margin`] from a row's factors `f1`, `f2`, `f4`, `qn = ‖q'‖` and the
+/// query's grid step `delta`.
+#[inline(always)]
+fn refine_margin_of((f1, f2, f4): (f32, f32, f32), qn: f32, delta: f32) -> f32 {
+    REFINE_SIGMAS * ((f2 + f4) * qn / code::EPSILON0 + f1 * delta * QUANT_SIGMA)
 }
