@@ -313,7 +313,13 @@ impl<C: VectorCodec> Index for FlatCodes<C> {
     fn train(&mut self, sample: &[f32]) -> Result<()> {
         check_vectors(sample, self.dim, "training sample")?;
         let x = crate::vectors::prepared(sample, self.dim, self.metric);
-        self.codec = Some(C::train(&self.inner, &x, self.dim, self.seed)?);
+        self.codec = Some(C::train_whole(
+            &self.inner,
+            &x,
+            self.dim,
+            self.seed,
+            self.metric,
+        )?);
         self.codes = Slab::default();
         self.run = Slab::default();
         self.aux = Slab::default();

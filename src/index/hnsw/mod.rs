@@ -511,7 +511,13 @@ impl<C: VectorCodec> Index for Hnsw<C> {
     fn train(&mut self, sample: &[f32]) -> Result<()> {
         check_vectors(sample, self.dim, "training sample")?;
         let x = self.prepare(sample);
-        self.codec = Some(C::train(&self.inner, &x, self.dim, self.seed)?);
+        self.codec = Some(C::train_whole(
+            &self.inner,
+            &x,
+            self.dim,
+            self.seed,
+            self.metric,
+        )?);
         self.codes = Slab::default();
         self.corr = Slab::default();
         self.raw = Slab::default();

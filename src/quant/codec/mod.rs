@@ -133,6 +133,22 @@ pub trait VectorCodec: Clone + Debug + Send + Sync + Sized + 'static {
     /// # Errors
     /// Invalid parameters for `dim` or an unusable sample.
     fn train(spec: &Self::Spec, sample: &[f32], dim: usize, seed: u64) -> Result<Self>;
+    /// Trains for a flat or graph index under `metric` (codes of whole vectors, not of
+    /// residuals to IVF centroids): codecs whose codes gain from a partition of their own
+    /// (RaBitQ's local centres) take it here. Defaults to [`VectorCodec::train`].
+    ///
+    /// # Errors
+    /// As [`VectorCodec::train`].
+    fn train_whole(
+        spec: &Self::Spec,
+        sample: &[f32],
+        dim: usize,
+        seed: u64,
+        metric: Metric,
+    ) -> Result<Self> {
+        let _ = metric;
+        Self::train(spec, sample, dim, seed)
+    }
     /// Checks a spec against a dimension before any work.
     ///
     /// # Errors

@@ -28,12 +28,168 @@
 //! `b ≥ 2` bits keep all five (20 bytes: FAISS's 12-byte `SignBitFactorsWithError` plus
 //! its 8-byte `ExtraBitsFactors`), so bytes per vector equal FAISS's: `⌈d/8⌉·b + 8` for
 //! `b = 1`, `⌈d/8⌉·b + 20` otherwise (d = 128: 24 and, for 4 bits, 84 bytes).
+//!
+//! **Local centres** (flat and graph indexes under L2, see [`super::RaBitQ`]): the
+//! residual is `r = x − c_k` to the nearest of `K ≤ 256` k-means centres, and the same
+//! bytes hold ([`localize`])
+//!
+//! ```text
+//! [ F1: f32 ][ f1: bf16 ][ k: u8 ][ ⌊255·⟨x̄,o⟩⌋: u8 ]                                   (b = 1)
+//! [ F1: f32 ][ f1: bf16 ][ k: u8 ][ ⌊255·⟨x̄,o⟩⌋: u8 ][ f2: bf16↑ ][ f4: bf16↑ ][ f3: f32 ][ F3: f32 ]
+//! ```
+//!
+//! with `F = ‖x − c‖² − 2g`, `g = ⟨r, c_k − c⟩ − f·⟨code, P⁻¹(c_k − c)⟩` the estimator's
+//! (deterministic) error on the fixed vector `c_k − c` (`F1` with the 1-bit estimator
+//! and `f1`, `F3` with the full code and `f3`). The scan's target stays `P⁻¹(q − c)`: the
+//! estimators are linear in it, so `‖q − x‖² = ‖q − c‖² + F − 2(est + ⟨q − c, c_k − c⟩)`
+//! is the estimate the code would give against the target `q − c_k` — error ∝ `‖r‖·‖q − c_k‖`
+//! instead of `‖x − c‖·‖q − c‖` — from one quantized query and a `K`-entry table per
+//! query. The bounds' factors are rounded up (bf16↑) and the cosine down, so bounds only
+//! widen.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 /// The paper's confidence constant ε0 of the error bound.
 pub const EPSILON0: f32 = 1.9;
+
+/// Most local centres (the centre's number is one byte of the factors).
+pub const MAX_CENTRES: usize = 256;
+
+/// `v` as bf16 bits, rounded to nearest even (finite `v`).
+#[inline]
+pub(crate) fn bf16_bits(v: f32) -> u16 {
+    half::bf16::from_f32(v).to_bits()
+}
+
+/// `v ≥ 0` as bf16 bits rounded up (the smallest bf16 at least `v`).
+#[inline]
+pub(crate) fn bf16_bits_up(v: f32) -> u16 {
+    let b = bf16_bits(v.max(0.0));
+    if from_bf16(b) < v { b + 1 } else { b }
+}
+
+/// The `f32` of bf16 bits.
+#[inline(always)]
+pub(crate) fn from_bf16(b: u16) -> f32 {
+    f32::from_bits(u32::from(b) << 16)
+}
+
+/// A row's factors in either layout (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct RowFactors {
+    /// The L2 constant of the 1-bit estimate: `‖r‖²`, or `F1` with local centres.
+    pub(crate) c1: f32,
+    pub(crate) f1: f32,
+    pub(crate) f2: f32,
+    pub(crate) f3: f32,
+    pub(crate) f4: f32,
+    /// The L2 constant of the full estimate: `‖r‖²`, or `F3` with local centres.
+    pub(crate) c3: f32,
+    /// The local centre (0 without).
+    pub(crate) centre: usize,
+    /// `‖r‖`, exact without local centres, else `f1 · ⌊255·⟨x̄,o⟩⌋/255` (at most `‖r‖`).
+    pub(crate) norm: f32,
+}
+
+/// The factors of a row's factor bytes `f` (`bits` per dimension; `local`: the local
+/// centres' layout). Factors a layout does not hold read as 0.
+pub(crate) fn row_factors(f: &[u8], bits: u8, local: bool) -> RowFactors {
+    let w = |k: usize| -> f32 {
+        f.get(4 * k..4 * k + 4)
+            .map_or(0.0, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let h = |at: usize| -> f32 {
+        f.get(at..at + 2)
+            .map_or(0.0, |b| from_bf16(u16::from_le_bytes([b[0], b[1]])))
+    };
+    let multi = bits > 1;
+    if !local {
+        let f0 = w(0);
+        let g = |k| if multi { w(k) } else { 0.0 };
+        return RowFactors {
+            c1: f0,
+            f1: w(1),
+            f2: g(2),
+            f3: g(3),
+            f4: g(4),
+            c3: f0,
+            centre: 0,
+            norm: f0.max(0.0).sqrt(),
+        };
+    }
+    let (c1, f1) = (w(0), h(4));
+    let centre = f.get(6).map_or(0, |&b| usize::from(b));
+    let cos = f.get(7).map_or(0.0, |&b| f32::from(b) / 255.0);
+    let (f2, f4, f3, c3) = if multi {
+        (h(8), h(10), w(3), w(4))
+    } else {
+        (0.0, 0.0, 0.0, c1)
+    };
+    RowFactors {
+        c1,
+        f1,
+        f2,
+        f3,
+        f4,
+        c3,
+        centre,
+        norm: f1 * cos,
+    }
+}
+
+/// Rewrites the factors of a row that [`encode_rotated`] wrote for the rotated residual
+/// `y = P⁻¹(x − c_k)` in the local centres' layout (module docs): `z = P⁻¹(c_k − c)`,
+/// `a = ‖x − c‖²`, `centre = k`.
+pub(crate) fn localize(row: &mut [u8], y: &[f32], bits: u8, z: &[f32], a: f64, centre: u8) {
+    let d = y.len();
+    let pb = plane_bytes(d);
+    let at = pb * bits as usize;
+    let old = row_factors(&row[at..], bits, false);
+    let yz: f64 = y
+        .iter()
+        .zip(z)
+        .map(|(&a, &b)| f64::from(a) * f64::from(b))
+        .sum();
+    // The 1-bit estimator on `z`, with the stored (rounded) `f1`.
+    let f1b = bf16_bits(old.f1);
+    let sz: f64 = z
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let s = if row[i / 8] >> (i % 8) & 1 == 1 {
+                1.0
+            } else {
+                -1.0
+            };
+            s * f64::from(v)
+        })
+        .sum::<f64>()
+        / (d as f64).sqrt();
+    let g1 = yz - f64::from(from_bf16(f1b)) * sz;
+    let cos = if old.f1 > 0.0 { old.norm / old.f1 } else { 1.0 };
+    let cosq = (cos * 255.0).floor().clamp(0.0, 255.0) as u8;
+    let mut f = [0u8; 20];
+    f[..4].copy_from_slice(&((a - 2.0 * g1) as f32).to_le_bytes());
+    f[4..6].copy_from_slice(&f1b.to_le_bytes());
+    f[6] = centre;
+    f[7] = cosq;
+    if bits > 1 {
+        let v = code_values(row, d, bits);
+        let vz: f64 = v
+            .iter()
+            .zip(z)
+            .map(|(&a, &b)| f64::from(a) * f64::from(b))
+            .sum();
+        let g3 = yz - f64::from(old.f3) * vz;
+        f[8..10].copy_from_slice(&bf16_bits_up(old.f2).to_le_bytes());
+        f[10..12].copy_from_slice(&bf16_bits_up(old.f4).to_le_bytes());
+        f[12..16].copy_from_slice(&old.f3.to_le_bytes());
+        f[16..20].copy_from_slice(&((a - 2.0 * g3) as f32).to_le_bytes());
+    }
+    let n = 4 * factor_count(bits);
+    row[at..at + n].copy_from_slice(&f[..n]);
+}
 
 /// Bytes of one bit plane of `d` dimensions.
 pub(crate) fn plane_bytes(d: usize) -> usize {

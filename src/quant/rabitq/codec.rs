@@ -14,6 +14,8 @@ use crate::topk::TopK;
 /// Container sections of the trained parameters.
 const MEAN: &str = "rabitq_mean";
 const ROTATION: &str = "rabitq_rotation";
+/// The local centres (absent without, as in files written before them).
+const CENTRES: &str = "rabitq_centres";
 
 impl VectorCodec for RaBitQ {
     type Spec = RabitqSpec;
@@ -21,6 +23,19 @@ impl VectorCodec for RaBitQ {
 
     fn train(spec: &RabitqSpec, sample: &[f32], dim: usize, seed: u64) -> Result<Self> {
         RaBitQ::train(*spec, sample, dim, seed)
+    }
+    fn train_whole(
+        spec: &RabitqSpec,
+        sample: &[f32],
+        dim: usize,
+        seed: u64,
+        metric: Metric,
+    ) -> Result<Self> {
+        if metric == Metric::L2 {
+            RaBitQ::train_local(*spec, sample, dim, seed)
+        } else {
+            RaBitQ::train(*spec, sample, dim, seed)
+        }
     }
     fn check(spec: &RabitqSpec, dim: usize) -> Result<()> {
         spec.check(dim)
@@ -35,7 +50,7 @@ impl VectorCodec for RaBitQ {
         self.row_bytes()
     }
     fn params_bytes(&self) -> usize {
-        (self.mean.len() + self.rot.len()) * 4
+        (self.mean.len() + self.rot.len() + 2 * self.centres.len()) * 4
     }
     fn encode(&self, x: &[f32]) -> Result<Vec<u8>> {
         self.encode_rows(x)
@@ -46,6 +61,9 @@ impl VectorCodec for RaBitQ {
     fn write<'a>(&'a self, w: &mut ContainerWriter<'a>) {
         w.section_f32(MEAN, &self.mean)
             .section_f32(ROTATION, &self.rot);
+        if self.local() {
+            w.section_f32(CENTRES, &self.centres);
+        }
     }
     fn read(spec: &RabitqSpec, c: &Container, dim: usize) -> Result<Self> {
         let bad = |m: String| Error::format(c.path(), m);
@@ -53,7 +71,19 @@ impl VectorCodec for RaBitQ {
             .map_err(|e| bad(format!("RaBitQ parameters: {e}")))?;
         let mean = c.section_f32(MEAN, dim)?;
         let rot = c.section_f32(ROTATION, dim * dim)?;
-        RaBitQ::from_parts(*spec, mean, rot).map_err(|e| bad(format!("RaBitQ parameters: {e}")))
+        let centres = match c.section(CENTRES) {
+            Ok(b) if b.len() % (4 * dim) == 0 => c.section_f32(CENTRES, b.len() / 4)?,
+            Ok(b) => {
+                return Err(bad(format!(
+                    "section `{CENTRES}` of {} bytes is not a whole number of {dim}-d centres",
+                    b.len()
+                )));
+            }
+            Err(_) => Vec::new(),
+        };
+        RaBitQ::from_parts(*spec, mean, rot)
+            .and_then(|q| q.with_centres(centres))
+            .map_err(|e| bad(format!("RaBitQ parameters: {e}")))
     }
 
     fn list_tables(&self, centroids: &[f32], metric: Metric) -> Option<Vec<f32>> {
@@ -121,6 +151,7 @@ impl VectorCodec for RaBitQ {
             }
         }
         self.quantize_target(s);
+        self.set_centre_terms(s, metric);
     }
 
     fn scan<F: Fn(usize) -> bool>(
@@ -174,7 +205,9 @@ impl VectorCodec for RaBitQ {
         let rb = self.row_bytes();
         let code = &stored.codes[row * rb..(row + 1) * rb];
         let ip = self.ip_scan(s, code);
-        self.dist_of(s, metric, self.factor_bytes(code), ip)
+        let f = self.row_factors(self.factor_bytes(code));
+        let (c, _) = self.row_terms(s, &f, self.bits > 1);
+        self.dist_of(s, metric, c, ip)
     }
 
     fn prefetch(&self, stored: Stored<'_>, row: usize, bytes: usize) {

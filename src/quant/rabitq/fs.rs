@@ -120,6 +120,21 @@ impl VectorCodec for RaBitQFs {
     fn train(spec: &RabitqFsSpec, sample: &[f32], dim: usize, seed: u64) -> Result<Self> {
         Self::with(RaBitQ::train(spec.plain(), sample, dim, seed)?)
     }
+    fn train_whole(
+        spec: &RabitqFsSpec,
+        sample: &[f32],
+        dim: usize,
+        seed: u64,
+        metric: Metric,
+    ) -> Result<Self> {
+        Self::with(RaBitQ::train_whole(
+            &spec.plain(),
+            sample,
+            dim,
+            seed,
+            metric,
+        )?)
+    }
     fn check(spec: &RabitqFsSpec, dim: usize) -> Result<()> {
         spec.plain().check(dim)
     }

@@ -51,6 +51,26 @@ pub struct RabitqQuery {
     /// Error-bound re-ranking: scans push lower bounds of the distances
     /// ([`RaBitQ::push_rows`]).
     pub(crate) bound_keys: bool,
+    /// Local centres under L2: `⟨t, R(c_k − c)⟩` for each centre `k`, zero-padded to
+    /// [`code::MAX_CENTRES`] entries (empty without local centres).
+    pub(crate) tk: Vec<f32>,
+}
+
+/// A query's local-centre tables, as the block kernels read them (indexed by a byte).
+#[derive(Clone, Copy)]
+pub(crate) struct Local<'a> {
+    /// `⟨t, R(c_k − c)⟩`.
+    tk: &'a [f32; code::MAX_CENTRES],
+    /// `‖c_k − c‖²`.
+    zn: &'a [f32; code::MAX_CENTRES],
+}
+
+impl Local<'_> {
+    /// `‖q − c_k‖` from `‖q − c‖² = t_norm2`.
+    #[inline(always)]
+    fn qn(&self, t_norm2: f32, k: usize) -> f32 {
+        (t_norm2 - 2.0 * self.tk[k] + self.zn[k]).max(0.0).sqrt()
+    }
 }
 
 /// Estimates of `⟨r, q'⟩` for one code (`r` the vector minus the centroid, `q'` the
@@ -326,6 +346,57 @@ impl RaBitQ {
         }
     }
 
+    /// Sets the local centres' table of the current target (L2; see [`code`]).
+    pub(crate) fn set_centre_terms(&self, s: &mut RabitqQuery, metric: Metric) {
+        s.tk.clear();
+        if self.local() {
+            s.tk.resize(code::MAX_CENTRES, 0.0);
+            if metric == Metric::L2 {
+                let k = self.centre_count();
+                crate::linalg::gemm_abt(&s.t, &self.offsets, self.dim, &mut s.tk[..k]);
+            }
+        }
+    }
+
+    /// The query's local-centre tables (`None` without local centres).
+    #[inline]
+    fn local_of<'a>(&'a self, s: &'a RabitqQuery) -> Option<Local<'a>> {
+        if !self.local() {
+            return None;
+        }
+        Some(Local {
+            tk: s.tk.as_slice().try_into().ok()?,
+            zn: self.offset_norms.as_slice().try_into().ok()?,
+        })
+    }
+
+    /// A row's factors (either layout).
+    #[inline]
+    pub(crate) fn row_factors(&self, f: &[u8]) -> code::RowFactors {
+        code::row_factors(f, self.bits, self.local())
+    }
+
+    /// `(c, ‖q'‖)` of a row for its 1-bit (`full` false) or full estimate: the L2
+    /// constant `c` of [`Self::dist_of`] (`‖r‖²`, or with local centres
+    /// `F − 2⟨q − c, c_k − c⟩`) and the norm of the target its error scales with
+    /// (`‖q − c_k‖` with local centres).
+    #[inline]
+    pub(crate) fn row_terms(
+        &self,
+        s: &RabitqQuery,
+        f: &code::RowFactors,
+        full: bool,
+    ) -> (f32, f32) {
+        let c = if full { f.c3 } else { f.c1 };
+        match self.local_of(s) {
+            Some(l) => {
+                let k = f.centre.min(code::MAX_CENTRES - 1);
+                (c - 2.0 * l.tk[k], l.qn(s.t_norm2, k))
+            }
+            None => (c, s.t_norm2.max(0.0).sqrt()),
+        }
+    }
+
     /// The 1-bit estimate `⟨x̄, t̄⟩ · f1` of one row, with `x̄ = sign/√d`.
     #[inline]
     pub(crate) fn ip_1bit(&self, s: &RabitqQuery, row: &[u8]) -> f32 {
@@ -354,7 +425,7 @@ impl RaBitQ {
         let d = self.dim;
         let dot =
             (2.0 * (s.lo * pc as f32 + s.delta * ipbin as f32) - s.tq_sum) / (d as f32).sqrt();
-        fk(f, 1) * dot
+        self.row_factors(f).f1 * dot
     }
 
     /// Pushes up to a block of rows into `heap`, by the estimate the codes and the query
@@ -401,14 +472,15 @@ impl RaBitQ {
         heap: &mut crate::topk::TopK,
         ok: &F,
     ) {
-        let qn = s.t_norm2.max(0.0).sqrt();
         let scale = if metric == Metric::L2 { 2.0 } else { 1.0 };
         for (i, (&ipbin, &pc)) in sums.iter().zip(pcs).enumerate() {
             let Some(f) = factors.get(i * stride..) else {
                 break;
             };
+            let rf = self.row_factors(f);
+            let (c, qn) = self.row_terms(s, &rf, false);
             let ip1 = self.ip_1bit_of(s, f, ipbin, pc);
-            let key = self.dist_of(s, metric, f, ip1) - scale * self.bound_1bit(s, f, qn);
+            let key = self.dist_of(s, metric, c, ip1) - scale * self.bound_1bit(s, &rf, qn);
             if key <= heap.threshold() && ok(first + i) {
                 heap.push((first + i) as u64, key);
             }
@@ -473,23 +545,26 @@ impl RaBitQ {
         debug_assert!(self.bits > 1);
         let qn = s.t_norm2.max(0.0).sqrt();
         let scale = if metric == Metric::L2 { 2.0 } else { 1.0 };
-        let c = KeyM {
-            d: self.dist1(s, metric, heap.threshold()),
-            qn,
-            scale,
-            bound_keys: s.bound_keys,
-        };
         let mut keys = [0.0f32; B];
         let out = &mut keys[..sums.len().min(pcs.len()).min(B)];
-        #[cfg(target_arch = "x86_64")]
-        let mut under = if crate::kernels::simd_level() >= crate::kernels::SimdLevel::Avx512 {
-            // SAFETY: the dispatch level is capped at what the CPU reports.
-            unsafe { keys_multibit_avx512(&c, rest, stride, sums, pcs, out) }
-        } else {
-            keys_multibit_portable(&c, rest, stride, sums, pcs, out)
+        let mut under = {
+            let c = KeyM {
+                d: self.dist1(s, metric, heap.threshold()),
+                qn,
+                scale,
+                bound_keys: s.bound_keys,
+            };
+            #[cfg(target_arch = "x86_64")]
+            let under = if crate::kernels::simd_level() >= crate::kernels::SimdLevel::Avx512 {
+                // SAFETY: the dispatch level is capped at what the CPU reports.
+                unsafe { keys_multibit_avx512(&c, rest, stride, sums, pcs, out) }
+            } else {
+                keys_multibit_portable(&c, rest, stride, sums, pcs, out)
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let under = keys_multibit_portable(&c, rest, stride, sums, pcs, out);
+            under
         };
-        #[cfg(not(target_arch = "x86_64"))]
-        let mut under = keys_multibit_portable(&c, rest, stride, sums, pcs, out);
         while under != 0 {
             let i = under.trailing_zeros() as usize;
             under &= under - 1;
@@ -497,9 +572,10 @@ impl RaBitQ {
                 continue;
             }
             s.refined += 1;
-            let f = &rest[i * stride..];
-            let full_bound = if s.bound_keys { fk(f, 4) * qn } else { 0.0 };
-            let dist = self.dist_of(s, metric, f, full(s, i)) - scale * full_bound;
+            let rf = self.row_factors(&rest[i * stride..]);
+            let (c, qn) = self.row_terms(s, &rf, true);
+            let full_bound = if s.bound_keys { rf.f4 * qn } else { 0.0 };
+            let dist = self.dist_of(s, metric, c, full(s, i)) - scale * full_bound;
             if dist <= heap.threshold() && ok(first + i) {
                 heap.push((first + i) as u64, dist);
             }
@@ -508,8 +584,9 @@ impl RaBitQ {
 
     /// The query terms of the 1-bit distances, with the threshold `thr` of the returned
     /// masks.
-    fn dist1(&self, s: &RabitqQuery, metric: Metric, thr: f32) -> Dist1 {
+    fn dist1<'a>(&'a self, s: &'a RabitqQuery, metric: Metric, thr: f32) -> Dist1<'a> {
         Dist1 {
+            local: self.local_of(s),
             metric,
             sqrt_d: (self.dim as f32).sqrt(),
             lo: s.lo,
@@ -571,19 +648,20 @@ impl RaBitQ {
     /// error `±δ/2` per dimension against `x̄_i = ±1/√d`). `qn = ‖q'‖`.
     #[cfg(test)]
     pub(crate) fn refine_margin(&self, s: &RabitqQuery, f: &[u8], qn: f32) -> f32 {
-        refine_margin_of((fk(f, 1), fk(f, 2), fk(f, 4)), qn, s.delta)
+        let f = self.row_factors(f);
+        refine_margin_of((f.f1, f.f2, f.f4), qn, s.delta)
     }
 
-    /// The error bound of a row's 1-bit estimate of `⟨r, q'⟩` (factor bytes `f`,
+    /// The error bound of a row's 1-bit estimate of `⟨r, q'⟩` (factors `f`,
     /// `qn = ‖q'‖`): [`code::EPSILON0`] standard deviations of the rotation's error
-    /// (`‖r‖ · error_bound(⟨x̄, o⟩) · ‖q'‖`, from `f0 = ‖r‖²` and `f1 = ‖r‖/⟨x̄, o⟩`:
-    /// `‖r‖ √(1/⟨x̄,o⟩² − 1) = √(f1² − f0)`) and of the query's quantization
+    /// (`‖r‖ · error_bound(⟨x̄, o⟩) · ‖q'‖`, from `‖r‖` and `f1 = ‖r‖/⟨x̄, o⟩`:
+    /// `‖r‖ √(1/⟨x̄,o⟩² − 1) = √(f1² − ‖r‖²)`) and of the query's quantization
     /// (`f1 · δ/√12`), added in quadrature as independent errors.
     #[inline]
-    pub(crate) fn bound_1bit(&self, s: &RabitqQuery, f: &[u8], qn: f32) -> f32 {
-        let (f0, f1) = (fk(f, 0), fk(f, 1));
+    pub(crate) fn bound_1bit(&self, s: &RabitqQuery, f: &code::RowFactors, qn: f32) -> f32 {
+        let f1 = f.f1;
         let dm1 = (self.dim.max(2) - 1) as f32;
-        let rot = (f1 * f1 - f0).max(0.0).sqrt() * qn / dm1.sqrt();
+        let rot = (f1 * f1 - f.norm * f.norm).max(0.0).sqrt() * qn / dm1.sqrt();
         let quant = f1 * s.delta * QUANT_SIGMA;
         code::EPSILON0 * (rot * rot + quant * quant).sqrt()
     }
@@ -599,12 +677,12 @@ impl RaBitQ {
         }
     }
 
-    /// The distance under `metric` of a row with factor bytes `f` and estimated
-    /// `⟨r, q'⟩ = ip`.
+    /// The distance under `metric` of a row with L2 constant `c` (from
+    /// [`Self::row_terms`]) and estimated `⟨r, q'⟩ = ip`.
     #[inline]
-    pub(crate) fn dist_of(&self, s: &RabitqQuery, metric: Metric, f: &[u8], ip: f32) -> f32 {
+    pub(crate) fn dist_of(&self, s: &RabitqQuery, metric: Metric, c: f32, ip: f32) -> f32 {
         match metric {
-            Metric::L2 => fk(f, 0) + s.t_norm2 - 2.0 * ip,
+            Metric::L2 => c + s.t_norm2 - 2.0 * ip,
             Metric::InnerProduct => -(s.konst + ip),
             Metric::Cosine => 1.0 - (s.konst + ip),
         }
@@ -615,16 +693,11 @@ impl RaBitQ {
     /// allows, refine with the full code elsewhere).
     pub fn estimate(&self, s: &RabitqQuery, row: &[u8]) -> Estimate {
         let d = self.dim;
-        let qn = s.t_norm2.max(0.0).sqrt();
+        let f = self.row_factors(self.factor_bytes(row));
+        let (_, qn) = self.row_terms(s, &f, false);
         let ip1 = self.ip_1bit(s, row);
-        let cos1 = {
-            let f1 = factor(row, d, self.bits, 1);
-            let n = factor(row, d, self.bits, 0).max(0.0).sqrt();
-            if f1 > 0.0 { n / f1 } else { 1.0 }
-        };
-        let bound1 = factor(row, d, self.bits, 0).max(0.0).sqrt()
-            * code::error_bound(cos1, d, code::EPSILON0)
-            * qn;
+        let cos1 = if f.f1 > 0.0 { f.norm / f.f1 } else { 1.0 };
+        let bound1 = f.norm * code::error_bound(cos1, d, code::EPSILON0) * qn;
         if self.bits == 1 {
             return Estimate {
                 ip1,
@@ -637,13 +710,15 @@ impl RaBitQ {
             ip1,
             bound1,
             ip: self.ip_full(s, row),
-            bound: factor(row, d, self.bits, 4) * qn,
+            bound: f.f4 * qn,
         }
     }
 }
 
 /// What [`dist_1bit_portable`] needs of a query and metric.
-struct Dist1 {
+struct Dist1<'a> {
+    /// Local centres' tables (the rows' factors in their layout), or `None`.
+    local: Option<Local<'a>>,
     metric: Metric,
     sqrt_d: f32,
     lo: f32,
@@ -672,7 +747,9 @@ fn dist_1bit_portable(
     let n = out.len().min(B).min(sums.len()).min(pcs.len());
     let (mut f0, mut f1) = ([0.0f32; B], [0.0f32; B]);
     debug_assert!(stride >= 8 && (n == 0 || rest.len() >= (n - 1) * stride + 8));
-    if stride == 8 && rest.len() >= 8 * n {
+    if let Some(l) = c.local {
+        local_1bit_factors(&l, rest, stride, n, &mut f0, &mut f1, None);
+    } else if stride == 8 && rest.len() >= 8 * n {
         // 1-bit rows hold exactly these two factors: the block's factors are one run of
         // `f32` pairs, read as such and split (vector loads and shuffles, not a
         // byte-wise `fk` per row, which costs more than the rest).
@@ -706,6 +783,51 @@ fn dist_1bit_portable(
     }
     dists_1bit(c, (&f0, &f1), sums, pcs, &mut out[..n]);
     under_mask(&out[..n], c.thr)
+}
+
+/// The first eight factor bytes of `n` rows in the local centres' layout (`stride`
+/// apart): `F1 − 2⟨t, R(c_k − c)⟩` into `f0`, `f1` into `f1`, and with `qn`, each row's
+/// `‖q − c_k‖` (from `t_norm2`).
+#[inline(always)]
+fn local_1bit_factors(
+    l: &Local<'_>,
+    rest: &[u8],
+    stride: usize,
+    n: usize,
+    f0: &mut [f32; 32],
+    f1: &mut [f32; 32],
+    qn: Option<(f32, &mut [f32; 32])>,
+) {
+    let mut ks = [0u8; 32];
+    let n = n.min(32);
+    if n > 0 && stride >= 8 && rest.len() >= (n - 1) * stride + 8 {
+        for i in 0..n {
+            // SAFETY: `i · stride + 8 ≤ (n − 1) · stride + 8 ≤ rest.len()`.
+            let w = u64::from_le(unsafe {
+                std::ptr::read_unaligned(rest.as_ptr().add(i * stride) as *const u64)
+            });
+            f0[i] = f32::from_bits(w as u32);
+            f1[i] = f32::from_bits(((w >> 32) as u32) << 16);
+            ks[i] = (w >> 48) as u8;
+        }
+    } else {
+        for (i, f) in rest.chunks(stride.max(1)).take(n).enumerate() {
+            let Some(w) = f.first_chunk::<8>() else {
+                break;
+            };
+            f0[i] = f32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+            f1[i] = code::from_bf16(u16::from_le_bytes([w[4], w[5]]));
+            ks[i] = w[6];
+        }
+    }
+    for i in 0..n {
+        f0[i] -= 2.0 * l.tk[usize::from(ks[i])];
+    }
+    if let Some((t_norm2, qn)) = qn {
+        for i in 0..n {
+            qn[i] = l.qn(t_norm2, usize::from(ks[i]));
+        }
+    }
 }
 
 /// The 1-bit distances of `out.len()` rows from their factors `f0`, `f1` and sums: the
@@ -762,8 +884,8 @@ pub(crate) fn round_nearest_portable_for_tests(t: &[f32], qu: &mut [u8], bits: u
 }
 
 /// What [`keys_multibit_portable`] needs besides [`Dist1`].
-struct KeyM {
-    d: Dist1,
+struct KeyM<'a> {
+    d: Dist1<'a>,
     /// `‖q'‖`.
     qn: f32,
     /// 2 for L2, else 1.
@@ -788,7 +910,17 @@ fn keys_multibit_portable(
     const { assert!(B <= 32) };
     let n = out.len().min(B).min(sums.len()).min(pcs.len());
     let mut f = [[0.0f32; B]; 4];
-    if n > 0 && stride >= 20 && rest.len() >= (n - 1) * stride + 20 {
+    let mut qns = [c.qn; B];
+    if let Some(l) = c.d.local {
+        let [f0, f1, f2, f4] = &mut f;
+        local_1bit_factors(&l, rest, stride, n, f0, f1, Some((c.d.t_norm2, &mut qns)));
+        for (i, row) in rest.chunks(stride.max(1)).take(n).enumerate() {
+            if let Some(w) = row.get(8..12) {
+                f2[i] = code::from_bf16(u16::from_le_bytes([w[0], w[1]]));
+                f4[i] = code::from_bf16(u16::from_le_bytes([w[2], w[3]]));
+            }
+        }
+    } else if n > 0 && stride >= 20 && rest.len() >= (n - 1) * stride + 20 {
         #[allow(clippy::needless_range_loop)] // `i` indexes four arrays and the rows.
         for i in 0..n {
             // SAFETY: `i · stride + 20 ≤ (n − 1) · stride + 20 ≤ rest.len()`.
@@ -815,15 +947,16 @@ fn keys_multibit_portable(
             }
         }
     }
-    let (d, qn, scale) = (&c.d, c.qn, c.scale);
+    let (d, scale) = (&c.d, c.scale);
     let mut dist = [0.0f32; B];
     dists_1bit(d, (&f[0], &f[1]), sums, pcs, &mut dist[..n]);
-    let bound_qn = if c.bound_keys { qn } else { 0.0 };
+    let bound_on = if c.bound_keys { 1.0 } else { 0.0 };
     for i in 0..n {
-        let f4 = f[3][i];
+        let (f4, qn) = (f[3][i], qns[i]);
         let margin = refine_margin_of((f[1][i], f[2][i], f4), qn, d.delta);
-        // `f4 · qn` under error-bound keys, else exactly 0 (`f4 · 0` for finite factors).
-        let full_bound = f4 * bound_qn;
+        // `f4 · qn` under error-bound keys, else exactly 0 (`f4 · qn · 0` for finite
+        // factors).
+        let full_bound = f4 * qn * bound_on;
         out[i] = dist[i] - scale * (margin + full_bound);
     }
     under_mask(&out[..n], d.thr)
