@@ -138,6 +138,9 @@ pub struct SignLut {
     max_error: f32,
     /// The query, for exact re-scoring.
     q: Vec<f32>,
+    /// What [`SignLut::scan_block_centred`] subtracts from the kernels' sums (the
+    /// centred tables' bias; 0 for the others).
+    offset: u32,
 }
 
 impl SignLut {
@@ -220,9 +223,70 @@ impl SignLut {
             step: 1.0,
             max_error: 0.0,
             q: Vec::new(),
+            offset: 0,
         };
         lut.set_small_codes(qu);
         lut
+    }
+
+    /// Exact tables of integer query codes centred on `c` (`c ≤ 31`, each code taken
+    /// as `min(u_i, 2c)`): the rows' sums are `Σ_i bit_i · (u_i − c)`, signed, from one
+    /// table pass ([`SignLut::scan_block_centred`]). Entry `p` of a nibble is
+    /// `4c + Σ_{i ∈ p} (u_i − c)` ∈ `[0, 8c]`, so the tables stay bytes and the bias
+    /// `4c` per nibble is the same for every row. With `u_i = (t_i − lo)/δ` on a grid
+    /// symmetric about zero (`lo = −cδ`), `δ · Σ_i bit_i (u_i − c) = Σ_i bit_i t̄_i`: no
+    /// per-row popcount is needed (the `lo · popcount` term is zero).
+    pub fn from_centred_codes(qu: &[u8], c: u8) -> SignLut {
+        let mut lut = SignLut::from_small_codes(&[]);
+        lut.set_centred_codes(qu, c);
+        lut
+    }
+
+    /// [`SignLut::from_centred_codes`] in place (no allocation once grown).
+    pub fn set_centred_codes(&mut self, qu: &[u8], c: u8) {
+        let c = c.min(31);
+        let m = nibbles(qu.len());
+        self.dim = qu.len();
+        self.pairs = fastscan::padded_pairs(m);
+        self.lut.clear();
+        self.lut.resize(self.pairs * 32, 0);
+        // Missing dimensions of a last, partial nibble count as `c` (adding 0).
+        let at = |i: usize| {
+            qu.get(i)
+                .map_or(0i16, |&v| i16::from(v.min(2 * c)) - i16::from(c))
+        };
+        for j in 0..m {
+            let v = [at(4 * j), at(4 * j + 1), at(4 * j + 2), at(4 * j + 3)];
+            let table = &mut self.lut[(j / 2) * 32 + (j % 2) * 16..][..16];
+            let mut e = [0i16; 16];
+            e[0] = 4 * i16::from(c);
+            for p in 1..16usize {
+                let top = p.ilog2() as usize;
+                e[p] = e[p ^ (1 << top)] + v[top];
+            }
+            for (t, &x) in table.iter_mut().zip(&e) {
+                *t = x.clamp(0, 255) as u8;
+            }
+        }
+        self.offset = 4 * u32::from(c) * m as u32;
+        (self.bias, self.step, self.max_error) = (-(self.offset as f32), 1.0, 0.0);
+        self.q.clear();
+        self.q
+            .extend(qu.iter().map(|&v| f32::from(v.min(2 * c)) - f32::from(c)));
+    }
+
+    /// The signed sums `Σ_i bit_i · (u_i − c)` of one block's 32 rows under tables of
+    /// [`SignLut::from_centred_codes`] (for other tables, the kernels' sums as `i32`).
+    ///
+    /// # Panics
+    /// If `block` is shorter than [`SignLut::block_bytes`].
+    #[inline]
+    pub fn scan_block_centred(&self, block: &[u8], out: &mut [i32; BLOCK]) {
+        let mut sums = [0u32; BLOCK];
+        self.scan_block_sums(block, &mut sums);
+        for (o, &s) in out.iter_mut().zip(&sums) {
+            *o = s.wrapping_sub(self.offset) as i32;
+        }
     }
 
     /// Rebuilds these tables as [`SignLut::from_query_codes`] of `qu`, in place (no
@@ -257,6 +321,7 @@ impl SignLut {
             }
         }
         (self.bias, self.step, self.max_error) = (0.0, 1.0, 0.0);
+        self.offset = 0;
         self.q.clear();
         self.q.extend(qu.iter().map(|&v| f32::from(v & 63)));
     }
@@ -273,6 +338,7 @@ impl SignLut {
             step,
             max_error,
             q: q.to_vec(),
+            offset: 0,
         }
     }
 

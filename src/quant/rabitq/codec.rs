@@ -170,14 +170,17 @@ impl VectorCodec for RaBitQ {
         // by the estimate the codes and query call for (`RaBitQ::push_rows`).
         const B: usize = crate::kernels::fastscan::BLOCK;
         let (pb, fo) = (super::code::plane_bytes(self.dim), self.factor_offset());
-        let (mut ips, mut pcs) = ([0u32; B], [0u32; B]);
+        let (mut ips, mut pcs, mut sums) = ([0u32; B], [0u32; B], [0i32; B]);
         let mut start = 0;
         while start < n {
             let rows = B.min(n - start);
             let chunk = &run.codes[start * rb..(start + rows) * rb];
             let (ips, pcs) = (&mut ips[..rows], &mut pcs[..rows]);
             bits::and_popcount_rows(chunk, rb, pb, &s.planes, ips, pcs);
-            let sp = (&ips[..], &pcs[..]);
+            for ((o, &ip), &pc) in sums.iter_mut().zip(ips.iter()).zip(pcs.iter()) {
+                *o = super::query::centred_sum(ip, pc);
+            }
+            let sp = &sums[..rows];
             let full = |s: &RabitqQuery, i: usize| self.ip_full(s, &chunk[i * rb..][..rb]);
             self.push_rows(
                 s,

@@ -7,10 +7,11 @@
 //! ```
 //!
 //! (the rest: the `b − 1` extra planes and the factors, row-major). A scan builds, per
-//! query and list, the exact nibble tables of the `QUERY_BITS`-bit query code
-//! ([`SignLut::from_query_codes`]: its sums are `⟨sign, u⟩` exactly, `max_error` = 0),
-//! takes each row's popcount from the block (tables of the all-ones code), and so forms the very 1-bit estimate of
-//! [`RaBitQ`]'s popcount scan; codes of `b ≥ 2` bits are refined with the full estimate
+//! query and list, the exact nibble tables of the `QUERY_BITS`-bit query code centred
+//! on its grid's zero ([`SignLut::from_centred_codes`]: its sums are
+//! `Σ_i sign_i (u_i − 31)` exactly, `max_error` = 0), and so forms in one table pass the
+//! very 1-bit estimate of [`RaBitQ`]'s popcount scan (which computes the same integer
+//! from `⟨sign, u⟩` and the popcount); codes of `b ≥ 2` bits are refined with the full estimate
 //! where the 1-bit bound cannot decide, as [`RaBitQ`] does. Results equal the row-major
 //! codec's (integration test `item3_fs_results_equal_row_major`). Graph walks and
 //! `distance` read row-major codes and are [`RaBitQ`]'s.
@@ -18,7 +19,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::code::plane_bytes;
-use super::query::RabitqQuery;
+use super::query::{RabitqQuery, centre};
 use super::{QUERY_BITS, RaBitQ, RabitqSpec};
 use crate::error::Result;
 use crate::kernels::bits_fs::{self, SignLut};
@@ -74,8 +75,6 @@ impl RabitqFsSpec {
 #[derive(Clone, Debug)]
 pub struct RaBitQFs {
     inner: RaBitQ,
-    /// Tables of the all-ones query code: their sums are the rows' popcounts.
-    ones: SignLut,
 }
 
 impl RaBitQFs {
@@ -85,8 +84,7 @@ impl RaBitQFs {
     }
 
     fn with(inner: RaBitQ) -> Result<Self> {
-        let ones = SignLut::from_query_codes(&vec![1u8; inner.dim])?;
-        Ok(RaBitQFs { inner, ones })
+        Ok(RaBitQFs { inner })
     }
 
     /// Bytes of the packed sign planes of one block.
@@ -226,12 +224,14 @@ impl VectorCodec for RaBitQFs {
 
     fn set_list(&self, s: &mut RabitqFsQuery, q: &[f32], metric: Metric, list: ListTerms<'_>) {
         self.inner.set_list(&mut s.q, q, metric, list);
-        // Query codes are below 2^QUERY_BITS ≤ 64, what the sign tables take (rebuilt in
-        // place after the first list).
+        // Query codes are at most 2c on the grid symmetric about zero (centre c ≤ 31 for
+        // at most 6 bits): the centred tables give Σ bit_i (u_i − c) in one pass, no
+        // popcount (rebuilt in place after the first list).
         const _: () = assert!(QUERY_BITS <= 6);
+        let c = centre(QUERY_BITS as u32) as u8;
         match &mut s.lut {
-            Some(lut) => lut.set_small_codes(&s.q.qu),
-            None => s.lut = Some(SignLut::from_small_codes(&s.q.qu)),
+            Some(lut) => lut.set_centred_codes(&s.q.qu, c),
+            None => s.lut = Some(SignLut::from_centred_codes(&s.q.qu, c)),
         }
     }
 
@@ -258,14 +258,13 @@ impl VectorCodec for RaBitQFs {
         let row = &mut s.row;
         // Factor bytes start this far into a row's rest (after its extra planes).
         let fo = pb * (quant.bits as usize - 1);
-        let (mut sums, mut pcs) = ([0u32; BLOCK], [0u32; BLOCK]);
+        let mut sums = [0i32; BLOCK];
         for (b, block) in run.codes.chunks_exact(self.block_len()).enumerate() {
             let base = b * BLOCK;
             if base >= n {
                 break;
             }
-            lut.scan_block_sums(&block[..sb], &mut sums);
-            self.ones.scan_block_sums(&block[..sb], &mut pcs);
+            lut.scan_block_centred(&block[..sb], &mut sums);
             let m = BLOCK.min(n - base);
             let factors = &block[sb + fo..sb + m * rest];
             let full = |q: &RabitqQuery, i: usize| {
@@ -274,7 +273,7 @@ impl VectorCodec for RaBitQFs {
                 row[pb..].copy_from_slice(own);
                 quant.ip_full(q, row)
             };
-            let sp = (&sums[..m], &pcs[..m]);
+            let sp = &sums[..m];
             quant.push_rows(q, metric, factors, rest, sp, first + base, heap, ok, full);
         }
         s.lut = Some(lut);

@@ -29,11 +29,14 @@
 //! high probability (ε0 = 1.9, [`code::EPSILON0`]). The query is rotated once per query
 //! (under IVF with L2, the list's rotated centroid comes from [`VectorCodec::list_tables`]),
 //! then quantized to [`QUERY_BITS`] bits per dimension by uniform scalar quantization
-//! (rounded to nearest, as FAISS does: over 4000 random pairs at d = 128 and 4 query bits
-//! its mean squared error of `⟨o, q⟩` was 0.00331 against 0.00337 for the paper's
-//! randomized rounding — test `item1_rounding_choice`; see [`Rounding`]) so the 1-bit
-//! estimate is
-//! `Σ_j 2^j · popcount(code AND plane_j)` ([`crate::kernels::bits`]).
+//! on a grid symmetric about zero, `t̄_i = δ(u_i − 31)` (rounded to nearest, as FAISS
+//! does: over 4000 random pairs at d = 128 and 4 query bits its mean squared error of
+//! `⟨o, q⟩` was 0.00331 against 0.00337 for the paper's randomized rounding — test
+//! `item1_rounding_choice`; see [`Rounding`]) so the 1-bit estimate is
+//! `δ · (Σ_j 2^j · popcount(code AND plane_j) − 31 · popcount(code))`
+//! ([`crate::kernels::bits`]), and the fast-scan layout reads `Σ_i bit_i (u_i − 31)` from
+//! one pass of centred nibble tables (no popcount: a grid over `[min t, max t]` would
+//! add `min t · popcount` per row).
 //!
 //! **Multi-bit scans** (`b ≥ 2`) estimate every row with its sign plane first (the batch
 //! popcount path of 1-bit codes, with the stored 1-bit factors `f1`, `f2`), and compute
@@ -75,7 +78,8 @@ pub use query::{Estimate, REFINE_SIGMAS, RabitqQuery};
 
 /// Bits per dimension of the quantized query. The paper and FAISS's `IndexRaBitQ` use
 /// `qb = 4`, FAISS's fast-scan `qb = 8`; 6 is the most the fast-scan byte tables take
-/// (four dimensions of 6-bit codes sum to at most 252), so both layouts share it and
+/// (four centred 6-bit codes `u − 31` sum to `±124`, a byte with the bias), so both
+/// layouts share it and
 /// return the same results. Against 4 bits it raised 10-recall@10 of `RaBitQ` on the
 /// 100k × 128 Gaussian set from 0.1861 to 0.1922 (FAISS: 0.1879 at `qb = 4`, 0.1931 for
 /// `RaBitQfs` at `qb = 8`) for 24 % fewer queries/s of the row-major scan (two more

@@ -29,7 +29,8 @@ pub struct RabitqQuery {
     pub(crate) t_norm2: f32,
     /// `Σ t_i` (float).
     pub(crate) t_sum: f32,
-    /// The quantized target: `t̄_i = lo + delta · u_i`, `u_i` in bit planes.
+    /// The quantized target: `t̄_i = lo + delta · u_i`, `u_i` in bit planes, on a grid
+    /// symmetric about zero (`lo = −c · delta`, see [`centre`]).
     pub(crate) lo: f32,
     pub(crate) delta: f32,
     /// `Σ t̄_i`.
@@ -156,7 +157,8 @@ pub(crate) fn pack_planes(qu: &[u8], words: usize, bits: usize, planes: &mut Vec
 /// A target's statistics and its rounding (see [`RaBitQ::quantize_target`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Rounded {
-    /// `min t` (infinite for an empty target).
+    /// The grid's lowest level `−c · delta` (`min t` when the grid is empty or not
+    /// finite; infinite for an empty target).
     pub(crate) lo: f32,
     /// `‖t‖²` and `Σ t_i`.
     pub(crate) n2: f32,
@@ -167,21 +169,41 @@ pub(crate) struct Rounded {
     pub(crate) usum: u32,
 }
 
-/// The `bits`-bit grid of `t`: its statistics and step.
+/// The `bits`-bit grid of `t`, symmetric about zero: `2^bits − 1` levels
+/// `lo + δu`, `u ∈ [0, 2^bits − 2]`, with `lo = −cδ` for the centre
+/// `c = 2^(bits−1) − 1` ([`centre`]) and `cδ = max |t_i|`, so that `t̄_i = δ(u_i − c)`
+/// and `Σ_i bit_i t̄_i = δ Σ_i bit_i (u_i − c)` needs no count of a code's bits (a
+/// grid over `[min t, max t]` adds `lo · popcount`). Returns its statistics and the top
+/// level.
 #[inline(always)]
 fn grid(t: &[f32], bits: u32) -> (Rounded, f32) {
-    let levels = ((1u32 << bits) - 1) as f32;
+    let c = centre(bits) as f32;
+    let levels = 2.0 * c;
     let (lo, hi, n2, sum) = stats(t);
-    let delta = (hi - lo) / levels;
+    let delta = lo.abs().max(hi.abs()) / c;
     let ok = delta > 0.0 && delta.is_finite();
+    let delta = if ok { delta } else { 0.0 };
     let r = Rounded {
-        lo,
+        lo: if lo.is_finite() { -c * delta } else { lo },
         n2,
         sum,
-        delta: if ok { delta } else { 0.0 },
+        delta,
         usum: 0,
     };
     (r, levels)
+}
+
+/// The centre `2^(bits−1) − 1` of a `bits`-bit query grid (31 for 6 bits).
+#[inline(always)]
+pub(crate) const fn centre(bits: u32) -> u32 {
+    (1 << (bits - 1)) - 1
+}
+
+/// A row's centred sum `Σ_i bit_i (u_i − c) = ⟨code, u⟩ − c · popcount` from the two
+/// counts of the popcount kernels.
+#[inline(always)]
+pub(crate) fn centred_sum(ipbin: u32, pc: u32) -> i32 {
+    ipbin as i32 - (centre(QUERY_BITS as u32) * pc) as i32
 }
 
 /// `t` rounded to the nearest level of its grid, into `qu` (`t.len()` zeros on entry).
@@ -403,7 +425,7 @@ impl RaBitQ {
         let (mut ipbin, mut pc) = ([0u32], [0u32]);
         let pb = plane_bytes(self.dim);
         bits::and_popcount_rows(row, row.len(), pb, &s.planes, &mut ipbin, &mut pc);
-        self.ip_1bit_of(s, self.factor_bytes(row), ipbin[0], pc[0])
+        self.ip_1bit_of(s, self.factor_bytes(row), centred_sum(ipbin[0], pc[0]))
     }
 
     /// The factor bytes of a row (past its bit planes; see [`code`]).
@@ -418,13 +440,12 @@ impl RaBitQ {
         plane_bytes(self.dim) * self.bits as usize
     }
 
-    /// The 1-bit estimate of a row with factor bytes `f` from `⟨code, u⟩ = ipbin` and its
-    /// popcount `pc`.
+    /// The 1-bit estimate of a row with factor bytes `f` from its centred sum
+    /// `Σ_i bit_i (u_i − c)` ([`centred_sum`]): `Σ_i bit_i t̄_i = δ · sum`.
     #[inline]
-    pub(crate) fn ip_1bit_of(&self, s: &RabitqQuery, f: &[u8], ipbin: u32, pc: u32) -> f32 {
+    pub(crate) fn ip_1bit_of(&self, s: &RabitqQuery, f: &[u8], sum: i32) -> f32 {
         let d = self.dim;
-        let dot =
-            (2.0 * (s.lo * pc as f32 + s.delta * ipbin as f32) - s.tq_sum) / (d as f32).sqrt();
+        let dot = (2.0 * (s.delta * sum as f32) - s.tq_sum) / (d as f32).sqrt();
         self.row_factors(f).f1 * dot
     }
 
@@ -433,7 +454,7 @@ impl RaBitQ {
     /// error-bound re-ranking ([`Self::push_bound_rows`]), or for `b ≥ 2` bits the full
     /// estimate where the 1-bit key passes ([`Self::push_refined_rows`]; `full(s, i)` is
     /// `⟨r, q'⟩` of row `i` from its full code). `factors` holds the rows' factor bytes,
-    /// `stride` apart; `sums` and `pcs` their `⟨sign, u⟩` and popcounts; row `i` has id
+    /// `stride` apart; `sums` their centred sums ([`centred_sum`]); row `i` has id
     /// `first + i`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn push_rows<F: Fn(usize) -> bool>(
@@ -442,18 +463,18 @@ impl RaBitQ {
         metric: Metric,
         factors: &[u8],
         stride: usize,
-        sp: (&[u32], &[u32]),
+        sums: &[i32],
         first: usize,
         heap: &mut crate::topk::TopK,
         ok: &F,
         full: impl FnMut(&RabitqQuery, usize) -> f32,
     ) {
         if self.bits > 1 {
-            self.push_refined_rows(s, metric, factors, stride, sp, first, heap, ok, full);
+            self.push_refined_rows(s, metric, factors, stride, sums, first, heap, ok, full);
         } else if s.bound_keys {
-            self.push_bound_rows(s, metric, factors, stride, sp, first, heap, ok);
+            self.push_bound_rows(s, metric, factors, stride, sums, first, heap, ok);
         } else {
-            self.push_1bit_rows(s, metric, factors, stride, sp, first, heap, ok);
+            self.push_1bit_rows(s, metric, factors, stride, sums, first, heap, ok);
         }
     }
 
@@ -467,19 +488,19 @@ impl RaBitQ {
         metric: Metric,
         factors: &[u8],
         stride: usize,
-        (sums, pcs): (&[u32], &[u32]),
+        sums: &[i32],
         first: usize,
         heap: &mut crate::topk::TopK,
         ok: &F,
     ) {
         let scale = if metric == Metric::L2 { 2.0 } else { 1.0 };
-        for (i, (&ipbin, &pc)) in sums.iter().zip(pcs).enumerate() {
+        for (i, &sum) in sums.iter().enumerate() {
             let Some(f) = factors.get(i * stride..) else {
                 break;
             };
             let rf = self.row_factors(f);
             let (c, qn) = self.row_terms(s, &rf, false);
-            let ip1 = self.ip_1bit_of(s, f, ipbin, pc);
+            let ip1 = self.ip_1bit_of(s, f, sum);
             let key = self.dist_of(s, metric, c, ip1) - scale * self.bound_1bit(s, &rf, qn);
             if key <= heap.threshold() && ok(first + i) {
                 heap.push((first + i) as u64, key);
@@ -491,8 +512,8 @@ impl RaBitQ {
     /// distances ([`Self::dist_of`] of [`Self::ip_1bit_of`], bit for bit the same
     /// operations per row) in loops the compiler vectorises (with AVX-512 where the CPU
     /// has it), then only the rows under the threshold are visited. `rest` holds the
-    /// rows' factor bytes, `stride` apart (factors `f0`, `f1` first), `sums` and `pcs`
-    /// the rows' `⟨code, u⟩` and popcounts; row `i` has id `first + i`.
+    /// rows' factor bytes, `stride` apart (factors `f0`, `f1` first), `sums` the rows'
+    /// centred sums; row `i` has id `first + i`.
     #[allow(clippy::too_many_arguments)]
     fn push_1bit_rows<F: Fn(usize) -> bool>(
         &self,
@@ -500,16 +521,16 @@ impl RaBitQ {
         metric: Metric,
         rest: &[u8],
         stride: usize,
-        (sums, pcs): (&[u32], &[u32]),
+        sums: &[i32],
         first: usize,
         heap: &mut crate::topk::TopK,
         ok: &F,
     ) {
         const B: usize = crate::kernels::fastscan::BLOCK;
         let mut dist = [0.0f32; B];
-        let out = &mut dist[..sums.len().min(pcs.len()).min(B)];
+        let out = &mut dist[..sums.len().min(B)];
         let thr = heap.threshold();
-        let mut under = self.dist_1bit_rows(s, metric, rest, stride, (sums, pcs), out, thr);
+        let mut under = self.dist_1bit_rows(s, metric, rest, stride, sums, out, thr);
         // The threshold only falls while the block is pushed: rows at or under it are
         // among those under the block's first threshold.
         while under != 0 {
@@ -535,7 +556,7 @@ impl RaBitQ {
         metric: Metric,
         rest: &[u8],
         stride: usize,
-        (sums, pcs): (&[u32], &[u32]),
+        sums: &[i32],
         first: usize,
         heap: &mut crate::topk::TopK,
         ok: &F,
@@ -546,7 +567,7 @@ impl RaBitQ {
         let qn = s.t_norm2.max(0.0).sqrt();
         let scale = if metric == Metric::L2 { 2.0 } else { 1.0 };
         let mut keys = [0.0f32; B];
-        let out = &mut keys[..sums.len().min(pcs.len()).min(B)];
+        let out = &mut keys[..sums.len().min(B)];
         let mut under = {
             let c = KeyM {
                 d: self.dist1(s, metric, heap.threshold()),
@@ -557,12 +578,12 @@ impl RaBitQ {
             #[cfg(target_arch = "x86_64")]
             let under = if crate::kernels::simd_level() >= crate::kernels::SimdLevel::Avx512 {
                 // SAFETY: the dispatch level is capped at what the CPU reports.
-                unsafe { keys_multibit_avx512(&c, rest, stride, sums, pcs, out) }
+                unsafe { keys_multibit_avx512(&c, rest, stride, sums, out) }
             } else {
-                keys_multibit_portable(&c, rest, stride, sums, pcs, out)
+                keys_multibit_portable(&c, rest, stride, sums, out)
             };
             #[cfg(not(target_arch = "x86_64"))]
-            let under = keys_multibit_portable(&c, rest, stride, sums, pcs, out);
+            let under = keys_multibit_portable(&c, rest, stride, sums, out);
             under
         };
         while under != 0 {
@@ -589,7 +610,6 @@ impl RaBitQ {
             local: self.local_of(s),
             metric,
             sqrt_d: (self.dim as f32).sqrt(),
-            lo: s.lo,
             delta: s.delta,
             tq_sum: s.tq_sum,
             t_norm2: s.t_norm2,
@@ -607,7 +627,7 @@ impl RaBitQ {
         metric: Metric,
         rest: &[u8],
         stride: usize,
-        (sums, pcs): (&[u32], &[u32]),
+        sums: &[i32],
         out: &mut [f32],
         thr: f32,
     ) -> u32 {
@@ -615,9 +635,9 @@ impl RaBitQ {
         #[cfg(target_arch = "x86_64")]
         if crate::kernels::simd_level() >= crate::kernels::SimdLevel::Avx512 {
             // SAFETY: the dispatch level is capped at what the CPU reports.
-            return unsafe { dist_1bit_avx512(&c, rest, stride, sums, pcs, out) };
+            return unsafe { dist_1bit_avx512(&c, rest, stride, sums, out) };
         }
-        dist_1bit_portable(&c, rest, stride, sums, pcs, out)
+        dist_1bit_portable(&c, rest, stride, sums, out)
     }
 
     /// The full-code estimate of one row (`bits ≥ 2`): `f3 · ⟨v, t⟩`, with
@@ -721,7 +741,6 @@ struct Dist1<'a> {
     local: Option<Local<'a>>,
     metric: Metric,
     sqrt_d: f32,
-    lo: f32,
     delta: f32,
     tq_sum: f32,
     t_norm2: f32,
@@ -734,17 +753,10 @@ struct Dist1<'a> {
 /// [`RaBitQ::dist_of`] per row, in the same order (no fused multiply-adds), so the
 /// distances are bit for bit the per-row ones.
 #[inline(always)]
-fn dist_1bit_portable(
-    c: &Dist1,
-    rest: &[u8],
-    stride: usize,
-    sums: &[u32],
-    pcs: &[u32],
-    out: &mut [f32],
-) -> u32 {
+fn dist_1bit_portable(c: &Dist1, rest: &[u8], stride: usize, sums: &[i32], out: &mut [f32]) -> u32 {
     const B: usize = crate::kernels::fastscan::BLOCK;
     const { assert!(B <= 32) };
-    let n = out.len().min(B).min(sums.len()).min(pcs.len());
+    let n = out.len().min(B).min(sums.len());
     let (mut f0, mut f1) = ([0.0f32; B], [0.0f32; B]);
     debug_assert!(stride >= 8 && (n == 0 || rest.len() >= (n - 1) * stride + 8));
     if let Some(l) = c.local {
@@ -781,7 +793,7 @@ fn dist_1bit_portable(
             f1[i] = f32::from_le_bytes(b.try_into().unwrap_or_default());
         }
     }
-    dists_1bit(c, (&f0, &f1), sums, pcs, &mut out[..n]);
+    dists_1bit(c, (&f0, &f1), sums, &mut out[..n]);
     under_mask(&out[..n], c.thr)
 }
 
@@ -834,12 +846,12 @@ fn local_1bit_factors(
 /// operations of [`RaBitQ::ip_1bit_of`] and [`RaBitQ::dist_of`] per row, one loop per
 /// metric (a match inside the loop keeps it scalar).
 #[inline(always)]
-fn dists_1bit(c: &Dist1, (f0, f1): (&[f32], &[f32]), sums: &[u32], pcs: &[u32], out: &mut [f32]) {
+fn dists_1bit(c: &Dist1, (f0, f1): (&[f32], &[f32]), sums: &[i32], out: &mut [f32]) {
     const B: usize = crate::kernels::fastscan::BLOCK;
-    let n = out.len().min(B);
+    let n = out.len().min(B).min(sums.len());
     let mut ip = [0.0f32; B];
     for i in 0..n {
-        let dot = (2.0 * (c.lo * pcs[i] as f32 + c.delta * sums[i] as f32) - c.tq_sum) / c.sqrt_d;
+        let dot = (2.0 * (c.delta * sums[i] as f32) - c.tq_sum) / c.sqrt_d;
         ip[i] = f1[i] * dot;
     }
     match c.metric {
@@ -874,7 +886,7 @@ fn under_mask(v: &[f32], thr: f32) -> u32 {
 crate::kernels::retarget! {
     /// [`dist_1bit_portable`] compiled for AVX-512 (sixteen rows per instruction).
     unsafe fn dist_1bit_avx512["avx512f,avx512bw,avx2"] = dist_1bit_portable;
-    (c: &Dist1, rest: &[u8], stride: usize, sums: &[u32], pcs: &[u32], out: &mut [f32]) -> u32
+    (c: &Dist1, rest: &[u8], stride: usize, sums: &[i32], out: &mut [f32]) -> u32
 }
 
 /// [`round_nearest_portable`], for the tests of the dispatched path.
@@ -902,13 +914,12 @@ fn keys_multibit_portable(
     c: &KeyM,
     rest: &[u8],
     stride: usize,
-    sums: &[u32],
-    pcs: &[u32],
+    sums: &[i32],
     out: &mut [f32],
 ) -> u32 {
     const B: usize = crate::kernels::fastscan::BLOCK;
     const { assert!(B <= 32) };
-    let n = out.len().min(B).min(sums.len()).min(pcs.len());
+    let n = out.len().min(B).min(sums.len());
     let mut f = [[0.0f32; B]; 4];
     let mut qns = [c.qn; B];
     if let Some(l) = c.d.local {
@@ -949,7 +960,7 @@ fn keys_multibit_portable(
     }
     let (d, scale) = (&c.d, c.scale);
     let mut dist = [0.0f32; B];
-    dists_1bit(d, (&f[0], &f[1]), sums, pcs, &mut dist[..n]);
+    dists_1bit(d, (&f[0], &f[1]), sums, &mut dist[..n]);
     let bound_on = if c.bound_keys { 1.0 } else { 0.0 };
     for i in 0..n {
         let (f4, qn) = (f[3][i], qns[i]);
@@ -965,7 +976,7 @@ fn keys_multibit_portable(
 crate::kernels::retarget! {
     /// [`keys_multibit_portable`] compiled for AVX-512.
     unsafe fn keys_multibit_avx512["avx512f,avx512bw,avx2"] = keys_multibit_portable;
-    (c: &KeyM, rest: &[u8], stride: usize, sums: &[u32], pcs: &[u32], out: &mut [f32]) -> u32
+    (c: &KeyM, rest: &[u8], stride: usize, sums: &[i32], out: &mut [f32]) -> u32
 }
 
 /// [`RaBitQ::refine_margin`] from a row's factors `f1`, `f2`, `f4`, `qn = ‖q'‖` and the
