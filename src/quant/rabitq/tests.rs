@@ -275,11 +275,7 @@ fn item1_distances_follow_the_metric() {
             .zip(quant.mean())
             .map(|((a, b), m)| a - b - m)
             .collect();
-        let stored = crate::quant::codec::Stored {
-            codes: &codes,
-            aux: &[],
-            raw: &[],
-        };
+        let stored = stored_codes(&codes);
         for (i, row) in codes.chunks_exact(rb).enumerate() {
             let ip = quant.estimate(&s, row).ip;
             let want = match metric {
@@ -343,6 +339,39 @@ fn gaussian(n: usize, d: usize, seed: u64) -> Vec<f32> {
     (0..n * d).map(|_| StandardNormal.sample(&mut r)).collect()
 }
 
+/// Row-major codes as a run with no auxiliary terms or raw vectors.
+fn stored_codes(codes: &[u8]) -> crate::quant::codec::Stored<'_> {
+    crate::quant::codec::Stored {
+        codes,
+        aux: &[],
+        raw: &[],
+    }
+}
+
+/// A quantizer of `bits` trained on `data` with or without local centres, and the
+/// metrics its codes serve (local centres: L2 only).
+fn trained(
+    bits: u8,
+    data: &[f32],
+    d: usize,
+    seed: u64,
+    local: bool,
+) -> (RaBitQ, &'static [Metric]) {
+    let spec = RabitqSpec { bits };
+    let quant = if local {
+        RaBitQ::train_local(spec, data, d, seed).unwrap()
+    } else {
+        RaBitQ::train(spec, data, d, seed).unwrap()
+    };
+    assert_eq!(quant.local(), local);
+    let metrics: &[Metric] = if local {
+        &[Metric::L2]
+    } else {
+        &[Metric::L2, Metric::InnerProduct]
+    };
+    (quant, metrics)
+}
+
 /// Item 3: the table path of the full-code estimate equals the per-dimension float path.
 #[test]
 fn item3_table_full_estimate_equals_float_path() {
@@ -373,25 +402,10 @@ fn item3_refined_scan_equals_full_scan() {
     let data = gaussian(n, d, 5);
     let queries = gaussian(20, d, 6);
     for (bits, local) in [(2u8, false), (4, false), (2, true), (4, true)] {
-        let spec = RabitqSpec { bits };
-        let quant = if local {
-            RaBitQ::train_local(spec, &data, d, 9).unwrap()
-        } else {
-            RaBitQ::train(spec, &data, d, 9).unwrap()
-        };
-        assert_eq!(quant.local(), local);
-        let metrics: &[Metric] = if local {
-            &[Metric::L2]
-        } else {
-            &[Metric::L2, Metric::InnerProduct]
-        };
+        let (quant, metrics) = trained(bits, &data, d, 9, local);
         let codes = quant.encode(&data).unwrap();
         let rb = quant.row_bytes();
-        let stored = crate::quant::codec::Stored {
-            codes: &codes,
-            aux: &[],
-            raw: &[],
-        };
+        let stored = stored_codes(&codes);
         let mut s = RabitqQuery::default();
         let mut refined = 0u64;
         let mut worst = 0.0f32;
@@ -445,24 +459,9 @@ fn item5_bound_keys_are_lower_bounds() {
     let data = gaussian(n, d, 21);
     let queries = gaussian(10, d, 22);
     for (bits, local) in [(1u8, false), (4, false), (1, true), (4, true)] {
-        let spec = RabitqSpec { bits };
-        let quant = if local {
-            RaBitQ::train_local(spec, &data, d, 3).unwrap()
-        } else {
-            RaBitQ::train(spec, &data, d, 3).unwrap()
-        };
-        assert_eq!(quant.local(), local);
-        let metrics: &[Metric] = if local {
-            &[Metric::L2]
-        } else {
-            &[Metric::L2, Metric::InnerProduct]
-        };
+        let (quant, metrics) = trained(bits, &data, d, 3, local);
         let codes = quant.encode(&data).unwrap();
-        let stored = crate::quant::codec::Stored {
-            codes: &codes,
-            aux: &[],
-            raw: &[],
-        };
+        let stored = stored_codes(&codes);
         for &metric in metrics {
             let (mut below, mut total) = (0usize, 0usize);
             for q in queries.chunks_exact(d) {
@@ -559,25 +558,15 @@ fn item3_block_distances_equal_per_row_distances() {
     let (n, d, k) = (3_001usize, 96usize, 25usize);
     let data = gaussian(n, d, 15);
     let queries = gaussian(6, d, 16);
-    let spec = RabitqSpec { bits: 1 };
     for local in [false, true] {
-        let quant = if local {
-            RaBitQ::train_local(spec, &data, d, 3).unwrap()
-        } else {
-            RaBitQ::train(spec, &data, d, 3).unwrap()
-        };
-        assert_eq!(quant.local(), local);
-        let metrics: &[Metric] = if local {
-            &[Metric::L2]
+        let (quant, metrics) = trained(1, &data, d, 3, local);
+        let metrics = if local {
+            metrics
         } else {
             &[Metric::L2, Metric::InnerProduct, Metric::Cosine]
         };
         let codes = quant.encode(&data).unwrap();
-        let stored = crate::quant::codec::Stored {
-            codes: &codes,
-            aux: &[],
-            raw: &[],
-        };
+        let stored = stored_codes(&codes);
         let mut s = RabitqQuery::default();
         for &metric in metrics {
             for q in queries.chunks_exact(d) {
@@ -645,11 +634,7 @@ fn local_centres_shrink_the_error_and_stay_unbiased() {
         assert_eq!(local.centre_count(), n / 256);
         let err = |quant: &RaBitQ| {
             let codes = quant.encode(&data).unwrap();
-            let stored = crate::quant::codec::Stored {
-                codes: &codes,
-                aux: &[],
-                raw: &[],
-            };
+            let stored = stored_codes(&codes);
             let mut s = RabitqQuery::default();
             let (mut sum, mut sq) = (0.0f64, 0.0f64);
             for q in queries.chunks_exact(d) {
@@ -757,11 +742,7 @@ fn item1_half_precision_factors_cost_little_recall() {
                     f.copy_from_slice(&v.to_le_bytes());
                 }
             }
-            let stored = crate::quant::codec::Stored {
-                codes: &c,
-                aux: &[],
-                raw: &[],
-            };
+            let stored = stored_codes(&c);
             let mut s = RabitqQuery::default();
             let mut hits = 0usize;
             for (q, want) in queries.chunks_exact(d).zip(&truth) {
