@@ -11,8 +11,22 @@ use crate::topk::TopK;
 /// `keep` by a selection — cheaper per candidate than a heap (FAISS's reservoir).
 pub(crate) struct Reservoir {
     keep: usize,
-    cands: Vec<(u16, u32)>,
+    /// Candidates as [`cand_key`]s.
+    cands: Vec<u64>,
     thr: u16,
+}
+
+/// A candidate `(sum, row)` as one `u64` ordered as the pair (sum first, then row):
+/// selections and sorts compare integers instead of tuples.
+#[inline(always)]
+fn cand_key(sum: u16, row: u32) -> u64 {
+    u64::from(sum) << 32 | u64::from(row)
+}
+
+/// The sum of a [`cand_key`].
+#[inline(always)]
+fn key_sum(k: u64) -> u16 {
+    (k >> 32) as u16
 }
 
 impl Reservoir {
@@ -28,7 +42,7 @@ impl Reservoir {
     #[inline]
     pub(crate) fn push(&mut self, s: u16, r: u32) -> u16 {
         if s <= self.thr {
-            self.cands.push((s, r));
+            self.cands.push(cand_key(s, r));
             if self.cands.len() == self.cands.capacity() {
                 self.shrink();
             }
@@ -40,14 +54,19 @@ impl Reservoir {
         if self.cands.len() > self.keep {
             self.cands.select_nth_unstable(self.keep - 1);
             self.cands.truncate(self.keep);
-            self.thr = self.cands.iter().map(|c| c.0).max().unwrap_or(u16::MAX);
+            self.thr = self
+                .cands
+                .iter()
+                .map(|&c| key_sum(c))
+                .max()
+                .unwrap_or(u16::MAX);
         }
     }
 
     /// The rows of the best `keep` sums (ties by row), in no particular order.
     pub(crate) fn into_best(mut self) -> impl Iterator<Item = u32> {
         self.shrink();
-        self.cands.into_iter().map(|c| c.1)
+        self.cands.into_iter().map(|c| c as u32)
     }
 }
 
@@ -56,8 +75,8 @@ impl Reservoir {
 pub(crate) struct Scan8Scratch {
     sums: Vec<u16>,
     masks: Vec<u64>,
-    /// Candidates of [`scan_exact`]: (quantised sum, local row).
-    cands: Vec<(u16, u32)>,
+    /// Candidates of [`scan_exact`]: (quantised sum, local row) as [`cand_key`]s.
+    cands: Vec<u64>,
     /// The smallest candidate sums of [`scan_exact`], ascending.
     best: Vec<u16>,
 }
@@ -238,7 +257,7 @@ impl ExactPass {
                 if local >= len || sum > self.thr || !ok(first + local) {
                     continue;
                 }
-                s.cands.push((sum, local as u32));
+                s.cands.push(cand_key(sum, local as u32));
                 // Until `k` are kept the bound comes from a selection after the batch.
                 if s.best.len() == k && sum < s.best[k - 1] {
                     let mut at = k - 1;
@@ -252,7 +271,7 @@ impl ExactPass {
             }
         }
         if s.best.len() < k && s.cands.len() >= k {
-            s.best.extend(s.cands.iter().map(|c| c.0));
+            s.best.extend(s.cands.iter().map(|&c| key_sum(c)));
             s.best.select_nth_unstable(k - 1);
             s.best.truncate(k);
             s.best.sort_unstable();
@@ -273,10 +292,11 @@ impl ExactPass {
         let bound = self.bound;
         let to_u16 = |t: f32| quantized_threshold(t, bound.base, bound.scale, bound.margin);
         let last = self.thr;
-        s.cands.retain(|c| c.0 <= last);
+        s.cands.retain(|&c| key_sum(c) <= last);
         s.cands.sort_unstable();
         let mut thr = self.heap_thr;
-        for &(sum, local) in &s.cands {
+        for &c in &s.cands {
+            let (sum, local) = (key_sum(c), c as u32);
             if sum > thr {
                 break;
             }
