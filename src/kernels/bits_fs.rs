@@ -215,7 +215,14 @@ impl SignLut {
     /// (RaBitQ's query codes): no check — each value is taken modulo 64, so no table byte
     /// can overflow whatever the input.
     pub fn from_small_codes(qu: &[u8]) -> SignLut {
-        let mut lut = SignLut {
+        let mut lut = SignLut::empty();
+        lut.set_small_codes(qu);
+        lut
+    }
+
+    /// Tables of no dimensions, to be set in place.
+    fn empty() -> SignLut {
+        SignLut {
             dim: 0,
             pairs: 0,
             lut: Vec::new(),
@@ -224,9 +231,7 @@ impl SignLut {
             max_error: 0.0,
             q: Vec::new(),
             offset: 0,
-        };
-        lut.set_small_codes(qu);
-        lut
+        }
     }
 
     /// Exact tables of integer query codes centred on `c` (`c ≤ 31`, each code taken
@@ -237,7 +242,7 @@ impl SignLut {
     /// symmetric about zero (`lo = −cδ`), `δ · Σ_i bit_i (u_i − c) = Σ_i bit_i t̄_i`: no
     /// per-row popcount is needed (the `lo · popcount` term is zero).
     pub fn from_centred_codes(qu: &[u8], c: u8) -> SignLut {
-        let mut lut = SignLut::from_small_codes(&[]);
+        let mut lut = SignLut::empty();
         lut.set_centred_codes(qu, c);
         lut
     }
@@ -245,21 +250,29 @@ impl SignLut {
     /// [`SignLut::from_centred_codes`] in place (no allocation once grown).
     pub fn set_centred_codes(&mut self, qu: &[u8], c: u8) {
         let c = c.min(31);
+        self.set_code_tables(qu, 4 * i16::from(c), |v| {
+            i16::from(v.min(2 * c)) - i16::from(c)
+        });
+    }
+
+    /// Exact tables of the per-dimension values `value(u_i)` of integer codes `qu`: entry
+    /// `p` of a nibble is `base + Σ_{i ∈ p} value(u_i)` (dimensions past the last one add
+    /// 0), which the callers keep within a byte; the kernels' sums then exceed
+    /// `Σ_i bit_i value(u_i)` by `base` per nibble, the offset [`SignLut::estimate`] and
+    /// [`SignLut::scan_block_centred`] take off.
+    fn set_code_tables(&mut self, qu: &[u8], base: i16, value: impl Fn(u8) -> i16) {
         let m = nibbles(qu.len());
         self.dim = qu.len();
         self.pairs = fastscan::padded_pairs(m);
         self.lut.clear();
         self.lut.resize(self.pairs * 32, 0);
-        // Missing dimensions of a last, partial nibble count as `c` (adding 0).
-        let at = |i: usize| {
-            qu.get(i)
-                .map_or(0i16, |&v| i16::from(v.min(2 * c)) - i16::from(c))
-        };
+        let at = |i: usize| qu.get(i).map_or(0, |&v| value(v));
         for j in 0..m {
             let v = [at(4 * j), at(4 * j + 1), at(4 * j + 2), at(4 * j + 3)];
+            // fastscan::pack_lut's layout: nibble j's 16 entries at pair j/2, half j%2.
             let table = &mut self.lut[(j / 2) * 32 + (j % 2) * 16..][..16];
-            let mut e = [0i16; 16];
-            e[0] = 4 * i16::from(c);
+            // Entry p is entry p less its highest bit plus that bit's value.
+            let mut e = [base; 16];
             for p in 1..16usize {
                 let top = p.ilog2() as usize;
                 e[p] = e[p ^ (1 << top)] + v[top];
@@ -268,11 +281,10 @@ impl SignLut {
                 *t = x.clamp(0, 255) as u8;
             }
         }
-        self.offset = 4 * u32::from(c) * m as u32;
-        (self.bias, self.step, self.max_error) = (-(self.offset as f32), 1.0, 0.0);
+        self.offset = base.max(0) as u32 * m as u32;
+        (self.bias, self.step, self.max_error) = (0.0 - self.offset as f32, 1.0, 0.0);
         self.q.clear();
-        self.q
-            .extend(qu.iter().map(|&v| f32::from(v.min(2 * c)) - f32::from(c)));
+        self.q.extend(qu.iter().map(|&v| f32::from(value(v))));
     }
 
     /// The signed sums `Σ_i bit_i · (u_i − c)` of one block's 32 rows under tables of
@@ -302,28 +314,9 @@ impl SignLut {
     }
 
     /// [`SignLut::set_query_codes`] without the check, as [`SignLut::from_small_codes`]
-    /// (values taken modulo 64).
+    /// (values taken modulo 64: four of them fit a table byte).
     pub fn set_small_codes(&mut self, qu: &[u8]) {
-        let m = nibbles(qu.len());
-        self.dim = qu.len();
-        self.pairs = fastscan::padded_pairs(m);
-        self.lut.clear();
-        self.lut.resize(self.pairs * 32, 0);
-        let at = |i: usize| qu.get(i).map_or(0u8, |&v| v & 63);
-        for j in 0..m {
-            let v = [at(4 * j), at(4 * j + 1), at(4 * j + 2), at(4 * j + 3)];
-            // fastscan::pack_lut's layout: nibble j's 16 entries at pair j/2, half j%2.
-            let table = &mut self.lut[(j / 2) * 32 + (j % 2) * 16..][..16];
-            // Entry p is entry p less its highest bit plus that bit's value (≤ 4 · 63).
-            for p in 1..16usize {
-                let top = p.ilog2() as usize;
-                table[p] = table[p ^ (1 << top)] + v[top];
-            }
-        }
-        (self.bias, self.step, self.max_error) = (0.0, 1.0, 0.0);
-        self.offset = 0;
-        self.q.clear();
-        self.q.extend(qu.iter().map(|&v| f32::from(v & 63)));
+        self.set_code_tables(qu, 0, |v| i16::from(v & 63));
     }
 
     fn with_tables(q: &[f32], raw: &[u8], bias: f32, step: f32, max_error: f32) -> SignLut {

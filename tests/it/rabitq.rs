@@ -220,6 +220,38 @@ fn item4_save_load_round_trip() {
     }
 }
 
+/// Local centres are trained where they apply: flat and graph indexes under L2 (their
+/// files carry the centres' section, K = one per 256 training vectors), not under inner
+/// product or cosine, nor under IVF, whose lists are the centres.
+#[test]
+fn local_centres_where_they_apply() {
+    let (base, _) = data();
+    let base = &base[..2000 * DIM];
+    let dir = tempfile::tempdir().unwrap();
+    for (spec, metric, want) in [
+        ("RaBitQ", Metric::L2, true),
+        ("RaBitQfs4", Metric::L2, true),
+        ("HNSW8,RaBitQ2", Metric::L2, true),
+        ("RaBitQ", Metric::InnerProduct, false),
+        ("RaBitQ4", Metric::Cosine, false),
+        ("IVF16,RaBitQ", Metric::L2, false),
+        ("IVF16,RaBitQfs", Metric::L2, false),
+    ] {
+        let idx = build(spec, base, metric);
+        let path = dir.path().join("i.vq");
+        idx.save(&path).unwrap();
+        let c = vecquant::store::Container::open(&path).unwrap();
+        let centres = c.section("rabitq_centres").map(|b| b.len() / (4 * DIM));
+        match centres {
+            Ok(k) => {
+                assert!(want, "{spec} {metric:?}: {k} centres");
+                assert_eq!(k, 2000 / 256, "{spec} {metric:?}");
+            }
+            Err(_) => assert!(!want, "{spec} {metric:?}: no centres"),
+        }
+    }
+}
+
 /// Item 1/2: bytes per vector equal FAISS's (d/8 + 8 for 1 bit, d·b/8 + 20 otherwise),
 /// with codes of residuals to the mean (300 training vectors) and to local centres
 /// (1,000: three centres), and both save and load to the same searches.

@@ -88,7 +88,8 @@ pub(crate) struct RowFactors {
     pub(crate) c3: f32,
     /// The local centre (0 without).
     pub(crate) centre: usize,
-    /// `‖r‖`, exact without local centres, else `f1 · ⌊255·⟨x̄,o⟩⌋/255` (at most `‖r‖`).
+    /// `‖r‖`, exact without local centres, else `f1 · ⌊255·⟨x̄,o⟩⌋/255` (within 0.6 %:
+    /// bf16 `f1`, the cosine floored to a byte).
     pub(crate) norm: f32,
 }
 

@@ -207,10 +207,7 @@ impl VectorCodec for RaBitQ {
     fn distance(&self, s: &RabitqQuery, metric: Metric, stored: Stored<'_>, row: usize) -> f32 {
         let rb = self.row_bytes();
         let code = &stored.codes[row * rb..(row + 1) * rb];
-        let ip = self.ip_scan(s, code);
-        let f = self.row_factors(self.factor_bytes(code));
-        let (c, _) = self.row_terms(s, &f, self.bits > 1);
-        self.dist_of(s, metric, c, ip)
+        self.row_distance(s, metric, code)
     }
 
     fn prefetch(&self, stored: Stored<'_>, row: usize, bytes: usize) {

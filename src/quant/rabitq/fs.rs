@@ -83,8 +83,8 @@ impl RaBitQFs {
         &self.inner
     }
 
-    fn with(inner: RaBitQ) -> Result<Self> {
-        Ok(RaBitQFs { inner })
+    fn with(inner: RaBitQ) -> Self {
+        RaBitQFs { inner }
     }
 
     /// Bytes of the packed sign planes of one block.
@@ -116,7 +116,7 @@ impl VectorCodec for RaBitQFs {
     type Query = RabitqFsQuery;
 
     fn train(spec: &RabitqFsSpec, sample: &[f32], dim: usize, seed: u64) -> Result<Self> {
-        Self::with(RaBitQ::train(spec.plain(), sample, dim, seed)?)
+        RaBitQ::train(spec.plain(), sample, dim, seed).map(Self::with)
     }
     fn train_whole(
         spec: &RabitqFsSpec,
@@ -125,13 +125,7 @@ impl VectorCodec for RaBitQFs {
         seed: u64,
         metric: Metric,
     ) -> Result<Self> {
-        Self::with(RaBitQ::train_whole(
-            &spec.plain(),
-            sample,
-            dim,
-            seed,
-            metric,
-        )?)
+        RaBitQ::train_whole(&spec.plain(), sample, dim, seed, metric).map(Self::with)
     }
     fn check(spec: &RabitqFsSpec, dim: usize) -> Result<()> {
         spec.plain().check(dim)
@@ -201,7 +195,7 @@ impl VectorCodec for RaBitQFs {
         self.inner.write(w);
     }
     fn read(spec: &RabitqFsSpec, c: &Container, dim: usize) -> Result<Self> {
-        Self::with(RaBitQ::read(&spec.plain(), c, dim)?)
+        RaBitQ::read(&spec.plain(), c, dim).map(Self::with)
     }
 
     fn list_tables(&self, centroids: &[f32], metric: Metric) -> Option<Vec<f32>> {

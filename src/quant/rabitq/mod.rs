@@ -396,20 +396,22 @@ impl RaBitQ {
             .for_each(|(o, v)| {
                 let rows = v.len() / d;
                 let mut r = v.to_vec();
-                // ‖x − c‖² of each row (local centres), then the residuals.
-                let a: Vec<f64> = r
-                    .chunks_exact(d)
-                    .map(|x| {
-                        x.iter()
-                            .zip(&self.mean)
-                            .map(|(&x, &m)| f64::from(x - m) * f64::from(x - m))
-                            .sum()
-                    })
-                    .collect();
-                let near = if self.local() {
-                    crate::kmeans::nearest(v, d, &self.centres, &self.centre_norms).0
+                // With local centres: each row's centre and ‖x − c‖² (the distance
+                // constant's base); then the residuals.
+                let (near, a): (Vec<u32>, Vec<f64>) = if self.local() {
+                    let a = r
+                        .chunks_exact(d)
+                        .map(|x| {
+                            x.iter()
+                                .zip(&self.mean)
+                                .map(|(&x, &m)| f64::from(x - m) * f64::from(x - m))
+                                .sum()
+                        })
+                        .collect();
+                    let near = crate::kmeans::nearest(v, d, &self.centres, &self.centre_norms).0;
+                    (near, a)
                 } else {
-                    Vec::new()
+                    (Vec::new(), Vec::new())
                 };
                 for (i, row) in r.chunks_exact_mut(d).enumerate() {
                     let c = match near.get(i) {

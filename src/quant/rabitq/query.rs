@@ -419,13 +419,14 @@ impl RaBitQ {
         }
     }
 
-    /// The 1-bit estimate `⟨x̄, t̄⟩ · f1` of one row, with `x̄ = sign/√d`.
+    /// The 1-bit estimate `⟨x̄, t̄⟩ · f1` of one row, with `x̄ = sign/√d` (`f1` from the
+    /// row's factors, which the caller has read).
     #[inline]
-    pub(crate) fn ip_1bit(&self, s: &RabitqQuery, row: &[u8]) -> f32 {
+    pub(crate) fn ip_1bit(&self, s: &RabitqQuery, row: &[u8], f1: f32) -> f32 {
         let (mut ipbin, mut pc) = ([0u32], [0u32]);
         let pb = plane_bytes(self.dim);
         bits::and_popcount_rows(row, row.len(), pb, &s.planes, &mut ipbin, &mut pc);
-        self.ip_1bit_of(s, self.factor_bytes(row), centred_sum(ipbin[0], pc[0]))
+        self.ip_1bit_of(s, f1, centred_sum(ipbin[0], pc[0]))
     }
 
     /// The factor bytes of a row (past its bit planes; see [`code`]).
@@ -440,13 +441,13 @@ impl RaBitQ {
         plane_bytes(self.dim) * self.bits as usize
     }
 
-    /// The 1-bit estimate of a row with factor bytes `f` from its centred sum
+    /// The 1-bit estimate of a row with scale factor `f1` from its centred sum
     /// `Σ_i bit_i (u_i − c)` ([`centred_sum`]): `Σ_i bit_i t̄_i = δ · sum`.
     #[inline]
-    pub(crate) fn ip_1bit_of(&self, s: &RabitqQuery, f: &[u8], sum: i32) -> f32 {
+    pub(crate) fn ip_1bit_of(&self, s: &RabitqQuery, f1: f32, sum: i32) -> f32 {
         let d = self.dim;
         let dot = (2.0 * (s.delta * sum as f32) - s.tq_sum) / (d as f32).sqrt();
-        self.row_factors(f).f1 * dot
+        f1 * dot
     }
 
     /// Pushes up to a block of rows into `heap`, by the estimate the codes and the query
@@ -500,7 +501,7 @@ impl RaBitQ {
             };
             let rf = self.row_factors(f);
             let (c, qn) = self.row_terms(s, &rf, false);
-            let ip1 = self.ip_1bit_of(s, f, sum);
+            let ip1 = self.ip_1bit_of(s, rf.f1, sum);
             let key = self.dist_of(s, metric, c, ip1) - scale * self.bound_1bit(s, &rf, qn);
             if key <= heap.threshold() && ok(first + i) {
                 heap.push((first + i) as u64, key);
@@ -686,15 +687,19 @@ impl RaBitQ {
         code::EPSILON0 * (rot * rot + quant * quant).sqrt()
     }
 
-    /// The estimate the scans use: 1-bit codes by bit planes, wider codes by the full
-    /// code.
+    /// The distance the scans give one row-major code: 1-bit codes by bit planes, wider
+    /// codes by the full code (graph walks and re-ranking; the row's factors read once).
     #[inline]
-    pub(crate) fn ip_scan(&self, s: &RabitqQuery, row: &[u8]) -> f32 {
-        if self.bits == 1 {
-            self.ip_1bit(s, row)
-        } else {
+    pub(crate) fn row_distance(&self, s: &RabitqQuery, metric: Metric, row: &[u8]) -> f32 {
+        let f = self.row_factors(self.factor_bytes(row));
+        let full = self.bits > 1;
+        let ip = if full {
             self.ip_full(s, row)
-        }
+        } else {
+            self.ip_1bit(s, row, f.f1)
+        };
+        let (c, _) = self.row_terms(s, &f, full);
+        self.dist_of(s, metric, c, ip)
     }
 
     /// The distance under `metric` of a row with L2 constant `c` (from
@@ -715,7 +720,7 @@ impl RaBitQ {
         let d = self.dim;
         let f = self.row_factors(self.factor_bytes(row));
         let (_, qn) = self.row_terms(s, &f, false);
-        let ip1 = self.ip_1bit(s, row);
+        let ip1 = self.ip_1bit(s, row, f.f1);
         let cos1 = if f.f1 > 0.0 { f.norm / f.f1 } else { 1.0 };
         let bound1 = f.norm * code::error_bound(cos1, d, code::EPSILON0) * qn;
         if self.bits == 1 {
