@@ -231,15 +231,9 @@ impl ProductQuantizer {
                 fastscan::BLOCK,
                 std::convert::identity as fn(usize) -> usize,
             );
-            let mut batch = if passes.iter().flatten().any(ExactPass::unbounded) {
-                1
-            } else {
-                BATCH
-            };
             let mut b0 = 0;
             while b0 < nblocks {
-                let nb = batch.min(nblocks - b0);
-                batch = (batch * 2).min(BATCH);
+                let nb = BATCH.min(nblocks - b0);
                 let thr: [u16; NQ] =
                     std::array::from_fn(|j| passes[j].as_ref().map_or(0, ExactPass::thr));
                 fastscan::scan_blocks_multi(
@@ -254,7 +248,9 @@ impl ProductQuantizer {
                     if let Some(p) = pass {
                         let s = &sums[j * nb * fastscan::BLOCK..(j + 1) * nb * fastscan::BLOCK];
                         let mk = &masks[j * nb..(j + 1) * nb];
-                        p.absorb(b0, nb, layout, (n, first), s, mk, ok, &mut scratch[j]);
+                        let rows = (n, first);
+                        p.seed(b0, nb, layout, rows, s, ok, &mut scratch[j]);
+                        p.absorb(b0, nb, layout, rows, s, mk, thr[j], ok, &mut scratch[j]);
                     }
                 }
                 b0 += nb;

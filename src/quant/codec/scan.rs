@@ -79,6 +79,35 @@ pub(crate) struct Scan8Scratch {
     cands: Vec<u64>,
     /// The smallest candidate sums of [`scan_exact`], ascending.
     best: Vec<u16>,
+    /// Group minima of [`ExactPass::seed`].
+    keys: Vec<u32>,
+}
+
+/// Appends the minima of the `G` strided groups of `sums` (positions `≡ i mod G`,
+/// every group non-empty: `sums.len() ≥ G`, at most `2^16`) as `sum << 16 | position`
+/// keys.
+fn group_minima<const G: usize>(sums: &[u16], out: &mut Vec<u32>) {
+    let mut acc = [u32::MAX; G];
+    let (chunks, rest) = sums.as_chunks::<G>();
+    for (c, chunk) in chunks.iter().enumerate() {
+        let base = (c * G) as u32;
+        for i in 0..G {
+            acc[i] = acc[i].min(u32::from(chunk[i]) << 16 | (base + i as u32));
+        }
+    }
+    let base = (chunks.len() * G) as u32;
+    for (i, &v) in rest.iter().enumerate() {
+        acc[i] = acc[i].min(u32::from(v) << 16 | (base + i as u32));
+    }
+    out.extend_from_slice(&acc);
+}
+
+/// Bit `i` set where `sums[i] ≤ thr` (`sums` at most 64 long).
+#[inline]
+fn le_mask(sums: &[u16], thr: u16) -> u64 {
+    sums.iter()
+        .enumerate()
+        .fold(0u64, |m, (i, &v)| m | (u64::from(v <= thr) << i))
 }
 
 /// One query's exact 8-bit ADC scan over blocked codes ([`pq8`]): its float table, the
@@ -221,15 +250,74 @@ impl ExactPass {
         self.thr
     }
 
-    /// Whether the heap had no finite threshold when the pass started (the first
-    /// batches are then kept small so that the bound tightens early).
+    /// Whether the heap had no finite threshold when the pass started and none was
+    /// set since (the first batch is then summed without a threshold and
+    /// [`ExactPass::seed`] sets one from its sums).
     #[inline]
     pub(crate) fn unbounded(&self) -> bool {
-        self.heap_thr == u16::MAX
+        self.thr == u16::MAX
     }
 
-    /// Takes the kernel's sums and masks of `nb` blocks from block `b0`: every
-    /// accepted (`ok`) vector whose sum is within the threshold becomes a candidate.
+    /// Sets the threshold of an unbounded pass from the sums of its first batch (all
+    /// computed: the kernel ran without a threshold), so that the batch keeps about
+    /// `k` candidates instead of every running record. The `k`-th smallest of the
+    /// minima of `G ≥ k` disjoint groups of sums is at least the `k`-th smallest sum
+    /// `S` (`k` distinct rows lie at or under it), so `t + spread ≥ S + spread` is a
+    /// valid bound, and with `G` about `3k` groups only a few sums above `S`. Groups
+    /// are strided (position mod `G`), so their minima are one vectorised pass over
+    /// the sums, taken as `(sum, position)` keys that also say which row each minimum
+    /// is. Only full blocks are used (padding lanes hold no vector), and each of the
+    /// `k` groups' minimum rows must be accepted (`ok`), else the pass stays unbounded.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn seed(
+        &mut self,
+        b0: usize,
+        nb: usize,
+        layout: (usize, fn(usize) -> usize),
+        rows: (usize, usize),
+        sums: &[u16],
+        ok: &dyn Fn(usize) -> bool,
+        s: &mut Scan8Scratch,
+    ) {
+        let ((block, lane_row), (len, first)) = (layout, rows);
+        let k = self.k;
+        let n = (len / block).saturating_sub(b0).min(nb) * block;
+        if !self.unbounded() || n > 1 << 16 {
+            return;
+        }
+        let mut g = (3 * k).next_power_of_two().clamp(32, 512);
+        while g > n && g / 2 >= k {
+            g /= 2;
+        }
+        if g > n || g < k {
+            return;
+        }
+        let keys = &mut s.keys;
+        keys.clear();
+        match g {
+            ..=32 => group_minima::<32>(&sums[..n], keys),
+            64 => group_minima::<64>(&sums[..n], keys),
+            128 => group_minima::<128>(&sums[..n], keys),
+            256 => group_minima::<256>(&sums[..n], keys),
+            _ => group_minima::<512>(&sums[..n], keys),
+        }
+        keys.select_nth_unstable(k - 1);
+        let t = (keys[k - 1] >> 16) as u16;
+        if t == u16::MAX {
+            return;
+        }
+        for &key in &keys[..k] {
+            let at = (key & 0xFFFF) as usize;
+            if !ok(first + (b0 + at / block) * block + lane_row(at % block)) {
+                return;
+            }
+        }
+        self.thr = t.saturating_add(self.spread);
+    }
+
+    /// Takes the kernel's sums and masks (computed against `kernel_thr`) of `nb`
+    /// blocks from block `b0`: every accepted (`ok`) vector whose sum is within the
+    /// threshold becomes a candidate.
     /// `layout` is (vectors per block, lane → row within a block); `rows` is (valid
     /// local rows, id of local row 0).
     #[allow(clippy::too_many_arguments)]
@@ -242,6 +330,7 @@ impl ExactPass {
         rows: (usize, usize),
         sums: &[u16],
         masks: &[M],
+        kernel_thr: u16,
         ok: &dyn Fn(usize) -> bool,
         s: &mut Scan8Scratch,
     ) {
@@ -249,6 +338,11 @@ impl ExactPass {
         let k = self.k;
         for j in 0..nb {
             let mut mask: u64 = masks[j].into();
+            if self.thr < kernel_thr {
+                // The threshold tightened since the kernel ran: drop the lanes above
+                // it in one vectorised pass rather than bit by bit.
+                mask &= le_mask(&sums[j * block..(j + 1) * block], self.thr);
+            }
             while mask != 0 {
                 let lane = mask.trailing_zeros() as usize;
                 mask &= mask - 1;
@@ -347,20 +441,13 @@ pub(crate) fn scan_exact(
     s.sums.resize(EXACT_BATCH * block, 0);
     s.masks.resize(EXACT_BATCH, 0);
     let mut b0 = range.start;
-    // Small first batches while few candidates are kept, so the bound tightens early.
-    let mut batch = if pass.unbounded() { 1 } else { EXACT_BATCH };
     let (mut sums, mut masks) = (std::mem::take(&mut s.sums), std::mem::take(&mut s.masks));
     while b0 < range.end {
-        let nb = batch.min(range.end - b0);
-        batch = (batch * 2).min(EXACT_BATCH);
-        kernel(
-            b0,
-            nb,
-            pass.thr(),
-            &mut sums[..nb * block],
-            &mut masks[..nb],
-        );
-        pass.absorb(b0, nb, layout, rows, &sums, &masks[..nb], ok, s);
+        let nb = EXACT_BATCH.min(range.end - b0);
+        let thr = pass.thr();
+        kernel(b0, nb, thr, &mut sums[..nb * block], &mut masks[..nb]);
+        pass.seed(b0, nb, layout, rows, &sums, ok, s);
+        pass.absorb(b0, nb, layout, rows, &sums, &masks[..nb], thr, ok, s);
         b0 += nb;
     }
     (s.sums, s.masks) = (sums, masks);
@@ -406,6 +493,70 @@ mod tests {
         let mut want: Vec<u32> = (0..1000u32).filter(|&i| sums[i as usize] < 5).collect();
         want.sort_unstable();
         assert_eq!(best, want);
+    }
+
+    /// The seeded threshold of an unbounded pass is never below the `k`-th smallest sum
+    /// of the accepted rows plus the spread (so no top-`k` row is lost) — also when
+    /// rows are rejected or sums tie — and is close to it (at most `4k` sums under it
+    /// in nine passes of ten): both block layouts, partial last blocks, `k` from 1 to
+    /// past the batch.
+    #[test]
+    fn seeded_thresholds_are_valid_and_tight() {
+        use crate::rng::{RngExt, seeded};
+        let mut rng = seeded(12);
+        let bound = Bound::rounded(0.0, 1.0, 16);
+        let (mut seeded_passes, mut tight) = (0, 0);
+        for trial in 0..400 {
+            let (block, lane_row) = if trial % 2 == 0 {
+                (32usize, std::convert::identity as fn(usize) -> usize)
+            } else {
+                (pq8::BLOCK, pq8::lane_row as fn(usize) -> usize)
+            };
+            let nb = 1 + rng.random_range(0..EXACT_BATCH);
+            let (b0, len) = (
+                rng.random_range(0..3usize),
+                rng.random_range(0..nb * block + 1),
+            );
+            let len = b0 * block + len;
+            let k = [1, 3, 10, 10, 30, 100, 1000][rng.random_range(0..7usize)];
+            let top = if trial % 3 == 0 { 64 } else { 60_000 };
+            let sums: Vec<u16> = (0..nb * block).map(|_| rng.random_range(0..top)).collect();
+            let row = |at: usize| (b0 + at / block) * block + lane_row(at % block);
+            let reject = trial % 4 == 1;
+            let ok = |r: usize| !reject || r % 7 != 0;
+            let heap = TopK::new(k);
+            let mut s = Scan8Scratch::default();
+            let mut pass = ExactPass::start(bound, &heap, &mut s).unwrap();
+            pass.seed(b0, nb, (block, lane_row), (len, 0), &sums, &ok, &mut s);
+            let mut valid: Vec<u16> = (0..nb * block)
+                .filter(|&at| row(at) < len && ok(row(at)))
+                .map(|at| sums[at])
+                .collect();
+            valid.sort_unstable();
+            if pass.unbounded() {
+                continue;
+            }
+            seeded_passes += 1;
+            assert!(
+                valid.len() >= k,
+                "trial {trial}: seeded with {} rows",
+                valid.len()
+            );
+            let sk = valid[k - 1];
+            assert!(
+                pass.thr() >= sk.saturating_add(pass.spread),
+                "trial {trial}"
+            );
+            let under = valid.partition_point(|&v| v <= pass.thr() - pass.spread);
+            if under <= 4 * k {
+                tight += 1;
+            }
+        }
+        assert!(seeded_passes >= 150, "{seeded_passes} seeded");
+        assert!(
+            tight * 10 >= seeded_passes * 9,
+            "{tight} of {seeded_passes} tight"
+        );
     }
 
     /// `scan_exact` against adversarial byte sums: every sum is off from its scaled
