@@ -62,6 +62,7 @@ pub mod pq;
 pub mod pq8;
 pub mod scalar;
 pub mod sq;
+pub mod sums;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -252,6 +253,7 @@ pub(crate) struct Kernels {
     pq8: pq8::Pq8Kernels,
     pq: pq::PqKernels,
     bits: bits::BitsKernels,
+    sums: sums::SumsKernels,
 }
 
 /// One table per level, in [`SimdLevel::ALL`] order.
@@ -303,6 +305,7 @@ impl Kernels {
                 pq8: pq8::Pq8Kernels::for_level(level),
                 pq: pq::PqKernels::for_level(level),
                 bits: bits::BitsKernels::for_level(level),
+                sums: sums::SumsKernels::for_level(level),
             }
         }
     }

@@ -3,7 +3,7 @@
 //! bound that relates quantised sums to distances ([`Bound`]), and the reservoir that
 //! keeps flat fast-scan candidates ([`Reservoir`]).
 
-use crate::kernels::pq8;
+use crate::kernels::{pq8, sums};
 use crate::topk::TopK;
 
 /// The `keep` smallest quantised sums seen (ties at the boundary may add a few more):
@@ -80,34 +80,7 @@ pub(crate) struct Scan8Scratch {
     /// The smallest candidate sums of [`scan_exact`], ascending.
     best: Vec<u16>,
     /// Group minima of [`ExactPass::seed`].
-    keys: Vec<u32>,
-}
-
-/// Appends the minima of the `G` strided groups of `sums` (positions `≡ i mod G`,
-/// every group non-empty: `sums.len() ≥ G`, at most `2^16`) as `sum << 16 | position`
-/// keys.
-fn group_minima<const G: usize>(sums: &[u16], out: &mut Vec<u32>) {
-    let mut acc = [u32::MAX; G];
-    let (chunks, rest) = sums.as_chunks::<G>();
-    for (c, chunk) in chunks.iter().enumerate() {
-        let base = (c * G) as u32;
-        for i in 0..G {
-            acc[i] = acc[i].min(u32::from(chunk[i]) << 16 | (base + i as u32));
-        }
-    }
-    let base = (chunks.len() * G) as u32;
-    for (i, &v) in rest.iter().enumerate() {
-        acc[i] = acc[i].min(u32::from(v) << 16 | (base + i as u32));
-    }
-    out.extend_from_slice(&acc);
-}
-
-/// Bit `i` set where `sums[i] ≤ thr` (`sums` at most 64 long).
-#[inline]
-fn le_mask(sums: &[u16], thr: u16) -> u64 {
-    sums.iter()
-        .enumerate()
-        .fold(0u64, |m, (i, &v)| m | (u64::from(v <= thr) << i))
+    minima: Vec<u16>,
 }
 
 /// One query's exact 8-bit ADC scan over blocked codes ([`pq8`]): its float table, the
@@ -227,6 +200,26 @@ pub(crate) struct ExactPass {
     k: usize,
 }
 
+/// Sets `out` to the `k` smallest of `values` (at least `k` of them), ascending: the
+/// first `k` sorted, then each later value compared with the largest kept and inserted
+/// only when smaller — a few comparisons per value for the short runs here, where a
+/// selection's partitioning costs more.
+fn smallest_sorted(mut values: impl Iterator<Item = u16>, k: usize, out: &mut Vec<u16>) {
+    out.clear();
+    out.extend(values.by_ref().take(k));
+    out.sort_unstable();
+    for v in values {
+        if v < out[k - 1] {
+            let mut at = k - 1;
+            while at > 0 && out[at - 1] > v {
+                out[at] = out[at - 1];
+                at -= 1;
+            }
+            out[at] = v;
+        }
+    }
+}
+
 impl ExactPass {
     /// Starts a pass for `heap` (clearing the candidates in `s`); `None` when no sum
     /// can enter the heap any more.
@@ -261,13 +254,12 @@ impl ExactPass {
     /// Sets the threshold of an unbounded pass from the sums of its first batch (all
     /// computed: the kernel ran without a threshold), so that the batch keeps about
     /// `k` candidates instead of every running record. The `k`-th smallest of the
-    /// minima of `G ≥ k` disjoint groups of sums is at least the `k`-th smallest sum
-    /// `S` (`k` distinct rows lie at or under it), so `t + spread ≥ S + spread` is a
-    /// valid bound, and with `G` about `3k` groups only a few sums above `S`. Groups
-    /// are strided (position mod `G`), so their minima are one vectorised pass over
-    /// the sums, taken as `(sum, position)` keys that also say which row each minimum
-    /// is. Only full blocks are used (padding lanes hold no vector), and each of the
-    /// `k` groups' minimum rows must be accepted (`ok`), else the pass stays unbounded.
+    /// minima of `G ≥ k` disjoint groups of sums, `t`, is at least the `k`-th smallest
+    /// sum `S` when `k` distinct accepted rows lie at or under it (counted, with `ok`,
+    /// among the few sums `≤ t`), so `t + spread ≥ S + spread` is a valid bound; with
+    /// `G` about `3k` strided groups (one vectorised pass, [`sums::strided_minima`]) it
+    /// is a few sums above `S`. Only full blocks are used (padding lanes hold no
+    /// vector); with fewer than `k` accepted rows under `t` the pass stays unbounded.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn seed(
         &mut self,
@@ -281,8 +273,9 @@ impl ExactPass {
     ) {
         let ((block, lane_row), (len, first)) = (layout, rows);
         let k = self.k;
-        let n = (len / block).saturating_sub(b0).min(nb) * block;
-        if !self.unbounded() || n > 1 << 16 {
+        let full = (len / block).saturating_sub(b0).min(nb);
+        let n = full * block;
+        if !self.unbounded() {
             return;
         }
         let mut g = (3 * k).next_power_of_two().clamp(32, 512);
@@ -292,27 +285,32 @@ impl ExactPass {
         if g > n || g < k {
             return;
         }
-        let keys = &mut s.keys;
-        keys.clear();
-        match g {
-            ..=32 => group_minima::<32>(&sums[..n], keys),
-            64 => group_minima::<64>(&sums[..n], keys),
-            128 => group_minima::<128>(&sums[..n], keys),
-            256 => group_minima::<256>(&sums[..n], keys),
-            _ => group_minima::<512>(&sums[..n], keys),
-        }
-        keys.select_nth_unstable(k - 1);
-        let t = (keys[k - 1] >> 16) as u16;
+        let minima = &mut s.minima;
+        minima.resize(g, 0);
+        sums::strided_minima(&sums[..n], minima);
+        smallest_sorted(minima.iter().copied(), k, &mut s.best);
+        let t = s.best[k - 1];
+        s.best.clear();
         if t == u16::MAX {
             return;
         }
-        for &key in &keys[..k] {
-            let at = (key & 0xFFFF) as usize;
-            if !ok(first + (b0 + at / block) * block + lane_row(at % block)) {
-                return;
+        let mut accepted = 0;
+        'count: for j in 0..full {
+            let mut mask = sums::le_mask(&sums[j * block..(j + 1) * block], t);
+            while mask != 0 {
+                let lane = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                if ok(first + (b0 + j) * block + lane_row(lane)) {
+                    accepted += 1;
+                    if accepted == k {
+                        break 'count;
+                    }
+                }
             }
         }
-        self.thr = t.saturating_add(self.spread);
+        if accepted == k {
+            self.thr = t.saturating_add(self.spread);
+        }
     }
 
     /// Takes the kernel's sums and masks (computed against `kernel_thr`) of `nb`
@@ -338,10 +336,10 @@ impl ExactPass {
         let k = self.k;
         for j in 0..nb {
             let mut mask: u64 = masks[j].into();
-            if self.thr < kernel_thr {
+            if mask != 0 && self.thr < kernel_thr {
                 // The threshold tightened since the kernel ran: drop the lanes above
                 // it in one vectorised pass rather than bit by bit.
-                mask &= le_mask(&sums[j * block..(j + 1) * block], self.thr);
+                mask &= sums::le_mask(&sums[j * block..(j + 1) * block], self.thr);
             }
             while mask != 0 {
                 let lane = mask.trailing_zeros() as usize;
@@ -365,10 +363,7 @@ impl ExactPass {
             }
         }
         if s.best.len() < k && s.cands.len() >= k {
-            s.best.extend(s.cands.iter().map(|&c| key_sum(c)));
-            s.best.select_nth_unstable(k - 1);
-            s.best.truncate(k);
-            s.best.sort_unstable();
+            smallest_sorted(s.cands.iter().map(|&c| key_sum(c)), k, &mut s.best);
             self.thr = self.thr.min(s.best[k - 1].saturating_add(self.spread));
         }
     }
@@ -523,7 +518,7 @@ mod tests {
             let sums: Vec<u16> = (0..nb * block).map(|_| rng.random_range(0..top)).collect();
             let row = |at: usize| (b0 + at / block) * block + lane_row(at % block);
             let reject = trial % 4 == 1;
-            let ok = |r: usize| !reject || r % 7 != 0;
+            let ok = |r: usize| !reject || !r.is_multiple_of(7);
             let heap = TopK::new(k);
             let mut s = Scan8Scratch::default();
             let mut pass = ExactPass::start(bound, &heap, &mut s).unwrap();
