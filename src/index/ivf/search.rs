@@ -44,11 +44,10 @@ fn select_probes(coarse: &[f32], nprobe: usize, probes: &mut Vec<(f32, u32)>) ->
     if few {
         // The k-th smallest of `coarse` is at most `t`, the k-th smallest of the minima
         // of k or more disjoint groups (k distinct values are ≤ t), so the k nearest
-        // lists are among
-        // the few values ≤ t: found in two vectorised passes, then only those sorted as
-        // `u64` keys that order as `probe_order` (several times cheaper than keeping a
-        // sorted prefix through every list). Non-finite distances that leave fewer than
-        // k candidates fall back to the full selection.
+        // lists are among the few values ≤ t: found in two vectorised passes, then only
+        // those sorted as `u64` keys that order as `probe_order` (several times cheaper
+        // than keeping a sorted prefix through every list). Non-finite distances that
+        // leave fewer than k candidates fall back to the full selection.
         let (n, k) = (coarse.len(), nprobe);
         // With enough lists, the k-th smallest of the minima of `STRIDED` strided
         // groups (one vectorised pass, as order keys) is a tighter `t`: only a few

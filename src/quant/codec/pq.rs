@@ -249,7 +249,6 @@ impl ProductQuantizer {
                         let s = &sums[j * nb * fastscan::BLOCK..(j + 1) * nb * fastscan::BLOCK];
                         let mk = &masks[j * nb..(j + 1) * nb];
                         let rows = (n, first);
-                        p.seed(b0, nb, layout, rows, s, ok, &mut scratch[j]);
                         p.absorb(b0, nb, layout, rows, s, mk, thr[j], ok, &mut scratch[j]);
                     }
                 }

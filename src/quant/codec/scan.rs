@@ -261,7 +261,7 @@ impl ExactPass {
     /// is a few sums above `S`. Only full blocks are used (padding lanes hold no
     /// vector); with fewer than `k` accepted rows under `t` the pass stays unbounded.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn seed(
+    fn seed(
         &mut self,
         b0: usize,
         nb: usize,
@@ -275,9 +275,6 @@ impl ExactPass {
         let k = self.k;
         let full = (len / block).saturating_sub(b0).min(nb);
         let n = full * block;
-        if !self.unbounded() {
-            return;
-        }
         let mut g = (3 * k).next_power_of_two().clamp(32, 512);
         while g > n && g / 2 >= k {
             g /= 2;
@@ -315,7 +312,9 @@ impl ExactPass {
 
     /// Takes the kernel's sums and masks (computed against `kernel_thr`) of `nb`
     /// blocks from block `b0`: every accepted (`ok`) vector whose sum is within the
-    /// threshold becomes a candidate.
+    /// threshold becomes a candidate. An unbounded pass first seeds its threshold
+    /// from these sums ([`ExactPass::seed`]: the kernel must then have summed every
+    /// lane, as it does).
     /// `layout` is (vectors per block, lane → row within a block); `rows` is (valid
     /// local rows, id of local row 0).
     #[allow(clippy::too_many_arguments)]
@@ -332,6 +331,9 @@ impl ExactPass {
         ok: &dyn Fn(usize) -> bool,
         s: &mut Scan8Scratch,
     ) {
+        if self.unbounded() {
+            self.seed(b0, nb, layout, rows, sums, ok, s);
+        }
         let ((block, lane_row), (len, first)) = (layout, rows);
         let k = self.k;
         for j in 0..nb {
@@ -441,7 +443,6 @@ pub(crate) fn scan_exact(
         let nb = EXACT_BATCH.min(range.end - b0);
         let thr = pass.thr();
         kernel(b0, nb, thr, &mut sums[..nb * block], &mut masks[..nb]);
-        pass.seed(b0, nb, layout, rows, &sums, ok, s);
         pass.absorb(b0, nb, layout, rows, &sums, &masks[..nb], thr, ok, s);
         b0 += nb;
     }
