@@ -8,9 +8,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::index::checks::{check_terms, check_vectors};
+use crate::index::checks::check_terms;
 use crate::index::rows::{Exact, Rows, gather_rows};
-use crate::index::{GroupSearch, IdFilter, Index, SearchParams, check_add, header_dims, untrained};
+use crate::index::{
+    GroupSearch, IdFilter, Index, SearchParams, check_add, header_dims, train_codec, untrained,
+};
 use crate::metric::Metric;
 use crate::quant::codec::{InnerSpec, ListTerms, Raw, Stored, VectorCodec};
 use crate::quant::product::ProductQuantizer;
@@ -311,11 +313,9 @@ impl<C: VectorCodec> Index for FlatCodes<C> {
         self.codec.is_some()
     }
     fn train(&mut self, sample: &[f32]) -> Result<()> {
-        check_vectors(sample, self.dim, "training sample")?;
-        let x = crate::vectors::prepared(sample, self.dim, self.metric);
-        self.codec = Some(C::train_whole(
+        self.codec = Some(train_codec(
             &self.inner,
-            &x,
+            sample,
             self.dim,
             self.seed,
             self.metric,

@@ -587,6 +587,21 @@ pub(crate) fn scan_depth(
     ))
 }
 
+/// A codec trained on the whole of a training sample, as flat and graph indexes train
+/// theirs: the sample checked (finite, whole rows of `dim`), prepared for `metric`
+/// (normalised for cosine), then [`VectorCodec::train_whole`].
+pub(crate) fn train_codec<C: crate::quant::codec::VectorCodec>(
+    spec: &C::Spec,
+    sample: &[f32],
+    dim: usize,
+    seed: u64,
+    metric: crate::metric::Metric,
+) -> Result<C> {
+    checks::check_vectors(sample, dim, "training sample")?;
+    let x = crate::vectors::prepared(sample, dim, metric);
+    C::train_whole(spec, &x, dim, seed, metric)
+}
+
 /// The error for adding to or searching an index before it was trained.
 pub(crate) fn untrained(spec: &str) -> Error {
     Error::param(

@@ -40,7 +40,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::index::checks::{check_results, check_terms, check_vectors};
+use crate::index::checks::{check_results, check_terms};
 use crate::index::rows::Rows;
 use crate::index::spec::BuildOptions;
 use crate::index::{
@@ -509,11 +509,9 @@ impl<C: VectorCodec> Index for Hnsw<C> {
     }
 
     fn train(&mut self, sample: &[f32]) -> Result<()> {
-        check_vectors(sample, self.dim, "training sample")?;
-        let x = self.prepare(sample);
-        self.codec = Some(C::train_whole(
+        self.codec = Some(crate::index::train_codec(
             &self.inner,
-            &x,
+            sample,
             self.dim,
             self.seed,
             self.metric,

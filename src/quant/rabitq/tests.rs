@@ -348,6 +348,27 @@ fn stored_codes(codes: &[u8]) -> crate::quant::codec::Stored<'_> {
     }
 }
 
+/// The `k` best rows of `codes` for query `q` by the codec's own scan (one flat run,
+/// error-bound keys `bound_keys`), best first; `s` keeps the scan's state.
+#[allow(clippy::too_many_arguments)]
+fn scanned(
+    quant: &RaBitQ,
+    s: &mut RabitqQuery,
+    q: &[f32],
+    metric: Metric,
+    codes: &[u8],
+    k: usize,
+    bound_keys: bool,
+) -> Vec<crate::topk::Neighbor> {
+    quant.begin_query(s, q, metric, None, &[]);
+    quant.set_bound_keys(s, bound_keys);
+    quant.set_list(s, q, metric, ListTerms::default());
+    let n = codes.len() / quant.row_bytes();
+    let mut heap = crate::topk::TopK::new(k);
+    quant.scan(s, metric, stored_codes(codes), n, 0, &mut heap, &|_| true);
+    heap.into_sorted()
+}
+
 /// A quantizer of `bits` trained on `data` with or without local centres, and the
 /// metrics its codes serve (local centres: L2 only).
 fn trained(
@@ -405,18 +426,14 @@ fn item3_refined_scan_equals_full_scan() {
         let (quant, metrics) = trained(bits, &data, d, 9, local);
         let codes = quant.encode(&data).unwrap();
         let rb = quant.row_bytes();
-        let stored = stored_codes(&codes);
         let mut s = RabitqQuery::default();
         let mut refined = 0u64;
         let mut worst = 0.0f32;
         for &metric in metrics {
             for q in queries.chunks_exact(d) {
-                quant.begin_query(&mut s, q, metric, None, &[]);
-                quant.set_list(&mut s, q, metric, ListTerms::default());
-                let mut heap = crate::topk::TopK::new(k);
-                quant.scan(&mut s, metric, stored, n, 0, &mut heap, &|_| true);
+                let top = scanned(&quant, &mut s, q, metric, &codes, k, false);
                 refined += s.refined;
-                let got: Vec<u64> = heap.into_sorted().iter().map(|r| r.id).collect();
+                let got: Vec<u64> = top.iter().map(|r| r.id).collect();
                 let mut full = crate::topk::TopK::new(k);
                 for (i, row) in codes.chunks_exact(rb).enumerate() {
                     let f = quant.row_factors(quant.factor_bytes(row));
@@ -461,18 +478,12 @@ fn item5_bound_keys_are_lower_bounds() {
     for (bits, local) in [(1u8, false), (4, false), (1, true), (4, true)] {
         let (quant, metrics) = trained(bits, &data, d, 3, local);
         let codes = quant.encode(&data).unwrap();
-        let stored = stored_codes(&codes);
         for &metric in metrics {
             let (mut below, mut total) = (0usize, 0usize);
             for q in queries.chunks_exact(d) {
                 let mut s = RabitqQuery::default();
                 let mut keys = |on: bool| {
-                    quant.begin_query(&mut s, q, metric, None, &[]);
-                    quant.set_bound_keys(&mut s, on);
-                    quant.set_list(&mut s, q, metric, ListTerms::default());
-                    let mut heap = crate::topk::TopK::new(n);
-                    quant.scan(&mut s, metric, stored, n, 0, &mut heap, &|_| true);
-                    let mut v = heap.into_sorted();
+                    let mut v = scanned(&quant, &mut s, q, metric, &codes, n, on);
                     v.sort_by_key(|r| r.id);
                     v.iter().map(|r| r.distance).collect::<Vec<f32>>()
                 };
@@ -570,12 +581,7 @@ fn item3_block_distances_equal_per_row_distances() {
         let mut s = RabitqQuery::default();
         for &metric in metrics {
             for q in queries.chunks_exact(d) {
-                quant.begin_query(&mut s, q, metric, None, &[]);
-                quant.set_list(&mut s, q, metric, ListTerms::default());
-                let mut heap = crate::topk::TopK::new(k);
-                quant.scan(&mut s, metric, stored, n, 0, &mut heap, &|_| true);
-                let got: Vec<(u64, u32)> = heap
-                    .into_sorted()
+                let got: Vec<(u64, u32)> = scanned(&quant, &mut s, q, metric, &codes, k, false)
                     .iter()
                     .map(|r| (r.id, r.distance.to_bits()))
                     .collect();
