@@ -94,6 +94,31 @@ fn bench_pq_scans(c: &mut Criterion) {
     g.bench_function("fastscan_quantize/dispatched", |b| {
         b.iter(|| fastscan::quantize_table(black_box(&table), &mut q8))
     });
+    // One IVF list's table for one query (M = 32): built, quantised and laid out.
+    let pre: Vec<f32> = (0..m * 16).map(|i| (i as f32 * 0.37).cos() * 3.0).collect();
+    let qt: Vec<f32> = (0..m * 16).map(|i| (i as f32 * 0.13).sin()).collect();
+    let mut ft = Vec::new();
+    g.bench_function("fastscan_list_lut/dispatched", |b| {
+        b.iter(|| fastscan::list_lut(black_box(&pre), black_box(&qt), &mut ft, &mut lut))
+    });
+    // Four queries' tables over the same blocks (the IVF by-list scan's kernel).
+    let luts: [&[u8]; fastscan::NQ] = std::array::from_fn(|_| lut.as_slice());
+    let (mut msums, mut mmasks) = (
+        vec![0u16; fastscan::NQ * nb * fastscan::BLOCK],
+        vec![0u32; fastscan::NQ * nb],
+    );
+    g.bench_function("fastscan_multi4/dispatched", |b| {
+        b.iter(|| {
+            fastscan::scan_blocks_multi(
+                &luts,
+                black_box(&blocks),
+                pairs,
+                &[2000; fastscan::NQ],
+                &mut msums,
+                &mut mmasks,
+            )
+        })
+    });
     // 8-bit PQ blocks.
     let blocks8 = pq8::pack_blocks(&codes, m);
     let nb8 = n / pq8::BLOCK;
