@@ -54,17 +54,7 @@ fn select_probes(coarse: &[f32], nprobe: usize, probes: &mut Vec<(f32, u32)>) ->
         // lists beyond the k nearest lie under it.
         let t = if n >= 2 * STRIDED && 2 * k <= STRIDED {
             // (Float minima: the baseline target has no vector `u32` minimum.)
-            let mut acc = [f32::INFINITY; STRIDED];
-            let (chunks, rest) = coarse.as_chunks::<STRIDED>();
-            for chunk in chunks {
-                for (a, &v) in acc.iter_mut().zip(chunk) {
-                    *a = if v < *a { v } else { *a };
-                }
-            }
-            for (a, &v) in acc.iter_mut().zip(rest) {
-                *a = if v < *a { v } else { *a };
-            }
-            let mut keys = acc.map(order_key);
+            let mut keys = lane_minima::<STRIDED>(coarse).map(order_key);
             *keys.select_nth_unstable(k - 1).1
         } else {
             let g = n / k.max(1);
@@ -116,23 +106,30 @@ fn select_probes(coarse: &[f32], nprobe: usize, probes: &mut Vec<(f32, u32)>) ->
 /// Strided groups of the few-probes selection ([`select_probes`]).
 const STRIDED: usize = 64;
 
-/// The smallest non-NaN value of `x` (∞ when there is none), in sixteen independent
-/// lanes: a fold through `f32::min` is one serial chain the compiler cannot split.
+/// The smallest non-NaN value of `x` (∞ when there is none), from sixteen lane minima:
+/// a fold through `f32::min` is one serial chain the compiler cannot split.
 #[inline]
 fn min_of(x: &[f32]) -> f32 {
-    const L: usize = 16;
+    lane_minima::<16>(x)
+        .iter()
+        .fold(f32::INFINITY, |a, &b| if b < a { b } else { a })
+}
+
+/// Lane `i`: the smallest non-NaN `x[j]` over `j ≡ i (mod L)` (∞ when there is none),
+/// in `L` independent lanes (vector minima).
+#[inline]
+fn lane_minima<const L: usize>(x: &[f32]) -> [f32; L] {
     let mut m = [f32::INFINITY; L];
-    let mut chunks = x.chunks_exact(L);
-    for c in &mut chunks {
-        for k in 0..L {
-            m[k] = if c[k] < m[k] { c[k] } else { m[k] };
+    let (chunks, rest) = x.as_chunks::<L>();
+    for c in chunks {
+        for (a, &v) in m.iter_mut().zip(c) {
+            *a = if v < *a { v } else { *a };
         }
     }
-    for (k, &v) in chunks.remainder().iter().enumerate() {
-        m[k] = if v < m[k] { v } else { m[k] };
+    for (a, &v) in m.iter_mut().zip(rest) {
+        *a = if v < *a { v } else { *a };
     }
-    m.iter()
-        .fold(f32::INFINITY, |a, &b| if b < a { b } else { a })
+    m
 }
 
 thread_local! {

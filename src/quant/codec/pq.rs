@@ -20,7 +20,9 @@ use crate::error::{Error, Result};
 use crate::kernels::{self, fastscan, pq8};
 use crate::linalg::gemm_abt;
 use crate::metric::Metric;
-use crate::quant::codec::scan::{Bound, EXACT_BATCH, ExactPass, Scan8, Scan8Scratch, scan_exact};
+use crate::quant::codec::scan::{
+    Batch, Bound, EXACT_BATCH, ExactPass, Scan8, Scan8Scratch, scan_exact,
+};
 use crate::quant::codec::{InnerSpec, ListTerms, Stored, VectorCodec};
 use crate::quant::product::{ProductQuantizer, check_params, pack4};
 use crate::store::{Container, ContainerWriter};
@@ -248,8 +250,14 @@ impl ProductQuantizer {
                     if let Some(p) = pass {
                         let s = &sums[j * nb * fastscan::BLOCK..(j + 1) * nb * fastscan::BLOCK];
                         let mk = &masks[j * nb..(j + 1) * nb];
-                        let rows = (n, first);
-                        p.absorb(b0, nb, layout, rows, s, mk, thr[j], ok, &mut scratch[j]);
+                        let batch = Batch {
+                            b0,
+                            nb,
+                            layout,
+                            rows: (n, first),
+                            sums: s,
+                        };
+                        p.absorb(&batch, mk, thr[j], ok, &mut scratch[j]);
                     }
                 }
                 b0 += nb;

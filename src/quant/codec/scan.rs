@@ -209,14 +209,52 @@ fn smallest_sorted(mut values: impl Iterator<Item = u16>, k: usize, out: &mut Ve
     out.extend(values.by_ref().take(k));
     out.sort_unstable();
     for v in values {
-        if v < out[k - 1] {
-            let mut at = k - 1;
-            while at > 0 && out[at - 1] > v {
-                out[at] = out[at - 1];
-                at -= 1;
-            }
-            out[at] = v;
+        insert_sorted(out, v);
+    }
+}
+
+/// Puts `v` into the ascending, non-empty `out` in place of its largest value when
+/// smaller (the largest drops out).
+#[inline]
+fn insert_sorted(out: &mut [u16], v: u16) {
+    let last = out.len() - 1;
+    if v < out[last] {
+        let mut at = last;
+        while at > 0 && out[at - 1] > v {
+            out[at] = out[at - 1];
+            at -= 1;
         }
+        out[at] = v;
+    }
+}
+
+/// One kernel batch of an exact pass: the sums of every lane of `nb` blocks from block
+/// `b0`, with how blocks map to rows.
+#[derive(Clone, Copy)]
+pub(crate) struct Batch<'a> {
+    pub(crate) b0: usize,
+    pub(crate) nb: usize,
+    /// (vectors per block, lane → row within a block).
+    pub(crate) layout: (usize, fn(usize) -> usize),
+    /// (valid local rows, id of local row 0).
+    pub(crate) rows: (usize, usize),
+    /// `nb` blocks of sums, lane order.
+    pub(crate) sums: &'a [u16],
+}
+
+impl Batch<'_> {
+    /// The local row of lane `lane` of the batch's block `j`.
+    #[inline]
+    fn row(&self, j: usize, lane: usize) -> usize {
+        let (block, lane_row) = self.layout;
+        (self.b0 + j) * block + lane_row(lane)
+    }
+
+    /// The sums of the batch's block `j`.
+    #[inline]
+    fn block_sums(&self, j: usize) -> &[u16] {
+        let block = self.layout.0;
+        &self.sums[j * block..(j + 1) * block]
     }
 }
 
@@ -260,20 +298,10 @@ impl ExactPass {
     /// `G` about `3k` strided groups (one vectorised pass, [`sums::strided_minima`]) it
     /// is a few sums above `S`. Only full blocks are used (padding lanes hold no
     /// vector); with fewer than `k` accepted rows under `t` the pass stays unbounded.
-    #[allow(clippy::too_many_arguments)]
-    fn seed(
-        &mut self,
-        b0: usize,
-        nb: usize,
-        layout: (usize, fn(usize) -> usize),
-        rows: (usize, usize),
-        sums: &[u16],
-        ok: &dyn Fn(usize) -> bool,
-        s: &mut Scan8Scratch,
-    ) {
-        let ((block, lane_row), (len, first)) = (layout, rows);
+    fn seed(&mut self, batch: &Batch<'_>, ok: &dyn Fn(usize) -> bool, s: &mut Scan8Scratch) {
+        let (block, (len, first)) = (batch.layout.0, batch.rows);
         let k = self.k;
-        let full = (len / block).saturating_sub(b0).min(nb);
+        let full = (len / block).saturating_sub(batch.b0).min(batch.nb);
         let n = full * block;
         let mut g = (3 * k).next_power_of_two().clamp(32, 512);
         while g > n && g / 2 >= k {
@@ -284,7 +312,7 @@ impl ExactPass {
         }
         let minima = &mut s.minima;
         minima.resize(g, 0);
-        sums::strided_minima(&sums[..n], minima);
+        sums::strided_minima(&batch.sums[..n], minima);
         smallest_sorted(minima.iter().copied(), k, &mut s.best);
         let t = s.best[k - 1];
         s.best.clear();
@@ -293,11 +321,11 @@ impl ExactPass {
         }
         let mut accepted = 0;
         'count: for j in 0..full {
-            let mut mask = sums::le_mask(&sums[j * block..(j + 1) * block], t);
+            let mut mask = sums::le_mask(batch.block_sums(j), t);
             while mask != 0 {
                 let lane = mask.trailing_zeros() as usize;
                 mask &= mask - 1;
-                if ok(first + (b0 + j) * block + lane_row(lane)) {
+                if ok(first + batch.row(j, lane)) {
                     accepted += 1;
                     if accepted == k {
                         break 'count;
@@ -310,56 +338,43 @@ impl ExactPass {
         }
     }
 
-    /// Takes the kernel's sums and masks (computed against `kernel_thr`) of `nb`
-    /// blocks from block `b0`: every accepted (`ok`) vector whose sum is within the
-    /// threshold becomes a candidate. An unbounded pass first seeds its threshold
-    /// from these sums ([`ExactPass::seed`]: the kernel must then have summed every
-    /// lane, as it does).
-    /// `layout` is (vectors per block, lane → row within a block); `rows` is (valid
-    /// local rows, id of local row 0).
-    #[allow(clippy::too_many_arguments)]
+    /// Takes a batch's sums and the kernel's masks (computed against `kernel_thr`):
+    /// every accepted (`ok`) vector whose sum is within the threshold becomes a
+    /// candidate. An unbounded pass first seeds its threshold from these sums
+    /// ([`ExactPass::seed`]: the kernel must then have summed every lane, as it does).
     #[inline]
     pub(crate) fn absorb<M: Copy + Into<u64>>(
         &mut self,
-        b0: usize,
-        nb: usize,
-        layout: (usize, fn(usize) -> usize),
-        rows: (usize, usize),
-        sums: &[u16],
+        batch: &Batch<'_>,
         masks: &[M],
         kernel_thr: u16,
         ok: &dyn Fn(usize) -> bool,
         s: &mut Scan8Scratch,
     ) {
         if self.unbounded() {
-            self.seed(b0, nb, layout, rows, sums, ok, s);
+            self.seed(batch, ok, s);
         }
-        let ((block, lane_row), (len, first)) = (layout, rows);
+        let (block, (len, first)) = (batch.layout.0, batch.rows);
         let k = self.k;
-        for j in 0..nb {
-            let mut mask: u64 = masks[j].into();
+        for (j, &m) in masks.iter().enumerate().take(batch.nb) {
+            let mut mask: u64 = m.into();
             if mask != 0 && self.thr < kernel_thr {
                 // The threshold tightened since the kernel ran: drop the lanes above
                 // it in one vectorised pass rather than bit by bit.
-                mask &= sums::le_mask(&sums[j * block..(j + 1) * block], self.thr);
+                mask &= sums::le_mask(batch.block_sums(j), self.thr);
             }
             while mask != 0 {
                 let lane = mask.trailing_zeros() as usize;
                 mask &= mask - 1;
-                let local = (b0 + j) * block + lane_row(lane);
-                let sum = sums[j * block + lane];
+                let local = batch.row(j, lane);
+                let sum = batch.sums[j * block + lane];
                 if local >= len || sum > self.thr || !ok(first + local) {
                     continue;
                 }
                 s.cands.push(cand_key(sum, local as u32));
                 // Until `k` are kept the bound comes from a selection after the batch.
                 if s.best.len() == k && sum < s.best[k - 1] {
-                    let mut at = k - 1;
-                    while at > 0 && s.best[at - 1] > sum {
-                        s.best[at] = s.best[at - 1];
-                        at -= 1;
-                    }
-                    s.best[at] = sum;
+                    insert_sorted(&mut s.best, sum);
                     self.thr = self.thr.min(s.best[k - 1].saturating_add(self.spread));
                 }
             }
@@ -443,7 +458,14 @@ pub(crate) fn scan_exact(
         let nb = EXACT_BATCH.min(range.end - b0);
         let thr = pass.thr();
         kernel(b0, nb, thr, &mut sums[..nb * block], &mut masks[..nb]);
-        pass.absorb(b0, nb, layout, rows, &sums, &masks[..nb], thr, ok, s);
+        let batch = Batch {
+            b0,
+            nb,
+            layout,
+            rows,
+            sums: &sums,
+        };
+        pass.absorb(&batch, &masks[..nb], thr, ok, s);
         b0 += nb;
     }
     (s.sums, s.masks) = (sums, masks);
@@ -523,7 +545,14 @@ mod tests {
             let heap = TopK::new(k);
             let mut s = Scan8Scratch::default();
             let mut pass = ExactPass::start(bound, &heap, &mut s).unwrap();
-            pass.seed(b0, nb, (block, lane_row), (len, 0), &sums, &ok, &mut s);
+            let batch = Batch {
+                b0,
+                nb,
+                layout: (block, lane_row),
+                rows: (len, 0),
+                sums: &sums,
+            };
+            pass.seed(&batch, &ok, &mut s);
             let mut valid: Vec<u16> = (0..nb * block)
                 .filter(|&at| row(at) < len && ok(row(at)))
                 .map(|at| sums[at])
