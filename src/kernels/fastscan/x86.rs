@@ -2,7 +2,7 @@
 //! levels. The block kernels read `pairs · 32` bytes of each table and each block,
 //! which [`super::FastScanKernels`] checks.
 
-use super::{BLOCK, NQ};
+use super::{BLOCK, NQ, lane_of};
 use std::arch::x86_64::*;
 
 /// AVX2 [`super::scan_blocks`].
@@ -138,13 +138,6 @@ fn row_tree<F: Fn(__m512, __m512) -> __m512>(rows: &[__m512; 16], f: F) -> __m51
     r4(l3[0], l3[1])
 }
 
-/// The lane of [`rows_min_max16`]'s result that holds row `r` (lane `4k + j` holds row
-/// `k + 4j`).
-#[inline]
-const fn lane_of(r: usize) -> usize {
-    4 * (r % 4) + r / 4
-}
-
 /// AVX-512 [`super::list_lut`]: rows built with one FMA each, their minima and maxima
 /// by [`rows_min_max16`], then one conversion and saturating byte pack per row (the
 /// rounding of [`super::quantize_rows_portable`]).
@@ -202,8 +195,22 @@ pub(super) unsafe fn list_lut_avx512(
     }
     let span = _mm512_reduce_max_ps(spans);
     let low = |s: usize| lows[(s & !15) + lane_of(s & 15)];
-    // Summed in row order, as the portable code does.
-    let bias: f32 = (0..nsub).fold(0.0, |a, s| a + low(s));
+    // [`super::list_bias`]'s order: lane sums over the groups (the lanes of rows past
+    // the table hold +0, which adds nothing), then halves added pairwise.
+    let bias = {
+        let mut acc = _mm512_setzero_ps();
+        for g in (0..nsub).step_by(16) {
+            // SAFETY: `lows` holds whole groups of 16 (see above).
+            acc = _mm512_add_ps(acc, unsafe { _mm512_loadu_ps(lows.as_ptr().add(g)) });
+        }
+        let a = _mm256_add_ps(
+            _mm512_castps512_ps256(acc),
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc))),
+        );
+        let b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps::<1>(a));
+        let c = _mm_add_ps(b, _mm_movehl_ps(b, b));
+        _mm_cvtss_f32(c) + _mm_cvtss_f32(_mm_shuffle_ps::<1>(c, c))
+    };
     // SAFETY: all `nsub · 16` entries were written above.
     unsafe { table.set_len(nsub * 16) };
     let scale = if span > 0.0 { 255.0 / span } else { 1.0 };
