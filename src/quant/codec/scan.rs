@@ -354,34 +354,61 @@ impl ExactPass {
         if self.unbounded() {
             self.seed(batch, ok, s);
         }
-        let (block, (len, first)) = (batch.layout.0, batch.rows);
         let k = self.k;
-        for (j, &m) in masks.iter().enumerate().take(batch.nb) {
-            let mut mask: u64 = m.into();
-            if mask != 0 && self.thr < kernel_thr {
-                // The threshold tightened since the kernel ran: drop the lanes above
-                // it in one vectorised pass rather than bit by bit.
-                mask &= sums::le_mask(batch.block_sums(j), self.thr);
-            }
-            while mask != 0 {
-                let lane = mask.trailing_zeros() as usize;
-                mask &= mask - 1;
-                let local = batch.row(j, lane);
-                let sum = batch.sums[j * block + lane];
-                if local >= len || sum > self.thr || !ok(first + local) {
-                    continue;
-                }
-                s.cands.push(cand_key(sum, local as u32));
-                // Until `k` are kept the bound comes from a selection after the batch.
-                if s.best.len() == k && sum < s.best[k - 1] {
-                    insert_sorted(&mut s.best, sum);
-                    self.thr = self.thr.min(s.best[k - 1].saturating_add(self.spread));
-                }
+        // The blocks with any lane under the kernel's threshold, as bits (a tight loop
+        // over the masks): most blocks have none once the threshold is tight, and only
+        // these are visited.
+        let nb = batch.nb.min(masks.len());
+        for (c, chunk) in masks[..nb].chunks(64).enumerate() {
+            let mut blocks = chunk
+                .iter()
+                .enumerate()
+                .fold(0u64, |a, (j, &m)| a | u64::from(m.into() != 0) << j);
+            while blocks != 0 {
+                let j = c * 64 + blocks.trailing_zeros() as usize;
+                blocks &= blocks - 1;
+                self.absorb_block(batch, j, masks[j].into(), kernel_thr, ok, s);
             }
         }
         if s.best.len() < k && s.cands.len() >= k {
             smallest_sorted(s.cands.iter().map(|&c| key_sum(c)), k, &mut s.best);
             self.thr = self.thr.min(s.best[k - 1].saturating_add(self.spread));
+        }
+    }
+
+    /// [`ExactPass::absorb`] for the batch's block `j`, whose kernel mask `mask` is
+    /// not zero.
+    #[inline]
+    fn absorb_block(
+        &mut self,
+        batch: &Batch<'_>,
+        j: usize,
+        mut mask: u64,
+        kernel_thr: u16,
+        ok: &dyn Fn(usize) -> bool,
+        s: &mut Scan8Scratch,
+    ) {
+        let (block, (len, first)) = (batch.layout.0, batch.rows);
+        let k = self.k;
+        if self.thr < kernel_thr {
+            // The threshold tightened since the kernel ran: drop the lanes above it in
+            // one vectorised pass rather than bit by bit.
+            mask &= sums::le_mask(batch.block_sums(j), self.thr);
+        }
+        while mask != 0 {
+            let lane = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            let local = batch.row(j, lane);
+            let sum = batch.sums[j * block + lane];
+            if local >= len || sum > self.thr || !ok(first + local) {
+                continue;
+            }
+            s.cands.push(cand_key(sum, local as u32));
+            // Until `k` are kept the bound comes from a selection after the batch.
+            if s.best.len() == k && sum < s.best[k - 1] {
+                insert_sorted(&mut s.best, sum);
+                self.thr = self.thr.min(s.best[k - 1].saturating_add(self.spread));
+            }
         }
     }
 
