@@ -326,14 +326,9 @@ impl<C: VectorCodec> Ivf<C> {
                 continue;
             }
             let run = self.run(codec, l);
-            let mut groups = by_list[start[l]..start[l + 1]].chunks(per).peekable();
-            while let Some(group) = groups.next() {
-                // The next group's query tables travel while this group is scanned.
-                if let Some(next) = groups.peek() {
-                    for &i in next.iter() {
-                        codec.prefetch_query(&states[i as usize]);
-                    }
-                }
+            // (Prefetching the next group's query tables into L1 cost 3–5 % at
+            // nprobe ≥ 32 and into L2 more: the hardware prefetcher does better.)
+            for group in by_list[start[l]..start[l + 1]].chunks(per) {
                 for (j, &i) in group.iter().enumerate() {
                     let i = i as usize;
                     codec.swap_query(&mut work[j], &mut states[i]);

@@ -287,11 +287,6 @@ pub trait VectorCodec: Clone + Debug + Send + Sync + Sized + 'static {
     fn swap_query(&self, a: &mut Self::Query, b: &mut Self::Query) {
         std::mem::swap(a, b);
     }
-    /// Hints the CPU to load what [`VectorCodec::set_list`] reads of a prepared query
-    /// (a caller about to scan it next).
-    fn prefetch_query(&self, s: &Self::Query) {
-        let _ = s;
-    }
     /// [`VectorCodec::scan`] of one run for several queries, each with its own state
     /// (already [`VectorCodec::set_list`] to this run's list) and heap: the same result
     /// as scanning for each query in turn.

@@ -543,10 +543,6 @@ impl VectorCodec for ProductQuantizer {
         std::mem::swap(&mut a.qtable, &mut b.qtable);
     }
 
-    fn prefetch_query(&self, s: &PqQuery) {
-        kernels::prefetch_l1(&s.qtable);
-    }
-
     fn queries_per_scan(&self) -> usize {
         if self.nbits() == 4 { fastscan::NQ } else { 1 }
     }
