@@ -239,10 +239,10 @@ impl<C: VectorCodec> Ivf<C> {
 
     /// Candidates of a batch of prepared queries (with their coarse distances) scanned
     /// list by list, for a codec that scans several queries at once
-    /// ([`VectorCodec::queries_per_scan`]): each query first scans its nearest list
-    /// alone (so that its heap holds a good threshold), then the queries probing each
-    /// list are scanned together while the list's codes are in cache (FAISS's
-    /// `search_implem_12`). The candidates are those of [`Ivf::scan_query`]: every scan
+    /// ([`VectorCodec::queries_per_scan`]): the queries probing each list are scanned
+    /// together while the list's codes are in cache (FAISS's `search_implem_12`), in
+    /// two passes — every query's nearest list first (so that each heap holds a good
+    /// threshold), then the other lists. The candidates are those of [`Ivf::scan_query`]: every scan
     /// is exact, so the order lists are scanned in does not change them; a query whose
     /// `nprobe` lists hold fewer than `depth` accepted entries is answered by
     /// `scan_query` itself (which goes on to further lists).
@@ -265,10 +265,6 @@ impl<C: VectorCodec> Ivf<C> {
         let mut heaps: Vec<TopK> = (0..nq).map(|_| TopK::new(depth)).collect();
         // The `nprobe` lists of each query, nearest first.
         let mut probes = vec![0u32; nq * nprobe];
-        // Working states: each query's prepared part (`begin_query`) is swapped into
-        // one of these to scan a list, so their per-list buffers stay in cache.
-        let per = codec.queries_per_scan().max(1);
-        let mut work: Vec<C::Query> = (0..per).map(|_| C::Query::default()).collect();
         for (i, ((q, cd), st)) in prepared
             .chunks_exact(d)
             .zip(coarse.chunks_exact(nlist))
@@ -282,65 +278,63 @@ impl<C: VectorCodec> Ivf<C> {
             {
                 *p = e.1;
             }
-            s.first.clear();
-            s.first
-                .extend(s.probes.iter().take(nprobe.min(2)).map(|p| p.1 as usize));
-            codec.begin_query(st, q, metric, tables, &s.first);
-            // The nearest list, alone (skipped when the batch scan below takes every
-            // probe: with one probe there is no threshold to gain).
-            if nprobe > 1 {
-                let l = probes[i * nprobe] as usize;
-                let (a, b) = (self.offsets[l], self.offsets[l + 1]);
-                if a < b {
-                    let w = &mut work[0];
-                    codec.swap_query(w, st);
-                    codec.set_list(w, q, metric, self.list_terms(l, cd[l], tables, table_len));
-                    codec.scan(w, metric, self.run(codec, l), b - a, a, &mut heaps[i], ok);
-                    codec.swap_query(w, st);
-                }
-            }
+            // (No list to prefetch: the lists are scanned after every query began.)
+            codec.begin_query(st, q, metric, tables, &[]);
         }
-        let skip = usize::from(nprobe > 1);
-        // The queries probing each list (counting sort by list, queries ascending).
-        let mut start = vec![0usize; nlist + 1];
-        for i in 0..nq {
-            for &l in &probes[i * nprobe + skip..(i + 1) * nprobe] {
-                start[l as usize + 1] += 1;
-            }
-        }
-        for l in 0..nlist {
-            start[l + 1] += start[l];
-        }
-        let mut fill = start.clone();
-        let mut by_list = vec![0u32; start[nlist]];
-        for i in 0..nq {
-            for &l in &probes[i * nprobe + skip..(i + 1) * nprobe] {
-                by_list[fill[l as usize]] = i as u32;
-                fill[l as usize] += 1;
-            }
-        }
+        // Each query's nearest list first, on its own (so that every heap holds a good
+        // threshold before the other lists; skipped with one probe, where there is no
+        // threshold to gain), then the other lists — both passes list by list.
+        let passes = [0..1, 1..nprobe];
+        let per = codec.queries_per_scan().max(1);
+        // Working states: each query's prepared part (`begin_query`) is swapped into
+        // one of these to scan a list, so their per-list buffers stay in cache.
+        let mut work: Vec<C::Query> = (0..per).map(|_| C::Query::default()).collect();
         let mut bheaps: Vec<TopK> = (0..per).map(|_| TopK::new(0)).collect();
-        for l in 0..nlist {
-            let (a, b) = (self.offsets[l], self.offsets[l + 1]);
-            if a == b {
-                continue;
-            }
-            let run = self.run(codec, l);
-            // (Prefetching the next group's query tables into L1 cost 3–5 % at
-            // nprobe ≥ 32 and into L2 more: the hardware prefetcher does better.)
-            for group in by_list[start[l]..start[l + 1]].chunks(per) {
-                for (j, &i) in group.iter().enumerate() {
-                    let i = i as usize;
-                    codec.swap_query(&mut work[j], &mut states[i]);
-                    std::mem::swap(&mut bheaps[j], &mut heaps[i]);
-                    let list = self.list_terms(l, coarse[i * nlist + l], tables, table_len);
-                    codec.set_list(&mut work[j], &prepared[i * d..(i + 1) * d], metric, list);
+        let mut start = vec![0usize; nlist + 1];
+        let mut by_list = Vec::new();
+        for ranks in passes.iter().filter(|r| !r.is_empty()) {
+            // The queries probing each list at these ranks (counting sort by list,
+            // queries ascending).
+            start.fill(0);
+            for i in 0..nq {
+                for &l in &probes[i * nprobe..(i + 1) * nprobe][ranks.clone()] {
+                    start[l as usize + 1] += 1;
                 }
-                let g = group.len();
-                codec.scan_many(&mut work[..g], metric, run, b - a, a, &mut bheaps[..g], ok);
-                for (j, &i) in group.iter().enumerate() {
-                    codec.swap_query(&mut work[j], &mut states[i as usize]);
-                    std::mem::swap(&mut bheaps[j], &mut heaps[i as usize]);
+            }
+            for l in 0..nlist {
+                start[l + 1] += start[l];
+            }
+            let mut fill = start.clone();
+            by_list.clear();
+            by_list.resize(start[nlist], 0u32);
+            for i in 0..nq {
+                for &l in &probes[i * nprobe..(i + 1) * nprobe][ranks.clone()] {
+                    by_list[fill[l as usize]] = i as u32;
+                    fill[l as usize] += 1;
+                }
+            }
+            for l in 0..nlist {
+                let (a, b) = (self.offsets[l], self.offsets[l + 1]);
+                if a == b {
+                    continue;
+                }
+                let run = self.run(codec, l);
+                // (Prefetching the next group's query tables into L1 cost 3–5 % at
+                // nprobe ≥ 32 and into L2 more: the hardware prefetcher does better.)
+                for group in by_list[start[l]..start[l + 1]].chunks(per) {
+                    for (j, &i) in group.iter().enumerate() {
+                        let i = i as usize;
+                        codec.swap_query(&mut work[j], &mut states[i]);
+                        std::mem::swap(&mut bheaps[j], &mut heaps[i]);
+                        let list = self.list_terms(l, coarse[i * nlist + l], tables, table_len);
+                        codec.set_list(&mut work[j], &prepared[i * d..(i + 1) * d], metric, list);
+                    }
+                    let g = group.len();
+                    codec.scan_many(&mut work[..g], metric, run, b - a, a, &mut bheaps[..g], ok);
+                    for (j, &i) in group.iter().enumerate() {
+                        codec.swap_query(&mut work[j], &mut states[i as usize]);
+                        std::mem::swap(&mut bheaps[j], &mut heaps[i as usize]);
+                    }
                 }
             }
         }
