@@ -281,9 +281,9 @@ impl<C: VectorCodec> Ivf<C> {
             // (No list to prefetch: the lists are scanned after every query began.)
             codec.begin_query(st, q, metric, tables, &[]);
         }
-        // Each query's nearest list first, on its own (so that every heap holds a good
-        // threshold before the other lists; skipped with one probe, where there is no
-        // threshold to gain), then the other lists — both passes list by list.
+        // Two passes, both list by list: every query's nearest list (so that each heap
+        // holds a good threshold before the other lists), then the other lists (none
+        // with one probe).
         let passes = [0..1, 1..nprobe];
         let per = codec.queries_per_scan().max(1);
         // Working states: each query's prepared part (`begin_query`) is swapped into

@@ -514,7 +514,8 @@ fn scan_by_list_equals_scan_query_bit_for_bit() {
     let prepared = ivf.prepare(queries.as_slice());
     let coarse = ivf.coarse(&prepared);
     let ok = |r: usize| ivf.rows.is_live(r);
-    for (depth, nprobe) in [(1, 2), (10, 5), (20, 17), (250, 2), (10, nlist)] {
+    // (nprobe 1: the nearest-list pass alone.)
+    for (depth, nprobe) in [(10, 1), (1, 2), (10, 5), (20, 17), (250, 2), (10, nlist)] {
         let mut s = search::Scratch::default();
         let listed = ivf.scan_by_list(codec, &prepared, &coarse, nprobe, depth, &ok, &mut s);
         assert_eq!(listed.len(), queries.len());
