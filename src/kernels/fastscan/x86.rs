@@ -139,8 +139,10 @@ fn row_tree<F: Fn(__m512, __m512) -> __m512>(rows: &[__m512; 16], f: F) -> __m51
 }
 
 /// AVX-512 [`super::list_lut`]: rows built with one FMA each, their minima and maxima
-/// by [`rows_min_max16`], then one conversion and saturating byte pack per row (the
-/// rounding of [`super::quantize_rows_portable`]).
+/// by [`rows_min_max16`], then quantised with the rounding and clamping of
+/// [`super::quantize_rows_portable`] and packed to bytes four rows at a time (the
+/// packing took a fifth of the time as one `vpmovusdb` per row: criterion
+/// `pq_scan/m32x64k/fastscan_list_lut` 129 → 104 ns, same session).
 ///
 /// # Safety
 /// The CPU must support AVX-512F, AVX-512BW, AVX2 and FMA; `pre` and `qt` must have
@@ -214,19 +216,40 @@ pub(super) unsafe fn list_lut_avx512(
     // SAFETY: all `nsub · 16` entries were written above.
     unsafe { table.set_len(nsub * 16) };
     let scale = if span > 0.0 { 255.0 / span } else { 1.0 };
-    lut.clear();
-    lut.resize(super::padded_pairs(nsub) * 32, 0);
+    // Every byte of the rows is written below; only the padding is zeroed here.
+    let len = super::padded_pairs(nsub) * 32;
+    lut.resize(len, 0);
+    lut[nsub * 16..].fill(0);
     let (vs, half) = (_mm512_set1_ps(scale), _mm512_set1_ps(0.5));
-    for s in 0..nsub {
-        let lo = low(s);
-        // SAFETY: row `s` of `table` holds 16 floats and `lut` 16 bytes at `s · 16`
-        // (rows of the pack layout are consecutive 16-byte runs).
-        unsafe {
-            let v = _mm512_loadu_ps(table.as_ptr().add(s * 16));
-            let x = _mm512_fmadd_ps(_mm512_sub_ps(v, _mm512_set1_ps(lo)), vs, half);
-            let q = _mm512_cvtusepi32_epi8(_mm512_cvttps_epu32(x));
-            _mm_storeu_si128(lut.as_mut_ptr().add(s * 16) as *mut __m128i, q);
-        }
+    // Row `s` quantised: `(v − low) · scale + ½`, at most 255 (a NaN becomes 255:
+    // `vminps` returns its second operand), truncated to `i32` lanes — the rounding and
+    // clamping of [`super::quantize_rows_portable`].
+    let top = _mm512_set1_ps(255.0);
+    let quant = |s: usize| {
+        // SAFETY: row `s < nsub` of `table` holds 16 floats.
+        let v = unsafe { _mm512_loadu_ps(table.as_ptr().add(s * 16)) };
+        let x = _mm512_fmadd_ps(_mm512_sub_ps(v, _mm512_set1_ps(low(s))), vs, half);
+        _mm512_cvttps_epi32(_mm512_min_ps(x, top))
+    };
+    // Four rows at a time into 64 bytes: two signed-saturating packs to `u16` and one
+    // to `u8` leave 128-bit lane `i` holding bytes `4i..4i + 4` of each row in turn (a
+    // dword per row), which one dword permutation puts in row order — four shuffles
+    // per four rows where a saturating `vpmovusdb` per row took two each.
+    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    let mut s = 0;
+    while s + 4 <= nsub {
+        let a = _mm512_packus_epi32(quant(s), quant(s + 1));
+        let b = _mm512_packus_epi32(quant(s + 2), quant(s + 3));
+        let q = _mm512_permutexvar_epi32(order, _mm512_packus_epi16(a, b));
+        // SAFETY: rows `s..s + 4` are 64 consecutive bytes of `lut` at `s · 16` (rows
+        // of the pack layout are consecutive 16-byte runs).
+        unsafe { _mm512_storeu_si512(lut.as_mut_ptr().add(s * 16) as *mut __m512i, q) };
+        s += 4;
+    }
+    for s in s..nsub {
+        let q = _mm512_cvtepi32_epi8(quant(s));
+        // SAFETY: `lut` holds 16 bytes at `s · 16`.
+        unsafe { _mm_storeu_si128(lut.as_mut_ptr().add(s * 16) as *mut __m128i, q) };
     }
     (bias, scale)
 }
