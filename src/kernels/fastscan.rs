@@ -613,6 +613,37 @@ mod tests {
         assert_quantiser_matches_portable::<16>(quantize_table, 6, &[1, 7, 32, 300]);
     }
 
+    /// An infinite table entry makes the span infinite and the scale 0: that entry's
+    /// scaled value is NaN, which every level clamps to 255 as the portable code does
+    /// (a plain truncation would give 0 or wrap), and every finite entry quantises to 0.
+    #[test]
+    fn infinite_entries_quantise_as_the_portable_code() {
+        let mut rng = seeded(13);
+        for m in [1usize, 7, 32, 33] {
+            let mut table: Vec<f32> = (0..m * 16).map(|_| rng.random::<f32>() * 9.0).collect();
+            table[5] = f32::INFINITY;
+            let mut want = vec![0u8; m * 16];
+            want[5] = 255;
+            let mut q8 = Vec::new();
+            assert_eq!(quantize_rows_portable::<16>(&table, &mut q8).1, 0.0);
+            assert_eq!(q8, want, "portable, m {m}");
+            let zeros = vec![0.0f32; m * 16];
+            let (mut t, mut lut) = (Vec::new(), Vec::new());
+            list_lut_portable(&table, &zeros, &mut t, &mut lut);
+            let mut packed = Vec::new();
+            pack_lut(&want, m, &mut packed);
+            assert_eq!(lut, packed, "portable list table, m {m}");
+            for k in Kernels::supported() {
+                let mut q = vec![7u8; 4000];
+                assert_eq!(k.fastscan.quantize_table(&table, &mut q).1, 0.0);
+                assert_eq!(q, want, "m {m}");
+                let (mut t, mut l) = (Vec::new(), vec![7u8; 4000]);
+                assert_eq!(k.fastscan.list_lut(&table, &zeros, &mut t, &mut l).1, 0.0);
+                assert_eq!(l, packed, "m {m}");
+            }
+        }
+    }
+
     /// The fused list table (build, quantise, lay out) of every level equals the three
     /// portable steps: the float table bit for bit, the same bias and scale, bytes off
     /// by at most one (FMA rounding at exact halves) and the padding zero.
@@ -642,7 +673,8 @@ mod tests {
             assert_eq!(l0.len(), padded_pairs(m) * 32);
             let mut levels: Vec<_> = Kernels::supported()
                 .map(|k| {
-                    let (mut t, mut l) = (vec![9.0; 3], vec![7u8; 5]);
+                    // (Stale bytes past the new table: its padding must be zeroed.)
+                    let (mut t, mut l) = (vec![9.0; 3], vec![7u8; 20_000]);
                     let r = k.fastscan.list_lut(&pre, &qt, &mut t, &mut l);
                     (r, t, l)
                 })

@@ -55,8 +55,8 @@ pub(super) unsafe fn blocks_avx512(
     }
 }
 
-/// One 16-entry row per register: minimum and maximum by reduction, then one
-/// conversion and saturating byte pack per row (same rounding as the portable code).
+/// One 16-entry row per register: minimum and maximum by reduction, then
+/// [`quantise_rows`] (the portable code's rounding and clamping).
 ///
 /// # Safety
 /// The CPU must support AVX-512F, AVX-512BW, AVX2 and FMA.
@@ -72,20 +72,53 @@ pub(super) unsafe fn quantize_avx512(table: &[f32], q8: &mut Vec<u8>) -> (f32, f
         span = span.max(hi - lo);
     }
     let scale = if span > 0.0 { 255.0 / span } else { 1.0 };
-    q8.clear();
     q8.resize(nsub * 16, 0);
-    let (vs, half) = (_mm512_set1_ps(scale), _mm512_set1_ps(0.5));
-    for (out, row) in q8.chunks_exact_mut(16).zip(table.chunks_exact(16)) {
-        // SAFETY: 16 floats in, 16 bytes out; unaligned.
-        unsafe {
-            let v = _mm512_loadu_ps(row.as_ptr());
-            let lo = _mm512_set1_ps(_mm512_reduce_min_ps(v));
-            let x = _mm512_fmadd_ps(_mm512_sub_ps(v, lo), vs, half);
-            let q = _mm512_cvtusepi32_epi8(_mm512_cvttps_epu32(x));
-            _mm_storeu_si128(out.as_mut_ptr() as *mut __m128i, q);
-        }
-    }
+    let low = |s: usize| {
+        // SAFETY: row `s < nsub` of `table` holds 16 floats.
+        _mm512_reduce_min_ps(unsafe { _mm512_loadu_ps(table.as_ptr().add(s * 16)) })
+    };
+    quantise_rows(table, nsub, low, scale, q8);
     (bias, scale)
+}
+
+/// Rows `0..n` of `table` (16 floats each) quantised as
+/// [`super::quantize_rows_portable`] does — `(v − low(s)) · scale + ½`, at most 255 (a
+/// NaN becomes 255: `vminps` returns its second operand), truncated — into bytes
+/// `16 s..16 s + 16` of `out`. Four rows per 64-byte store: two signed-saturating packs
+/// to `u16` and one to `u8` leave 128-bit lane `i` holding bytes `4i..4i + 4` of each
+/// row in turn (a dword per row), which one dword permutation puts in row order — four
+/// shuffles per four rows where a saturating `vpmovusdb` per row took two each (a fifth
+/// of [`list_lut_avx512`]'s time). Panics unless `table` and `out` hold `n` rows.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn quantise_rows(table: &[f32], n: usize, low: impl Fn(usize) -> f32, scale: f32, out: &mut [u8]) {
+    assert!(table.len() >= n * 16 && out.len() >= n * 16);
+    let (vs, half, top) = (
+        _mm512_set1_ps(scale),
+        _mm512_set1_ps(0.5),
+        _mm512_set1_ps(255.0),
+    );
+    let quant = |s: usize| {
+        // SAFETY: row `s < n` of `table` holds 16 floats (asserted above).
+        let v = unsafe { _mm512_loadu_ps(table.as_ptr().add(s * 16)) };
+        let x = _mm512_fmadd_ps(_mm512_sub_ps(v, _mm512_set1_ps(low(s))), vs, half);
+        _mm512_cvttps_epi32(_mm512_min_ps(x, top))
+    };
+    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    let mut s = 0;
+    while s + 4 <= n {
+        let a = _mm512_packus_epi32(quant(s), quant(s + 1));
+        let b = _mm512_packus_epi32(quant(s + 2), quant(s + 3));
+        let q = _mm512_permutexvar_epi32(order, _mm512_packus_epi16(a, b));
+        // SAFETY: bytes `16 s..16 s + 64` of `out` exist (`s + 4 <= n`, asserted above).
+        unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(s * 16) as *mut __m512i, q) };
+        s += 4;
+    }
+    for s in s..n {
+        let q = _mm512_cvtepi32_epi8(quant(s));
+        // SAFETY: bytes `16 s..16 s + 16` of `out` exist (asserted above).
+        unsafe { _mm_storeu_si128(out.as_mut_ptr().add(s * 16) as *mut __m128i, q) };
+    }
 }
 
 /// Minima and maxima of 16 rows of 16 floats, as two vectors whose lane `4k + j`
@@ -139,10 +172,8 @@ fn row_tree<F: Fn(__m512, __m512) -> __m512>(rows: &[__m512; 16], f: F) -> __m51
 }
 
 /// AVX-512 [`super::list_lut`]: rows built with one FMA each, their minima and maxima
-/// by [`rows_min_max16`], then quantised with the rounding and clamping of
-/// [`super::quantize_rows_portable`] and packed to bytes four rows at a time (the
-/// packing took a fifth of the time as one `vpmovusdb` per row: criterion
-/// `pq_scan/m32x64k/fastscan_list_lut` 129 → 104 ns, same session).
+/// by [`rows_min_max16`], then quantised and packed by [`quantise_rows`] (criterion
+/// `pq_scan/m32x64k/fastscan_list_lut` 129 → 104 ns against one `vpmovusdb` per row).
 ///
 /// # Safety
 /// The CPU must support AVX-512F, AVX-512BW, AVX2 and FMA; `pre` and `qt` must have
@@ -216,41 +247,11 @@ pub(super) unsafe fn list_lut_avx512(
     // SAFETY: all `nsub · 16` entries were written above.
     unsafe { table.set_len(nsub * 16) };
     let scale = if span > 0.0 { 255.0 / span } else { 1.0 };
-    // Every byte of the rows is written below; only the padding is zeroed here.
-    let len = super::padded_pairs(nsub) * 32;
-    lut.resize(len, 0);
+    // Every byte of the rows is written by `quantise_rows`; only the padding is
+    // zeroed here.
+    lut.resize(super::padded_pairs(nsub) * 32, 0);
     lut[nsub * 16..].fill(0);
-    let (vs, half) = (_mm512_set1_ps(scale), _mm512_set1_ps(0.5));
-    // Row `s` quantised: `(v − low) · scale + ½`, at most 255 (a NaN becomes 255:
-    // `vminps` returns its second operand), truncated to `i32` lanes — the rounding and
-    // clamping of [`super::quantize_rows_portable`].
-    let top = _mm512_set1_ps(255.0);
-    let quant = |s: usize| {
-        // SAFETY: row `s < nsub` of `table` holds 16 floats.
-        let v = unsafe { _mm512_loadu_ps(table.as_ptr().add(s * 16)) };
-        let x = _mm512_fmadd_ps(_mm512_sub_ps(v, _mm512_set1_ps(low(s))), vs, half);
-        _mm512_cvttps_epi32(_mm512_min_ps(x, top))
-    };
-    // Four rows at a time into 64 bytes: two signed-saturating packs to `u16` and one
-    // to `u8` leave 128-bit lane `i` holding bytes `4i..4i + 4` of each row in turn (a
-    // dword per row), which one dword permutation puts in row order — four shuffles
-    // per four rows where a saturating `vpmovusdb` per row took two each.
-    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    let mut s = 0;
-    while s + 4 <= nsub {
-        let a = _mm512_packus_epi32(quant(s), quant(s + 1));
-        let b = _mm512_packus_epi32(quant(s + 2), quant(s + 3));
-        let q = _mm512_permutexvar_epi32(order, _mm512_packus_epi16(a, b));
-        // SAFETY: rows `s..s + 4` are 64 consecutive bytes of `lut` at `s · 16` (rows
-        // of the pack layout are consecutive 16-byte runs).
-        unsafe { _mm512_storeu_si512(lut.as_mut_ptr().add(s * 16) as *mut __m512i, q) };
-        s += 4;
-    }
-    for s in s..nsub {
-        let q = _mm512_cvtepi32_epi8(quant(s));
-        // SAFETY: `lut` holds 16 bytes at `s · 16`.
-        unsafe { _mm_storeu_si128(lut.as_mut_ptr().add(s * 16) as *mut __m128i, q) };
-    }
+    quantise_rows(table, nsub, low, scale, lut);
     (bias, scale)
 }
 
