@@ -213,3 +213,76 @@ fn item15_bench_and_gen_help_have_runnable_examples_and_the_default_set() {
         ok(&vecquant(&run, d));
     }
 }
+
+/// `--compare-faiss` runs FAISS's script spec by spec, each straight after vecquant's
+/// rows of the same spec (so both sides of a row are measured close in time), times
+/// FAISS's exact search only once, skips specs FAISS lacks, reports a spec whose run
+/// failed by name and goes on, and stops calling after the interpreter itself fails
+/// (exit status 2: numpy or faiss-cpu missing). A stand-in interpreter logs its calls.
+#[test]
+fn faiss_comparison_runs_spec_by_spec() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    small_data(d);
+    let fake = d.join("fake-python");
+    std::fs::write(
+        &fake,
+        r#"#!/bin/sh
+shift
+echo "$@" >> calls.txt
+while [ "$1" != "--specs" ]; do shift; done
+spec=$2
+if [ -e exit2 ]; then echo "needs numpy" >&2; exit 2; fi
+if [ "$spec" = "SQ8" ]; then echo "boom" >&2; exit 1; fi
+echo "{\"spec\": \"$spec\", \"recall_at_1\": 0.5, \"recall_at_10\": 0.25, \"qps\": 1234.0, \"bytes_per_vector\": 8.0, \"groundtruth_secs\": null}"
+"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let args = ["--compare-faiss", "--python", "./fake-python"];
+    let specs = "Flat;SQ8u;SQ8;PQ4";
+    let run = |d: &Path| {
+        let mut all = vec![
+            "bench", "--data", "data", "--specs", specs, "--out", "out", "--quiet",
+        ];
+        all.extend_from_slice(&args);
+        let out = vecquant(&all, d);
+        ok(&out);
+        let calls = std::fs::read_to_string(d.join("calls.txt")).unwrap();
+        std::fs::remove_file(d.join("calls.txt")).unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        (calls, err)
+    };
+    let (calls, err) = run(d);
+    let calls: Vec<&str> = calls.lines().collect();
+    // SQ8u has no FAISS equivalent; the others are one call each, in order, and only
+    // the first times the exact search.
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    for (c, spec) in calls.iter().zip(["Flat", "SQ8", "PQ4"]) {
+        assert!(c.contains(&format!("--specs {spec} ")), "{c}");
+    }
+    assert!(!calls[0].contains("--skip-flat"));
+    assert!(calls[1].contains("--skip-flat") && calls[2].contains("--skip-flat"));
+    assert!(
+        err.contains("FAISS comparison of SQ8 skipped") && err.contains("boom"),
+        "{err}"
+    );
+    let md = std::fs::read_to_string(d.join("out/report.md")).unwrap();
+    let row = |spec: &str| {
+        md.lines()
+            .find(|l| l.starts_with(&format!("| {spec} |")))
+            .unwrap_or_else(|| panic!("{spec} in {md}"))
+            .to_string()
+    };
+    assert!(row("Flat").contains("| 0.2500 | 1234 |"), "{md}");
+    assert!(row("PQ4").contains("| 0.2500 | 1234 |"), "{md}");
+    assert!(row("SQ8").ends_with("| – | – | – |"), "{md}");
+
+    // The interpreter cannot run the script: one call, one note, no FAISS columns.
+    std::fs::write(d.join("exit2"), "").unwrap();
+    let (calls, err) = run(d);
+    assert_eq!(calls.lines().count(), 1, "{calls}");
+    assert_eq!(err.matches("FAISS comparison skipped").count(), 1, "{err}");
+    assert!(err.contains("needs numpy"), "{err}");
+}

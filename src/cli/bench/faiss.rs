@@ -39,18 +39,29 @@ pub fn faiss_compatible(spec: &str) -> bool {
     }
 }
 
+/// Why FAISS's side of a comparison is missing.
+#[derive(Debug)]
+pub enum Skip {
+    /// Python or faiss-cpu cannot be run: nothing can be compared.
+    All(String),
+    /// The script failed on these specs (or none has a FAISS equivalent).
+    Spec(String),
+}
+
 /// Runs `benches/compare_faiss.py` with `python` on the data set for the FAISS-compatible
-/// specs, with the same nprobe/ef sweeps, single-threaded. `Ok(Err(reason))` when
-/// Python or faiss-cpu is missing.
+/// specs, with the same nprobe/ef sweeps, single-threaded; `time_exact` also times
+/// FAISS's exact search (its rows then say how long). `Ok(Err(_))` when FAISS's side is
+/// missing, and why.
 pub fn run_faiss(
     python: &Path,
     script: &Path,
     data: &LoadedDataset,
     cfg: &BenchConfig,
-) -> Result<std::result::Result<Vec<FaissRow>, String>> {
+    time_exact: bool,
+) -> Result<std::result::Result<Vec<FaissRow>, Skip>> {
     let specs: Vec<&String> = cfg.specs.iter().filter(|s| faiss_compatible(s)).collect();
     if specs.is_empty() {
-        return Ok(Err("no spec has a FAISS equivalent".into()));
+        return Ok(Err(Skip::Spec("no spec has a FAISS equivalent".into())));
     }
     let join = |v: &[usize]| {
         v.iter()
@@ -59,8 +70,8 @@ pub fn run_faiss(
             .join(",")
     };
     let k = cfg.params.first().map_or(10, |p| p.k);
-    let out = std::process::Command::new(python)
-        .arg(script)
+    let mut cmd = std::process::Command::new(python);
+    cmd.arg(script)
         .arg("--data")
         .arg(&data.dir)
         .arg("--specs")
@@ -73,17 +84,31 @@ pub fn run_faiss(
         )
         .args(["--threads", "1", "-k", &k.to_string()])
         .args(["--nprobe", &join(&cfg.nprobe_sweep)])
-        .args(["--ef", &join(&cfg.ef_sweep)])
-        .output();
-    let out = match out {
+        .args(["--ef", &join(&cfg.ef_sweep)]);
+    if !time_exact {
+        cmd.arg("--skip-flat");
+    }
+    let out = match cmd.output() {
         Ok(o) => o,
-        Err(e) => return Ok(Err(format!("cannot run {}: {e}", python.display()))),
+        Err(e) => {
+            return Ok(Err(Skip::All(format!(
+                "cannot run {}: {e}",
+                python.display()
+            ))));
+        }
     };
     if !out.status.success() {
-        return Ok(Err(format!(
+        let why = format!(
             "compare_faiss.py failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        );
+        // Exit status 2: numpy or faiss-cpu is missing (or the arguments, the same for
+        // every spec, are wrong) — the environment's failure, not the spec's.
+        return Ok(Err(if out.status.code() == Some(2) {
+            Skip::All(why)
+        } else {
+            Skip::Spec(why)
+        }));
     }
     let rows = String::from_utf8_lossy(&out.stdout)
         .lines()

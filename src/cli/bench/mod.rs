@@ -144,7 +144,33 @@ pub fn run(a: BenchArgs) -> Result<()> {
             ..Default::default()
         },
     };
-    let rows = driver::run(&loaded, &cfg, |m| say(m))?;
+    // Spec by spec, each spec's FAISS run straight after vecquant's: the two sides of a
+    // row are measured seconds apart, not minutes (a shared machine's speed drifts).
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/compare_faiss.py");
+    let mut faiss_on = a.compare_faiss;
+    let (mut rows, mut faiss) = (Vec::new(), Vec::new());
+    for spec in &cfg.specs {
+        let one = BenchConfig {
+            specs: vec![spec.clone()],
+            ..cfg.clone()
+        };
+        rows.extend(driver::run(&loaded, &one, |m| say(m))?);
+        if faiss_on && faiss::faiss_compatible(spec) {
+            say(&format!("running benches/compare_faiss.py for {spec}"));
+            // Exact search is timed once, with the first spec.
+            let time_exact = faiss.is_empty();
+            match faiss::run_faiss(&a.python, &script, &loaded, &one, time_exact)? {
+                Ok(r) => faiss.extend(r),
+                Err(faiss::Skip::Spec(why)) => {
+                    eprintln!("note: FAISS comparison of {spec} skipped: {why}")
+                }
+                Err(faiss::Skip::All(why)) => {
+                    eprintln!("note: FAISS comparison skipped: {why}");
+                    faiss_on = false;
+                }
+            }
+        }
+    }
     let table = markdown_table(&rows);
     println!(
         "\n## {} ({} × {}, {} queries)\n\n{table}",
@@ -153,19 +179,6 @@ pub fn run(a: BenchArgs) -> Result<()> {
         loaded.data.base.dim(),
         loaded.data.query.len()
     );
-    let faiss = if a.compare_faiss {
-        say("running benches/compare_faiss.py");
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/compare_faiss.py");
-        match faiss::run_faiss(&a.python, &script, &loaded, &cfg)? {
-            Ok(rows) => rows,
-            Err(why) => {
-                eprintln!("note: FAISS comparison skipped: {why}");
-                Vec::new()
-            }
-        }
-    } else {
-        Vec::new()
-    };
     let files = report::write_report(
         &a.out,
         &loaded,
