@@ -285,4 +285,30 @@ echo "{\"spec\": \"$spec\", \"recall_at_1\": 0.5, \"recall_at_10\": 0.25, \"qps\
     assert_eq!(calls.lines().count(), 1, "{calls}");
     assert_eq!(err.matches("FAISS comparison skipped").count(), 1, "{err}");
     assert!(err.contains("needs numpy"), "{err}");
+
+    // No spec FAISS knows: no call, and a note that says why.
+    std::fs::remove_file(d.join("exit2")).unwrap();
+    let out = vecquant(
+        &[
+            "bench",
+            "--data",
+            "data",
+            "--specs",
+            "SQ8u",
+            "--out",
+            "out2",
+            "--quiet",
+            "--compare-faiss",
+            "--python",
+            "./fake-python",
+        ],
+        d,
+    );
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("FAISS comparison skipped: no spec has a FAISS equivalent"),
+        "{err}"
+    );
+    assert!(!d.join("calls.txt").exists());
 }

@@ -42,9 +42,10 @@ pub fn faiss_compatible(spec: &str) -> bool {
 /// Why FAISS's side of a comparison is missing.
 #[derive(Debug)]
 pub enum Skip {
-    /// Python or faiss-cpu cannot be run: nothing can be compared.
+    /// Python or faiss-cpu cannot be run, or no spec has a FAISS equivalent: nothing
+    /// can be compared.
     All(String),
-    /// The script failed on these specs (or none has a FAISS equivalent).
+    /// The script failed on these specs.
     Spec(String),
 }
 
@@ -61,7 +62,7 @@ pub fn run_faiss(
 ) -> Result<std::result::Result<Vec<FaissRow>, Skip>> {
     let specs: Vec<&String> = cfg.specs.iter().filter(|s| faiss_compatible(s)).collect();
     if specs.is_empty() {
-        return Ok(Err(Skip::Spec("no spec has a FAISS equivalent".into())));
+        return Ok(Err(Skip::All("no spec has a FAISS equivalent".into())));
     }
     let join = |v: &[usize]| {
         v.iter()

@@ -148,6 +148,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
     // row are measured seconds apart, not minutes (a shared machine's speed drifts).
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/compare_faiss.py");
     let mut faiss_on = a.compare_faiss;
+    if faiss_on && !cfg.specs.iter().any(|s| faiss::faiss_compatible(s)) {
+        eprintln!("note: FAISS comparison skipped: no spec has a FAISS equivalent");
+        faiss_on = false;
+    }
     let (mut rows, mut faiss) = (Vec::new(), Vec::new());
     for spec in &cfg.specs {
         let one = BenchConfig {
