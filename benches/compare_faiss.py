@@ -27,6 +27,31 @@ import os
 import sys
 import time
 
+
+def _openblas_coretype():
+    """faiss-cpu's wheels bundle an OpenBLAS (0.3.15 in faiss-cpu 1.15.1) that does not
+    recognise CPUs newer than itself (Sapphire and Emerald Rapids, Zen 4) and falls back
+    to a generic kernel. On such a Xeon, FAISS's exact search ran 3.2x slower, and the
+    coarse quantizer of every IVF search with it (IVF256,PQ32x4fs on 100k x 128: 1.42x
+    the QPS at nprobe 1, 1.25x at 4, 1.13x at 16 with the right kernel). Unless the
+    caller chose a core type, name the CPU's vector width, so that FAISS is compared at
+    its best."""
+    if "OPENBLAS_CORETYPE" in os.environ:
+        return
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((l.split(":", 1)[1].split() for l in f if l.startswith("flags")), [])
+    except OSError:
+        return
+    flags = set(flags)
+    if {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"} <= flags:
+        os.environ["OPENBLAS_CORETYPE"] = "SKYLAKEX"
+    elif {"avx2", "fma"} <= flags:
+        os.environ["OPENBLAS_CORETYPE"] = "HASWELL"
+
+
+_openblas_coretype()
+
 try:
     import numpy as np
     import faiss
