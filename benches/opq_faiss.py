@@ -20,10 +20,9 @@ it (one run; SEEDS is ignored).
 import sys
 import time
 
-import faiss
-import numpy as np
-
-from compare_faiss import read_vecs
+# Through the main comparison script (same folder), which sets OpenBLAS's core type
+# before faiss loads (see `_openblas_coretype` there).
+from compare_faiss import faiss, np, read_vecs
 
 
 def recall_at_10(ids, gt):

@@ -7,10 +7,9 @@ python benches/pq_seeds_faiss.py DATA_DIR [M] [NBITS] [SEEDS] [NREDO]
 """
 import sys
 
-import faiss
-import numpy as np
-
-from compare_faiss import read_vecs
+# Through the main comparison script (same folder), which sets OpenBLAS's core type
+# before faiss loads (see `_openblas_coretype` there).
+from compare_faiss import faiss, np, read_vecs
 
 
 def main():
