@@ -42,28 +42,24 @@ pub fn faiss_compatible(spec: &str) -> bool {
 /// Why FAISS's side of a comparison is missing.
 #[derive(Debug)]
 pub enum Skip {
-    /// Python or faiss-cpu cannot be run, or no spec has a FAISS equivalent: nothing
-    /// can be compared.
+    /// Python or faiss-cpu cannot be run: nothing can be compared.
     All(String),
-    /// The script failed on these specs.
+    /// The script failed on this spec.
     Spec(String),
 }
 
-/// Runs `benches/compare_faiss.py` with `python` on the data set for the FAISS-compatible
-/// specs, with the same nprobe/ef sweeps, single-threaded; `time_exact` also times
-/// FAISS's exact search (its rows then say how long). `Ok(Err(_))` when FAISS's side is
-/// missing, and why.
+/// Runs `benches/compare_faiss.py` with `python` on the data set for `spec` (one that
+/// [`faiss_compatible`] accepts), with `cfg`'s nprobe/ef sweeps and `k`,
+/// single-threaded; `time_exact` also times FAISS's exact search (its rows then say how
+/// long). `Ok(Err(_))` when FAISS's side is missing, and why.
 pub fn run_faiss(
     python: &Path,
     script: &Path,
     data: &LoadedDataset,
+    spec: &str,
     cfg: &BenchConfig,
     time_exact: bool,
 ) -> Result<std::result::Result<Vec<FaissRow>, Skip>> {
-    let specs: Vec<&String> = cfg.specs.iter().filter(|s| faiss_compatible(s)).collect();
-    if specs.is_empty() {
-        return Ok(Err(Skip::All("no spec has a FAISS equivalent".into())));
-    }
     let join = |v: &[usize]| {
         v.iter()
             .map(|x| x.to_string())
@@ -75,14 +71,7 @@ pub fn run_faiss(
     cmd.arg(script)
         .arg("--data")
         .arg(&data.dir)
-        .arg("--specs")
-        .arg(
-            specs
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(";"),
-        )
+        .args(["--specs", spec])
         .args(["--threads", "1", "-k", &k.to_string()])
         .args(["--nprobe", &join(&cfg.nprobe_sweep)])
         .args(["--ef", &join(&cfg.ef_sweep)]);

@@ -11,7 +11,7 @@ use std::time::Instant;
 use clap::Args;
 use vecquant::Result;
 use vecquant::data::load_dataset;
-use vecquant::eval::report::markdown_table;
+use vecquant::eval::report::{BenchRow, FaissRow, markdown_table};
 use vecquant::index::spec::BuildOptions;
 
 use super::{ParamArgs, spinner};
@@ -144,37 +144,22 @@ pub fn run(a: BenchArgs) -> Result<()> {
             ..Default::default()
         },
     };
-    // Spec by spec, each spec's FAISS run straight after vecquant's: the two sides of a
-    // row are measured seconds apart, not minutes (a shared machine's speed drifts).
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/compare_faiss.py");
-    let mut faiss_on = a.compare_faiss;
-    if faiss_on && !cfg.specs.iter().any(|s| faiss::faiss_compatible(s)) {
-        eprintln!("note: FAISS comparison skipped: no spec has a FAISS equivalent");
-        faiss_on = false;
-    }
-    let (mut rows, mut faiss) = (Vec::new(), Vec::new());
-    for spec in &cfg.specs {
-        let one = BenchConfig {
-            specs: vec![spec.clone()],
-            ..cfg.clone()
-        };
-        rows.extend(driver::run(&loaded, &one, |m| say(m))?);
-        if faiss_on && faiss::faiss_compatible(spec) {
+    let (rows, faiss) = measure_specs(
+        &cfg.specs,
+        a.compare_faiss,
+        |spec| {
+            let one = BenchConfig {
+                specs: vec![spec.to_string()],
+                ..cfg.clone()
+            };
+            driver::run(&loaded, &one, |m| say(m))
+        },
+        |spec, time_exact| {
             say(&format!("running benches/compare_faiss.py for {spec}"));
-            // Exact search is timed once, with the first spec.
-            let time_exact = faiss.is_empty();
-            match faiss::run_faiss(&a.python, &script, &loaded, &one, time_exact)? {
-                Ok(r) => faiss.extend(r),
-                Err(faiss::Skip::Spec(why)) => {
-                    eprintln!("note: FAISS comparison of {spec} skipped: {why}")
-                }
-                Err(faiss::Skip::All(why)) => {
-                    eprintln!("note: FAISS comparison skipped: {why}");
-                    faiss_on = false;
-                }
-            }
-        }
-    }
+            faiss::run_faiss(&a.python, &script, &loaded, spec, &cfg, time_exact)
+        },
+    )?;
     let table = markdown_table(&rows);
     println!(
         "\n## {} ({} × {}, {} queries)\n\n{table}",
@@ -203,9 +188,107 @@ pub fn run(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// Every spec measured by `ours`, and with `compare` each FAISS-compatible one by
+/// `theirs` straight after it, so that the two sides of a row are measured seconds
+/// apart, not minutes (a shared machine's speed drifts). `theirs` times FAISS's exact
+/// search (its flag) until a run has returned rows. A spec whose FAISS run fails is
+/// named in a note and the others still compare; a failure of the interpreter itself
+/// ([`faiss::Skip::All`]) ends the calls, as does having no compatible spec at all.
+fn measure_specs(
+    specs: &[String],
+    compare: bool,
+    mut ours: impl FnMut(&str) -> Result<Vec<BenchRow>>,
+    mut theirs: impl FnMut(&str, bool) -> Result<std::result::Result<Vec<FaissRow>, faiss::Skip>>,
+) -> Result<(Vec<BenchRow>, Vec<FaissRow>)> {
+    let mut compare = compare;
+    if compare && !specs.iter().any(|s| faiss::faiss_compatible(s)) {
+        eprintln!("note: FAISS comparison skipped: no spec has a FAISS equivalent");
+        compare = false;
+    }
+    let (mut rows, mut faiss) = (Vec::new(), Vec::new());
+    for spec in specs {
+        rows.extend(ours(spec)?);
+        if compare && faiss::faiss_compatible(spec) {
+            match theirs(spec, faiss.is_empty())? {
+                Ok(r) => faiss.extend(r),
+                Err(faiss::Skip::Spec(why)) => {
+                    eprintln!("note: FAISS comparison of {spec} skipped: {why}")
+                }
+                Err(faiss::Skip::All(why)) => {
+                    eprintln!("note: FAISS comparison skipped: {why}");
+                    compare = false;
+                }
+            }
+        }
+    }
+    Ok((rows, faiss))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each compatible spec's FAISS run comes straight after vecquant's run of the same
+    /// spec (not all of FAISS after all of vecquant); exact search is timed until a run
+    /// returned rows; a failing spec does not stop the others, a failing interpreter
+    /// does; nothing is called for FAISS without `compare`.
+    #[test]
+    fn faiss_runs_interleave_with_ours_spec_by_spec() {
+        let specs: Vec<String> = ["SQ8", "SQ8u", "PQ4", "Flat", "HNSW8", "PQ8"]
+            .map(String::from)
+            .to_vec();
+        let row = |spec: &str| FaissRow {
+            spec: spec.into(),
+            nprobe: None,
+            ef: None,
+            recall_at_1: 0.5,
+            recall_at_10: 0.5,
+            qps: 1.0,
+            bytes_per_vector: 1.0,
+        };
+        let run = |compare: bool| {
+            let log = std::cell::RefCell::new(Vec::new());
+            let (rows, faiss) = measure_specs(
+                &specs,
+                compare,
+                |s| {
+                    log.borrow_mut().push(format!("ours {s}"));
+                    Ok(Vec::new())
+                },
+                |s, exact| {
+                    log.borrow_mut().push(format!("faiss {s} {exact}"));
+                    Ok(match s {
+                        "SQ8" => Err(faiss::Skip::Spec("boom".into())),
+                        "HNSW8" => Err(faiss::Skip::All("no faiss".into())),
+                        _ => Ok(vec![row(s)]),
+                    })
+                },
+            )
+            .unwrap();
+            assert!(rows.is_empty());
+            (log.into_inner(), faiss)
+        };
+        let (log, faiss) = run(true);
+        assert_eq!(
+            log,
+            [
+                "ours SQ8",
+                "faiss SQ8 true",
+                "ours SQ8u",
+                "ours PQ4",
+                "faiss PQ4 true",
+                "ours Flat",
+                "faiss Flat false",
+                "ours HNSW8",
+                "faiss HNSW8 false",
+                "ours PQ8",
+            ]
+        );
+        assert_eq!(faiss, [row("PQ4"), row("Flat")]);
+        let (log, faiss) = run(false);
+        assert!(log.iter().all(|l| l.starts_with("ours")) && log.len() == specs.len());
+        assert!(faiss.is_empty());
+    }
 
     /// Issue 17 item 15: the help lists exactly the specs a plain `bench` runs.
     #[test]
