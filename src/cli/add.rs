@@ -101,7 +101,7 @@ pub fn run(a: AddArgs) -> Result<()> {
     } else {
         String::new()
     };
-    println!(
+    outln!(
         "added {n} vectors (ids {start}..{}) to {}{replacing}: {before} → {}",
         start + n as u64,
         a.index.display(),

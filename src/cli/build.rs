@@ -183,7 +183,7 @@ pub fn run(a: BuildArgs) -> Result<()> {
         .as_ref()
         .map(|l| format!(" with levels {l}"))
         .unwrap_or_default();
-    println!(
+    outln!(
         "built {}{levels} over {} vectors (dim {}, {}) in {:.2}s: {:.1} bytes/vector, {:.1} MB → {}",
         index.spec(),
         index.len(),

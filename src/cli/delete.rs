@@ -53,7 +53,7 @@ pub fn run(a: DeleteArgs) -> Result<()> {
     let n = idx.delete(&ids)?;
     let dropped = if a.compact { idx.compact()? } else { 0 };
     idx.save(&a.index)?;
-    println!(
+    outln!(
         "deleted {n} of {} ids from {}: {before} → {} vectors{}",
         ids.len(),
         a.index.display(),

@@ -153,7 +153,7 @@ pub fn run(kind: GenKind) -> Result<()> {
     bar.set_message("ground truth and writing");
     write_dataset(&common.out, &data, Metric::L2)?;
     bar.finish_and_clear();
-    println!(
+    outln!(
         "wrote {} train, {} base, {} query vectors (dim {}) and top-{} ground truth to {} in {:.1}s",
         data.train.len(),
         data.base.len(),
@@ -176,7 +176,7 @@ fn weights(a: WeightsArgs) -> Result<()> {
     let t = synthetic::transformer(a.layers, a.hidden, a.vocab, a.seed);
     write_safetensors(&a.out, &t, None)?;
     let n: usize = t.iter().map(|t| t.numel()).sum();
-    println!(
+    outln!(
         "wrote {} tensors, {n} values, to {}",
         t.len(),
         a.out.display()
@@ -187,7 +187,7 @@ fn weights(a: WeightsArgs) -> Result<()> {
         }
         let c = synthetic::calibration(&t, a.calib_rows, a.seed);
         write_safetensors(&cp, &c, None)?;
-        println!(
+        outln!(
             "wrote calibration activations ({} rows) for {} weights to {}",
             a.calib_rows,
             c.len(),

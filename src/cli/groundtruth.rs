@@ -44,7 +44,7 @@ pub fn run(a: GroundtruthArgs) -> Result<()> {
     bar.set_message("writing");
     write_ground_truth(&a.out, &gt)?;
     bar.finish_and_clear();
-    println!(
+    outln!(
         "top-{k} {} ground truth for {} queries over {} vectors in {:.2}s → {}",
         a.metric,
         q.len(),

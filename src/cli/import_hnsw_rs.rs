@@ -106,7 +106,7 @@ pub fn run(a: ImportHnswRsArgs) -> Result<()> {
     let bytes = std::fs::metadata(&a.out)
         .map_err(|e| Error::io(&a.out, e))?
         .len();
-    println!(
+    outln!(
         "imported {} vectors (dim {}, {}) from {} as {}: M {}, {layers} levels, {:.2}s, {:.1} MB → {}",
         index.len(),
         index.dim(),

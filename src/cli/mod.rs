@@ -1,6 +1,14 @@
 //! The command line: one module per subcommand; this file holds the command enum, the
 //! shared search-parameter flags and the progress spinner.
 
+/// `println!` to standard output, but a failed write is an [`vecquant::Error::Io`]
+/// returned with `?` (see [`write_stdout`]) instead of a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*)))?
+    };
+}
+
 mod add;
 mod bench;
 mod build;
@@ -173,11 +181,33 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect { file } => {
             paths::check_input(&file)?;
             let found = vecquant::model::inspect::inspect_file(&file)?;
-            print!("{}", found.text);
+            write_stdout(format_args!("{}", found.text))?;
             found.verdict(&file)
         }
         Command::Bench(a) => bench::run(a),
     }
+}
+
+/// Writes to standard output. `println!` panics when the write fails, which it does as
+/// soon as a reader closes the pipe (`vecquant search … | head`); here the failure is an
+/// [`vecquant::Error::Io`] on "standard output" that stops the command, and
+/// [`is_closed_pipe`] lets `main` end such a run quietly.
+pub(crate) fn write_stdout(args: std::fmt::Arguments<'_>) -> Result<()> {
+    use std::io::Write;
+    std::io::stdout()
+        .lock()
+        .write_fmt(args)
+        .map_err(|e| vecquant::Error::io(STDOUT, e))
+}
+
+/// The path [`write_stdout`]'s errors name.
+const STDOUT: &str = "standard output";
+
+/// Whether `e` is [`write_stdout`]'s error for a reader that closed the pipe: the
+/// output was not wanted any more, which is not a failure (as for `grep` or `rg`).
+pub(crate) fn is_closed_pipe(e: &vecquant::Error) -> bool {
+    matches!(e, vecquant::Error::Io { path, source }
+        if path.as_os_str() == STDOUT && source.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 // Search parameters shared by `search` and `bench`. (No doc comment: clap would take it

@@ -206,7 +206,7 @@ pub fn run(a: QuantizeModelArgs) -> Result<()> {
         }
     }
     if let Some(((matched, eligible), p)) = calibrated {
-        println!(
+        outln!(
             "calibrated {matched} of {eligible} tensors from {} (the others: round-to-nearest)",
             p.display()
         );
@@ -217,14 +217,14 @@ pub fn run(a: QuantizeModelArgs) -> Result<()> {
         .filter_map(|r| Some((r.rel_output_error?, r.rtn_rel_output_error?)))
         .collect();
     if !outs.is_empty() {
-        println!(
+        outln!(
             "held-out output error (last 10 % of calibration rows): median {:.5} vs round-to-nearest {:.5} over {} tensors",
             median(outs.iter().map(|o| o.0).collect()),
             median(outs.iter().map(|o| o.1).collect()),
             outs.len()
         );
     }
-    println!(
+    outln!(
         "{}: {} tensors ({} quantized, {} passed through) with {}: {:.4} bits/weight, {} -> {} bytes ({:.2}x), median rel. error {:.5}, {:.2} s -> {}",
         a.weights.display(),
         t.tensors,

@@ -189,10 +189,10 @@ pub fn run(a: SearchArgs) -> Result<()> {
                 .map(|(i, r)| result_json(i, r))
                 .collect();
         }
-        println!("{v}");
+        outln!("{v}");
         return Ok(());
     }
-    println!(
+    outln!(
         "{}: {} vectors, dim {}, {:.1} bytes/vector, {:.1} MB",
         idx.spec(),
         idx.len(),
@@ -201,12 +201,12 @@ pub fn run(a: SearchArgs) -> Result<()> {
         idx.memory_bytes() as f64 / 1e6
     );
     if let (Some(a), Some(b)) = (r1, r10) {
-        println!("recall@1 {a:.4}  10-recall@10 {b:.4}");
+        outln!("recall@1 {a:.4}  10-recall@10 {b:.4}");
     }
-    println!("{qps:.0} queries/s on {threads} thread(s)");
+    outln!("{qps:.0} queries/s on {threads} thread(s)");
     for (what, path) in [("results", &a.out), ("distances", &a.distances)] {
         if let Some(path) = path {
-            println!(
+            outln!(
                 "wrote the {what} of {} queries to {}",
                 res.len(),
                 path.display()
@@ -216,10 +216,10 @@ pub fn run(a: SearchArgs) -> Result<()> {
     if truth.is_none() && a.out.is_none() {
         for (i, r) in res.iter().take(PREVIEW).enumerate() {
             let ids: Vec<String> = r.iter().map(|n| n.id.to_string()).collect();
-            println!("query {i}: {}", ids.join(" "));
+            outln!("query {i}: {}", ids.join(" "));
         }
         if res.len() > PREVIEW {
-            println!(
+            outln!(
                 "({} more queries not shown; --out FILE writes them all)",
                 res.len() - PREVIEW
             );

@@ -131,21 +131,29 @@ pub fn run_cli(args: &ServeArgs) -> Result<()> {
         let local = listener
             .local_addr()
             .map_err(|e| Error::io(&args.addr, e))?;
-        println!(
+        announce(format_args!(
             "serving {} ({} vectors, dim {}, {}) from {} on http://{local} with {threads} search thread(s)",
             index.spec(),
             index.len(),
             index.dim(),
             index.metric(),
             args.index.display()
-        );
-        println!("routes: POST /search, POST /search_batch, GET /vectors/{{id}}, GET /stats, GET /health; Ctrl-C to stop");
+        ));
+        announce(format_args!("routes: POST /search, POST /search_batch, GET /vectors/{{id}}, GET /stats, GET /health; Ctrl-C to stop"));
         serve_with_shutdown(listener, index, config, shutdown_signal()).await
     });
     // A search cut off by the shutdown deadline may still be running on the blocking
     // pool; dropping the runtime would wait for it, so leave it behind.
     runtime.shutdown_background();
     result?;
-    println!("stopped");
+    announce(format_args!("stopped"));
     Ok(())
+}
+
+/// A line of the service's log on standard output. A failed write is ignored: the
+/// service keeps serving when whoever read its first line (`vecquant serve … | head -1`,
+/// to learn the port) has gone; `println!` would panic and take it down.
+fn announce(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }

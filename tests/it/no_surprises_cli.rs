@@ -263,3 +263,122 @@ fn item2_http_queries_whose_distances_overflow_are_422() {
         assert!(msg.contains("vectors[1]"), "{msg}");
     });
 }
+
+/// Runs the binary in `cwd` with its standard output a pipe whose reader has already
+/// gone (`vecquant … | head` after `head` exited): every write fails with `EPIPE`.
+fn with_closed_stdout(args: &[&str], cwd: &Path) -> Output {
+    let bin =
+        std::env::var_os("VECQUANT_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_vecquant").into());
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    std::process::Command::new(bin)
+        .args(args)
+        .current_dir(cwd)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+/// A reader that closes the pipe early (`vecquant search … | head -1`) ends the command
+/// quietly, exit status 0, after the files it was asked for were written: `println!`
+/// panicked with "failed printing to stdout: Broken pipe" and a backtrace.
+#[test]
+fn closed_stdout_pipe_ends_commands_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    small_data(d);
+    let runs: [&[&str]; 5] = [
+        &[
+            "gen",
+            "gaussian",
+            "--dim",
+            "8",
+            "--n",
+            "300",
+            "--queries",
+            "5",
+            "--out",
+            "g",
+        ],
+        &[
+            "build",
+            "--spec",
+            "IVF4,PQ4x4fs",
+            "--base",
+            "data/base.fvecs",
+            "--out",
+            "i.vq",
+        ],
+        &[
+            "search",
+            "--index",
+            "i.vq",
+            "--queries",
+            "data/query.fvecs",
+            "--json",
+        ],
+        &[
+            "search",
+            "--index",
+            "i.vq",
+            "--queries",
+            "data/query.fvecs",
+            "--out",
+            "r.ivecs",
+        ],
+        &["inspect", "i.vq"],
+    ];
+    for args in runs {
+        let out = with_closed_stdout(args, d);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {e}", out.status);
+        assert!(e.is_empty(), "{args:?}: {e}");
+    }
+    // The files were written in full before the summary line failed.
+    assert_eq!(read_vectors(d.join("g/base.fvecs")).unwrap().len(), 300);
+    let r = std::fs::read(d.join("r.ivecs")).unwrap();
+    assert_eq!(r.len(), 20 * (1 + 10) * 4);
+}
+
+/// Any other failure to write standard output (here a full disk) is an error that names
+/// standard output and the cause, exit status 1, no panic.
+#[cfg(target_os = "linux")]
+#[test]
+fn full_stdout_is_an_error_naming_standard_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    small_data(d);
+    ok(&vecquant(
+        &[
+            "build",
+            "--spec",
+            "Flat",
+            "--base",
+            "data/base.fvecs",
+            "--out",
+            "f.vq",
+        ],
+        d,
+    ));
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let bin =
+        std::env::var_os("VECQUANT_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_vecquant").into());
+    let out = std::process::Command::new(bin)
+        .args([
+            "search",
+            "--index",
+            "f.vq",
+            "--queries",
+            "data/query.fvecs",
+            "--json",
+        ])
+        .current_dir(d)
+        .stdout(full)
+        .output()
+        .unwrap();
+    fails(&out, &["standard output", "No space left on device"]);
+}

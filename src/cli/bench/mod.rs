@@ -161,7 +161,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         },
     )?;
     let table = markdown_table(&rows);
-    println!(
+    outln!(
         "\n## {} ({} × {}, {} queries)\n\n{table}",
         loaded.name,
         loaded.data.base.len(),
@@ -176,7 +176,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         &report::machine_description(),
     )?;
     bar.finish_and_clear();
-    println!(
+    outln!(
         "wrote {} ({:.1} s)",
         files
             .iter()
