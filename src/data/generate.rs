@@ -107,15 +107,60 @@ impl SyntheticSpec {
                 }
             }
         }
-        Ok(())
+        self.check_size(memory_total())
+    }
+
+    /// The splits (and a mixture's centres) are generated in memory: their total size
+    /// must be representable and, when the machine's memory is known (`memory`, bytes),
+    /// fit in it — an allocation past it would abort the process or wake the OOM killer.
+    fn check_size(&self, memory: Option<u64>) -> Result<()> {
+        let clusters = match self.distribution {
+            DataDistribution::Mixture { clusters, .. } => clusters,
+            DataDistribution::Gaussian { .. } => 0,
+        };
+        let bytes = [self.n_train, self.n_base, self.n_query, clusters]
+            .into_iter()
+            .try_fold(0usize, usize::checked_add)
+            .and_then(|rows| rows.checked_mul(self.dim))
+            .and_then(|values| values.checked_mul(4))
+            .and_then(|b| u64::try_from(b).ok());
+        let what = format!(
+            "{} train + {} base + {} query{} vectors of dimension {}",
+            self.n_train,
+            self.n_base,
+            self.n_query,
+            if clusters > 0 {
+                format!(" + {clusters} centre")
+            } else {
+                String::new()
+            },
+            self.dim
+        );
+        match (bytes, memory) {
+            (None, _) => Err(Error::param(
+                "n",
+                format!("{what} are more bytes than this machine can address"),
+            )),
+            (Some(b), Some(m)) if b > m => Err(Error::param(
+                "n",
+                format!(
+                    "{what} take {:.1} GB, more than this machine's {:.1} GB of memory \
+                     (the splits are generated in memory)",
+                    b as f64 / 1e9,
+                    m as f64 / 1e9
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Generates the three splits.
     ///
     /// # Errors
     /// [`Error::InvalidParameter`] when `dim` or `n_base` is zero, the Gaussian's mean or
-    /// standard deviation is not finite (or the deviation is negative), or the mixture
-    /// has no clusters or a negative or non-finite spread.
+    /// standard deviation is not finite (or the deviation is negative), the mixture
+    /// has no clusters or a negative or non-finite spread, or the splits would not fit
+    /// in memory.
     pub fn generate(&self) -> Result<Dataset> {
         self.validate()?;
         let centres = match self.distribution {
@@ -137,7 +182,17 @@ impl SyntheticSpec {
 
     fn rows(&self, n: usize, split_id: u64, centres: &[f32]) -> Result<VectorSet> {
         let dim = self.dim;
-        let mut data = vec![0.0f32; n * dim];
+        // (`validate` checked the sizes against the machine's memory where it is known;
+        // elsewhere a failed allocation is still an error, not an abort.)
+        let len = n.checked_mul(dim).unwrap_or(usize::MAX);
+        let mut data = Vec::new();
+        data.try_reserve_exact(len).map_err(|_| {
+            Error::param(
+                "n",
+                format!("{n} vectors of dimension {dim} do not fit in memory"),
+            )
+        })?;
+        data.resize(len, 0.0f32);
         data.par_chunks_mut(CHUNK * dim)
             .enumerate()
             .for_each(|(chunk, out)| {
@@ -163,6 +218,14 @@ impl SyntheticSpec {
             });
         VectorSet::new(data, dim)
     }
+}
+
+/// The machine's physical memory in bytes (`MemTotal` of `/proc/meminfo`), where known.
+fn memory_total() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
 }
 
 /// `n` i.i.d. N(mean, std²) vectors of dimension `dim` (one split, stream `seed`).
@@ -210,6 +273,37 @@ mod tests {
             },
             seed,
         }
+    }
+
+    /// Sizes past the machine's memory, or past what `usize` holds, are parameter
+    /// errors before anything is allocated (`gen gaussian --n 100000000 --dim 100000000`
+    /// aborted with "memory allocation of 40000000000000 bytes failed").
+    #[test]
+    fn sizes_past_memory_are_errors_not_aborts() {
+        let mut s = spec(1);
+        // 500 + 3000 + 10 rows × 16 × 4 bytes = 224,640 bytes.
+        assert!(s.check_size(Some(224_640)).is_ok());
+        let e = s.check_size(Some(224_639)).unwrap_err().to_string();
+        assert!(e.contains("3000 base") && e.contains("memory"), "{e}");
+        s.distribution = DataDistribution::Mixture {
+            clusters: 10,
+            spread: 1.0,
+        };
+        let e = s.check_size(Some(224_640)).unwrap_err().to_string();
+        assert!(e.contains("10 centre"), "{e}");
+        s.n_base = usize::MAX / 8;
+        let e = s.check_size(None).unwrap_err().to_string();
+        assert!(
+            e.contains("more bytes than this machine can address"),
+            "{e}"
+        );
+        assert!(s.generate().is_err());
+        // Representable but huge: refused by the memory check where the machine's
+        // memory is known, by the failed reservation elsewhere.
+        s.n_base = 100_000_000;
+        s.dim = 100_000_000;
+        let e = s.generate().unwrap_err().to_string();
+        assert!(e.contains("memory"), "{e}");
     }
 
     #[test]

@@ -180,6 +180,19 @@ fn item13_search_flags_that_do_not_apply_are_rejected() {
         err.contains("rerank") && err.contains("SQ8") && err.contains("--keep-raw"),
         "{err}"
     );
+    // Zero is refused with the flag's name and nothing else: no warning that the index
+    // caps the value first ("--ef 0 is below -k 10: HNSW searches with ef = 10").
+    for (index, flag) in [
+        ("ivf.vq", "--nprobe"),
+        ("hnsw.vq", "--ef"),
+        ("flat.vq", "-k"),
+    ] {
+        let err = fail(&search(d, index, &[flag, "0"]));
+        assert!(
+            err.contains(&format!("`{flag}`: must be at least 1")) && err.lines().count() == 1,
+            "{index} {flag} 0: {err}"
+        );
+    }
     // The flags that do apply still work.
     ok(&search(d, "ivf.vq", &["--nprobe", "4", "--rerank", "20"]));
     ok(&search(d, "hnsw.vq", &["--ef", "32"]));

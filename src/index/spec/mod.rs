@@ -616,7 +616,8 @@ impl IndexSpec {
     /// keyword arguments.
     ///
     /// # Errors
-    /// A knob that does not apply to this index, or `rerank < k`.
+    /// `k`, `nprobe` or `ef` of 0, a knob that does not apply to this index, or
+    /// `rerank < k`.
     pub fn check_knobs(
         &self,
         name: &str,
@@ -628,6 +629,17 @@ impl IndexSpec {
     ) -> Result<Vec<String>> {
         let kind = self.kind();
         let k_name = if flag == "--" { "-k" } else { "k" };
+        // Zero is never a valid value: refused before any warning about capping it.
+        for (name, v) in [(k_name, Some(k)), ("nprobe", nprobe), ("ef", ef)] {
+            if v == Some(0) {
+                let name = if name == k_name {
+                    name.to_string()
+                } else {
+                    format!("{flag}{name}")
+                };
+                return Err(Error::param(name, "must be at least 1"));
+            }
+        }
         let mut warnings = Vec::new();
         if let Some(nprobe) = nprobe {
             let Some(nlist) = self.nlist() else {
