@@ -326,15 +326,7 @@ fn assign_into(
             tile.resize(rows * k, 0.0);
             gemm_abt(&x[start * dim..(start + rows) * dim], centroids, dim, tile);
             for i in 0..rows {
-                let t = &tile[i * k..(i + 1) * k];
-                let (mut best, mut bd) = (0usize, f32::INFINITY);
-                for (j, (&dot, &cn)) in t.iter().zip(c_norms).enumerate() {
-                    let v = cn - 2.0 * dot;
-                    if v < bd {
-                        bd = v;
-                        best = j;
-                    }
-                }
+                let (best, bd) = kernels::nearest(&tile[i * k..(i + 1) * k], c_norms);
                 a[i] = best as u32;
                 d[i] = (bd + x_norms[start + i]).max(0.0);
             }

@@ -236,6 +236,7 @@ fn capped_level(cpu: SimdLevel, value: Option<&str>) -> (SimdLevel, Option<Strin
 }
 
 type PairFn = unsafe fn(&[f32], &[f32]) -> f32;
+type NearestFn = unsafe fn(&[f32], &[f32]) -> (usize, f32);
 
 /// The kernels of one SIMD level.
 ///
@@ -248,6 +249,7 @@ pub(crate) struct Kernels {
     level: SimdLevel,
     l2_sq: PairFn,
     dot: PairFn,
+    nearest: NearestFn,
     sq: sq::SqKernels,
     fastscan: fastscan::FastScanKernels,
     pq8: pq8::Pq8Kernels,
@@ -294,12 +296,20 @@ impl Kernels {
             SimdLevel::Avx512 | SimdLevel::Avx512Vbmi => (x86::l2_sq_avx512, x86::dot_avx512),
             _ => (scalar::l2_sq, scalar::dot),
         };
+        let nearest: NearestFn = match level {
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx2 => nearest_avx2,
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512 | SimdLevel::Avx512Vbmi => nearest_avx512,
+            _ => scalar::nearest_lanes,
+        };
         // SAFETY: the caller takes on the same obligation for the whole table.
         unsafe {
             Kernels {
                 level,
                 l2_sq,
                 dot,
+                nearest,
                 sq: sq::SqKernels::for_level(level),
                 fastscan: fastscan::FastScanKernels::for_level(level),
                 pq8: pq8::Pq8Kernels::for_level(level),
@@ -340,6 +350,36 @@ impl Kernels {
         // SAFETY: as in `Kernels::l2_sq`.
         unsafe { (self.dot)(a, b) }
     }
+
+    /// [`nearest`] at this table's level.
+    #[inline]
+    pub(crate) fn nearest(&self, dots: &[f32], norms: &[f32]) -> (usize, f32) {
+        // SAFETY: as in `Kernels::l2_sq`; the kernels read `min(dots.len(),
+        // norms.len())` elements of each slice.
+        unsafe { (self.nearest)(dots, norms) }
+    }
+}
+
+retarget! {
+    /// [`scalar::nearest_lanes`] compiled for AVX2.
+    unsafe fn nearest_avx2["avx2"] = scalar::nearest_lanes;
+    (dots: &[f32], norms: &[f32]) -> (usize, f32)
+}
+
+retarget! {
+    /// [`scalar::nearest_lanes`] compiled for AVX-512.
+    unsafe fn nearest_avx512["avx512f,avx512bw,avx2"] = scalar::nearest_lanes;
+    (dots: &[f32], norms: &[f32]) -> (usize, f32)
+}
+
+/// The nearest of `k` centroids to a row, from the row's GEMM row `dots` (⟨x, c_j⟩) and
+/// the centroids' squared norms `norms`: the first `j` minimising `norms[j] − 2·dots[j]`
+/// and that value (add ‖x‖² for the squared distance). NaN values are never chosen;
+/// `(0, +∞)` when no value is below +∞. Exactly [`scalar::nearest`]'s answer, in 16
+/// vector lanes.
+#[inline]
+pub fn nearest(dots: &[f32], norms: &[f32]) -> (usize, f32) {
+    active().nearest(dots, norms)
 }
 
 /// Squared Euclidean distance ‖a − b‖². `a` and `b` must have equal length (checked in
@@ -394,6 +434,47 @@ mod tests {
         let want: Vec<f32> = data.chunks(17).map(|r| scalar::dot(r, r)).collect();
         for (got, want) in row_norms_sq(&data, 17).into_iter().zip(want) {
             assert!(close(got, want), "{got} vs {want}");
+        }
+    }
+
+    /// Every level's nearest centroid is the one-pass definition's, index and value
+    /// bits: lengths around the 16 lanes, many ties (values on a coarse grid), ±0,
+    /// infinities and NaN, and rows where nothing is below +∞.
+    #[test]
+    fn nearest_equals_the_one_pass_definition() {
+        use crate::rng::{RngExt, seeded};
+        let mut rng = seeded(21);
+        for len in [0usize, 1, 2, 15, 16, 17, 31, 32, 33, 100, 256, 1000, 4096] {
+            for trial in 0..40 {
+                let pick = |rng: &mut crate::rng::SeededRng| match rng.random_range(0..20u32) {
+                    0 if trial % 4 == 0 => f32::NAN,
+                    1 if trial % 4 == 1 => f32::INFINITY,
+                    2 if trial % 4 == 1 => f32::NEG_INFINITY,
+                    3 => 0.0,
+                    4 => -0.0,
+                    _ if trial % 2 == 0 => rng.random_range(-4i32..4) as f32,
+                    _ => rng.random_range(-100.0f32..100.0),
+                };
+                let dots: Vec<f32> = (0..len).map(|_| pick(&mut rng)).collect();
+                let mut norms: Vec<f32> = (0..len).map(|_| pick(&mut rng)).collect();
+                if trial == 39 {
+                    // Nothing below +∞: (0, +∞).
+                    norms
+                        .iter_mut()
+                        .enumerate()
+                        .for_each(|(j, v)| *v = if j % 2 == 0 { f32::INFINITY } else { f32::NAN });
+                }
+                let (wi, wv) = scalar::nearest(&dots, &norms);
+                let mut got = vec![scalar::nearest_lanes(&dots, &norms), nearest(&dots, &norms)];
+                got.extend(Kernels::supported().map(|k| k.nearest(&dots, &norms)));
+                for (i, v) in got {
+                    assert_eq!(
+                        (i, v.to_bits()),
+                        (wi, wv.to_bits()),
+                        "len {len} trial {trial}"
+                    );
+                }
+            }
         }
     }
 
