@@ -184,7 +184,7 @@ impl SyntheticSpec {
         let dim = self.dim;
         // (`validate` checked the sizes against the machine's memory where it is known;
         // elsewhere a failed allocation is still an error, not an abort.)
-        let len = n.checked_mul(dim).unwrap_or(usize::MAX);
+        let len = n.saturating_mul(dim);
         let mut data = Vec::new();
         data.try_reserve_exact(len).map_err(|_| {
             Error::param(
