@@ -267,17 +267,9 @@ fn item2_http_queries_whose_distances_overflow_are_422() {
 /// Runs the binary in `cwd` with its standard output a pipe whose reader has already
 /// gone (`vecquant … | head` after `head` exited): every write fails with `EPIPE`.
 fn with_closed_stdout(args: &[&str], cwd: &Path) -> Output {
-    let bin =
-        std::env::var_os("VECQUANT_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_vecquant").into());
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    std::process::Command::new(bin)
-        .args(args)
-        .current_dir(cwd)
-        .stdout(writer)
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .unwrap()
+    vecquant_to(args, cwd, writer)
 }
 
 /// A reader that closes the pipe early (`vecquant search … | head -1`) ends the command
@@ -348,37 +340,14 @@ fn closed_stdout_pipe_ends_commands_quietly() {
 fn full_stdout_is_an_error_naming_standard_output() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    small_data(d);
-    ok(&vecquant(
-        &[
-            "build",
-            "--spec",
-            "Flat",
-            "--base",
-            "data/base.fvecs",
-            "--out",
-            "f.vq",
-        ],
-        d,
-    ));
     let full = std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/full")
         .unwrap();
-    let bin =
-        std::env::var_os("VECQUANT_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_vecquant").into());
-    let out = std::process::Command::new(bin)
-        .args([
-            "search",
-            "--index",
-            "f.vq",
-            "--queries",
-            "data/query.fvecs",
-            "--json",
-        ])
-        .current_dir(d)
-        .stdout(full)
-        .output()
-        .unwrap();
+    let out = vecquant_to(
+        &["gen", "gaussian", "--dim", "4", "--n", "50", "--out", "g"],
+        d,
+        full,
+    );
     fails(&out, &["standard output", "No space left on device"]);
 }

@@ -4,16 +4,24 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 /// Runs the binary under test in `cwd`: `VECQUANT_BIN` when set (e.g. an older build, to
 /// watch a test fail on it), else the one cargo built for this test.
 pub fn vecquant(args: &[&str], cwd: &Path) -> Output {
+    vecquant_to(args, cwd, Stdio::piped())
+}
+
+/// [`vecquant`] with its standard output sent to `stdout` (a closed pipe, `/dev/full`);
+/// its standard error is captured.
+pub fn vecquant_to(args: &[&str], cwd: &Path, stdout: impl Into<Stdio>) -> Output {
     let bin =
         std::env::var_os("VECQUANT_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_vecquant").into());
     Command::new(bin)
         .args(args)
         .current_dir(cwd)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
         .output()
         .expect("the vecquant binary runs")
 }
