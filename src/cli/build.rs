@@ -166,13 +166,18 @@ pub fn run(a: BuildArgs) -> Result<()> {
         let chunk = a.chunk.unwrap_or_else(|| default_chunk(dim));
         bar.set_message("encoding and adding");
         count_to(&bar, n);
-        for lo in (0..n).step_by(chunk) {
-            let v = base.read_rows(lo, lo + chunk)?;
-            index
-                .add(v.as_slice(), None)
-                .map_err(|e| e.rows_from(lo).in_file(&a.base))?;
-            bar.set_position((lo + v.len()) as u64);
-        }
+        let mut lo = 0;
+        index
+            .add_stream(&mut || {
+                if lo >= n {
+                    return Ok(None);
+                }
+                let v = base.read_rows(lo, lo + chunk)?;
+                lo += v.len();
+                bar.set_position(lo as u64);
+                Ok(Some(v.into_vec()))
+            })
+            .map_err(|e| e.in_file(&a.base))?;
         spin(&bar);
     }
     bar.set_message("saving");

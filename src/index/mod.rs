@@ -246,6 +246,25 @@ pub trait Index: Send + Sync {
         progress(n, n);
         Ok(())
     }
+    /// Adds the vectors a stream yields, chunk after chunk, with consecutive ids from the
+    /// current length: `next` returns the next chunk (row-major) or `None` after the
+    /// last. The result is that of one [`Index::add`] per chunk; row numbers in the
+    /// errors of a chunk count from the stream's first row. IVF indexes, whose `add`
+    /// lays every list out again, encode each chunk as it comes and lay the lists out
+    /// once at the end, so a streamed build of `c` chunks copies the index once, not
+    /// `c` times; the others add each chunk as it comes.
+    ///
+    /// # Errors
+    /// What `next` or [`Index::add`] returns. An IVF index is then unchanged; the
+    /// others keep the chunks added before the failing one.
+    fn add_stream(&mut self, next: &mut dyn FnMut() -> Result<Option<Vec<f32>>>) -> Result<()> {
+        let mut first = 0;
+        while let Some(v) = next()? {
+            self.add(&v, None).map_err(|e| e.rows_from(first))?;
+            first += v.len() / self.dim().max(1);
+        }
+        Ok(())
+    }
     /// Deletes the vectors with these ids (a tombstone per vector: every search skips
     /// them at once; [`Index::compact`] frees their space). Unknown ids are ignored;
     /// returns how many vectors were newly deleted.

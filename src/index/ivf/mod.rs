@@ -532,6 +532,46 @@ impl<C: VectorCodec> Index for Ivf<C> {
         self.add_rows(vectors, Some(ids), true)
     }
 
+    fn add_stream(&mut self, next: &mut dyn FnMut() -> Result<Option<Vec<f32>>>) -> Result<()> {
+        // Every chunk is assigned and encoded as it comes, into entry-order buffers;
+        // the rows and the list layout change once, after the last chunk (one
+        // `add_rows` per chunk re-laid the whole index out each time: 17.5 million page
+        // faults in a 58-chunk 10M build).
+        let codec = self.codec()?;
+        let mut lists = self.entry_lists();
+        let mut codes = self.entry_codes(codec);
+        let mut aux = self.aux.to_vec();
+        let mut raw = if self.stores_raw() {
+            self.raw.to_vec()
+        } else {
+            Vec::new()
+        };
+        let mut total = 0usize;
+        while let Some(v) = next()? {
+            let mut chunk = || -> Result<usize> {
+                let n = check_add(self.dim, &v, None)?;
+                let x = self.prepare(&v);
+                let new_lists = self.assign(&x);
+                let (new_codes, new_aux) = self.encode(&x, &new_lists)?;
+                check_terms(&new_aux, f64::MAX, "add", "auxiliary term", 0)?;
+                lists.extend_from_slice(&new_lists);
+                codes.extend_from_slice(&new_codes);
+                aux.extend_from_slice(&new_aux);
+                if self.stores_raw() {
+                    raw.extend_from_slice(&x);
+                }
+                Ok(n)
+            };
+            total += chunk().map_err(|e| e.rows_from(total))?;
+        }
+        if total == 0 {
+            return Ok(());
+        }
+        let replaced = self.rows.admit(total, None, false)?;
+        self.rows.push_replacing(total, None, &replaced);
+        self.relayout(&lists, &codes, &aux, &raw, |_| true)
+    }
+
     fn delete(&mut self, ids: &[u64]) -> Result<usize> {
         Ok(self.rows.delete(ids))
     }

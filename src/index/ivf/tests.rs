@@ -537,3 +537,53 @@ fn scan_by_list_equals_scan_query_bit_for_bit() {
         }
     }
 }
+
+/// `add_stream` equals one `add` per chunk (the same saved bytes) on an index that
+/// already holds entries and keeps raw vectors, with one layout instead of one per
+/// chunk; a chunk holding a NaN fails naming the stream's row, and the index is then
+/// unchanged (the same saved bytes as before the call).
+#[test]
+fn add_stream_equals_chunked_adds_and_fails_unchanged() {
+    let dim = 16;
+    let data = mixture(1000, dim, 7);
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = |ivf: &dyn Index, name: &str| {
+        let path = dir.path().join(name);
+        crate::index::IndexExt::save(ivf, &path).unwrap();
+        std::fs::read(&path).unwrap()
+    };
+    let rows = |a: usize, b: usize| data[a * dim..b * dim].to_vec();
+    for spec in ["IVF8,SQ8", "IVF8,PQ8x4fs", "IVF8,Flat"] {
+        let fresh = || {
+            let mut ivf = new(spec, dim, Metric::L2, true, 6).unwrap();
+            ivf.train(&data).unwrap();
+            ivf.add(&data[..300 * dim], None).unwrap();
+            ivf
+        };
+        let mut one_by_one = fresh();
+        one_by_one.add(&rows(300, 550), None).unwrap();
+        one_by_one.add(&rows(550, 1000), None).unwrap();
+        let mut streamed = fresh();
+        let mut chunks = vec![rows(300, 550), rows(550, 1000)].into_iter();
+        streamed.add_stream(&mut || Ok(chunks.next())).unwrap();
+        assert_eq!(streamed.len(), 1000, "{spec}");
+        assert!(
+            bytes(&*one_by_one, "a.vq") == bytes(&*streamed, "b.vq"),
+            "{spec}: streamed adds differ"
+        );
+        let before = bytes(&*streamed, "c.vq");
+        let mut bad = rows(0, 40);
+        bad[5 * dim + 3] = f32::NAN;
+        let mut chunks = vec![rows(0, 250), bad].into_iter();
+        let e = streamed
+            .add_stream(&mut || Ok(chunks.next()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("row 255"), "{spec}: {e}");
+        assert_eq!(streamed.len(), 1000, "{spec}");
+        assert!(
+            before == bytes(&*streamed, "d.vq"),
+            "{spec}: changed by a failed stream"
+        );
+    }
+}
