@@ -124,28 +124,31 @@ impl SyntheticSpec {
             .and_then(|rows| rows.checked_mul(self.dim))
             .and_then(|values| values.checked_mul(4))
             .and_then(|b| u64::try_from(b).ok());
-        let what = format!(
-            "{} train + {} base + {} query{} vectors of dimension {}",
-            self.n_train,
-            self.n_base,
-            self.n_query,
-            if clusters > 0 {
-                format!(" + {clusters} centre")
-            } else {
-                String::new()
-            },
-            self.dim
-        );
+        let what = || {
+            format!(
+                "{} train + {} base + {} query{} vectors of dimension {}",
+                self.n_train,
+                self.n_base,
+                self.n_query,
+                if clusters > 0 {
+                    format!(" + {clusters} centre")
+                } else {
+                    String::new()
+                },
+                self.dim
+            )
+        };
         match (bytes, memory) {
             (None, _) => Err(Error::param(
                 "n",
-                format!("{what} are more bytes than this machine can address"),
+                format!("{} are more bytes than this machine can address", what()),
             )),
             (Some(b), Some(m)) if b > m => Err(Error::param(
                 "n",
                 format!(
-                    "{what} take {:.1} GB, more than this machine's {:.1} GB of memory \
+                    "{} take {:.1} GB, more than this machine's {:.1} GB of memory \
                      (the splits are generated in memory)",
+                    what(),
                     b as f64 / 1e9,
                     m as f64 / 1e9
                 ),

@@ -379,34 +379,64 @@ impl<C: VectorCodec> Ivf<C> {
     /// `add` (`replace`: `upsert`): everything is checked before the index changes.
     fn add_rows(&mut self, vectors: &[f32], ids: Option<&[u64]>, replace: bool) -> Result<usize> {
         let n = check_add(self.dim, vectors, ids)?;
-        let codec = self.codec()?;
+        let mut entries = self.entries()?;
         let replaced = self.rows.admit(n, ids, replace)?;
-        let x = self.prepare(vectors);
-        let new_lists = self.assign(&x);
-        let (new_codes, new_aux) = self.encode(&x, &new_lists)?;
-        check_terms(&new_aux, f64::MAX, "add", "auxiliary term", 0)?;
-        let mut lists = self.entry_lists();
-        lists.extend_from_slice(&new_lists);
-        let mut codes = self.entry_codes(codec);
-        codes.extend_from_slice(&new_codes);
-        let mut aux = self.aux.to_vec();
-        aux.extend_from_slice(&new_aux);
-        let raw = if self.stores_raw() {
-            let mut r = self.raw.to_vec();
-            r.extend_from_slice(&x);
-            r
-        } else {
-            Vec::new()
-        };
+        self.encode_into(vectors, &mut entries)?;
         self.rows.push_replacing(n, ids, &replaced);
-        self.relayout(&lists, &codes, &aux, &raw, |_| true)?;
+        self.relayout_entries(&entries)?;
         Ok(replaced.len())
+    }
+
+    /// The entries held, in entry order (what [`Ivf::relayout`] takes), to append new
+    /// ones to.
+    fn entries(&self) -> Result<Entries> {
+        let codec = self.codec()?;
+        Ok(Entries {
+            lists: self.entry_lists(),
+            codes: self.entry_codes(codec),
+            aux: self.aux.to_vec(),
+            raw: if self.stores_raw() {
+                self.raw.to_vec()
+            } else {
+                Vec::new()
+            },
+        })
+    }
+
+    /// Assigns and encodes `vectors` (checked by the caller) and appends them to
+    /// `entries`; on an error `entries` is unchanged.
+    fn encode_into(&self, vectors: &[f32], entries: &mut Entries) -> Result<()> {
+        let x = self.prepare(vectors);
+        let lists = self.assign(&x);
+        let (codes, aux) = self.encode(&x, &lists)?;
+        check_terms(&aux, f64::MAX, "add", "auxiliary term", 0)?;
+        entries.lists.extend_from_slice(&lists);
+        entries.codes.extend_from_slice(&codes);
+        entries.aux.extend_from_slice(&aux);
+        if self.stores_raw() {
+            entries.raw.extend_from_slice(&x);
+        }
+        Ok(())
+    }
+
+    /// Lays `entries` out as the index's lists.
+    fn relayout_entries(&mut self, e: &Entries) -> Result<()> {
+        self.relayout(&e.lists, &e.codes, &e.aux, &e.raw, |_| true)
     }
 
     /// Drops the tables (they are rebuilt at the next search that uses them).
     fn invalidate_tables(&mut self) {
         self.precomputed = std::sync::OnceLock::new();
     }
+}
+
+/// An index's entries in entry order, as [`Ivf::relayout`] takes them: list numbers,
+/// row-major codes, auxiliary terms and kept vectors.
+struct Entries {
+    lists: Vec<u32>,
+    codes: Vec<u8>,
+    aux: Vec<f32>,
+    raw: Vec<f32>,
 }
 
 impl<C: VectorCodec> GroupSearch for Ivf<C> {
@@ -533,43 +563,23 @@ impl<C: VectorCodec> Index for Ivf<C> {
     }
 
     fn add_stream(&mut self, next: &mut dyn FnMut() -> Result<Option<Vec<f32>>>) -> Result<()> {
-        // Every chunk is assigned and encoded as it comes, into entry-order buffers;
-        // the rows and the list layout change once, after the last chunk (one
-        // `add_rows` per chunk re-laid the whole index out each time: 17.5 million page
-        // faults in a 58-chunk 10M build).
-        let codec = self.codec()?;
-        let mut lists = self.entry_lists();
-        let mut codes = self.entry_codes(codec);
-        let mut aux = self.aux.to_vec();
-        let mut raw = if self.stores_raw() {
-            self.raw.to_vec()
-        } else {
-            Vec::new()
-        };
+        // Every chunk is assigned and encoded as it comes; the rows and the list layout
+        // change once, after the last chunk (one `add_rows` per chunk re-laid the whole
+        // index out each time: 17.5 million page faults in a 58-chunk 10M build).
+        let mut entries = self.entries()?;
         let mut total = 0usize;
         while let Some(v) = next()? {
-            let mut chunk = || -> Result<usize> {
-                let n = check_add(self.dim, &v, None)?;
-                let x = self.prepare(&v);
-                let new_lists = self.assign(&x);
-                let (new_codes, new_aux) = self.encode(&x, &new_lists)?;
-                check_terms(&new_aux, f64::MAX, "add", "auxiliary term", 0)?;
-                lists.extend_from_slice(&new_lists);
-                codes.extend_from_slice(&new_codes);
-                aux.extend_from_slice(&new_aux);
-                if self.stores_raw() {
-                    raw.extend_from_slice(&x);
-                }
-                Ok(n)
-            };
-            total += chunk().map_err(|e| e.rows_from(total))?;
+            let n = check_add(self.dim, &v, None)
+                .and_then(|n| self.encode_into(&v, &mut entries).map(|()| n))
+                .map_err(|e| e.rows_from(total))?;
+            total += n;
         }
         if total == 0 {
             return Ok(());
         }
         let replaced = self.rows.admit(total, None, false)?;
         self.rows.push_replacing(total, None, &replaced);
-        self.relayout(&lists, &codes, &aux, &raw, |_| true)
+        self.relayout_entries(&entries)
     }
 
     fn delete(&mut self, ids: &[u64]) -> Result<usize> {

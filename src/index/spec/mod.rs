@@ -630,14 +630,12 @@ impl IndexSpec {
         let kind = self.kind();
         let k_name = if flag == "--" { "-k" } else { "k" };
         // Zero is never a valid value: refused before any warning about capping it.
-        for (name, v) in [(k_name, Some(k)), ("nprobe", nprobe), ("ef", ef)] {
+        if k == 0 {
+            return Err(Error::param(k_name, "must be at least 1"));
+        }
+        for (name, v) in [("nprobe", nprobe), ("ef", ef)] {
             if v == Some(0) {
-                let name = if name == k_name {
-                    name.to_string()
-                } else {
-                    format!("{flag}{name}")
-                };
-                return Err(Error::param(name, "must be at least 1"));
+                return Err(Error::param(format!("{flag}{name}"), "must be at least 1"));
             }
         }
         let mut warnings = Vec::new();
