@@ -60,40 +60,52 @@ pub fn run(a: AddArgs) -> Result<()> {
         Some(c) => c,
         None => super::build::default_chunk(dim),
     };
+    let ids: Vec<u64> = (start..start + n as u64).collect();
+    let collision = |e: Error| match e {
+        Error::DuplicateId {
+            id,
+            row,
+            count,
+            within_batch,
+        } => Error::format(
+            &a.vectors,
+            format!(
+                "record {row}: id {id} {}; {count} of the {n} new ids collide (nothing was \
+                 written: {} is unchanged): pass --upsert to replace the vectors holding \
+                 them, or --first-id to choose free ids",
+                if within_batch {
+                    "repeats an earlier record's id".to_string()
+                } else {
+                    format!("is already in {}", a.index.display())
+                },
+                a.index.display()
+            ),
+        ),
+        e => e.in_file(&a.vectors),
+    };
     let mut replaced = 0;
     // Nothing is saved unless every piece goes in: an error leaves the file unchanged.
-    for lo in (0..n).step_by(chunk) {
-        let x = v.read_rows(lo, lo + chunk)?;
-        let ids: Vec<u64> = (lo..lo + x.len()).map(|i| start + i as u64).collect();
-        let added = if a.upsert {
-            idx.upsert(x.as_slice(), &ids)
-        } else {
-            idx.add(x.as_slice(), Some(&ids)).map(|()| 0)
-        };
-        replaced += added.map_err(|e| match e.rows_from(lo) {
-            Error::DuplicateId {
-                id,
-                row,
-                count,
-                within_batch,
-            } => Error::format(
-                &a.vectors,
-                format!(
-                    "record {row}: id {id} {}; {count} of the {} ids of records {lo}..{} \
-                     collide (nothing was written: {} is unchanged): pass --upsert to \
-                     replace the vectors holding them, or --first-id to choose free ids",
-                    if within_batch {
-                        "repeats an earlier record's id".to_string()
-                    } else {
-                        format!("is already in {}", a.index.display())
-                    },
-                    ids.len(),
-                    lo + ids.len(),
-                    a.index.display()
-                ),
-            ),
-            e => e.in_file(&a.vectors),
-        })?;
+    if a.upsert {
+        for lo in (0..n).step_by(chunk) {
+            let x = v.read_rows(lo, lo + chunk)?;
+            replaced += idx
+                .upsert(x.as_slice(), &ids[lo..lo + x.len()])
+                .map_err(|e| collision(e.rows_from(lo)))?;
+        }
+    } else {
+        // One streamed add: the ids are checked before any vector is read, and an IVF
+        // index lays its lists out once (one `add` per chunk re-laid them all out each
+        // time).
+        let mut lo = 0;
+        idx.add_stream(Some(&ids), &mut || {
+            if lo >= n {
+                return Ok(None);
+            }
+            let x = v.read_rows(lo, lo + chunk)?;
+            lo += x.len();
+            Ok(Some(x.into_vec()))
+        })
+        .map_err(collision)?;
     }
     idx.save(&a.index)?;
     let replacing = if a.upsert {

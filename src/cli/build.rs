@@ -168,7 +168,7 @@ pub fn run(a: BuildArgs) -> Result<()> {
         count_to(&bar, n);
         let mut lo = 0;
         index
-            .add_stream(&mut || {
+            .add_stream(None, &mut || {
                 if lo >= n {
                     return Ok(None);
                 }

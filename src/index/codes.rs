@@ -333,6 +333,10 @@ impl<C: VectorCodec> Index for FlatCodes<C> {
     fn upsert(&mut self, vectors: &[f32], ids: &[u64]) -> Result<usize> {
         self.add_rows(vectors, Some(ids), true)
     }
+    fn check_ids(&self, ids: &[u64]) -> Result<()> {
+        self.rows.admit(ids.len(), Some(ids), false).map(|_| ())
+    }
+
     fn delete(&mut self, ids: &[u64]) -> Result<usize> {
         Ok(self.rows.delete(ids))
     }

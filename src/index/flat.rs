@@ -161,6 +161,10 @@ impl Index for Flat {
         self.add_rows(vectors, Some(ids), true)
     }
 
+    fn check_ids(&self, ids: &[u64]) -> Result<()> {
+        self.rows.admit(ids.len(), Some(ids), false).map(|_| ())
+    }
+
     fn delete(&mut self, ids: &[u64]) -> Result<usize> {
         Ok(self.rows.delete(ids))
     }
@@ -389,6 +393,9 @@ mod tests {
             }
             fn add(&mut self, v: &[f32], ids: Option<&[u64]>) -> Result<()> {
                 self.0.add(v, ids)
+            }
+            fn check_ids(&self, ids: &[u64]) -> Result<()> {
+                self.0.check_ids(ids)
             }
             fn delete(&mut self, ids: &[u64]) -> Result<usize> {
                 self.0.delete(ids)

@@ -246,24 +246,43 @@ pub trait Index: Send + Sync {
         progress(n, n);
         Ok(())
     }
-    /// Adds the vectors a stream yields, chunk after chunk, with consecutive ids from the
-    /// current length: `next` returns the next chunk (row-major) or `None` after the
-    /// last. The result is that of one [`Index::add`] per chunk; row numbers in the
-    /// errors of a chunk count from the stream's first row. IVF indexes, whose `add`
-    /// lays every list out again, encode each chunk as it comes and lay the lists out
-    /// once at the end, so a streamed build of `c` chunks copies the index once, not
-    /// `c` times; the others add each chunk as it comes.
+    /// Checks that vectors with these ids could be added: no id repeats and none is
+    /// held by a live vector (what [`Index::add`] checks before it changes anything).
     ///
     /// # Errors
-    /// What `next` or [`Index::add`] returns. An IVF index is then unchanged; the
-    /// others keep the chunks added before the failing one.
-    fn add_stream(&mut self, next: &mut dyn FnMut() -> Result<Option<Vec<f32>>>) -> Result<()> {
+    /// [`Error::DuplicateId`] naming the first colliding id, its position in `ids` and
+    /// how many of them collide.
+    fn check_ids(&self, ids: &[u64]) -> Result<()>;
+    /// Adds the vectors a stream yields, chunk after chunk: `next` returns the next chunk
+    /// (row-major) or `None` after the last. `ids` are the ids of every row the stream
+    /// will yield, in order (default: consecutive from the current length); the result
+    /// is that of one [`Index::add`] per chunk with its share of them, and row numbers
+    /// in the errors count from the stream's first row. IVF indexes, whose `add` lays
+    /// every list out again, check the ids first, encode each chunk as it comes and lay
+    /// the lists out once at the end, so a streamed build or add of `c` chunks copies
+    /// the index once, not `c` times; the others add each chunk as it comes. Given
+    /// `ids` are checked ([`Index::check_ids`]) before the first chunk is read.
+    ///
+    /// # Errors
+    /// What `next` or [`Index::add`] returns; [`Error::Param`] when the stream yields
+    /// more or fewer rows than `ids` holds. An IVF index is then unchanged; the others
+    /// keep the chunks added before the failing one.
+    fn add_stream(
+        &mut self,
+        ids: Option<&[u64]>,
+        next: &mut dyn FnMut() -> Result<Option<Vec<f32>>>,
+    ) -> Result<()> {
+        if let Some(ids) = ids {
+            self.check_ids(ids)?;
+        }
         let mut first = 0;
         while let Some(v) = next()? {
-            self.add(&v, None).map_err(|e| e.rows_from(first))?;
-            first += v.len() / self.dim().max(1);
+            let n = v.len() / self.dim().max(1);
+            let chunk_ids = stream_ids(ids, first, n)?;
+            self.add(&v, chunk_ids).map_err(|e| e.rows_from(first))?;
+            first += n;
         }
-        Ok(())
+        stream_ids_used(ids, first)
     }
     /// Deletes the vectors with these ids (a tombstone per vector: every search skips
     /// them at once; [`Index::compact`] frees their space). Unknown ids are ignored;
@@ -500,6 +519,41 @@ pub fn check_add(dim: usize, vectors: &[f32], ids: Option<&[u64]>) -> Result<usi
         ));
     }
     Ok(n)
+}
+
+/// The share of a stream's `ids` (see [`Index::add_stream`]) for its `n` rows from row
+/// `first`.
+///
+/// # Errors
+/// [`Error::Param`] when the stream yields rows past the ids given.
+pub(crate) fn stream_ids(ids: Option<&[u64]>, first: usize, n: usize) -> Result<Option<&[u64]>> {
+    match ids {
+        None => Ok(None),
+        Some(ids) => ids.get(first..first + n).map(Some).ok_or_else(|| {
+            Error::param(
+                "ids",
+                format!(
+                    "{} ids given for a stream of at least {} vectors",
+                    ids.len(),
+                    first + n
+                ),
+            )
+        }),
+    }
+}
+
+/// Checks that a stream of `total` rows used every one of its `ids`.
+///
+/// # Errors
+/// [`Error::Param`] when the stream yielded fewer rows than ids were given.
+pub(crate) fn stream_ids_used(ids: Option<&[u64]>, total: usize) -> Result<()> {
+    match ids {
+        Some(ids) if ids.len() != total => Err(Error::param(
+            "ids",
+            format!("{} ids given for a stream of {total} vectors", ids.len()),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Kinds that answer a group of queries in one pass (the group shares a coarse GEMM or

@@ -350,6 +350,10 @@ impl Index for Scalar {
         self.add_rows(vectors, Some(ids), true)
     }
 
+    fn check_ids(&self, ids: &[u64]) -> Result<()> {
+        self.rows.admit(ids.len(), Some(ids), false).map(|_| ())
+    }
+
     fn delete(&mut self, ids: &[u64]) -> Result<usize> {
         Ok(self.rows.delete(ids))
     }

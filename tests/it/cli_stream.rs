@@ -106,7 +106,8 @@ fn item3_bad_records_name_their_place_in_the_file_and_nothing_is_written() {
         &["record 1500: component 3 is NaN"],
     );
     assert!(std::fs::read(d.join("i.vq")).unwrap() == before);
-    // Ids colliding in a later chunk: named with their records, the file unchanged.
+    // Ids colliding from a later chunk on: every colliding id counted before anything
+    // is added, the file unchanged.
     ok(&vecquant(
         &[
             "add",
@@ -137,7 +138,7 @@ fn item3_bad_records_name_their_place_in_the_file_and_nothing_is_written() {
         ),
         &[
             "record 8: id 5000 is already in i.vq",
-            "records 8..12",
+            "12 of the 20 new ids collide",
             "unchanged",
         ],
     );

@@ -541,6 +541,10 @@ impl<C: VectorCodec> Index for Hnsw<C> {
         self.add_rows(vectors, Some(ids), true, &|_, _| {})
     }
 
+    fn check_ids(&self, ids: &[u64]) -> Result<()> {
+        self.rows.admit(ids.len(), Some(ids), false).map(|_| ())
+    }
+
     fn delete(&mut self, ids: &[u64]) -> Result<usize> {
         Ok(self.rows.delete(ids))
     }

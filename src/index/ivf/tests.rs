@@ -565,7 +565,9 @@ fn add_stream_equals_chunked_adds_and_fails_unchanged() {
         one_by_one.add(&rows(550, 1000), None).unwrap();
         let mut streamed = fresh();
         let mut chunks = vec![rows(300, 550), rows(550, 1000)].into_iter();
-        streamed.add_stream(&mut || Ok(chunks.next())).unwrap();
+        streamed
+            .add_stream(None, &mut || Ok(chunks.next()))
+            .unwrap();
         assert_eq!(streamed.len(), 1000, "{spec}");
         assert!(
             bytes(&*one_by_one, "a.vq") == bytes(&*streamed, "b.vq"),
@@ -576,7 +578,7 @@ fn add_stream_equals_chunked_adds_and_fails_unchanged() {
         bad[5 * dim + 3] = f32::NAN;
         let mut chunks = vec![rows(0, 250), bad].into_iter();
         let e = streamed
-            .add_stream(&mut || Ok(chunks.next()))
+            .add_stream(None, &mut || Ok(chunks.next()))
             .unwrap_err()
             .to_string();
         assert!(e.contains("row 255"), "{spec}: {e}");
@@ -585,5 +587,63 @@ fn add_stream_equals_chunked_adds_and_fails_unchanged() {
             before == bytes(&*streamed, "d.vq"),
             "{spec}: changed by a failed stream"
         );
+
+        // Explicit ids: the same bytes as chunked adds with their shares of the ids.
+        let ids: Vec<u64> = (0..700u64).map(|i| 5000 + 3 * i).collect();
+        one_by_one.add(&rows(300, 550), Some(&ids[..250])).unwrap();
+        one_by_one.add(&rows(550, 1000), Some(&ids[250..])).unwrap();
+        let mut chunks = vec![rows(300, 550), rows(550, 1000)].into_iter();
+        streamed
+            .add_stream(Some(&ids), &mut || Ok(chunks.next()))
+            .unwrap();
+        assert_eq!(streamed.len(), 1700, "{spec}");
+        assert!(
+            bytes(&*one_by_one, "e.vq") == bytes(&*streamed, "f.vq"),
+            "{spec}: streamed adds with ids differ"
+        );
+        let before = bytes(&*streamed, "g.vq");
+        // Ids already held fail before any chunk is read; rows past or short of the
+        // ids given fail; the index is unchanged each time.
+        let mut reads = 0;
+        let taken: Vec<u64> = (0..10u64).map(|i| 9000 + i).chain([5000 + 3 * 7]).collect();
+        let e = streamed
+            .add_stream(Some(&taken), &mut || {
+                reads += 1;
+                Ok(Some(rows(0, 11)))
+            })
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::DuplicateId {
+                    id: 5021,
+                    row: 10,
+                    count: 1,
+                    ..
+                }
+            ),
+            "{spec}: {e}"
+        );
+        assert_eq!(
+            reads, 0,
+            "{spec}: a chunk was read before the ids were checked"
+        );
+        let fresh_ids: Vec<u64> = (0..25u64).map(|i| 100_000 + i).collect();
+        for (given, chunks) in [
+            (15, vec![rows(0, 10), rows(10, 20)]),
+            (25, vec![rows(0, 20)]),
+        ] {
+            let mut chunks = chunks.into_iter();
+            let e = streamed
+                .add_stream(Some(&fresh_ids[..given]), &mut || Ok(chunks.next()))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("{given} ids given")), "{spec}: {e}");
+            assert_eq!(streamed.len(), 1700, "{spec}");
+            assert!(
+                before == bytes(&*streamed, "h.vq"),
+                "{spec}: changed by a failed stream with ids"
+            );
+        }
     }
 }

@@ -561,6 +561,10 @@ impl Index for Product {
         self.add_rows(vectors, Some(ids), true)
     }
 
+    fn check_ids(&self, ids: &[u64]) -> Result<()> {
+        self.rows.admit(ids.len(), Some(ids), false).map(|_| ())
+    }
+
     fn delete(&mut self, ids: &[u64]) -> Result<usize> {
         Ok(self.rows.delete(ids))
     }
