@@ -182,8 +182,19 @@ impl<C: VectorCodec> FlatCodes<C> {
     /// `add` (`replace`: `upsert`): everything is checked before the index changes.
     fn add_rows(&mut self, vectors: &[f32], ids: Option<&[u64]>, replace: bool) -> Result<usize> {
         let n = check_add(self.dim, vectors, ids)?;
-        let codec = self.codec()?;
+        self.codec()?;
         let replaced = self.rows.admit(n, ids, replace)?;
+        self.append(vectors)?;
+        self.rows.push_replacing(n, ids, &replaced);
+        self.repack()?;
+        Ok(replaced.len())
+    }
+
+    /// Encodes `vectors` (checked by the caller) and appends their codes, terms and
+    /// kept vectors, leaving the rows and the packed run to the caller; on an error
+    /// nothing is appended.
+    fn append(&mut self, vectors: &[f32]) -> Result<()> {
+        let codec = self.codec()?;
         let x = crate::vectors::prepared(vectors, self.dim, self.metric);
         if !C::STORES_RAW {
             let codes = codec.encode(&x)?;
@@ -197,9 +208,7 @@ impl<C: VectorCodec> FlatCodes<C> {
         if self.stores_raw() {
             self.raw.to_mut().extend_from_slice(&x);
         }
-        self.rows.push_replacing(n, ids, &replaced);
-        self.repack()?;
-        Ok(replaced.len())
+        Ok(())
     }
 
     fn search_group(
@@ -332,6 +341,51 @@ impl<C: VectorCodec> Index for FlatCodes<C> {
     }
     fn upsert(&mut self, vectors: &[f32], ids: &[u64]) -> Result<usize> {
         self.add_rows(vectors, Some(ids), true)
+    }
+    fn add_stream(
+        &mut self,
+        ids: Option<&[u64]>,
+        next: &mut dyn FnMut() -> Result<Option<Vec<f32>>>,
+    ) -> Result<()> {
+        // Each chunk is encoded and appended as it comes; the rows and the packed run
+        // change once, after the last chunk (one `add` per chunk re-packed every stored
+        // code each time). On an error the appended codes are cut off again.
+        if let Some(ids) = ids {
+            self.check_ids(ids)?;
+        }
+        let lens = (self.codes.len(), self.aux.len(), self.raw.len());
+        let mut total = 0usize;
+        let mut stream = || -> Result<()> {
+            while let Some(v) = next()? {
+                let n = crate::index::stream_ids(ids, total, v.len() / self.dim.max(1))
+                    .and_then(|chunk_ids| check_add(self.dim, &v, chunk_ids))
+                    .and_then(|n| self.append(&v).map(|()| n))
+                    .map_err(|e| e.rows_from(total))?;
+                total += n;
+            }
+            crate::index::stream_ids_used(ids, total)?;
+            if ids.is_none() {
+                self.rows.admit(total, None, false)?;
+            }
+            Ok(())
+        };
+        if let Err(e) = stream() {
+            if self.codes.len() > lens.0 {
+                self.codes.to_mut().truncate(lens.0);
+            }
+            if self.aux.len() > lens.1 {
+                self.aux.to_mut().truncate(lens.1);
+            }
+            if self.raw.len() > lens.2 {
+                self.raw.to_mut().truncate(lens.2);
+            }
+            return Err(e);
+        }
+        if total > 0 {
+            self.rows.push_replacing(total, ids, &[]);
+            self.repack()?;
+        }
+        Ok(())
     }
     fn check_ids(&self, ids: &[u64]) -> Result<()> {
         self.rows.admit(ids.len(), Some(ids), false).map(|_| ())

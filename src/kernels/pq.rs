@@ -12,11 +12,13 @@ use super::SimdLevel;
 use crate::metric::Metric;
 
 type AdcFn = unsafe fn(&[f32], &[f32], Metric, usize, usize, usize, &mut [f32]);
+type EncodeFn = unsafe fn(&[f32], &[f32], usize, usize, usize, &mut [u8]);
 
 /// The ADC-table kernels of one SIMD level (part of the dispatch table
 /// [`super::Kernels`]).
 pub(crate) struct PqKernels {
     adc: AdcFn,
+    encode: EncodeFn,
 }
 
 impl PqKernels {
@@ -28,12 +30,19 @@ impl PqKernels {
     pub(super) const unsafe fn for_level(level: SimdLevel) -> PqKernels {
         match level {
             #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx2 => PqKernels { adc: x86::adc_avx2 },
+            SimdLevel::Avx2 => PqKernels {
+                adc: x86::adc_avx2,
+                encode: x86::encode_avx2,
+            },
             #[cfg(target_arch = "x86_64")]
             SimdLevel::Avx512 | SimdLevel::Avx512Vbmi => PqKernels {
                 adc: x86::adc_avx512,
+                encode: x86::encode_avx512,
             },
-            _ => PqKernels { adc: adc_portable },
+            _ => PqKernels {
+                adc: adc_portable,
+                encode: encode_portable,
+            },
         }
     }
 
@@ -100,27 +109,131 @@ fn adc_portable(
 ) {
     // 16 entries at a time, summed over the sub-vector's components in registers (one
     // store per entry instead of one per component); ksub is 16 or 256.
-    const W: usize = 16;
     for s in 0..m {
         let out = &mut table[s * ks..(s + 1) * ks];
         let book = &t[s * ks * ds..(s + 1) * ks * ds];
         let qs = &q[s * ds..(s + 1) * ds];
         for (j, o) in out.chunks_exact_mut(W).enumerate() {
-            let mut acc = [0.0f32; W];
-            for (k, &qk) in qs.iter().enumerate() {
-                let c: &[f32; W] = book[k * ks + j * W..][..W].try_into().expect("16");
-                if metric == Metric::L2 {
-                    for (a, &c) in acc.iter_mut().zip(c) {
-                        let diff = qk - c;
-                        *a += diff * diff;
-                    }
-                } else {
-                    for (a, &c) in acc.iter_mut().zip(c) {
+            let acc = if metric == Metric::L2 {
+                l2_chunk(book, qs, ks, j)
+            } else {
+                let mut acc = [0.0f32; W];
+                for (k, &qk) in qs.iter().enumerate() {
+                    for (a, &c) in acc.iter_mut().zip(column(book, ks, k, j)) {
                         *a -= qk * c;
                     }
                 }
-            }
+                acc
+            };
             o.copy_from_slice(&acc);
+        }
+    }
+}
+
+/// Table entries computed at a time (vector lanes).
+const W: usize = 16;
+
+/// Component `k` of centroids `16 j..16 j + 16` of a transposed sub-space book
+/// (`dsub × ksub`).
+#[inline(always)]
+fn column(book: &[f32], ks: usize, k: usize, j: usize) -> &[f32; W] {
+    book[k * ks + j * W..][..W].try_into().expect("16")
+}
+
+/// ‖q_s − c‖² for centroids `16 j..16 j + 16` of a transposed sub-space book, summed
+/// over the components in order: the L2 entries of [`adc_table`], and what
+/// [`encode`] minimises.
+#[inline(always)]
+fn l2_chunk(book: &[f32], qs: &[f32], ks: usize, j: usize) -> [f32; W] {
+    let mut acc = [0.0f32; W];
+    for (k, &qk) in qs.iter().enumerate() {
+        for (a, &c) in acc.iter_mut().zip(column(book, ks, k, j)) {
+            let diff = qk - c;
+            *a += diff * diff;
+        }
+    }
+    acc
+}
+
+/// Encodes row-major vectors (`n × m·dsub`) with transposed centroids
+/// (`m × dsub × ksub`): `codes[i·m + s]` is the nearest centroid of sub-space `s` to
+/// sub-vector `s` of row `i` — the first `j` with the smallest [`adc_table`] L2 entry
+/// `‖x_s − c_sj‖²`, or 0 when no entry is below +∞. Every level computes the same
+/// entries as [`adc_table`] and picks the same index (bit-identical codes); the entries
+/// are computed directly, one row at a time, where a GEMM over sub-spaces of a few
+/// components wrote and re-read an `n × ksub` tile per sub-space.
+///
+/// # Panics
+/// If `ksub` is not a multiple of 16 or more than 256, or the slices do not hold whole
+/// rows of the same count.
+pub fn encode(transposed: &[f32], x: &[f32], m: usize, ksub: usize, dsub: usize, codes: &mut [u8]) {
+    assert!(
+        ksub.is_multiple_of(16) && ksub <= 256,
+        "ksub must be a multiple of 16 up to 256, got {ksub}"
+    );
+    let dim = m * dsub;
+    assert!(
+        transposed.len() >= m * dsub * ksub
+            && dim > 0
+            && x.len().is_multiple_of(dim)
+            && codes.len() == x.len() / dim * m,
+        "PQ encode: {} values, {} codes for m = {m}, ksub = {ksub}, dsub = {dsub}",
+        x.len(),
+        codes.len()
+    );
+    // SAFETY: as in `PqKernels::adc_table`.
+    unsafe { (super::active().pq.encode)(transposed, x, m, ksub, dsub, codes) }
+}
+
+/// [`encode`] in portable code: per sub-space, 16 lanes each keep the first smallest
+/// entry of their centroids `j ≡ lane (mod 16)` (a compare and two selects, which
+/// vectorise), then the lanes' minima, ties to the smaller index.
+#[inline(always)]
+fn encode_portable(t: &[f32], x: &[f32], m: usize, ks: usize, ds: usize, codes: &mut [u8]) {
+    for (row, out) in x.chunks_exact(m * ds).zip(codes.chunks_exact_mut(m)) {
+        for (s, code) in out.iter_mut().enumerate() {
+            let book = &t[s * ks * ds..(s + 1) * ks * ds];
+            let qs = &row[s * ds..(s + 1) * ds];
+            let mut bv = [f32::INFINITY; W];
+            let mut bj = [0u32; W];
+            for j in 0..ks / W {
+                let acc = l2_chunk(book, qs, ks, j);
+                for l in 0..W {
+                    let lt = acc[l] < bv[l];
+                    bv[l] = if lt { acc[l] } else { bv[l] };
+                    bj[l] = if lt { j as u32 } else { bj[l] };
+                }
+            }
+            // The lanes' minimum by halving (vector shuffles, no branches), then the
+            // smallest index among the lanes holding it; 0 when nothing is below +∞.
+            let mut low = bv;
+            let mut w = W / 2;
+            while w > 0 {
+                for l in 0..w {
+                    low[l] = if low[l + w] < low[l] {
+                        low[l + w]
+                    } else {
+                        low[l]
+                    };
+                }
+                w /= 2;
+            }
+            let at_low = (0..W).fold(0u32, |a, l| a | u32::from(bv[l] == low[0]) << l);
+            let best = if ks == W {
+                // One chunk: the first lane holding the minimum (a bit scan).
+                at_low.trailing_zeros()
+            } else {
+                (0..W)
+                    .filter(|&l| at_low >> l & 1 == 1)
+                    .map(|l| bj[l] * W as u32 + l as u32)
+                    .min()
+                    .unwrap_or(0)
+            };
+            *code = if low[0] < f32::INFINITY {
+                best as u8
+            } else {
+                0
+            };
         }
     }
 }
@@ -142,6 +255,18 @@ mod x86 {
         pub(super) unsafe fn adc_avx512["avx512f"] = super::adc_portable;
         (t: &[f32], q: &[f32], metric: Metric, m: usize, ks: usize, ds: usize, table: &mut [f32])
     }
+
+    retarget! {
+        /// [`super::encode_portable`] compiled for AVX2.
+        pub(super) unsafe fn encode_avx2["avx2,fma"] = super::encode_portable;
+        (t: &[f32], x: &[f32], m: usize, ks: usize, ds: usize, codes: &mut [u8])
+    }
+
+    retarget! {
+        /// [`super::encode_portable`] compiled for AVX-512.
+        pub(super) unsafe fn encode_avx512["avx512f"] = super::encode_portable;
+        (t: &[f32], x: &[f32], m: usize, ks: usize, ds: usize, codes: &mut [u8])
+    }
 }
 
 #[cfg(test)]
@@ -149,6 +274,19 @@ mod tests {
     use super::*;
     use crate::kernels::Kernels;
     use crate::rng::{RngExt, seeded};
+
+    /// Centroids `m × ksub × dsub` transposed to `m × dsub × ksub`.
+    fn transpose(books: &[f32], m: usize, ks: usize, ds: usize) -> Vec<f32> {
+        let mut t = vec![0.0f32; books.len()];
+        for s in 0..m {
+            for j in 0..ks {
+                for k in 0..ds {
+                    t[(s * ds + k) * ks + j] = books[(s * ks + j) * ds + k];
+                }
+            }
+        }
+        t
+    }
 
     /// Every level's table is bit-identical to the portable one, which equals the
     /// distances computed directly from the centroids.
@@ -161,18 +299,11 @@ mod tests {
             (8, 256, 4),
             (4, 256, 3),
         ] {
-            // Centroids `m × ksub × dsub`, and their transpose `m × dsub × ksub`.
+            // Centroids `m × ksub × dsub`.
             let books: Vec<f32> = (0..m * ks * ds)
                 .map(|_| rng.random::<f32>() * 4.0 - 2.0)
                 .collect();
-            let mut t = vec![0.0f32; books.len()];
-            for s in 0..m {
-                for j in 0..ks {
-                    for k in 0..ds {
-                        t[(s * ds + k) * ks + j] = books[(s * ks + j) * ds + k];
-                    }
-                }
-            }
+            let t = transpose(&books, m, ks, ds);
             let q: Vec<f32> = (0..m * ds).map(|_| rng.random::<f32>() * 3.0).collect();
             for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
                 let mut want = vec![0.0f32; m * ks];
@@ -206,6 +337,71 @@ mod tests {
                         .all(|(a, b)| a.to_bits() == b.to_bits())
                 );
             }
+        }
+    }
+
+    /// Every level's codes are the first index of the smallest entry of the portable
+    /// L2 table's rows (the one-pass definition), with tied centroids (a duplicated
+    /// centroid must lose to its first copy) and rows where every entry overflows to +∞.
+    #[test]
+    fn encode_is_the_first_smallest_table_entry_at_every_level() {
+        let mut rng = seeded(22);
+        for (m, ks, ds) in [
+            (1usize, 16usize, 1usize),
+            (6, 16, 2),
+            (3, 16, 5),
+            (4, 256, 3),
+        ] {
+            let mut books: Vec<f32> = (0..m * ks * ds)
+                .map(|_| (rng.random::<f32>() * 4.0 - 2.0).round() / 2.0)
+                .collect();
+            // Centroid 9 of every sub-space repeats centroid 3.
+            for s in 0..m {
+                let (a, b) = ((s * ks + 3) * ds, (s * ks + 9) * ds);
+                books.copy_within(a..a + ds, b);
+            }
+            let t = transpose(&books, m, ks, ds);
+            let n = 50;
+            let mut x: Vec<f32> = (0..n * m * ds)
+                .map(|_| (rng.random::<f32>() * 5.0 - 2.5).round() / 2.0)
+                .collect();
+            // Row 1: exactly centroid 9 (= 3) of every sub-space; row 2: overflows.
+            for s in 0..m {
+                let c = (s * ks + 9) * ds;
+                x[(m + s) * ds..(m + s + 1) * ds].copy_from_slice(&books[c..c + ds]);
+            }
+            x[2 * m * ds..3 * m * ds].fill(f32::MAX);
+            let mut want = vec![0u8; n * m];
+            let mut table = vec![0.0f32; m * ks];
+            for (row, w) in x.chunks_exact(m * ds).zip(want.chunks_exact_mut(m)) {
+                adc_portable(&t, row, Metric::L2, m, ks, ds, &mut table);
+                for (s, w) in w.iter_mut().enumerate() {
+                    let (mut best, mut bd) = (0usize, f32::INFINITY);
+                    for (j, &v) in table[s * ks..(s + 1) * ks].iter().enumerate() {
+                        if v < bd {
+                            (best, bd) = (j, v);
+                        }
+                    }
+                    *w = best as u8;
+                }
+            }
+            assert!(
+                want[m..2 * m].iter().all(|&c| c == 3),
+                "tie to the first copy"
+            );
+            assert!(
+                want[2 * m..3 * m].iter().all(|&c| c == 0),
+                "all +inf gives 0"
+            );
+            for k in Kernels::supported() {
+                let mut got = vec![0xEEu8; n * m];
+                // SAFETY: `supported` tables run on this CPU.
+                unsafe { (k.pq.encode)(&t, &x, m, ks, ds, &mut got) };
+                assert_eq!(got, want, "{} m {m} ksub {ks} dsub {ds}", k.level());
+            }
+            let mut got = vec![0xEEu8; n * m];
+            encode(&t, &x, m, ks, ds, &mut got);
+            assert_eq!(got, want);
         }
     }
 

@@ -225,12 +225,26 @@ impl ProductQuantizer {
         }
     }
 
-    /// Sub-quantizer indices, one byte each (`n × M`), for row-major vectors (validated).
+    /// Sub-quantizer indices, one byte each (`n × M`), for row-major vectors (validated):
+    /// per sub-space the nearest centroid. 4-bit codes and sub-spaces of up to 4
+    /// components are encoded directly ([`kernels::pq::encode`], rows in parallel: the
+    /// first centroid at the smallest `‖x_s − c‖²`); wider 8-bit sub-spaces by a GEMM
+    /// per sub-space ([`nearest`]). (Measured: `PQ48x4fs` over 2M × 96, 8.6–9.4 s →
+    /// 4.4–5.1 s per build; `PQ32` on 128-d the same either way; `PQ8` on 128-d, 16
+    /// components of 256 centroids, 1.4–1.7 s → 1.8–2.1 s directly, so it stays on GEMM.)
     pub fn encode_indices(&self, vectors: &[f32]) -> Result<Vec<u8>> {
         let n = check_batch(vectors, self.dim, "vectors to encode")?;
         check_finite(vectors, self.dim, "vectors to encode")?;
         let (m, ds, ks) = (self.m, self.dsub(), self.ksub());
         let mut out = vec![0u8; n * m];
+        if ks == 16 || ds <= 4 {
+            let transposed = self.transposed();
+            const ROWS: usize = 256;
+            out.par_chunks_mut(ROWS * m)
+                .zip(vectors.par_chunks(ROWS * self.dim))
+                .for_each(|(codes, x)| kernels::pq::encode(&transposed, x, m, ks, ds, codes));
+            return Ok(out);
+        }
         let per_space: Vec<Vec<u32>> = (0..m)
             .into_par_iter()
             .map(|s| {
@@ -302,12 +316,18 @@ impl ProductQuantizer {
         let (ks, ds) = (self.ksub(), self.dsub());
         table.clear();
         table.resize(self.m * ks, 0.0);
-        if self.transposed.len() != self.centroids.len() {
-            // A deserialised quantizer without its transposed copy.
-            let t = transpose_books(&self.centroids, self.m, ks, ds);
-            return kernels::pq::adc_table(&t, q, metric, self.m, ks, ds, table);
+        kernels::pq::adc_table(&self.transposed(), q, metric, self.m, ks, ds, table)
+    }
+
+    /// The centroids transposed (`M × dsub × ksub`): the kept copy, or one made for a
+    /// deserialised quantizer without it.
+    fn transposed(&self) -> std::borrow::Cow<'_, [f32]> {
+        if self.transposed.len() == self.centroids.len() {
+            std::borrow::Cow::Borrowed(&self.transposed)
+        } else {
+            let (ks, ds) = (self.ksub(), self.dsub());
+            std::borrow::Cow::Owned(transpose_books(&self.centroids, self.m, ks, ds))
         }
-        kernels::pq::adc_table(&self.transposed, q, metric, self.m, ks, ds, table)
     }
 
     /// Symmetric tables: for each sub-space, the `ksub × ksub` squared distances between
@@ -361,6 +381,32 @@ pub fn pack4(idx: &[u8], m: usize) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::data::generate::gaussian;
+
+    /// Every code, on the direct path (4-bit; 8-bit with 4 components) and the GEMM path
+    /// (8-bit with 16), is a nearest centroid of its sub-vector: no centroid is nearer
+    /// by more than float rounding.
+    #[test]
+    fn codes_are_nearest_centroids_on_both_encoding_paths() {
+        let (dim, n) = (32, 3000);
+        let x = gaussian(n, dim, 0.0, 1.0, 31).unwrap();
+        for (m, nbits) in [(16, 4u8), (4, 4), (8, 8), (2, 8)] {
+            let pq = ProductQuantizer::train(x.as_slice(), dim, m, nbits, 5).unwrap();
+            let (ds, ks) = (pq.dsub(), pq.ksub());
+            let idx = pq.encode_indices(x.as_slice()).unwrap();
+            for (row, codes) in x.rows().zip(idx.chunks_exact(m)) {
+                for (s, &c) in codes.iter().enumerate() {
+                    let sub = &row[s * ds..(s + 1) * ds];
+                    let d = |j: usize| kernels::scalar::l2_sq(sub, pq.centroid(s, j));
+                    let best = (0..ks).map(d).fold(f32::INFINITY, f32::min);
+                    let got = d(c as usize);
+                    assert!(
+                        got <= best + 1e-5 * (1.0 + best),
+                        "M {m} nbits {nbits}: code {c} at {got}, nearest at {best}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn code_sizes_and_adc_equals_decoded_distance() {

@@ -538,8 +538,8 @@ fn scan_by_list_equals_scan_query_bit_for_bit() {
     }
 }
 
-/// `add_stream` equals one `add` per chunk (the same saved bytes) on an index that
-/// already holds entries and keeps raw vectors, with one layout instead of one per
+/// `add_stream` equals one `add` per chunk (the same saved bytes), for IVF and
+/// flat-code kinds, on an index that already holds entries and keeps raw vectors, with one layout instead of one per
 /// chunk; a chunk holding a NaN fails naming the stream's row, and the index is then
 /// unchanged (the same saved bytes as before the call).
 #[test]
@@ -553,9 +553,21 @@ fn add_stream_equals_chunked_adds_and_fails_unchanged() {
         std::fs::read(&path).unwrap()
     };
     let rows = |a: usize, b: usize| data[a * dim..b * dim].to_vec();
-    for spec in ["IVF8,SQ8", "IVF8,PQ8x4fs", "IVF8,Flat"] {
+    // IVF and flat-code kinds: the kinds with their own streams.
+    for spec in [
+        "IVF8,SQ8",
+        "IVF8,PQ8x4fs",
+        "IVF8,Flat",
+        "RaBitQfs",
+        "RaBitQ4",
+    ] {
         let fresh = || {
-            let mut ivf = new(spec, dim, Metric::L2, true, 6).unwrap();
+            let opts = crate::index::spec::BuildOptions {
+                keep_raw: true,
+                seed: 6,
+                ..Default::default()
+            };
+            let mut ivf = crate::index::spec::new_index(spec, dim, &opts).unwrap();
             ivf.train(&data).unwrap();
             ivf.add(&data[..300 * dim], None).unwrap();
             ivf

@@ -479,9 +479,10 @@ impl Product {
             let bb = fastscan::block_bytes(m);
             let keep_blocks = old / fastscan::BLOCK;
             let mut tail: Vec<u8> = Vec::new();
-            if !old.is_multiple_of(fastscan::BLOCK) {
-                let all = self.indices();
-                tail.extend_from_slice(&all[keep_blocks * fastscan::BLOCK * m..]);
+            // (Only the partial block's rows are read back: reading every row made each
+            // add of a chunked build cost the whole index.)
+            for r in keep_blocks * fastscan::BLOCK..old {
+                self.row_indices(r, &mut tail);
             }
             tail.extend_from_slice(&idx);
             let codes = self.codes.to_mut();
