@@ -354,33 +354,31 @@ impl<C: VectorCodec> Index for FlatCodes<C> {
             self.check_ids(ids)?;
         }
         let lens = (self.codes.len(), self.aux.len(), self.raw.len());
-        let mut total = 0usize;
-        let mut stream = || -> Result<()> {
-            while let Some(v) = next()? {
-                let n = crate::index::stream_ids(ids, total, v.len() / self.dim.max(1))
-                    .and_then(|chunk_ids| check_add(self.dim, &v, chunk_ids))
-                    .and_then(|n| self.append(&v).map(|()| n))
-                    .map_err(|e| e.rows_from(total))?;
-                total += n;
+        let dim = self.dim;
+        let streamed = crate::index::drive_stream(dim, ids, next, |v, chunk_ids| {
+            check_add(dim, v, chunk_ids)?;
+            self.append(v)
+        })
+        .and_then(|total| match ids {
+            // Given ids were checked above; the default ones continue the numbering.
+            Some(_) => Ok(total),
+            None => self.rows.admit(total, None, false).map(|_| total),
+        });
+        let total = match streamed {
+            Ok(total) => total,
+            Err(e) => {
+                if self.codes.len() > lens.0 {
+                    self.codes.to_mut().truncate(lens.0);
+                }
+                if self.aux.len() > lens.1 {
+                    self.aux.to_mut().truncate(lens.1);
+                }
+                if self.raw.len() > lens.2 {
+                    self.raw.to_mut().truncate(lens.2);
+                }
+                return Err(e);
             }
-            crate::index::stream_ids_used(ids, total)?;
-            if ids.is_none() {
-                self.rows.admit(total, None, false)?;
-            }
-            Ok(())
         };
-        if let Err(e) = stream() {
-            if self.codes.len() > lens.0 {
-                self.codes.to_mut().truncate(lens.0);
-            }
-            if self.aux.len() > lens.1 {
-                self.aux.to_mut().truncate(lens.1);
-            }
-            if self.raw.len() > lens.2 {
-                self.raw.to_mut().truncate(lens.2);
-            }
-            return Err(e);
-        }
         if total > 0 {
             self.rows.push_replacing(total, ids, &[]);
             self.repack()?;

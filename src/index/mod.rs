@@ -275,14 +275,8 @@ pub trait Index: Send + Sync {
         if let Some(ids) = ids {
             self.check_ids(ids)?;
         }
-        let mut first = 0;
-        while let Some(v) = next()? {
-            let n = v.len() / self.dim().max(1);
-            let chunk_ids = stream_ids(ids, first, n)?;
-            self.add(&v, chunk_ids).map_err(|e| e.rows_from(first))?;
-            first += n;
-        }
-        stream_ids_used(ids, first)
+        let dim = self.dim();
+        drive_stream(dim, ids, next, |v, chunk_ids| self.add(v, chunk_ids)).map(|_| ())
     }
     /// Deletes the vectors with these ids (a tombstone per vector: every search skips
     /// them at once; [`Index::compact`] frees their space). Unknown ids are ignored;
@@ -521,38 +515,44 @@ pub fn check_add(dim: usize, vectors: &[f32], ids: Option<&[u64]>) -> Result<usi
     Ok(n)
 }
 
-/// The share of a stream's `ids` (see [`Index::add_stream`]) for its `n` rows from row
-/// `first`.
+/// Runs the stream of an [`Index::add_stream`]: each chunk goes to `take` with its
+/// share of `ids` (an error's rows then count from the stream's first row), and the
+/// stream must yield exactly as many rows as `ids` holds. Returns the rows taken.
 ///
 /// # Errors
-/// [`Error::Param`] when the stream yields rows past the ids given.
-pub(crate) fn stream_ids(ids: Option<&[u64]>, first: usize, n: usize) -> Result<Option<&[u64]>> {
-    match ids {
-        None => Ok(None),
-        Some(ids) => ids.get(first..first + n).map(Some).ok_or_else(|| {
-            Error::param(
-                "ids",
-                format!(
-                    "{} ids given for a stream of at least {} vectors",
-                    ids.len(),
-                    first + n
-                ),
-            )
-        }),
+/// What `next` or `take` returns; [`Error::Param`] when the stream yields more or
+/// fewer rows than `ids` holds.
+pub(crate) fn drive_stream(
+    dim: usize,
+    ids: Option<&[u64]>,
+    next: &mut dyn FnMut() -> Result<Option<Vec<f32>>>,
+    mut take: impl FnMut(&[f32], Option<&[u64]>) -> Result<()>,
+) -> Result<usize> {
+    let mut first = 0;
+    while let Some(v) = next()? {
+        let n = v.len() / dim.max(1);
+        let chunk_ids = match ids {
+            None => None,
+            Some(ids) => Some(ids.get(first..first + n).ok_or_else(|| {
+                Error::param(
+                    "ids",
+                    format!(
+                        "{} ids given for a stream of at least {} vectors",
+                        ids.len(),
+                        first + n
+                    ),
+                )
+            })?),
+        };
+        take(&v, chunk_ids).map_err(|e| e.rows_from(first))?;
+        first += n;
     }
-}
-
-/// Checks that a stream of `total` rows used every one of its `ids`.
-///
-/// # Errors
-/// [`Error::Param`] when the stream yielded fewer rows than ids were given.
-pub(crate) fn stream_ids_used(ids: Option<&[u64]>, total: usize) -> Result<()> {
     match ids {
-        Some(ids) if ids.len() != total => Err(Error::param(
+        Some(ids) if ids.len() != first => Err(Error::param(
             "ids",
-            format!("{} ids given for a stream of {total} vectors", ids.len()),
+            format!("{} ids given for a stream of {first} vectors", ids.len()),
         )),
-        _ => Ok(()),
+        _ => Ok(first),
     }
 }
 

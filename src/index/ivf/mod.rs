@@ -575,15 +575,10 @@ impl<C: VectorCodec> Index for Ivf<C> {
             self.check_ids(ids)?;
         }
         let mut entries = self.entries()?;
-        let mut total = 0usize;
-        while let Some(v) = next()? {
-            let n = crate::index::stream_ids(ids, total, v.len() / self.dim.max(1))
-                .and_then(|chunk_ids| check_add(self.dim, &v, chunk_ids))
-                .and_then(|n| self.encode_into(&v, &mut entries).map(|()| n))
-                .map_err(|e| e.rows_from(total))?;
-            total += n;
-        }
-        crate::index::stream_ids_used(ids, total)?;
+        let total = crate::index::drive_stream(self.dim, ids, next, |v, chunk_ids| {
+            check_add(self.dim, v, chunk_ids)?;
+            self.encode_into(v, &mut entries)
+        })?;
         if total == 0 {
             return Ok(());
         }
