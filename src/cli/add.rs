@@ -83,30 +83,25 @@ pub fn run(a: AddArgs) -> Result<()> {
         ),
         e => e.in_file(&a.vectors),
     };
-    let mut replaced = 0;
-    // Nothing is saved unless every piece goes in: an error leaves the file unchanged.
-    if a.upsert {
-        for lo in (0..n).step_by(chunk) {
-            let x = v.read_rows(lo, lo + chunk)?;
-            replaced += idx
-                .upsert(x.as_slice(), &ids[lo..lo + x.len()])
-                .map_err(|e| collision(e.rows_from(lo)))?;
+    // One streamed add or upsert: the ids are checked before any vector is read, an IVF
+    // or flat-code index lays itself out once (one `add` per chunk re-laid it all out
+    // each time), and nothing is saved unless every piece goes in (an error leaves the
+    // file unchanged).
+    let mut lo = 0;
+    let mut next = || {
+        if lo >= n {
+            return Ok(None);
         }
+        let x = v.read_rows(lo, lo + chunk)?;
+        lo += x.len();
+        Ok(Some(x.into_vec()))
+    };
+    let replaced = if a.upsert {
+        idx.upsert_stream(&ids, &mut next)
     } else {
-        // One streamed add: the ids are checked before any vector is read, and an IVF
-        // index lays its lists out once (one `add` per chunk re-laid them all out each
-        // time).
-        let mut lo = 0;
-        idx.add_stream(Some(&ids), &mut || {
-            if lo >= n {
-                return Ok(None);
-            }
-            let x = v.read_rows(lo, lo + chunk)?;
-            lo += x.len();
-            Ok(Some(x.into_vec()))
-        })
-        .map_err(collision)?;
+        idx.add_stream(Some(&ids), &mut next).map(|()| 0)
     }
+    .map_err(collision)?;
     idx.save(&a.index)?;
     let replacing = if a.upsert {
         format!(", replaced {replaced}")

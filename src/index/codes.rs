@@ -190,6 +190,54 @@ impl<C: VectorCodec> FlatCodes<C> {
         Ok(replaced.len())
     }
 
+    /// `add_stream` (`replace`: `upsert_stream`): each chunk is encoded and appended as
+    /// it comes; the rows and the packed run change once, after the last chunk (one
+    /// `add` per chunk re-packed every stored code each time). Given ids are checked
+    /// before any chunk is read; on an error the appended codes are cut off again.
+    /// Returns how many vectors were replaced.
+    fn stream_rows(
+        &mut self,
+        ids: Option<&[u64]>,
+        replace: bool,
+        next: &mut dyn FnMut() -> Result<Option<Vec<f32>>>,
+    ) -> Result<usize> {
+        let admitted = match ids {
+            Some(ids) => Some(self.rows.admit(ids.len(), Some(ids), replace)?),
+            None => None,
+        };
+        let lens = (self.codes.len(), self.aux.len(), self.raw.len());
+        let dim = self.dim;
+        let streamed = crate::index::drive_stream(dim, ids, next, |v, chunk_ids| {
+            check_add(dim, v, chunk_ids)?;
+            self.append(v)
+        })
+        .and_then(|total| match admitted {
+            Some(r) => Ok((total, r)),
+            // The default ids continue the numbering.
+            None => self.rows.admit(total, None, false).map(|r| (total, r)),
+        });
+        let (total, replaced) = match streamed {
+            Ok(t) => t,
+            Err(e) => {
+                if self.codes.len() > lens.0 {
+                    self.codes.to_mut().truncate(lens.0);
+                }
+                if self.aux.len() > lens.1 {
+                    self.aux.to_mut().truncate(lens.1);
+                }
+                if self.raw.len() > lens.2 {
+                    self.raw.to_mut().truncate(lens.2);
+                }
+                return Err(e);
+            }
+        };
+        if total > 0 {
+            self.rows.push_replacing(total, ids, &replaced);
+            self.repack()?;
+        }
+        Ok(replaced.len())
+    }
+
     /// Encodes `vectors` (checked by the caller) and appends their codes, terms and
     /// kept vectors, leaving the rows and the packed run to the caller; on an error
     /// nothing is appended.
@@ -347,43 +395,14 @@ impl<C: VectorCodec> Index for FlatCodes<C> {
         ids: Option<&[u64]>,
         next: &mut dyn FnMut() -> Result<Option<Vec<f32>>>,
     ) -> Result<()> {
-        // Each chunk is encoded and appended as it comes; the rows and the packed run
-        // change once, after the last chunk (one `add` per chunk re-packed every stored
-        // code each time). On an error the appended codes are cut off again.
-        if let Some(ids) = ids {
-            self.check_ids(ids)?;
-        }
-        let lens = (self.codes.len(), self.aux.len(), self.raw.len());
-        let dim = self.dim;
-        let streamed = crate::index::drive_stream(dim, ids, next, |v, chunk_ids| {
-            check_add(dim, v, chunk_ids)?;
-            self.append(v)
-        })
-        .and_then(|total| match ids {
-            // Given ids were checked above; the default ones continue the numbering.
-            Some(_) => Ok(total),
-            None => self.rows.admit(total, None, false).map(|_| total),
-        });
-        let total = match streamed {
-            Ok(total) => total,
-            Err(e) => {
-                if self.codes.len() > lens.0 {
-                    self.codes.to_mut().truncate(lens.0);
-                }
-                if self.aux.len() > lens.1 {
-                    self.aux.to_mut().truncate(lens.1);
-                }
-                if self.raw.len() > lens.2 {
-                    self.raw.to_mut().truncate(lens.2);
-                }
-                return Err(e);
-            }
-        };
-        if total > 0 {
-            self.rows.push_replacing(total, ids, &[]);
-            self.repack()?;
-        }
-        Ok(())
+        self.stream_rows(ids, false, next).map(|_| ())
+    }
+    fn upsert_stream(
+        &mut self,
+        ids: &[u64],
+        next: &mut dyn FnMut() -> Result<Option<Vec<f32>>>,
+    ) -> Result<usize> {
+        self.stream_rows(Some(ids), true, next)
     }
     fn check_ids(&self, ids: &[u64]) -> Result<()> {
         self.rows.admit(ids.len(), Some(ids), false).map(|_| ())

@@ -278,6 +278,28 @@ pub trait Index: Send + Sync {
         let dim = self.dim();
         drive_stream(dim, ids, next, |v, chunk_ids| self.add(v, chunk_ids)).map(|_| ())
     }
+    /// [`Index::upsert`] of the vectors a stream yields (see [`Index::add_stream`]), with
+    /// `ids` those of every row of the stream: the live vectors holding any of them are
+    /// deleted once the new ones are in; returns how many were. IVF and flat-code
+    /// indexes take the stream in one piece (one layout, ids checked before the first
+    /// chunk is read, an id repeated anywhere in the stream refused); the others upsert
+    /// each chunk as it comes.
+    ///
+    /// # Errors
+    /// As [`Index::add_stream`].
+    fn upsert_stream(
+        &mut self,
+        ids: &[u64],
+        next: &mut dyn FnMut() -> Result<Option<Vec<f32>>>,
+    ) -> Result<usize> {
+        let dim = self.dim();
+        let mut replaced = 0;
+        drive_stream(dim, Some(ids), next, |v, chunk_ids| {
+            replaced += self.upsert(v, chunk_ids.unwrap_or_default())?;
+            Ok(())
+        })?;
+        Ok(replaced)
+    }
     /// Deletes the vectors with these ids (a tombstone per vector: every search skips
     /// them at once; [`Index::compact`] frees their space). Unknown ids are ignored;
     /// returns how many vectors were newly deleted.

@@ -657,5 +657,50 @@ fn add_stream_equals_chunked_adds_and_fails_unchanged() {
                 "{spec}: changed by a failed stream with ids"
             );
         }
+
+        // Upserts: 40 ids held (ids[100..140]) and 30 new ones, in chunks of 45 and 25,
+        // equal chunked upserts; an id repeated across chunks is refused before any
+        // chunk is read, the index unchanged.
+        let up: Vec<u64> = ids[100..140]
+            .iter()
+            .copied()
+            .chain(200_000..200_030)
+            .collect();
+        let a = one_by_one.upsert(&rows(0, 45), &up[..45]).unwrap();
+        let b = one_by_one.upsert(&rows(45, 70), &up[45..]).unwrap();
+        assert_eq!(a + b, 40, "{spec}");
+        let mut chunks = vec![rows(0, 45), rows(45, 70)].into_iter();
+        let replaced = streamed
+            .upsert_stream(&up, &mut || Ok(chunks.next()))
+            .unwrap();
+        assert_eq!(replaced, 40, "{spec}");
+        assert_eq!(streamed.len(), 1730, "{spec}");
+        assert!(
+            bytes(&*one_by_one, "i.vq") == bytes(&*streamed, "j.vq"),
+            "{spec}: streamed upserts differ"
+        );
+        let before = bytes(&*streamed, "k.vq");
+        let twice: Vec<u64> = (0..20u64).map(|i| 300_000 + i % 15).collect();
+        let mut reads = 0;
+        let e = streamed
+            .upsert_stream(&twice, &mut || {
+                reads += 1;
+                Ok(Some(rows(0, 10)))
+            })
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::DuplicateId {
+                    id: 300_000,
+                    row: 15,
+                    within_batch: true,
+                    ..
+                }
+            ),
+            "{spec}: {e}"
+        );
+        assert_eq!(reads, 0, "{spec}");
+        assert!(before == bytes(&*streamed, "l.vq"), "{spec}");
     }
 }
