@@ -219,7 +219,7 @@ impl PyIndex {
     /// --
     ///
     /// Adds the rows of ``x`` (float32 ``(n, d)``) with ``ids`` (``n`` non-negative
-    /// integers; default: consecutive from the current count). NaN/inf, a wrong
+    /// integers; default: consecutive past the largest id held). NaN/inf, a wrong
     /// dimension or an id already present raise ``ValueError``.
     ///
     /// >>> index.add(x)                      # ids 0..n-1

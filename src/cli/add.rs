@@ -17,8 +17,10 @@ pub struct AddArgs {
     /// Vectors to add.
     #[arg(long)]
     vectors: PathBuf,
-    /// Id of the first new vector (default: the index's current length); the rest
-    /// follow consecutively. Ids already in the index are refused unless --upsert.
+    /// Id of the first new vector (default: one past the largest id the index holds,
+    /// deleted ones included, so default ids never collide); the rest follow
+    /// consecutively. Ids already in
+    /// the index are refused unless --upsert.
     #[arg(long)]
     first_id: Option<u64>,
     /// Replace the vectors that already hold any of the new ids (they are deleted once
@@ -46,8 +48,18 @@ pub fn run(a: AddArgs) -> Result<()> {
         return Err(Error::dim(a.vectors.display().to_string(), idx.dim(), dim));
     }
     let before = idx.len();
-    // Default ids continue the insertion numbering (deleted rows included).
-    let start = a.first_id.unwrap_or((before + idx.deleted()) as u64);
+    // Default ids continue past every id the index holds (deleted ones included), so
+    // they never collide, also after a compaction.
+    let start = match a.first_id {
+        Some(f) => f,
+        None => idx.next_id().ok_or_else(|| {
+            Error::param(
+                "first-id",
+                "the index holds id 18446744073709551615 (u64::MAX): give the new vectors \
+                 free ids with --first-id",
+            )
+        })?,
+    };
     start
         .checked_add(n as u64)
         .ok_or_else(|| Error::param("first-id", "ids overflow u64"))?;

@@ -161,6 +161,9 @@ impl Index for Flat {
         self.add_rows(vectors, Some(ids), true)
     }
 
+    fn next_id(&self) -> Option<u64> {
+        self.rows.next_id()
+    }
     fn check_ids(&self, ids: &[u64]) -> Result<()> {
         self.rows.admit(ids.len(), Some(ids), false).map(|_| ())
     }
@@ -393,6 +396,9 @@ mod tests {
             }
             fn add(&mut self, v: &[f32], ids: Option<&[u64]>) -> Result<()> {
                 self.0.add(v, ids)
+            }
+            fn next_id(&self) -> Option<u64> {
+                self.0.next_id()
             }
             fn check_ids(&self, ids: &[u64]) -> Result<()> {
                 self.0.check_ids(ids)

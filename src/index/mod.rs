@@ -215,7 +215,7 @@ pub trait Index: Send + Sync {
     fn train(&mut self, _sample: &[f32]) -> Result<()> {
         Ok(())
     }
-    /// Adds row-major `vectors` with `ids` (default: consecutive from the current length).
+    /// Adds row-major `vectors` with `ids` (default: consecutive from [`Index::next_id`]).
     fn add(&mut self, vectors: &[f32], ids: Option<&[u64]>) -> Result<()>;
     /// Adds row-major `vectors` with `ids`, replacing the live vectors that hold any of
     /// these ids: the old rows are deleted once the new ones are in, so the search
@@ -253,9 +253,14 @@ pub trait Index: Send + Sync {
     /// [`Error::DuplicateId`] naming the first colliding id, its position in `ids` and
     /// how many of them collide.
     fn check_ids(&self, ids: &[u64]) -> Result<()>;
+    /// The id the next vector added without explicit ids gets: one past every id the
+    /// index holds (deleted ones included) and at least its row count, so default ids
+    /// never collide — also after explicit ids or [`Index::compact`]. `None` when that
+    /// would pass `u64::MAX`.
+    fn next_id(&self) -> Option<u64>;
     /// Adds the vectors a stream yields, chunk after chunk: `next` returns the next chunk
     /// (row-major) or `None` after the last. `ids` are the ids of every row the stream
-    /// will yield, in order (default: consecutive from the current length); the result
+    /// will yield, in order (default: consecutive from [`Index::next_id`]); the result
     /// is that of one [`Index::add`] per chunk with its share of them, and row numbers
     /// in the errors count from the stream's first row. IVF indexes, whose `add` lays
     /// every list out again, check the ids first, encode each chunk as it comes and lay

@@ -122,8 +122,8 @@ impl Rows {
     }
 
     /// Checks the ids of `n` rows about to be added, before anything is added:
-    /// `ids` (default: consecutive from the current row count) must not repeat within the
-    /// batch, and must not be held by a live row — unless `replace`, when the live rows
+    /// `ids` (default: consecutive from [`Rows::next_id`], which cannot collide) must not
+    /// repeat within the batch, and must not be held by a live row — unless `replace`, when the live rows
     /// holding them are returned, to be deleted by [`Rows::push_replacing`] once the new
     /// rows are in.
     ///
@@ -131,17 +131,27 @@ impl Rows {
     /// [`Error::DuplicateId`] naming the first colliding id, its row in the batch and
     /// how many rows of the batch collide.
     pub fn admit(&self, n: usize, ids: Option<&[u64]>, replace: bool) -> Result<Vec<usize>> {
-        let base = self.len() as u64;
-        let (lo, hi) = match ids {
-            Some(ids) => {
-                check_batch_ids(ids)?;
-                match (ids.iter().min(), ids.iter().max()) {
-                    (Some(&a), Some(&b)) => (a, b),
-                    _ => return Ok(Vec::new()),
-                }
-            }
+        let ids = match ids {
+            Some(ids) => ids,
             None if n == 0 => return Ok(Vec::new()),
-            None => (base, base + n as u64 - 1),
+            // Default ids lie past every id held: they cannot collide.
+            None => {
+                return match self.next_id().and_then(|b| b.checked_add(n as u64 - 1)) {
+                    Some(_) => Ok(Vec::new()),
+                    None => Err(Error::param(
+                        "ids",
+                        format!(
+                            "default ids for {n} vectors would pass {}: give them explicit ids",
+                            u64::MAX
+                        ),
+                    )),
+                };
+            }
+        };
+        check_batch_ids(ids)?;
+        let (lo, hi) = match (ids.iter().min(), ids.iter().max()) {
+            (Some(&a), Some(&b)) => (a, b),
+            _ => return Ok(Vec::new()),
         };
         if self.live() == 0 {
             return Ok(Vec::new());
@@ -152,11 +162,9 @@ impl Rows {
         if lo > bound {
             return Ok(Vec::new());
         }
-        let mut sorted = ids.map(<[u64]>::to_vec).unwrap_or_default();
+        let mut sorted = ids.to_vec();
         sorted.sort_unstable();
-        let in_batch = |id: u64| {
-            (lo..=hi).contains(&id) && (ids.is_none() || sorted.binary_search(&id).is_ok())
-        };
+        let in_batch = |id: u64| (lo..=hi).contains(&id) && sorted.binary_search(&id).is_ok();
         let taken: Vec<usize> = (0..self.len())
             .filter(|&r| in_batch(self.ids[r]) && self.is_live(r))
             .collect();
@@ -166,13 +174,12 @@ impl Rows {
         let mut hit: Vec<u64> = taken.iter().map(|&r| self.ids[r]).collect();
         hit.sort_unstable();
         hit.dedup();
-        let batch_id = |row: usize| ids.map_or(base + row as u64, |v| v[row]);
         let colliding: Vec<usize> = (0..n)
-            .filter(|&r| hit.binary_search(&batch_id(r)).is_ok())
+            .filter(|&r| hit.binary_search(&ids[r]).is_ok())
             .collect();
         let row = colliding[0];
         Err(Error::DuplicateId {
-            id: batch_id(row),
+            id: ids[row],
             row,
             count: colliding.len(),
             within_batch: false,
@@ -202,19 +209,33 @@ impl Rows {
         newly
     }
 
-    /// Appends `n` rows with `ids` (default: consecutive from the current row count).
-    /// Callers check the ids first with [`Rows::admit`].
+    /// The first default id: one past every id held (deleted rows' included), and at
+    /// least the row count — so default ids continue the numbering and never collide,
+    /// also after explicit ids or a compaction. `None` when that would pass `u64::MAX`.
+    pub fn next_id(&self) -> Option<u64> {
+        if self.ids.is_empty() {
+            return Some(0);
+        }
+        let top = *self
+            .max_id
+            .get_or_init(|| self.ids.iter().copied().max().unwrap_or(0));
+        top.checked_add(1).map(|t| t.max(self.len() as u64))
+    }
+
+    /// Appends `n` rows with `ids` (default: consecutive from [`Rows::next_id`]).
+    /// Callers check the ids first with [`Rows::admit`] (which refuses default ids past
+    /// `u64::MAX`; unchecked, they would saturate there).
     pub fn push(&mut self, n: usize, ids: Option<&[u64]>) {
+        let base = self.next_id().unwrap_or(u64::MAX);
         let v = self.ids.to_mut();
-        let base = v.len() as u64;
         match ids {
             Some(ids) => v.extend_from_slice(ids),
-            None => v.extend(base..base + n as u64),
+            None => v.extend((0..n as u64).map(|i| base.saturating_add(i))),
         }
         if let Some(m) = self.max_id.get_mut() {
             let top = match ids {
                 Some(ids) => ids.iter().copied().max(),
-                None => (n > 0).then(|| base + n as u64 - 1),
+                None => (n > 0).then(|| base.saturating_add(n as u64 - 1)),
             };
             *m = top.map_or(*m, |t| t.max(*m));
         }

@@ -350,6 +350,9 @@ impl Index for Scalar {
         self.add_rows(vectors, Some(ids), true)
     }
 
+    fn next_id(&self) -> Option<u64> {
+        self.rows.next_id()
+    }
     fn check_ids(&self, ids: &[u64]) -> Result<()> {
         self.rows.admit(ids.len(), Some(ids), false).map(|_| ())
     }

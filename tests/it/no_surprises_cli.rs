@@ -110,11 +110,12 @@ fn item3_add_refuses_colliding_ids_and_upsert_replaces() {
     let err = fails(&add(&[]), &["100000", "20 of"]);
     assert!(err.contains("--upsert"), "{err}");
     assert_eq!(vecquant::index::open(d.join("sq8.vq")).unwrap().len(), 2020);
-    // Default ids continue the numbering and collide with nothing.
-    ok(&vecquant(
+    // Default ids continue past the largest id held and collide with nothing.
+    let out = ok(&vecquant(
         &["add", "--index", "sq8.vq", "--vectors", "data/query.fvecs"],
         d,
     ));
+    assert!(out.contains("ids 100020..100040"), "{out}");
     // --upsert replaces: the count is unchanged and the old vectors are gone.
     with_value(d, "data/query.fvecs", "moved.fvecs", 0, 0, 50.0);
     let out = ok(&vecquant(
@@ -143,6 +144,17 @@ fn item3_add_refuses_colliding_ids_and_upsert_replaces() {
         d,
     ));
     assert!(out.contains("deleted 1 of 1 "), "{out}");
+    // After a compaction (fewer rows than the largest id), a plain add still takes
+    // fresh ids.
+    ok(&vecquant(
+        &["delete", "--index", "sq8.vq", "--ids", "3,4", "--compact"],
+        d,
+    ));
+    let out = ok(&vecquant(
+        &["add", "--index", "sq8.vq", "--vectors", "data/query.fvecs"],
+        d,
+    ));
+    assert!(out.contains("ids 100040..100060"), "{out}");
 }
 
 /// Item 16: NaN and dimension mismatches name the file and the record, at `add`,

@@ -207,27 +207,42 @@ fn item3_duplicate_ids_are_refused_by_every_kind() {
             ),
             "{spec}: {e}"
         );
-        // Default ids continue from the row count: they collide with explicit ids.
+        // Default ids continue past every id held (here the explicit N + 1 above the
+        // row count): they never collide.
         idx.add(one, Some(&[N as u64 + 1])).unwrap();
-        let e = idx.add(&x[..2 * DIM], None).expect_err(&spec);
-        assert!(
-            matches!(
-                e,
-                Error::DuplicateId {
-                    row: 0,
-                    count: 1,
-                    ..
-                }
-            ),
-            "{spec}: {e}"
+        assert_eq!(idx.next_id(), Some(N as u64 + 2), "{spec}");
+        idx.add(&x[..2 * DIM], None).unwrap();
+        assert_eq!(idx.len(), N + 3, "{spec}");
+        assert_eq!(
+            idx.delete(&[N as u64 + 2, N as u64 + 3]).unwrap(),
+            2,
+            "{spec}"
         );
-        assert_eq!(idx.len(), N + 1, "{spec}: refused adds add nothing");
         assert_eq!(idx.delete(&[5, 5]).unwrap(), 1, "{spec}");
         idx.add(one, Some(&[5])).unwrap();
         assert_eq!(idx.len(), N + 1, "{spec}");
         let all = idx.search(one, &SearchParams::with_k(N + 10)).unwrap();
         assert_eq!(all.iter().filter(|h| h.id == 5).count(), 1, "{spec}");
         assert_eq!(idx.delete(&[5]).unwrap(), 1, "{spec}");
+        // After a compaction the row count drops below the ids held: default ids
+        // still continue past them (they restarted at the row count and collided).
+        idx.compact().unwrap();
+        let next = idx.next_id().unwrap();
+        assert!(next > N as u64 + 1, "{spec}: next id {next}");
+        idx.add(&x[..2 * DIM], None).unwrap();
+        let got: Vec<u64> = idx
+            .search(&x[..DIM], &SearchParams::with_k(N + 10))
+            .unwrap()
+            .iter()
+            .map(|h| h.id)
+            .filter(|&id| id >= next)
+            .collect();
+        assert_eq!(got.len(), 2, "{spec}: {got:?}");
+        // An index holding u64::MAX has no default ids left: a typed error.
+        idx.add(one, Some(&[u64::MAX])).unwrap();
+        assert_eq!(idx.next_id(), None, "{spec}");
+        let e = idx.add(one, None).expect_err(&spec);
+        assert!(e.to_string().contains("explicit ids"), "{spec}: {e}");
     }
 }
 

@@ -541,6 +541,9 @@ impl<C: VectorCodec> Index for Hnsw<C> {
         self.add_rows(vectors, Some(ids), true, &|_, _| {})
     }
 
+    fn next_id(&self) -> Option<u64> {
+        self.rows.next_id()
+    }
     fn check_ids(&self, ids: &[u64]) -> Result<()> {
         self.rows.admit(ids.len(), Some(ids), false).map(|_| ())
     }

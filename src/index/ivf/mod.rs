@@ -610,6 +610,9 @@ impl<C: VectorCodec> Index for Ivf<C> {
         self.stream_rows(Some(ids), true, next)
     }
 
+    fn next_id(&self) -> Option<u64> {
+        self.rows.next_id()
+    }
     fn check_ids(&self, ids: &[u64]) -> Result<()> {
         self.rows.admit(ids.len(), Some(ids), false).map(|_| ())
     }

@@ -562,6 +562,9 @@ impl Index for Product {
         self.add_rows(vectors, Some(ids), true)
     }
 
+    fn next_id(&self) -> Option<u64> {
+        self.rows.next_id()
+    }
     fn check_ids(&self, ids: &[u64]) -> Result<()> {
         self.rows.admit(ids.len(), Some(ids), false).map(|_| ())
     }

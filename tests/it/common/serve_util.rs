@@ -440,6 +440,9 @@ impl Index for Gated {
     fn add(&mut self, v: &[f32], ids: Option<&[u64]>) -> vecquant::Result<()> {
         self.0.add(v, ids)
     }
+    fn next_id(&self) -> Option<u64> {
+        self.0.next_id()
+    }
     fn check_ids(&self, ids: &[u64]) -> vecquant::Result<()> {
         self.0.check_ids(ids)
     }
