@@ -19,8 +19,7 @@ pub struct AddArgs {
     vectors: PathBuf,
     /// Id of the first new vector (default: one past the largest id the index holds,
     /// deleted ones included, so default ids never collide); the rest follow
-    /// consecutively. Ids already in
-    /// the index are refused unless --upsert.
+    /// consecutively. Ids already in the index are refused unless --upsert.
     #[arg(long)]
     first_id: Option<u64>,
     /// Replace the vectors that already hold any of the new ids (they are deleted once

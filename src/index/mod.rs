@@ -262,16 +262,17 @@ pub trait Index: Send + Sync {
     /// (row-major) or `None` after the last. `ids` are the ids of every row the stream
     /// will yield, in order (default: consecutive from [`Index::next_id`]); the result
     /// is that of one [`Index::add`] per chunk with its share of them, and row numbers
-    /// in the errors count from the stream's first row. IVF indexes, whose `add` lays
-    /// every list out again, check the ids first, encode each chunk as it comes and lay
-    /// the lists out once at the end, so a streamed build or add of `c` chunks copies
-    /// the index once, not `c` times; the others add each chunk as it comes. Given
-    /// `ids` are checked ([`Index::check_ids`]) before the first chunk is read.
+    /// in the errors count from the stream's first row. IVF and flat-code indexes,
+    /// whose `add` lays out (IVF) or re-packs (fast-scan codes) every stored entry
+    /// again, encode each chunk as it comes and lay out once at the end, so a streamed
+    /// build or add of `c` chunks copies the index once, not `c` times; the others add
+    /// each chunk as it comes. Given `ids` are checked ([`Index::check_ids`]) before the
+    /// first chunk is read.
     ///
     /// # Errors
     /// What `next` or [`Index::add`] returns; [`Error::Param`] when the stream yields
-    /// more or fewer rows than `ids` holds. An IVF index is then unchanged; the others
-    /// keep the chunks added before the failing one.
+    /// more or fewer rows than `ids` holds. An IVF or flat-code index is then unchanged;
+    /// the others keep the chunks added before the failing one.
     fn add_stream(
         &mut self,
         ids: Option<&[u64]>,

@@ -123,9 +123,9 @@ impl Rows {
 
     /// Checks the ids of `n` rows about to be added, before anything is added:
     /// `ids` (default: consecutive from [`Rows::next_id`], which cannot collide) must not
-    /// repeat within the batch, and must not be held by a live row — unless `replace`, when the live rows
-    /// holding them are returned, to be deleted by [`Rows::push_replacing`] once the new
-    /// rows are in.
+    /// repeat within the batch, and must not be held by a live row — unless `replace`,
+    /// when the live rows holding them are returned, to be deleted by
+    /// [`Rows::push_replacing`] once the new rows are in.
     ///
     /// # Errors
     /// [`Error::DuplicateId`] naming the first colliding id, its row in the batch and
@@ -226,21 +226,23 @@ impl Rows {
     /// Callers check the ids first with [`Rows::admit`] (which refuses default ids past
     /// `u64::MAX`; unchecked, they would saturate there).
     pub fn push(&mut self, n: usize, ids: Option<&[u64]>) {
-        let base = self.next_id().unwrap_or(u64::MAX);
-        let v = self.ids.to_mut();
-        match ids {
-            Some(ids) => v.extend_from_slice(ids),
-            None => v.extend((0..n as u64).map(|i| base.saturating_add(i))),
-        }
+        let top = match ids {
+            Some(ids) => {
+                self.ids.to_mut().extend_from_slice(ids);
+                ids.iter().copied().max()
+            }
+            None => {
+                let base = self.next_id().unwrap_or(u64::MAX);
+                let ids = (0..n as u64).map(|i| base.saturating_add(i));
+                self.ids.to_mut().extend(ids);
+                (n > 0).then(|| base.saturating_add(n as u64 - 1))
+            }
+        };
         if let Some(m) = self.max_id.get_mut() {
-            let top = match ids {
-                Some(ids) => ids.iter().copied().max(),
-                None => (n > 0).then(|| base.saturating_add(n as u64 - 1)),
-            };
             *m = top.map_or(*m, |t| t.max(*m));
         }
         if !self.tomb.is_empty() {
-            self.tomb.resize(v.len().div_ceil(64), 0);
+            self.tomb.resize(self.ids.len().div_ceil(64), 0);
         }
     }
 
