@@ -59,9 +59,16 @@ pub fn run(a: AddArgs) -> Result<()> {
             )
         })?,
     };
-    start
-        .checked_add(n as u64)
-        .ok_or_else(|| Error::param("first-id", "ids overflow u64"))?;
+    // The new ids are start..=start + n − 1: the last may be u64::MAX itself.
+    if n > 0 && start.checked_add(n as u64 - 1).is_none() {
+        return Err(Error::param(
+            "first-id",
+            format!(
+                "{n} new ids from {start} run past the largest id, {} (u64::MAX)",
+                u64::MAX
+            ),
+        ));
+    }
     // HNSW reads the new vectors in one piece: each `add` call copies the graph and every
     // stored vector once (then inserts only the new rows), so one call, not one per
     // chunk. The others stream the file.
@@ -71,7 +78,7 @@ pub fn run(a: AddArgs) -> Result<()> {
         Some(c) => c,
         None => super::build::default_chunk(dim),
     };
-    let ids: Vec<u64> = (start..start + n as u64).collect();
+    let ids: Vec<u64> = (0..n as u64).map(|i| start + i).collect();
     let collision = |e: Error| match e {
         Error::DuplicateId {
             id,
@@ -121,7 +128,8 @@ pub fn run(a: AddArgs) -> Result<()> {
     };
     outln!(
         "added {n} vectors (ids {start}..{}) to {}{replacing}: {before} → {}",
-        start + n as u64,
+        // (u128: one past u64::MAX when the last new id is u64::MAX.)
+        u128::from(start) + n as u128,
         a.index.display(),
         idx.len()
     );

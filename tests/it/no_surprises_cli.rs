@@ -155,6 +155,48 @@ fn item3_add_refuses_colliding_ids_and_upsert_replaces() {
         d,
     ));
     assert!(out.contains("ids 100040..100060"), "{out}");
+    // The last new id may be u64::MAX itself; one more is refused before anything is
+    // written, and so are default ids once u64::MAX is held.
+    let add_at = |first: &str| {
+        vecquant(
+            &[
+                "add",
+                "--index",
+                "sq8.vq",
+                "--vectors",
+                "data/query.fvecs",
+                "--first-id",
+                first,
+            ],
+            d,
+        )
+    };
+    let err = fails(&add_at("18446744073709551597"), &["first-id", "u64::MAX"]);
+    assert!(
+        err.contains("20 new ids from 18446744073709551597"),
+        "{err}"
+    );
+    assert_eq!(vecquant::index::open(d.join("sq8.vq")).unwrap().len(), 2057);
+    let out = ok(&add_at("18446744073709551596"));
+    assert!(
+        out.contains("ids 18446744073709551596..18446744073709551616"),
+        "{out}"
+    );
+    let idx = vecquant::index::open(d.join("sq8.vq")).unwrap();
+    assert_eq!(idx.len(), 2077);
+    let last = read_vectors(d.join("data/query.fvecs")).unwrap();
+    // (Query 19 is also held under three earlier ids, at the same distance.)
+    let hits = idx
+        .search(last.row(19), &vecquant::SearchParams::with_k(10))
+        .unwrap();
+    assert!(hits.iter().any(|h| h.id == u64::MAX), "{hits:?}");
+    fails(
+        &vecquant(
+            &["add", "--index", "sq8.vq", "--vectors", "data/query.fvecs"],
+            d,
+        ),
+        &["u64::MAX", "--first-id"],
+    );
 }
 
 /// Item 16: NaN and dimension mismatches name the file and the record, at `add`,
