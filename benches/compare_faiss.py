@@ -18,6 +18,13 @@ every ef. One JSON object per line:
 spec, n, dim, k, recall_at_1, recall_at_10, qps, bytes_per_vector, index_bytes, threads,
 nprobe, ef, plus train_secs, add_secs and groundtruth_secs/groundtruth_qps for the exact
 search.
+
+With --serve, each FAISS spec's index is kept after its rows are printed: the script
+prints {"serving": SPEC} and then times one search per line read from stdin —
+{"nprobe": N}, {"ef": N} or {} (no parameter) — answering {"qps": Q} per line, until
+an empty line or the end of input; then it goes on to the next spec. `vecquant bench
+--compare-faiss` uses this to time the two libraries in alternating rounds (a shared
+machine's speed drifts by tens of per cent within seconds).
 """
 
 import argparse
@@ -141,6 +148,10 @@ def main():
     ap.add_argument("--k-factor", type=int, default=None,
                     help="for refined specs (`...,RFlat`): re-rank k·k_factor candidates "
                          "(vecquant's --rerank R is k_factor = R / k)")
+    ap.add_argument("--serve", action="store_true",
+                    help="after each FAISS spec's rows, time searches on request "
+                         "(stdin lines {\"nprobe\": N}, {\"ef\": N} or {}) until an "
+                         "empty line")
     ap.add_argument("--seed", type=int, default=None,
                     help="seed for the PQ/IVF k-means (faiss default when omitted)")
     args = ap.parse_args()
@@ -222,6 +233,24 @@ def main():
             emit(spec, r1, r10, qps, code_size, blob.size, train_secs, add_secs,
                  nprobe=value if name == "nprobe" else None,
                  ef=value if name == "efSearch" else None)
+        if args.serve:
+            serve(spec, index, xq, args.k)
+
+
+def serve(spec, index, xq, k):
+    """Times searches of `index` on request (see the module's help) until an empty
+    line or the end of input."""
+    print(json.dumps({"serving": spec}), flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            return
+        req = json.loads(line)
+        if "nprobe" in req:
+            faiss.ParameterSpace().set_index_parameter(index, "nprobe", int(req["nprobe"]))
+        elif "ef" in req:
+            faiss.ParameterSpace().set_index_parameter(index, "efSearch", int(req["ef"]))
+        _, _, qps = timed_search(index, xq, k)
+        print(json.dumps({"qps": qps}), flush=True)
 
 
 def run_hnswlib(spec, args, xb, xq, gt, efs, emit, build_threads):

@@ -135,6 +135,13 @@ pub fn markdown_report(setup: &BenchSetup, rows: &[BenchRow], faiss: &[FaissRow]
     md.push_str(
         "\n![recall vs memory](recall_vs_memory.png)\n\n![recall vs QPS](recall_vs_qps.png)\n",
     );
+    if !faiss.is_empty() {
+        md.push_str(&format!(
+            "\nQPS 1 thr and faiss QPS of the rows compared: each side's best of {TIMING_ROUNDS} \
+             single-threaded timings (each at least 0.2 s), taken in alternating rounds — \
+             vecquant, FAISS, vecquant, … — so that both see the same machine load.\n"
+        ));
+    }
     if faiss.is_empty() {
         md.push_str("\nFAISS was not run (`vecquant bench --compare-faiss --python PATH` runs `benches/compare_faiss.py` on the same files).\n");
     }
@@ -227,15 +234,23 @@ pub fn results_json(setup: &BenchSetup, rows: &[BenchRow], faiss: &[FaissRow]) -
 
 /// The FAISS row measured with the same spec and sweep parameter as `r`.
 fn faiss_match<'a>(r: &BenchRow, faiss: &'a [FaissRow]) -> Option<&'a FaissRow> {
-    if r.params.rerank != 0 {
-        return None;
-    }
-    faiss.iter().find(|f| {
-        f.spec == r.spec
-            && (!r.spec.starts_with("IVF") || f.nprobe == Some(r.params.nprobe))
-            && (!r.spec.starts_with("HNSW") || f.ef == Some(r.params.ef_search))
-    })
+    faiss.iter().find(|f| faiss_matches(r, f))
 }
+
+/// Whether `f` is FAISS's measurement of `r`'s search: the same spec and sweep
+/// parameter (`nprobe` for IVF, `ef` for HNSW), and `r` not re-ranked.
+pub fn faiss_matches(r: &BenchRow, f: &FaissRow) -> bool {
+    r.params.rerank == 0
+        && f.spec == r.spec
+        && (!r.spec.starts_with("IVF") || f.nprobe == Some(r.params.nprobe))
+        && (!r.spec.starts_with("HNSW") || f.ef == Some(r.params.ef_search))
+}
+
+/// Timings of each side of a FAISS comparison (`vecquant bench --compare-faiss`): the
+/// rows compared keep the best of this many single-threaded timings per side, taken in
+/// alternating rounds (vecquant, FAISS, vecquant, …) so that both see the same load on
+/// a shared machine.
+pub const TIMING_ROUNDS: usize = 3;
 
 /// The first ten cells of a row of [`markdown_table`] (spec … MSE/D(R)), with the
 /// leading and trailing `|`.

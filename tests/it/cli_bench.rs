@@ -218,7 +218,10 @@ fn item15_bench_and_gen_help_have_runnable_examples_and_the_default_set() {
 /// rows of the same spec (so both sides of a row are measured close in time), times
 /// FAISS's exact search only once, skips specs FAISS lacks, reports a spec whose run
 /// failed by name and goes on, and stops calling after the interpreter itself fails
-/// (exit status 2: numpy or faiss-cpu missing). A stand-in interpreter logs its calls.
+/// (exit status 2: numpy or faiss-cpu missing). A script that serves (PQ4 here) is
+/// asked for two more timings of each row both sides measured, and each side keeps its
+/// best; one that exits keeps its one timing (Flat). A stand-in interpreter logs its
+/// calls.
 #[test]
 fn faiss_comparison_runs_spec_by_spec() {
     use std::os::unix::fs::PermissionsExt;
@@ -236,6 +239,14 @@ spec=$2
 if [ -e exit2 ]; then echo "needs numpy" >&2; exit 2; fi
 if [ "$spec" = "SQ8" ]; then echo "boom" >&2; exit 1; fi
 echo "{\"spec\": \"$spec\", \"recall_at_1\": 0.5, \"recall_at_10\": 0.25, \"qps\": 1234.0, \"bytes_per_vector\": 8.0, \"groundtruth_secs\": null}"
+if [ "$spec" = "PQ4" ]; then
+  echo "{\"serving\": \"PQ4\"}"
+  while read -r line; do
+    [ -z "$line" ] && break
+    echo "$line" >> requests.txt
+    echo "{\"qps\": 5000.0}"
+  done
+fi
 "#,
     )
     .unwrap();
@@ -276,7 +287,10 @@ echo "{\"spec\": \"$spec\", \"recall_at_1\": 0.5, \"recall_at_10\": 0.25, \"qps\
             .to_string()
     };
     assert!(row("Flat").contains("| 0.2500 | 1234 |"), "{md}");
-    assert!(row("PQ4").contains("| 0.2500 | 1234 |"), "{md}");
+    assert!(row("PQ4").contains("| 0.2500 | 5000 |"), "{md}");
+    assert!(md.contains("best of 3"), "{md}");
+    let requests = std::fs::read_to_string(d.join("requests.txt")).unwrap();
+    assert_eq!(requests, "{}\n{}\n", "two more timings of PQ4's one row");
     assert!(row("SQ8").ends_with("| – | – | – |"), "{md}");
 
     // The interpreter cannot run the script: one call, one note, no FAISS columns.

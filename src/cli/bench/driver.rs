@@ -189,78 +189,94 @@ fn unparsable_piece(rest: &[&str], list: &str) -> Error {
     Error::param("--specs", msg)
 }
 
-/// Runs every spec × parameter set on `data`; `progress` is told what is happening.
-pub fn run(
+/// Every spec of `cfg` through [`run_spec`], rows only (the tests' driver; the bench
+/// runs spec by spec to time FAISS between them).
+#[cfg(test)]
+pub(crate) fn run(
     data: &LoadedDataset,
     cfg: &BenchConfig,
     mut progress: impl FnMut(&str),
 ) -> Result<Vec<BenchRow>> {
+    let mut rows = Vec::new();
+    for spec in &cfg.specs {
+        rows.extend(run_spec(data, cfg, spec, &mut progress)?.0);
+    }
+    Ok(rows)
+}
+
+/// Builds `spec` on `data`, searches it with every parameter set of `cfg`'s sweeps
+/// (recall, QPS on one thread and on `cfg.threads`, memory, distortion) and returns
+/// the rows with the index they measured (for more timings of the same searches).
+pub fn run_spec(
+    data: &LoadedDataset,
+    cfg: &BenchConfig,
+    spec: &str,
+    mut progress: impl FnMut(&str),
+) -> Result<(Vec<BenchRow>, Box<dyn Index>)> {
     let threads = if cfg.threads == 0 {
         rayon::current_num_threads()
     } else {
         cfg.threads
     };
     let mut rows = Vec::new();
-    for spec in &cfg.specs {
-        progress(&format!("building {spec}"));
-        let opts = BuildOptions {
-            keep_raw: cfg.build.keep_raw || cfg.rerank > 0,
-            ..cfg.build
-        };
-        let (index, build_secs) = build(spec, &data.data, &opts)?;
-        let (mse, mse_ratio) = distortion(index.as_ref(), &data.data.base)?;
-        let raw_bytes = if opts.keep_raw && mse.is_some() {
-            index.len() * index.dim() * 4
-        } else {
-            0
-        };
-        let mut sets = sweep_params(spec, &cfg.params, cfg);
-        if cfg.rerank > 0 && mse.is_some() {
-            let plain = sets.clone();
-            sets.extend(plain.iter().map(|p| p.rerank(cfg.rerank)));
-            // Codes with error bounds also re-rank adaptively, from a pool ten times as
-            // deep: only candidates whose lower bound beats the k-th exact distance are
-            // re-scored, so the pool must hold them all (a pool cut short by lower
-            // bounds favours the least certain rows), and the row reports how many
-            // were re-scored per query.
-            if spec
-                .parse::<IndexSpec>()
-                .is_ok_and(|t| t.has_error_bounds())
-            {
-                sets.extend(plain.iter().map(|p| {
-                    p.rerank(cfg.rerank.saturating_mul(ADAPTIVE_POOL))
-                        .adaptive_rerank(true)
-                }));
-            }
-        }
-        for params in &sets {
-            progress(&format!("searching {spec}"));
-            let (res, qps, reranked) = timed_search(index.as_ref(), &data.data.query, params, 1)?;
-            let (_, qps_all, _) = timed_search(index.as_ref(), &data.data.query, params, threads)?;
-            let reranked_per_query = reranked.filter(|_| params.rerank > 0);
-            rows.push(BenchRow {
-                dataset: data.name.clone(),
-                spec: spec.clone(),
-                params: *params,
-                n: index.len(),
-                dim: index.dim(),
-                k: params.k,
-                recall_at_1: recall_at_1(&res, &data.gt),
-                recall_at_10: recall_at_k(&res, &data.gt, 10.min(params.k)),
-                qps,
-                qps_all_threads: qps_all,
-                threads,
-                bytes_per_vector: index.bytes_per_vector(),
-                index_bytes: index.memory_bytes(),
-                build_secs,
-                raw_bytes,
-                mse,
-                mse_ratio,
-                reranked_per_query,
-            });
+    progress(&format!("building {spec}"));
+    let opts = BuildOptions {
+        keep_raw: cfg.build.keep_raw || cfg.rerank > 0,
+        ..cfg.build
+    };
+    let (index, build_secs) = build(spec, &data.data, &opts)?;
+    let (mse, mse_ratio) = distortion(index.as_ref(), &data.data.base)?;
+    let raw_bytes = if opts.keep_raw && mse.is_some() {
+        index.len() * index.dim() * 4
+    } else {
+        0
+    };
+    let mut sets = sweep_params(spec, &cfg.params, cfg);
+    if cfg.rerank > 0 && mse.is_some() {
+        let plain = sets.clone();
+        sets.extend(plain.iter().map(|p| p.rerank(cfg.rerank)));
+        // Codes with error bounds also re-rank adaptively, from a pool ten times as
+        // deep: only candidates whose lower bound beats the k-th exact distance are
+        // re-scored, so the pool must hold them all (a pool cut short by lower
+        // bounds favours the least certain rows), and the row reports how many
+        // were re-scored per query.
+        if spec
+            .parse::<IndexSpec>()
+            .is_ok_and(|t| t.has_error_bounds())
+        {
+            sets.extend(plain.iter().map(|p| {
+                p.rerank(cfg.rerank.saturating_mul(ADAPTIVE_POOL))
+                    .adaptive_rerank(true)
+            }));
         }
     }
-    Ok(rows)
+    for params in &sets {
+        progress(&format!("searching {spec}"));
+        let (res, qps, reranked) = timed_search(index.as_ref(), &data.data.query, params, 1)?;
+        let (_, qps_all, _) = timed_search(index.as_ref(), &data.data.query, params, threads)?;
+        let reranked_per_query = reranked.filter(|_| params.rerank > 0);
+        rows.push(BenchRow {
+            dataset: data.name.clone(),
+            spec: spec.to_string(),
+            params: *params,
+            n: index.len(),
+            dim: index.dim(),
+            k: params.k,
+            recall_at_1: recall_at_1(&res, &data.gt),
+            recall_at_10: recall_at_k(&res, &data.gt, 10.min(params.k)),
+            qps,
+            qps_all_threads: qps_all,
+            threads,
+            bytes_per_vector: index.bytes_per_vector(),
+            index_bytes: index.memory_bytes(),
+            build_secs,
+            raw_bytes,
+            mse,
+            mse_ratio,
+            reranked_per_query,
+        });
+    }
+    Ok((rows, index))
 }
 
 #[cfg(test)]

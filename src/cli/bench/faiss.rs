@@ -1,7 +1,9 @@
 //! `vecquant bench --compare-faiss`: runs `benches/compare_faiss.py` on the same data-set
 //! files and reads back its measurements.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 
 use vecquant::Result;
 use vecquant::data::LoadedDataset;
@@ -48,10 +50,65 @@ pub enum Skip {
     Spec(String),
 }
 
-/// Runs `benches/compare_faiss.py` with `python` on the data set for `spec` (one that
-/// [`faiss_compatible`] accepts), with `cfg`'s nprobe/ef sweeps and `k`,
+/// A running `compare_faiss.py --serve` holding one spec's FAISS index: it times one
+/// more search per [`FaissSession::time`] call, so that the bench can time the two
+/// libraries in alternating rounds. Dropping it ends the script.
+pub struct FaissSession {
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    stdout: Option<BufReader<ChildStdout>>,
+}
+
+impl FaissSession {
+    /// A session that times nothing (the script ended without serving).
+    fn ended() -> Self {
+        FaissSession {
+            child: None,
+            stdin: None,
+            stdout: None,
+        }
+    }
+
+    /// QPS of one more single-threaded search of the session's index with `row`'s
+    /// parameter (`nprobe` or `ef`); `None` once the script cannot answer (it exited or
+    /// printed something else), after which the session times nothing more.
+    pub fn time(&mut self, row: &FaissRow) -> Option<f64> {
+        let request = match (row.nprobe, row.ef) {
+            (Some(n), _) => serde_json::json!({ "nprobe": n }),
+            (None, Some(e)) => serde_json::json!({ "ef": e }),
+            (None, None) => serde_json::json!({}),
+        };
+        let answer = (|| {
+            let (w, r) = (self.stdin.as_mut()?, self.stdout.as_mut()?);
+            writeln!(w, "{request}").ok()?;
+            w.flush().ok()?;
+            let mut line = String::new();
+            r.read_line(&mut line).ok()?;
+            serde_json::from_str::<serde_json::Value>(&line).ok()?["qps"].as_f64()
+        })();
+        if answer.is_none() {
+            self.stdin = None;
+            self.stdout = None;
+        }
+        answer
+    }
+}
+
+impl Drop for FaissSession {
+    fn drop(&mut self) {
+        // End of input: the script leaves its serving loop and exits.
+        self.stdin = None;
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs `benches/compare_faiss.py --serve` with `python` on the data set for `spec`
+/// (one that [`faiss_compatible`] accepts), with `cfg`'s nprobe/ef sweeps and `k`,
 /// single-threaded; `time_exact` also times FAISS's exact search (its rows then say how
-/// long). `Ok(Err(_))` when FAISS's side is missing, and why.
+/// long). Returns FAISS's rows and the session that times more searches of its index,
+/// or (`Ok(Err(_))`) why FAISS's side is missing.
 pub fn run_faiss(
     python: &Path,
     script: &Path,
@@ -59,7 +116,7 @@ pub fn run_faiss(
     spec: &str,
     cfg: &BenchConfig,
     time_exact: bool,
-) -> Result<std::result::Result<Vec<FaissRow>, Skip>> {
+) -> Result<std::result::Result<(Vec<FaissRow>, FaissSession), Skip>> {
     let join = |v: &[usize]| {
         v.iter()
             .map(|x| x.to_string())
@@ -74,12 +131,16 @@ pub fn run_faiss(
         .args(["--specs", spec])
         .args(["--threads", "1", "-k", &k.to_string()])
         .args(["--nprobe", &join(&cfg.nprobe_sweep)])
-        .args(["--ef", &join(&cfg.ef_sweep)]);
+        .args(["--ef", &join(&cfg.ef_sweep)])
+        .arg("--serve")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     if !time_exact {
         cmd.arg("--skip-flat");
     }
-    let out = match cmd.output() {
-        Ok(o) => o,
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
         Err(e) => {
             return Ok(Err(Skip::All(format!(
                 "cannot run {}: {e}",
@@ -87,25 +148,59 @@ pub fn run_faiss(
             ))));
         }
     };
-    if !out.status.success() {
-        let why = format!(
-            "compare_faiss.py failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+    // Standard error read on its own thread: a full pipe must not stall the script.
+    let stderr = child.stderr.take().map(|mut e| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut e, &mut s);
+            s
+        })
+    });
+    let mut session = FaissSession {
+        stdin: child.stdin.take(),
+        stdout: child.stdout.take().map(BufReader::new),
+        child: Some(child),
+    };
+    let mut rows = Vec::new();
+    let mut serving = false;
+    if let Some(out) = session.stdout.as_mut() {
+        let mut line = String::new();
+        while matches!(out.read_line(&mut line), Ok(n) if n > 0) {
+            let l = line.trim_start();
+            if l.starts_with("{\"serving\"") {
+                serving = true;
+                break;
+            }
+            if l.starts_with('{') {
+                rows.extend(serde_json::from_str::<FaissRow>(l).ok());
+            }
+            line.clear();
+        }
+    }
+    if serving {
+        return Ok(Ok((rows, session)));
+    }
+    // The script ended without serving: its rows, or why it failed.
+    session.stdin = None;
+    let status = session.child.take().map(|mut c| c.wait());
+    let why = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+    match status {
+        Some(Ok(s)) if s.success() => Ok(Ok((rows, FaissSession::ended()))),
         // Exit status 2: numpy or faiss-cpu is missing (or the arguments, the same for
         // every spec, are wrong) — the environment's failure, not the spec's.
-        return Ok(Err(if out.status.code() == Some(2) {
-            Skip::All(why)
-        } else {
-            Skip::Spec(why)
-        }));
+        Some(Ok(s)) => {
+            let why = format!("compare_faiss.py failed: {}", why.trim());
+            Ok(Err(if s.code() == Some(2) {
+                Skip::All(why)
+            } else {
+                Skip::Spec(why)
+            }))
+        }
+        _ => Ok(Err(Skip::Spec(format!(
+            "compare_faiss.py did not finish: {}",
+            why.trim()
+        )))),
     }
-    let rows = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.trim_start().starts_with('{'))
-        .filter_map(|l| serde_json::from_str::<FaissRow>(l).ok())
-        .collect();
-    Ok(Ok(rows))
 }
 
 #[cfg(test)]

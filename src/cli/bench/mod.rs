@@ -9,10 +9,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use vecquant::Result;
 use vecquant::data::load_dataset;
-use vecquant::eval::report::{BenchRow, FaissRow, markdown_table};
+use vecquant::eval::report::{BenchRow, FaissRow, TIMING_ROUNDS, faiss_matches, markdown_table};
+use vecquant::eval::timed_search;
 use vecquant::index::spec::BuildOptions;
+use vecquant::{Result, SearchParams};
 
 use super::{ParamArgs, spinner};
 use driver::BenchConfig;
@@ -149,15 +150,23 @@ pub fn run(a: BenchArgs) -> Result<()> {
         &cfg.specs,
         a.compare_faiss,
         |spec| {
-            let one = BenchConfig {
-                specs: vec![spec.to_string()],
-                ..cfg.clone()
-            };
-            driver::run(&loaded, &one, |m| say(m))
+            let (rows, index) = driver::run_spec(&loaded, &cfg, spec, |m| say(m))?;
+            let queries = &loaded.data.query;
+            let retime: Retime<'_> = Box::new(move |p: &SearchParams| {
+                timed_search(index.as_ref(), queries, p, 1).map(|t| t.1)
+            });
+            Ok((rows, retime))
         },
         |spec, time_exact| {
             say(&format!("running benches/compare_faiss.py for {spec}"));
-            faiss::run_faiss(&a.python, &script, &loaded, spec, &cfg, time_exact)
+            Ok(
+                faiss::run_faiss(&a.python, &script, &loaded, spec, &cfg, time_exact)?.map(
+                    |(rows, mut session)| {
+                        let retime: RetimeFaiss<'_> = Box::new(move |f: &FaissRow| session.time(f));
+                        (rows, retime)
+                    },
+                ),
+            )
         },
     )?;
     let table = markdown_table(&rows);
@@ -188,17 +197,30 @@ pub fn run(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// One more single-threaded timing (QPS) of the search a row measured.
+type Retime<'a> = Box<dyn FnMut(&SearchParams) -> Result<f64> + 'a>;
+/// One more timing (QPS) of the search a FAISS row measured; `None` once FAISS cannot
+/// answer.
+type RetimeFaiss<'a> = Box<dyn FnMut(&FaissRow) -> Option<f64> + 'a>;
+
 /// Every spec measured by `ours`, and with `compare` each FAISS-compatible one by
-/// `theirs` straight after it, so that the two sides of a row are measured seconds
-/// apart, not minutes (a shared machine's speed drifts). `theirs` times FAISS's exact
-/// search (its flag) until a run has returned rows. A spec whose FAISS run fails is
-/// named in a note and the others still compare; a failure of the interpreter itself
-/// ([`faiss::Skip::All`]) ends the calls, as does having no compatible spec at all.
-fn measure_specs(
+/// `theirs` straight after it; then each row both measured is timed again on both
+/// sides in alternating rounds, and each side keeps its best of [`TIMING_ROUNDS`]
+/// timings — a shared machine's speed drifts by tens of per cent within seconds, so
+/// one timing per side gave ratios that moved from 0.64× to 1.28× between runs of the
+/// same code. `theirs` times FAISS's exact search (its flag) until a run has returned
+/// rows. A spec whose FAISS run fails is named in a note and the others still compare;
+/// a failure of the interpreter itself ([`faiss::Skip::All`]) ends the calls, as does
+/// having no compatible spec at all.
+fn measure_specs<'a>(
     specs: &[String],
     compare: bool,
-    mut ours: impl FnMut(&str) -> Result<Vec<BenchRow>>,
-    mut theirs: impl FnMut(&str, bool) -> Result<std::result::Result<Vec<FaissRow>, faiss::Skip>>,
+    mut ours: impl FnMut(&str) -> Result<(Vec<BenchRow>, Retime<'a>)>,
+    mut theirs: impl FnMut(
+        &str,
+        bool,
+    )
+        -> Result<std::result::Result<(Vec<FaissRow>, RetimeFaiss<'a>), faiss::Skip>>,
 ) -> Result<(Vec<BenchRow>, Vec<FaissRow>)> {
     let mut compare = compare;
     if compare && !specs.iter().any(|s| faiss::faiss_compatible(s)) {
@@ -207,10 +229,24 @@ fn measure_specs(
     }
     let (mut rows, mut faiss) = (Vec::new(), Vec::new());
     for spec in specs {
-        rows.extend(ours(spec)?);
+        let (mut mine, mut retime) = ours(spec)?;
         if compare && faiss::faiss_compatible(spec) {
             match theirs(spec, faiss.is_empty())? {
-                Ok(r) => faiss.extend(r),
+                Ok((mut theirs_rows, mut retime_theirs)) => {
+                    for _ in 1..TIMING_ROUNDS {
+                        for r in mine.iter_mut() {
+                            let Some(f) = theirs_rows.iter_mut().find(|f| faiss_matches(r, f))
+                            else {
+                                continue;
+                            };
+                            r.qps = r.qps.max(retime(&r.params)?);
+                            if let Some(q) = retime_theirs(f) {
+                                f.qps = f.qps.max(q);
+                            }
+                        }
+                    }
+                    faiss.extend(theirs_rows);
+                }
                 Err(faiss::Skip::Spec(why)) => {
                     eprintln!("note: FAISS comparison of {spec} skipped: {why}")
                 }
@@ -220,6 +256,7 @@ fn measure_specs(
                 }
             }
         }
+        rows.extend(mine);
     }
     Ok((rows, faiss))
 }
@@ -229,64 +266,125 @@ mod tests {
     use super::*;
 
     /// Each compatible spec's FAISS run comes straight after vecquant's run of the same
-    /// spec (not all of FAISS after all of vecquant); exact search is timed until a run
-    /// returned rows; a failing spec does not stop the others, a failing interpreter
-    /// does; nothing is called for FAISS without `compare`.
+    /// spec (not all of FAISS after all of vecquant), and the rows both measured are
+    /// then timed again alternately, each side keeping its best; exact search is timed
+    /// until a run returned rows; a failing spec does not stop the others, a failing
+    /// interpreter does; nothing is called for FAISS without `compare`.
     #[test]
     fn faiss_runs_interleave_with_ours_spec_by_spec() {
         let specs: Vec<String> = ["SQ8", "SQ8u", "PQ4", "Flat", "HNSW8", "PQ8"]
             .map(String::from)
             .to_vec();
-        let row = |spec: &str| FaissRow {
+        let row = |spec: &str, qps: f64| FaissRow {
             spec: spec.into(),
             nprobe: None,
             ef: None,
             recall_at_1: 0.5,
             recall_at_10: 0.5,
-            qps: 1.0,
+            qps,
             bytes_per_vector: 1.0,
+        };
+        // Ours: one plain and one re-ranked row per spec (only the plain one is
+        // compared), first timed at 10 QPS.
+        let ours_rows = |spec: &str| -> Vec<BenchRow> {
+            let p = SearchParams::with_k(10);
+            [p, p.rerank(50)]
+                .into_iter()
+                .map(|params| BenchRow {
+                    dataset: "toy".into(),
+                    spec: spec.into(),
+                    params,
+                    n: 100,
+                    dim: 4,
+                    k: 10,
+                    recall_at_1: 1.0,
+                    recall_at_10: 1.0,
+                    qps: 10.0,
+                    qps_all_threads: 20.0,
+                    threads: 2,
+                    bytes_per_vector: 4.0,
+                    index_bytes: 400,
+                    build_secs: 0.1,
+                    raw_bytes: 0,
+                    mse: None,
+                    mse_ratio: None,
+                    reranked_per_query: None,
+                })
+                .collect()
         };
         let run = |compare: bool| {
             let log = std::cell::RefCell::new(Vec::new());
+            let log = &log;
             let (rows, faiss) = measure_specs(
                 &specs,
                 compare,
                 |s| {
                     log.borrow_mut().push(format!("ours {s}"));
-                    Ok(Vec::new())
+                    // Later timings: 30, then 20 QPS (the best, 30, is kept).
+                    let mut next = [30.0, 20.0].into_iter();
+                    let spec = s.to_string();
+                    let retime: Retime<'_> = Box::new(move |p: &SearchParams| {
+                        assert_eq!(p.rerank, 0, "only compared rows are timed again");
+                        log.borrow_mut().push(format!("ours again {spec}"));
+                        Ok(next.next().expect("two more rounds"))
+                    });
+                    Ok((ours_rows(s), retime))
                 },
                 |s, exact| {
                     log.borrow_mut().push(format!("faiss {s} {exact}"));
+                    // FAISS's later timings: 3, then none (it stopped answering).
+                    let mut next = [Some(3.0), None].into_iter();
+                    let spec = s.to_string();
+                    let retime: RetimeFaiss<'_> = Box::new(move |f: &FaissRow| {
+                        assert_eq!(f.spec, spec);
+                        log.borrow_mut().push(format!("faiss again {spec}"));
+                        next.next().expect("two more rounds")
+                    });
                     Ok(match s {
                         "SQ8" => Err(faiss::Skip::Spec("boom".into())),
                         "HNSW8" => Err(faiss::Skip::All("no faiss".into())),
-                        _ => Ok(vec![row(s)]),
+                        _ => Ok((vec![row(s, 2.0)], retime)),
                     })
                 },
             )
             .unwrap();
-            assert!(rows.is_empty());
-            (log.into_inner(), faiss)
+            (log.take(), rows, faiss)
         };
-        let (log, faiss) = run(true);
-        assert_eq!(
-            log,
-            [
-                "ours SQ8",
-                "faiss SQ8 true",
-                "ours SQ8u",
-                "ours PQ4",
-                "faiss PQ4 true",
-                "ours Flat",
-                "faiss Flat false",
-                "ours HNSW8",
-                "faiss HNSW8 false",
-                "ours PQ8",
-            ]
-        );
-        assert_eq!(faiss, [row("PQ4"), row("Flat")]);
-        let (log, faiss) = run(false);
-        assert!(log.iter().all(|l| l.starts_with("ours")) && log.len() == specs.len());
+        let (log, rows, faiss) = run(true);
+        let again = |s: &str| [format!("ours again {s}"), format!("faiss again {s}")];
+        let mut want: Vec<String> = vec!["ours SQ8".into(), "faiss SQ8 true".into()];
+        want.extend([
+            "ours SQ8u".into(),
+            "ours PQ4".into(),
+            "faiss PQ4 true".into(),
+        ]);
+        want.extend(again("PQ4").into_iter().chain(again("PQ4")));
+        want.extend(["ours Flat".into(), "faiss Flat false".into()]);
+        want.extend(again("Flat").into_iter().chain(again("Flat")));
+        want.extend([
+            "ours HNSW8".into(),
+            "faiss HNSW8 false".into(),
+            "ours PQ8".into(),
+        ]);
+        assert_eq!(log, want);
+        assert_eq!(faiss, [row("PQ4", 3.0), row("Flat", 3.0)]);
+        // Every spec's rows, in order; the compared plain rows keep their best timing.
+        let got: Vec<(&str, usize, f64)> = rows
+            .iter()
+            .map(|r| (r.spec.as_str(), r.params.rerank, r.qps))
+            .collect();
+        let mut expect = Vec::new();
+        for s in ["SQ8", "SQ8u", "PQ4", "Flat", "HNSW8", "PQ8"] {
+            let best = if matches!(s, "PQ4" | "Flat") {
+                30.0
+            } else {
+                10.0
+            };
+            expect.extend([(s, 0, best), (s, 50, 10.0)]);
+        }
+        assert_eq!(got, expect);
+        let (log, _, faiss) = run(false);
+        assert!(log.iter().all(|l| l.starts_with("ours ")) && log.len() == specs.len());
         assert!(faiss.is_empty());
     }
 
