@@ -92,7 +92,8 @@ fn item3_add_refuses_colliding_ids_and_upsert_replaces() {
     let d = dir.path();
     small_data(d);
     ok(&build(d, "SQ8", "data/base.fvecs", "sq8.vq"));
-    let add = |extra: &[&str]| {
+    // `add` of the 20 queries with ids from `first` on.
+    let add_at = |first: &str, extra: &[&str]| {
         let mut args = vec![
             "add",
             "--index",
@@ -100,11 +101,12 @@ fn item3_add_refuses_colliding_ids_and_upsert_replaces() {
             "--vectors",
             "data/query.fvecs",
             "--first-id",
-            "100000",
+            first,
         ];
         args.extend_from_slice(extra);
         vecquant(&args, d)
     };
+    let add = |extra: &[&str]| add_at("100000", extra);
     ok(&add(&[]));
     assert_eq!(vecquant::index::open(d.join("sq8.vq")).unwrap().len(), 2020);
     let err = fails(&add(&[]), &["100000", "20 of"]);
@@ -132,13 +134,17 @@ fn item3_add_refuses_colliding_ids_and_upsert_replaces() {
         d,
     ));
     assert!(out.contains("replaced 20"), "{out}");
-    let idx = vecquant::index::open(d.join("sq8.vq")).unwrap();
-    assert_eq!(idx.len(), 2040);
-    let moved = read_vectors(d.join("moved.fvecs")).unwrap();
-    let hits = idx
-        .search(moved.row(0), &vecquant::SearchParams::with_k(1))
-        .unwrap();
-    assert_eq!(hits[0].id, 100000);
+    // The index's size, and the ids of the `k` nearest to row `row` of `file`.
+    let nearest = |file: &str, row: usize, k: usize| {
+        let idx = vecquant::index::open(d.join("sq8.vq")).unwrap();
+        let v = read_vectors(d.join(file)).unwrap();
+        let hits = idx
+            .search(v.row(row), &vecquant::SearchParams::with_k(k))
+            .unwrap();
+        (idx.len(), hits.iter().map(|h| h.id).collect::<Vec<u64>>())
+    };
+    let (len, ids) = nearest("moved.fvecs", 0, 1);
+    assert_eq!((len, ids[0]), (2040, 100000));
     let out = ok(&vecquant(
         &["delete", "--index", "sq8.vq", "--ids", "100000,100000"],
         d,
@@ -157,39 +163,24 @@ fn item3_add_refuses_colliding_ids_and_upsert_replaces() {
     assert!(out.contains("ids 100040..100060"), "{out}");
     // The last new id may be u64::MAX itself; one more is refused before anything is
     // written, and so are default ids once u64::MAX is held.
-    let add_at = |first: &str| {
-        vecquant(
-            &[
-                "add",
-                "--index",
-                "sq8.vq",
-                "--vectors",
-                "data/query.fvecs",
-                "--first-id",
-                first,
-            ],
-            d,
-        )
-    };
-    let err = fails(&add_at("18446744073709551597"), &["first-id", "u64::MAX"]);
+    let err = fails(
+        &add_at("18446744073709551597", &[]),
+        &["first-id", "u64::MAX"],
+    );
     assert!(
         err.contains("20 new ids from 18446744073709551597"),
         "{err}"
     );
     assert_eq!(vecquant::index::open(d.join("sq8.vq")).unwrap().len(), 2057);
-    let out = ok(&add_at("18446744073709551596"));
+    let out = ok(&add_at("18446744073709551596", &[]));
     assert!(
         out.contains("ids 18446744073709551596..18446744073709551616"),
         "{out}"
     );
-    let idx = vecquant::index::open(d.join("sq8.vq")).unwrap();
-    assert_eq!(idx.len(), 2077);
-    let last = read_vectors(d.join("data/query.fvecs")).unwrap();
     // (Query 19 is also held under three earlier ids, at the same distance.)
-    let hits = idx
-        .search(last.row(19), &vecquant::SearchParams::with_k(10))
-        .unwrap();
-    assert!(hits.iter().any(|h| h.id == u64::MAX), "{hits:?}");
+    let (len, ids) = nearest("data/query.fvecs", 19, 10);
+    assert_eq!(len, 2077);
+    assert!(ids.contains(&u64::MAX), "{ids:?}");
     fails(
         &vecquant(
             &["add", "--index", "sq8.vq", "--vectors", "data/query.fvecs"],
