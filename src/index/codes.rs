@@ -84,6 +84,15 @@ pub struct FlatCodes<C: VectorCodec> {
     rows: Rows,
 }
 
+/// Rows encoded for a [`FlatCodes`] add, not yet in the index: codes, auxiliary terms
+/// and kept vectors.
+#[derive(Default)]
+struct Appended {
+    codes: Vec<u8>,
+    aux: Vec<f32>,
+    raw: Vec<f32>,
+}
+
 impl<C: VectorCodec> FlatCodes<C> {
     /// An untrained flat index over the quantizer `inner`.
     ///
@@ -184,64 +193,37 @@ impl<C: VectorCodec> FlatCodes<C> {
         let n = check_add(self.dim, vectors, ids)?;
         self.codec()?;
         let replaced = self.rows.admit(n, ids, replace)?;
-        self.append(vectors)?;
-        self.rows.push_replacing(n, ids, &replaced);
-        self.repack()?;
+        let mut new = Appended::default();
+        self.encode_into(vectors, &mut new)?;
+        self.commit(n, ids, &replaced, new)?;
         Ok(replaced.len())
     }
 
-    /// `add_stream` (`replace`: `upsert_stream`): each chunk is encoded and appended as
-    /// it comes; the rows and the packed run change once, after the last chunk (one
-    /// `add` per chunk re-packed every stored code each time). Given ids are checked
-    /// before any chunk is read; on an error the appended codes are cut off again.
-    /// Returns how many vectors were replaced.
+    /// `add_stream` (`replace`: `upsert_stream`): each chunk is encoded as it comes;
+    /// the codes, the rows and the packed run change once, after the last chunk (one
+    /// `add` per chunk re-packed every stored code each time), so an error leaves the
+    /// index unchanged. Given ids are checked before any chunk is read. Returns how many
+    /// vectors were replaced.
     fn stream_rows(
         &mut self,
         ids: Option<&[u64]>,
         replace: bool,
         next: &mut dyn FnMut() -> Result<Option<Vec<f32>>>,
     ) -> Result<usize> {
-        let admitted = match ids {
-            Some(ids) => Some(self.rows.admit(ids.len(), Some(ids), replace)?),
-            None => None,
-        };
-        let lens = (self.codes.len(), self.aux.len(), self.raw.len());
-        let dim = self.dim;
-        let streamed = crate::index::drive_stream(dim, ids, next, |v, chunk_ids| {
-            check_add(dim, v, chunk_ids)?;
-            self.append(v)
-        })
-        .and_then(|total| match admitted {
-            Some(r) => Ok((total, r)),
-            // The default ids continue the numbering.
-            None => self.rows.admit(total, None, false).map(|r| (total, r)),
-        });
-        let (total, replaced) = match streamed {
-            Ok(t) => t,
-            Err(e) => {
-                if self.codes.len() > lens.0 {
-                    self.codes.to_mut().truncate(lens.0);
-                }
-                if self.aux.len() > lens.1 {
-                    self.aux.to_mut().truncate(lens.1);
-                }
-                if self.raw.len() > lens.2 {
-                    self.raw.to_mut().truncate(lens.2);
-                }
-                return Err(e);
-            }
-        };
+        let mut new = Appended::default();
+        let (total, replaced) =
+            crate::index::admit_stream(&self.rows, self.dim, ids, replace, next, |v| {
+                self.encode_into(v, &mut new)
+            })?;
         if total > 0 {
-            self.rows.push_replacing(total, ids, &replaced);
-            self.repack()?;
+            self.commit(total, ids, &replaced, new)?;
         }
         Ok(replaced.len())
     }
 
-    /// Encodes `vectors` (checked by the caller) and appends their codes, terms and
-    /// kept vectors, leaving the rows and the packed run to the caller; on an error
-    /// nothing is appended.
-    fn append(&mut self, vectors: &[f32]) -> Result<()> {
+    /// Encodes `vectors` (checked by the caller) into `new`: their codes, terms and
+    /// kept vectors; on an error `new` is unchanged.
+    fn encode_into(&self, vectors: &[f32], new: &mut Appended) -> Result<()> {
         let codec = self.codec()?;
         let x = crate::vectors::prepared(vectors, self.dim, self.metric);
         if !C::STORES_RAW {
@@ -249,14 +231,30 @@ impl<C: VectorCodec> FlatCodes<C> {
             if codec.has_aux(self.metric) {
                 let aux = codec.aux_terms(&codes, self.metric, &|_| None);
                 check_terms(&aux, f64::MAX, "add", "auxiliary term", 0)?;
-                self.aux.to_mut().extend_from_slice(&aux);
+                new.aux.extend_from_slice(&aux);
             }
-            self.codes.to_mut().extend_from_slice(&codes);
+            new.codes.extend_from_slice(&codes);
         }
         if self.stores_raw() {
-            self.raw.to_mut().extend_from_slice(&x);
+            new.raw.extend_from_slice(&x);
         }
         Ok(())
+    }
+
+    /// Appends `n` encoded rows with their ids (admitted, replacing the rows
+    /// `replaced`) and re-packs the run.
+    fn commit(
+        &mut self,
+        n: usize,
+        ids: Option<&[u64]>,
+        replaced: &[usize],
+        new: Appended,
+    ) -> Result<()> {
+        self.codes.append(new.codes);
+        self.aux.append(new.aux);
+        self.raw.append(new.raw);
+        self.rows.push_replacing(n, ids, replaced);
+        self.repack()
     }
 
     fn search_group(
@@ -404,19 +402,8 @@ impl<C: VectorCodec> Index for FlatCodes<C> {
     ) -> Result<usize> {
         self.stream_rows(Some(ids), true, next)
     }
-    fn next_id(&self) -> Option<u64> {
-        self.rows.next_id()
-    }
-    fn check_ids(&self, ids: &[u64]) -> Result<()> {
-        self.rows.admit(ids.len(), Some(ids), false).map(|_| ())
-    }
+    crate::index::rows_methods!();
 
-    fn delete(&mut self, ids: &[u64]) -> Result<usize> {
-        Ok(self.rows.delete(ids))
-    }
-    fn deleted(&self) -> usize {
-        self.rows.deleted()
-    }
     fn compact(&mut self) -> Result<usize> {
         let dropped = self.rows.deleted();
         if dropped == 0 {

@@ -161,20 +161,7 @@ impl Index for Flat {
         self.add_rows(vectors, Some(ids), true)
     }
 
-    fn next_id(&self) -> Option<u64> {
-        self.rows.next_id()
-    }
-    fn check_ids(&self, ids: &[u64]) -> Result<()> {
-        self.rows.admit(ids.len(), Some(ids), false).map(|_| ())
-    }
-
-    fn delete(&mut self, ids: &[u64]) -> Result<usize> {
-        Ok(self.rows.delete(ids))
-    }
-
-    fn deleted(&self) -> usize {
-        self.rows.deleted()
-    }
+    crate::index::rows_methods!();
 
     fn compact(&mut self) -> Result<usize> {
         self.vectors = self.rows.compact_slab(&self.vectors, self.dim);

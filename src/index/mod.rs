@@ -543,6 +543,59 @@ pub fn check_add(dim: usize, vectors: &[f32], ids: Option<&[u64]>) -> Result<usi
     Ok(n)
 }
 
+/// The [`Index`] methods every kind answers from its `rows` field ([`rows::Rows`]):
+/// `next_id`, `check_ids`, `delete` and `deleted` — one definition instead of a copy in
+/// each kind's `impl Index`.
+macro_rules! rows_methods {
+    () => {
+        fn next_id(&self) -> Option<u64> {
+            self.rows.next_id()
+        }
+        fn check_ids(&self, ids: &[u64]) -> $crate::error::Result<()> {
+            self.rows.admit(ids.len(), Some(ids), false).map(|_| ())
+        }
+        fn delete(&mut self, ids: &[u64]) -> $crate::error::Result<usize> {
+            Ok(self.rows.delete(ids))
+        }
+        fn deleted(&self) -> usize {
+            self.rows.deleted()
+        }
+    };
+}
+pub(crate) use rows_methods;
+
+/// The ids and the chunks of a streamed add or upsert of an index that lays itself out
+/// once (IVF, flat codes): given `ids` are admitted by `rows` (replacing with
+/// `replace`) before any chunk is read, each chunk is checked ([`check_add`]) and
+/// handed to `take`, and default ids are admitted for the rows the stream yielded.
+/// Returns the rows taken and the live rows they replace; `rows` is not changed, so
+/// the caller lays out and pushes the rows once, and an error leaves it all as it was.
+///
+/// # Errors
+/// What [`rows::Rows::admit`], `next`, `check_add` or `take` returns, with the errors of
+/// [`drive_stream`].
+pub(crate) fn admit_stream(
+    rows: &rows::Rows,
+    dim: usize,
+    ids: Option<&[u64]>,
+    replace: bool,
+    next: &mut dyn FnMut() -> Result<Option<Vec<f32>>>,
+    mut take: impl FnMut(&[f32]) -> Result<()>,
+) -> Result<(usize, Vec<usize>)> {
+    let admitted = ids
+        .map(|ids| rows.admit(ids.len(), Some(ids), replace))
+        .transpose()?;
+    let total = drive_stream(dim, ids, next, |v, chunk_ids| {
+        check_add(dim, v, chunk_ids)?;
+        take(v)
+    })?;
+    let replaced = match admitted {
+        Some(r) => r,
+        None => rows.admit(total, None, false)?,
+    };
+    Ok((total, replaced))
+}
+
 /// Runs the stream of an [`Index::add_stream`]: each chunk goes to `take` with its
 /// share of `ids` (an error's rows then count from the stream's first row), and the
 /// stream must yield exactly as many rows as `ids` holds. Returns the rows taken.

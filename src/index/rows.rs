@@ -76,8 +76,9 @@ pub struct Rows {
     /// One bit per row; empty when nothing was deleted.
     tomb: Vec<u64>,
     deleted: usize,
-    /// An upper bound of every id (computed at the first add after a load, then kept up
-    /// to date), so appending new, larger ids needs no scan of the old ones.
+    /// The largest id held, deleted rows' included (computed on first need, kept up to
+    /// date by pushes, forgotten when rows are dropped), so appending new, larger ids
+    /// needs no scan of the old ones.
     max_id: OnceLock<u64>,
 }
 
@@ -281,6 +282,10 @@ impl Rows {
             self.ids = self.compact_slab(&self.ids, 1);
             self.tomb.clear();
             self.deleted = 0;
+            // The dropped ids may have held the largest: recomputed on next need, as
+            // after a reload, so `next_id` does not depend on whether the index was
+            // saved and opened again since.
+            self.max_id = OnceLock::new();
         }
         dropped
     }
@@ -331,7 +336,12 @@ impl Rows {
             ids: Slab::from(ids),
             tomb: Vec::new(),
             deleted: 0,
-            max_id: self.max_id.clone(),
+            // Kept only when every row is (the largest id may be among those left out).
+            max_id: if order.len() == self.len() {
+                self.max_id.clone()
+            } else {
+                OnceLock::new()
+            },
         };
         if self.deleted > 0 {
             let mut tomb = vec![0u64; order.len().div_ceil(64)];

@@ -350,20 +350,7 @@ impl Index for Scalar {
         self.add_rows(vectors, Some(ids), true)
     }
 
-    fn next_id(&self) -> Option<u64> {
-        self.rows.next_id()
-    }
-    fn check_ids(&self, ids: &[u64]) -> Result<()> {
-        self.rows.admit(ids.len(), Some(ids), false).map(|_| ())
-    }
-
-    fn delete(&mut self, ids: &[u64]) -> Result<usize> {
-        Ok(self.rows.delete(ids))
-    }
-
-    fn deleted(&self) -> usize {
-        self.rows.deleted()
-    }
+    crate::index::rows_methods!();
 
     fn compact(&mut self) -> Result<usize> {
         let cs = crate::quant::scalar::code_size(self.dim, self.config.bits);

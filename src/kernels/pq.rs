@@ -273,20 +273,8 @@ mod x86 {
 mod tests {
     use super::*;
     use crate::kernels::Kernels;
+    use crate::quant::product::transpose_books;
     use crate::rng::{RngExt, seeded};
-
-    /// Centroids `m × ksub × dsub` transposed to `m × dsub × ksub`.
-    fn transpose(books: &[f32], m: usize, ks: usize, ds: usize) -> Vec<f32> {
-        let mut t = vec![0.0f32; books.len()];
-        for s in 0..m {
-            for j in 0..ks {
-                for k in 0..ds {
-                    t[(s * ds + k) * ks + j] = books[(s * ks + j) * ds + k];
-                }
-            }
-        }
-        t
-    }
 
     /// Every level's table is bit-identical to the portable one, which equals the
     /// distances computed directly from the centroids.
@@ -303,7 +291,7 @@ mod tests {
             let books: Vec<f32> = (0..m * ks * ds)
                 .map(|_| rng.random::<f32>() * 4.0 - 2.0)
                 .collect();
-            let t = transpose(&books, m, ks, ds);
+            let t = transpose_books(&books, m, ks, ds);
             let q: Vec<f32> = (0..m * ds).map(|_| rng.random::<f32>() * 3.0).collect();
             for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
                 let mut want = vec![0.0f32; m * ks];
@@ -360,7 +348,7 @@ mod tests {
                 let (a, b) = ((s * ks + 3) * ds, (s * ks + 9) * ds);
                 books.copy_within(a..a + ds, b);
             }
-            let t = transpose(&books, m, ks, ds);
+            let t = transpose_books(&books, m, ks, ds);
             let n = 50;
             let mut x: Vec<f32> = (0..n * m * ds)
                 .map(|_| (rng.random::<f32>() * 5.0 - 2.5).round() / 2.0)

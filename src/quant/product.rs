@@ -42,7 +42,7 @@ pub struct ProductQuantizer {
 }
 
 /// `m × ksub × dsub` → `m × dsub × ksub`.
-fn transpose_books(c: &[f32], m: usize, ksub: usize, dsub: usize) -> Vec<f32> {
+pub(crate) fn transpose_books(c: &[f32], m: usize, ksub: usize, dsub: usize) -> Vec<f32> {
     let mut t = vec![0.0f32; c.len()];
     for s in 0..m {
         let (src, dst) = (&c[s * ksub * dsub..], &mut t[s * ksub * dsub..]);

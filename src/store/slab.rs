@@ -99,6 +99,21 @@ impl<T: Plain> Slab<T> {
     }
 }
 
+impl<T: Plain> Slab<T> {
+    /// Appends `v`: nothing for an empty `v` (a mapped slab stays mapped), `v` itself
+    /// for an empty slab (no copy), else an owned copy extended.
+    pub fn append(&mut self, v: Vec<T>) {
+        if v.is_empty() {
+            return;
+        }
+        if self.is_empty() {
+            *self = Slab::from(v);
+        } else {
+            self.to_mut().extend_from_slice(&v);
+        }
+    }
+}
+
 impl<T: Plain> From<Vec<T>> for Slab<T> {
     fn from(v: Vec<T>) -> Self {
         Slab {

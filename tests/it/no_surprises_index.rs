@@ -229,8 +229,11 @@ fn item3_duplicate_ids_are_refused_by_every_kind() {
         idx.compact().unwrap();
         let next = idx.next_id().unwrap();
         assert!(next > N as u64 + 1, "{spec}: next id {next}");
+        // One past the largest id still held (N + 1: the deleted N + 2 and N + 3 are
+        // gone), which is above the N rows left.
+        assert_eq!(next, N as u64 + 2, "{spec}");
         idx.add(&x[..2 * DIM], None).unwrap();
-        let got: Vec<u64> = idx
+        let mut got: Vec<u64> = idx
             .search(&x[..DIM], &SearchParams::with_k(N + 10))
             .unwrap()
             .iter()
@@ -238,6 +241,8 @@ fn item3_duplicate_ids_are_refused_by_every_kind() {
             .filter(|&id| id >= next)
             .collect();
         assert_eq!(got.len(), 2, "{spec}: {got:?}");
+        got.sort_unstable();
+        assert_eq!(got, [next, next + 1], "{spec}: consecutive from next_id");
         // An index holding u64::MAX has no default ids left: a typed error.
         idx.add(one, Some(&[u64::MAX])).unwrap();
         assert_eq!(idx.next_id(), None, "{spec}");

@@ -541,16 +541,7 @@ impl<C: VectorCodec> Index for Hnsw<C> {
         self.add_rows(vectors, Some(ids), true, &|_, _| {})
     }
 
-    fn next_id(&self) -> Option<u64> {
-        self.rows.next_id()
-    }
-    fn check_ids(&self, ids: &[u64]) -> Result<()> {
-        self.rows.admit(ids.len(), Some(ids), false).map(|_| ())
-    }
-
-    fn delete(&mut self, ids: &[u64]) -> Result<usize> {
-        Ok(self.rows.delete(ids))
-    }
+    crate::index::rows_methods!();
 
     fn build_params(&self) -> Vec<(&'static str, String)> {
         let top = self.graph.max_level;
@@ -564,10 +555,6 @@ impl<C: VectorCodec> Index for Hnsw<C> {
             ("raw", crate::index::raw_kept(self.keep_raw)),
         ]
     }
-    fn deleted(&self) -> usize {
-        self.rows.deleted()
-    }
-
     fn compact(&mut self) -> Result<usize> {
         let dropped = self.rows.deleted();
         if dropped == 0 {

@@ -435,22 +435,14 @@ impl<C: VectorCodec> Ivf<C> {
         replace: bool,
         next: &mut dyn FnMut() -> Result<Option<Vec<f32>>>,
     ) -> Result<usize> {
-        let admitted = match ids {
-            Some(ids) => Some(self.rows.admit(ids.len(), Some(ids), replace)?),
-            None => None,
-        };
         let mut entries = self.entries()?;
-        let total = crate::index::drive_stream(self.dim, ids, next, |v, chunk_ids| {
-            check_add(self.dim, v, chunk_ids)?;
-            self.encode_into(v, &mut entries)
-        })?;
+        let (total, replaced) =
+            crate::index::admit_stream(&self.rows, self.dim, ids, replace, next, |v| {
+                self.encode_into(v, &mut entries)
+            })?;
         if total == 0 {
             return Ok(0);
         }
-        let replaced = match admitted {
-            Some(r) => r,
-            None => self.rows.admit(total, None, false)?,
-        };
         self.rows.push_replacing(total, ids, &replaced);
         self.relayout_entries(&entries)?;
         Ok(replaced.len())
@@ -610,16 +602,7 @@ impl<C: VectorCodec> Index for Ivf<C> {
         self.stream_rows(Some(ids), true, next)
     }
 
-    fn next_id(&self) -> Option<u64> {
-        self.rows.next_id()
-    }
-    fn check_ids(&self, ids: &[u64]) -> Result<()> {
-        self.rows.admit(ids.len(), Some(ids), false).map(|_| ())
-    }
-
-    fn delete(&mut self, ids: &[u64]) -> Result<usize> {
-        Ok(self.rows.delete(ids))
-    }
+    crate::index::rows_methods!();
 
     fn build_params(&self) -> Vec<(&'static str, String)> {
         vec![
@@ -627,10 +610,6 @@ impl<C: VectorCodec> Index for Ivf<C> {
             ("raw", crate::index::raw_kept(self.keep_raw)),
         ]
     }
-    fn deleted(&self) -> usize {
-        self.rows.deleted()
-    }
-
     fn compact(&mut self) -> Result<usize> {
         let dropped = self.rows.deleted();
         if dropped == 0 {
