@@ -6,17 +6,21 @@
 //! - [`le_mask`]: bit `i` set where `sums[i] ≤ thr` (the threshold masks of a block,
 //!   recomputed when a scan's threshold tightened after its kernel ran);
 //! - [`strided_minima`]: the minima of the strided groups of a run of sums (the seed
-//!   of an unbounded exact scan, `ExactPass::seed`).
+//!   of an unbounded exact scan, `ExactPass::seed`);
+//! - [`kth_smallest`]: the `k`-th smallest of up to 64 sums (the seed's threshold
+//!   among those minima).
 
 use super::SimdLevel;
 
 type LeMaskFn = unsafe fn(&[u16], u16) -> u64;
 type MinimaFn = unsafe fn(&[u16], &mut [u16]);
+type KthFn = unsafe fn(&[u16], usize) -> u16;
 
 /// The sum kernels of one SIMD level (part of the dispatch table [`super::Kernels`]).
 pub(crate) struct SumsKernels {
     le_mask: LeMaskFn,
     minima: MinimaFn,
+    kth: KthFn,
 }
 
 impl SumsKernels {
@@ -31,15 +35,18 @@ impl SumsKernels {
             SimdLevel::Avx2 => SumsKernels {
                 le_mask: le_mask_avx2,
                 minima: minima_avx2,
+                kth: kth_avx2,
             },
             #[cfg(target_arch = "x86_64")]
             SimdLevel::Avx512 | SimdLevel::Avx512Vbmi => SumsKernels {
                 le_mask: le_mask_avx512,
                 minima: minima_avx512,
+                kth: kth_avx512,
             },
             _ => SumsKernels {
                 le_mask: le_mask_portable,
                 minima: minima_portable,
+                kth: kth_portable,
             },
         }
     }
@@ -51,6 +58,18 @@ impl SumsKernels {
         // SAFETY: the CPU supports this table's level (type invariant of `Kernels`);
         // the kernels read `sums` only.
         unsafe { (self.le_mask)(sums, thr) }
+    }
+
+    /// [`kth_smallest`] at this table's level.
+    #[inline]
+    pub(crate) fn kth_smallest(&self, values: &[u16], k: usize) -> u16 {
+        assert!(
+            (1..=values.len()).contains(&k) && values.len() <= 64,
+            "the {k}-th smallest of {} values",
+            values.len()
+        );
+        // SAFETY: as in `le_mask`; the kernels read `values` only.
+        unsafe { (self.kth)(values, k) }
     }
 
     /// [`strided_minima`] at this table's level.
@@ -72,6 +91,69 @@ pub fn le_mask(sums: &[u16], thr: u16) -> u64 {
 #[inline]
 pub fn strided_minima(sums: &[u16], out: &mut [u16]) {
     super::active().sums.strided_minima(sums, out)
+}
+
+/// The `k`-th smallest of `values` (`1 ≤ k ≤ len ≤ 64`): the smallest value with at
+/// least `k` values at or under it.
+#[inline]
+pub fn kth_smallest(values: &[u16], k: usize) -> u16 {
+    super::active().sums.kth_smallest(values, k)
+}
+
+/// Portable [`kth_smallest`]: for each value, the values at or under it counted
+/// (`len²` compares without data-dependent branches: an insertion sort of a seed's
+/// 32 minima mispredicted).
+#[inline(always)]
+pub fn kth_portable(values: &[u16], k: usize) -> u16 {
+    values.iter().fold(u16::MAX, |t, &x| {
+        let at_or_under: u16 = values.iter().map(|&y| u16::from(y <= x)).sum();
+        if usize::from(at_or_under) >= k {
+            t.min(x)
+        } else {
+            t
+        }
+    })
+}
+
+super::retarget! {
+    /// [`kth_portable`] compiled for AVX2.
+    unsafe fn kth_avx2["avx2"] = kth_portable;
+    (values: &[u16], k: usize) -> u16
+}
+
+/// AVX-512BW [`kth_smallest`]: the values in two registers, and per value one
+/// `vpcmpuw` into a mask and a population count each (the portable count is a
+/// reduction per value, four times the instructions).
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512BW; `values` is at most 64 long.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,popcnt")]
+unsafe fn kth_avx512(values: &[u16], k: usize) -> u16 {
+    use std::arch::x86_64::*;
+    let n = values.len().min(64);
+    let (n0, n1) = (n.min(32), n.saturating_sub(32));
+    let lanes = |c: usize| -> __mmask32 { if c >= 32 { !0 } else { (1u32 << c) - 1 } };
+    let (m0, m1) = (lanes(n0), lanes(n1));
+    // SAFETY: the masked loads read only the `n0` and `n1` lanes set in `m0` and `m1`
+    // (masked lanes never fault), all within `values`; the features are this
+    // function's.
+    let (v0, v1) = unsafe {
+        (
+            _mm512_maskz_loadu_epi16(m0, values.as_ptr() as *const i16),
+            _mm512_maskz_loadu_epi16(m1, values.as_ptr().add(n0) as *const i16),
+        )
+    };
+    values[..n].iter().fold(u16::MAX, |t, &x| {
+        let b = _mm512_set1_epi16(x as i16);
+        let at_or_under = _mm512_mask_cmple_epu16_mask(m0, v0, b).count_ones()
+            + _mm512_mask_cmple_epu16_mask(m1, v1, b).count_ones();
+        if at_or_under as usize >= k {
+            t.min(x)
+        } else {
+            t
+        }
+    })
 }
 
 /// Portable [`le_mask`].
@@ -157,7 +239,7 @@ mod tests {
     use crate::rng::{RngExt, seeded};
 
     /// Every level's masks and minima equal the element-by-element definitions, for
-    /// every length up to 64 (masks) and group counts 1…512 over odd lengths, with
+    /// every length up to 64 (masks, k-th smallest for every k, with ties) and group counts 1…512 over odd lengths, with
     /// thresholds and sums at 0 and `u16::MAX`.
     #[test]
     fn sum_kernels_equal_their_definitions() {
@@ -177,6 +259,26 @@ mod tests {
                         k.sums.le_mask(&sums, thr),
                         want,
                         "{:?} len {len} thr {thr}",
+                        k.level()
+                    );
+                }
+            }
+            for len in 1..=64usize {
+                let spread = [1u16, 3, 2000, u16::MAX][len % 4];
+                let values: Vec<u16> = (0..len)
+                    .map(|_| match rng.random_range(0..8u32) {
+                        0 => 0,
+                        1 => u16::MAX,
+                        _ => rng.random_range(0..=spread),
+                    })
+                    .collect();
+                let mut sorted = values.clone();
+                sorted.sort_unstable();
+                for kk in 1..=len {
+                    assert_eq!(
+                        k.sums.kth_smallest(&values, kk),
+                        sorted[kk - 1],
+                        "{:?} len {len} k {kk}",
                         k.level()
                     );
                 }
