@@ -8,19 +8,23 @@
 //! - [`strided_minima`]: the minima of the strided groups of a run of sums (the seed
 //!   of an unbounded exact scan, `ExactPass::seed`);
 //! - [`kth_smallest`]: the `k`-th smallest of up to 64 sums (the seed's threshold
-//!   among those minima).
+//!   among those minima);
+//! - [`smallest_keys`]: the few smallest of a run of `f32` distances, as sorted
+//!   [`order_key`]s with their positions (an inverted file's nearest lists).
 
 use super::SimdLevel;
 
 type LeMaskFn = unsafe fn(&[u16], u16) -> u64;
 type MinimaFn = unsafe fn(&[u16], &mut [u16]);
 type KthFn = unsafe fn(&[u16], usize) -> u16;
+type SmallestFn = unsafe fn(&[f32], usize, &mut Vec<u64>);
 
 /// The sum kernels of one SIMD level (part of the dispatch table [`super::Kernels`]).
 pub(crate) struct SumsKernels {
     le_mask: LeMaskFn,
     minima: MinimaFn,
     kth: KthFn,
+    smallest: SmallestFn,
 }
 
 impl SumsKernels {
@@ -36,17 +40,20 @@ impl SumsKernels {
                 le_mask: le_mask_avx2,
                 minima: minima_avx2,
                 kth: kth_avx2,
+                smallest: smallest_avx2,
             },
             #[cfg(target_arch = "x86_64")]
             SimdLevel::Avx512 | SimdLevel::Avx512Vbmi => SumsKernels {
                 le_mask: le_mask_avx512,
                 minima: minima_avx512,
                 kth: kth_avx512,
+                smallest: smallest_avx512,
             },
             _ => SumsKernels {
                 le_mask: le_mask_portable,
                 minima: minima_portable,
                 kth: kth_portable,
+                smallest: smallest_portable,
             },
         }
     }
@@ -70,6 +77,18 @@ impl SumsKernels {
         );
         // SAFETY: as in `le_mask`; the kernels read `values` only.
         unsafe { (self.kth)(values, k) }
+    }
+
+    /// [`smallest_keys`] at this table's level.
+    #[inline]
+    pub(crate) fn smallest_keys(&self, x: &[f32], k: usize, out: &mut Vec<u64>) {
+        assert!(
+            (1..=FEW).contains(&k) && k <= x.len() && x.len() <= u32::MAX as usize,
+            "the {k} smallest of {} values",
+            x.len()
+        );
+        // SAFETY: as in `le_mask`; the kernels read `x` and write `out` only.
+        unsafe { (self.smallest)(x, k, out) }
     }
 
     /// [`strided_minima`] at this table's level.
@@ -154,6 +173,154 @@ unsafe fn kth_avx512(values: &[u16], k: usize) -> u16 {
             t
         }
     })
+}
+
+/// The most values [`smallest_keys`] selects.
+pub const FEW: usize = 16;
+
+/// A `u32` whose unsigned order is `f32::total_cmp`'s order of `v`.
+#[inline(always)]
+pub fn order_key(v: f32) -> u32 {
+    let b = v.to_bits() as i32;
+    ((b ^ (((b >> 31) as u32) >> 1) as i32) as u32) ^ 0x8000_0000
+}
+
+/// The inverse of [`order_key`] (the same bits, NaN payloads included).
+#[inline]
+pub fn from_order_key(k: u32) -> f32 {
+    let t = (k ^ 0x8000_0000) as i32;
+    f32::from_bits((t ^ (((t >> 31) as u32) >> 1) as i32) as u32)
+}
+
+/// Sets `out` to the `k` smallest of `order_key(x[i]) << 32 | i` (`1 ≤ k ≤ FEW`,
+/// `k ≤ x.len()`), ascending: the `k` smallest values by `f32::total_cmp`, ties by
+/// position.
+#[inline]
+pub fn smallest_keys(x: &[f32], k: usize, out: &mut Vec<u64>) {
+    super::active().sums.smallest_keys(x, k, out)
+}
+
+/// Strided groups whose minima bound [`smallest_keys`]' selection.
+const GROUPS: usize = 32;
+
+/// Portable [`smallest_keys`]: `t`, the `k`-th smallest of the minima of [`GROUPS`]
+/// strided groups, is at least the `k`-th smallest key (the `k` groups with minima
+/// `≤ t` hold `k` distinct keys `≤ t`), so the answer is among the few keys `≤ t`:
+/// collected in one more pass and sorted. Short runs are sorted whole.
+#[inline(always)]
+pub fn smallest_portable(x: &[f32], k: usize, out: &mut Vec<u64>) {
+    out.clear();
+    let key = |i: usize, v: f32| u64::from(order_key(v)) << 32 | i as u64;
+    if x.len() < 2 * GROUPS {
+        out.extend(x.iter().enumerate().map(|(i, &v)| key(i, v)));
+    } else {
+        let mut minima = [u32::MAX; GROUPS];
+        for row in x.chunks(GROUPS) {
+            for (m, &v) in minima.iter_mut().zip(row) {
+                *m = (*m).min(order_key(v));
+            }
+        }
+        let t = minima.iter().fold(u32::MAX, |t, &m| {
+            let at_or_under: u32 = minima.iter().map(|&y| u32::from(y <= m)).sum();
+            if at_or_under as usize >= k {
+                t.min(m)
+            } else {
+                t
+            }
+        });
+        out.extend(
+            x.iter()
+                .enumerate()
+                .filter(|&(_, &v)| order_key(v) <= t)
+                .map(|(i, &v)| key(i, v)),
+        );
+    }
+    if k < out.len() {
+        out.select_nth_unstable(k);
+        out.truncate(k);
+    }
+    out.sort_unstable();
+}
+
+super::retarget! {
+    /// [`smallest_portable`] compiled for AVX2.
+    unsafe fn smallest_avx2["avx2"] = smallest_portable;
+    (x: &[f32], k: usize, out: &mut Vec<u64>)
+}
+
+/// AVX-512 [`smallest_keys`]: the keys made, their group minima kept and the values
+/// under the bound found sixteen at a time, and the bound counted with one compare
+/// and population count per minimum.
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,popcnt")]
+unsafe fn smallest_avx512(x: &[f32], k: usize, out: &mut Vec<u64>) {
+    use std::arch::x86_64::*;
+    const L: usize = 16;
+    let n = x.len();
+    if n < 2 * GROUPS {
+        return smallest_portable(x, k, out);
+    }
+    let keys = |v: __m512i| {
+        let s = _mm512_srli_epi32::<1>(_mm512_srai_epi32::<31>(v));
+        _mm512_xor_si512(_mm512_xor_si512(v, s), _mm512_set1_epi32(i32::MIN))
+    };
+    let tail = n % L;
+    let tail_mask: __mmask16 = ((1u32 << tail) - 1) as u16;
+    let max = _mm512_set1_epi32(-1);
+    // The keys of the 16 values from `at` (`u32::MAX` past the end).
+    let load = |at: usize| -> __m512i {
+        if at + L <= n {
+            // SAFETY: `at + 16 ≤ n`; the features are this function's.
+            keys(unsafe { _mm512_loadu_si512(x.as_ptr().add(at) as *const _) })
+        } else {
+            // SAFETY: the masked load reads only the `n − at` lanes left (masked
+            // lanes never fault).
+            let v =
+                unsafe { _mm512_maskz_loadu_epi32(tail_mask, x.as_ptr().add(at) as *const i32) };
+            _mm512_mask_mov_epi32(max, tail_mask, keys(v))
+        }
+    };
+    let (mut m0, mut m1) = (max, max);
+    for at in (0..n).step_by(GROUPS) {
+        m0 = _mm512_min_epu32(m0, load(at));
+        if at + L < n {
+            m1 = _mm512_min_epu32(m1, load(at + L));
+        }
+    }
+    let mut minima = [0u32; GROUPS];
+    // SAFETY: `minima` holds 32 `u32`s: two unaligned 64-byte stores.
+    unsafe {
+        _mm512_storeu_si512(minima.as_mut_ptr() as *mut _, m0);
+        _mm512_storeu_si512(minima.as_mut_ptr().add(L) as *mut _, m1);
+    }
+    let t = minima.iter().fold(u32::MAX, |t, &m| {
+        let b = _mm512_set1_epi32(m as i32);
+        let at_or_under = _mm512_cmple_epu32_mask(m0, b).count_ones()
+            + _mm512_cmple_epu32_mask(m1, b).count_ones();
+        if at_or_under as usize >= k {
+            t.min(m)
+        } else {
+            t
+        }
+    });
+    out.clear();
+    let tv = _mm512_set1_epi32(t as i32);
+    for at in (0..n).step_by(L) {
+        let mut mask = _mm512_cmple_epu32_mask(load(at), tv);
+        while mask != 0 {
+            let i = at + mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            out.push(u64::from(order_key(x[i])) << 32 | i as u64);
+        }
+    }
+    if k < out.len() {
+        out.select_nth_unstable(k);
+        out.truncate(k);
+    }
+    out.sort_unstable();
 }
 
 /// Portable [`le_mask`].
@@ -281,6 +448,30 @@ mod tests {
                         "{:?} len {len} k {kk}",
                         k.level()
                     );
+                }
+            }
+            for n in [1usize, 2, 15, 16, 17, 63, 64, 65, 100, 256, 1000] {
+                let x: Vec<f32> = (0..n)
+                    .map(|_| match rng.random_range(0..12u32) {
+                        0 => 0.0,
+                        1 => -0.0,
+                        2 => f32::INFINITY,
+                        3 => f32::NEG_INFINITY,
+                        4 => f32::NAN,
+                        5 => 1.5,
+                        _ => rng.random_range(-4.0f32..4.0),
+                    })
+                    .collect();
+                let mut want: Vec<u64> = x
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| u64::from(super::order_key(v)) << 32 | i as u64)
+                    .collect();
+                want.sort_unstable();
+                let mut got = Vec::new();
+                for kk in 1..=n.min(super::FEW) {
+                    k.sums.smallest_keys(&x, kk, &mut got);
+                    assert_eq!(got, want[..kk], "{:?} n {n} k {kk}", k.level());
                 }
             }
             for g in [1usize, 3, 32, 64, 100, 512] {

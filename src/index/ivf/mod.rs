@@ -57,8 +57,9 @@ const QUERY_GROUP: usize = 64;
 /// small enough that the group's query tables stay in the L2 cache.
 const MIN_LIST_GROUP: usize = 256;
 const MAX_LIST_GROUP: usize = 1024;
-/// Up to this many probes are picked by one insertion pass instead of a selection.
-const FEW_PROBES: usize = 16;
+/// Up to this many probes are picked by [`crate::kernels::sums::smallest_keys`]
+/// instead of a selection among every list.
+const FEW_PROBES: usize = crate::kernels::sums::FEW;
 /// Largest `nlist` accepted.
 pub const MAX_NLIST: usize = 1 << 20;
 /// Precomputed tables are skipped when they would exceed this many bytes.

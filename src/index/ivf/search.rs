@@ -7,6 +7,7 @@ use crate::index::SearchParams;
 use crate::index::ivf::{FEW_PROBES, Ivf};
 use crate::index::rows::Exact;
 use crate::kernels;
+use crate::kernels::sums::{self, from_order_key, order_key};
 use crate::linalg::gemm_abt;
 use crate::metric::Metric;
 use crate::quant::codec::{ListTerms, Stored, VectorCodec};
@@ -42,94 +43,19 @@ fn select_probes(coarse: &[f32], nprobe: usize, probes: &mut Vec<(f32, u32)>) ->
     probes.clear();
     let few = nprobe <= FEW_PROBES && nprobe < coarse.len();
     if few {
-        // The k-th smallest of `coarse` is at most `t`, the k-th smallest of the minima
-        // of k or more disjoint groups (k distinct values are ≤ t), so the k nearest
-        // lists are among the few values ≤ t: found in two vectorised passes, then only
-        // those sorted as `u64` keys that order as `probe_order` (several times cheaper
-        // than keeping a sorted prefix through every list). Non-finite distances that
-        // leave fewer than k candidates fall back to the full selection.
-        let (n, k) = (coarse.len(), nprobe);
-        // With enough lists, the k-th smallest of the minima of `STRIDED` strided
-        // groups (one vectorised pass, as order keys) is a tighter `t`: only a few
-        // lists beyond the k nearest lie under it.
-        let t = if n >= 2 * STRIDED && 2 * k <= STRIDED {
-            // (Float minima: the baseline target has no vector `u32` minimum.)
-            let mut keys = lane_minima::<STRIDED>(coarse).map(order_key);
-            *keys.select_nth_unstable(k - 1).1
-        } else {
-            let g = n / k.max(1);
-            let mut t = f32::NEG_INFINITY;
-            for i in 0..k {
-                let end = if i + 1 == k { n } else { (i + 1) * g };
-                t = t.max(min_of(&coarse[i * g..end]));
-            }
-            order_key(t)
-        };
-        let done = KEYS.with_borrow_mut(|keys| {
-            keys.clear();
-            // Sixteen lists at a time compared with `t` into a bit mask (vectorised);
-            // only the few under it are visited.
-            const CHUNK: usize = 16;
-            for (c, chunk) in coarse.chunks(CHUNK).enumerate() {
-                let mut mask = chunk
-                    .iter()
-                    .enumerate()
-                    .fold(0u32, |m, (i, &v)| m | (u32::from(order_key(v) <= t) << i));
-                while mask != 0 {
-                    let i = mask.trailing_zeros() as usize;
-                    mask &= mask - 1;
-                    let l = c * CHUNK + i;
-                    keys.push(u64::from(order_key(chunk[i])) << 32 | l as u64);
-                }
-            }
-            if keys.len() < k {
-                return false;
-            }
-            keys.sort_unstable();
+        // The nearest lists as `u64` keys that order as `probe_order` (a dispatched
+        // kernel: a bound from group minima, then only the few lists under it sorted).
+        KEYS.with_borrow_mut(|keys| {
+            sums::smallest_keys(coarse, nprobe, keys);
             probes.extend(
-                keys[..k]
-                    .iter()
+                keys.iter()
                     .map(|&key| (from_order_key((key >> 32) as u32), key as u32)),
             );
-            true
         });
-        if !done {
-            select_sorted(coarse, k, probes);
-            probes.truncate(k);
-        }
     } else {
         select_sorted(coarse, nprobe, probes);
     }
     few
-}
-
-/// Strided groups of the few-probes selection ([`select_probes`]).
-const STRIDED: usize = 64;
-
-/// The smallest non-NaN value of `x` (∞ when there is none), from sixteen lane minima:
-/// a fold through `f32::min` is one serial chain the compiler cannot split.
-#[inline]
-fn min_of(x: &[f32]) -> f32 {
-    lane_minima::<16>(x)
-        .iter()
-        .fold(f32::INFINITY, |a, &b| if b < a { b } else { a })
-}
-
-/// Lane `i`: the smallest non-NaN `x[j]` over `j ≡ i (mod L)` (∞ when there is none),
-/// in `L` independent lanes (vector minima).
-#[inline]
-fn lane_minima<const L: usize>(x: &[f32]) -> [f32; L] {
-    let mut m = [f32::INFINITY; L];
-    let (chunks, rest) = x.as_chunks::<L>();
-    for c in chunks {
-        for (a, &v) in m.iter_mut().zip(c) {
-            *a = if v < *a { v } else { *a };
-        }
-    }
-    for (a, &v) in m.iter_mut().zip(rest) {
-        *a = if v < *a { v } else { *a };
-    }
-    m
 }
 
 thread_local! {
@@ -162,20 +88,6 @@ fn select_sorted(coarse: &[f32], nprobe: usize, probes: &mut Vec<(f32, u32)>) {
                 .map(|&k| (from_order_key((k >> 32) as u32), k as u32)),
         );
     });
-}
-
-/// A `u32` whose unsigned order is `f32::total_cmp`'s order of `v`.
-#[inline]
-fn order_key(v: f32) -> u32 {
-    let b = v.to_bits() as i32;
-    ((b ^ (((b >> 31) as u32) >> 1) as i32) as u32) ^ 0x8000_0000
-}
-
-/// The inverse of [`order_key`] (the same bits, NaN payloads included).
-#[inline]
-fn from_order_key(k: u32) -> f32 {
-    let t = (k ^ 0x8000_0000) as i32;
-    f32::from_bits((t ^ (((t >> 31) as u32) >> 1) as i32) as u32)
 }
 
 impl<C: VectorCodec> Ivf<C> {
@@ -494,6 +406,7 @@ impl<C: VectorCodec> Ivf<C> {
 #[cfg(test)]
 mod tests {
     use super::{from_order_key, order_key, probe_order, select_probes};
+
     use crate::rng::{RngExt, seeded};
 
     /// The first `nprobe` entries are those of a full sort by (distance, list), for
