@@ -77,10 +77,9 @@ pub(crate) struct Scan8Scratch {
     masks: Vec<u64>,
     /// Candidates of [`scan_exact`]: (quantised sum, local row) as [`cand_key`]s.
     cands: Vec<u64>,
-    /// The smallest candidate sums of [`scan_exact`], ascending.
-    best: Vec<u16>,
-    /// Group minima of [`ExactPass::seed`].
-    minima: Vec<u16>,
+    /// Scratch sums: the group minima of [`ExactPass::seed`], the candidates' sums
+    /// of [`ExactPass::absorb`].
+    work: Vec<u16>,
 }
 
 /// One query's exact 8-bit ADC scan over blocked codes ([`pq8`]): its float table, the
@@ -200,35 +199,16 @@ pub(crate) struct ExactPass {
     k: usize,
 }
 
-/// Sets `out` to the `k` smallest of `values` (at least `k` of them), ascending: the
-/// first `k` sorted, then each later value compared with the largest kept and inserted
-/// only when smaller — a few comparisons per value for the short runs here, where a
-/// selection's partitioning costs more.
-fn smallest_sorted(mut values: impl Iterator<Item = u16>, k: usize, out: &mut Vec<u16>) {
-    out.clear();
-    out.extend(values.by_ref().take(k));
-    out.sort_unstable();
-    for v in values {
-        insert_sorted(out, v);
-    }
-}
-
-/// Up to this many values, the seed's `k`-th smallest is [`sums::kth_smallest`]
-/// (counting); more are selected by [`smallest_sorted`].
+/// Up to this many values, a `k`-th smallest is [`sums::kth_smallest`] (counting, no
+/// data-dependent branches); more are selected.
 const KTH_BY_COUNTING: usize = 64;
 
-/// Puts `v` into the ascending, non-empty `out` in place of its largest value when
-/// smaller (the largest drops out).
-#[inline]
-fn insert_sorted(out: &mut [u16], v: u16) {
-    let last = out.len() - 1;
-    if v < out[last] {
-        let mut at = last;
-        while at > 0 && out[at - 1] > v {
-            out[at] = out[at - 1];
-            at -= 1;
-        }
-        out[at] = v;
+/// The `k`-th smallest of `values` (`1 ≤ k ≤ len`), reordering them.
+fn kth_of(values: &mut [u16], k: usize) -> u16 {
+    if values.len() <= KTH_BY_COUNTING {
+        sums::kth_smallest(values, k)
+    } else {
+        *values.select_nth_unstable(k - 1).1
     }
 }
 
@@ -269,7 +249,6 @@ impl ExactPass {
         let heap_thr =
             quantized_threshold(heap.threshold(), bound.base, bound.scale, bound.margin)?;
         s.cands.clear();
-        s.best.clear();
         Some(ExactPass {
             bound,
             heap_thr,
@@ -317,17 +296,10 @@ impl ExactPass {
         if g > n || g < k {
             return None;
         }
-        let minima = &mut s.minima;
+        let minima = &mut s.work;
         minima.resize(g, 0);
         sums::strided_minima(&batch.sums[..n], minima);
-        let t = if g <= KTH_BY_COUNTING {
-            sums::kth_smallest(minima, k)
-        } else {
-            smallest_sorted(minima.iter().copied(), k, &mut s.best);
-            let t = s.best[k - 1];
-            s.best.clear();
-            t
-        };
+        let t = kth_of(minima, k);
         (t != u16::MAX).then_some(t)
     }
 
@@ -356,13 +328,12 @@ impl ExactPass {
         if let Some(t) = seed {
             self.thr = t.saturating_add(self.spread);
         }
-        self.absorb_blocks(batch, masks, kernel_thr, ok, s);
+        let kth = self.absorb_blocks(batch, masks, kernel_thr, ok, s);
         if let Some(t) = seed {
             // Every accepted row with a sum ≤ t < thr was kept, so the seed held if
             // and only if the k-th smallest kept sum is ≤ t.
-            if s.best.len() < self.k || s.best[self.k - 1] > t {
+            if kth.is_none_or(|kth| kth > t) {
                 s.cands.clear();
-                s.best.clear();
                 self.thr = u16::MAX;
                 self.absorb_blocks(batch, masks, kernel_thr, ok, s);
             }
@@ -370,8 +341,9 @@ impl ExactPass {
     }
 
     /// The candidates of a batch under the current threshold (see
-    /// [`ExactPass::absorb`]); `best` holds the `k` smallest kept sums once `k` are
-    /// kept, and the threshold follows them.
+    /// [`ExactPass::absorb`]). Once `k` are kept, the threshold follows the `k`-th
+    /// smallest kept sum (returned), and candidates above it are dropped, so the list
+    /// stays short over many batches.
     fn absorb_blocks<M: Copy + Into<u64>>(
         &mut self,
         batch: &Batch<'_>,
@@ -379,8 +351,9 @@ impl ExactPass {
         kernel_thr: u16,
         ok: &dyn Fn(usize) -> bool,
         s: &mut Scan8Scratch,
-    ) {
+    ) -> Option<u16> {
         let k = self.k;
+        let before = s.cands.len();
         // The blocks with any lane under the kernel's threshold, as bits (a tight loop
         // over the masks): most blocks have none once the threshold is tight, and only
         // these are visited.
@@ -396,10 +369,19 @@ impl ExactPass {
                 self.absorb_block(batch, j, masks[j].into(), kernel_thr, ok, s);
             }
         }
-        if s.best.len() < k && s.cands.len() >= k {
-            smallest_sorted(s.cands.iter().map(|&c| key_sum(c)), k, &mut s.best);
-            self.thr = self.thr.min(s.best[k - 1].saturating_add(self.spread));
+        if s.cands.len() < k || s.cands.len() == before {
+            return None;
         }
+        // (One selection per batch instead of keeping the k smallest sorted lane by
+        // lane: fewer data-dependent branches; the threshold a batch's later lanes see
+        // is its start's, and the few more candidates that keeps are dropped here.)
+        s.work.clear();
+        s.work.extend(s.cands.iter().map(|&c| key_sum(c)));
+        let kth = kth_of(&mut s.work, k);
+        self.thr = self.thr.min(kth.saturating_add(self.spread));
+        let thr = self.thr;
+        s.cands.retain(|&c| key_sum(c) <= thr);
+        Some(kth)
     }
 
     /// [`ExactPass::absorb`] for the batch's block `j`, whose kernel mask `mask` is
@@ -415,7 +397,6 @@ impl ExactPass {
         s: &mut Scan8Scratch,
     ) {
         let (block, (len, first)) = (batch.layout.0, batch.rows);
-        let k = self.k;
         if self.thr < kernel_thr {
             // The threshold tightened since the kernel ran: drop the lanes above it in
             // one vectorised pass rather than bit by bit.
@@ -430,11 +411,6 @@ impl ExactPass {
                 continue;
             }
             s.cands.push(cand_key(sum, local as u32));
-            // Until `k` are kept the bound comes from a selection after the batch.
-            if s.best.len() == k && sum < s.best[k - 1] {
-                insert_sorted(&mut s.best, sum);
-                self.thr = self.thr.min(s.best[k - 1].saturating_add(self.spread));
-            }
         }
     }
 
