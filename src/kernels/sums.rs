@@ -140,14 +140,14 @@ super::retarget! {
     (values: &[u16], k: usize) -> u16
 }
 
-/// AVX-512BW [`kth_smallest`]: the values in two registers, and per value one
-/// `vpcmpuw` into a mask and a population count each (the portable count is a
-/// reduction per value, four times the instructions).
+/// AVX-512BW [`kth_smallest`]: the values in one or two registers, and every value's
+/// count in a register of lanes (the portable count is a reduction and a branch per
+/// value).
 ///
 /// # Safety
 /// The CPU must support AVX-512F and AVX-512BW; `values` is at most 64 long.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,popcnt")]
+#[target_feature(enable = "avx512f,avx512bw,avx2,sse4.1")]
 unsafe fn kth_avx512(values: &[u16], k: usize) -> u16 {
     use std::arch::x86_64::*;
     let n = values.len().min(64);
@@ -163,16 +163,39 @@ unsafe fn kth_avx512(values: &[u16], k: usize) -> u16 {
             _mm512_maskz_loadu_epi16(m1, values.as_ptr().add(n0) as *const i16),
         )
     };
-    values[..n].iter().fold(u16::MAX, |t, &x| {
-        let b = _mm512_set1_epi16(x as i16);
-        let at_or_under = _mm512_mask_cmple_epu16_mask(m0, v0, b).count_ones()
-            + _mm512_mask_cmple_epu16_mask(m1, v1, b).count_ones();
-        if at_or_under as usize >= k {
-            t.min(x)
-        } else {
-            t
-        }
-    })
+    // Every value's count at once, one lane each — per value `x`, a compare with all
+    // and a masked add (no data-dependent branch) — then the smallest value whose count
+    // reaches `k`.
+    let (one, zero) = (_mm512_set1_epi16(1), _mm512_setzero_si512());
+    let kv = _mm512_set1_epi16(k as i16);
+    let lowest = |v: __m512i, m: __mmask32, counts: __m512i| -> __m256i {
+        let reach = _mm512_mask_cmpge_epu16_mask(m, counts, kv);
+        let v = _mm512_mask_mov_epi16(_mm512_set1_epi16(-1), reach, v);
+        _mm256_min_epu16(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v))
+    };
+    let v = if n1 == 0 {
+        // (Up to 32 values, the common case: one register.)
+        let c0 = values[..n].iter().fold(zero, |c, &x| {
+            let ge = _mm512_mask_cmpge_epu16_mask(m0, v0, _mm512_set1_epi16(x as i16));
+            _mm512_mask_add_epi16(c, ge, c, one)
+        });
+        lowest(v0, m0, c0)
+    } else {
+        let (c0, c1) = values[..n].iter().fold((zero, zero), |(c0, c1), &x| {
+            let b = _mm512_set1_epi16(x as i16);
+            let (ge0, ge1) = (
+                _mm512_mask_cmpge_epu16_mask(m0, v0, b),
+                _mm512_mask_cmpge_epu16_mask(m1, v1, b),
+            );
+            (
+                _mm512_mask_add_epi16(c0, ge0, c0, one),
+                _mm512_mask_add_epi16(c1, ge1, c1, one),
+            )
+        });
+        _mm256_min_epu16(lowest(v0, m0, c0), lowest(v1, m1, c1))
+    };
+    let v = _mm_min_epu16(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    _mm_extract_epi16::<0>(_mm_minpos_epu16(v)) as u16
 }
 
 /// The most values [`smallest_keys`] selects.
@@ -249,8 +272,8 @@ super::retarget! {
 }
 
 /// AVX-512 [`smallest_keys`]: the keys made, their group minima kept and the values
-/// under the bound found sixteen at a time, and the bound counted with one compare
-/// and population count per minimum.
+/// under the bound found sixteen at a time, and the bound selected by counting every
+/// minimum's rank at once in lanes (no data-dependent branch).
 ///
 /// # Safety
 /// The CPU must support AVX-512F and AVX-512BW.
@@ -296,16 +319,21 @@ unsafe fn smallest_avx512(x: &[f32], k: usize, out: &mut Vec<u64>) {
         _mm512_storeu_si512(minima.as_mut_ptr() as *mut _, m0);
         _mm512_storeu_si512(minima.as_mut_ptr().add(L) as *mut _, m1);
     }
-    let t = minima.iter().fold(u32::MAX, |t, &m| {
+    // The k-th smallest of the minima: every minimum's count at once (as in
+    // `kth_avx512`), then the smallest minimum whose count reaches `k`.
+    let (one, zero) = (_mm512_set1_epi32(1), _mm512_setzero_si512());
+    let (c0, c1) = minima.iter().fold((zero, zero), |(c0, c1), &m| {
         let b = _mm512_set1_epi32(m as i32);
-        let at_or_under = _mm512_cmple_epu32_mask(m0, b).count_ones()
-            + _mm512_cmple_epu32_mask(m1, b).count_ones();
-        if at_or_under as usize >= k {
-            t.min(m)
-        } else {
-            t
-        }
+        (
+            _mm512_mask_add_epi32(c0, _mm512_cmpge_epu32_mask(m0, b), c0, one),
+            _mm512_mask_add_epi32(c1, _mm512_cmpge_epu32_mask(m1, b), c1, one),
+        )
     });
+    let kv = _mm512_set1_epi32(k as i32);
+    let t = _mm512_reduce_min_epu32(_mm512_min_epu32(
+        _mm512_mask_mov_epi32(max, _mm512_cmpge_epu32_mask(c0, kv), m0),
+        _mm512_mask_mov_epi32(max, _mm512_cmpge_epu32_mask(c1, kv), m1),
+    ));
     out.clear();
     let tv = _mm512_set1_epi32(t as i32);
     for at in (0..n).step_by(L) {
