@@ -10,7 +10,9 @@
 //! - [`kth_smallest`]: the `k`-th smallest of up to 64 sums (the seed's threshold
 //!   among those minima);
 //! - [`smallest_keys`]: the few smallest of a run of `f32` distances, as sorted
-//!   [`order_key`]s with their positions (an inverted file's nearest lists).
+//!   [`order_key`]s with their positions (an inverted file's nearest lists);
+//! - [`sort_distinct`]: a short run of distinct `u64` keys sorted (the candidates of
+//!   an exact scan, in the order they are re-scored).
 
 use super::SimdLevel;
 
@@ -18,6 +20,7 @@ type LeMaskFn = unsafe fn(&[u16], u16) -> u64;
 type MinimaFn = unsafe fn(&[u16], &mut [u16]);
 type KthFn = unsafe fn(&[u16], usize) -> u16;
 type SmallestFn = unsafe fn(&[f32], usize, &mut Vec<u64>);
+type SortFn = unsafe fn(&mut [u64]);
 
 /// The sum kernels of one SIMD level (part of the dispatch table [`super::Kernels`]).
 pub(crate) struct SumsKernels {
@@ -25,6 +28,7 @@ pub(crate) struct SumsKernels {
     minima: MinimaFn,
     kth: KthFn,
     smallest: SmallestFn,
+    sort: SortFn,
 }
 
 impl SumsKernels {
@@ -41,6 +45,7 @@ impl SumsKernels {
                 minima: minima_avx2,
                 kth: kth_avx2,
                 smallest: smallest_avx2,
+                sort: sort_portable,
             },
             #[cfg(target_arch = "x86_64")]
             SimdLevel::Avx512 | SimdLevel::Avx512Vbmi => SumsKernels {
@@ -48,12 +53,14 @@ impl SumsKernels {
                 minima: minima_avx512,
                 kth: kth_avx512,
                 smallest: smallest_avx512,
+                sort: sort_avx512,
             },
             _ => SumsKernels {
                 le_mask: le_mask_portable,
                 minima: minima_portable,
                 kth: kth_portable,
                 smallest: smallest_portable,
+                sort: sort_portable,
             },
         }
     }
@@ -89,6 +96,17 @@ impl SumsKernels {
         );
         // SAFETY: as in `le_mask`; the kernels read `x` and write `out` only.
         unsafe { (self.smallest)(x, k, out) }
+    }
+
+    /// [`sort_distinct`] at this table's level.
+    #[inline]
+    pub(crate) fn sort_distinct(&self, keys: &mut [u64]) {
+        debug_assert!(
+            keys.len() > SORT_BY_RANK || (0..keys.len()).all(|i| !keys[i + 1..].contains(&keys[i])),
+            "equal keys"
+        );
+        // SAFETY: as in `le_mask`; the kernels permute `keys` only.
+        unsafe { (self.sort)(keys) }
     }
 
     /// [`strided_minima`] at this table's level.
@@ -196,6 +214,68 @@ unsafe fn kth_avx512(values: &[u16], k: usize) -> u16 {
     };
     let v = _mm_min_epu16(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
     _mm_extract_epi16::<0>(_mm_minpos_epu16(v)) as u16
+}
+
+/// Sorts `keys`, which hold no two equal values up to [`SORT_BY_RANK`] of them
+/// (longer runs may hold ties).
+#[inline]
+pub fn sort_distinct(keys: &mut [u64]) {
+    super::active().sums.sort_distinct(keys)
+}
+
+/// Up to this many keys, the AVX-512 [`sort_distinct`] places each key at its rank.
+pub const SORT_BY_RANK: usize = 32;
+
+/// Portable [`sort_distinct`].
+pub fn sort_portable(keys: &mut [u64]) {
+    keys.sort_unstable();
+}
+
+/// AVX-512 [`sort_distinct`]: up to [`SORT_BY_RANK`] keys in four registers, every
+/// key's rank counted at once in lanes (per key one compare with all and a masked
+/// add), then each key scattered to its rank — no data-dependent branch, where an
+/// insertion sort of the few candidates of an exact scan mispredicted. Longer runs
+/// are sorted by the standard library.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `keys` holds distinct values when at most
+/// [`SORT_BY_RANK`] long.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn sort_avx512(keys: &mut [u64]) {
+    use std::arch::x86_64::*;
+    const L: usize = 8;
+    let n = keys.len();
+    if n > SORT_BY_RANK {
+        return keys.sort_unstable();
+    }
+    let used = n.div_ceil(L);
+    let mut regs = [_mm512_setzero_si512(); SORT_BY_RANK / L];
+    let mut masks = [0 as __mmask8; SORT_BY_RANK / L];
+    for r in 0..used {
+        let c = (n - r * L).min(L);
+        masks[r] = ((1u32 << c) - 1) as u8;
+        // SAFETY: `r · 8 < n`; the masked load reads only the `c` keys from there
+        // (masked lanes never fault).
+        regs[r] =
+            unsafe { _mm512_maskz_loadu_epi64(masks[r], keys.as_ptr().add(r * L) as *const i64) };
+    }
+    let one = _mm512_set1_epi64(1);
+    let mut ranks = [_mm512_setzero_si512(); SORT_BY_RANK / L];
+    for &x in keys.iter() {
+        let b = _mm512_set1_epi64(x as i64);
+        for r in 0..used {
+            let ge = _mm512_mask_cmpge_epu64_mask(masks[r], regs[r], b);
+            ranks[r] = _mm512_mask_add_epi64(ranks[r], ge, ranks[r], one);
+        }
+    }
+    // Rank `i + 1` (distinct keys: `i` keys are smaller) → position `i`.
+    let base = keys.as_mut_ptr().wrapping_sub(1) as *mut i64;
+    for r in 0..used {
+        // SAFETY: each rank is in 1..=n, so every store lands in `keys[0..n]`; the
+        // ranks of distinct keys are distinct, so each position is written once.
+        unsafe { _mm512_mask_i64scatter_epi64::<8>(base, masks[r], ranks[r], regs[r]) };
+    }
 }
 
 /// The most values [`smallest_keys`] selects.
@@ -501,6 +581,24 @@ mod tests {
                     k.sums.smallest_keys(&x, kk, &mut got);
                     assert_eq!(got, want[..kk], "{:?} n {n} k {kk}", k.level());
                 }
+            }
+            for n in [0usize, 1, 2, 7, 8, 9, 16, 31, 32, 33, 100] {
+                let mut keys: Vec<u64> = Vec::new();
+                while keys.len() < n {
+                    // Few distinct high halves (ties of sums), distinct rows.
+                    let key =
+                        u64::from(rng.random_range(0..4u32)) << 32 | rng.random_range(0..200u64);
+                    if !keys.contains(&key) {
+                        keys.push(key);
+                    }
+                }
+                if n > 0 {
+                    keys[0] = u64::MAX;
+                }
+                let mut want = keys.clone();
+                want.sort_unstable();
+                k.sums.sort_distinct(&mut keys);
+                assert_eq!(keys, want, "{:?} n {n}", k.level());
             }
             for g in [1usize, 3, 32, 64, 100, 512] {
                 for n in [0usize, 1, g - 1, g, g + 1, 5 * g + 7] {

@@ -428,7 +428,8 @@ impl ExactPass {
         let to_u16 = |t: f32| quantized_threshold(t, bound.base, bound.scale, bound.margin);
         let last = self.thr;
         s.cands.retain(|&c| key_sum(c) <= last);
-        s.cands.sort_unstable();
+        // (Distinct keys: each row is a candidate once per pass.)
+        sums::sort_distinct(&mut s.cands);
         let mut thr = self.heap_thr;
         for &c in &s.cands {
             let (sum, local) = (key_sum(c), c as u32);
