@@ -424,6 +424,13 @@ unsafe fn smallest_avx512(x: &[f32], k: usize, out: &mut Vec<u64>) {
             out.push(u64::from(order_key(x[i])) << 32 | i as u64);
         }
     }
+    // (Distinct keys: the positions differ. A few, sorted by rank without branches.)
+    if (2..=SORT_BY_RANK).contains(&out.len()) {
+        // SAFETY: the CPU supports AVX-512F (this function's features).
+        unsafe { sort_avx512(out) };
+        out.truncate(k);
+        return;
+    }
     if k < out.len() {
         out.select_nth_unstable(k);
         out.truncate(k);
