@@ -1,7 +1,10 @@
-//! Small passes over the `u16` sums of the byte-table scans, dispatched like the other
-//! kernels: the crate's baseline target (SSE2) has no unsigned 16-bit compare or
-//! `u16` → bit-mask move, so the portable loops run element by element there, while
-//! AVX2 and AVX-512BW compile them to a few vector instructions per block.
+//! Small passes and selections around the exact scans — over the `u16` sums of the
+//! byte-table kernels, an inverted file's coarse distances and the candidates' keys —
+//! dispatched like the other kernels: the crate's baseline target (SSE2) has no unsigned
+//! 16-bit compare or `u16` → bit-mask move, so the portable loops run element by
+//! element there, while AVX2 and AVX-512BW compile them to a few vector instructions
+//! per block. The selections count ranks instead of branching on each value: the
+//! short runs here made sorts and branchy selections mispredict.
 //!
 //! - [`le_mask`]: bit `i` set where `sums[i] ≤ thr` (the threshold masks of a block,
 //!   recomputed when a scan's threshold tightened after its kernel ran);
@@ -78,7 +81,7 @@ impl SumsKernels {
     #[inline]
     pub(crate) fn kth_smallest(&self, values: &[u16], k: usize) -> u16 {
         assert!(
-            (1..=values.len()).contains(&k) && values.len() <= 64,
+            (1..=values.len()).contains(&k) && values.len() <= KTH_MAX,
             "the {k}-th smallest of {} values",
             values.len()
         );
@@ -130,8 +133,11 @@ pub fn strided_minima(sums: &[u16], out: &mut [u16]) {
     super::active().sums.strided_minima(sums, out)
 }
 
-/// The `k`-th smallest of `values` (`1 ≤ k ≤ len ≤ 64`): the smallest value with at
-/// least `k` values at or under it.
+/// The most values [`kth_smallest`] takes.
+pub const KTH_MAX: usize = 64;
+
+/// The `k`-th smallest of `values` (`1 ≤ k ≤ len ≤ KTH_MAX`): the smallest value with
+/// at least `k` values at or under it.
 #[inline]
 pub fn kth_smallest(values: &[u16], k: usize) -> u16 {
     super::active().sums.kth_smallest(values, k)
@@ -142,14 +148,22 @@ pub fn kth_smallest(values: &[u16], k: usize) -> u16 {
 /// 32 minima mispredicted).
 #[inline(always)]
 pub fn kth_portable(values: &[u16], k: usize) -> u16 {
-    values.iter().fold(u16::MAX, |t, &x| {
-        let at_or_under: u16 = values.iter().map(|&y| u16::from(y <= x)).sum();
-        if usize::from(at_or_under) >= k {
-            t.min(x)
-        } else {
-            t
+    kth_by_count(values, k)
+}
+
+/// The `k`-th smallest of `values` (`1 ≤ k ≤ len`) by counting, for [`kth_portable`]
+/// and the bound of [`smallest_portable`].
+#[inline(always)]
+fn kth_by_count<T: Ord + Copy>(values: &[T], k: usize) -> T {
+    let mut t = values[0];
+    let mut found = false;
+    for &x in values {
+        let at_or_under = values.iter().filter(|&&y| y <= x).count();
+        if at_or_under >= k && (!found || x < t) {
+            (t, found) = (x, true);
         }
-    })
+    }
+    t
 }
 
 super::retarget! {
@@ -323,14 +337,7 @@ pub fn smallest_portable(x: &[f32], k: usize, out: &mut Vec<u64>) {
                 *m = (*m).min(order_key(v));
             }
         }
-        let t = minima.iter().fold(u32::MAX, |t, &m| {
-            let at_or_under: u32 = minima.iter().map(|&y| u32::from(y <= m)).sum();
-            if at_or_under as usize >= k {
-                t.min(m)
-            } else {
-                t
-            }
-        });
+        let t = kth_by_count(&minima, k);
         out.extend(
             x.iter()
                 .enumerate()
@@ -338,11 +345,22 @@ pub fn smallest_portable(x: &[f32], k: usize, out: &mut Vec<u64>) {
                 .map(|(i, &v)| key(i, v)),
         );
     }
-    if k < out.len() {
+    keep_smallest(out, k, <[u64]>::sort_unstable);
+}
+
+/// Cuts the distinct keys collected by [`smallest_keys`] to the `k` smallest, sorted:
+/// up to [`SORT_BY_RANK`] of them sorted whole by the level's `sort`, more selected
+/// first.
+#[inline(always)]
+fn keep_smallest(out: &mut Vec<u64>, k: usize, sort: impl FnOnce(&mut [u64])) {
+    if out.len() <= SORT_BY_RANK {
+        sort(out);
+    } else {
         out.select_nth_unstable(k);
         out.truncate(k);
+        out.sort_unstable();
     }
-    out.sort_unstable();
+    out.truncate(k);
 }
 
 super::retarget! {
@@ -358,7 +376,7 @@ super::retarget! {
 /// # Safety
 /// The CPU must support AVX-512F and AVX-512BW.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,popcnt")]
+#[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn smallest_avx512(x: &[f32], k: usize, out: &mut Vec<u64>) {
     use std::arch::x86_64::*;
     const L: usize = 16;
@@ -424,18 +442,14 @@ unsafe fn smallest_avx512(x: &[f32], k: usize, out: &mut Vec<u64>) {
             out.push(u64::from(order_key(x[i])) << 32 | i as u64);
         }
     }
-    // (Distinct keys: the positions differ. A few, sorted by rank without branches.)
-    if (2..=SORT_BY_RANK).contains(&out.len()) {
-        // SAFETY: the CPU supports AVX-512F (this function's features).
-        unsafe { sort_avx512(out) };
-        out.truncate(k);
-        return;
-    }
-    if k < out.len() {
-        out.select_nth_unstable(k);
-        out.truncate(k);
-    }
-    out.sort_unstable();
+    // (Distinct keys: the positions differ. Two or more sorted by rank, without
+    // branches.)
+    keep_smallest(out, k, |keys| {
+        if keys.len() > 1 {
+            // SAFETY: the CPU supports AVX-512F (this function's features).
+            unsafe { sort_avx512(keys) }
+        }
+    });
 }
 
 /// Portable [`le_mask`].
@@ -520,9 +534,10 @@ mod tests {
     use crate::kernels::Kernels;
     use crate::rng::{RngExt, seeded};
 
-    /// Every level's masks and minima equal the element-by-element definitions, for
-    /// every length up to 64 (masks, k-th smallest for every k, with ties) and group counts 1…512 over odd lengths, with
-    /// thresholds and sums at 0 and `u16::MAX`.
+    /// Every level's kernels equal their definitions: masks for every length up to 64
+    /// and the `k`-th smallest for every `k` (ties, 0 and `u16::MAX`), the `k ≤ 16`
+    /// smallest keys against a full sort (NaN, infinities, signed zeros), the distinct
+    /// keys' sort against `sort_unstable`, and minima for group counts 1…512.
     #[test]
     fn sum_kernels_equal_their_definitions() {
         let mut rng = seeded(3);

@@ -199,13 +199,11 @@ pub(crate) struct ExactPass {
     k: usize,
 }
 
-/// Up to this many values, a `k`-th smallest is [`sums::kth_smallest`] (counting, no
-/// data-dependent branches); more are selected.
-const KTH_BY_COUNTING: usize = 64;
-
-/// The `k`-th smallest of `values` (`1 ≤ k ≤ len`), reordering them.
+/// The `k`-th smallest of `values` (`1 ≤ k ≤ len`), reordering them: up to
+/// [`sums::KTH_MAX`] by [`sums::kth_smallest`] (counting, no data-dependent branches),
+/// more selected.
 fn kth_of(values: &mut [u16], k: usize) -> u16 {
-    if values.len() <= KTH_BY_COUNTING {
+    if values.len() <= sums::KTH_MAX {
         sums::kth_smallest(values, k)
     } else {
         *values.select_nth_unstable(k - 1).1
@@ -426,8 +424,9 @@ impl ExactPass {
     ) {
         let bound = self.bound;
         let to_u16 = |t: f32| quantized_threshold(t, bound.base, bound.scale, bound.margin);
-        let last = self.thr;
-        s.cands.retain(|&c| key_sum(c) <= last);
+        // (Every candidate is within the threshold: `absorb_block` pushes only those,
+        // and `absorb_blocks` drops the rest whenever it tightens the threshold.)
+        debug_assert!(s.cands.iter().all(|&c| key_sum(c) <= self.thr));
         // (Distinct keys: each row is a candidate once per pass.)
         sums::sort_distinct(&mut s.cands);
         let mut thr = self.heap_thr;
