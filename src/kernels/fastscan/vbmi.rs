@@ -262,6 +262,8 @@ unsafe fn multi_n<const Q: usize>(
     let nb = masks.len() / NQ;
     let bb = Q * 64;
     let k = Consts::new();
+    // (The unrolled steps' indices and accumulators do not all fit in registers.)
+    crate::kernels::align_frame();
     let t: [__m512i; NQ] = std::array::from_fn(|j| _mm512_set1_epi16(thr[j] as i16));
     for i in 0..nb {
         let base = b[i * bb..(i + 1) * bb].as_ptr();

@@ -348,6 +348,8 @@ unsafe fn multi_avx512_n<const Q: usize>(
 ) {
     let nb = masks.len() / NQ;
     let bb = Q * 64;
+    // (The unrolled steps' look-ups and accumulators do not all fit in registers.)
+    crate::kernels::align_frame();
     let m = _mm512_set1_epi8(0x0F);
     let t: [__m128i; NQ] = std::array::from_fn(|j| _mm_set1_epi16(thr[j] as i16));
     for i in 0..nb {
