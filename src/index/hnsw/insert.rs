@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use rayon::prelude::*;
 
 use crate::index::hnsw::build::build_distance;
-use crate::index::hnsw::search::Cand;
+use crate::index::hnsw::search::{Cand, prefetched};
 use crate::index::hnsw::{Graph, MAX_LAYERS, MAX_M, NONE};
 use crate::kernels;
 use crate::store::Slab;
@@ -350,15 +350,9 @@ impl<'a> Builder<'a> {
                 kernels::prefetch_l1(self.slots(next.1, level));
             }
             let len = self.read_list(c.1, level, &mut buf);
-            let mut nf = 0;
-            for &v in &buf[..len] {
-                if s.visit(v) {
-                    kernels::prefetch_l1(self.vector(v));
-                    fresh[nf] = v;
-                    nf += 1;
-                }
-            }
-            for &v in &fresh[..nf] {
+            let nf = s.unvisited(&buf[..len], self.n(), &mut fresh);
+            let prefetch = |v: u32| kernels::prefetch_l1(self.vector(v));
+            prefetched(&fresh[..nf], prefetch, |v| {
                 let dv = self.dist(x, v);
                 if s.results.len() < self.ef || s.results.peek().is_some_and(|w| dv < w.0) {
                     s.cands.push(std::cmp::Reverse(Cand(dv, v)));
@@ -367,7 +361,7 @@ impl<'a> Builder<'a> {
                         s.results.pop();
                     }
                 }
-            }
+            });
         }
         out.clear();
         out.extend(s.results.drain());

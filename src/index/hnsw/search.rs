@@ -32,8 +32,11 @@ impl Ord for Cand {
 /// The builder uses it with no query state (`Scratch<()>`).
 #[derive(Default)]
 pub(super) struct Scratch<Q> {
-    visited: Vec<u32>,
-    epoch: u32,
+    /// `u16` stamps, as hnswlib's visited lists: half the cache footprint of `u32`
+    /// (a layer-0 expansion reads one stamp per neighbour, at random), cleared once
+    /// every 65,535 searches.
+    visited: Vec<u16>,
+    epoch: u16,
     pub(super) cands: BinaryHeap<std::cmp::Reverse<Cand>>,
     pub(super) results: BinaryHeap<Cand>,
     query: Q,
@@ -42,7 +45,7 @@ pub(super) struct Scratch<Q> {
 impl<Q> Scratch<Q> {
     /// Clears the heaps and starts a new visit epoch over `n` nodes.
     pub(super) fn reset(&mut self, n: usize) {
-        if self.visited.len() != n || self.epoch == u32::MAX {
+        if self.visited.len() != n || self.epoch == u16::MAX {
             self.visited.clear();
             self.visited.resize(n, 0);
             self.epoch = 0;
@@ -62,7 +65,44 @@ impl<Q> Scratch<Q> {
             true
         }
     }
+    /// The nodes of `list` not yet visited, in order, into `fresh` (at least as long
+    /// as `list`), now marked visited; how many. Entries `NONE` or `≥ n` are skipped.
+    /// Without a branch on whether each node was visited (about half of a layer-0
+    /// list was, in no pattern the CPU could predict): every stamp is written.
+    #[inline]
+    pub(super) fn unvisited(&mut self, list: &[u32], n: usize, fresh: &mut [u32]) -> usize {
+        let mut nf = 0;
+        for &u in list {
+            if u == NONE || (u as usize) >= n {
+                continue;
+            }
+            let slot = &mut self.visited[u as usize];
+            fresh[nf] = u;
+            nf += usize::from(*slot != self.epoch);
+            *slot = self.epoch;
+        }
+        nf
+    }
 }
+
+/// Calls `f` on each node of `nodes` in order, after `prefetch` on the node
+/// [`AHEAD`] places later (and on the first `AHEAD` up front). Prefetching a whole
+/// expansion at once (up to 64 vectors of 8 cache lines) filled the core's line-fill
+/// buffers and stalled on them: 9–17 % fewer queries per second at `ef` 16–256.
+#[inline]
+pub(super) fn prefetched(nodes: &[u32], prefetch: impl Fn(u32), mut f: impl FnMut(u32)) {
+    nodes.iter().take(AHEAD).for_each(|&u| prefetch(u));
+    for (i, &u) in nodes.iter().enumerate() {
+        if let Some(&next) = nodes.get(i + AHEAD) {
+            prefetch(next);
+        }
+        f(u);
+    }
+}
+
+/// Nodes between a prefetch and the scoring of its node (2 measured 2–3 % slower
+/// than 4, 8 the same).
+const AHEAD: usize = 4;
 
 /// How one query is scored against stored nodes.
 pub(super) struct Scorer<'a, C: VectorCodec> {
@@ -164,32 +204,28 @@ impl<C: VectorCodec> Hnsw<C> {
                 break;
             }
             let start = v as usize * w0;
-            // Unvisited neighbours first, their data prefetched while the list is walked
-            // (the scoring then finds them in cache).
+            // Unvisited neighbours first, then scored with their data prefetched a few
+            // nodes ahead.
             let mut fresh = [0u32; 2 * MAX_M];
-            let mut nf = 0;
-            for &u in &g.layer0[start..start + w0] {
-                if u == NONE || (u as usize) >= n || !s.visit(u) {
-                    continue;
-                }
-                sc.prefetch(u as usize);
-                fresh[nf] = u;
-                nf += 1;
-            }
-            for &u in &fresh[..nf] {
-                let du = sc.dist(s, u as usize);
-                let full = s.results.len() >= ef;
-                if full && s.results.peek().is_some_and(|w| du >= w.0) {
-                    continue;
-                }
-                s.cands.push(std::cmp::Reverse(Cand(du, u)));
-                if ok(u as usize) {
-                    s.results.push(Cand(du, u));
-                    if s.results.len() > ef {
-                        s.results.pop();
+            let nf = s.unvisited(&g.layer0[start..start + w0], n, &mut fresh);
+            prefetched(
+                &fresh[..nf],
+                |u| sc.prefetch(u as usize),
+                |u| {
+                    let du = sc.dist(s, u as usize);
+                    let full = s.results.len() >= ef;
+                    if full && s.results.peek().is_some_and(|w| du >= w.0) {
+                        return;
                     }
-                }
-            }
+                    s.cands.push(std::cmp::Reverse(Cand(du, u)));
+                    if ok(u as usize) {
+                        s.results.push(Cand(du, u));
+                        if s.results.len() > ef {
+                            s.results.pop();
+                        }
+                    }
+                },
+            );
         }
         let mut out: Vec<Neighbor> = s
             .results
