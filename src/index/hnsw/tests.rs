@@ -449,3 +449,42 @@ fn parallel_builds_find_every_point() {
         );
     }
 }
+
+/// The visited stamps: `unvisited` keeps each node of a list once per search, in list
+/// order, skipping `NONE` and out-of-range entries, against a set-based reference —
+/// through more searches than the `u16` stamps count, with lists of repeated nodes.
+/// Node 7 is listed only in the first search and after the stamps wrapped: a stamp
+/// left from the first search must not pass for one of the current search (the array
+/// is cleared at the wrap).
+#[test]
+fn visited_stamps_survive_their_wrap() {
+    use crate::rng::{RngExt, seeded};
+    use std::collections::HashSet;
+    let n = 50;
+    let mut s = super::search::Scratch::<()>::default();
+    let mut rng = seeded(11);
+    let mut fresh = [0u32; 2 * MAX_M];
+    for search in 0..70_000u32 {
+        s.reset(n);
+        let mut seen = HashSet::new();
+        // Two lists per search (the second sees what the first marked).
+        for _ in 0..2 {
+            let len = rng.random_range(0..=2 * MAX_M);
+            let list: Vec<u32> = (0..len)
+                .map(|_| match rng.random_range(0..12) {
+                    0 => NONE,
+                    1 => n as u32 + rng.random_range(0..5),
+                    _ => rng.random_range(0..n as u32),
+                })
+                .filter(|&u| u != 7 || search == 0 || search > u32::from(u16::MAX))
+                .collect();
+            let want: Vec<u32> = list
+                .iter()
+                .copied()
+                .filter(|&u| u != NONE && (u as usize) < n && seen.insert(u))
+                .collect();
+            let got = s.unvisited(&list, n, &mut fresh);
+            assert_eq!(&fresh[..got], &want[..], "search {search}");
+        }
+    }
+}
