@@ -366,5 +366,9 @@ impl VectorCodec for ScalarQuantizer {
     fn prefetch(&self, stored: Stored<'_>, row: usize, bytes: usize) {
         let cs = ScalarQuantizer::code_size(self);
         kernels::prefetch_l1(&stored.codes[row * cs..row * cs + cs.min(bytes)]);
+        // The row's norm (L2) or inverse norm (cosine), read with the code.
+        if let Some(a) = stored.aux.get(row..row + 1) {
+            kernels::prefetch_l1(a);
+        }
     }
 }
