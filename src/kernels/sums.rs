@@ -61,7 +61,7 @@ impl SumsKernels {
             _ => SumsKernels {
                 le_mask: le_mask_portable,
                 minima: minima_portable,
-                kth: kth_portable,
+                kth: kth_portable::<u16>,
                 smallest: smallest_portable,
                 sort: sort_portable,
             },
@@ -143,18 +143,12 @@ pub fn kth_smallest(values: &[u16], k: usize) -> u16 {
     super::active().sums.kth_smallest(values, k)
 }
 
-/// Portable [`kth_smallest`]: for each value, the values at or under it counted
-/// (`len²` compares without data-dependent branches: an insertion sort of a seed's
-/// 32 minima mispredicted).
+/// Portable [`kth_smallest`] (any ordered values: also the bound of
+/// [`smallest_portable`]): for each value, the values at or under it counted (`len²`
+/// compares without data-dependent branches: an insertion sort of a seed's 32 minima
+/// mispredicted).
 #[inline(always)]
-pub fn kth_portable(values: &[u16], k: usize) -> u16 {
-    kth_by_count(values, k)
-}
-
-/// The `k`-th smallest of `values` (`1 ≤ k ≤ len`) by counting, for [`kth_portable`]
-/// and the bound of [`smallest_portable`].
-#[inline(always)]
-fn kth_by_count<T: Ord + Copy>(values: &[T], k: usize) -> T {
+pub fn kth_portable<T: Ord + Copy>(values: &[T], k: usize) -> T {
     let mut t = values[0];
     let mut found = false;
     for &x in values {
@@ -168,7 +162,7 @@ fn kth_by_count<T: Ord + Copy>(values: &[T], k: usize) -> T {
 
 super::retarget! {
     /// [`kth_portable`] compiled for AVX2.
-    unsafe fn kth_avx2["avx2"] = kth_portable;
+    unsafe fn kth_avx2["avx2"] = kth_portable::<u16>;
     (values: &[u16], k: usize) -> u16
 }
 
@@ -337,7 +331,7 @@ pub fn smallest_portable(x: &[f32], k: usize, out: &mut Vec<u64>) {
                 *m = (*m).min(order_key(v));
             }
         }
-        let t = kth_by_count(&minima, k);
+        let t = kth_portable(&minima, k);
         out.extend(
             x.iter()
                 .enumerate()

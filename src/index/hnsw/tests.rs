@@ -488,3 +488,39 @@ fn visited_stamps_survive_their_wrap() {
         }
     }
 }
+
+/// `prefetched` scores every node once, in order, each after its own prefetch and no
+/// more than `AHEAD + 1` prefetches before it (so the prefetches stay a few nodes
+/// ahead, not a whole list up front) — for lists shorter and longer than the distance.
+#[test]
+fn prefetches_run_a_few_nodes_ahead_of_scoring() {
+    use std::cell::RefCell;
+    for len in [0usize, 1, 3, 4, 5, 17, 64] {
+        let nodes: Vec<u32> = (0..len as u32).map(|i| 1000 + 7 * i).collect();
+        let events = RefCell::new(Vec::new());
+        super::search::prefetched(
+            &nodes,
+            |u| events.borrow_mut().push((true, u)),
+            |u| events.borrow_mut().push((false, u)),
+        );
+        let events = events.into_inner();
+        let scored: Vec<u32> = events.iter().filter(|e| !e.0).map(|e| e.1).collect();
+        assert_eq!(scored, nodes, "len {len}: scored in order, once each");
+        let mut fetched: Vec<u32> = events.iter().filter(|e| e.0).map(|e| e.1).collect();
+        fetched.sort_unstable();
+        assert_eq!(fetched, nodes, "len {len}: every node prefetched once");
+        for (i, &u) in nodes.iter().enumerate() {
+            let score_at = events.iter().position(|&e| e == (false, u)).unwrap();
+            let fetch_at = events.iter().position(|&e| e == (true, u)).unwrap();
+            assert!(
+                fetch_at < score_at,
+                "len {len}: node {i} prefetched after scoring"
+            );
+            let ahead = events[..score_at].iter().filter(|e| e.0).count() - i;
+            assert!(
+                ahead <= 5,
+                "len {len}: {ahead} prefetches ahead of node {i}"
+            );
+        }
+    }
+}

@@ -281,7 +281,7 @@ impl ExactPass {
     /// `t` are `k` distinct rows: the bound holds unless some of them are rejected,
     /// which [`ExactPass::absorb`] checks afterwards from the candidates it keeps
     /// (rather than asking the filter of every row here first). Returns `t`; `None`
-    /// when the batch has too few full blocks.
+    /// when the batch has too few full blocks or `t` is `u16::MAX` (no bound).
     fn seed(&self, batch: &Batch<'_>, s: &mut Scan8Scratch) -> Option<u16> {
         let (block, (len, _)) = (batch.layout.0, batch.rows);
         let k = self.k;
