@@ -24,10 +24,24 @@ pub const MAX_NORM_SQ: f64 = 1e36;
 /// squared norm, a quantizer's range, a centroid's squared norm).
 pub const MAX_TERM: f64 = 1e37;
 
-/// Squared L2 norm of `v` in `f64` (cannot overflow for finite `f32` input).
+/// Squared L2 norm of `v` in `f64` (cannot overflow for finite `f32` input). Summed in
+/// eight independent lanes, which vectorise: one chain of `f64` additions made this
+/// check of every query ~500 cycles of latency at 128 dimensions (about 6 % of an IVF
+/// fast-scan search at `nprobe` 1). Each square is exact in `f64`; only the order of
+/// the additions differs from a sequential sum (a few ulps, far inside the limits'
+/// margins).
 #[inline]
 pub(crate) fn norm_sq(v: &[f32]) -> f64 {
-    v.iter().map(|&x| f64::from(x) * f64::from(x)).sum()
+    let sq = |x: f32| f64::from(x) * f64::from(x);
+    let (chunks, rest) = v.as_chunks::<8>();
+    let mut acc = [0.0f64; 8];
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += sq(x);
+        }
+    }
+    let tail: f64 = rest.iter().map(|&x| sq(x)).sum();
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
 /// Fails with [`Error::TooLarge`] naming the first row of `data` whose squared norm
