@@ -162,6 +162,29 @@ pub(crate) fn check_full<R: AsRef<[Neighbor]>>(results: &[R], want: usize) -> Re
 mod tests {
     use super::*;
 
+    /// The eight-lane sum is within a few ulps of the sequential one (every square is
+    /// exact in `f64`), for lengths with and without a tail, and at the limit: a row
+    /// just over `MAX_NORM_SQ` is refused, one just under accepted.
+    #[test]
+    fn lane_sums_match_the_sequential_norm() {
+        use crate::rng::{RngExt, seeded};
+        let mut rng = seeded(9);
+        for len in [0usize, 1, 7, 8, 9, 31, 128, 384, 1001] {
+            let v: Vec<f32> = (0..len).map(|_| rng.random::<f32>() * 2e3 - 1e3).collect();
+            let seq: f64 = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+            let got = norm_sq(&v);
+            assert!(
+                (got - seq).abs() <= 1e-14 * seq,
+                "len {len}: {got} vs {seq}"
+            );
+        }
+        // 100 components of 1e17 (squared norm 1e36 · 1.0000…): over; of 0.99e17: under.
+        let over = vec![1.0001e17f32; 100];
+        assert!(norm_sq(&over) > MAX_NORM_SQ);
+        assert!(check_vectors(&over, 100, "add").is_err());
+        assert!(check_vectors(&vec![0.99e17f32; 100], 100, "add").is_ok());
+    }
+
     #[test]
     fn limits() {
         assert!(check_vectors(&[1e17; 16], 16, "add").is_ok());
