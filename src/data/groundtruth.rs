@@ -19,8 +19,12 @@ use crate::vectors::{VectorSet, check_finite};
 pub const QUERY_BLOCK: usize = 256;
 /// Base vectors per GEMM block (a 256 × 1024 f32 tile is 1 MiB, L2-resident).
 pub const BASE_BLOCK: usize = 1024;
-/// Distances examined per vectorised threshold test in the scan.
-const LANES: usize = 16;
+/// The largest query block.
+const MAX_QUERY_BLOCK: usize = 1024;
+/// The smallest base block.
+const MIN_BASE_BLOCK: usize = 256;
+/// Floats of a distance tile (1 MiB).
+const TILE: usize = 256 * 1024;
 
 /// Exact top-`k` over row-major `base` for every row of `queries`.
 ///
@@ -45,16 +49,17 @@ pub(crate) fn knn_blocked(
         return Vec::new();
     }
     let mut results: Vec<Vec<Neighbor>> = vec![Vec::new(); nq];
+    let (qb, bb) = blocks(nq, rayon::current_num_threads());
     results
-        .par_chunks_mut(QUERY_BLOCK)
-        .zip(queries.par_chunks(QUERY_BLOCK * dim))
+        .par_chunks_mut(qb)
+        .zip(queries.par_chunks(qb * dim))
         .for_each(|(out, qblock)| {
             let bq = qblock.len() / dim;
             let mut heaps: Vec<TopK> = (0..bq).map(|_| TopK::new(k)).collect();
-            let mut tile = vec![0.0f32; bq * BASE_BLOCK];
+            let mut tile = vec![0.0f32; bq * bb];
             let mut start = 0;
             while start < nb {
-                let end = (start + BASE_BLOCK).min(nb);
+                let end = (start + bb).min(nb);
                 let bb = end - start;
                 let tile = &mut tile[..bq * bb];
                 gemm_abt(qblock, &base[start * dim..end * dim], dim, tile);
@@ -81,6 +86,19 @@ pub(crate) fn knn_blocked(
     results
 }
 
+/// Queries and base vectors per GEMM block for `nq` queries on `threads` threads: an
+/// even share of the queries per thread within [`QUERY_BLOCK`]..=[`MAX_QUERY_BLOCK`]
+/// (every query block streams the whole base from memory once, so fewer, larger
+/// blocks read it fewer times), and base blocks that keep the distance tile within
+/// [`TILE`] floats (L2-resident), from [`MIN_BASE_BLOCK`] up to [`BASE_BLOCK`].
+fn blocks(nq: usize, threads: usize) -> (usize, usize) {
+    let qb = nq
+        .div_ceil(threads.max(1))
+        .clamp(QUERY_BLOCK, MAX_QUERY_BLOCK);
+    let bb = (TILE / qb / 64 * 64).clamp(MIN_BASE_BLOCK, BASE_BLOCK);
+    (qb, bb)
+}
+
 #[inline]
 fn scan_row(
     row: &[f32],
@@ -97,7 +115,6 @@ fn scan_row(
     } else {
         &[][..]
     };
-    let dist = |j: usize| if l2 { norms[j] - 2.0 * row[j] } else { -row[j] };
     let offer = |j: usize, d: f32, heap: &mut TopK| {
         if d <= heap.threshold() {
             let r = start + j;
@@ -106,36 +123,25 @@ fn scan_row(
             }
         }
     };
-    // Most distances lose to the threshold once the heap is full: test LANES at a time
-    // with a branch-free (vectorised) comparison, and only walk the lanes of a chunk that
-    // holds a winner.
-    let full = row.len() / LANES * LANES;
-    let mut d = [0.0f32; LANES];
-    for c in (0..full).step_by(LANES) {
-        let thr = heap.threshold();
-        let r: &[f32; LANES] = row[c..c + LANES].try_into().unwrap_or(&[0.0; LANES]);
-        if l2 {
-            let n: &[f32; LANES] = norms[c..c + LANES].try_into().unwrap_or(&[0.0; LANES]);
-            for l in 0..LANES {
-                d[l] = n[l] - 2.0 * r[l];
-            }
+    // Most distances lose to the threshold once the heap is full: a dispatched kernel
+    // computes a chunk's distances and the mask of those within the threshold (it cost
+    // a quarter of a flat search as a loop the SSE2 baseline build could not turn into
+    // vector comparisons), and only the lanes of the mask are offered (`offer` tests
+    // them again against the threshold, which tightens along the chunk).
+    let mut d = [0.0f32; kernels::BELOW_CHUNK];
+    for (c, chunk) in row.chunks(kernels::BELOW_CHUNK).enumerate() {
+        let at = c * kernels::BELOW_CHUNK;
+        let nrm = if l2 {
+            &norms[at..at + chunk.len()]
         } else {
-            for l in 0..LANES {
-                d[l] = -r[l];
-            }
-        }
-        let mut hits = 0u32;
-        for (l, &dl) in d.iter().enumerate() {
-            hits |= ((dl <= thr) as u32) << l;
-        }
+            &[][..]
+        };
+        let mut hits = kernels::below(chunk, nrm, heap.threshold(), &mut d);
         while hits != 0 {
             let l = hits.trailing_zeros() as usize;
             hits &= hits - 1;
-            offer(c + l, d[l], heap);
+            offer(at + l, d[l], heap);
         }
-    }
-    for j in full..row.len() {
-        offer(j, dist(j), heap);
     }
 }
 
@@ -248,6 +254,61 @@ mod tests {
                     );
                     if g.id != w.0 {
                         // Only a numerical near-tie may reorder ids.
+                        let dg = metric.distance(qs.row(qi), base.row(g.id as usize));
+                        assert!(
+                            (dg - w.1).abs() < 1e-4 * (1.0 + w.1.abs()),
+                            "{metric} q{qi}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The block shapes: an even share of the queries per thread within 256..=1024, and
+    /// base blocks keeping the tile within 1 MiB (multiples of 64, 256..=1024).
+    #[test]
+    fn block_shapes() {
+        assert_eq!(blocks(100, 2), (256, 1024));
+        assert_eq!(blocks(1000, 2), (500, 512));
+        assert_eq!(blocks(600, 1), (600, 384));
+        assert_eq!(blocks(10_000, 1), (1024, 256));
+        assert_eq!(blocks(10_000, 0), (1024, 256));
+        for (nq, t) in [(1, 1), (300, 1), (777, 1), (5000, 3), (2048, 2)] {
+            let (qb, bb) = blocks(nq, t);
+            assert!((QUERY_BLOCK..=MAX_QUERY_BLOCK).contains(&qb), "{nq} {t}");
+            assert!(
+                qb * bb <= TILE && bb % 64 == 0 && bb >= MIN_BASE_BLOCK,
+                "{nq} {t}"
+            );
+        }
+    }
+
+    /// One thread, 600 queries: one block of 600 queries against base blocks of 384
+    /// with a short last one (2,000 = 5 × 384 + 80); each query's top-10 equals brute
+    /// force up to numerical near-ties, for every metric.
+    #[test]
+    fn large_query_blocks_match_brute_force() {
+        let base = gaussian(2000, 16, 0.0, 1.0, 31).unwrap();
+        let qs = gaussian(600, 16, 0.0, 1.0, 32).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+            let got = pool
+                .install(|| exact_search(&base, &qs, 10, metric))
+                .unwrap();
+            assert_eq!(got.len(), 600);
+            for (qi, r) in got.iter().enumerate() {
+                let want = brute(&base, qs.row(qi), 10, metric);
+                assert_eq!(r.len(), 10);
+                for (g, w) in r.iter().zip(&want) {
+                    assert!(
+                        (g.distance - w.1).abs() <= 1e-3 * (1.0 + w.1.abs()),
+                        "{metric} q{qi}"
+                    );
+                    if g.id != w.0 {
                         let dg = metric.distance(qs.row(qi), base.row(g.id as usize));
                         assert!(
                             (dg - w.1).abs() < 1e-4 * (1.0 + w.1.abs()),

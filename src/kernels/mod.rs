@@ -253,6 +253,7 @@ fn capped_level(cpu: SimdLevel, value: Option<&str>) -> (SimdLevel, Option<Strin
 
 type PairFn = unsafe fn(&[f32], &[f32]) -> f32;
 type NearestFn = unsafe fn(&[f32], &[f32]) -> (usize, f32);
+type BelowFn = unsafe fn(&[f32], &[f32], f32, &mut [f32]) -> u64;
 
 /// The kernels of one SIMD level.
 ///
@@ -266,6 +267,7 @@ pub(crate) struct Kernels {
     l2_sq: PairFn,
     dot: PairFn,
     nearest: NearestFn,
+    below: BelowFn,
     sq: sq::SqKernels,
     fastscan: fastscan::FastScanKernels,
     pq8: pq8::Pq8Kernels,
@@ -319,6 +321,13 @@ impl Kernels {
             SimdLevel::Avx512 | SimdLevel::Avx512Vbmi => nearest_avx512,
             _ => scalar::nearest_lanes,
         };
+        let below: BelowFn = match level {
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx2 => below_avx2,
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512 | SimdLevel::Avx512Vbmi => x86::below_avx512,
+            _ => scalar::below_lanes,
+        };
         // SAFETY: the caller takes on the same obligation for the whole table.
         unsafe {
             Kernels {
@@ -326,6 +335,7 @@ impl Kernels {
                 l2_sq,
                 dot,
                 nearest,
+                below,
                 sq: sq::SqKernels::for_level(level),
                 fastscan: fastscan::FastScanKernels::for_level(level),
                 pq8: pq8::Pq8Kernels::for_level(level),
@@ -374,6 +384,14 @@ impl Kernels {
         // norms.len())` elements of each slice.
         unsafe { (self.nearest)(dots, norms) }
     }
+
+    /// [`below`] at this table's level.
+    #[inline]
+    pub(crate) fn below(&self, dots: &[f32], norms: &[f32], thr: f32, out: &mut [f32]) -> u64 {
+        // SAFETY: as in `Kernels::l2_sq`; the kernels read and write only the first
+        // elements that `scalar::below` defines.
+        unsafe { (self.below)(dots, norms, thr, out) }
+    }
 }
 
 retarget! {
@@ -386,6 +404,23 @@ retarget! {
     /// [`scalar::nearest_lanes`] compiled for AVX-512.
     unsafe fn nearest_avx512["avx512f,avx512bw,avx2"] = scalar::nearest_lanes;
     (dots: &[f32], norms: &[f32]) -> (usize, f32)
+}
+
+retarget! {
+    /// [`scalar::below_lanes`] compiled for AVX2.
+    unsafe fn below_avx2["avx2"] = scalar::below_lanes;
+    (dots: &[f32], norms: &[f32], thr: f32, out: &mut [f32]) -> u64
+}
+
+pub use scalar::BELOW_CHUNK;
+
+/// The distances of a chunk of GEMM values (up to [`BELOW_CHUNK`]) and the mask of those
+/// within `thr`, as [`scalar::below`] defines them: `norms[i] − 2·dots[i]` (L2 less the
+/// query's squared norm) or `−dots[i]` (inner product, `norms` empty) into `out`, bit
+/// `i` set where that is `≤ thr`. The exact scans' threshold test, a chunk at a time.
+#[inline]
+pub fn below(dots: &[f32], norms: &[f32], thr: f32, out: &mut [f32]) -> u64 {
+    active().below(dots, norms, thr, out)
 }
 
 /// The nearest of `k` centroids to a row, from the row's GEMM row `dots` (⟨x, c_j⟩) and
@@ -451,6 +486,83 @@ mod tests {
         for (got, want) in row_norms_sq(&data, 17).into_iter().zip(want) {
             assert!(close(got, want), "{got} vs {want}");
         }
+    }
+
+    /// Every level's threshold chunk is the one-pass definition's, distance bits and
+    /// mask: both metrics, every length from 0 past a chunk, norms shorter than the
+    /// values, ±0, infinities and NaN among values, norms and thresholds.
+    #[test]
+    fn below_equals_the_one_pass_definition() {
+        use crate::rng::{RngExt, seeded};
+        let mut rng = seeded(33);
+        let pick = |rng: &mut crate::rng::SeededRng, trial: u32| match rng.random_range(0..24u32) {
+            0 if trial.is_multiple_of(3) => f32::NAN,
+            1 if trial % 3 == 1 => f32::INFINITY,
+            2 if trial % 3 == 1 => f32::NEG_INFINITY,
+            3 => 0.0,
+            4 => -0.0,
+            _ if trial.is_multiple_of(2) => rng.random_range(-4i32..4) as f32,
+            _ => rng.random_range(-100.0f32..100.0),
+        };
+        for trial in 0..600u32 {
+            let len = rng.random_range(0..=70usize);
+            let dots: Vec<f32> = (0..len).map(|_| pick(&mut rng, trial)).collect();
+            let norms: Vec<f32> = match trial % 4 {
+                0 => Vec::new(),
+                1 => (0..len.saturating_sub(3))
+                    .map(|_| pick(&mut rng, trial))
+                    .collect(),
+                _ => (0..len).map(|_| pick(&mut rng, trial)).collect(),
+            };
+            let thr = match trial % 7 {
+                0 => f32::INFINITY,
+                1 => f32::NAN,
+                2 => 0.0,
+                _ => pick(&mut rng, trial + 1),
+            };
+            let mut want = [7.5f32; 80];
+            let wm = scalar::below(&dots, &norms, thr, &mut want);
+            let n = dots.len().min(BELOW_CHUNK).min(if norms.is_empty() {
+                usize::MAX
+            } else {
+                norms.len()
+            });
+            assert!(n >= 64 || wm >> n == 0, "trial {trial}: bits past {n}");
+            let run = |f: &dyn Fn(&mut [f32]) -> u64| {
+                let mut out = [7.5f32; 80];
+                let m = f(&mut out);
+                (m, out.map(f32::to_bits))
+            };
+            let mut got = vec![
+                run(&|o| scalar::below_lanes(&dots, &norms, thr, o)),
+                run(&|o| below(&dots, &norms, thr, o)),
+            ];
+            got.extend(Kernels::supported().map(|k| run(&|o| k.below(&dots, &norms, thr, o))));
+            for (i, g) in got.into_iter().enumerate() {
+                assert_eq!(
+                    g,
+                    (wm, want.map(f32::to_bits)),
+                    "run {i} trial {trial} len {len}"
+                );
+            }
+        }
+        // The definition itself, on a worked chunk.
+        let mut out = [0.0f32; 4];
+        let m = scalar::below(
+            &[1.0, 2.0, -1.0, f32::NAN],
+            &[3.0, 3.0, 3.0, 3.0],
+            1.0,
+            &mut out,
+        );
+        assert_eq!(out[..3], [1.0, -1.0, 5.0]);
+        assert!(out[3].is_nan());
+        assert_eq!(m, 0b0011);
+        let m = scalar::below(&[1.0, -2.0, 0.0], &[], -1.0, &mut out);
+        assert_eq!(
+            (out[0], out[1], out[2].to_bits()),
+            (-1.0, 2.0, (-0.0f32).to_bits())
+        );
+        assert_eq!(m, 0b001);
     }
 
     /// Every level's nearest centroid is the one-pass definition's, index and value

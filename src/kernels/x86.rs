@@ -172,3 +172,45 @@ pub(super) unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
     }
     _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
 }
+
+/// AVX-512 [`super::scalar::below`]: 16-lane steps, with masked loads, stores and
+/// comparisons for the lanes past a short chunk's end. The inner-product distance is
+/// the sign bit flipped (as `−x`, also for ±0 and NaN), not a subtraction from zero.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn below_avx512(dots: &[f32], norms: &[f32], thr: f32, out: &mut [f32]) -> u64 {
+    let l2 = !norms.is_empty();
+    let mut n = dots.len().min(out.len()).min(super::scalar::BELOW_CHUNK);
+    if l2 {
+        n = n.min(norms.len());
+    }
+    let t = _mm512_set1_ps(thr);
+    let sign = _mm512_set1_epi32(i32::MIN);
+    let mut mask = 0u64;
+    let mut i = 0;
+    while i < n {
+        let m: __mmask16 = if n - i >= 16 {
+            0xFFFF
+        } else {
+            (1u16 << (n - i)) - 1
+        };
+        // SAFETY: the lanes of `m` are the elements `i..min(i + 16, n)`, inside `dots`
+        // and `out`, and inside `norms` when it is read (`n ≤ norms.len()` then).
+        unsafe {
+            let d = _mm512_maskz_loadu_ps(m, dots.as_ptr().add(i));
+            let v = if l2 {
+                let nv = _mm512_maskz_loadu_ps(m, norms.as_ptr().add(i));
+                _mm512_sub_ps(nv, _mm512_add_ps(d, d))
+            } else {
+                _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(d), sign))
+            };
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(i), m, v);
+            let k = _mm512_mask_cmp_ps_mask::<_CMP_LE_OQ>(m, v, t);
+            mask |= u64::from(k) << i;
+        }
+        i += 16;
+    }
+    mask
+}
