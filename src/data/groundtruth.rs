@@ -239,29 +239,37 @@ mod tests {
         all
     }
 
+    /// Each query's top-10 in `got` equals brute force (ids up to numerical near-ties,
+    /// distances within float error).
+    fn assert_brute_force(base: &VectorSet, qs: &VectorSet, got: &[Vec<Neighbor>], metric: Metric) {
+        assert_eq!(got.len(), qs.len());
+        for (qi, r) in got.iter().enumerate() {
+            let want = brute(base, qs.row(qi), 10, metric);
+            assert_eq!(r.len(), want.len(), "{metric} q{qi}");
+            for (g, w) in r.iter().zip(&want) {
+                assert!(
+                    (g.distance - w.1).abs() <= 1e-3 * (1.0 + w.1.abs()),
+                    "{metric} q{qi}"
+                );
+                if g.id != w.0 {
+                    // Only a numerical near-tie may reorder ids.
+                    let dg = metric.distance(qs.row(qi), base.row(g.id as usize));
+                    assert!(
+                        (dg - w.1).abs() < 1e-4 * (1.0 + w.1.abs()),
+                        "{metric} q{qi}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn matches_brute_force_all_metrics() {
         let base = gaussian(5000, 24, 0.0, 1.0, 11).unwrap();
         let qs = gaussian(70, 24, 0.0, 1.0, 12).unwrap();
         for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
             let got = exact_search(&base, &qs, 10, metric).unwrap();
-            for (qi, r) in got.iter().enumerate() {
-                let want = brute(&base, qs.row(qi), 10, metric);
-                for (g, w) in r.iter().zip(&want) {
-                    assert!(
-                        (g.distance - w.1).abs() <= 1e-3 * (1.0 + w.1.abs()),
-                        "{metric} q{qi}"
-                    );
-                    if g.id != w.0 {
-                        // Only a numerical near-tie may reorder ids.
-                        let dg = metric.distance(qs.row(qi), base.row(g.id as usize));
-                        assert!(
-                            (dg - w.1).abs() < 1e-4 * (1.0 + w.1.abs()),
-                            "{metric} q{qi}"
-                        );
-                    }
-                }
-            }
+            assert_brute_force(&base, &qs, &got, metric);
         }
     }
 
@@ -299,24 +307,7 @@ mod tests {
             let got = pool
                 .install(|| exact_search(&base, &qs, 10, metric))
                 .unwrap();
-            assert_eq!(got.len(), 600);
-            for (qi, r) in got.iter().enumerate() {
-                let want = brute(&base, qs.row(qi), 10, metric);
-                assert_eq!(r.len(), 10);
-                for (g, w) in r.iter().zip(&want) {
-                    assert!(
-                        (g.distance - w.1).abs() <= 1e-3 * (1.0 + w.1.abs()),
-                        "{metric} q{qi}"
-                    );
-                    if g.id != w.0 {
-                        let dg = metric.distance(qs.row(qi), base.row(g.id as usize));
-                        assert!(
-                            (dg - w.1).abs() < 1e-4 * (1.0 + w.1.abs()),
-                            "{metric} q{qi}"
-                        );
-                    }
-                }
-            }
+            assert_brute_force(&base, &qs, &got, metric);
         }
     }
 
