@@ -823,9 +823,13 @@ fn local_1bit_factors(
             let w = u64::from_le(unsafe {
                 std::ptr::read_unaligned(rest.as_ptr().add(i * stride) as *const u64)
             });
-            f0[i] = f32::from_bits(w as u32);
+            // The centre's term is looked up as the row is read: a separate loop over
+            // the block was vectorised into AVX-512 gathers, which on Zen 4 took a
+            // fifth of a flat `RaBitQfs` search (same operations, same bits).
+            let k = (w >> 48) as u8;
+            f0[i] = f32::from_bits(w as u32) - 2.0 * l.tk[usize::from(k)];
             f1[i] = f32::from_bits(((w >> 32) as u32) << 16);
-            ks[i] = (w >> 48) as u8;
+            ks[i] = k;
         }
     } else {
         for (i, f) in rest.chunks(stride.max(1)).take(n).enumerate() {
@@ -835,10 +839,8 @@ fn local_1bit_factors(
             f0[i] = f32::from_le_bytes([w[0], w[1], w[2], w[3]]);
             f1[i] = code::from_bf16(u16::from_le_bytes([w[4], w[5]]));
             ks[i] = w[6];
+            f0[i] -= 2.0 * l.tk[usize::from(w[6])];
         }
-    }
-    for i in 0..n {
-        f0[i] -= 2.0 * l.tk[usize::from(ks[i])];
     }
     if let Some((t_norm2, qn)) = qn {
         for i in 0..n {
