@@ -204,6 +204,12 @@ impl<C: VectorCodec> Hnsw<C> {
             if s.results.len() >= ef && s.results.peek().is_some_and(|w| d > w.0) {
                 break;
             }
+            // The next candidate's list is likely read next: start loading it (the
+            // lists are not stored with the vectors, so no scoring brought it in).
+            if let Some(std::cmp::Reverse(next)) = s.cands.peek() {
+                let at = next.1 as usize * w0;
+                crate::kernels::prefetch_l1(&g.layer0[at..at + w0]);
+            }
             let start = v as usize * w0;
             // Unvisited neighbours first, then scored with their data prefetched a few
             // nodes ahead.
