@@ -200,21 +200,22 @@ impl<C: VectorCodec> Hnsw<C> {
             }
         }
         let w0 = 2 * self.m;
+        let list = |v: u32| &g.layer0[v as usize * w0..(v as usize + 1) * w0];
+        // The lists are stored apart from the vectors, so scoring a node does not bring
+        // its list into cache: the list of the node that will be expanded next is
+        // prefetched as soon as it is known — the best remaining candidate, or a
+        // neighbour just scored that beats it.
         while let Some(std::cmp::Reverse(Cand(d, v))) = s.cands.pop() {
             if s.results.len() >= ef && s.results.peek().is_some_and(|w| d > w.0) {
                 break;
             }
-            // The next candidate's list is likely read next: start loading it (the
-            // lists are not stored with the vectors, so no scoring brought it in).
             if let Some(std::cmp::Reverse(next)) = s.cands.peek() {
-                let at = next.1 as usize * w0;
-                crate::kernels::prefetch_l1(&g.layer0[at..at + w0]);
+                crate::kernels::prefetch_l1(list(next.1));
             }
-            let start = v as usize * w0;
             // Unvisited neighbours first, then scored with their data prefetched a few
             // nodes ahead.
             let mut fresh = [0u32; 2 * MAX_M];
-            let nf = s.unvisited(&g.layer0[start..start + w0], n, &mut fresh);
+            let nf = s.unvisited(list(v), n, &mut fresh);
             prefetched(
                 &fresh[..nf],
                 |u| sc.prefetch(u as usize),
@@ -223,6 +224,9 @@ impl<C: VectorCodec> Hnsw<C> {
                     let full = s.results.len() >= ef;
                     if full && s.results.peek().is_some_and(|w| du >= w.0) {
                         return;
+                    }
+                    if s.cands.peek().is_none_or(|c| du < c.0.0) {
+                        crate::kernels::prefetch_l1(list(u));
                     }
                     s.cands.push(std::cmp::Reverse(Cand(du, u)));
                     if ok(u as usize) {
