@@ -55,6 +55,10 @@ pub struct RabitqQuery {
     /// Local centres under L2: `⟨t, R(c_k − c)⟩` for each centre `k`, zero-padded to
     /// [`code::MAX_CENTRES`] entries (empty without local centres).
     pub(crate) tk: Vec<f32>,
+    /// Local centres: `‖q' − R(c_k − c)‖` for each centre `k` (the norm a row's error
+    /// bound scales with), from `t_norm2`, `tk` and the centres' squared norms, so that
+    /// a row looks it up by its centre byte as it looks up `tk`.
+    pub(crate) qk: Vec<f32>,
 }
 
 /// A query's local-centre tables, as the block kernels read them (indexed by a byte).
@@ -62,16 +66,15 @@ pub struct RabitqQuery {
 pub(crate) struct Local<'a> {
     /// `⟨t, R(c_k − c)⟩`.
     tk: &'a [f32; code::MAX_CENTRES],
-    /// `‖c_k − c‖²`.
-    zn: &'a [f32; code::MAX_CENTRES],
+    /// `‖q − c_k‖` ([`RabitqQuery::qk`]).
+    qk: &'a [f32; code::MAX_CENTRES],
 }
 
-impl Local<'_> {
-    /// `‖q − c_k‖` from `‖q − c‖² = t_norm2`.
-    #[inline(always)]
-    fn qn(&self, t_norm2: f32, k: usize) -> f32 {
-        (t_norm2 - 2.0 * self.tk[k] + self.zn[k]).max(0.0).sqrt()
-    }
+/// `‖q − c_k‖` from `‖q − c‖² = t_norm2`, `tk = ⟨t, R(c_k − c)⟩` and
+/// `zn = ‖c_k − c‖²`.
+#[inline(always)]
+fn centre_norm(t_norm2: f32, tk: f32, zn: f32) -> f32 {
+    (t_norm2 - 2.0 * tk + zn).max(0.0).sqrt()
 }
 
 /// Estimates of `⟨r, q'⟩` for one code (`r` the vector minus the centroid, `q'` the
@@ -371,12 +374,19 @@ impl RaBitQ {
     /// Sets the local centres' table of the current target (L2; see [`code`]).
     pub(crate) fn set_centre_terms(&self, s: &mut RabitqQuery, metric: Metric) {
         s.tk.clear();
+        s.qk.clear();
         if self.local() {
             s.tk.resize(code::MAX_CENTRES, 0.0);
             if metric == Metric::L2 {
                 let k = self.centre_count();
                 crate::linalg::gemm_abt(&s.t, &self.offsets, self.dim, &mut s.tk[..k]);
             }
+            let t_norm2 = s.t_norm2;
+            s.qk.extend(
+                s.tk.iter()
+                    .zip(&self.offset_norms)
+                    .map(|(&tk, &zn)| centre_norm(t_norm2, tk, zn)),
+            );
         }
     }
 
@@ -388,7 +398,7 @@ impl RaBitQ {
         }
         Some(Local {
             tk: s.tk.as_slice().try_into().ok()?,
-            zn: self.offset_norms.as_slice().try_into().ok()?,
+            qk: s.qk.as_slice().try_into().ok()?,
         })
     }
 
@@ -413,7 +423,7 @@ impl RaBitQ {
         match self.local_of(s) {
             Some(l) => {
                 let k = f.centre.min(code::MAX_CENTRES - 1);
-                (c - 2.0 * l.tk[k], l.qn(s.t_norm2, k))
+                (c - 2.0 * l.tk[k], l.qk[k])
             }
             None => (c, s.t_norm2.max(0.0).sqrt()),
         }
@@ -765,7 +775,7 @@ fn dist_1bit_portable(c: &Dist1, rest: &[u8], stride: usize, sums: &[i32], out: 
     let (mut f0, mut f1) = ([0.0f32; B], [0.0f32; B]);
     debug_assert!(stride >= 8 && (n == 0 || rest.len() >= (n - 1) * stride + 8));
     if let Some(l) = c.local {
-        local_1bit_factors(&l, rest, stride, n, &mut f0, &mut f1, None);
+        local_1bit_factors::<false>(&l, rest, stride, n, &mut f0, &mut f1, &mut [0.0; B]);
     } else if stride == 8 && rest.len() >= 8 * n {
         // 1-bit rows hold exactly these two factors: the block's factors are one run of
         // `f32` pairs, read as such and split (vector loads and shuffles, not a
@@ -803,19 +813,20 @@ fn dist_1bit_portable(c: &Dist1, rest: &[u8], stride: usize, sums: &[i32], out: 
 }
 
 /// The first eight factor bytes of `n` rows in the local centres' layout (`stride`
-/// apart): `F1 − 2⟨t, R(c_k − c)⟩` into `f0`, `f1` into `f1`, and with `qn`, each row's
-/// `‖q − c_k‖` (from `t_norm2`).
+/// apart): `F1 − 2⟨t, R(c_k − c)⟩` into `f0`, `f1` into `f1`, and with `QN` each row's
+/// `‖q − c_k‖` into `qn`. Every centre term is looked up as its row is read: separate loops over
+/// the block were vectorised into AVX-512 gathers, slow on Zen 4 (a fifth of a flat
+/// `RaBitQfs` search; same operations, same bits).
 #[inline(always)]
-fn local_1bit_factors(
+fn local_1bit_factors<const QN: bool>(
     l: &Local<'_>,
     rest: &[u8],
     stride: usize,
     n: usize,
     f0: &mut [f32; 32],
     f1: &mut [f32; 32],
-    qn: Option<(f32, &mut [f32; 32])>,
+    qn: &mut [f32; 32],
 ) {
-    let mut ks = [0u8; 32];
     let n = n.min(32);
     if n > 0 && stride >= 8 && rest.len() >= (n - 1) * stride + 8 {
         for i in 0..n {
@@ -823,28 +834,24 @@ fn local_1bit_factors(
             let w = u64::from_le(unsafe {
                 std::ptr::read_unaligned(rest.as_ptr().add(i * stride) as *const u64)
             });
-            // The centre's term is looked up as the row is read: a separate loop over
-            // the block was vectorised into AVX-512 gathers, which on Zen 4 took a
-            // fifth of a flat `RaBitQfs` search (same operations, same bits).
-            let k = (w >> 48) as u8;
-            f0[i] = f32::from_bits(w as u32) - 2.0 * l.tk[usize::from(k)];
+            let k = usize::from((w >> 48) as u8);
+            f0[i] = f32::from_bits(w as u32) - 2.0 * l.tk[k];
             f1[i] = f32::from_bits(((w >> 32) as u32) << 16);
-            ks[i] = k;
+            if QN {
+                qn[i] = l.qk[k];
+            }
         }
     } else {
         for (i, f) in rest.chunks(stride.max(1)).take(n).enumerate() {
             let Some(w) = f.first_chunk::<8>() else {
                 break;
             };
-            f0[i] = f32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+            let k = usize::from(w[6]);
+            f0[i] = f32::from_le_bytes([w[0], w[1], w[2], w[3]]) - 2.0 * l.tk[k];
             f1[i] = code::from_bf16(u16::from_le_bytes([w[4], w[5]]));
-            ks[i] = w[6];
-            f0[i] -= 2.0 * l.tk[usize::from(w[6])];
-        }
-    }
-    if let Some((t_norm2, qn)) = qn {
-        for i in 0..n {
-            qn[i] = l.qn(t_norm2, usize::from(ks[i]));
+            if QN {
+                qn[i] = l.qk[k];
+            }
         }
     }
 }
@@ -931,7 +938,7 @@ fn keys_multibit_portable(
     let mut qns = [c.qn; B];
     if let Some(l) = c.d.local {
         let [f0, f1, f2, f4] = &mut f;
-        local_1bit_factors(&l, rest, stride, n, f0, f1, Some((c.d.t_norm2, &mut qns)));
+        local_1bit_factors::<true>(&l, rest, stride, n, f0, f1, &mut qns);
         for (i, row) in rest.chunks(stride.max(1)).take(n).enumerate() {
             if let Some(w) = row.get(8..12) {
                 f2[i] = code::from_bf16(u16::from_le_bytes([w[0], w[1]]));
