@@ -686,6 +686,54 @@ fn local_centres_shrink_the_error_and_stay_unbiased() {
     }
 }
 
+/// Local centres: the norm each row's error bound scales with is `‖q − c_k‖` for the
+/// row's own centre `c_k`, computed from the query and the centres directly — both in
+/// the per-centre table a target carries and through a row's factors (the look-up the
+/// scans use); entries past the centres are `‖q − mean‖`. 1 and 4 bits.
+#[test]
+fn local_centres_give_each_row_its_centres_query_distance() {
+    let d = 32;
+    let data = clustered(3000, d, 8, 17);
+    let queries = clustered(5, d, 8, 18);
+    let dist = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y) * (x - y))
+            .sum::<f32>()
+            .sqrt()
+    };
+    let close = |got: f32, want: f32| (got - want).abs() <= 1e-3 * (1.0 + want);
+    for bits in [1u8, 4] {
+        let quant = RaBitQ::train_local(RabitqSpec { bits }, &data, d, 5).unwrap();
+        let k = quant.centre_count();
+        assert!(k >= 2);
+        let centres = quant.centres();
+        let codes = quant.encode(&data).unwrap();
+        let mut s = RabitqQuery::default();
+        for q in queries.chunks_exact(d) {
+            quant.begin_query(&mut s, q, Metric::L2, None, &[]);
+            quant.set_list(&mut s, q, Metric::L2, ListTerms::default());
+            assert_eq!(s.qk.len(), code::MAX_CENTRES);
+            for (c, &got) in s.qk.iter().enumerate() {
+                let want = match centres.get(c * d..(c + 1) * d) {
+                    Some(centre) => dist(q, centre),
+                    None => dist(q, quant.mean()),
+                };
+                assert!(close(got, want), "{bits} bits centre {c}: {got} vs {want}");
+            }
+            for row in codes.chunks_exact(quant.row_bytes()).take(300) {
+                let f = quant.row_factors(quant.factor_bytes(row));
+                assert!(f.centre < k);
+                let want = dist(q, &centres[f.centre * d..(f.centre + 1) * d]);
+                for full in [false, true] {
+                    let (_, qn) = quant.row_terms(&s, &f, full);
+                    assert!(close(qn, want), "{bits} bits: {qn} vs {want}");
+                }
+            }
+        }
+    }
+}
+
 /// Local centres: the bytes per vector are the mean's layout's (FAISS's), and bad centre
 /// sets are typed errors.
 #[test]
