@@ -355,6 +355,11 @@ impl<'a> Builder<'a> {
             prefetched(&fresh[..nf], prefetch, |v| {
                 let dv = self.dist(x, v);
                 if s.results.len() < self.ef || s.results.peek().is_some_and(|w| dv < w.0) {
+                    // A neighbour that beats every waiting candidate is expanded next:
+                    // its list starts loading now (as in the search's beam).
+                    if s.cands.peek().is_none_or(|c| dv < c.0.0) {
+                        kernels::prefetch_l1(self.slots(v, level));
+                    }
                     s.cands.push(std::cmp::Reverse(Cand(dv, v)));
                     s.results.push(Cand(dv, v));
                     if s.results.len() > self.ef {
