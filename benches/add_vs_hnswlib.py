@@ -34,18 +34,7 @@ except ImportError as e:  # pragma: no cover
                      "  pip install hnswlib numpy   (in a virtualenv outside the repo)\n")
     sys.exit(2)
 
-
-def read_fvecs(path):
-    raw = np.fromfile(path, dtype=np.int32)
-    if raw.size == 0:
-        raise ValueError(f"{path}: empty")
-    d = int(raw[0])
-    if raw.size % (d + 1) != 0:
-        raise ValueError(f"{path}: truncated")
-    rows = raw.reshape(-1, d + 1)
-    if not (rows[:, 0] == d).all():
-        raise ValueError(f"{path}: inconsistent dimensions")
-    return np.ascontiguousarray(rows[:, 1:]).view(np.float32)
+from vecs_io import read_vecs  # noqa: E402 (after the import check above)
 
 
 def fsync(path):
@@ -74,7 +63,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workdir", default=None, help="where the index files go (default: a temp dir)")
     a = ap.parse_args()
-    xb, xa = read_fvecs(a.base), read_fvecs(a.add)
+    xb, xa = read_vecs(a.base, np.float32), read_vecs(a.add, np.float32)
     if xb.shape[1] != xa.shape[1]:
         sys.exit(f"dimensions differ: {xb.shape[1]} in {a.base}, {xa.shape[1]} in {a.add}")
     work = a.workdir or tempfile.mkdtemp(prefix="add_vs_hnswlib_")

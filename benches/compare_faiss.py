@@ -68,17 +68,7 @@ except ImportError as e:  # pragma: no cover
     sys.exit(2)
 
 
-def read_vecs(path, dtype):
-    raw = np.fromfile(path, dtype=np.int32)
-    if raw.size == 0:
-        raise ValueError(f"{path}: empty")
-    d = int(raw[0])
-    if raw.size % (d + 1) != 0:
-        raise ValueError(f"{path}: truncated")
-    rows = raw.reshape(-1, d + 1)
-    if not (rows[:, 0] == d).all():
-        raise ValueError(f"{path}: inconsistent dimensions")
-    return np.ascontiguousarray(rows[:, 1:]).view(dtype) if dtype == np.float32 else rows[:, 1:].copy()
+from vecs_io import read_vecs  # noqa: E402 (after the import check above)
 
 
 def timed_search(index, xq, k, min_secs=0.2):
