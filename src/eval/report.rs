@@ -96,11 +96,22 @@ impl BenchSetup {
     }
 }
 
+/// The heading of the multi-threaded QPS column: the thread count the rows used
+/// (`QPS 2 thr`; with `--threads 1` it says so rather than "all"), or "all" when the
+/// rows differ.
+fn threads_heading(rows: &[BenchRow]) -> String {
+    match rows.first().map(|r| r.threads) {
+        Some(t) if t > 0 && rows.iter().all(|r| r.threads == t) => format!("QPS {t} thr"),
+        _ => "QPS all thr".into(),
+    }
+}
+
 /// A markdown table of benchmark rows.
 pub fn markdown_table(rows: &[BenchRow]) -> String {
-    let mut s = String::from(
-        "| spec | params | bytes/vec | index MB (w/o raw) | build s | R@1 | 10-R@10 | QPS 1 thr | QPS all thr | MSE/D(R) |\n\
+    let mut s = format!(
+        "| spec | params | bytes/vec | index MB (w/o raw) | build s | R@1 | 10-R@10 | QPS 1 thr | {} | MSE/D(R) |\n\
          | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        threads_heading(rows)
     );
     for r in rows {
         s.push_str(&row_cells(r));
@@ -118,10 +129,11 @@ pub fn markdown_report(setup: &BenchSetup, rows: &[BenchRow], faiss: &[FaissRow]
         setup.machine,
         setup.title()
     );
-    md.push_str(
-        "| spec | params | bytes/vec | index MB (w/o raw) | build s | R@1 | 10-R@10 | QPS 1 thr | QPS all thr | MSE/D(R) | faiss 10-R@10 | faiss QPS | QPS ratio |\n\
+    md.push_str(&format!(
+        "| spec | params | bytes/vec | index MB (w/o raw) | build s | R@1 | 10-R@10 | QPS 1 thr | {} | MSE/D(R) | faiss 10-R@10 | faiss QPS | QPS ratio |\n\
          | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
-    );
+        threads_heading(rows)
+    ));
     for r in rows {
         let f = faiss_match(r, faiss);
         md.push_str(&format!(
@@ -394,6 +406,14 @@ mod tests {
         let table = markdown_table(&rows);
         assert_eq!(table.lines().count(), 2 + rows.len());
         assert!(table.contains("| IVF16,Flat | k=10 nprobe=4 |"));
+        // The multi-threaded column names the rows' thread count ("all" only when
+        // they differ): with `--threads 1` it must not claim "all threads".
+        assert!(table.contains("| QPS 1 thr | QPS 2 thr |") && md.contains("| QPS 2 thr |"));
+        let mut one = rows.clone();
+        one.iter_mut().for_each(|r| r.threads = 1);
+        assert!(markdown_table(&one).contains("| QPS 1 thr | QPS 1 thr |"));
+        one[0].threads = 2;
+        assert!(markdown_table(&one).contains("| QPS all thr |"));
 
         let csv = results_csv(&rows, &faiss);
         let lines: Vec<&str> = csv.lines().collect();
