@@ -258,6 +258,22 @@ fn draw_marker<DB: DrawingBackend>(
     area.draw(&PathElement::new(closed, color.stroke_width(2)))
 }
 
+/// The top of the recall axis: 1 (and a little room); when every point is below 0.45
+/// (coarse codes, a few probes) a little above the highest one instead, on a multiple
+/// of 0.05, so the curves do not lie flat along the bottom of the plot.
+fn recall_axis_top(series: &[Series]) -> f64 {
+    let top = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .filter(|y| y.is_finite())
+        .fold(0f64, f64::max);
+    if top < 0.45 {
+        ((top * 1.15 / 0.05).ceil() * 0.05).max(0.1)
+    } else {
+        1.02
+    }
+}
+
 /// Canvas size and the width of the plot (the legend takes the rest, on the right).
 const CANVAS: (u32, u32) = (1280, 720);
 const PLOT_WIDTH: u32 = 880;
@@ -280,6 +296,7 @@ fn draw<DB: DrawingBackend>(
         (lo, hi) = (1.0, 10.0);
     }
     let (lo, hi) = (lo / 1.3, hi * 1.3);
+    let y_hi = recall_axis_top(series);
     let body = root.titled(chart.title, ("sans-serif", 20)).map_err(e)?;
     let (plot_area, legend_area) = body.split_horizontally(PLOT_WIDTH);
     let (margin, y_area) = (12u32, 60u32);
@@ -289,7 +306,7 @@ fn draw<DB: DrawingBackend>(
         .margin(margin)
         .x_label_area_size(45)
         .y_label_area_size(y_area)
-        .build_cartesian_2d((lo..hi).log_scale().with_key_points(ticks), 0f64..1.02f64)
+        .build_cartesian_2d((lo..hi).log_scale().with_key_points(ticks), 0f64..y_hi)
         .map_err(e)?;
     let kind = chart.ticks;
     c.configure_mesh()
@@ -465,6 +482,24 @@ mod tests {
             reference,
             reranked: false,
         }
+    }
+
+    /// The recall axis spans 0–1 once any point (a reference's too) reaches 0.45;
+    /// below that it ends on the next 0.05 past 1.15× the highest point.
+    #[test]
+    fn recall_axis_fits_low_curves_and_keeps_0_to_1_otherwise() {
+        let low = series("IVF256,PQ32x4fs", vec![(1e5, 0.02), (2e4, 0.1219)], false);
+        let faiss = series("faiss IVF256,PQ32x4fs", vec![(1e5, 0.118)], true);
+        let top = recall_axis_top(&[low.clone(), faiss.clone()]);
+        assert!((top - 0.15).abs() < 1e-12, "{top}");
+        assert!((recall_axis_top(&[faiss]) - 0.15).abs() < 1e-12);
+        assert_eq!(
+            recall_axis_top(&[series("SQ4", vec![(1e4, 0.001)], false)]),
+            0.1
+        );
+        let high = series("faiss SQ8", vec![(1e4, 0.45)], true);
+        assert_eq!(recall_axis_top(&[low, high]), 1.02);
+        assert_eq!(recall_axis_top(&[]), 0.1);
     }
 
     /// Issue 17 item 11: a label at every power of two on the bytes axis.
