@@ -191,10 +191,14 @@ pub fn pareto(pts: &[(f64, f64)], larger_x_is_better: bool) -> Vec<(f64, f64)> {
         .copied()
         .filter(|p| p.0.is_finite() && p.1.is_finite() && p.0 > 0.0)
         .collect();
-    // Walk from the best x to the worst, keeping points that improve recall.
+    // Walk from the best x to the worst, keeping points that improve recall; at equal x
+    // the highest recall first (it dominates the others there: one sweep of a spec
+    // has a single bytes/vector, and its frontier is its best point, not a vertical
+    // line through all of them).
     v.sort_by(|a, b| {
         let o = a.0.total_cmp(&b.0);
-        if larger_x_is_better { o.reverse() } else { o }
+        let o = if larger_x_is_better { o.reverse() } else { o };
+        o.then(b.1.total_cmp(&a.1))
     });
     let mut out = Vec::new();
     let mut best = f64::NEG_INFINITY;
@@ -469,6 +473,10 @@ mod tests {
         );
         // Larger x better (QPS): (3,.9), (4,.8).
         assert_eq!(pareto(&pts, true), vec![(3.0, 0.9), (4.0, 0.8)]);
+        // Equal x (an nprobe sweep at one code size): only the best recall there.
+        let sweep = [(16.0, 0.02), (16.0, 0.12), (16.0, 0.06), (64.0, 0.5)];
+        assert_eq!(pareto(&sweep, false), vec![(16.0, 0.12), (64.0, 0.5)]);
+        assert_eq!(pareto(&sweep, true), vec![(64.0, 0.5)]);
     }
 
     fn series(label: &str, points: Vec<(f64, f64)>, reference: bool) -> Series {
