@@ -144,11 +144,13 @@ enum Command {
     ///   vecquant quantize-model --weights model.safetensors --scheme nf4-dq --out model.vq --report report.json
     #[command(verbatim_doc_comment)]
     QuantizeModel(quantize_model::QuantizeModelArgs),
-    /// Describe a file: an index, quantized weights (.vq), a .gguf or a .safetensors file
+    /// Describe a file: an index, quantized weights (.vq), a .gguf, a .safetensors or a vector file
     ///
     /// For an index: its spec, live and deleted counts, build parameters, sections and
-    /// checksums; for weights: tensor names, shapes, schemes and bits/weight. Exits
-    /// non-zero after the description when a checksum fails.
+    /// checksums; for weights: tensor names, shapes, schemes and bits/weight; for vectors
+    /// (.fvecs, .bvecs, .npy): dimension, count, norms and non-finite values; for ground
+    /// truth (.ivecs): rows, neighbours per row and the id range. Exits non-zero after the
+    /// description when a checksum fails, a record is malformed or a value is not finite.
     ///
     /// Example:
     ///   vecquant inspect flat.vq

@@ -1,6 +1,8 @@
 //! Human-readable descriptions of files for `vecquant inspect`: an index container (live
 //! and deleted counts, build parameters, sections and checksums), a weights container,
-//! a `.gguf` or a `.safetensors` file (tensor names, shapes, schemes, bits per weight).
+//! a `.gguf` or a `.safetensors` file (tensor names, shapes, schemes, bits per weight),
+//! or a vector file (`.fvecs`, `.bvecs`, `.npy`: shape, norms, non-finite values;
+//! `.ivecs`: ground-truth rows and id range).
 //!
 //! A damaged container is still described (every section is listed with its checksum
 //! status) and the damage is returned in [`Inspection::problems`], so the caller can
@@ -62,9 +64,16 @@ pub fn inspect_file(path: impl AsRef<Path>) -> Result<Inspection> {
     let path = path.as_ref();
     let mut s = String::new();
     let mut problems = Vec::new();
-    match path.extension().and_then(|e| e.to_str()) {
+    // A container is described as one whatever its name (an index saved as `x.fvecs`).
+    let ext = match path.extension().and_then(|e| e.to_str()) {
+        Some(e) if !is_container(path)? => Some(e),
+        _ => None,
+    };
+    match ext {
         Some("gguf") => describe_gguf(path, &mut s)?,
         Some("safetensors") => describe_safetensors(path, &mut s)?,
+        Some("fvecs" | "bvecs" | "npy") => describe_vectors(path, &mut s, &mut problems)?,
+        Some("ivecs") => describe_ivecs(path, &mut s)?,
         _ => {
             let c = Container::open_with(
                 path,
@@ -85,6 +94,130 @@ pub fn inspect_file(path: impl AsRef<Path>) -> Result<Inspection> {
         }
     }
     Ok(Inspection { text: s, problems })
+}
+
+/// Whether `path` starts with the container magic.
+fn is_container(path: &Path) -> Result<bool> {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut got = 0;
+    while got < head.len() {
+        match f.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    Ok(got == head.len() && &head == crate::store::MAGIC)
+}
+
+/// Rows read at a time when describing a vector file (bounded memory for any size).
+const DESCRIBE_CHUNK: usize = 1 << 16;
+
+/// A vector file (`.fvecs`, `.bvecs`, 2-D `.npy`): its shape, then every row read in
+/// chunks — a record whose dimension header differs stops the reading (a problem, with
+/// the record and byte offset) — for the norms and the non-finite components that a
+/// build or search would refuse (a problem naming the first).
+fn describe_vectors(path: &Path, s: &mut String, problems: &mut Vec<String>) -> Result<()> {
+    let mut r = crate::data::VectorReader::open(path)?;
+    let size = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let _ = writeln!(s, "file      {}", path.display());
+    let _ = writeln!(
+        s,
+        "format    {}",
+        match ext {
+            "fvecs" => "fvecs (f32 records)",
+            "bvecs" => "bvecs (u8 records)",
+            _ => "npy (2-D array, read as f32)",
+        }
+    );
+    let (n, dim) = (r.len(), r.dim());
+    let _ = writeln!(s, "dim       {dim}");
+    let _ = writeln!(s, "vectors   {n}");
+    let _ = writeln!(s, "size      {size} bytes");
+    let (mut lo, mut hi, mut sum) = (f64::INFINITY, 0f64, 0f64);
+    let (mut bad, mut first_bad) = (0usize, None);
+    let mut read = 0;
+    while read < n {
+        let rows = match r.read_rows(read, read + DESCRIBE_CHUNK) {
+            Ok(rows) => rows,
+            Err(e) => {
+                // (The message without the path the description already names.)
+                let msg = e.to_string();
+                let prefix = format!("{}: ", path.display());
+                problems.push(msg.strip_prefix(&prefix).unwrap_or(&msg).to_string());
+                break;
+            }
+        };
+        for (i, v) in rows.as_slice().chunks_exact(dim).enumerate() {
+            let mut sq = 0f64;
+            for (c, &x) in v.iter().enumerate() {
+                if x.is_finite() {
+                    sq += f64::from(x) * f64::from(x);
+                } else {
+                    bad += 1;
+                    first_bad.get_or_insert((read + i, c, x));
+                }
+            }
+            let norm = sq.sqrt();
+            (lo, hi, sum) = (lo.min(norm), hi.max(norm), sum + norm);
+        }
+        read += rows.len();
+    }
+    if read > 0 {
+        let _ = writeln!(
+            s,
+            "norms     min {lo:.4}  mean {:.4}  max {hi:.4} (finite components)",
+            sum / read as f64
+        );
+    }
+    if read < n {
+        let _ = writeln!(
+            s,
+            "checked   {read} of {n} vectors (a malformed record stopped the reading)"
+        );
+    }
+    let _ = writeln!(s, "nonfinite {bad} values");
+    if let Some((row, col, x)) = first_bad {
+        problems.push(format!(
+            "{bad} non-finite values (the first: record {row}, component {col} is {x}); \
+             build and search refuse them"
+        ));
+    }
+    Ok(())
+}
+
+/// An `.ivecs` file (ground truth: neighbour ids per query): rows, width and the id
+/// range (`-1` marks a missing neighbour).
+fn describe_ivecs(path: &Path, s: &mut String) -> Result<()> {
+    let (data, dim) = crate::data::vecs::read_ivecs(path)?;
+    let size = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    let _ = writeln!(s, "file      {}", path.display());
+    let _ = writeln!(
+        s,
+        "format    ivecs (i32 records: ground-truth neighbour ids)"
+    );
+    let _ = writeln!(s, "dim       {dim} (neighbours per query)");
+    let _ = writeln!(s, "rows      {}", data.len() / dim.max(1));
+    let _ = writeln!(s, "size      {size} bytes");
+    let ids = data.iter().filter(|&&v| v >= 0);
+    let (lo, hi) = ids.fold((i32::MAX, -1), |(l, h), &v| (l.min(v), h.max(v)));
+    if hi >= 0 {
+        let _ = writeln!(s, "ids       {lo}..={hi}");
+    }
+    let _ = writeln!(
+        s,
+        "missing   {} entries of -1",
+        data.iter().filter(|&&v| v < 0).count()
+    );
+    Ok(())
 }
 
 fn bits_per_weight(bits: u64, shape: &[usize]) -> f64 {

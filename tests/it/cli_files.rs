@@ -614,3 +614,48 @@ fn item16_missing_input_names_the_path() {
     }
     assert!(!d.join("x.vq").exists() && !d.join("gt.ivecs").exists());
 }
+
+/// `inspect` describes vector and ground-truth files (their shape, checked record by
+/// record), fails after the description on a non-finite value or a malformed record
+/// (naming it), and still describes a container saved under a vector extension.
+#[test]
+fn inspect_describes_vector_files_and_names_their_damage() {
+    let dir = setup();
+    let d = dir.path();
+    let info = ok(&vecquant(&["inspect", "data/base.fvecs"], d));
+    assert!(
+        info.contains("format    fvecs")
+            && info.contains("dim       16")
+            && info.contains("vectors   2000")
+            && info.contains("nonfinite 0 values"),
+        "{info}"
+    );
+    let gt = ok(&vecquant(&["inspect", "data/groundtruth.ivecs"], d));
+    assert!(
+        gt.contains("format    ivecs") && gt.contains("rows      20"),
+        "{gt}"
+    );
+
+    let base = std::fs::read(d.join("data/base.fvecs")).unwrap();
+    let rec = 4 + 16 * 4;
+    // Record 7, component 3 is NaN.
+    let mut nan = base.clone();
+    nan[7 * rec + 4 + 3 * 4..7 * rec + 4 + 4 * 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(d.join("nan.fvecs"), &nan).unwrap();
+    let out = vecquant(&["inspect", "nan.fvecs"], d);
+    let e = fails(&out, &["nan.fvecs", "record 7, component 3 is NaN"]);
+    assert!(e.contains("1 non-finite values"), "{e}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nonfinite 1 values"));
+    // Record 9's dimension header says 15.
+    let mut bad = base;
+    bad[9 * rec..9 * rec + 4].copy_from_slice(&15i32.to_le_bytes());
+    std::fs::write(d.join("bad.fvecs"), &bad).unwrap();
+    let out = vecquant(&["inspect", "bad.fvecs"], d);
+    fails(&out, &["bad.fvecs", "record 9", "dimension 15"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("checked   0 of 2000 vectors"));
+
+    // An index saved as `.fvecs` is still described as a container.
+    std::fs::copy(d.join("flat.vq"), d.join("index.fvecs")).unwrap();
+    let info = ok(&vecquant(&["inspect", "index.fvecs"], d));
+    assert!(info.contains("vecquant container"), "{info}");
+}
