@@ -311,6 +311,42 @@ pub fn smallest_keys(x: &[f32], k: usize, out: &mut Vec<u64>) {
     super::active().sums.smallest_keys(x, k, out)
 }
 
+/// [`smallest_keys`] for more than [`FEW`] values (`1 ≤ k`, `2k ≤ x.len()`), in
+/// portable code that vectorises: `2k` rounded up to a power of two strided groups,
+/// whose minima's `k`-th smallest `t` is at least the `k`-th smallest key (the `k`
+/// groups with minima `≤ t` hold `k` distinct keys `≤ t`); the keys `≤ t` — about
+/// `1.4 k` of them — are collected in one more pass, the `k` smallest selected and
+/// sorted. Two passes over `x` and a selection among `≈ 1.4 k` keys instead of keys for
+/// every value and a selection among all of them. `minima` is scratch.
+pub fn smallest_keys_many(x: &[f32], k: usize, out: &mut Vec<u64>, minima: &mut Vec<u32>) {
+    assert!(
+        k >= 1 && 2 * k <= x.len(),
+        "the {k} smallest of {} values",
+        x.len()
+    );
+    let groups = (2 * k).next_power_of_two().min(x.len());
+    minima.clear();
+    minima.resize(groups, u32::MAX);
+    for row in x.chunks(groups) {
+        for (m, &v) in minima.iter_mut().zip(row) {
+            *m = (*m).min(order_key(v));
+        }
+    }
+    let t = *minima.select_nth_unstable(k - 1).1;
+    out.clear();
+    out.extend(
+        x.iter()
+            .enumerate()
+            .filter(|&(_, &v)| order_key(v) <= t)
+            .map(|(i, &v)| u64::from(order_key(v)) << 32 | i as u64),
+    );
+    if out.len() > k {
+        out.select_nth_unstable(k - 1);
+        out.truncate(k);
+    }
+    out.sort_unstable();
+}
+
 /// Strided groups whose minima bound [`smallest_keys`]' selection.
 const GROUPS: usize = 32;
 

@@ -35,18 +35,31 @@ fn probe_order(a: &(f32, u32), b: &(f32, u32)) -> std::cmp::Ordering {
     a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
 }
 
+/// Whether [`select_probes`] keeps only the `nprobe` nearest of `nlist` lists: up to
+/// [`FEW_PROBES`] of them, or up to a quarter of the lists (a bound from group minima
+/// leaves few lists to sort); otherwise every list is kept.
+fn few_probes(nprobe: usize, nlist: usize) -> bool {
+    nprobe < nlist && (nprobe <= FEW_PROBES || 4 * nprobe <= nlist)
+}
+
 /// Puts the `nprobe` nearest lists of a query (by its coarse distances), sorted, at the
 /// start of `probes`; the other lists follow unsorted, or are left out when `nprobe`
-/// is small (the returned flag: [`FEW_PROBES`]) and appended only when a search has to
-/// go past `nprobe`.
+/// is small against the lists (the returned flag: [`few_probes`]) and appended only
+/// when a search has to go past `nprobe`.
 fn select_probes(coarse: &[f32], nprobe: usize, probes: &mut Vec<(f32, u32)>) -> bool {
     probes.clear();
-    let few = nprobe <= FEW_PROBES && nprobe < coarse.len();
+    let few = few_probes(nprobe, coarse.len());
     if few {
-        // The nearest lists as `u64` keys that order as `probe_order` (a dispatched
-        // kernel: a bound from group minima, then only the few lists under it sorted).
+        // The nearest lists as `u64` keys that order as `probe_order` (a bound from
+        // group minima, then only the lists under it sorted: a dispatched kernel for
+        // up to `FEW_PROBES`; at nprobe 32 of 1,024 lists this took the selection
+        // among every list from ≈ 11 % of the search's samples to ≈ 7 %).
         KEYS.with_borrow_mut(|keys| {
-            sums::smallest_keys(coarse, nprobe, keys);
+            if nprobe <= FEW_PROBES {
+                sums::smallest_keys(coarse, nprobe, keys);
+            } else {
+                MINIMA.with_borrow_mut(|m| sums::smallest_keys_many(coarse, nprobe, keys, m));
+            }
             probes.extend(
                 keys.iter()
                     .map(|&key| (from_order_key((key >> 32) as u32), key as u32)),
@@ -61,6 +74,8 @@ fn select_probes(coarse: &[f32], nprobe: usize, probes: &mut Vec<(f32, u32)>) ->
 thread_local! {
     /// Scratch keys of the probe selection.
     static KEYS: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Scratch group minima of the probe selection.
+    static MINIMA: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Every list into `probes`, the `nprobe` nearest first and sorted, the others after
@@ -175,8 +190,12 @@ impl<C: VectorCodec> Ivf<C> {
         let table_len = codec.list_table_len();
         let mut states: Vec<C::Query> = (0..nq).map(|_| C::Query::default()).collect();
         let mut heaps: Vec<TopK> = (0..nq).map(|_| TopK::new(depth)).collect();
-        // The `nprobe` lists of each query, nearest first.
+        // The `nprobe` lists of each query, nearest first, and their coarse distances
+        // (kept here: reading them back from the `nq × nlist` coarse matrix list by
+        // list missed the cache on every query — 14 % of a search at nprobe 32 of
+        // 1,024 lists).
         let mut probes = vec![0u32; nq * nprobe];
+        let mut probe_d = vec![0f32; nq * nprobe];
         for (i, ((q, cd), st)) in prepared
             .chunks_exact(d)
             .zip(coarse.chunks_exact(nlist))
@@ -184,11 +203,12 @@ impl<C: VectorCodec> Ivf<C> {
             .enumerate()
         {
             select_probes(cd, nprobe, &mut s.probes);
-            for (p, e) in probes[i * nprobe..(i + 1) * nprobe]
+            for ((p, pd), e) in probes[i * nprobe..(i + 1) * nprobe]
                 .iter_mut()
+                .zip(&mut probe_d[i * nprobe..(i + 1) * nprobe])
                 .zip(&s.probes)
             {
-                *p = e.1;
+                (*pd, *p) = *e;
             }
             // (No list to prefetch: the lists are scanned after every query began.)
             codec.begin_query(st, q, metric, tables, &[]);
@@ -218,10 +238,14 @@ impl<C: VectorCodec> Ivf<C> {
             }
             let mut fill = start.clone();
             by_list.clear();
-            by_list.resize(start[nlist], 0u32);
+            by_list.resize(start[nlist], (0u32, 0f32));
             for i in 0..nq {
-                for &l in &probes[i * nprobe..(i + 1) * nprobe][ranks.clone()] {
-                    by_list[fill[l as usize]] = i as u32;
+                let at = i * nprobe..(i + 1) * nprobe;
+                for (&l, &cd) in probes[at.clone()][ranks.clone()]
+                    .iter()
+                    .zip(&probe_d[at][ranks.clone()])
+                {
+                    by_list[fill[l as usize]] = (i as u32, cd);
                     fill[l as usize] += 1;
                 }
             }
@@ -234,16 +258,16 @@ impl<C: VectorCodec> Ivf<C> {
                 // (Prefetching the next group's query tables into L1 cost 3–5 % at
                 // nprobe ≥ 32 and into L2 more: the hardware prefetcher does better.)
                 for group in by_list[start[l]..start[l + 1]].chunks(per) {
-                    for (j, &i) in group.iter().enumerate() {
+                    for (j, &(i, cd)) in group.iter().enumerate() {
                         let i = i as usize;
                         codec.swap_query(&mut work[j], &mut states[i]);
                         std::mem::swap(&mut bheaps[j], &mut heaps[i]);
-                        let list = self.list_terms(l, coarse[i * nlist + l], tables, table_len);
+                        let list = self.list_terms(l, cd, tables, table_len);
                         codec.set_list(&mut work[j], &prepared[i * d..(i + 1) * d], metric, list);
                     }
                     let g = group.len();
                     codec.scan_many(&mut work[..g], metric, run, b - a, a, &mut bheaps[..g], ok);
-                    for (j, &i) in group.iter().enumerate() {
+                    for (j, &(i, _)) in group.iter().enumerate() {
                         codec.swap_query(&mut work[j], &mut states[i as usize]);
                         std::mem::swap(&mut bheaps[j], &mut heaps[i as usize]);
                     }
@@ -309,12 +333,15 @@ impl<C: VectorCodec> Ivf<C> {
                 }
                 if !rest_sorted {
                     if few {
-                        let chosen: Vec<u32> = s.probes.iter().map(|p| p.1).collect();
+                        let mut chosen = vec![false; coarse.len()];
+                        for p in &s.probes {
+                            chosen[p.1 as usize] = true;
+                        }
                         s.probes.extend(
                             coarse
                                 .iter()
                                 .enumerate()
-                                .filter(|(l, _)| !chosen.contains(&(*l as u32)))
+                                .filter(|&(l, _)| !chosen[l])
                                 .map(|(l, &v)| (v, l as u32)),
                         );
                     }
@@ -459,14 +486,17 @@ mod tests {
                 .map(|(l, &v)| (v, l as u32))
                 .collect();
             want.sort_unstable_by(probe_order);
-            for nprobe in [1usize, 2, 3, 7, 16, 17, 64, nlist] {
+            for nprobe in [1usize, 2, 3, 7, 16, 17, 33, 64, 75, nlist] {
                 let few = select_probes(&coarse, nprobe, &mut probes);
                 let n = nprobe.min(nlist);
                 let got: Vec<(u32, u32)> =
                     probes[..n].iter().map(|p| (p.0.to_bits(), p.1)).collect();
                 let exp: Vec<(u32, u32)> = want[..n].iter().map(|p| (p.0.to_bits(), p.1)).collect();
                 assert_eq!(got, exp, "trial {trial} nlist {nlist} nprobe {nprobe}");
-                assert_eq!(few, nprobe <= super::FEW_PROBES && nprobe < nlist);
+                assert_eq!(
+                    few,
+                    nprobe < nlist && (nprobe <= super::FEW_PROBES || 4 * nprobe <= nlist)
+                );
                 if few {
                     assert_eq!(probes.len(), n);
                 } else {
