@@ -99,18 +99,11 @@ pub fn inspect_file(path: impl AsRef<Path>) -> Result<Inspection> {
 /// Whether `path` starts with the container magic.
 fn is_container(path: &Path) -> Result<bool> {
     use std::io::Read;
-    let mut head = [0u8; 8];
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut got = 0;
-    while got < head.len() {
-        match f.read(&mut head[got..]) {
-            Ok(0) => break,
-            Ok(k) => got += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io(path, e)),
-        }
-    }
-    Ok(got == head.len() && &head == crate::store::MAGIC)
+    let mut head = Vec::with_capacity(8);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(8).read_to_end(&mut head))
+        .map_err(|e| Error::io(path, e))?;
+    Ok(head == crate::store::MAGIC)
 }
 
 /// Rows read at a time when describing a vector file (bounded memory for any size).
@@ -147,10 +140,11 @@ fn describe_vectors(path: &Path, s: &mut String, problems: &mut Vec<String>) -> 
         let rows = match r.read_rows(read, read + DESCRIBE_CHUNK) {
             Ok(rows) => rows,
             Err(e) => {
-                // (The message without the path the description already names.)
-                let msg = e.to_string();
-                let prefix = format!("{}: ", path.display());
-                problems.push(msg.strip_prefix(&prefix).unwrap_or(&msg).to_string());
+                // (A format error's message alone: the description names the file.)
+                problems.push(match e {
+                    Error::Format { message, .. } => message,
+                    e => e.to_string(),
+                });
                 break;
             }
         };
