@@ -106,13 +106,31 @@ fn threads_heading(rows: &[BenchRow]) -> String {
     }
 }
 
+/// The heading and alignment lines of a table of `rows`: the columns of
+/// [`row_cells`], then `extra` right-aligned ones.
+fn table_head(rows: &[BenchRow], extra: &[&str]) -> String {
+    let cols = [
+        "spec",
+        "params",
+        "bytes/vec",
+        "index MB (w/o raw)",
+        "build s",
+        "R@1",
+        "10-R@10",
+        "QPS 1 thr",
+        &threads_heading(rows),
+        "MSE/D(R)",
+    ];
+    let names: Vec<&str> = cols.iter().copied().chain(extra.iter().copied()).collect();
+    let align: Vec<&str> = (0..names.len())
+        .map(|i| if i < 2 { "---" } else { "---:" })
+        .collect();
+    format!("| {} |\n| {} |\n", names.join(" | "), align.join(" | "))
+}
+
 /// A markdown table of benchmark rows.
 pub fn markdown_table(rows: &[BenchRow]) -> String {
-    let mut s = format!(
-        "| spec | params | bytes/vec | index MB (w/o raw) | build s | R@1 | 10-R@10 | QPS 1 thr | {} | MSE/D(R) |\n\
-         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
-        threads_heading(rows)
-    );
+    let mut s = table_head(rows, &[]);
     for r in rows {
         s.push_str(&row_cells(r));
         s.push('\n');
@@ -129,10 +147,9 @@ pub fn markdown_report(setup: &BenchSetup, rows: &[BenchRow], faiss: &[FaissRow]
         setup.machine,
         setup.title()
     );
-    md.push_str(&format!(
-        "| spec | params | bytes/vec | index MB (w/o raw) | build s | R@1 | 10-R@10 | QPS 1 thr | {} | MSE/D(R) | faiss 10-R@10 | faiss QPS | QPS ratio |\n\
-         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
-        threads_heading(rows)
+    md.push_str(&table_head(
+        rows,
+        &["faiss 10-R@10", "faiss QPS", "QPS ratio"],
     ));
     for r in rows {
         let f = faiss_match(r, faiss);
@@ -409,6 +426,15 @@ mod tests {
         // The multi-threaded column names the rows' thread count ("all" only when
         // they differ): with `--threads 1` it must not claim "all threads".
         assert!(table.contains("| QPS 1 thr | QPS 2 thr |") && md.contains("| QPS 2 thr |"));
+        // The exact heading lines (one shared builder for both tables).
+        assert!(table.starts_with(
+            "| spec | params | bytes/vec | index MB (w/o raw) | build s | R@1 | 10-R@10 | QPS 1 thr | QPS 2 thr | MSE/D(R) |\n\
+             | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+        ));
+        assert!(md.contains(
+            "| spec | params | bytes/vec | index MB (w/o raw) | build s | R@1 | 10-R@10 | QPS 1 thr | QPS 2 thr | MSE/D(R) | faiss 10-R@10 | faiss QPS | QPS ratio |\n\
+             | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+        ));
         let mut one = rows.clone();
         one.iter_mut().for_each(|r| r.threads = 1);
         assert!(markdown_table(&one).contains("| QPS 1 thr | QPS 1 thr |"));
