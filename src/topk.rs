@@ -56,12 +56,17 @@ pub struct TopK {
     threshold: f32,
 }
 
+/// Entries a [`TopK`] allocates up front; a larger `k` grows the heap as entries come
+/// (a search with `k` near [`crate::index::MAX_K`] over a group of queries would
+/// otherwise reserve gigabytes that a small index never fills).
+const PREALLOC: usize = 1024;
+
 impl TopK {
     /// An empty collector for `k` results.
     pub fn new(k: usize) -> Self {
         TopK {
             k,
-            heap: BinaryHeap::with_capacity(k + 1),
+            heap: BinaryHeap::with_capacity(k.min(PREALLOC) + 1),
             threshold: f32::INFINITY,
         }
     }
@@ -158,6 +163,26 @@ mod tests {
         vals.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
         let got: Vec<u64> = t.into_sorted().iter().map(|n| n.id).collect();
         let want: Vec<u64> = vals[..17].iter().map(|v| v.0).collect();
+        assert_eq!(got, want);
+    }
+
+    /// A collector for the largest `k` a search takes reserves a small heap up front
+    /// (one per query of a group: a full reservation was 16 MiB each) and still keeps
+    /// every entry, best first, when more than that reservation come.
+    #[test]
+    fn huge_k_reserves_little_and_keeps_everything() {
+        let mut t = TopK::new(crate::index::MAX_K);
+        assert!(
+            t.heap.capacity() <= 2 * (PREALLOC + 1),
+            "{}",
+            t.heap.capacity()
+        );
+        let n = 3 * PREALLOC as u64;
+        for id in 0..n {
+            t.push(id, ((id * 7919) % n) as f32);
+        }
+        let got: Vec<f32> = t.into_sorted().iter().map(|x| x.distance).collect();
+        let want: Vec<f32> = (0..n).map(|d| d as f32).collect();
         assert_eq!(got, want);
     }
 

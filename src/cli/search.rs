@@ -5,18 +5,20 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use serde_json::json;
-use vecquant::data::vecs::{write_fvecs, write_ivecs};
-use vecquant::data::{read_ground_truth, read_vectors, write_file_atomic};
-use vecquant::eval::{recall_at_1, recall_at_k, timed_search};
+use vecquant::data::{AtomicWriter, read_ground_truth, read_vectors};
+use vecquant::eval::{recall_at_1, recall_at_k, timed_search, timed_search_chunked};
 use vecquant::index::spec::IndexSpec;
 use vecquant::topk::Neighbor;
-use vecquant::vectors::VectorSet;
 use vecquant::{Error, Index, Result, SearchParams};
 
 use super::ParamArgs;
 
 /// Queries whose ids the text output lists when the results go nowhere else.
 const PREVIEW: usize = 5;
+
+/// Neighbours (about 16 bytes each) held in memory at once: more queries than this
+/// allows at `-k` are searched and written out chunk by chunk.
+const RESULT_BUDGET: usize = 1 << 24;
 
 #[derive(Args)]
 #[command(
@@ -158,20 +160,59 @@ pub fn run(a: SearchArgs) -> Result<()> {
         }
         None => None,
     };
-    let (res, qps, reranked) =
-        timed_search(idx.as_ref(), &q, &p, threads).map_err(|e| e.in_file(&a.queries))?;
-    if let Some((path, format)) = out {
-        match format {
-            OutFormat::Ivecs => write_ids(path, &res, k)?,
-            OutFormat::Jsonl => write_jsonl(path, &res)?,
-        }
+    if k > idx.len() && (a.out.is_some() || a.distances.is_some()) {
+        eprintln!(
+            "warning: -k {k} exceeds the {} vectors of {}: at most {} results per query; \
+             each query's row of --out / --distances is padded to {k} entries (-1 / inf)",
+            idx.len(),
+            a.index.display(),
+            idx.len()
+        );
     }
-    if let Some(path) = &a.distances {
-        write_distances(path, &res, k)?;
+    // Queries searched at a time: all of them unless their results would pass
+    // RESULT_BUDGET neighbours; then chunk by chunk, each chunk's results written out
+    // before the next (memory: one chunk's results, whatever the number of queries).
+    let per = (RESULT_BUDGET / k.min(idx.len()).max(1)).max(1);
+    let streamed = q.len() > per;
+    if streamed && a.json && truth.is_none() && a.out.is_none() {
+        return Err(Error::param(
+            "--json",
+            format!(
+                "{} queries × {k} neighbours are too many results to print as one JSON \
+                 object (at most {RESULT_BUDGET}): write them with --out FILE.jsonl, which \
+                 is streamed",
+                q.len()
+            ),
+        ));
     }
+    let mut sinks = Sinks::create(out, a.distances.as_deref(), k)?;
+    let nq = q.len();
+    let (res, qps, reranked, r1, r10) = if streamed {
+        let (mut r1, mut r10, mut kept) = (0.0f64, 0.0f64, Vec::new());
+        let (qps, reranked) =
+            timed_search_chunked(idx.as_ref(), &q, &p, threads, per, |first, res| {
+                if let Some(t) = &truth {
+                    let t = &t[first..first + res.len()];
+                    r1 += recall_at_1(&res, t) * res.len() as f64;
+                    r10 += recall_at_k(&res, t, 10.min(k)) * res.len() as f64;
+                }
+                sinks.put(first, &res)?;
+                kept.extend(res.into_iter().take(PREVIEW.saturating_sub(first)));
+                Ok(())
+            })
+            .map_err(|e| e.in_file(&a.queries))?;
+        let recall = |sum: f64| truth.as_ref().map(|_| sum / nq.max(1) as f64);
+        (kept, qps, reranked, recall(r1), recall(r10))
+    } else {
+        let (res, qps, reranked) =
+            timed_search(idx.as_ref(), &q, &p, threads).map_err(|e| e.in_file(&a.queries))?;
+        sinks.put(0, &res)?;
+        let r1 = truth.as_ref().map(|t| recall_at_1(&res, t));
+        let r10 = truth.as_ref().map(|t| recall_at_k(&res, t, 10.min(k)));
+        (res, qps, reranked, r1, r10)
+    };
+    sinks.commit()?;
     let reranked = reranked.filter(|_| p.rerank > 0);
-    let r1 = truth.as_ref().map(|t| recall_at_1(&res, t));
-    let r10 = truth.as_ref().map(|t| recall_at_k(&res, t, 10.min(k)));
     if a.json {
         let mut v = json!({
             "spec": idx.spec(), "n": idx.len(), "dim": idx.dim(), "k": k,
@@ -206,11 +247,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
     outln!("{qps:.0} queries/s on {threads} thread(s)");
     for (what, path) in [("results", &a.out), ("distances", &a.distances)] {
         if let Some(path) = path {
-            outln!(
-                "wrote the {what} of {} queries to {}",
-                res.len(),
-                path.display()
-            );
+            outln!("wrote the {what} of {nq} queries to {}", path.display());
         }
     }
     if truth.is_none() && a.out.is_none() {
@@ -218,10 +255,10 @@ pub fn run(a: SearchArgs) -> Result<()> {
             let ids: Vec<String> = r.iter().map(|n| n.id.to_string()).collect();
             outln!("query {i}: {}", ids.join(" "));
         }
-        if res.len() > PREVIEW {
+        if nq > PREVIEW {
             outln!(
                 "({} more queries not shown; --out FILE writes them all)",
-                res.len() - PREVIEW
+                nq - PREVIEW
             );
         }
     }
@@ -251,43 +288,100 @@ fn result_json(query: usize, r: &[Neighbor]) -> serde_json::Value {
     })
 }
 
-fn write_jsonl(path: &Path, res: &[Vec<Neighbor>]) -> Result<()> {
-    let mut text = String::new();
-    for (i, r) in res.iter().enumerate() {
-        text.push_str(&result_json(i, r).to_string());
-        text.push('\n');
-    }
-    write_file_atomic(path, text.as_bytes())
+/// The files `--out` and `--distances` write, filled chunk by chunk of queries and
+/// each replaced atomically at the end (an error on the way leaves both as they were).
+struct Sinks<'a> {
+    out: Option<(&'a Path, OutFormat, AtomicWriter)>,
+    distances: Option<AtomicWriter>,
+    k: usize,
 }
 
-/// The ids as `.ivecs`: `k` per query, `-1` after the last result found.
-fn write_ids(path: &Path, res: &[Vec<Neighbor>], k: usize) -> Result<()> {
-    let mut flat = vec![-1i32; res.len() * k];
-    for (q, r) in res.iter().enumerate() {
-        for (slot, n) in flat[q * k..(q + 1) * k].iter_mut().zip(r) {
-            *slot = i32::try_from(n.id).map_err(|_| {
-                Error::param(
-                    "--out",
-                    format!(
-                        "{}: query {q}: id {} does not fit an .ivecs record (i32); write \
-                         .jsonl instead",
-                        path.display(),
-                        n.id
-                    ),
-                )
-            })?;
-        }
+impl<'a> Sinks<'a> {
+    fn create(
+        out: Option<(&'a Path, OutFormat)>,
+        distances: Option<&Path>,
+        k: usize,
+    ) -> Result<Self> {
+        Ok(Sinks {
+            out: out
+                .map(|(p, f)| AtomicWriter::create(p).map(|w| (p, f, w)))
+                .transpose()?,
+            distances: distances.map(AtomicWriter::create).transpose()?,
+            k,
+        })
     }
-    write_ivecs(path, &flat, k)
+
+    /// Appends the results of queries `first..first + res.len()`, a query at a time
+    /// (a record of `k` = 2²⁰ padded ids is 4 MiB; a chunk of them would be gigabytes).
+    fn put(&mut self, first: usize, res: &[Vec<Neighbor>]) -> Result<()> {
+        let (k, mut buf) = (self.k, Vec::new());
+        for (i, r) in res.iter().enumerate() {
+            if let Some((path, format, w)) = &mut self.out {
+                buf.clear();
+                match format {
+                    OutFormat::Ivecs => ids_record(path, first + i, r, k, &mut buf)?,
+                    OutFormat::Jsonl => {
+                        buf.extend_from_slice(result_json(first + i, r).to_string().as_bytes());
+                        buf.push(b'\n');
+                    }
+                }
+                w.write_all(&buf)?;
+            }
+            if let Some(w) = &mut self.distances {
+                buf.clear();
+                distances_record(r, k, &mut buf);
+                w.write_all(&buf)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(self) -> Result<()> {
+        if let Some((_, _, w)) = self.out {
+            w.commit()?;
+        }
+        self.distances.map_or(Ok(()), AtomicWriter::commit)
+    }
 }
 
-/// The distances as `.fvecs`: `k` per query, `inf` after the last result found.
-fn write_distances(path: &Path, res: &[Vec<Neighbor>], k: usize) -> Result<()> {
-    let mut flat = vec![f32::INFINITY; res.len() * k];
-    for (q, r) in res.iter().enumerate() {
-        for (slot, n) in flat[q * k..(q + 1) * k].iter_mut().zip(r) {
-            *slot = n.distance;
-        }
+/// Query `q`'s ids as an `.ivecs` record into `out`: `k` ids, `-1` after the last
+/// result found.
+fn ids_record(path: &Path, q: usize, r: &[Neighbor], k: usize, out: &mut Vec<u8>) -> Result<()> {
+    out.extend_from_slice(&record_len(k).to_le_bytes());
+    for n in r.iter().take(k) {
+        let id = i32::try_from(n.id).map_err(|_| {
+            Error::param(
+                "--out",
+                format!(
+                    "{}: query {q}: id {} does not fit an .ivecs record (i32); write .jsonl \
+                     instead",
+                    path.display(),
+                    n.id
+                ),
+            )
+        })?;
+        out.extend_from_slice(&id.to_le_bytes());
     }
-    write_fvecs(path, &VectorSet::new(flat, k)?)
+    for _ in r.len().min(k)..k {
+        out.extend_from_slice(&(-1i32).to_le_bytes());
+    }
+    Ok(())
+}
+
+/// One query's distances as an `.fvecs` record into `out`: `k` values, `inf` after the
+/// last result found.
+fn distances_record(r: &[Neighbor], k: usize, out: &mut Vec<u8>) {
+    out.extend_from_slice(&record_len(k).to_le_bytes());
+    for n in r.iter().take(k) {
+        out.extend_from_slice(&n.distance.to_le_bytes());
+    }
+    for _ in r.len().min(k)..k {
+        out.extend_from_slice(&f32::INFINITY.to_le_bytes());
+    }
+}
+
+/// The dimension field of a `.ivecs` / `.fvecs` record of `k` values (`k` is at most
+/// `MAX_K`, checked before any search).
+fn record_len(k: usize) -> i32 {
+    i32::try_from(k).unwrap_or(i32::MAX)
 }

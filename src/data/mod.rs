@@ -94,6 +94,41 @@ pub fn write_file_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
     f.commit()
 }
 
+/// A file written piece by piece that replaces `path` atomically when
+/// [`commit`](Self::commit)ted (temporary file, fsync, rename, directory fsync — what
+/// [`write_file_atomic`] does for bytes already in memory), for output too large to
+/// hold at once. Dropped without a commit (an error on the way), it removes the
+/// temporary file and leaves `path` as it was.
+pub struct AtomicWriter(crate::store::AtomicFile);
+
+impl AtomicWriter {
+    /// Starts writing `path` (through `path` + `.tmp`; creates the parent directories).
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming `path` if it is a directory or read-only, or naming the
+    /// directory or the temporary file if they cannot be created.
+    pub fn create(path: impl AsRef<Path>) -> Result<Self> {
+        crate::store::AtomicFile::create(path.as_ref()).map(AtomicWriter)
+    }
+
+    /// Appends `bytes`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the temporary file if writing fails (a full disk).
+    pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        self.0.write_all(bytes)
+    }
+
+    /// Flushes, fsyncs and renames the file over `path`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the temporary file or `path` if flushing, syncing or
+    /// renaming fails (the temporary file is removed; `path` is left as it was).
+    pub fn commit(self) -> Result<()> {
+        self.0.commit()
+    }
+}
+
 /// Fsyncs the directory holding `path` so a rename into it is durable (best effort).
 pub(crate) fn sync_parent_dir(path: &Path) {
     if let Some(dir) = path.parent() {

@@ -179,3 +179,111 @@ fn item3_bad_records_name_their_place_in_the_file_and_nothing_is_written() {
         &["--chunk", "at least 1"],
     );
 }
+
+/// `search` of more queries than fit in memory at `-k` (past 2²⁴ neighbours) searches
+/// and writes them chunk by chunk: the files equal, byte for byte, those of the same
+/// queries searched in two halves small enough to take in one piece, and the recall is
+/// the halves' mean. One JSON object cannot hold them: `--json` without `--out` is
+/// refused, naming the streamed alternative.
+#[test]
+fn search_streams_results_past_the_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (n, nq, k) = (2000usize, 8500usize, "2000");
+    ok(&vecquant(
+        &[
+            "gen",
+            "gaussian",
+            "--dim",
+            "2",
+            "--n",
+            "2000",
+            "--queries",
+            "8500",
+            "--out",
+            "data",
+        ],
+        d,
+    ));
+    ok(&vecquant(
+        &[
+            "build",
+            "--spec",
+            "Flat",
+            "--base",
+            "data/base.fvecs",
+            "--out",
+            "f.vq",
+        ],
+        d,
+    ));
+    // The halves: the first 4,250 query records (4 + 2·4 bytes each) and the rest, and
+    // the ground truth likewise.
+    let split = |file: &str, rec: usize| {
+        let b = std::fs::read(d.join("data").join(file)).unwrap();
+        assert_eq!(b.len(), nq * rec);
+        std::fs::write(d.join(format!("a_{file}")), &b[..nq / 2 * rec]).unwrap();
+        std::fs::write(d.join(format!("b_{file}")), &b[nq / 2 * rec..]).unwrap();
+    };
+    split("query.fvecs", 12);
+    let gt = std::fs::read(d.join("data/groundtruth.ivecs")).unwrap();
+    split("groundtruth.ivecs", gt.len() / nq);
+    let search = |q: &str, gt: &str, tag: &str| -> serde_json::Value {
+        let (ids, dist) = (format!("{tag}.ivecs"), format!("{tag}.fvecs"));
+        let out = ok(&vecquant(
+            &[
+                "search",
+                "--index",
+                "f.vq",
+                "--queries",
+                q,
+                "--gt",
+                gt,
+                "-k",
+                k,
+                "--out",
+                &ids,
+                "--distances",
+                &dist,
+                "--json",
+            ],
+            d,
+        ));
+        serde_json::from_str(&out).unwrap()
+    };
+    let all = search("data/query.fvecs", "data/groundtruth.ivecs", "all");
+    let a = search("a_query.fvecs", "a_groundtruth.ivecs", "a");
+    let b = search("b_query.fvecs", "b_groundtruth.ivecs", "b");
+    for ext in ["ivecs", "fvecs"] {
+        let read = |t: &str| std::fs::read(d.join(format!("{t}.{ext}"))).unwrap();
+        let whole = read("all");
+        assert_eq!(whole.len(), nq * (n + 1) * 4, "{ext}");
+        assert!(
+            whole == [read("a"), read("b")].concat(),
+            "{ext}: streamed file differs"
+        );
+    }
+    for key in ["recall_at_1", "recall_at_10"] {
+        let r = |v: &serde_json::Value| v[key].as_f64().unwrap();
+        assert!(
+            (r(&all) - (r(&a) + r(&b)) / 2.0).abs() < 1e-9,
+            "{key}: {all} vs {a} {b}"
+        );
+    }
+    fails(
+        &vecquant(
+            &[
+                "search",
+                "--index",
+                "f.vq",
+                "--queries",
+                "data/query.fvecs",
+                "-k",
+                k,
+                "--json",
+            ],
+            d,
+        ),
+        &["--json", "8500 queries", "--out FILE.jsonl"],
+    );
+}

@@ -13,6 +13,8 @@ pub(crate) struct Reservoir {
     keep: usize,
     /// Candidates as [`cand_key`]s.
     cands: Vec<u64>,
+    /// How many candidates are held before they are cut back to `keep`.
+    limit: usize,
     thr: u16,
 }
 
@@ -31,9 +33,12 @@ fn key_sum(k: u64) -> u16 {
 
 impl Reservoir {
     pub(crate) fn new(keep: usize) -> Self {
+        let limit = 4 * keep.max(16);
         Reservoir {
             keep: keep.max(1),
-            cands: Vec::with_capacity(4 * keep.max(16)),
+            // (Grown as candidates come past this: a huge `k` reserves nothing up front.)
+            cands: Vec::with_capacity(limit.min(1 << 16)),
+            limit,
             thr: u16::MAX,
         }
     }
@@ -43,7 +48,7 @@ impl Reservoir {
     pub(crate) fn push(&mut self, s: u16, r: u32) -> u16 {
         if s <= self.thr {
             self.cands.push(cand_key(s, r));
-            if self.cands.len() == self.cands.capacity() {
+            if self.cands.len() >= self.limit {
                 self.shrink();
             }
         }
@@ -538,6 +543,30 @@ mod tests {
         let mut best: Vec<u32> = r.into_best().collect();
         best.sort_unstable();
         let mut want: Vec<u32> = (0..1000u32).filter(|&i| sums[i as usize] < 5).collect();
+        want.sort_unstable();
+        assert_eq!(best, want);
+    }
+
+    /// A reservoir for a huge `keep` reserves a bounded buffer, grows it as candidates
+    /// come and cuts back to `keep` only past `4·keep` of them: with more candidates
+    /// than the initial buffer it keeps exactly the smallest `keep` (ties by row).
+    #[test]
+    fn reservoir_with_a_huge_keep_grows_and_keeps_the_smallest() {
+        let keep = 1 << 20;
+        let mut r = Reservoir::new(keep);
+        assert!(r.cands.capacity() <= 1 << 16);
+        let n = 5 * keep as u32;
+        let sums: Vec<u16> = (0..n)
+            .map(|i| (i.wrapping_mul(7919) % 60_000) as u16)
+            .collect();
+        for (i, &s) in sums.iter().enumerate() {
+            r.push(s, i as u32);
+        }
+        let mut best: Vec<u32> = r.into_best().collect();
+        best.sort_unstable();
+        let mut want: Vec<(u16, u32)> = sums.iter().zip(0..).map(|(&s, i)| (s, i)).collect();
+        want.sort_unstable();
+        let mut want: Vec<u32> = want[..keep].iter().map(|p| p.1).collect();
         want.sort_unstable();
         assert_eq!(best, want);
     }
