@@ -282,6 +282,8 @@ impl PyIndex {
         let inner: &dyn Index = self.inner.as_ref();
         let (d, i) = py
             .detach(|| -> vecquant::Result<(Vec<f32>, Vec<i64>)> {
+                // The answer arrays hold `k` distances (f32) and ids (i64) per query.
+                vecquant::index::check_result_memory(nq, k, 12)?;
                 let res = if nq == 0 {
                     vecquant::index::check_search(inner.dim(), inner.len(), &p)?;
                     Vec::new()

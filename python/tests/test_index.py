@@ -298,6 +298,23 @@ def test_item1_bad_input_raises_value_error_with_library_messages(data):
         untrained.add(base)
 
 
+def test_search_whose_answer_arrays_cannot_fit_in_memory_raises():
+    # k distances (float32) and ids (int64) per query: more queries than this machine's
+    # memory holds at k = 2**20 raise a ValueError naming the way out, instead of
+    # killing the interpreter on an allocation.
+    try:
+        with open("/proc/meminfo") as f:
+            kb = next(int(l.split()[1]) for l in f if l.startswith("MemTotal:"))
+    except (OSError, StopIteration):
+        pytest.skip("the machine's memory is unknown")
+    k = 1 << 20
+    nq = kb * 1024 // (12 * k) + 1
+    index = vecquant.index_factory(1, "Flat")
+    index.add(np.arange(100, dtype=np.float32).reshape(-1, 1))
+    with pytest.raises(ValueError, match=f"{nq} queries × {k} neighbours.*smaller batches"):
+        index.search(np.zeros((nq, 1), dtype=np.float32), k)
+
+
 def test_item1_file_problems_raise_os_error(tmp_path):
     with pytest.raises(vecquant.FileError) as e:
         vecquant.read_index(tmp_path / "missing.vq")

@@ -107,7 +107,7 @@ impl SyntheticSpec {
                 }
             }
         }
-        self.check_size(memory_total())
+        self.check_size(super::memory_total())
     }
 
     /// The splits (and a mixture's centres) are generated in memory: their total size
@@ -221,14 +221,6 @@ impl SyntheticSpec {
             });
         VectorSet::new(data, dim)
     }
-}
-
-/// The machine's physical memory in bytes (`MemTotal` of `/proc/meminfo`), where known.
-fn memory_total() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kb.checked_mul(1024)
 }
 
 /// `n` i.i.d. N(mean, std²) vectors of dimension `dim` (one split, stream `seed`).

@@ -129,6 +129,18 @@ impl AtomicWriter {
     }
 }
 
+/// The machine's physical memory in bytes (`MemTotal` of `/proc/meminfo`), where known
+/// (read once per process).
+pub(crate) fn memory_total() -> Option<u64> {
+    static TOTAL: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *TOTAL.get_or_init(|| {
+        let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        kb.checked_mul(1024)
+    })
+}
+
 /// Fsyncs the directory holding `path` so a rename into it is durable (best effort).
 pub(crate) fn sync_parent_dir(path: &Path) {
     if let Some(dir) = path.parent() {

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::index::checks::{check_full, check_results};
 use crate::index::rows::Rows;
 use crate::index::{
-    IdFilter, Index, SearchParams, at_query, check_add, check_queries, check_search, check_single,
+    IdFilter, Index, SearchParams, at_query, check_add, check_batch_search, check_single,
 };
 use crate::kernels;
 use crate::metric::Metric;
@@ -216,8 +216,7 @@ impl Index for Flat {
     }
 
     fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
-        check_search(self.dim, self.len(), params)?;
-        let nq = check_queries(queries, self.dim)?;
+        let nq = check_batch_search(queries, self.dim, self.len(), params)?;
         if nq < GEMM_MIN_QUERIES {
             return queries
                 .chunks_exact(self.dim)

@@ -392,8 +392,7 @@ pub trait Index: Send + Sync {
     }
     /// Searches many row-major queries, in parallel across queries.
     fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
-        check_search(self.dim(), self.len(), params)?;
-        check_queries(queries, self.dim())?;
+        check_batch_search(queries, self.dim(), self.len(), params)?;
         let res: Vec<Vec<Neighbor>> = queries
             .par_chunks(self.dim())
             .enumerate()
@@ -498,6 +497,62 @@ pub(crate) fn raw_kept(keep_raw: bool) -> String {
 /// [`MAX_NORM_SQ`]); errors name the query's row. Returns the number of queries.
 pub fn check_queries(queries: &[f32], dim: usize) -> Result<usize> {
     checks::check_vectors(queries, dim, "queries")
+}
+
+/// Validates a batch search: the parameters ([`check_search`]), the queries
+/// ([`check_queries`]) and that their results fit in memory ([`check_result_memory`]:
+/// up to `min(k, len)` neighbours per query). Returns the number of queries.
+///
+/// # Errors
+/// As those three.
+pub fn check_batch_search(
+    queries: &[f32],
+    dim: usize,
+    len: usize,
+    params: &SearchParams,
+) -> Result<usize> {
+    check_search(dim, len, params)?;
+    let nq = check_queries(queries, dim)?;
+    check_result_memory(nq, params.k.min(len), std::mem::size_of::<Neighbor>())?;
+    Ok(nq)
+}
+
+/// `Err` when `nq` queries' results of `per_query` entries of `bytes` bytes each would
+/// take more than this machine's physical memory (or more bytes than it can address):
+/// such a batch is refused before any work, where allocating its results would abort the
+/// process or wake the OOM killer. Unchecked where the machine's memory is unknown
+/// (only the addressable size is then).
+///
+/// # Errors
+/// [`Error::InvalidParameter`] (`k`) giving the size, the machine's memory and what to
+/// do instead.
+pub fn check_result_memory(nq: usize, per_query: usize, bytes: usize) -> Result<()> {
+    let need = nq
+        .checked_mul(per_query)
+        .and_then(|n| n.checked_mul(bytes))
+        .filter(|&b| b <= isize::MAX as usize);
+    // (Under a gigabyte fits any machine this runs on: no need to ask.)
+    let memory = crate::data::memory_total;
+    let too_big = match need {
+        None => Some("more bytes than this machine can address".to_string()),
+        Some(b) if b > 1 << 30 && memory().is_some_and(|m| b as u64 > m) => Some(format!(
+            "{:.1} GB, more than this machine's {:.1} GB of memory",
+            b as f64 / 1e9,
+            memory().unwrap_or(0) as f64 / 1e9
+        )),
+        _ => None,
+    };
+    match too_big {
+        Some(size) => Err(Error::param(
+            "k",
+            format!(
+                "the results of {nq} queries × {per_query} neighbours take {size}: search \
+                 the queries in smaller batches (`vecquant search` streams them) or ask \
+                 for fewer neighbours"
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// An error of the single search of query `i` of a batch, renumbered to that query.
@@ -683,8 +738,7 @@ pub(crate) fn grouped_batch_counted<I: GroupSearch>(
     params: &SearchParams,
 ) -> Result<(Vec<Vec<Neighbor>>, Vec<u32>)> {
     let dim = idx.dim();
-    check_search(dim, idx.len(), params)?;
-    check_queries(queries, dim)?;
+    check_batch_search(queries, dim, idx.len(), params)?;
     let group = idx.query_group(queries.len() / dim.max(1)).max(1);
     let groups: Vec<Vec<(Vec<Neighbor>, u32)>> = queries
         .par_chunks(dim * group)

@@ -325,3 +325,41 @@ fn item16_library_errors_name_the_record() {
         assert!(e.contains("row 17"), "{spec}: {e}");
     }
 }
+
+/// A batch whose results alone cannot fit in this machine's memory (`min(k, n)`
+/// neighbours per query) is refused before any search, by every batch path (exact flat
+/// scan, code scans, IVF, HNSW), with an error naming the size and the way out —
+/// instead of aborting on an allocation. One query fewer fits and passes the check.
+/// (Skipped where the machine's memory is unknown.)
+#[test]
+fn batches_whose_results_cannot_fit_in_memory_are_refused() {
+    let Some(mem) = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+        let line = s.lines().find(|l| l.starts_with("MemTotal:"))?.to_owned();
+        line.split_whitespace().nth(1)?.parse::<u64>().ok()
+    }) else {
+        return;
+    };
+    let n = 1usize << 16;
+    let per_query = n * std::mem::size_of::<vecquant::Neighbor>();
+    let nq = (mem * 1024) as usize / per_query + 1;
+    let x = gaussian(n, 1, 0.0, 1.0, 5).unwrap().into_vec();
+    let queries = vec![0.5f32; nq];
+    let p = SearchParams::with_k(1 << 20);
+    for spec in ["Flat", "SQ8", "IVF4,SQ8", "HNSW4"] {
+        let mut idx = new_index(spec, 1, &BuildOptions::default()).unwrap();
+        if !idx.is_trained() {
+            idx.train(&x).unwrap();
+        }
+        idx.add(&x, None).unwrap();
+        let e = idx.search_batch(&queries, &p).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("{nq} queries × {n} neighbours")) && e.contains("smaller batches"),
+            "{spec}: {e}"
+        );
+        assert!(
+            vecquant::index::check_result_memory(nq - 1, n, 16).is_ok(),
+            "{spec}"
+        );
+    }
+    assert!(vecquant::index::check_result_memory(usize::MAX / 2, 4, 16).is_err());
+}

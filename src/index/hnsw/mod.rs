@@ -44,7 +44,7 @@ use crate::index::checks::{check_results, check_terms};
 use crate::index::rows::Rows;
 use crate::index::spec::BuildOptions;
 use crate::index::{
-    IdFilter, Index, SearchParams, check_add, check_queries, check_search, check_single, untrained,
+    IdFilter, Index, SearchParams, check_add, check_batch_search, check_single, untrained,
 };
 use crate::metric::Metric;
 pub use crate::quant::codec::InnerSpec;
@@ -594,8 +594,7 @@ impl<C: VectorCodec> Index for Hnsw<C> {
     }
 
     fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
-        check_search(self.dim, self.len(), params)?;
-        check_queries(queries, self.dim)?;
+        check_batch_search(queries, self.dim, self.len(), params)?;
         self.codec()?;
         let q = self.prepare(queries);
         let res: Vec<Vec<Neighbor>> = q
