@@ -157,13 +157,16 @@ fn scan_row(
 /// ```
 ///
 /// # Errors
-/// As [`exact_search`].
+/// As [`exact_search`] (the ids, 4 more bytes per neighbour, count towards its memory
+/// check).
 pub fn ground_truth(
     base: &VectorSet,
     queries: &VectorSet,
     k: usize,
     metric: Metric,
 ) -> Result<Vec<Vec<u32>>> {
+    let per = std::mem::size_of::<Neighbor>() + 4;
+    crate::index::check_result_memory(queries.len(), k.min(base.len()), per)?;
     Ok(exact_search(base, queries, k, metric)?
         .into_iter()
         .map(|r| r.into_iter().map(|n| n.id as u32).collect())
@@ -174,8 +177,10 @@ pub fn ground_truth(
 ///
 /// # Errors
 /// [`Error::DimensionMismatch`] when base and queries differ in dimension;
-/// [`Error::InvalidParameter`] when `k` is zero; [`Error::EmptyIndex`] for an empty base;
-/// [`Error::NonFinite`] for a NaN or infinite component in either set.
+/// [`Error::InvalidParameter`] when `k` is zero or the results (`min(k, n)` per query)
+/// cannot fit in the machine's memory ([`crate::index::check_result_memory`]);
+/// [`Error::EmptyIndex`] for an empty base; [`Error::NonFinite`] for a NaN or infinite
+/// component in either set.
 pub fn exact_search(
     base: &VectorSet,
     queries: &VectorSet,
@@ -191,6 +196,8 @@ pub fn exact_search(
     if base.is_empty() {
         return Err(Error::EmptyIndex);
     }
+    let per = std::mem::size_of::<Neighbor>();
+    crate::index::check_result_memory(queries.len(), k.min(base.len()), per)?;
     check_finite(base.as_slice(), base.dim(), "base vectors")?;
     check_finite(queries.as_slice(), queries.dim(), "queries")?;
     let dim = base.dim();

@@ -184,9 +184,9 @@ fn item3_bad_records_name_their_place_in_the_file_and_nothing_is_written() {
 /// and writes them chunk by chunk: the files equal, byte for byte, those of the same
 /// queries searched in two halves small enough to take in one piece, and the recall is
 /// the halves' mean. One JSON object cannot hold them: `--json` without `--out` is
-/// refused, naming the streamed alternative.
+/// refused, naming the streamed alternative. `groundtruth` streams likewise.
 #[test]
-fn search_streams_results_past_the_memory_budget() {
+fn search_and_groundtruth_stream_results_past_the_memory_budget() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (n, nq, k) = (2000usize, 8500usize, "2000");
@@ -285,5 +285,34 @@ fn search_streams_results_past_the_memory_budget() {
             d,
         ),
         &["--json", "8500 queries", "--out FILE.jsonl"],
+    );
+    // `groundtruth` streams the same way: its file equals the halves' files joined, and
+    // its ids are the exact search's.
+    let gt = |q: &str, out: &str| {
+        ok(&vecquant(
+            &[
+                "groundtruth",
+                "--base",
+                "data/base.fvecs",
+                "--queries",
+                q,
+                "-k",
+                k,
+                "--out",
+                out,
+            ],
+            d,
+        ));
+        std::fs::read(d.join(out)).unwrap()
+    };
+    let whole = gt("data/query.fvecs", "gt_all.ivecs");
+    let halves = [
+        gt("a_query.fvecs", "gt_a.ivecs"),
+        gt("b_query.fvecs", "gt_b.ivecs"),
+    ];
+    assert!(whole == halves.concat(), "streamed ground truth differs");
+    assert!(
+        whole == std::fs::read(d.join("all.ivecs")).unwrap(),
+        "ground truth ≠ Flat search"
     );
 }
