@@ -205,18 +205,7 @@ fn search_and_groundtruth_stream_results_past_the_memory_budget() {
         ],
         d,
     ));
-    ok(&vecquant(
-        &[
-            "build",
-            "--spec",
-            "Flat",
-            "--base",
-            "data/base.fvecs",
-            "--out",
-            "f.vq",
-        ],
-        d,
-    ));
+    build(d, "Flat", "data/base.fvecs", "f.vq", None);
     // The halves: the first 4,250 query records (4 + 2·4 bytes each) and the rest, and
     // the ground truth likewise.
     let split = |file: &str, rec: usize| {
