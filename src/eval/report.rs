@@ -97,10 +97,13 @@ impl BenchSetup {
 }
 
 /// The heading of the multi-threaded QPS column: the thread count the rows used
-/// (`QPS 2 thr`; with `--threads 1` it says so rather than "all"), or "all" when the
-/// rows differ.
+/// (`QPS 2 thr`), or "all" when the rows differ. With `--threads 1` it is a second
+/// one-thread timing beside the compared best-of-rounds one, and says so
+/// (`QPS 1 thr, again`): two columns both headed "QPS 1 thr" with different numbers read
+/// as a mistake.
 fn threads_heading(rows: &[BenchRow]) -> String {
     match rows.first().map(|r| r.threads) {
+        Some(1) if rows.iter().all(|r| r.threads == 1) => "QPS 1 thr, again".into(),
         Some(t) if t > 0 && rows.iter().all(|r| r.threads == t) => format!("QPS {t} thr"),
         _ => "QPS all thr".into(),
     }
@@ -437,7 +440,7 @@ mod tests {
         ));
         let mut one = rows.clone();
         one.iter_mut().for_each(|r| r.threads = 1);
-        assert!(markdown_table(&one).contains("| QPS 1 thr | QPS 1 thr |"));
+        assert!(markdown_table(&one).contains("| QPS 1 thr | QPS 1 thr, again |"));
         one[0].threads = 2;
         assert!(markdown_table(&one).contains("| QPS all thr |"));
 
