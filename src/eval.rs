@@ -112,10 +112,7 @@ pub fn timed_search(
     params: &SearchParams,
     threads: usize,
 ) -> Result<(Vec<Vec<Neighbor>>, f64, Option<f64>)> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.max(1))
-        .build()
-        .map_err(|e| Error::param("threads", e.to_string()))?;
+    let pool = pool(threads)?;
     if let Some(q) = queries.rows().next() {
         pool.install(|| index.search(q, params))?;
     }
@@ -138,6 +135,14 @@ pub fn timed_search(
     ))
 }
 
+/// A pool of `threads` threads (at least one) for the timed searches.
+fn pool(threads: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .map_err(|e| Error::param("threads", e.to_string()))
+}
+
 /// [`timed_search`] for query sets whose results are too many to hold at once: the
 /// queries are searched `chunk` at a time (each chunk once: no warm-up, no repeats —
 /// meant for sets that take long enough to time in one pass), and `each(first,
@@ -156,10 +161,7 @@ pub fn timed_search_chunked(
     chunk: usize,
     mut each: impl FnMut(usize, Vec<Vec<Neighbor>>) -> Result<()>,
 ) -> Result<(f64, Option<f64>)> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.max(1))
-        .build()
-        .map_err(|e| Error::param("threads", e.to_string()))?;
+    let pool = pool(threads)?;
     let (dim, chunk) = (queries.dim(), chunk.max(1));
     let (mut secs, mut reranked, mut counted) = (0.0f64, 0.0f64, 0usize);
     for (c, q) in queries.as_slice().chunks(chunk * dim.max(1)).enumerate() {
@@ -221,6 +223,35 @@ mod tests {
         assert_eq!(recall_at_1(&r, &gt), 0.5);
         // q0: {1,2,3}∩{1,3,7} = 2; q1: {9,4,5}∩{4,5,6} = 2 → 4/6
         assert!((recall_at_k(&r, &gt, 3) - 4.0 / 6.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn timed_search_chunked_hands_over_every_chunk_in_order() {
+        use crate::data::generate::gaussian;
+        use crate::index::spec::{BuildOptions, new_index};
+        let base = gaussian(300, 8, 0.0, 1.0, 1).unwrap();
+        let queries = gaussian(10, 8, 0.0, 1.0, 2).unwrap();
+        let p = SearchParams::with_k(4);
+        let mut idx = new_index("IVF4,SQ8", 8, &BuildOptions::default()).unwrap();
+        idx.train(base.as_slice()).unwrap();
+        idx.add(base.as_slice(), None).unwrap();
+        let (mut firsts, mut all) = (Vec::new(), Vec::new());
+        let (qps, _) = timed_search_chunked(idx.as_ref(), &queries, &p, 2, 3, |first, res| {
+            firsts.push((first, res.len()));
+            all.extend(res);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(firsts, [(0, 3), (3, 3), (6, 3), (9, 1)]);
+        assert_eq!(all, idx.search_batch(queries.as_slice(), &p).unwrap());
+        assert!(qps > 0.0 && qps.is_finite());
+        // An error from `each` ends the search: no later chunk is handed over.
+        let mut calls = 0;
+        let e = timed_search_chunked(idx.as_ref(), &queries, &p, 1, 4, |_, _| {
+            calls += 1;
+            Err(Error::param("out", "disk full"))
+        });
+        assert!(e.is_err() && calls == 1);
     }
 
     #[test]

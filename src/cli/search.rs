@@ -7,6 +7,7 @@ use clap::Args;
 use serde_json::json;
 use vecquant::data::{AtomicWriter, read_ground_truth, read_vectors};
 use vecquant::eval::{recall_at_1, recall_at_k, timed_search, timed_search_chunked};
+use vecquant::index::RESULT_BUDGET;
 use vecquant::index::spec::IndexSpec;
 use vecquant::topk::Neighbor;
 use vecquant::{Error, Index, Result, SearchParams};
@@ -15,10 +16,6 @@ use super::ParamArgs;
 
 /// Queries whose ids the text output lists when the results go nowhere else.
 const PREVIEW: usize = 5;
-
-/// Neighbours (about 16 bytes each) held in memory at once: more queries than this
-/// allows at `-k` are searched and written out chunk by chunk.
-const RESULT_BUDGET: usize = 1 << 24;
 
 #[derive(Args)]
 #[command(

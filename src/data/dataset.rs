@@ -5,10 +5,12 @@
 use std::path::{Path, PathBuf};
 
 use crate::data::generate::Dataset;
-use crate::data::groundtruth::ground_truth;
-use crate::data::{read_vectors, vecs};
+use crate::data::groundtruth::{ground_truth, ground_truth_chunked};
+use crate::data::{AtomicWriter, read_vectors, vecs};
 use crate::error::{Error, Result};
+use crate::index::RESULT_BUDGET;
 use crate::metric::Metric;
+use crate::vectors::VectorSet;
 
 /// Depth of the ground-truth files [`write_dataset`] writes (and [`load_dataset`]
 /// computes when a folder has none): top-100, as SIFT1M ships.
@@ -60,24 +62,60 @@ pub fn write_dataset(
 /// `i32`; [`Error::Io`] if the file cannot be written.
 pub fn write_ground_truth(path: impl AsRef<Path>, gt: &[Vec<u32>]) -> Result<()> {
     let k = gt.first().map_or(0, Vec::len);
-    let mut flat = Vec::with_capacity(gt.len() * k);
-    for (q, row) in gt.iter().enumerate() {
+    let mut out = AtomicWriter::create(path)?;
+    out.write_all(&ivecs_rows(0, gt, k)?)?;
+    out.commit()
+}
+
+/// Computes the exact ground truth of `queries` over `base` (the `k` nearest under
+/// `metric`, [`ground_truth_chunked`]) and writes it as `.ivecs` to `path`, a chunk of
+/// queries at a time: memory holds at most [`RESULT_BUDGET`] neighbours however many
+/// queries × `k` there are. The file is replaced atomically once every row is written.
+///
+/// # Errors
+/// As [`ground_truth_chunked`] and [`write_ground_truth`].
+pub fn write_exact_ground_truth(
+    path: impl AsRef<Path>,
+    base: &VectorSet,
+    queries: &VectorSet,
+    k: usize,
+    metric: Metric,
+) -> Result<()> {
+    let mut out = AtomicWriter::create(path)?;
+    let chunk = (RESULT_BUDGET / k.max(1)).max(1);
+    ground_truth_chunked(base, queries, k, metric, chunk, |first, rows| {
+        out.write_all(&ivecs_rows(first, &rows, k)?)
+    })?;
+    out.commit()
+}
+
+/// Ground-truth rows `first..` as `.ivecs` records of `k` ids.
+fn ivecs_rows(first: usize, rows: &[Vec<u32>], k: usize) -> Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(rows.len() * 4 * (k + 1));
+    // (Rows of no ids make an empty file, as `write_ivecs` of no values does.)
+    let records = k > 0;
+    for (q, row) in rows.iter().enumerate() {
+        let q = first + q;
         if row.len() != k {
             return Err(Error::param(
                 "ground truth",
                 format!("row {q} has {} ids, row 0 has {k}", row.len()),
             ));
         }
+        if records {
+            bytes.extend_from_slice(&(k as i32).to_le_bytes());
+        }
         for &id in row {
-            flat.push(i32::try_from(id).map_err(|_| {
+            let id = i32::try_from(id).map_err(|_| {
                 Error::param(
                     "ground truth",
                     format!("row {q}: id {id} does not fit an .ivecs record (i32)"),
                 )
-            })?);
+            })?;
+            bytes.extend_from_slice(&id.to_le_bytes());
         }
     }
-    vecs::write_ivecs(path, &flat, k.max(1))
+    Ok(bytes)
 }
 
 /// Reads ground-truth ids from `.ivecs` (one record per query, best first).
@@ -205,6 +243,24 @@ mod tests {
         std::fs::remove_file(dir.path().join("base.fvecs")).unwrap();
         let e = load_dataset(dir.path()).unwrap_err().to_string();
         assert!(e.contains("no base.fvecs"), "{e}");
+    }
+
+    /// The streamed ground-truth file is the one `write_ground_truth` makes of
+    /// `ground_truth`, byte for byte, and reads back as it; rows of no ids make an
+    /// empty file.
+    #[test]
+    fn exact_ground_truth_file_equals_the_whole_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.ivecs"), dir.path().join("b.ivecs"));
+        let base = crate::data::generate::gaussian(150, 4, 0.0, 1.0, 3).unwrap();
+        let q = crate::data::generate::gaussian(9, 4, 0.0, 1.0, 4).unwrap();
+        let gt = ground_truth(&base, &q, 7, Metric::L2).unwrap();
+        write_ground_truth(&a, &gt).unwrap();
+        write_exact_ground_truth(&b, &base, &q, 7, Metric::L2).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        assert_eq!(read_ground_truth(&b).unwrap(), gt);
+        write_ground_truth(&a, &[vec![], vec![]]).unwrap();
+        assert!(std::fs::read(&a).unwrap().is_empty());
     }
 
     #[test]

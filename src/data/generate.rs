@@ -138,22 +138,12 @@ impl SyntheticSpec {
                 self.dim
             )
         };
-        match (bytes, memory) {
-            (None, _) => Err(Error::param(
+        match super::memory_shortfall(bytes, memory) {
+            Some(why) => Err(Error::param(
                 "n",
-                format!("{} are more bytes than this machine can address", what()),
+                format!("{} {why} (the splits are generated in memory)", what()),
             )),
-            (Some(b), Some(m)) if b > m => Err(Error::param(
-                "n",
-                format!(
-                    "{} take {:.1} GB, more than this machine's {:.1} GB of memory \
-                     (the splits are generated in memory)",
-                    what(),
-                    b as f64 / 1e9,
-                    m as f64 / 1e9
-                ),
-            )),
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
 

@@ -165,12 +165,41 @@ pub fn ground_truth(
     k: usize,
     metric: Metric,
 ) -> Result<Vec<Vec<u32>>> {
+    let ex = ExactBase::new(base, queries.dim(), k, metric)?;
     let per = std::mem::size_of::<Neighbor>() + 4;
-    crate::index::check_result_memory(queries.len(), k.min(base.len()), per)?;
-    Ok(exact_search(base, queries, k, metric)?
-        .into_iter()
+    Ok(ids_of(ex.search(queries.as_slice(), per)?))
+}
+
+/// [`ground_truth`] of `queries` a chunk of `chunk` queries at a time: `each(first,
+/// ids)` receives each chunk's rows in order (`first`: the index of its first query)
+/// before the next chunk is searched, so memory holds one chunk's results however many
+/// queries × `k` there are. The base is checked, normalised (cosine) and its norms
+/// computed once for all chunks. Equal to [`ground_truth`] row for row.
+///
+/// # Errors
+/// As [`ground_truth`] (the memory check per chunk), and the first error of `each`.
+pub fn ground_truth_chunked(
+    base: &VectorSet,
+    queries: &VectorSet,
+    k: usize,
+    metric: Metric,
+    chunk: usize,
+    mut each: impl FnMut(usize, Vec<Vec<u32>>) -> Result<()>,
+) -> Result<()> {
+    let ex = ExactBase::new(base, queries.dim(), k, metric)?;
+    let (dim, chunk) = (queries.dim().max(1), chunk.max(1));
+    let per = std::mem::size_of::<Neighbor>() + 4;
+    for (c, q) in queries.as_slice().chunks(chunk * dim).enumerate() {
+        each(c * chunk, ids_of(ex.search(q, per)?))?;
+    }
+    Ok(())
+}
+
+/// Results as ground-truth rows (row numbers).
+fn ids_of(res: Vec<Vec<Neighbor>>) -> Vec<Vec<u32>> {
+    res.into_iter()
         .map(|r| r.into_iter().map(|n| n.id as u32).collect())
-        .collect())
+        .collect()
 }
 
 /// Exact search results (ids are row numbers) with distances as [`Metric`] defines them.
@@ -187,47 +216,83 @@ pub fn exact_search(
     k: usize,
     metric: Metric,
 ) -> Result<Vec<Vec<Neighbor>>> {
-    if base.dim() != queries.dim() {
-        return Err(Error::dim("queries", base.dim(), queries.dim()));
+    ExactBase::new(base, queries.dim(), k, metric)?
+        .search(queries.as_slice(), std::mem::size_of::<Neighbor>())
+}
+
+/// A base prepared for exact search: checked, normalised for cosine, with its squared
+/// norms for L2 — the work that does not depend on the queries, done once.
+struct ExactBase<'a> {
+    base: std::borrow::Cow<'a, [f32]>,
+    norms: Vec<f32>,
+    dim: usize,
+    k: usize,
+    metric: Metric,
+}
+
+impl<'a> ExactBase<'a> {
+    /// Checks, in this order: the queries' dimension `qdim` against the base's, `k`,
+    /// an empty base, non-finite base values.
+    fn new(base: &'a VectorSet, qdim: usize, k: usize, metric: Metric) -> Result<Self> {
+        if base.dim() != qdim {
+            return Err(Error::dim("queries", base.dim(), qdim));
+        }
+        if k == 0 {
+            return Err(Error::param("k", "must be at least 1"));
+        }
+        if base.is_empty() {
+            return Err(Error::EmptyIndex);
+        }
+        check_finite(base.as_slice(), base.dim(), "base vectors")?;
+        let dim = base.dim();
+        let base: std::borrow::Cow<'a, [f32]> = if metric.normalizes() {
+            let mut b = base.clone();
+            b.normalize();
+            b.into_vec().into()
+        } else {
+            base.as_slice().into()
+        };
+        let norms = if metric == Metric::L2 {
+            kernels::row_norms_sq(&base, dim)
+        } else {
+            Vec::new()
+        };
+        Ok(ExactBase {
+            base,
+            norms,
+            dim,
+            k,
+            metric,
+        })
     }
-    if k == 0 {
-        return Err(Error::param("k", "must be at least 1"));
-    }
-    if base.is_empty() {
-        return Err(Error::EmptyIndex);
-    }
-    let per = std::mem::size_of::<Neighbor>();
-    crate::index::check_result_memory(queries.len(), k.min(base.len()), per)?;
-    check_finite(base.as_slice(), base.dim(), "base vectors")?;
-    check_finite(queries.as_slice(), queries.dim(), "queries")?;
-    let dim = base.dim();
-    let (b, q);
-    let (bref, qref) = if metric.normalizes() {
-        let mut bb = base.clone();
-        bb.normalize();
-        let mut qq = queries.clone();
-        qq.normalize();
-        b = bb;
-        q = qq;
-        (b.as_slice(), q.as_slice())
-    } else {
-        (base.as_slice(), queries.as_slice())
-    };
-    let l2 = metric == Metric::L2;
-    let norms = if l2 {
-        kernels::row_norms_sq(bref, dim)
-    } else {
-        Vec::new()
-    };
-    let mut res = knn_blocked(bref, &norms, qref, dim, k, l2, None, None);
-    if metric == Metric::Cosine {
-        for r in &mut res {
-            for n in r.iter_mut() {
-                n.distance += 1.0; // −cos → 1 − cos
+
+    /// The exact results of row-major `queries`, whose results may take `bytes` per
+    /// neighbour ([`crate::index::check_result_memory`]).
+    fn search(&self, queries: &[f32], bytes: usize) -> Result<Vec<Vec<Neighbor>>> {
+        let (dim, n) = (self.dim, self.base.len() / self.dim);
+        let nq = queries.len() / dim;
+        crate::index::check_result_memory(nq, self.k.min(n), bytes)?;
+        check_finite(queries, dim, "queries")?;
+        let normalized;
+        let q = if self.metric.normalizes() {
+            let mut v = VectorSet::new(queries.to_vec(), dim)?;
+            v.normalize();
+            normalized = v;
+            normalized.as_slice()
+        } else {
+            queries
+        };
+        let l2 = self.metric == Metric::L2;
+        let mut res = knn_blocked(&self.base, &self.norms, q, dim, self.k, l2, None, None);
+        if self.metric == Metric::Cosine {
+            for r in &mut res {
+                for n in r.iter_mut() {
+                    n.distance += 1.0; // −cos → 1 − cos
+                }
             }
         }
+        Ok(res)
     }
-    Ok(res)
 }
 
 #[cfg(test)]
@@ -266,6 +331,28 @@ mod tests {
                         "{metric} q{qi}"
                     );
                 }
+            }
+        }
+    }
+
+    /// Chunked ground truth equals the whole at every chunk size (1, uneven, all), for
+    /// each metric, with chunks handed over in order.
+    #[test]
+    fn chunked_ground_truth_equals_the_whole() {
+        let base = gaussian(200, 6, 0.0, 1.0, 7).unwrap();
+        let queries = gaussian(11, 6, 0.0, 1.0, 8).unwrap();
+        for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+            let whole = ground_truth(&base, &queries, 9, metric).unwrap();
+            for chunk in [1, 4, 11, 50] {
+                let mut got = Vec::new();
+                ground_truth_chunked(&base, &queries, 9, metric, chunk, |first, rows| {
+                    assert_eq!(first, got.len());
+                    assert!(rows.len() <= chunk);
+                    got.extend(rows);
+                    Ok(())
+                })
+                .unwrap();
+                assert_eq!(got, whole, "{metric:?} chunk {chunk}");
             }
         }
     }

@@ -22,7 +22,8 @@ use crate::error::{Error, Result};
 use crate::vectors::VectorSet;
 
 pub use dataset::{
-    GT_DEPTH, LoadedDataset, load_dataset, read_ground_truth, write_dataset, write_ground_truth,
+    GT_DEPTH, LoadedDataset, load_dataset, read_ground_truth, write_dataset,
+    write_exact_ground_truth, write_ground_truth,
 };
 pub use stream::VectorReader;
 
@@ -139,6 +140,23 @@ pub(crate) fn memory_total() -> Option<u64> {
         let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         kb.checked_mul(1024)
     })
+}
+
+/// Why `bytes` (`None`: past what this machine can address) cannot be held in
+/// `memory` bytes (`None`: unknown), as the end of a sentence about them ("… take 9.1
+/// GB, more than this machine's 8.0 GB of memory"); `None` when they can, or when the
+/// memory is unknown. Sizes refused this way are checked before anything is allocated:
+/// an allocation past memory aborts the process or wakes the OOM killer.
+pub(crate) fn memory_shortfall(bytes: Option<u64>, memory: Option<u64>) -> Option<String> {
+    match (bytes, memory) {
+        (None, _) => Some("are more bytes than this machine can address".into()),
+        (Some(b), Some(m)) if b > m => Some(format!(
+            "take {:.1} GB, more than this machine's {:.1} GB of memory",
+            b as f64 / 1e9,
+            m as f64 / 1e9
+        )),
+        _ => None,
+    }
 }
 
 /// Fsyncs the directory holding `path` so a rename into it is durable (best effort).

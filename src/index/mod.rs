@@ -499,6 +499,11 @@ pub fn check_queries(queries: &[f32], dim: usize) -> Result<usize> {
     checks::check_vectors(queries, dim, "queries")
 }
 
+/// Neighbours (about 16 bytes each) a streamed batch holds at once: `vecquant search`
+/// and [`crate::data::write_exact_ground_truth`] take more queries × `k` than this a
+/// chunk of queries at a time.
+pub const RESULT_BUDGET: usize = 1 << 24;
+
 /// Validates a batch search: the parameters ([`check_search`]), the queries
 /// ([`check_queries`]) and that their results fit in memory ([`check_result_memory`]:
 /// up to `min(k, len)` neighbours per query). Returns the number of queries.
@@ -530,25 +535,20 @@ pub fn check_result_memory(nq: usize, per_query: usize, bytes: usize) -> Result<
     let need = nq
         .checked_mul(per_query)
         .and_then(|n| n.checked_mul(bytes))
-        .filter(|&b| b <= isize::MAX as usize);
+        .filter(|&b| b <= isize::MAX as usize)
+        .map(|b| b as u64);
     // (Under a gigabyte fits any machine this runs on: no need to ask.)
-    let memory = crate::data::memory_total;
-    let too_big = match need {
-        None => Some("more bytes than this machine can address".to_string()),
-        Some(b) if b > 1 << 30 && memory().is_some_and(|m| b as u64 > m) => Some(format!(
-            "{:.1} GB, more than this machine's {:.1} GB of memory",
-            b as f64 / 1e9,
-            memory().unwrap_or(0) as f64 / 1e9
-        )),
-        _ => None,
+    let memory = match need {
+        Some(b) if b <= 1 << 30 => None,
+        _ => crate::data::memory_total(),
     };
-    match too_big {
-        Some(size) => Err(Error::param(
+    match crate::data::memory_shortfall(need, memory) {
+        Some(why) => Err(Error::param(
             "k",
             format!(
-                "the results of {nq} queries × {per_query} neighbours take {size}: search \
-                 the queries in smaller batches (`vecquant search` streams them) or ask \
-                 for fewer neighbours"
+                "the results of {nq} queries × {per_query} neighbours {why}: search the \
+                 queries in smaller batches (`vecquant search` streams them) or ask for \
+                 fewer neighbours"
             ),
         )),
         None => Ok(()),
