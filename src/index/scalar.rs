@@ -26,7 +26,7 @@ use crate::index::{GroupSearch, IdFilter, Index, SearchParams, check_add, header
 use crate::kernels::{self, sq as ksq};
 use crate::metric::Metric;
 use crate::quant::codec::sq::{
-    Kernel, check_ranges, corr_limit, correction_terms, quantizer_bytes, read_quantizer,
+    Kernel, check_ranges, corr_limit, correction_terms, offer, quantizer_bytes, read_quantizer,
     write_quantizer,
 };
 use crate::quant::scalar::{ScalarQuantizer, SqConfig};
@@ -200,6 +200,24 @@ impl Scalar {
         Ok(replaced.len())
     }
 
+    /// Offers the rows of the block at `start`, with their kernel sums, to the query's
+    /// heap.
+    fn offer<F: Fn(usize) -> bool>(&self, st: &mut QueryState, sums: &[f32], start: usize, ok: &F) {
+        let base = match self.metric {
+            Metric::L2 => st.norm_sq - 2.0 * st.constant,
+            Metric::InnerProduct | Metric::Cosine => st.constant,
+        };
+        offer(
+            self.metric,
+            base,
+            sums,
+            &self.corr,
+            (start, 0),
+            &mut st.heap,
+            ok,
+        );
+    }
+
     fn prepare_queries(&self, queries: &[f32]) -> Vec<f32> {
         crate::vectors::prepared(queries, self.dim, self.metric)
     }
@@ -235,44 +253,30 @@ impl Scalar {
         let all = matches!(filter, IdFilter::All) && !self.rows.has_deleted();
         let ids = self.rows.ids();
         let ok = |row: usize| all || (self.rows.is_live(row) && filter.accepts(ids[row]));
-        let mut sums = vec![0.0f32; BLOCK];
+        // Uniform 8-bit codes are scored four queries per pass over each block (the code
+        // steps loaded and widened once for all four, sums bit for bit the one-query
+        // kernel's); other codes, and the queries left over, query by query.
+        const NQ: usize = ksq::NQ;
+        let multi = matches!(kernel, Kernel::U8);
+        let mut sums = vec![0.0f32; NQ * BLOCK];
         let mut start = 0;
         while start < n {
             let rows = BLOCK.min(n - start);
             let codes = &self.codes[start * cs..(start + rows) * cs];
-            for st in states.iter_mut() {
+            // (Without the four-query kernel every query is left over.)
+            let grouped = if multi { states.len() / NQ * NQ } else { 0 };
+            let (fours, single) = states.split_at_mut(grouped);
+            for g in fours.chunks_exact_mut(NQ) {
+                let w: [&[f32]; NQ] = std::array::from_fn(|j| g[j].weights.as_slice());
+                ksq::scan_u8_multi(&w, codes, &mut sums[..NQ * rows]);
+                for (st, out) in g.iter_mut().zip(sums.chunks_exact(rows)) {
+                    self.offer(st, out, start, &ok);
+                }
+            }
+            for st in single {
                 let out = &mut sums[..rows];
                 kernel.scan(&st.weights, &st.w4, codes, out);
-                let c0 = st.constant;
-                match self.metric {
-                    Metric::L2 => {
-                        let base = st.norm_sq - 2.0 * c0;
-                        let corr = &self.corr[start..start + rows];
-                        for (i, (&s, &c)) in out.iter().zip(corr).enumerate() {
-                            let d = base - 2.0 * s + c;
-                            if d <= st.heap.threshold() && ok(start + i) {
-                                st.heap.push((start + i) as u64, d);
-                            }
-                        }
-                    }
-                    Metric::InnerProduct => {
-                        for (i, &s) in out.iter().enumerate() {
-                            let d = -(c0 + s);
-                            if d <= st.heap.threshold() && ok(start + i) {
-                                st.heap.push((start + i) as u64, d);
-                            }
-                        }
-                    }
-                    Metric::Cosine => {
-                        let corr = &self.corr[start..start + rows];
-                        for (i, (&s, &c)) in out.iter().zip(corr).enumerate() {
-                            let d = 1.0 - (c0 + s) * c;
-                            if d <= st.heap.threshold() && ok(start + i) {
-                                st.heap.push((start + i) as u64, d);
-                            }
-                        }
-                    }
-                }
+                self.offer(st, out, start, &ok);
             }
             start += rows;
         }
@@ -509,6 +513,42 @@ mod tests {
         let full = idx.search(qs.row(0), &SearchParams::with_k(2000)).unwrap();
         let want: Vec<_> = full.into_iter().filter(|h| h.id % 2 == 0).take(7).collect();
         assert_eq!(hits, want);
+    }
+
+    /// Batch search scores uniform 8-bit codes four queries per pass over each block
+    /// (and the rest of a group query by query); every answer equals the single-query
+    /// search's bit for bit — ids and distances — for each metric, over several blocks
+    /// (the last one partial), for query counts with and without a partial group of
+    /// four, a `k` past the vectors, and deleted rows (never returned).
+    #[test]
+    fn four_query_batches_equal_single_query_search() {
+        for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+            for (spec, dim) in [("SQ8", 37), ("SQ8u", 16), ("SQ8opt", 128)] {
+                let n = 2 * BLOCK + 300;
+                let mut idx = build(spec, metric, false, n, dim);
+                let dead: Vec<u64> = (0..n as u64).filter(|i| i % 9 == 4).collect();
+                idx.delete(&dead).unwrap();
+                for nq in [1usize, 4, 7, 22] {
+                    let qs = gaussian(nq, dim, 0.0, 1.0, 17).unwrap();
+                    for k in [10, n + 5] {
+                        let p = SearchParams::with_k(k);
+                        let batch = idx.search_batch(qs.as_slice(), &p).unwrap();
+                        for (qi, (q, b)) in qs.rows().zip(&batch).enumerate() {
+                            let single = idx.search(q, &p).unwrap();
+                            assert_eq!(single.len(), b.len(), "{spec} {metric} nq {nq} k {k}");
+                            assert!(b.iter().all(|h| h.id % 9 != 4), "a deleted row");
+                            for (x, y) in single.iter().zip(b) {
+                                assert!(
+                                    x.id == y.id && x.distance.to_bits() == y.distance.to_bits(),
+                                    "{spec} {metric} dim {dim} nq {nq} k {k} query {qi}: \
+                                     {x:?} vs {y:?}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

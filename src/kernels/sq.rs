@@ -58,12 +58,17 @@ impl Lut4Weights {
 }
 
 type U8Fn = unsafe fn(&[f32], &[u8], &mut [f32]);
+type U8MultiFn = unsafe fn(&[&[f32]; NQ], &[u8], &mut [f32]);
+
+/// Queries scanned together by [`scan_u8_multi`].
+pub const NQ: usize = 4;
 type Lut8Fn = unsafe fn(&[f32], &[f32; 256], &[u8], &mut [f32]);
 type Lut4Fn = unsafe fn(&Lut4Weights, &[f32; 16], &[u8], &mut [f32]);
 
 /// The scan kernels of one SIMD level (part of the dispatch table [`super::Kernels`]).
 pub(crate) struct SqKernels {
     u8: U8Fn,
+    u8_multi: U8MultiFn,
     lut8: Lut8Fn,
     lut4: Lut4Fn,
 }
@@ -79,17 +84,20 @@ impl SqKernels {
             #[cfg(target_arch = "x86_64")]
             SimdLevel::Avx2 => SqKernels {
                 u8: x86::u8_avx2,
+                u8_multi: x86::u8_multi_avx2,
                 lut8: x86::lut8_avx2,
                 lut4: x86::lut4_avx2,
             },
             #[cfg(target_arch = "x86_64")]
             SimdLevel::Avx512 | SimdLevel::Avx512Vbmi => SqKernels {
                 u8: x86::u8_avx512,
+                u8_multi: x86::u8_multi_avx512,
                 lut8: x86::lut8_avx512,
                 lut4: x86::lut4_avx512,
             },
             _ => SqKernels {
                 u8: scalar_u8,
+                u8_multi: scalar_u8_multi,
                 lut8: scalar_lut8,
                 lut4: scalar_lut4,
             },
@@ -103,6 +111,24 @@ impl SqKernels {
         // SAFETY: the CPU supports this table's level (invariant of `super::Kernels`,
         // which holds this table); the kernels need no more than the checked lengths.
         unsafe { (self.u8)(w, codes, out) }
+    }
+
+    /// [`scan_u8_multi`] at this table's level.
+    #[inline]
+    pub(crate) fn scan_u8_multi(&self, w: &[&[f32]; NQ], codes: &[u8], out: &mut [f32]) {
+        let dim = w[0].len();
+        assert!(
+            w.iter().all(|q| q.len() == dim),
+            "weights of different lengths"
+        );
+        assert!(
+            out.len().is_multiple_of(NQ),
+            "{} sums for {NQ} queries",
+            out.len()
+        );
+        assert!(codes.len() >= out.len() / NQ * dim, "code buffer too short");
+        // SAFETY: as in `scan_u8`.
+        unsafe { (self.u8_multi)(w, codes, out) }
     }
 
     /// [`scan_lut8`] at this table's level.
@@ -140,6 +166,19 @@ pub fn scan_u8(w: &[f32], codes: &[u8], out: &mut [f32]) {
     super::active().sq.scan_u8(w, codes, out)
 }
 
+/// [`scan_u8`] for [`NQ`] queries over the same rows: `out[q·rows + i] = Σ_d w[q][d] ·
+/// codes[i·dim + d]` (`rows = out.len() / NQ`, query-major), each code row loaded and
+/// converted once for all the queries. Every sum is bit for bit the one [`scan_u8`]
+/// returns for that query and row (the same accumulation, lane for lane).
+///
+/// # Panics
+/// If the weights differ in length, `out.len()` is not a multiple of [`NQ`], or `codes`
+/// holds fewer than `rows · dim` bytes.
+#[inline]
+pub fn scan_u8_multi(w: &[&[f32]; NQ], codes: &[u8], out: &mut [f32]) {
+    super::active().sq.scan_u8_multi(w, codes, out)
+}
+
 /// `out[i] = Σ_d w[d] · lut[codes[i·dim + d]]`.
 ///
 /// # Panics
@@ -164,6 +203,14 @@ pub fn scalar_u8(w: &[f32], codes: &[u8], out: &mut [f32]) {
     let dim = w.len();
     for (o, row) in out.iter_mut().zip(codes.chunks_exact(dim.max(1))) {
         *o = w.iter().zip(row).map(|(&a, &c)| a * c as f32).sum();
+    }
+}
+
+/// Scalar [`scan_u8_multi`]: [`scalar_u8`] per query.
+pub fn scalar_u8_multi(w: &[&[f32]; NQ], codes: &[u8], out: &mut [f32]) {
+    let rows = out.len() / NQ;
+    for (q, o) in w.iter().zip(out.chunks_exact_mut(rows.max(1))) {
+        scalar_u8(q, codes, o);
     }
 }
 
@@ -238,6 +285,102 @@ mod x86 {
         }
     }
 
+    /// The sum of 16 lanes by halves: lanes `i + 8` onto `i`, then `i + 4`, `i + 2`
+    /// and `i + 1` (the tree `_mm512_reduce_add_ps` compiles to here, written out so
+    /// that [`hsum16x4`] can reproduce it bit for bit).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn hsum16(a: __m512) -> f32 {
+        let h = _mm512_castps512_ps256(a);
+        let h = _mm256_add_ps(h, _mm512_extractf32x8_ps_f(a));
+        let q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
+        let p = _mm_add_ps(q, _mm_permute_ps::<0b01_00_11_10>(q));
+        _mm_cvtss_f32(_mm_add_ss(p, _mm_movehdup_ps(p)))
+    }
+
+    /// The upper 256 bits of `a` (AVX-512F alone: `vextractf32x8` needs DQ).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn _mm512_extractf32x8_ps_f(a: __m512) -> __m256 {
+        _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a)))
+    }
+
+    /// [`hsum16`] of four vectors at once, in lane order: the same additions on the same
+    /// operands, four rows per instruction (shuffles between 128-bit blocks instead of
+    /// a reduction per vector).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn hsum16x4(a: __m512, b: __m512, c: __m512, d: __m512) -> __m128 {
+        // Lanes i + 8 onto i: blocks (0, 1) + (2, 3) of two vectors side by side.
+        let ab = _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0b01_00_01_00>(a, b),
+            _mm512_shuffle_f32x4::<0b11_10_11_10>(a, b),
+        );
+        let cd = _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0b01_00_01_00>(c, d),
+            _mm512_shuffle_f32x4::<0b11_10_11_10>(c, d),
+        );
+        // Lanes i + 4 onto i: block k of the result is vector k's four partial sums.
+        let s = _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0b10_00_10_00>(ab, cd),
+            _mm512_shuffle_f32x4::<0b11_01_11_01>(ab, cd),
+        );
+        // Lanes i + 2 onto i, then i + 1 onto i, within each block.
+        let s = _mm512_add_ps(s, _mm512_permute_ps::<0b01_00_11_10>(s));
+        let s = _mm512_add_ps(s, _mm512_movehdup_ps(s));
+        let first = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+        _mm512_castps512_ps128(_mm512_permutexvar_ps(first, s))
+    }
+
+    /// One row of [`u8_avx512`]: the FMA chain over 16-lane steps, reduced, plus the
+    /// scalar tail.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; `row` holds `w.len()` bytes.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn u8_row_avx512(w: &[f32], row: &[u8]) -> f32 {
+        let full = w.len() / 16 * 16;
+        let mut acc = _mm512_setzero_ps();
+        let mut j = 0;
+        while j < full {
+            // SAFETY: 16 bytes at j < full <= dim of the row, 16 floats of `w`.
+            let (c, wv) = unsafe {
+                (
+                    _mm_loadu_si128(row.as_ptr().add(j) as *const __m128i),
+                    _mm512_loadu_ps(w.as_ptr().add(j)),
+                )
+            };
+            let f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(c));
+            acc = _mm512_fmadd_ps(f, wv, acc);
+            j += 16;
+        }
+        hsum16(acc) + tail8(w, row, full, |c| c as f32)
+    }
+
+    /// The scalar tails (dimensions `full..`) of four rows, as a vector.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn tails4(w: &[f32], rows: &[&[u8]; 4], full: usize) -> __m128 {
+        let t = |k: usize| tail8(w, rows[k], full, |c| c as f32);
+        _mm_setr_ps(t(0), t(1), t(2), t(3))
+    }
+
+    /// The code steps of four rows at dimension `j`, widened to floats.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; each row holds `j + 16` bytes.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn u8_step4(rows: &[&[u8]; 4], j: usize) -> [__m512; 4] {
+        // (Written out: an `array::from_fn` closure is not compiled for AVX-512, so it
+        // was called per step rather than inlined.)
+        // SAFETY: as the caller guarantees.
+        let c = |k: usize| unsafe { _mm_loadu_si128(rows[k].as_ptr().add(j) as *const __m128i) };
+        let f = |c: __m128i| _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(c));
+        [f(c(0)), f(c(1)), f(c(2)), f(c(3))]
+    }
+
     /// AVX-512 [`super::scan_u8`].
     ///
     /// # Safety
@@ -246,39 +389,80 @@ mod x86 {
     pub(super) unsafe fn u8_avx512(w: &[f32], codes: &[u8], out: &mut [f32]) {
         let dim = w.len();
         let full = dim / 16 * 16;
-        // SAFETY: every load reads 16 bytes at offset j < full <= dim of a `dim`-long row
-        // or 16 floats of `w`.
+        // SAFETY: every step reads 16 bytes at offset j < full <= dim of a `dim`-long
+        // row and 16 floats of `w`.
         let four = |rows: [&[u8]; 4]| unsafe {
             let mut acc = [_mm512_setzero_ps(); 4];
             let mut j = 0;
             while j < full {
                 let wv = _mm512_loadu_ps(w.as_ptr().add(j));
+                let f = u8_step4(&rows, j);
                 for k in 0..4 {
-                    let c = _mm_loadu_si128(rows[k].as_ptr().add(j) as *const __m128i);
-                    let f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(c));
-                    acc[k] = _mm512_fmadd_ps(f, wv, acc[k]);
+                    acc[k] = _mm512_fmadd_ps(f[k], wv, acc[k]);
                 }
                 j += 16;
             }
+            let t = tails4(w, &rows, full);
             let mut s = [0.0f32; 4];
-            for k in 0..4 {
-                s[k] = _mm512_reduce_add_ps(acc[k]) + tail8(w, rows[k], full, |c| c as f32);
-            }
+            _mm_storeu_ps(
+                s.as_mut_ptr(),
+                _mm_add_ps(hsum16x4(acc[0], acc[1], acc[2], acc[3]), t),
+            );
             s
         };
-        // SAFETY: as above.
-        let one = |row: &[u8]| unsafe {
-            let mut acc = _mm512_setzero_ps();
+        // SAFETY: rows of `dim` bytes.
+        let one = |row: &[u8]| unsafe { u8_row_avx512(w, row) };
+        by_four(codes, dim, out, four, one);
+    }
+
+    /// AVX-512 [`super::scan_u8_multi`]: four rows by four queries per step (16
+    /// accumulators), each accumulator the chain [`u8_avx512`] computes for its query
+    /// and row.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; every weight slice holds `dim` floats and `codes`
+    /// `out.len() / NQ` rows of `dim` bytes.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn u8_multi_avx512(w: &[&[f32]; super::NQ], codes: &[u8], out: &mut [f32]) {
+        const NQ: usize = super::NQ;
+        let dim = w[0].len();
+        let full = dim / 16 * 16;
+        let rows = out.len() / NQ;
+        let mut i = 0;
+        while i + 4 <= rows {
+            let block = &codes[i * dim..(i + 4) * dim];
+            let (r01, r23) = block.split_at(2 * dim);
+            let r: [&[u8]; 4] = [&r01[..dim], &r01[dim..], &r23[..dim], &r23[dim..]];
+            let mut acc = [[_mm512_setzero_ps(); 4]; NQ];
             let mut j = 0;
             while j < full {
-                let c = _mm_loadu_si128(row.as_ptr().add(j) as *const __m128i);
-                let f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(c));
-                acc = _mm512_fmadd_ps(f, _mm512_loadu_ps(w.as_ptr().add(j)), acc);
+                // SAFETY: 16 bytes at j < full <= dim of each row, 16 floats of each `w`.
+                let f = unsafe { u8_step4(&r, j) };
+                for (a, q) in acc.iter_mut().zip(w) {
+                    // SAFETY: as above.
+                    let wv = unsafe { _mm512_loadu_ps(q.as_ptr().add(j)) };
+                    for k in 0..4 {
+                        a[k] = _mm512_fmadd_ps(f[k], wv, a[k]);
+                    }
+                }
                 j += 16;
             }
-            _mm512_reduce_add_ps(acc) + tail8(w, row, full, |c| c as f32)
-        };
-        by_four(codes, dim, out, four, one);
+            for (qi, (a, q)) in acc.iter().zip(w).enumerate() {
+                let v = _mm_add_ps(hsum16x4(a[0], a[1], a[2], a[3]), tails4(q, &r, full));
+                let o = &mut out[qi * rows + i..qi * rows + i + 4];
+                // SAFETY: `o` holds four floats.
+                unsafe { _mm_storeu_ps(o.as_mut_ptr(), v) };
+            }
+            i += 4;
+        }
+        while i < rows {
+            let row = &codes[i * dim..(i + 1) * dim];
+            for (qi, q) in w.iter().enumerate() {
+                // SAFETY: a row of `dim` bytes.
+                out[qi * rows + i] = unsafe { u8_row_avx512(q, row) };
+            }
+            i += 1;
+        }
     }
 
     /// Looks up 16 byte-valued indices in a 256-entry table held in 16 registers:
@@ -456,6 +640,20 @@ mod x86 {
         by_four(codes, dim, out, four, one);
     }
 
+    /// AVX2 [`super::scan_u8_multi`]: [`u8_avx2`] per query (its sixteen registers hold
+    /// one query's four-row accumulators and steps, not four queries').
+    ///
+    /// # Safety
+    /// As [`u8_avx2`] for every query.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn u8_multi_avx2(w: &[&[f32]; super::NQ], codes: &[u8], out: &mut [f32]) {
+        let rows = out.len() / super::NQ;
+        for (q, o) in w.iter().zip(out.chunks_exact_mut(rows.max(1))) {
+            // SAFETY: as the caller guarantees.
+            unsafe { u8_avx2(q, codes, o) };
+        }
+    }
+
     /// AVX2 [`super::scan_lut8`] (gathers).
     ///
     /// # Safety
@@ -627,6 +825,72 @@ mod tests {
                 close(&want, &got, "dispatched lut4");
             }
         }
+    }
+
+    /// The four-query kernel returns, at every level, exactly the bits the one-query
+    /// kernel of that level returns for each query and row — on dimensions with and
+    /// without SIMD tails and row counts with and without a partial group of four
+    /// (whose rows take the one-row path) — and a row's sum does not depend on whether
+    /// it was scored in a group of four or alone. Large and signed weights, so that a
+    /// different order of additions would show in the last bits.
+    #[test]
+    fn four_query_kernel_is_bit_identical_to_one_query_kernel() {
+        let mut rng = seeded(11);
+        for dim in [1usize, 7, 16, 20, 33, 64, 100, 128, 131] {
+            for rows in [0usize, 1, 3, 4, 5, 8, 11] {
+                let w: Vec<Vec<f32>> = (0..NQ)
+                    .map(|_| {
+                        (0..dim)
+                            .map(|_| (rng.random::<f32>() * 2.0 - 1.0) * 1e3)
+                            .collect()
+                    })
+                    .collect();
+                let wr: [&[f32]; NQ] = std::array::from_fn(|q| w[q].as_slice());
+                let codes: Vec<u8> = (0..rows * dim).map(|_| rng.random::<u8>()).collect();
+                for k in Kernels::supported() {
+                    let name = k.level();
+                    let mut got = vec![f32::NAN; NQ * rows];
+                    k.sq.scan_u8_multi(&wr, &codes, &mut got);
+                    for (q, wq) in w.iter().enumerate() {
+                        let mut want = vec![0.0f32; rows];
+                        k.sq.scan_u8(wq, &codes, &mut want);
+                        for (i, &x) in want.iter().enumerate() {
+                            let g = got[q * rows + i];
+                            assert_eq!(
+                                g.to_bits(),
+                                x.to_bits(),
+                                "{name} dim {dim} rows {rows} query {q} row {i}: {g} vs {x}"
+                            );
+                            let mut alone = [0.0f32];
+                            k.sq.scan_u8(wq, &codes[i * dim..(i + 1) * dim], &mut alone);
+                            assert_eq!(alone[0].to_bits(), x.to_bits(), "{name} dim {dim} row {i}");
+                        }
+                        close(
+                            &want,
+                            &{
+                                let mut r = vec![0.0; rows];
+                                scalar_u8(wq, &codes, &mut r);
+                                r
+                            },
+                            &format!("{name} multi vs scalar dim {dim}"),
+                        );
+                    }
+                }
+                let mut got = vec![0.0f32; NQ * rows];
+                scan_u8_multi(&wr, &codes, &mut got);
+                let mut want = vec![0.0f32; rows];
+                scan_u8(&w[NQ - 1], &codes, &mut want);
+                assert_eq!(got[(NQ - 1) * rows..], want[..], "dispatched, dim {dim}");
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "weights of different lengths")]
+    fn four_query_kernel_refuses_ragged_weights() {
+        let (a, b) = ([1.0f32; 8], [1.0f32; 7]);
+        let mut out = [0.0f32; NQ];
+        scan_u8_multi(&[&a, &a, &b, &a], &[0u8; 8], &mut out);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 use super::*;
 use crate::data::generate::{DataDistribution, SyntheticSpec, gaussian};
 use crate::index::Product;
+use crate::index::spec::IndexSpec;
 use crate::quant::codec::pq::CODES8_SECTION;
 use crate::store::OpenOptions;
 use crate::vectors::{VectorSet, normalize_in_place};
@@ -428,7 +429,7 @@ fn opq_in_front_of_the_inverted_file() {
     assert!(new("OPQ8,IVF8,PQ4", dim, Metric::L2, false, 7).is_err());
 }
 
-/// Batch search of a fast-scan IVF scans lists for several queries at once; every
+/// Batch search of a fast-scan or 8-bit SQ IVF scans lists for several queries at once; every
 /// answer must equal the single-query search's — the same distances rank by rank — for
 /// each metric, with and without the precomputed tables, with deleted rows, at probe
 /// counts from 1 to every list, and at a `k` larger than two lists hold (a query whose
@@ -445,6 +446,9 @@ fn list_by_list_batches_equal_single_query_search() {
         ("IVF48,PQ16x4fs", Metric::InnerProduct),
         ("IVF48,PQ8x4fs", Metric::Cosine),
         ("IVF48,PQ32x4fs", Metric::L2),
+        ("IVF48,SQ8", Metric::L2),
+        ("IVF48,SQ8", Metric::InnerProduct),
+        ("IVF48,SQ8u", Metric::Cosine),
     ] {
         let mut ivf = new(spec, dim, metric, false, 3).unwrap();
         ivf.train(data).unwrap();
@@ -490,13 +494,13 @@ fn list_by_list_batches_equal_single_query_search() {
 /// The list-by-list scan itself (not only through `search_batch`, which might not take
 /// it): for a batch where it applies, every query's candidates equal `scan_query`'s on
 /// the same coarse distances — ids and distances bit for bit — with deleted rows, for
-/// probe counts 2 to all and a `k` above what two lists hold (the fallback).
+/// probe counts 2 to all and a `k` above what two lists hold (the fallback); for 4-bit
+/// PQ fast-scan and for uniform 8-bit SQ (four queries per pass over a list's codes).
 #[test]
 fn scan_by_list_equals_scan_query_bit_for_bit() {
     let (n, dim, nlist) = (5000, 32, 40);
     let (base, queries) = mixture_sets(n, 300, dim, 43);
-    let data = base.as_slice();
-    let mut ivf = IvfProduct::new(
+    let pq = IvfProduct::new(
         nlist,
         PqParams { m: 16, nbits: 4 },
         dim,
@@ -505,6 +509,26 @@ fn scan_by_list_equals_scan_query_bit_for_bit() {
         6,
     )
     .unwrap();
+    by_list_equals_scan_query(pq, &base, &queries);
+    for metric in [Metric::L2, Metric::InnerProduct] {
+        let config = match "SQ8".parse::<IndexSpec>().unwrap() {
+            IndexSpec::Scalar(sq) => sq.config(),
+            other => panic!("{other:?}"),
+        };
+        let name = "SQ8".to_string();
+        let sq = IvfScalar::new(nlist, SqSpec { name, config }, dim, metric, false, 6).unwrap();
+        by_list_equals_scan_query(sq, &base, &queries);
+    }
+}
+
+/// [`scan_by_list_equals_scan_query_bit_for_bit`] for one untrained index.
+fn by_list_equals_scan_query<C: VectorCodec>(
+    mut ivf: Ivf<C>,
+    base: &VectorSet,
+    queries: &VectorSet,
+) {
+    let (n, dim, nlist) = (base.len(), base.dim(), ivf.nlist);
+    let data = base.as_slice();
     ivf.train(data).unwrap();
     ivf.add(data, None).unwrap();
     let dead: Vec<u64> = (0..n as u64).filter(|i| i % 5 == 1).collect();
@@ -526,12 +550,14 @@ fn scan_by_list_equals_scan_query_bit_for_bit() {
             assert_eq!(
                 got.len(),
                 want.len(),
-                "depth {depth} nprobe {nprobe} query {i}"
+                "{} depth {depth} nprobe {nprobe} query {i}",
+                ivf.name()
             );
             for (g, w) in got.iter().zip(&want) {
                 assert!(
                     g.id == w.id && g.distance.to_bits() == w.distance.to_bits(),
-                    "depth {depth} nprobe {nprobe} query {i}: {g:?} vs {w:?}"
+                    "{} depth {depth} nprobe {nprobe} query {i}: {g:?} vs {w:?}",
+                    ivf.name()
                 );
             }
         }

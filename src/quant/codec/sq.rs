@@ -225,6 +225,65 @@ pub struct SqQuery {
     sums: Vec<f32>,
 }
 
+/// Offers rows `start..start + sums.len()` of a run (the id of its row 0 `first`), with
+/// their kernel sums, to `heap`: each distance from the query's list term `base`, the
+/// row's sum and its auxiliary term.
+#[inline]
+pub(crate) fn offer<F: Fn(usize) -> bool>(
+    metric: Metric,
+    base: f32,
+    sums: &[f32],
+    aux: &[f32],
+    (start, first): (usize, usize),
+    heap: &mut TopK,
+    ok: &F,
+) {
+    let rows = start..start + sums.len();
+    match metric {
+        Metric::L2 => offer_by(sums, &aux[rows], heap, ok, start + first, |s, a| {
+            base - 2.0 * s + a
+        }),
+        Metric::InnerProduct => offer_by(sums, sums, heap, ok, start + first, |s, _| -(base + s)),
+        Metric::Cosine => offer_by(sums, &aux[rows], heap, ok, start + first, |s, a| {
+            1.0 - (base + s) * a
+        }),
+    }
+}
+
+/// [`offer`] with the distance `dist(sum, aux)`: rows are first checked 16 at a time
+/// against the heap's threshold in one branch-free pass (which the compiler
+/// vectorises), and only a group with a row within it is offered row by row — the
+/// same distances and pushes as a loop over every row, without its branch per row
+/// once the threshold is tight.
+#[inline(always)]
+fn offer_by<F: Fn(usize) -> bool>(
+    sums: &[f32],
+    aux: &[f32],
+    heap: &mut TopK,
+    ok: &F,
+    first: usize,
+    dist: impl Fn(f32, f32) -> f32,
+) {
+    const GROUP: usize = 16;
+    for (g, (s, a)) in sums.chunks(GROUP).zip(aux.chunks(GROUP)).enumerate() {
+        let thr = heap.threshold();
+        let any = s
+            .iter()
+            .zip(a)
+            .fold(false, |any, (&s, &a)| any | (dist(s, a) <= thr));
+        if !any {
+            continue;
+        }
+        for (j, (&s, &a)) in s.iter().zip(a).enumerate() {
+            let d = dist(s, a);
+            let r = first + g * GROUP + j;
+            if d <= heap.threshold() && ok(r) {
+                heap.push(r as u64, d);
+            }
+        }
+    }
+}
+
 impl VectorCodec for ScalarQuantizer {
     type Spec = SqSpec;
     type Query = SqQuery;
@@ -323,7 +382,6 @@ impl VectorCodec for ScalarQuantizer {
             return;
         };
         let cs = ScalarQuantizer::code_size(self);
-        let base = s.base;
         let mut start = 0;
         while start < n {
             let rows = CHUNK.min(n - start);
@@ -331,18 +389,68 @@ impl VectorCodec for ScalarQuantizer {
             s.sums.resize(rows, 0.0);
             let out = &mut s.sums[..rows];
             kernel.scan(&s.weights, &s.w4, codes, out);
-            for (i, &sv) in out.iter().enumerate() {
-                let r = start + i;
-                let dist = match metric {
-                    Metric::L2 => base - 2.0 * sv + run.aux[r],
-                    Metric::InnerProduct => -(base + sv),
-                    Metric::Cosine => 1.0 - (base + sv) * run.aux[r],
-                };
-                if dist <= heap.threshold() && ok(first + r) {
-                    heap.push((first + r) as u64, dist);
-                }
-            }
+            offer(metric, s.base, out, run.aux, (start, first), heap, ok);
             start += rows;
+        }
+    }
+
+    /// [`ksq::NQ`] for uniform 8-bit codes ([`VectorCodec::scan_many`] scores them that
+    /// many queries per pass), else 1.
+    fn queries_per_scan(&self) -> usize {
+        if self.bits() == 8 && self.is_uniform() {
+            ksq::NQ
+        } else {
+            1
+        }
+    }
+
+    /// Uniform 8-bit codes are scored [`ksq::NQ`] queries per pass over each chunk of
+    /// rows ([`ksq::scan_u8_multi`]: each code step loaded and widened once for the
+    /// four queries, the sums bit for bit [`VectorCodec::scan`]'s); other codes, and
+    /// the queries left over, query by query.
+    fn scan_many<F: Fn(usize) -> bool>(
+        &self,
+        states: &mut [SqQuery],
+        metric: Metric,
+        run: Stored<'_>,
+        n: usize,
+        first: usize,
+        heaps: &mut [TopK],
+        ok: &F,
+    ) {
+        const NQ: usize = ksq::NQ;
+        let cs = ScalarQuantizer::code_size(self);
+        let mut states = states.chunks_exact_mut(NQ);
+        let mut heaps = heaps.chunks_exact_mut(NQ);
+        for (ss, hs) in (&mut states).zip(&mut heaps) {
+            if !ss.iter().all(|s| matches!(s.kernel, Some(Kernel::U8))) {
+                for (s, heap) in ss.iter_mut().zip(hs.iter_mut()) {
+                    self.scan(s, metric, run, n, first, heap, ok);
+                }
+                continue;
+            }
+            // The four queries' sums side by side in the first state's buffer.
+            let mut sums = std::mem::take(&mut ss[0].sums);
+            let mut start = 0;
+            while start < n {
+                let rows = CHUNK.min(n - start);
+                sums.resize(NQ * rows, 0.0);
+                let w: [&[f32]; NQ] = std::array::from_fn(|j| ss[j].weights.as_slice());
+                let codes = &run.codes[start * cs..(start + rows) * cs];
+                ksq::scan_u8_multi(&w, codes, &mut sums[..NQ * rows]);
+                for ((s, heap), out) in ss.iter().zip(hs.iter_mut()).zip(sums.chunks_exact(rows)) {
+                    offer(metric, s.base, out, run.aux, (start, first), heap, ok);
+                }
+                start += rows;
+            }
+            ss[0].sums = sums;
+        }
+        let rest = states
+            .into_remainder()
+            .iter_mut()
+            .zip(heaps.into_remainder());
+        for (s, heap) in rest {
+            self.scan(s, metric, run, n, first, heap, ok);
         }
     }
 
