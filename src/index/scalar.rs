@@ -253,22 +253,21 @@ impl Scalar {
         let all = matches!(filter, IdFilter::All) && !self.rows.has_deleted();
         let ids = self.rows.ids();
         let ok = |row: usize| all || (self.rows.is_live(row) && filter.accepts(ids[row]));
-        // Uniform 8-bit codes are scored four queries per pass over each block (the code
-        // steps loaded and widened once for all four, sums bit for bit the one-query
-        // kernel's); other codes, and the queries left over, query by query.
+        // Queries are scored four at a time per pass over each block (each code step
+        // loaded and decoded once for the four, sums bit for bit the one-query
+        // kernel's); the queries left over one by one.
         const NQ: usize = ksq::NQ;
-        let multi = matches!(kernel, Kernel::U8);
         let mut sums = vec![0.0f32; NQ * BLOCK];
         let mut start = 0;
         while start < n {
             let rows = BLOCK.min(n - start);
             let codes = &self.codes[start * cs..(start + rows) * cs];
-            // (Without the four-query kernel every query is left over.)
-            let grouped = if multi { states.len() / NQ * NQ } else { 0 };
+            let grouped = states.len() / NQ * NQ;
             let (fours, single) = states.split_at_mut(grouped);
             for g in fours.chunks_exact_mut(NQ) {
                 let w: [&[f32]; NQ] = std::array::from_fn(|j| g[j].weights.as_slice());
-                ksq::scan_u8_multi(&w, codes, &mut sums[..NQ * rows]);
+                let w4: [&ksq::Lut4Weights; NQ] = std::array::from_fn(|j| &g[j].w4);
+                kernel.scan_multi(w, w4, codes, &mut sums[..NQ * rows]);
                 for (st, out) in g.iter_mut().zip(sums.chunks_exact(rows)) {
                     self.offer(st, out, start, &ok);
                 }
@@ -515,15 +514,16 @@ mod tests {
         assert_eq!(hits, want);
     }
 
-    /// Batch search scores uniform 8-bit codes four queries per pass over each block
-    /// (and the rest of a group query by query); every answer equals the single-query
+    /// Batch search scores four queries per pass over each block (and the rest of a
+    /// group query by query), for 8-bit codes with uniform and non-uniform levels and
+    /// 4-bit codes; every answer equals the single-query
     /// search's bit for bit — ids and distances — for each metric, over several blocks
     /// (the last one partial), for query counts with and without a partial group of
     /// four, a `k` past the vectors, and deleted rows (never returned).
     #[test]
     fn four_query_batches_equal_single_query_search() {
         for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
-            for (spec, dim) in [("SQ8", 37), ("SQ8u", 16), ("SQ8opt", 128)] {
+            for (spec, dim) in [("SQ8", 37), ("SQ8u", 16), ("SQ8nq", 48), ("SQ4", 70)] {
                 let n = 2 * BLOCK + 300;
                 let mut idx = build(spec, metric, false, n, dim);
                 let dead: Vec<u64> = (0..n as u64).filter(|i| i % 9 == 4).collect();

@@ -59,6 +59,8 @@ impl Lut4Weights {
 
 type U8Fn = unsafe fn(&[f32], &[u8], &mut [f32]);
 type U8MultiFn = unsafe fn(&[&[f32]; NQ], &[u8], &mut [f32]);
+type Lut8MultiFn = unsafe fn(&[&[f32]; NQ], &[f32; 256], &[u8], &mut [f32]);
+type Lut4MultiFn = unsafe fn(&[&Lut4Weights; NQ], &[f32; 16], &[u8], &mut [f32]);
 
 /// Queries scanned together by [`scan_u8_multi`].
 pub const NQ: usize = 4;
@@ -70,7 +72,9 @@ pub(crate) struct SqKernels {
     u8: U8Fn,
     u8_multi: U8MultiFn,
     lut8: Lut8Fn,
+    lut8_multi: Lut8MultiFn,
     lut4: Lut4Fn,
+    lut4_multi: Lut4MultiFn,
 }
 
 impl SqKernels {
@@ -86,20 +90,26 @@ impl SqKernels {
                 u8: x86::u8_avx2,
                 u8_multi: x86::u8_multi_avx2,
                 lut8: x86::lut8_avx2,
+                lut8_multi: x86::lut8_multi_avx2,
                 lut4: x86::lut4_avx2,
+                lut4_multi: x86::lut4_multi_avx2,
             },
             #[cfg(target_arch = "x86_64")]
             SimdLevel::Avx512 | SimdLevel::Avx512Vbmi => SqKernels {
                 u8: x86::u8_avx512,
                 u8_multi: x86::u8_multi_avx512,
                 lut8: x86::lut8_avx512,
+                lut8_multi: x86::lut8_multi_avx512,
                 lut4: x86::lut4_avx512,
+                lut4_multi: x86::lut4_multi_avx512,
             },
             _ => SqKernels {
                 u8: scalar_u8,
                 u8_multi: scalar_u8_multi,
                 lut8: scalar_lut8,
+                lut8_multi: scalar_lut8_multi,
                 lut4: scalar_lut4,
+                lut4_multi: scalar_lut4_multi,
             },
         }
     }
@@ -116,19 +126,23 @@ impl SqKernels {
     /// [`scan_u8_multi`] at this table's level.
     #[inline]
     pub(crate) fn scan_u8_multi(&self, w: &[&[f32]; NQ], codes: &[u8], out: &mut [f32]) {
-        let dim = w[0].len();
-        assert!(
-            w.iter().all(|q| q.len() == dim),
-            "weights of different lengths"
-        );
-        assert!(
-            out.len().is_multiple_of(NQ),
-            "{} sums for {NQ} queries",
-            out.len()
-        );
-        assert!(codes.len() >= out.len() / NQ * dim, "code buffer too short");
+        check_multi(w, codes, out);
         // SAFETY: as in `scan_u8`.
         unsafe { (self.u8_multi)(w, codes, out) }
+    }
+
+    /// [`scan_lut8_multi`] at this table's level.
+    #[inline]
+    pub(crate) fn scan_lut8_multi(
+        &self,
+        w: &[&[f32]; NQ],
+        lut: &[f32; 256],
+        codes: &[u8],
+        out: &mut [f32],
+    ) {
+        check_multi(w, codes, out);
+        // SAFETY: as in `scan_u8`.
+        unsafe { (self.lut8_multi)(w, lut, codes, out) }
     }
 
     /// [`scan_lut8`] at this table's level.
@@ -137,6 +151,33 @@ impl SqKernels {
         assert!(codes.len() >= out.len() * w.len(), "code buffer too short");
         // SAFETY: as in `scan_u8`.
         unsafe { (self.lut8)(w, lut, codes, out) }
+    }
+
+    /// [`scan_lut4_multi`] at this table's level.
+    #[inline]
+    pub(crate) fn scan_lut4_multi(
+        &self,
+        w: &[&Lut4Weights; NQ],
+        lut: &[f32; 16],
+        codes: &[u8],
+        out: &mut [f32],
+    ) {
+        let dim = w[0].dim;
+        assert!(
+            w.iter().all(|q| q.dim == dim),
+            "weights of different lengths"
+        );
+        assert!(
+            out.len().is_multiple_of(NQ),
+            "{} sums for {NQ} queries",
+            out.len()
+        );
+        assert!(
+            codes.len() >= out.len() / NQ * dim.div_ceil(2),
+            "code buffer too short"
+        );
+        // SAFETY: as in `scan_u8`.
+        unsafe { (self.lut4_multi)(w, lut, codes, out) }
     }
 
     /// [`scan_lut4`] at this table's level.
@@ -166,6 +207,21 @@ pub fn scan_u8(w: &[f32], codes: &[u8], out: &mut [f32]) {
     super::active().sq.scan_u8(w, codes, out)
 }
 
+/// The lengths every multi-query kernel needs (one check for all levels).
+fn check_multi(w: &[&[f32]; NQ], codes: &[u8], out: &[f32]) {
+    let dim = w[0].len();
+    assert!(
+        w.iter().all(|q| q.len() == dim),
+        "weights of different lengths"
+    );
+    assert!(
+        out.len().is_multiple_of(NQ),
+        "{} sums for {NQ} queries",
+        out.len()
+    );
+    assert!(codes.len() >= out.len() / NQ * dim, "code buffer too short");
+}
+
 /// [`scan_u8`] for [`NQ`] queries over the same rows: `out[q·rows + i] = Σ_d w[q][d] ·
 /// codes[i·dim + d]` (`rows = out.len() / NQ`, query-major), each code row loaded and
 /// converted once for all the queries. Every sum is bit for bit the one [`scan_u8`]
@@ -179,6 +235,16 @@ pub fn scan_u8_multi(w: &[&[f32]; NQ], codes: &[u8], out: &mut [f32]) {
     super::active().sq.scan_u8_multi(w, codes, out)
 }
 
+/// [`scan_lut8`] for [`NQ`] queries over the same rows, as [`scan_u8_multi`] (each code
+/// step looked up once for all the queries; sums bit for bit [`scan_lut8`]'s).
+///
+/// # Panics
+/// As [`scan_u8_multi`].
+#[inline]
+pub fn scan_lut8_multi(w: &[&[f32]; NQ], lut: &[f32; 256], codes: &[u8], out: &mut [f32]) {
+    super::active().sq.scan_lut8_multi(w, lut, codes, out)
+}
+
 /// `out[i] = Σ_d w[d] · lut[codes[i·dim + d]]`.
 ///
 /// # Panics
@@ -186,6 +252,18 @@ pub fn scan_u8_multi(w: &[&[f32]; NQ], codes: &[u8], out: &mut [f32]) {
 #[inline]
 pub fn scan_lut8(w: &[f32], lut: &[f32; 256], codes: &[u8], out: &mut [f32]) {
     super::active().sq.scan_lut8(w, lut, codes, out)
+}
+
+/// [`scan_lut4`] for [`NQ`] queries over the same rows, as [`scan_u8_multi`] (each
+/// block's levels looked up once for all the queries; sums bit for bit
+/// [`scan_lut4`]'s).
+///
+/// # Panics
+/// If the weights differ in dimension, `out.len()` is not a multiple of [`NQ`], or
+/// `codes` holds fewer than `rows · ⌈dim/2⌉` bytes.
+#[inline]
+pub fn scan_lut4_multi(w: &[&Lut4Weights; NQ], lut: &[f32; 16], codes: &[u8], out: &mut [f32]) {
+    super::active().sq.scan_lut4_multi(w, lut, codes, out)
 }
 
 /// `out[i] = Σ_d w[d] · lut[nibble_d(row i)]` for packed 4-bit rows of `⌈dim/2⌉` bytes
@@ -208,10 +286,26 @@ pub fn scalar_u8(w: &[f32], codes: &[u8], out: &mut [f32]) {
 
 /// Scalar [`scan_u8_multi`]: [`scalar_u8`] per query.
 pub fn scalar_u8_multi(w: &[&[f32]; NQ], codes: &[u8], out: &mut [f32]) {
+    per_query(w, out, |q, o| scalar_u8(q, codes, o));
+}
+
+/// Scalar [`scan_lut8_multi`]: [`scalar_lut8`] per query.
+pub fn scalar_lut8_multi(w: &[&[f32]; NQ], lut: &[f32; 256], codes: &[u8], out: &mut [f32]) {
+    per_query(w, out, |q, o| scalar_lut8(q, lut, codes, o));
+}
+
+/// A multi-query kernel as its one-query kernel `one(weights, sums)` per query.
+#[inline(always)]
+fn per_query<W: Copy>(w: &[W; NQ], out: &mut [f32], mut one: impl FnMut(W, &mut [f32])) {
     let rows = out.len() / NQ;
     for (q, o) in w.iter().zip(out.chunks_exact_mut(rows.max(1))) {
-        scalar_u8(q, codes, o);
+        one(*q, o);
     }
+}
+
+/// Scalar [`scan_lut4_multi`]: [`scalar_lut4`] per query.
+pub fn scalar_lut4_multi(w: &[&Lut4Weights; NQ], lut: &[f32; 16], codes: &[u8], out: &mut [f32]) {
+    per_query(w, out, |q, o| scalar_lut4(q, lut, codes, o));
 }
 
 /// Scalar reference for [`scan_lut8`].
@@ -332,14 +426,19 @@ mod x86 {
         _mm512_castps512_ps128(_mm512_permutexvar_ps(first, s))
     }
 
-    /// One row of [`u8_avx512`]: the FMA chain over 16-lane steps, reduced, plus the
-    /// scalar tail.
+    /// One row's sum: the FMA chain over 16-lane steps of `decode`d code bytes (byte
+    /// value → level), reduced by [`hsum16`], plus the scalar tail (`level` per byte).
     ///
     /// # Safety
     /// The CPU must support AVX-512F; `row` holds `w.len()` bytes.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn u8_row_avx512(w: &[f32], row: &[u8]) -> f32 {
+    unsafe fn row_sum(
+        w: &[f32],
+        row: &[u8],
+        decode: impl Fn(__m128i) -> __m512,
+        level: impl Fn(u8) -> f32,
+    ) -> f32 {
         let full = w.len() / 16 * 16;
         let mut acc = _mm512_setzero_ps();
         let mut j = 0;
@@ -351,79 +450,91 @@ mod x86 {
                     _mm512_loadu_ps(w.as_ptr().add(j)),
                 )
             };
-            let f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(c));
-            acc = _mm512_fmadd_ps(f, wv, acc);
+            acc = _mm512_fmadd_ps(decode(c), wv, acc);
             j += 16;
         }
-        hsum16(acc) + tail8(w, row, full, |c| c as f32)
+        hsum16(acc) + tail8(w, row, full, level)
     }
 
     /// The scalar tails (dimensions `full..`) of four rows, as a vector.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn tails4(w: &[f32], rows: &[&[u8]; 4], full: usize) -> __m128 {
-        let t = |k: usize| tail8(w, rows[k], full, |c| c as f32);
+    fn tails4(w: &[f32], rows: &[&[u8]; 4], full: usize, level: impl Fn(u8) -> f32) -> __m128 {
+        let t = |k: usize| tail8(w, rows[k], full, &level);
         _mm_setr_ps(t(0), t(1), t(2), t(3))
     }
 
-    /// The code steps of four rows at dimension `j`, widened to floats.
+    /// The `decode`d code steps of four rows at dimension `j`.
     ///
     /// # Safety
     /// The CPU must support AVX-512F; each row holds `j + 16` bytes.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn u8_step4(rows: &[&[u8]; 4], j: usize) -> [__m512; 4] {
+    unsafe fn step4(
+        rows: &[&[u8]; 4],
+        j: usize,
+        decode: impl Fn(__m128i) -> __m512,
+    ) -> [__m512; 4] {
         // (Written out: an `array::from_fn` closure is not compiled for AVX-512, so it
         // was called per step rather than inlined.)
         // SAFETY: as the caller guarantees.
         let c = |k: usize| unsafe { _mm_loadu_si128(rows[k].as_ptr().add(j) as *const __m128i) };
-        let f = |c: __m128i| _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(c));
-        [f(c(0)), f(c(1)), f(c(2)), f(c(3))]
+        [decode(c(0)), decode(c(1)), decode(c(2)), decode(c(3))]
     }
 
-    /// AVX-512 [`super::scan_u8`].
+    /// Four rows' sums for one query: four FMA chains side by side, each [`row_sum`]'s
+    /// (reduced four at once by [`hsum16x4`], the same bits).
     ///
     /// # Safety
-    /// The CPU must support AVX-512F; `codes` must hold `out.len()` rows.
+    /// The CPU must support AVX-512F; every row holds `w.len()` bytes.
+    #[inline]
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn u8_avx512(w: &[f32], codes: &[u8], out: &mut [f32]) {
-        let dim = w.len();
-        let full = dim / 16 * 16;
-        // SAFETY: every step reads 16 bytes at offset j < full <= dim of a `dim`-long
-        // row and 16 floats of `w`.
-        let four = |rows: [&[u8]; 4]| unsafe {
-            let mut acc = [_mm512_setzero_ps(); 4];
-            let mut j = 0;
-            while j < full {
-                let wv = _mm512_loadu_ps(w.as_ptr().add(j));
-                let f = u8_step4(&rows, j);
-                for k in 0..4 {
-                    acc[k] = _mm512_fmadd_ps(f[k], wv, acc[k]);
-                }
-                j += 16;
+    unsafe fn four_sums(
+        w: &[f32],
+        rows: [&[u8]; 4],
+        decode: impl Fn(__m128i) -> __m512,
+        level: impl Fn(u8) -> f32,
+    ) -> [f32; 4] {
+        let full = w.len() / 16 * 16;
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let mut j = 0;
+        while j < full {
+            // SAFETY: 16 bytes at j < full <= dim of each row, 16 floats of `w`.
+            let (wv, f) = unsafe { (_mm512_loadu_ps(w.as_ptr().add(j)), step4(&rows, j, &decode)) };
+            for k in 0..4 {
+                acc[k] = _mm512_fmadd_ps(f[k], wv, acc[k]);
             }
-            let t = tails4(w, &rows, full);
-            let mut s = [0.0f32; 4];
+            j += 16;
+        }
+        let t = tails4(w, &rows, full, level);
+        let mut s = [0.0f32; 4];
+        // SAFETY: `s` holds four floats.
+        unsafe {
             _mm_storeu_ps(
                 s.as_mut_ptr(),
                 _mm_add_ps(hsum16x4(acc[0], acc[1], acc[2], acc[3]), t),
-            );
-            s
+            )
         };
-        // SAFETY: rows of `dim` bytes.
-        let one = |row: &[u8]| unsafe { u8_row_avx512(w, row) };
-        by_four(codes, dim, out, four, one);
+        s
     }
 
-    /// AVX-512 [`super::scan_u8_multi`]: four rows by four queries per step (16
-    /// accumulators), each accumulator the chain [`u8_avx512`] computes for its query
-    /// and row.
+    /// Every row's sum for [`super::NQ`] queries (query-major `out`), four rows by four
+    /// queries per step (16 accumulators): each code step is loaded and decoded once for
+    /// all the queries, and each accumulator is the chain [`four_sums`] / [`row_sum`]
+    /// computes for its query and row.
     ///
     /// # Safety
     /// The CPU must support AVX-512F; every weight slice holds `dim` floats and `codes`
     /// `out.len() / NQ` rows of `dim` bytes.
+    #[inline]
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn u8_multi_avx512(w: &[&[f32]; super::NQ], codes: &[u8], out: &mut [f32]) {
+    unsafe fn multi_sums(
+        w: &[&[f32]; super::NQ],
+        codes: &[u8],
+        out: &mut [f32],
+        decode: impl Fn(__m128i) -> __m512,
+        level: impl Fn(u8) -> f32,
+    ) {
         const NQ: usize = super::NQ;
         let dim = w[0].len();
         let full = dim / 16 * 16;
@@ -436,10 +547,10 @@ mod x86 {
             let mut acc = [[_mm512_setzero_ps(); 4]; NQ];
             let mut j = 0;
             while j < full {
-                // SAFETY: 16 bytes at j < full <= dim of each row, 16 floats of each `w`.
-                let f = unsafe { u8_step4(&r, j) };
+                // SAFETY: 16 bytes at j < full <= dim of each row.
+                let f = unsafe { step4(&r, j, &decode) };
                 for (a, q) in acc.iter_mut().zip(w) {
-                    // SAFETY: as above.
+                    // SAFETY: 16 floats at j < full <= dim of each query's weights.
                     let wv = unsafe { _mm512_loadu_ps(q.as_ptr().add(j)) };
                     for k in 0..4 {
                         a[k] = _mm512_fmadd_ps(f[k], wv, a[k]);
@@ -448,7 +559,8 @@ mod x86 {
                 j += 16;
             }
             for (qi, (a, q)) in acc.iter().zip(w).enumerate() {
-                let v = _mm_add_ps(hsum16x4(a[0], a[1], a[2], a[3]), tails4(q, &r, full));
+                let t = tails4(q, &r, full, &level);
+                let v = _mm_add_ps(hsum16x4(a[0], a[1], a[2], a[3]), t);
                 let o = &mut out[qi * rows + i..qi * rows + i + 4];
                 // SAFETY: `o` holds four floats.
                 unsafe { _mm_storeu_ps(o.as_mut_ptr(), v) };
@@ -459,10 +571,42 @@ mod x86 {
             let row = &codes[i * dim..(i + 1) * dim];
             for (qi, q) in w.iter().enumerate() {
                 // SAFETY: a row of `dim` bytes.
-                out[qi * rows + i] = unsafe { u8_row_avx512(q, row) };
+                out[qi * rows + i] = unsafe { row_sum(q, row, &decode, &level) };
             }
             i += 1;
         }
+    }
+
+    /// Uniform levels: a code byte is its level.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn widen(c: __m128i) -> __m512 {
+        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(c))
+    }
+
+    /// AVX-512 [`super::scan_u8`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; `codes` must hold `out.len()` rows.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn u8_avx512(w: &[f32], codes: &[u8], out: &mut [f32]) {
+        let level = |c: u8| c as f32;
+        // SAFETY: rows of `dim` bytes.
+        let four = |rows: [&[u8]; 4]| unsafe { four_sums(w, rows, |c| widen(c), level) };
+        // SAFETY: as above.
+        let one = |row: &[u8]| unsafe { row_sum(w, row, |c| widen(c), level) };
+        by_four(codes, w.len(), out, four, one);
+    }
+
+    /// AVX-512 [`super::scan_u8_multi`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; every weight slice holds `dim` floats and `codes`
+    /// `out.len() / NQ` rows of `dim` bytes.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn u8_multi_avx512(w: &[&[f32]; super::NQ], codes: &[u8], out: &mut [f32]) {
+        // SAFETY: as the caller guarantees.
+        unsafe { multi_sums(w, codes, out, |c| widen(c), |c| c as f32) }
     }
 
     /// Looks up 16 byte-valued indices in a 256-entry table held in 16 registers:
@@ -471,8 +615,8 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx512f")]
     fn lookup256(idx: __m512i, t: &[__m512; 16]) -> __m512 {
-        let r: [__m512; 8] =
-            std::array::from_fn(|k| _mm512_permutex2var_ps(t[2 * k], idx, t[2 * k + 1]));
+        let p = |k: usize| _mm512_permutex2var_ps(t[2 * k], idx, t[2 * k + 1]);
+        let r = [p(0), p(1), p(2), p(3), p(4), p(5), p(6), p(7)];
         let m5 = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(32));
         let m6 = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(64));
         let m7 = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(128));
@@ -485,50 +629,65 @@ mod x86 {
         _mm512_mask_blend_ps(m7, u0, u1)
     }
 
+    /// The 256-entry table in registers, for [`lookup256`].
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn table256(lut: &[f32; 256]) -> [__m512; 16] {
+        // SAFETY: each load reads 16 floats at 16k < 256 of the table.
+        let t = |k: usize| unsafe { _mm512_loadu_ps(lut.as_ptr().add(16 * k)) };
+        [
+            t(0),
+            t(1),
+            t(2),
+            t(3),
+            t(4),
+            t(5),
+            t(6),
+            t(7),
+            t(8),
+            t(9),
+            t(10),
+            t(11),
+            t(12),
+            t(13),
+            t(14),
+            t(15),
+        ]
+    }
+
     /// AVX-512 [`super::scan_lut8`].
     ///
     /// # Safety
     /// The CPU must support AVX-512F; `codes` must hold `out.len()` rows.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn lut8_avx512(w: &[f32], lut: &[f32; 256], codes: &[u8], out: &mut [f32]) {
-        let dim = w.len();
-        let full = dim / 16 * 16;
-        // SAFETY: each load reads 16 floats at 16k < 256 of the table.
-        let t: [__m512; 16] =
-            std::array::from_fn(|k| unsafe { _mm512_loadu_ps(lut.as_ptr().add(16 * k)) });
-        // SAFETY: every load reads 16 bytes at offset j < full <= dim of a `dim`-long row
-        // or 16 floats of `w`.
-        let four = |rows: [&[u8]; 4]| unsafe {
-            let mut acc = [_mm512_setzero_ps(); 4];
-            let mut j = 0;
-            while j < full {
-                let wv = _mm512_loadu_ps(w.as_ptr().add(j));
-                for k in 0..4 {
-                    let c = _mm_loadu_si128(rows[k].as_ptr().add(j) as *const __m128i);
-                    let f = lookup256(_mm512_cvtepu8_epi32(c), &t);
-                    acc[k] = _mm512_fmadd_ps(f, wv, acc[k]);
-                }
-                j += 16;
-            }
-            let mut s = [0.0f32; 4];
-            for k in 0..4 {
-                s[k] = _mm512_reduce_add_ps(acc[k]) + tail8(w, rows[k], full, |c| lut[c as usize]);
-            }
-            s
-        };
+        let t = table256(lut);
+        let decode = |c: __m128i| lookup256(_mm512_cvtepu8_epi32(c), &t);
+        let level = |c: u8| lut[c as usize];
+        // SAFETY: rows of `dim` bytes.
+        let four = |rows: [&[u8]; 4]| unsafe { four_sums(w, rows, decode, level) };
         // SAFETY: as above.
-        let one = |row: &[u8]| unsafe {
-            let mut acc = _mm512_setzero_ps();
-            let mut j = 0;
-            while j < full {
-                let c = _mm_loadu_si128(row.as_ptr().add(j) as *const __m128i);
-                let f = lookup256(_mm512_cvtepu8_epi32(c), &t);
-                acc = _mm512_fmadd_ps(f, _mm512_loadu_ps(w.as_ptr().add(j)), acc);
-                j += 16;
-            }
-            _mm512_reduce_add_ps(acc) + tail8(w, row, full, |c| lut[c as usize])
-        };
-        by_four(codes, dim, out, four, one);
+        let one = |row: &[u8]| unsafe { row_sum(w, row, decode, level) };
+        by_four(codes, w.len(), out, four, one);
+    }
+
+    /// AVX-512 [`super::scan_lut8_multi`]: each code step looked up once for the four
+    /// queries.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; every weight slice holds `dim` floats and `codes`
+    /// `out.len() / NQ` rows of `dim` bytes.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn lut8_multi_avx512(
+        w: &[&[f32]; super::NQ],
+        lut: &[f32; 256],
+        codes: &[u8],
+        out: &mut [f32],
+    ) {
+        let t = table256(lut);
+        let decode = |c: __m128i| lookup256(_mm512_cvtepu8_epi32(c), &t);
+        // SAFETY: as the caller guarantees.
+        unsafe { multi_sums(w, codes, out, decode, |c| lut[c as usize]) }
     }
 
     /// AVX-512 [`super::scan_lut4`].
@@ -542,50 +701,168 @@ mod x86 {
         codes: &[u8],
         out: &mut [f32],
     ) {
-        let cs = w.dim.div_ceil(2);
-        let blocks = w.dim / 32;
-        let done = blocks * 32;
-        // SAFETY: block b reads bytes 16b..16b+16 <= cs of each row and 32 weights of
-        // `w.blocks`, which holds 32 per full block.
+        let lv = lut16(lut);
+        // SAFETY: rows of `⌈dim / 2⌉` bytes, weights of `w.dim` dimensions.
+        let four = |rows: [&[u8]; 4]| unsafe {
+            let mut acc = [_mm512_setzero_ps(); 4];
+            for b in 0..w.dim / 32 {
+                let (we, wo) = lut4_weights(w, b);
+                let v = lut4_step4(&rows, b, lv);
+                for k in 0..4 {
+                    acc[k] = _mm512_fmadd_ps(v[k].0, we, acc[k]);
+                    acc[k] = _mm512_fmadd_ps(v[k].1, wo, acc[k]);
+                }
+            }
+            let mut s = [0.0f32; 4];
+            _mm_storeu_ps(
+                s.as_mut_ptr(),
+                _mm_add_ps(
+                    hsum16x4(acc[0], acc[1], acc[2], acc[3]),
+                    lut4_tails4(w, lut, &rows),
+                ),
+            );
+            s
+        };
+        // SAFETY: as above.
+        let one = |row: &[u8]| unsafe { lut4_row(w, lut, lv, row) };
+        by_four(codes, w.dim.div_ceil(2), out, four, one);
+    }
+
+    /// The 16-entry table in a register.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn lut16(lut: &[f32; 16]) -> __m512 {
+        // SAFETY: 16 floats.
+        unsafe { _mm512_loadu_ps(lut.as_ptr()) }
+    }
+
+    /// The weights of 32-dimension block `b` (its even then its odd dimensions).
+    ///
+    /// # Safety
+    /// `w` has at least `32 (b + 1)` dimensions.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn lut4_weights(w: &Lut4Weights, b: usize) -> (__m512, __m512) {
+        let bw = w.blocks.as_ptr();
+        // SAFETY: `w.blocks` holds 32 weights per full block.
         unsafe {
-            let lv = _mm512_loadu_ps(lut.as_ptr());
-            let m = _mm_set1_epi8(0x0F);
-            let bw = w.blocks.as_ptr();
-            let four = |rows: [&[u8]; 4]| {
-                let mut acc = [_mm512_setzero_ps(); 4];
-                for b in 0..blocks {
-                    let we = _mm512_loadu_ps(bw.add(b * 32));
-                    let wo = _mm512_loadu_ps(bw.add(b * 32 + 16));
+            (
+                _mm512_loadu_ps(bw.add(b * 32)),
+                _mm512_loadu_ps(bw.add(b * 32 + 16)),
+            )
+        }
+    }
+
+    /// The levels of block `b` (bytes `16b..16b + 16`) of a packed 4-bit row: low
+    /// nibbles (even dimensions), high nibbles (odd ones).
+    ///
+    /// # Safety
+    /// `row` holds `16 (b + 1)` bytes.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn lut4_step(row: &[u8], b: usize, lv: __m512) -> (__m512, __m512) {
+        let m = _mm_set1_epi8(0x0F);
+        // SAFETY: as the caller guarantees.
+        let x = unsafe { _mm_loadu_si128(row.as_ptr().add(b * 16) as *const __m128i) };
+        let lo = _mm_and_si128(x, m);
+        let hi = _mm_and_si128(_mm_srli_epi16(x, 4), m);
+        (
+            _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(lo), lv),
+            _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(hi), lv),
+        )
+    }
+
+    /// [`lut4_step`] of four rows.
+    ///
+    /// # Safety
+    /// As [`lut4_step`] for each row.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn lut4_step4(rows: &[&[u8]; 4], b: usize, lv: __m512) -> [(__m512, __m512); 4] {
+        // SAFETY: as the caller guarantees.
+        let v = |k: usize| unsafe { lut4_step(rows[k], b, lv) };
+        [v(0), v(1), v(2), v(3)]
+    }
+
+    /// One packed 4-bit row's sum: two FMAs per 32-dimension block in one chain,
+    /// reduced by [`hsum16`], plus the scalar tail.
+    ///
+    /// # Safety
+    /// `row` holds `⌈w.dim / 2⌉` bytes.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn lut4_row(w: &Lut4Weights, lut: &[f32; 16], lv: __m512, row: &[u8]) -> f32 {
+        let mut acc = _mm512_setzero_ps();
+        for b in 0..w.dim / 32 {
+            // SAFETY: as the caller guarantees.
+            let ((we, wo), (vlo, vhi)) = unsafe { (lut4_weights(w, b), lut4_step(row, b, lv)) };
+            acc = _mm512_fmadd_ps(vlo, we, acc);
+            acc = _mm512_fmadd_ps(vhi, wo, acc);
+        }
+        hsum16(acc) + tail4(w, lut, row, w.dim / 32 * 32)
+    }
+
+    /// The scalar tails of four packed 4-bit rows, as a vector.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn lut4_tails4(w: &Lut4Weights, lut: &[f32; 16], rows: &[&[u8]; 4]) -> __m128 {
+        let done = w.dim / 32 * 32;
+        let t = |k: usize| tail4(w, lut, rows[k], done);
+        _mm_setr_ps(t(0), t(1), t(2), t(3))
+    }
+
+    /// AVX-512 [`super::scan_lut4_multi`]: four rows by four queries per block, each
+    /// block's levels looked up once for the four queries; every sum bit for bit
+    /// [`lut4_avx512`]'s.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; every weight set has the same `dim` and `codes`
+    /// holds `out.len() / NQ` rows of `⌈dim / 2⌉` bytes.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn lut4_multi_avx512(
+        w: &[&Lut4Weights; super::NQ],
+        lut: &[f32; 16],
+        codes: &[u8],
+        out: &mut [f32],
+    ) {
+        const NQ: usize = super::NQ;
+        let (dim, lv) = (w[0].dim, lut16(lut));
+        let cs = dim.div_ceil(2);
+        let rows = out.len() / NQ;
+        let mut i = 0;
+        while i + 4 <= rows {
+            let block = &codes[i * cs..(i + 4) * cs];
+            let (r01, r23) = block.split_at(2 * cs);
+            let r: [&[u8]; 4] = [&r01[..cs], &r01[cs..], &r23[..cs], &r23[cs..]];
+            let mut acc = [[_mm512_setzero_ps(); 4]; NQ];
+            for b in 0..dim / 32 {
+                // SAFETY: block b of rows of `cs` bytes.
+                let v = unsafe { lut4_step4(&r, b, lv) };
+                for (a, q) in acc.iter_mut().zip(w) {
+                    // SAFETY: every weight set has `dim` dimensions.
+                    let (we, wo) = unsafe { lut4_weights(q, b) };
                     for k in 0..4 {
-                        let x = _mm_loadu_si128(rows[k].as_ptr().add(b * 16) as *const __m128i);
-                        let lo = _mm_and_si128(x, m);
-                        let hi = _mm_and_si128(_mm_srli_epi16(x, 4), m);
-                        let vlo = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(lo), lv);
-                        let vhi = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(hi), lv);
-                        acc[k] = _mm512_fmadd_ps(vlo, we, acc[k]);
-                        acc[k] = _mm512_fmadd_ps(vhi, wo, acc[k]);
+                        a[k] = _mm512_fmadd_ps(v[k].0, we, a[k]);
+                        a[k] = _mm512_fmadd_ps(v[k].1, wo, a[k]);
                     }
                 }
-                let mut s = [0.0f32; 4];
-                for k in 0..4 {
-                    s[k] = _mm512_reduce_add_ps(acc[k]) + tail4(w, lut, rows[k], done);
-                }
-                s
-            };
-            let one = |row: &[u8]| {
-                let mut acc = _mm512_setzero_ps();
-                for b in 0..blocks {
-                    let x = _mm_loadu_si128(row.as_ptr().add(b * 16) as *const __m128i);
-                    let lo = _mm_and_si128(x, m);
-                    let hi = _mm_and_si128(_mm_srli_epi16(x, 4), m);
-                    let vlo = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(lo), lv);
-                    let vhi = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(hi), lv);
-                    acc = _mm512_fmadd_ps(vlo, _mm512_loadu_ps(bw.add(b * 32)), acc);
-                    acc = _mm512_fmadd_ps(vhi, _mm512_loadu_ps(bw.add(b * 32 + 16)), acc);
-                }
-                _mm512_reduce_add_ps(acc) + tail4(w, lut, row, done)
-            };
-            by_four(codes, cs, out, four, one);
+            }
+            for (qi, (a, q)) in acc.iter().zip(w).enumerate() {
+                let t = lut4_tails4(q, lut, &r);
+                let v = _mm_add_ps(hsum16x4(a[0], a[1], a[2], a[3]), t);
+                let o = &mut out[qi * rows + i..qi * rows + i + 4];
+                // SAFETY: `o` holds four floats.
+                unsafe { _mm_storeu_ps(o.as_mut_ptr(), v) };
+            }
+            i += 4;
+        }
+        while i < rows {
+            let row = &codes[i * cs..(i + 1) * cs];
+            for (qi, q) in w.iter().enumerate() {
+                // SAFETY: a row of `cs` bytes.
+                out[qi * rows + i] = unsafe { lut4_row(q, lut, lv, row) };
+            }
+            i += 1;
         }
     }
 
@@ -647,11 +924,38 @@ mod x86 {
     /// As [`u8_avx2`] for every query.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn u8_multi_avx2(w: &[&[f32]; super::NQ], codes: &[u8], out: &mut [f32]) {
-        let rows = out.len() / super::NQ;
-        for (q, o) in w.iter().zip(out.chunks_exact_mut(rows.max(1))) {
-            // SAFETY: as the caller guarantees.
-            unsafe { u8_avx2(q, codes, o) };
-        }
+        // SAFETY: as the caller guarantees.
+        super::per_query(w, out, |q, o| unsafe { u8_avx2(q, codes, o) });
+    }
+
+    /// AVX2 [`super::scan_lut4_multi`]: [`lut4_avx2`] per query.
+    ///
+    /// # Safety
+    /// As [`lut4_avx2`] for every query.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn lut4_multi_avx2(
+        w: &[&Lut4Weights; super::NQ],
+        lut: &[f32; 16],
+        codes: &[u8],
+        out: &mut [f32],
+    ) {
+        // SAFETY: as the caller guarantees.
+        super::per_query(w, out, |q, o| unsafe { lut4_avx2(q, lut, codes, o) });
+    }
+
+    /// AVX2 [`super::scan_lut8_multi`]: [`lut8_avx2`] per query.
+    ///
+    /// # Safety
+    /// As [`lut8_avx2`] for every query.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn lut8_multi_avx2(
+        w: &[&[f32]; super::NQ],
+        lut: &[f32; 256],
+        codes: &[u8],
+        out: &mut [f32],
+    ) {
+        // SAFETY: as the caller guarantees.
+        super::per_query(w, out, |q, o| unsafe { lut8_avx2(q, lut, codes, o) });
     }
 
     /// AVX2 [`super::scan_lut8`] (gathers).
@@ -827,15 +1131,17 @@ mod tests {
         }
     }
 
-    /// The four-query kernel returns, at every level, exactly the bits the one-query
-    /// kernel of that level returns for each query and row — on dimensions with and
-    /// without SIMD tails and row counts with and without a partial group of four
-    /// (whose rows take the one-row path) — and a row's sum does not depend on whether
-    /// it was scored in a group of four or alone. Large and signed weights, so that a
-    /// different order of additions would show in the last bits.
+    /// The four-query kernels (uniform 8-bit, 8-bit table, 4-bit table) return, at
+    /// every level, exactly the bits the one-query kernel of that level returns for each
+    /// query and row — on dimensions with and without SIMD tails and row counts with and
+    /// without a partial group of four (whose rows take the one-row path) — and a row's
+    /// sum does not depend on whether it was scored in a group of four or alone. Large
+    /// signed weights, so that another order of additions would show in the last bits.
     #[test]
-    fn four_query_kernel_is_bit_identical_to_one_query_kernel() {
+    fn four_query_kernels_are_bit_identical_to_one_query_kernels() {
         let mut rng = seeded(11);
+        let lut8: [f32; 256] = std::array::from_fn(|i| (i as f32 * 0.37).sin() * 3.0);
+        let lut4: [f32; 16] = std::array::from_fn(|i| (i as f32 * 1.3).cos() * 5.0);
         for dim in [1usize, 7, 16, 20, 33, 64, 100, 128, 131] {
             for rows in [0usize, 1, 3, 4, 5, 8, 11] {
                 let w: Vec<Vec<f32>> = (0..NQ)
@@ -845,44 +1151,82 @@ mod tests {
                             .collect()
                     })
                     .collect();
+                let w4: Vec<Lut4Weights> = w.iter().map(|q| Lut4Weights::new(q)).collect();
                 let wr: [&[f32]; NQ] = std::array::from_fn(|q| w[q].as_slice());
-                let codes: Vec<u8> = (0..rows * dim).map(|_| rng.random::<u8>()).collect();
+                let w4r: [&Lut4Weights; NQ] = std::array::from_fn(|q| &w4[q]);
+                let c8: Vec<u8> = (0..rows * dim).map(|_| rng.random::<u8>()).collect();
+                let cs4 = dim.div_ceil(2);
+                let c4: Vec<u8> = (0..rows * cs4).map(|_| rng.random::<u8>()).collect();
                 for k in Kernels::supported() {
                     let name = k.level();
-                    let mut got = vec![f32::NAN; NQ * rows];
-                    k.sq.scan_u8_multi(&wr, &codes, &mut got);
-                    for (q, wq) in w.iter().enumerate() {
-                        let mut want = vec![0.0f32; rows];
-                        k.sq.scan_u8(wq, &codes, &mut want);
-                        for (i, &x) in want.iter().enumerate() {
-                            let g = got[q * rows + i];
-                            assert_eq!(
-                                g.to_bits(),
-                                x.to_bits(),
-                                "{name} dim {dim} rows {rows} query {q} row {i}: {g} vs {x}"
-                            );
-                            let mut alone = [0.0f32];
-                            k.sq.scan_u8(wq, &codes[i * dim..(i + 1) * dim], &mut alone);
-                            assert_eq!(alone[0].to_bits(), x.to_bits(), "{name} dim {dim} row {i}");
+                    type One<'a> = Box<dyn Fn(usize, &[u8], &mut [f32]) + 'a>;
+                    let cases: [(&str, &[u8], usize, Vec<f32>, One); 3] = [
+                        (
+                            "u8",
+                            &c8,
+                            dim,
+                            multi(|o| k.sq.scan_u8_multi(&wr, &c8, o), rows),
+                            { Box::new(|q, c, o| k.sq.scan_u8(&w[q], c, o)) },
+                        ),
+                        (
+                            "lut8",
+                            &c8,
+                            dim,
+                            multi(|o| k.sq.scan_lut8_multi(&wr, &lut8, &c8, o), rows),
+                            Box::new(|q, c, o| k.sq.scan_lut8(&w[q], &lut8, c, o)),
+                        ),
+                        (
+                            "lut4",
+                            &c4,
+                            cs4,
+                            multi(|o| k.sq.scan_lut4_multi(&w4r, &lut4, &c4, o), rows),
+                            Box::new(|q, c, o| k.sq.scan_lut4(&w4[q], &lut4, c, o)),
+                        ),
+                    ];
+                    for (kind, codes, cs, got, one) in cases {
+                        for q in 0..NQ {
+                            let mut want = vec![0.0f32; rows];
+                            one(q, codes, &mut want);
+                            for (i, &x) in want.iter().enumerate() {
+                                let g = got[q * rows + i];
+                                assert_eq!(
+                                    g.to_bits(),
+                                    x.to_bits(),
+                                    "{name} {kind} dim {dim} rows {rows} query {q} row {i}: \
+                                     {g} vs {x}"
+                                );
+                                let mut alone = [0.0f32];
+                                one(q, &codes[i * cs..(i + 1) * cs], &mut alone);
+                                assert_eq!(
+                                    alone[0].to_bits(),
+                                    x.to_bits(),
+                                    "{name} {kind} dim {dim} row {i} alone"
+                                );
+                            }
                         }
-                        close(
-                            &want,
-                            &{
-                                let mut r = vec![0.0; rows];
-                                scalar_u8(wq, &codes, &mut r);
-                                r
-                            },
-                            &format!("{name} multi vs scalar dim {dim}"),
-                        );
                     }
                 }
-                let mut got = vec![0.0f32; NQ * rows];
-                scan_u8_multi(&wr, &codes, &mut got);
+                // The dispatched entry points, against the dispatched one-query kernels.
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 let mut want = vec![0.0f32; rows];
-                scan_u8(&w[NQ - 1], &codes, &mut want);
-                assert_eq!(got[(NQ - 1) * rows..], want[..], "dispatched, dim {dim}");
+                let got = multi(|o| scan_u8_multi(&wr, &c8, o), rows);
+                scan_u8(&w[NQ - 1], &c8, &mut want);
+                assert_eq!(bits(&got[(NQ - 1) * rows..]), bits(&want), "dispatched u8");
+                let got = multi(|o| scan_lut8_multi(&wr, &lut8, &c8, o), rows);
+                scan_lut8(&w[0], &lut8, &c8, &mut want);
+                assert_eq!(bits(&got[..rows]), bits(&want), "dispatched lut8");
+                let got = multi(|o| scan_lut4_multi(&w4r, &lut4, &c4, o), rows);
+                scan_lut4(&w4[1], &lut4, &c4, &mut want);
+                assert_eq!(bits(&got[rows..2 * rows]), bits(&want), "dispatched lut4");
             }
         }
+    }
+
+    /// The sums a multi-query kernel writes for `rows` rows (NaN where it wrote none).
+    fn multi(kernel: impl FnOnce(&mut [f32]), rows: usize) -> Vec<f32> {
+        let mut out = vec![f32::NAN; NQ * rows];
+        kernel(&mut out);
+        out
     }
 
     #[test]

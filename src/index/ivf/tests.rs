@@ -429,7 +429,7 @@ fn opq_in_front_of_the_inverted_file() {
     assert!(new("OPQ8,IVF8,PQ4", dim, Metric::L2, false, 7).is_err());
 }
 
-/// Batch search of a fast-scan or 8-bit SQ IVF scans lists for several queries at once; every
+/// Batch search of a fast-scan or SQ IVF scans lists for several queries at once; every
 /// answer must equal the single-query search's — the same distances rank by rank — for
 /// each metric, with and without the precomputed tables, with deleted rows, at probe
 /// counts from 1 to every list, and at a `k` larger than two lists hold (a query whose
@@ -449,6 +449,8 @@ fn list_by_list_batches_equal_single_query_search() {
         ("IVF48,SQ8", Metric::L2),
         ("IVF48,SQ8", Metric::InnerProduct),
         ("IVF48,SQ8u", Metric::Cosine),
+        ("IVF48,SQ4", Metric::L2),
+        ("IVF48,SQ8nq", Metric::InnerProduct),
     ] {
         let mut ivf = new(spec, dim, metric, false, 3).unwrap();
         ivf.train(data).unwrap();
@@ -495,7 +497,8 @@ fn list_by_list_batches_equal_single_query_search() {
 /// it): for a batch where it applies, every query's candidates equal `scan_query`'s on
 /// the same coarse distances — ids and distances bit for bit — with deleted rows, for
 /// probe counts 2 to all and a `k` above what two lists hold (the fallback); for 4-bit
-/// PQ fast-scan and for uniform 8-bit SQ (four queries per pass over a list's codes).
+/// PQ fast-scan and for SQ with 8-bit (uniform and table) and 4-bit codes (four queries
+/// per pass over a list's codes).
 #[test]
 fn scan_by_list_equals_scan_query_bit_for_bit() {
     let (n, dim, nlist) = (5000, 32, 40);
@@ -510,12 +513,17 @@ fn scan_by_list_equals_scan_query_bit_for_bit() {
     )
     .unwrap();
     by_list_equals_scan_query(pq, &base, &queries);
-    for metric in [Metric::L2, Metric::InnerProduct] {
-        let config = match "SQ8".parse::<IndexSpec>().unwrap() {
+    for (spec, metric) in [
+        ("SQ8", Metric::L2),
+        ("SQ8", Metric::InnerProduct),
+        ("SQ8lm", Metric::L2),
+        ("SQ4", Metric::L2),
+    ] {
+        let config = match spec.parse::<IndexSpec>().unwrap() {
             IndexSpec::Scalar(sq) => sq.config(),
             other => panic!("{other:?}"),
         };
-        let name = "SQ8".to_string();
+        let name = spec.to_string();
         let sq = IvfScalar::new(nlist, SqSpec { name, config }, dim, metric, false, 6).unwrap();
         by_list_equals_scan_query(sq, &base, &queries);
     }

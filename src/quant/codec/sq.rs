@@ -191,6 +191,23 @@ impl Kernel {
         }
     }
 
+    /// The four-query scan ([`ksq::scan_u8_multi`], [`ksq::scan_lut8_multi`],
+    /// [`ksq::scan_lut4_multi`]), given each query's weights and 4-bit weight layout:
+    /// sums bit for bit [`Kernel::scan`]'s per query.
+    pub(crate) fn scan_multi(
+        &self,
+        weights: [&[f32]; ksq::NQ],
+        w4: [&ksq::Lut4Weights; ksq::NQ],
+        codes: &[u8],
+        out: &mut [f32],
+    ) {
+        match self {
+            Kernel::U8 => ksq::scan_u8_multi(&weights, codes, out),
+            Kernel::Lut8(t) => ksq::scan_lut8_multi(&weights, t, codes, out),
+            Kernel::Lut4(t) => ksq::scan_lut4_multi(&w4, t, codes, out),
+        }
+    }
+
     /// `out[i] = Σ_d weights_d · L[code_i,d]` for consecutive codes.
     #[inline]
     pub(crate) fn scan(
@@ -394,20 +411,15 @@ impl VectorCodec for ScalarQuantizer {
         }
     }
 
-    /// [`ksq::NQ`] for uniform 8-bit codes ([`VectorCodec::scan_many`] scores them that
-    /// many queries per pass), else 1.
+    /// [`ksq::NQ`]: [`VectorCodec::scan_many`] scores that many queries per pass.
     fn queries_per_scan(&self) -> usize {
-        if self.bits() == 8 && self.is_uniform() {
-            ksq::NQ
-        } else {
-            1
-        }
+        ksq::NQ
     }
 
-    /// Uniform 8-bit codes are scored [`ksq::NQ`] queries per pass over each chunk of
-    /// rows ([`ksq::scan_u8_multi`]: each code step loaded and widened once for the
-    /// four queries, the sums bit for bit [`VectorCodec::scan`]'s); other codes, and
-    /// the queries left over, query by query.
+    /// Queries are scored [`ksq::NQ`] at a time per pass over each chunk of rows
+    /// ([`Kernel::scan_multi`]: each code step loaded and decoded once for the four
+    /// queries, the sums bit for bit [`VectorCodec::scan`]'s); the queries left over
+    /// one by one.
     fn scan_many<F: Fn(usize) -> bool>(
         &self,
         states: &mut [SqQuery],
@@ -423,21 +435,22 @@ impl VectorCodec for ScalarQuantizer {
         let mut states = states.chunks_exact_mut(NQ);
         let mut heaps = heaps.chunks_exact_mut(NQ);
         for (ss, hs) in (&mut states).zip(&mut heaps) {
-            if !ss.iter().all(|s| matches!(s.kernel, Some(Kernel::U8))) {
-                for (s, heap) in ss.iter_mut().zip(hs.iter_mut()) {
-                    self.scan(s, metric, run, n, first, heap, ok);
-                }
-                continue;
-            }
             // The four queries' sums side by side in the first state's buffer.
             let mut sums = std::mem::take(&mut ss[0].sums);
+            let (Some(kernel), true) = (&ss[0].kernel, ss.iter().all(|s| s.kernel.is_some()))
+            else {
+                // (Not begun: nothing to score, as `scan` does.)
+                ss[0].sums = sums;
+                continue;
+            };
             let mut start = 0;
             while start < n {
                 let rows = CHUNK.min(n - start);
                 sums.resize(NQ * rows, 0.0);
                 let w: [&[f32]; NQ] = std::array::from_fn(|j| ss[j].weights.as_slice());
+                let w4: [&ksq::Lut4Weights; NQ] = std::array::from_fn(|j| &ss[j].w4);
                 let codes = &run.codes[start * cs..(start + rows) * cs];
-                ksq::scan_u8_multi(&w, codes, &mut sums[..NQ * rows]);
+                kernel.scan_multi(w, w4, codes, &mut sums[..NQ * rows]);
                 for ((s, heap), out) in ss.iter().zip(hs.iter_mut()).zip(sums.chunks_exact(rows)) {
                     offer(metric, s.base, out, run.aux, (start, first), heap, ok);
                 }
