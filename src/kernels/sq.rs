@@ -1159,8 +1159,11 @@ mod tests {
                 let c4: Vec<u8> = (0..rows * cs4).map(|_| rng.random::<u8>()).collect();
                 for k in Kernels::supported() {
                     let name = k.level();
+                    // (kind, codes, bytes per row, the four-query sums, the one-query
+                    // kernel of query q)
                     type One<'a> = Box<dyn Fn(usize, &[u8], &mut [f32]) + 'a>;
-                    let cases: [(&str, &[u8], usize, Vec<f32>, One); 3] = [
+                    type Case<'a> = (&'a str, &'a [u8], usize, Vec<f32>, One<'a>);
+                    let cases: [Case; 3] = [
                         (
                             "u8",
                             &c8,
