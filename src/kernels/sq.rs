@@ -917,15 +917,121 @@ mod x86 {
         by_four(codes, dim, out, four, one);
     }
 
-    /// AVX2 [`super::scan_u8_multi`]: [`u8_avx2`] per query (its sixteen registers hold
-    /// one query's four-row accumulators and steps, not four queries').
+    /// One row's sum at the AVX2 level: the FMA chain over 8-lane steps of `decode`d
+    /// code bytes, [`hsum`], plus the scalar tail — per row what [`u8_avx2`] and
+    /// [`lut8_avx2`] compute.
     ///
     /// # Safety
-    /// As [`u8_avx2`] for every query.
+    /// The CPU must support AVX2 and FMA; `row` holds `w.len()` bytes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn row8_avx2(
+        w: &[f32],
+        row: &[u8],
+        decode: impl Fn(__m128i) -> __m256,
+        level: impl Fn(u8) -> f32,
+    ) -> f32 {
+        let full = w.len() / 8 * 8;
+        let mut acc = _mm256_setzero_ps();
+        let mut j = 0;
+        while j < full {
+            // SAFETY: 8 bytes at j < full <= dim of the row, 8 floats of `w`.
+            let (c, wv) = unsafe {
+                (
+                    _mm_loadl_epi64(row.as_ptr().add(j) as *const __m128i),
+                    _mm256_loadu_ps(w.as_ptr().add(j)),
+                )
+            };
+            acc = _mm256_fmadd_ps(decode(c), wv, acc);
+            j += 8;
+        }
+        hsum(acc) + tail8(w, row, full, level)
+    }
+
+    /// The AVX2 four-query scan of 8-bit codes: two rows by four queries per step (eight
+    /// accumulators, all sixteen registers' worth with the steps and weights), each code
+    /// step loaded and decoded once for the four queries; every sum is [`row8_avx2`]'s.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; every weight slice holds `dim` floats and
+    /// `codes` `out.len() / NQ` rows of `dim` bytes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn multi8_avx2(
+        w: &[&[f32]; super::NQ],
+        codes: &[u8],
+        out: &mut [f32],
+        decode: impl Fn(__m128i) -> __m256,
+        level: impl Fn(u8) -> f32,
+    ) {
+        const NQ: usize = super::NQ;
+        let dim = w[0].len();
+        let full = dim / 8 * 8;
+        let rows = out.len() / NQ;
+        let mut i = 0;
+        while i + 2 <= rows {
+            let (r0, r1) = codes[i * dim..(i + 2) * dim].split_at(dim);
+            let mut acc = [[_mm256_setzero_ps(); 2]; NQ];
+            let mut j = 0;
+            while j < full {
+                // SAFETY: 8 bytes at j < full <= dim of each row.
+                let (c0, c1) = unsafe {
+                    (
+                        _mm_loadl_epi64(r0.as_ptr().add(j) as *const __m128i),
+                        _mm_loadl_epi64(r1.as_ptr().add(j) as *const __m128i),
+                    )
+                };
+                let (f0, f1) = (decode(c0), decode(c1));
+                for (a, q) in acc.iter_mut().zip(w) {
+                    // SAFETY: 8 floats at j < full <= dim of each query's weights.
+                    let wv = unsafe { _mm256_loadu_ps(q.as_ptr().add(j)) };
+                    a[0] = _mm256_fmadd_ps(f0, wv, a[0]);
+                    a[1] = _mm256_fmadd_ps(f1, wv, a[1]);
+                }
+                j += 8;
+            }
+            for (qi, (a, q)) in acc.iter().zip(w).enumerate() {
+                out[qi * rows + i] = hsum(a[0]) + tail8(q, r0, full, &level);
+                out[qi * rows + i + 1] = hsum(a[1]) + tail8(q, r1, full, &level);
+            }
+            i += 2;
+        }
+        if i < rows {
+            let row = &codes[i * dim..(i + 1) * dim];
+            for (qi, q) in w.iter().enumerate() {
+                // SAFETY: a row of `dim` bytes.
+                out[qi * rows + i] = unsafe { row8_avx2(q, row, &decode, &level) };
+            }
+        }
+    }
+
+    /// AVX2 [`super::scan_u8_multi`].
+    ///
+    /// # Safety
+    /// As [`multi8_avx2`].
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn u8_multi_avx2(w: &[&[f32]; super::NQ], codes: &[u8], out: &mut [f32]) {
+        let decode = |c: __m128i| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c));
         // SAFETY: as the caller guarantees.
-        super::per_query(w, out, |q, o| unsafe { u8_avx2(q, codes, o) });
+        unsafe { multi8_avx2(w, codes, out, decode, |c| c as f32) }
+    }
+
+    /// AVX2 [`super::scan_lut8_multi`]: each step's gather done once for the four queries.
+    ///
+    /// # Safety
+    /// As [`multi8_avx2`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn lut8_multi_avx2(
+        w: &[&[f32]; super::NQ],
+        lut: &[f32; 256],
+        codes: &[u8],
+        out: &mut [f32],
+    ) {
+        let lp = lut.as_ptr();
+        // SAFETY: the gather indexes the 256-entry table with byte values.
+        let decode = |c: __m128i| unsafe { _mm256_i32gather_ps::<4>(lp, _mm256_cvtepu8_epi32(c)) };
+        // SAFETY: as the caller guarantees.
+        unsafe { multi8_avx2(w, codes, out, decode, |c| lut[c as usize]) }
     }
 
     /// AVX2 [`super::scan_lut4_multi`]: [`lut4_avx2`] per query.
@@ -941,21 +1047,6 @@ mod x86 {
     ) {
         // SAFETY: as the caller guarantees.
         super::per_query(w, out, |q, o| unsafe { lut4_avx2(q, lut, codes, o) });
-    }
-
-    /// AVX2 [`super::scan_lut8_multi`]: [`lut8_avx2`] per query.
-    ///
-    /// # Safety
-    /// As [`lut8_avx2`] for every query.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn lut8_multi_avx2(
-        w: &[&[f32]; super::NQ],
-        lut: &[f32; 256],
-        codes: &[u8],
-        out: &mut [f32],
-    ) {
-        // SAFETY: as the caller guarantees.
-        super::per_query(w, out, |q, o| unsafe { lut8_avx2(q, lut, codes, o) });
     }
 
     /// AVX2 [`super::scan_lut8`] (gathers).
