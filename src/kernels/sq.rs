@@ -1034,10 +1034,39 @@ mod x86 {
         unsafe { multi8_avx2(w, codes, out, decode, |c| lut[c as usize]) }
     }
 
-    /// AVX2 [`super::scan_lut4_multi`]: [`lut4_avx2`] per query.
+    /// Levels of part `part` (0–3: low nibbles of bytes 0–7 / 8–15, high nibbles of
+    /// bytes 0–7 / 8–15 — dimensions `8·part..` of the block's permuted order) of
+    /// 32-dimension block `b` of a packed 4-bit row, as [`lut4_avx2`] looks them up.
     ///
     /// # Safety
-    /// As [`lut4_avx2`] for every query.
+    /// The CPU must support AVX2; `row` holds `16 (b + 1)` bytes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn lut4_part_avx2(row: &[u8], b: usize, part: usize, l0: __m256, l1: __m256) -> __m256 {
+        let m = _mm_set1_epi8(0x0F);
+        // SAFETY: as the caller guarantees.
+        let x = unsafe { _mm_loadu_si128(row.as_ptr().add(b * 16) as *const __m128i) };
+        let n = if part < 2 {
+            _mm_and_si128(x, m)
+        } else {
+            _mm_and_si128(_mm_srli_epi16(x, 4), m)
+        };
+        let n = if part % 2 == 1 {
+            _mm_srli_si128(n, 8)
+        } else {
+            n
+        };
+        lookup16(_mm256_cvtepu8_epi32(n), l0, l1)
+    }
+
+    /// AVX2 [`super::scan_lut4_multi`]: two rows by four queries per step (eight
+    /// accumulators), each step's levels looked up once for the four queries; every sum
+    /// bit for bit [`lut4_avx2`]'s (the same chain: blocks in order, the four parts of a
+    /// block in order).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; every weight set has the same `dim` and `codes`
+    /// holds `out.len() / NQ` rows of `⌈dim / 2⌉` bytes.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn lut4_multi_avx2(
         w: &[&Lut4Weights; super::NQ],
@@ -1045,8 +1074,54 @@ mod x86 {
         codes: &[u8],
         out: &mut [f32],
     ) {
-        // SAFETY: as the caller guarantees.
-        super::per_query(w, out, |q, o| unsafe { lut4_avx2(q, lut, codes, o) });
+        const NQ: usize = super::NQ;
+        let dim = w[0].dim;
+        let (cs, blocks, done) = (dim.div_ceil(2), dim / 32, dim / 32 * 32);
+        // SAFETY: 16 floats.
+        let (l0, l1) = unsafe {
+            (
+                _mm256_loadu_ps(lut.as_ptr()),
+                _mm256_loadu_ps(lut.as_ptr().add(8)),
+            )
+        };
+        let rows = out.len() / NQ;
+        let mut i = 0;
+        while i + 2 <= rows {
+            let (r0, r1) = codes[i * cs..(i + 2) * cs].split_at(cs);
+            let mut acc = [[_mm256_setzero_ps(); 2]; NQ];
+            for b in 0..blocks {
+                for part in 0..4 {
+                    // SAFETY: block b of rows of `cs` bytes.
+                    let (f0, f1) = unsafe {
+                        (
+                            lut4_part_avx2(r0, b, part, l0, l1),
+                            lut4_part_avx2(r1, b, part, l0, l1),
+                        )
+                    };
+                    for (a, q) in acc.iter_mut().zip(w) {
+                        // SAFETY: `q.blocks` holds 32 weights per full block.
+                        let wv =
+                            unsafe { _mm256_loadu_ps(q.blocks.as_ptr().add(b * 32 + 8 * part)) };
+                        a[0] = _mm256_fmadd_ps(f0, wv, a[0]);
+                        a[1] = _mm256_fmadd_ps(f1, wv, a[1]);
+                    }
+                }
+            }
+            for (qi, (a, q)) in acc.iter().zip(w).enumerate() {
+                out[qi * rows + i] = hsum(a[0]) + tail4(q, lut, r0, done);
+                out[qi * rows + i + 1] = hsum(a[1]) + tail4(q, lut, r1, done);
+            }
+            i += 2;
+        }
+        if i < rows {
+            let row = &codes[i * cs..(i + 1) * cs];
+            for (qi, q) in w.iter().enumerate() {
+                let mut one = [0.0f32];
+                // SAFETY: a row of `cs` bytes.
+                unsafe { lut4_avx2(q, lut, row, &mut one) };
+                out[qi * rows + i] = one[0];
+            }
+        }
     }
 
     /// AVX2 [`super::scan_lut8`] (gathers).
