@@ -57,15 +57,15 @@ impl Lut4Weights {
     }
 }
 
+/// Queries scanned together by the multi-query kernels ([`scan_u8_multi`], …).
+pub const NQ: usize = 4;
+
 type U8Fn = unsafe fn(&[f32], &[u8], &mut [f32]);
+type Lut8Fn = unsafe fn(&[f32], &[f32; 256], &[u8], &mut [f32]);
+type Lut4Fn = unsafe fn(&Lut4Weights, &[f32; 16], &[u8], &mut [f32]);
 type U8MultiFn = unsafe fn(&[&[f32]; NQ], &[u8], &mut [f32]);
 type Lut8MultiFn = unsafe fn(&[&[f32]; NQ], &[f32; 256], &[u8], &mut [f32]);
 type Lut4MultiFn = unsafe fn(&[&Lut4Weights; NQ], &[f32; 16], &[u8], &mut [f32]);
-
-/// Queries scanned together by [`scan_u8_multi`].
-pub const NQ: usize = 4;
-type Lut8Fn = unsafe fn(&[f32], &[f32; 256], &[u8], &mut [f32]);
-type Lut4Fn = unsafe fn(&Lut4Weights, &[f32; 16], &[u8], &mut [f32]);
 
 /// The scan kernels of one SIMD level (part of the dispatch table [`super::Kernels`]).
 pub(crate) struct SqKernels {
@@ -126,7 +126,7 @@ impl SqKernels {
     /// [`scan_u8_multi`] at this table's level.
     #[inline]
     pub(crate) fn scan_u8_multi(&self, w: &[&[f32]; NQ], codes: &[u8], out: &mut [f32]) {
-        check_multi(w, codes, out);
+        check_multi(w.map(<[f32]>::len), |d| d, codes, out);
         // SAFETY: as in `scan_u8`.
         unsafe { (self.u8_multi)(w, codes, out) }
     }
@@ -140,7 +140,7 @@ impl SqKernels {
         codes: &[u8],
         out: &mut [f32],
     ) {
-        check_multi(w, codes, out);
+        check_multi(w.map(<[f32]>::len), |d| d, codes, out);
         // SAFETY: as in `scan_u8`.
         unsafe { (self.lut8_multi)(w, lut, codes, out) }
     }
@@ -162,20 +162,7 @@ impl SqKernels {
         codes: &[u8],
         out: &mut [f32],
     ) {
-        let dim = w[0].dim;
-        assert!(
-            w.iter().all(|q| q.dim == dim),
-            "weights of different lengths"
-        );
-        assert!(
-            out.len().is_multiple_of(NQ),
-            "{} sums for {NQ} queries",
-            out.len()
-        );
-        assert!(
-            codes.len() >= out.len() / NQ * dim.div_ceil(2),
-            "code buffer too short"
-        );
+        check_multi(w.map(|q| q.dim), |d| d.div_ceil(2), codes, out);
         // SAFETY: as in `scan_u8`.
         unsafe { (self.lut4_multi)(w, lut, codes, out) }
     }
@@ -207,11 +194,12 @@ pub fn scan_u8(w: &[f32], codes: &[u8], out: &mut [f32]) {
     super::active().sq.scan_u8(w, codes, out)
 }
 
-/// The lengths every multi-query kernel needs (one check for all levels).
-fn check_multi(w: &[&[f32]; NQ], codes: &[u8], out: &[f32]) {
-    let dim = w[0].len();
+/// The lengths every multi-query kernel needs (one check for all kinds and levels):
+/// the queries' weights of one dimension `dims[0]`, whole groups of [`NQ`] sums, and
+/// `codes` holding every row (`row_bytes(dim)` bytes each).
+fn check_multi(dims: [usize; NQ], row_bytes: impl Fn(usize) -> usize, codes: &[u8], out: &[f32]) {
     assert!(
-        w.iter().all(|q| q.len() == dim),
+        dims.iter().all(|&d| d == dims[0]),
         "weights of different lengths"
     );
     assert!(
@@ -219,7 +207,10 @@ fn check_multi(w: &[&[f32]; NQ], codes: &[u8], out: &[f32]) {
         "{} sums for {NQ} queries",
         out.len()
     );
-    assert!(codes.len() >= out.len() / NQ * dim, "code buffer too short");
+    assert!(
+        codes.len() >= out.len() / NQ * row_bytes(dims[0]),
+        "code buffer too short"
+    );
 }
 
 /// [`scan_u8`] for [`NQ`] queries over the same rows: `out[q·rows + i] = Σ_d w[q][d] ·
@@ -386,7 +377,7 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     fn hsum16(a: __m512) -> f32 {
         let h = _mm512_castps512_ps256(a);
-        let h = _mm256_add_ps(h, _mm512_extractf32x8_ps_f(a));
+        let h = _mm256_add_ps(h, upper256(a));
         let q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
         let p = _mm_add_ps(q, _mm_permute_ps::<0b01_00_11_10>(q));
         _mm_cvtss_f32(_mm_add_ss(p, _mm_movehdup_ps(p)))
@@ -395,7 +386,7 @@ mod x86 {
     /// The upper 256 bits of `a` (AVX-512F alone: `vextractf32x8` needs DQ).
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn _mm512_extractf32x8_ps_f(a: __m512) -> __m256 {
+    fn upper256(a: __m512) -> __m256 {
         _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a)))
     }
 
@@ -881,45 +872,48 @@ mod x86 {
     /// The CPU must support AVX2 and FMA; `codes` must hold `out.len()` rows.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn u8_avx2(w: &[f32], codes: &[u8], out: &mut [f32]) {
-        let dim = w.len();
-        let full = dim / 8 * 8;
-        // SAFETY: each load reads 8 bytes at j < full <= dim, or 8 floats of `w`.
-        let four = |rows: [&[u8]; 4]| unsafe {
-            let mut acc = [_mm256_setzero_ps(); 4];
-            let mut j = 0;
-            while j < full {
-                let wv = _mm256_loadu_ps(w.as_ptr().add(j));
-                for k in 0..4 {
-                    let c = _mm_loadl_epi64(rows[k].as_ptr().add(j) as *const __m128i);
-                    let f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c));
-                    acc[k] = _mm256_fmadd_ps(f, wv, acc[k]);
-                }
-                j += 8;
-            }
-            let mut s = [0.0f32; 4];
-            for k in 0..4 {
-                s[k] = hsum(acc[k]) + tail8(w, rows[k], full, |c| c as f32);
-            }
-            s
-        };
+        let decode = |c: __m128i| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c));
+        let level = |c: u8| c as f32;
+        // SAFETY: rows of `dim` bytes.
+        let four = |rows: [&[u8]; 4]| unsafe { four8_avx2(w, rows, decode, level) };
         // SAFETY: as above.
-        let one = |row: &[u8]| unsafe {
-            let mut acc = _mm256_setzero_ps();
-            let mut j = 0;
-            while j < full {
-                let c = _mm_loadl_epi64(row.as_ptr().add(j) as *const __m128i);
-                let f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c));
-                acc = _mm256_fmadd_ps(f, _mm256_loadu_ps(w.as_ptr().add(j)), acc);
-                j += 8;
+        let one = |row: &[u8]| unsafe { row8_avx2(w, row, decode, level) };
+        by_four(codes, w.len(), out, four, one);
+    }
+
+    /// Four rows' sums for one query at the AVX2 level: four FMA chains side by side,
+    /// each [`row8_avx2`]'s.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; every row holds `w.len()` bytes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn four8_avx2(
+        w: &[f32],
+        rows: [&[u8]; 4],
+        decode: impl Fn(__m128i) -> __m256,
+        level: impl Fn(u8) -> f32,
+    ) -> [f32; 4] {
+        let full = w.len() / 8 * 8;
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut j = 0;
+        while j < full {
+            // SAFETY: 8 floats of `w` and 8 bytes of each row at j < full <= dim.
+            let wv = unsafe { _mm256_loadu_ps(w.as_ptr().add(j)) };
+            for k in 0..4 {
+                // SAFETY: as above.
+                let c = unsafe { _mm_loadl_epi64(rows[k].as_ptr().add(j) as *const __m128i) };
+                acc[k] = _mm256_fmadd_ps(decode(c), wv, acc[k]);
             }
-            hsum(acc) + tail8(w, row, full, |c| c as f32)
-        };
-        by_four(codes, dim, out, four, one);
+            j += 8;
+        }
+        let t = |k: usize| hsum(acc[k]) + tail8(w, rows[k], full, &level);
+        [t(0), t(1), t(2), t(3)]
     }
 
     /// One row's sum at the AVX2 level: the FMA chain over 8-lane steps of `decode`d
-    /// code bytes, [`hsum`], plus the scalar tail — per row what [`u8_avx2`] and
-    /// [`lut8_avx2`] compute.
+    /// code bytes, [`hsum`], plus the scalar tail (the one-row path of [`u8_avx2`] and
+    /// [`lut8_avx2`], and of [`multi8_avx2`]).
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA; `row` holds `w.len()` bytes.
@@ -1130,41 +1124,15 @@ mod x86 {
     /// The CPU must support AVX2 and FMA; `codes` must hold `out.len()` rows.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn lut8_avx2(w: &[f32], lut: &[f32; 256], codes: &[u8], out: &mut [f32]) {
-        let dim = w.len();
-        let full = dim / 8 * 8;
         let lp = lut.as_ptr();
-        // SAFETY: loads as in `u8_avx2`; gathers index a 256-entry table with u8 values.
-        let four = |rows: [&[u8]; 4]| unsafe {
-            let mut acc = [_mm256_setzero_ps(); 4];
-            let mut j = 0;
-            while j < full {
-                let wv = _mm256_loadu_ps(w.as_ptr().add(j));
-                for k in 0..4 {
-                    let c = _mm_loadl_epi64(rows[k].as_ptr().add(j) as *const __m128i);
-                    let f = _mm256_i32gather_ps::<4>(lp, _mm256_cvtepu8_epi32(c));
-                    acc[k] = _mm256_fmadd_ps(f, wv, acc[k]);
-                }
-                j += 8;
-            }
-            let mut s = [0.0f32; 4];
-            for k in 0..4 {
-                s[k] = hsum(acc[k]) + tail8(w, rows[k], full, |c| lut[c as usize]);
-            }
-            s
-        };
+        // SAFETY: the gather indexes the 256-entry table with byte values.
+        let decode = |c: __m128i| unsafe { _mm256_i32gather_ps::<4>(lp, _mm256_cvtepu8_epi32(c)) };
+        let level = |c: u8| lut[c as usize];
+        // SAFETY: rows of `dim` bytes.
+        let four = |rows: [&[u8]; 4]| unsafe { four8_avx2(w, rows, decode, level) };
         // SAFETY: as above.
-        let one = |row: &[u8]| unsafe {
-            let mut acc = _mm256_setzero_ps();
-            let mut j = 0;
-            while j < full {
-                let c = _mm_loadl_epi64(row.as_ptr().add(j) as *const __m128i);
-                let f = _mm256_i32gather_ps::<4>(lp, _mm256_cvtepu8_epi32(c));
-                acc = _mm256_fmadd_ps(f, _mm256_loadu_ps(w.as_ptr().add(j)), acc);
-                j += 8;
-            }
-            hsum(acc) + tail8(w, row, full, |c| lut[c as usize])
-        };
-        by_four(codes, dim, out, four, one);
+        let one = |row: &[u8]| unsafe { row8_avx2(w, row, decode, level) };
+        by_four(codes, w.len(), out, four, one);
     }
 
     /// Looks up 8 indices (0..16) in a 16-entry table split into two registers.
