@@ -13,7 +13,7 @@
 //! | [`vectors`], [`metric`] | [`VectorSet`] (row-major f32) and [`Metric`] (L2, inner product, cosine) |
 //! | [`quant`] | the quantizers: [`quant::scalar`] (SQ), [`quant::product`] (PQ), [`quant::opq`] (OPQ rotations), [`quant::codebook`] (1-D level sets shared with the weight pipeline) — and [`quant::codec`], the **quantizer contract** ([`quant::codec::VectorCodec`]) every index kind uses them through |
 //! | [`kmeans`] | seeded k-means (GEMM assignment, k-means++, hot start) for PQ, IVF and weight codebooks |
-//! | [`index`] | the [`Index`] trait and its kinds: [`Flat`], [`index::Scalar`], [`index::Product`] (specialised flat scans), and the kinds generic over any codec — [`index::FlatCodes`], [`index::Ivf`], [`index::Hnsw`]; [`index::spec`] parses spec strings once into a typed [`index::spec::IndexSpec`] |
+//! | [`index`] | the [`Index`] trait and its kinds: [`Flat`], [`index::Product`] (specialised flat scans), and the kinds generic over any codec — [`index::FlatCodes`] (flat SQ is [`index::Scalar`] = `FlatCodes<ScalarQuantizer>`), [`index::Ivf`], [`index::Hnsw`]; [`index::spec`] parses spec strings once into a typed [`index::spec::IndexSpec`] |
 //! | [`store`] | the container file: header, 64-byte aligned CRC-checked sections, streaming atomic save, memory-mapped load |
 //! | [`model`] | weight quantization: formats, absmax/zero-point, NF4, k-means codebooks, GGUF, GPTQ, SpQR, SmoothQuant, LLM.int8 |
 //! | [`eval`] | recall, MSE and D(R), timed search, benchmark reports |

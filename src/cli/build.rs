@@ -232,7 +232,7 @@ fn with_levels(
             metric,
             config(sq)?,
             keep_raw,
-        ))),
+        )?)),
         IndexSpec::Ivf {
             nlist,
             inner: InnerQuantizer::Scalar(sq),

@@ -153,17 +153,30 @@ impl<C: VectorCodec> FlatCodes<C> {
         Ok(())
     }
 
+    /// The codes, [`VectorCodec::row_size`] bytes per row in insertion order (row-major,
+    /// as encoded; the scans read a packed copy when the codec blocks its codes).
+    pub fn codes(&self) -> &[u8] {
+        &self.codes
+    }
+
     /// Loads a `codes` container written with this quantizer.
     ///
     /// # Errors
     /// A malformed header or sections of the wrong size.
     pub fn from_container(c: &Container) -> Result<Self> {
+        let p: StoredParams<C::Spec> = c.params()?;
+        Self::from_sections(c, p.inner, p.keep_raw)
+    }
+
+    /// Loads the sections of a flat index over `inner` codes (`keep_raw`: with the
+    /// vectors) from `c`, whatever its stored parameters look like: a `codes` container,
+    /// or a kind that predates it with the same sections (`sq`).
+    pub(crate) fn from_sections(c: &Container, inner: C::Spec, keep_raw: bool) -> Result<Self> {
         let h = c.header();
         let bad = |m: String| Error::format(c.path(), m);
         let (dim, n) = header_dims(c)?;
-        let p: StoredParams<C::Spec> = c.params()?;
         let mut idx =
-            Self::new(p.inner, dim, h.metric, p.keep_raw, 0).map_err(|e| bad(e.to_string()))?;
+            Self::new(inner, dim, h.metric, keep_raw, 0).map_err(|e| bad(e.to_string()))?;
         let size =
             |a: usize, b: usize| a.checked_mul(b).ok_or_else(|| bad("size overflows".into()));
         let codec = C::read(&idx.inner, c, dim)?;
@@ -471,52 +484,7 @@ impl<C: VectorCodec> Index for FlatCodes<C> {
 mod tests {
     use super::*;
     use crate::data::generate::gaussian;
-    use crate::index::Scalar;
-    use crate::quant::codec::{PqParams, SqSpec};
-
-    /// The generic scan over scalar codes is the specialised `Scalar` scan, bit for bit,
-    /// for every metric, filtered and deleted.
-    #[test]
-    fn flat_codes_over_sq_equal_the_scalar_index() {
-        let (n, dim) = (3000, 20);
-        let data = gaussian(n, dim, 0.0, 1.0, 5).unwrap();
-        let queries = gaussian(12, dim, 0.0, 1.0, 6).unwrap();
-        for name in ["SQ8", "SQ4", "SQ8u", "SQ4lm", "SQ8nq"] {
-            for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
-                let Ok(crate::index::spec::IndexSpec::Scalar(s)) = name.parse() else {
-                    panic!("{name}")
-                };
-                let (name, config) = (s.name(), s.config());
-                let spec = SqSpec {
-                    name: name.clone(),
-                    config: config.clone(),
-                };
-                let mut a = FlatCodes::<ScalarQuantizer>::new(spec, dim, metric, true, 1).unwrap();
-                let mut b = Scalar::new(&name, dim, metric, true).unwrap();
-                for idx in [&mut a as &mut dyn Index, &mut b] {
-                    idx.train(data.as_slice()).unwrap();
-                    idx.add(data.as_slice(), None).unwrap();
-                    idx.delete(&[3, 7, 11]).unwrap();
-                }
-                let p = SearchParams::with_k(10);
-                assert_eq!(
-                    a.search_batch(queries.as_slice(), &p).unwrap(),
-                    b.search_batch(queries.as_slice(), &p).unwrap(),
-                    "{name} {metric:?}"
-                );
-                let f = IdFilter::Predicate(&|id| id % 4 == 1);
-                assert_eq!(
-                    a.search_filtered(queries.row(0), &p, &f).unwrap(),
-                    b.search_filtered(queries.row(0), &p, &f).unwrap()
-                );
-                let rr = SearchParams { rerank: 50, ..p };
-                assert_eq!(
-                    a.search(queries.row(1), &rr).unwrap(),
-                    b.search(queries.row(1), &rr).unwrap()
-                );
-            }
-        }
-    }
+    use crate::quant::codec::PqParams;
 
     /// Over PQ codes (8-bit blocks and 4-bit fast-scan blocks) the scan returns the
     /// brute-force ranking of the reconstructions; save/load and compaction keep it.

@@ -893,7 +893,7 @@ impl<T: Index + ?Sized> IndexExt for T {}
 pub fn from_container(c: &Container) -> Result<Box<dyn Index>> {
     match c.header().kind.as_str() {
         "flat" => Ok(Box::new(Flat::from_container(c)?)),
-        "sq" => Ok(Box::new(Scalar::from_container(c)?)),
+        "sq" => Ok(Box::new(scalar::from_sq_container(c)?)),
         "pq" => Ok(Box::new(Product::from_container(c)?)),
         "ivf" => ivf::from_container(c),
         "hnsw" => hnsw::from_container(c),

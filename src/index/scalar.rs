@@ -1,4 +1,6 @@
-//! `Scalar`: a flat scan over scalar-quantized codes (FAISS's `IndexScalarQuantizer`).
+//! `Scalar`: the flat scan over scalar-quantized codes (FAISS's `IndexScalarQuantizer`):
+//! [`FlatCodes`] over the [`ScalarQuantizer`] codec, the same scan IVF lists and HNSW
+//! nodes run over SQ codes.
 //!
 //! | spec | levels | range | bytes/dim |
 //! | --- | --- | --- | --- |
@@ -10,81 +12,41 @@
 //! | `SQ8nq`, `SQ4nq` | normal quantiles | mean ± the outermost quantile·σ | 1, ½ |
 //!
 //! Distances are computed on the codes: `q · x̂ = q · lo + Σ_d (q_d·width_d) · L[c_d]`
-//! (see [`crate::kernels::sq`]). Each vector keeps one `f32` correction term — `‖x̂‖²`
-//! for L2, `1/‖x̂‖` for cosine (so scores stay true cosines of the decoded vectors, the
-//! per-vector term Qdrant keeps for the same reason); inner product needs none. With
+//! (see [`crate::kernels::sq`]), four queries per pass over the codes in batch search.
+//! Each vector keeps one `f32` correction term — `‖x̂‖²` for L2, `1/‖x̂‖` for cosine (so
+//! scores stay true cosines of the decoded vectors, the per-vector term Qdrant keeps for
+//! the same reason); inner product needs none. With
 //! [`crate::index::spec::BuildOptions::keep_raw`] the original vectors are kept in a
 //! separate section and `rerank = R` re-scores the best `R` candidates exactly.
+//!
+//! Saved as a `codes` container like every flat index over a codec. Files of the `sq`
+//! kind (written before flat SQ became `FlatCodes`: the same sections, the quantizer's
+//! configuration as parameters) open as the same index ([`from_sq_container`]).
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::index::checks::{check_terms, check_vectors};
-use crate::index::rows::{Exact, Rows, gather_rows};
+use crate::index::FlatCodes;
 use crate::index::spec::IndexSpec;
-use crate::index::{GroupSearch, IdFilter, Index, SearchParams, check_add, header_dims, untrained};
-use crate::kernels::{self, sq as ksq};
 use crate::metric::Metric;
-use crate::quant::codec::sq::{
-    Kernel, check_ranges, corr_limit, correction_terms, offer, quantizer_bytes, read_quantizer,
-    write_quantizer,
-};
+use crate::quant::codec::SqSpec;
 use crate::quant::scalar::{ScalarQuantizer, SqConfig};
-use crate::store::{Container, ContainerWriter, Slab};
-use crate::topk::{Neighbor, TopK};
-use crate::vectors::{check_batch, check_finite};
-
-/// Vectors scanned per block: a block of codes stays in cache while a group of queries
-/// scans it.
-const BLOCK: usize = 1024;
-/// Queries that share each code block in batch search.
-const QUERY_GROUP: usize = 16;
-
-/// Parameters stored in the container header.
-#[derive(Serialize, Deserialize)]
-struct StoredParams {
-    config: SqConfig,
-    keep_raw: bool,
-}
+use crate::store::Container;
 
 /// Flat scan over scalar-quantized codes.
-#[derive(Clone, Debug)]
-pub struct Scalar {
-    spec: String,
-    dim: usize,
-    metric: Metric,
-    config: SqConfig,
-    keep_raw: bool,
-    sq: Option<ScalarQuantizer>,
-    codes: Slab<u8>,
-    rows: Rows,
-    /// ‖x̂‖² (L2), 1/‖x̂‖ (cosine), empty (inner product).
-    corr: Slab<f32>,
-    /// Original vectors (normalised for cosine) when `keep_raw`.
-    raw: Slab<f32>,
-}
+pub type Scalar = FlatCodes<ScalarQuantizer>;
 
-/// Per-query state of a scan.
-struct QueryState {
-    weights: Vec<f32>,
-    w4: ksq::Lut4Weights,
-    constant: f32,
-    norm_sq: f32,
-    heap: TopK,
-}
-
-impl Scalar {
+impl FlatCodes<ScalarQuantizer> {
     /// An untrained index for `spec` (see the module table); `keep_raw` keeps the
     /// original vectors for re-ranking.
-    pub fn new(spec: &str, dim: usize, metric: Metric, keep_raw: bool) -> Result<Self> {
+    ///
+    /// # Errors
+    /// A spec that is not a scalar quantizer's, or a dimension of 0.
+    pub fn from_spec(spec: &str, dim: usize, metric: Metric, keep_raw: bool) -> Result<Self> {
         match spec.parse::<IndexSpec>() {
-            Ok(IndexSpec::Scalar(sq)) => Ok(Self::with_config(
-                sq.name(),
-                dim,
-                metric,
-                sq.config(),
-                keep_raw,
-            )),
+            Ok(IndexSpec::Scalar(sq)) => {
+                Self::with_config(sq.name(), dim, metric, sq.config(), keep_raw)
+            }
             _ => Err(Error::Spec {
                 spec: spec.to_string(),
                 message: "not a scalar-quantizer spec (SQ8, SQ4, SQ8u, SQ4u, SQ8opt, SQ4opt, \
@@ -94,320 +56,47 @@ impl Scalar {
         }
     }
 
-    /// An untrained index with an explicit quantizer configuration (any range estimator
-    /// and levels, including a [`crate::quant::scalar::Levels::Custom`] codebook).
+    /// An untrained index named `spec` with an explicit quantizer configuration (any
+    /// range estimator and levels, including a
+    /// [`crate::quant::scalar::Levels::Custom`] codebook).
+    ///
+    /// # Errors
+    /// A dimension of 0, or bits per dimension other than 8 and 4.
     pub fn with_config(
         spec: impl Into<String>,
         dim: usize,
         metric: Metric,
         config: SqConfig,
         keep_raw: bool,
-    ) -> Self {
-        Scalar {
-            spec: spec.into(),
-            dim,
-            metric,
+    ) -> Result<Self> {
+        let spec = SqSpec {
+            name: spec.into(),
             config,
-            keep_raw,
-            sq: None,
-            codes: Slab::default(),
-            rows: Rows::default(),
-            corr: Slab::default(),
-            raw: Slab::default(),
-        }
-    }
-
-    /// The trained quantizer.
-    pub fn quantizer(&self) -> Option<&ScalarQuantizer> {
-        self.sq.as_ref()
-    }
-
-    /// The codes, `code_size` bytes per vector in insertion order.
-    pub fn codes(&self) -> &[u8] {
-        &self.codes
-    }
-
-    fn trained(&self) -> Result<&ScalarQuantizer> {
-        self.sq.as_ref().ok_or_else(|| untrained(&self.spec))
-    }
-
-    /// Loads an `sq` container.
-    pub fn from_container(c: &Container) -> Result<Self> {
-        let h = c.header();
-        let bad = |m: String| Error::format(c.path(), m);
-        let (dim, n) = header_dims(c)?;
-        let p: StoredParams = c.params()?;
-        let sq = read_quantizer(c, dim, &p.config)?;
-        let cs = sq.code_size();
-        let codes = c.slab::<u8>(
-            "codes",
-            n.checked_mul(cs)
-                .ok_or_else(|| bad("size overflows".into()))?,
-        )?;
-        let rows = Rows::read(c, n)?;
-        let corr = if h.metric == Metric::InnerProduct {
-            Slab::default()
-        } else {
-            c.slab::<f32>("corr", n)?
         };
-        let raw = if p.keep_raw {
-            c.slab::<f32>(
-                "raw",
-                n.checked_mul(dim)
-                    .ok_or_else(|| bad("size overflows".into()))?,
-            )?
-        } else {
-            Slab::default()
-        };
-        if c.verified() {
-            // Cheap next to the checksum pass; unverified opens stay O(1).
-            check_finite(&raw, dim, "stored raw vectors").map_err(|e| bad(e.to_string()))?;
-            if corr.iter().any(|v| !v.is_finite()) {
-                return Err(bad("non-finite correction term".into()));
-            }
-        }
-        Ok(Scalar {
-            spec: h.spec.clone(),
-            dim,
-            metric: h.metric,
-            config: p.config,
-            keep_raw: p.keep_raw,
-            sq: Some(sq),
-            codes,
-            rows,
-            corr,
-            raw,
-        })
-    }
-
-    /// `add` (`replace`: `upsert`): everything is checked before the index changes.
-    fn add_rows(&mut self, vectors: &[f32], ids: Option<&[u64]>, replace: bool) -> Result<usize> {
-        let n = check_add(self.dim, vectors, ids)?;
-        let sq = self.trained()?;
-        let replaced = self.rows.admit(n, ids, replace)?;
-        let x = self.prepare_queries(vectors);
-        let codes = sq.encode(&x)?;
-        let corr = correction_terms(sq, &codes, self.metric, &|_| None);
-        check_terms(&corr, corr_limit(self.metric), "add", "correction term", 0)?;
-        self.codes.to_mut().extend_from_slice(&codes);
-        if !corr.is_empty() {
-            self.corr.to_mut().extend_from_slice(&corr);
-        }
-        if self.keep_raw {
-            self.raw.to_mut().extend_from_slice(&x);
-        }
-        self.rows.push_replacing(n, ids, &replaced);
-        Ok(replaced.len())
-    }
-
-    /// Offers the rows of the block at `start`, with their kernel sums, to the query's
-    /// heap.
-    fn offer<F: Fn(usize) -> bool>(&self, st: &mut QueryState, sums: &[f32], start: usize, ok: &F) {
-        let base = match self.metric {
-            Metric::L2 => st.norm_sq - 2.0 * st.constant,
-            Metric::InnerProduct | Metric::Cosine => st.constant,
-        };
-        offer(
-            self.metric,
-            base,
-            sums,
-            &self.corr,
-            (start, 0),
-            &mut st.heap,
-            ok,
-        );
-    }
-
-    fn prepare_queries(&self, queries: &[f32]) -> Vec<f32> {
-        crate::vectors::prepared(queries, self.dim, self.metric)
-    }
-
-    /// Scans every code for a group of prepared queries.
-    fn scan_group(
-        &self,
-        sq: &ScalarQuantizer,
-        queries: &[f32],
-        params: &SearchParams,
-        filter: &IdFilter<'_>,
-    ) -> Result<Vec<(Vec<Neighbor>, u32)>> {
-        let (rerank, depth) =
-            crate::index::scan_depth(params, false, !self.raw.is_empty(), false, &self.spec)?;
-        let kernel = Kernel::for_quantizer(sq);
-        let mut states: Vec<QueryState> = queries
-            .chunks_exact(self.dim)
-            .map(|q| {
-                let mut weights = Vec::with_capacity(self.dim);
-                let constant = sq.query_terms(q, &mut weights);
-                let w4 = kernel.lut4_weights(&weights);
-                QueryState {
-                    weights,
-                    w4,
-                    constant,
-                    norm_sq: kernels::dot(q, q),
-                    heap: TopK::new(depth),
-                }
-            })
-            .collect();
-        let cs = sq.code_size();
-        let n = self.rows.len();
-        let all = matches!(filter, IdFilter::All) && !self.rows.has_deleted();
-        let ids = self.rows.ids();
-        let ok = |row: usize| all || (self.rows.is_live(row) && filter.accepts(ids[row]));
-        // Queries are scored four at a time per pass over each block (each code step
-        // loaded and decoded once for the four, sums bit for bit the one-query
-        // kernel's); the queries left over one by one.
-        const NQ: usize = ksq::NQ;
-        let mut sums = vec![0.0f32; NQ * BLOCK];
-        let mut start = 0;
-        while start < n {
-            let rows = BLOCK.min(n - start);
-            let codes = &self.codes[start * cs..(start + rows) * cs];
-            let grouped = states.len() / NQ * NQ;
-            let (fours, single) = states.split_at_mut(grouped);
-            for g in fours.chunks_exact_mut(NQ) {
-                let w: [&[f32]; NQ] = std::array::from_fn(|j| g[j].weights.as_slice());
-                let w4: [&ksq::Lut4Weights; NQ] = std::array::from_fn(|j| &g[j].w4);
-                kernel.scan_multi(w, w4, codes, &mut sums[..NQ * rows]);
-                for (st, out) in g.iter_mut().zip(sums.chunks_exact(rows)) {
-                    self.offer(st, out, start, &ok);
-                }
-            }
-            for st in single {
-                let out = &mut sums[..rows];
-                kernel.scan(&st.weights, &st.w4, codes, out);
-                self.offer(st, out, start, &ok);
-            }
-            start += rows;
-        }
-        Ok(states
-            .into_iter()
-            .zip(queries.chunks_exact(self.dim))
-            .map(|(st, q)| {
-                let exact = rerank.then_some(Exact {
-                    raw: &self.raw,
-                    dim: self.dim,
-                    metric: self.metric,
-                    query: q,
-                    adaptive: false,
-                });
-                self.rows.finish(st.heap.into_sorted(), params.k, exact)
-            })
-            .collect())
+        FlatCodes::new(spec, dim, metric, keep_raw, 0)
     }
 }
 
-impl GroupSearch for Scalar {
-    const QUERY_GROUP: usize = QUERY_GROUP;
-    fn search_group(
-        &self,
-        queries: &[f32],
-        params: &SearchParams,
-        filter: &IdFilter<'_>,
-    ) -> Result<Vec<(Vec<Neighbor>, u32)>> {
-        let sq = self.trained()?;
-        let q = self.prepare_queries(queries);
-        self.scan_group(sq, &q, params, filter)
-    }
+/// The parameters of an `sq` container.
+#[derive(Deserialize)]
+struct SqParams {
+    config: SqConfig,
+    keep_raw: bool,
 }
 
-impl Index for Scalar {
-    fn spec(&self) -> String {
-        self.spec.clone()
-    }
-    row_accessors!();
-    /// The code size (as FAISS's `code_size`); the 4-byte correction term per vector
-    /// (L2, cosine) is counted in [`Index::memory_bytes`].
-    fn bytes_per_vector(&self) -> f64 {
-        crate::quant::scalar::code_size(self.dim, self.config.bits) as f64
-    }
-    fn memory_bytes(&self) -> usize {
-        let params = self.sq.as_ref().map_or(0, quantizer_bytes);
-        self.codes.len()
-            + self.rows.memory_bytes()
-            + self.corr.len() * 4
-            + self.raw.len() * 4
-            + params
-    }
-    fn is_trained(&self) -> bool {
-        self.sq.is_some()
-    }
-
-    fn train(&mut self, sample: &[f32]) -> Result<()> {
-        check_vectors(sample, self.dim, "training sample")?;
-        let sq = if self.metric.normalizes() {
-            let s = self.prepare_queries(sample);
-            ScalarQuantizer::train(&s, self.dim, &self.config)?
-        } else {
-            ScalarQuantizer::train(sample, self.dim, &self.config)?
-        };
-        check_ranges(&sq, "training sample")?;
-        self.sq = Some(sq);
-        Ok(())
-    }
-
-    fn add(&mut self, vectors: &[f32], ids: Option<&[u64]>) -> Result<()> {
-        self.add_rows(vectors, ids, false).map(|_| ())
-    }
-
-    fn upsert(&mut self, vectors: &[f32], ids: &[u64]) -> Result<usize> {
-        self.add_rows(vectors, Some(ids), true)
-    }
-
-    crate::index::rows_methods!();
-
-    fn compact(&mut self) -> Result<usize> {
-        let cs = crate::quant::scalar::code_size(self.dim, self.config.bits);
-        self.codes = self.rows.compact_slab(&self.codes, cs);
-        if !self.corr.is_empty() {
-            self.corr = self.rows.compact_slab(&self.corr, 1);
-        }
-        if self.keep_raw {
-            self.raw = self.rows.compact_slab(&self.raw, self.dim);
-        }
-        Ok(self.rows.compact())
-    }
-
-    fn search(&self, query: &[f32], params: &SearchParams) -> Result<Vec<Neighbor>> {
-        self.search_filtered(query, params, &IdFilter::All)
-    }
-
-    grouped_search!();
-
-    fn reconstruct(&self, vectors: &[f32]) -> Result<Option<Vec<f32>>> {
-        let sq = self.trained()?;
-        check_batch(vectors, self.dim, "vectors")?;
-        let x = self.prepare_queries(vectors);
-        Ok(Some(sq.decode(&sq.encode(&x)?)?))
-    }
-
-    fn reconstruct_ids(&self, ids: &[u64]) -> Result<Vec<f32>> {
-        let sq = self.trained()?;
-        let rows = self.rows.rows_of(ids)?;
-        if self.keep_raw {
-            return Ok(gather_rows(&self.raw, self.dim, &rows));
-        }
-        sq.decode(&gather_rows(&self.codes, sq.code_size(), &rows))
-    }
-
-    fn to_container(&self) -> Result<ContainerWriter<'_>> {
-        let sq = self.trained()?;
-        let n = self.rows.len();
-        let mut w = ContainerWriter::new("sq", &self.spec, self.dim, self.metric, n);
-        w.params(&StoredParams {
-            config: self.config.clone(),
-            keep_raw: self.keep_raw,
-        })?;
-        write_quantizer(&mut w, sq);
-        w.section("codes", &self.codes[..]);
-        self.rows.write(&mut w);
-        if self.metric != Metric::InnerProduct {
-            w.section_f32("corr", &self.corr);
-        }
-        if self.keep_raw {
-            w.section_f32("raw", &self.raw);
-        }
-        Ok(w)
-    }
+/// Loads an `sq` container (flat SQ as saved before it became [`FlatCodes`]): its
+/// sections are a `codes` container's over the same quantizer, and its spec is the
+/// header's.
+///
+/// # Errors
+/// A malformed header or sections of the wrong size.
+pub(crate) fn from_sq_container(c: &Container) -> Result<Scalar> {
+    let p: SqParams = c.params()?;
+    let spec = SqSpec {
+        name: c.header().spec.clone(),
+        config: p.config,
+    };
+    FlatCodes::from_sections(c, spec, p.keep_raw)
 }
 
 #[cfg(test)]
@@ -416,12 +105,17 @@ mod tests {
     use crate::data::generate::gaussian;
     use crate::data::groundtruth::exact_search;
     use crate::eval::recall_at_k;
+    use crate::index::{IdFilter, Index, SearchParams};
     use crate::store::OpenOptions;
     use crate::vectors::normalize_in_place;
 
+    /// Rows of the multi-chunk tests: past one chunk of the flat scan (4,096 rows) and
+    /// of the SQ scan within it (1,024), the last of each partial.
+    const ROWS: usize = 4096 + 1024 + 300;
+
     fn build(spec: &str, metric: Metric, keep_raw: bool, n: usize, dim: usize) -> Scalar {
         let data = gaussian(n, dim, 0.0, 1.0, 3).unwrap();
-        let mut idx = Scalar::new(spec, dim, metric, keep_raw).unwrap();
+        let mut idx = Scalar::from_spec(spec, dim, metric, keep_raw).unwrap();
         idx.train(data.as_slice()).unwrap();
         idx.add(data.as_slice(), None).unwrap();
         idx
@@ -477,7 +171,7 @@ mod tests {
                 .map(|r| r.iter().map(|n| n.id as u32).collect())
                 .collect();
             for (spec, min) in [("SQ8", 0.93), ("SQ4", 0.6)] {
-                let mut idx = Scalar::new(spec, dim, metric, true).unwrap();
+                let mut idx = Scalar::from_spec(spec, dim, metric, true).unwrap();
                 idx.train(base.as_slice()).unwrap();
                 idx.add(base.as_slice(), None).unwrap();
                 let p = SearchParams::with_k(10);
@@ -524,7 +218,7 @@ mod tests {
     fn four_query_batches_equal_single_query_search() {
         for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
             for (spec, dim) in [("SQ8", 37), ("SQ8u", 16), ("SQ8nq", 48), ("SQ4", 70)] {
-                let n = 2 * BLOCK + 300;
+                let n = ROWS;
                 let mut idx = build(spec, metric, false, n, dim);
                 let dead: Vec<u64> = (0..n as u64).filter(|i| i % 9 == 4).collect();
                 idx.delete(&dead).unwrap();
@@ -559,7 +253,7 @@ mod tests {
     /// 4-bit codes.
     #[test]
     fn skipped_groups_lose_no_neighbour() {
-        let (n, dim, k) = (2 * BLOCK + 300, 24, 10);
+        let (n, dim, k) = (ROWS, 24, 10);
         let qs = gaussian(9, dim, 0.0, 1.0, 23).unwrap();
         for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
             for spec in ["SQ8", "SQ8nq", "SQ4"] {
@@ -617,10 +311,10 @@ mod tests {
 
     #[test]
     fn bad_input_is_an_error() {
-        let mut idx = Scalar::new("SQ8", 4, Metric::L2, false).unwrap();
+        let mut idx = Scalar::from_spec("SQ8", 4, Metric::L2, false).unwrap();
         assert!(idx.add(&[0.0; 4], None).is_err(), "untrained");
-        assert!(Scalar::new("SQ7", 4, Metric::L2, false).is_err());
-        assert!(Scalar::new("SQ8xx", 4, Metric::L2, false).is_err());
+        assert!(Scalar::from_spec("SQ7", 4, Metric::L2, false).is_err());
+        assert!(Scalar::from_spec("SQ8xx", 4, Metric::L2, false).is_err());
         idx.train(&[0.0, 1.0, 2.0, 3.0, 1.0, 1.0, 1.0, 1.0])
             .unwrap();
         idx.add(&[0.5; 8], None).unwrap();

@@ -306,10 +306,17 @@ fn weights_codebook(path: &Path, tensor: &str) -> Result<Codebook> {
     }
 }
 
-/// The leading field of an `sq` container's parameters.
+/// The leading field of an `sq` container's parameters (flat SQ saved before it became a
+/// `codes` index).
 #[derive(Deserialize)]
 struct ScalarParams {
     config: SqConfig,
+}
+
+/// The leading field of a `codes` container's parameters.
+#[derive(Deserialize)]
+struct CodesParams {
+    inner: InnerSpec,
 }
 
 /// The leading fields of an `ivf` (`nlist`) or `hnsw` (`M`) container's parameters.
@@ -329,10 +336,17 @@ pub fn stored_sq_config(c: &Container) -> Result<Option<SqConfig>> {
     // the leading fields of each kind's stored parameters decode on their own.
     Ok(match c.header().kind.as_str() {
         "sq" => Some(c.params::<ScalarParams>()?.config),
-        "ivf" | "hnsw" => match c.params::<InnerParams>()?.inner {
-            InnerSpec::Scalar { config, .. } => Some(config),
-            _ => None,
-        },
+        "codes" | "ivf" | "hnsw" => {
+            let inner = if c.header().kind == "codes" {
+                c.params::<CodesParams>()?.inner
+            } else {
+                c.params::<InnerParams>()?.inner
+            };
+            match inner {
+                InnerSpec::Scalar { config, .. } => Some(config),
+                _ => None,
+            }
+        }
         _ => None,
     })
 }
@@ -347,7 +361,7 @@ pub fn stored_sq_config(c: &Container) -> Result<Option<SqConfig>> {
 /// use vecquant::quant::codebook::Codebook;
 /// use vecquant::{Index, Metric};
 /// let config = SqConfig { levels: Levels::Custom(Codebook::nf4()), ..SqConfig::optimal_range(4) };
-/// let mut index = Scalar::with_config("SQ4", 2, Metric::L2, config, false);
+/// let mut index = Scalar::with_config("SQ4", 2, Metric::L2, config, false).unwrap();
 /// index.train(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
 /// index.add(&[0.0, 1.0], None).unwrap();
 /// let dir = tempfile::tempdir().unwrap();
@@ -598,7 +612,7 @@ mod tests {
             "{e}"
         );
         // An index file is not a weights container.
-        let mut idx = Scalar::new("SQ8", 2, Metric::L2, false).unwrap();
+        let mut idx = Scalar::from_spec("SQ8", 2, Metric::L2, false).unwrap();
         idx.train(&[0.0, 1.0, 2.0, 3.0]).unwrap();
         idx.add(&[0.0, 1.0], None).unwrap();
         let ip = dir.path().join("i.vq");
@@ -644,13 +658,7 @@ mod tests {
         let mut config = sq4.config();
         config.levels = source.levels(4).unwrap();
         let built: Vec<Box<dyn Index>> = vec![
-            Box::new(Scalar::with_config(
-                "SQ4",
-                dim,
-                Metric::L2,
-                config.clone(),
-                false,
-            )),
+            Box::new(Scalar::with_config("SQ4", dim, Metric::L2, config.clone(), false).unwrap()),
             Box::new(
                 Ivf::<ScalarQuantizer>::new(
                     4,
@@ -687,7 +695,7 @@ mod tests {
         }
         // The levels changed the codes: the same spec with its own (Lloyd-Max) levels
         // reconstructs differently.
-        let mut own = Scalar::new("SQ4", dim, Metric::L2, false).unwrap();
+        let mut own = Scalar::from_spec("SQ4", dim, Metric::L2, false).unwrap();
         own.train(data.as_slice()).unwrap();
         let custom = ScalarQuantizer::train(data.as_slice(), dim, &config).unwrap();
         assert_ne!(own.quantizer().unwrap().codebook(), custom.codebook());

@@ -216,7 +216,7 @@ mod tests {
     fn kinds_from_specs() {
         for (spec, kind) in [
             ("Flat", "flat"),
-            ("SQ8", "sq"),
+            ("SQ8", "codes"),
             ("PQ8", "pq"),
             ("OPQ8,PQ8", "pq"),
             ("PQ16x4fs", "pq"),

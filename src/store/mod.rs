@@ -71,7 +71,7 @@ pub struct SectionEntry {
 /// The container's metadata.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Header {
-    /// What the file holds: an index kind (`"flat"`, `"sq"`, `"pq"`, ...) or `"weights"`.
+    /// What the file holds: an index kind (`"flat"`, `"pq"`, `"codes"`, `"ivf"`, ...) or `"weights"`.
     pub kind: String,
     /// The spec string it was built from.
     pub spec: String,

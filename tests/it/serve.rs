@@ -286,7 +286,7 @@ async fn answers_equal_the_library() {
         let st: Stats = serde_json::from_slice(&body).unwrap();
         let kind = match spec {
             "Flat" => "flat",
-            "SQ8" => "sq",
+            "SQ8" => "codes",
             _ => "ivf",
         };
         assert_eq!(

@@ -86,7 +86,7 @@ pub fn build_index(spec: &IndexSpec, dim: usize, opts: &BuildOptions) -> Result<
             metric,
             sq.config(),
             keep_raw,
-        )),
+        )?),
         IndexSpec::Product { opq, pq } => Box::new(Product::with_spec(
             pq.to_pq_spec(opq),
             dim,

@@ -553,14 +553,15 @@ impl IndexSpec {
         matches!(self, IndexSpec::Hnsw { .. })
     }
 
-    /// The container kind this spec is saved as: `"flat"`, `"sq"`, `"pq"`, `"ivf"` or
-    /// `"hnsw"` (the outermost structure decides: an IVF over SQ8 is `"ivf"`).
+    /// The container kind this spec is saved as: `"flat"`, `"pq"`, `"codes"` (a flat scan
+    /// over a codec's codes: SQ, RaBitQ), `"ivf"` or `"hnsw"` (the outermost structure
+    /// decides: an IVF over SQ8 is `"ivf"`). Flat SQ saved before it became a `codes`
+    /// index is `"sq"`, which still opens.
     pub fn kind(&self) -> &'static str {
         match self {
             IndexSpec::Flat => "flat",
-            IndexSpec::Scalar(_) => "sq",
             IndexSpec::Product { .. } => "pq",
-            IndexSpec::RaBitQ(_) | IndexSpec::RaBitQFs(_) => "codes",
+            IndexSpec::Scalar(_) | IndexSpec::RaBitQ(_) | IndexSpec::RaBitQFs(_) => "codes",
             IndexSpec::Ivf { .. } => "ivf",
             IndexSpec::Hnsw { .. } => "hnsw",
         }

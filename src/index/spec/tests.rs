@@ -538,7 +538,7 @@ fn accessors() {
     type Row = (&'static str, &'static str, Option<usize>, bool, bool, bool);
     let cases: &[Row] = &[
         ("Flat", "flat", None, false, false, false),
-        ("SQ8", "sq", None, false, false, true),
+        ("SQ8", "codes", None, false, false, true),
         ("PQ8x4fs", "pq", None, false, false, true),
         ("OPQ8,PQ8", "pq", None, false, false, true),
         ("IVF64,Flat", "ivf", Some(64), true, false, true),

@@ -56,11 +56,7 @@ impl TryFrom<InnerSpec> for SqSpec {
 
 /// Reads a scalar quantizer's sections (`lo`, `width`, `levels`) from a container —
 /// shared by every kind that stores SQ codes.
-pub(crate) fn read_quantizer(
-    c: &Container,
-    dim: usize,
-    config: &SqConfig,
-) -> Result<ScalarQuantizer> {
+fn read_quantizer(c: &Container, dim: usize, config: &SqConfig) -> Result<ScalarQuantizer> {
     let bad = |m: String| Error::format(c.path(), m);
     let nlevels = 1usize << config.bits.min(8);
     let nl = c.section("levels")?.len() / 4;
@@ -78,7 +74,7 @@ pub(crate) fn read_quantizer(
 }
 
 /// Writes the sections [`read_quantizer`] reads.
-pub(crate) fn write_quantizer<'a>(w: &mut ContainerWriter<'a>, sq: &'a ScalarQuantizer) {
+fn write_quantizer<'a>(w: &mut ContainerWriter<'a>, sq: &'a ScalarQuantizer) {
     w.section_f32("lo", sq.lo())
         .section_f32("width", sq.width())
         .section_f32("levels", sq.codebook().levels());
@@ -88,7 +84,7 @@ pub(crate) fn write_quantizer<'a>(w: &mut ContainerWriter<'a>, sq: &'a ScalarQua
 /// finite and the largest squared norm of a reconstruction (the sum over dimensions of
 /// the largest squared level) within [`crate::index::MAX_TERM`], so that correction
 /// terms and distances to the codes stay finite. `context` names what was trained on.
-pub(crate) fn check_ranges(sq: &ScalarQuantizer, context: &str) -> Result<()> {
+fn check_ranges(sq: &ScalarQuantizer, context: &str) -> Result<()> {
     let dim = sq.dim();
     let mut largest = vec![0.0f64; dim];
     let mut buf = vec![0.0f32; dim];
@@ -118,23 +114,13 @@ pub(crate) fn check_ranges(sq: &ScalarQuantizer, context: &str) -> Result<()> {
 }
 
 /// Bytes of a quantizer's parameters.
-pub(crate) fn quantizer_bytes(sq: &ScalarQuantizer) -> usize {
+fn quantizer_bytes(sq: &ScalarQuantizer) -> usize {
     (sq.lo().len() + sq.width().len() + sq.codebook().len()) * 4
-}
-
-/// The largest correction term [`correction_terms`] may return for `metric`: a squared
-/// norm for L2 (bounded like every stored term), any finite value for cosine.
-pub(crate) fn corr_limit(metric: Metric) -> f64 {
-    if metric == Metric::L2 {
-        crate::index::MAX_TERM
-    } else {
-        f64::MAX
-    }
 }
 
 /// Per-vector correction terms of `codes` for `metric`: ‖x̂‖² (L2), 1/‖x̂ + offset‖
 /// (cosine; `offset(i)` is the vector's IVF centroid, if any); empty for inner product.
-pub(crate) fn correction_terms<'a>(
+fn correction_terms<'a>(
     sq: &ScalarQuantizer,
     codes: &[u8],
     metric: Metric,
@@ -165,8 +151,8 @@ pub(crate) fn correction_terms<'a>(
 }
 
 /// The scan kernel a quantizer needs and its level table (shared by every kind that
-/// scans SQ codes: `Scalar`, IVF lists, HNSW nodes).
-pub(crate) enum Kernel {
+/// scans SQ codes: flat, IVF lists, HNSW nodes).
+enum Kernel {
     U8,
     Lut8(Box<[f32; 256]>),
     Lut4([f32; 16]),
@@ -174,7 +160,7 @@ pub(crate) enum Kernel {
 
 impl Kernel {
     /// The kernel for `sq` (its level table built once).
-    pub(crate) fn for_quantizer(sq: &ScalarQuantizer) -> Kernel {
+    fn for_quantizer(sq: &ScalarQuantizer) -> Kernel {
         let table = sq.level_table();
         match (sq.bits(), sq.is_uniform()) {
             (8, true) => Kernel::U8,
@@ -184,7 +170,7 @@ impl Kernel {
     }
 
     /// The 4-bit kernel's weight layout for `weights` (empty for the 8-bit kernels).
-    pub(crate) fn lut4_weights(&self, weights: &[f32]) -> ksq::Lut4Weights {
+    fn lut4_weights(&self, weights: &[f32]) -> ksq::Lut4Weights {
         match self {
             Kernel::Lut4(_) => ksq::Lut4Weights::new(weights),
             _ => ksq::Lut4Weights::default(),
@@ -194,7 +180,7 @@ impl Kernel {
     /// The four-query scan ([`ksq::scan_u8_multi`], [`ksq::scan_lut8_multi`],
     /// [`ksq::scan_lut4_multi`]), given each query's weights and 4-bit weight layout:
     /// sums bit for bit [`Kernel::scan`]'s per query.
-    pub(crate) fn scan_multi(
+    fn scan_multi(
         &self,
         weights: [&[f32]; ksq::NQ],
         w4: [&ksq::Lut4Weights; ksq::NQ],
@@ -210,13 +196,7 @@ impl Kernel {
 
     /// `out[i] = Σ_d weights_d · L[code_i,d]` for consecutive codes.
     #[inline]
-    pub(crate) fn scan(
-        &self,
-        weights: &[f32],
-        w4: &ksq::Lut4Weights,
-        codes: &[u8],
-        out: &mut [f32],
-    ) {
+    fn scan(&self, weights: &[f32], w4: &ksq::Lut4Weights, codes: &[u8], out: &mut [f32]) {
         match self {
             Kernel::U8 => ksq::scan_u8(weights, codes, out),
             Kernel::Lut8(t) => ksq::scan_lut8(weights, t, codes, out),
@@ -246,7 +226,7 @@ pub struct SqQuery {
 /// their kernel sums, to `heap`: each distance from the query's list term `base`, the
 /// row's sum and its auxiliary term.
 #[inline]
-pub(crate) fn offer<F: Fn(usize) -> bool>(
+fn offer<F: Fn(usize) -> bool>(
     metric: Metric,
     base: f32,
     sums: &[f32],
