@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use rayon::prelude::*;
 
 use crate::index::hnsw::build::build_distance;
-use crate::index::hnsw::search::{Cand, prefetched};
+use crate::index::hnsw::search::{self, Cand, Layer};
 use crate::index::hnsw::{Graph, MAX_LAYERS, MAX_M, NONE};
 use crate::kernels;
 use crate::store::Slab;
@@ -338,36 +338,19 @@ impl<'a> Builder<'a> {
         s.visit(from.1);
         s.cands.push(std::cmp::Reverse(from));
         s.results.push(from);
-        let mut buf = [0u32; 2 * MAX_M];
-        let mut fresh = [0u32; 2 * MAX_M];
-        while let Some(std::cmp::Reverse(c)) = s.cands.pop() {
-            let bound = s.results.peek().map_or(f32::INFINITY, |w| w.0);
-            if c.0 > bound {
-                break;
-            }
-            // The next candidate's list is likely read next: start loading it.
-            if let Some(std::cmp::Reverse(next)) = s.cands.peek() {
-                kernels::prefetch_l1(self.slots(next.1, level));
-            }
-            let len = self.read_list(c.1, level, &mut buf);
-            let nf = s.unvisited(&buf[..len], self.n(), &mut fresh);
-            let prefetch = |v: u32| kernels::prefetch_l1(self.vector(v));
-            prefetched(&fresh[..nf], prefetch, |v| {
-                let dv = self.dist(x, v);
-                if s.results.len() < self.ef || s.results.peek().is_some_and(|w| dv < w.0) {
-                    // A neighbour that beats every waiting candidate is expanded next:
-                    // its list starts loading now (as in the search's beam).
-                    if s.cands.peek().is_none_or(|c| dv < c.0.0) {
-                        kernels::prefetch_l1(self.slots(v, level));
-                    }
-                    s.cands.push(std::cmp::Reverse(Cand(dv, v)));
-                    s.results.push(Cand(dv, v));
-                    if s.results.len() > self.ef {
-                        s.results.pop();
-                    }
-                }
-            });
-        }
+        let layer = Layer {
+            n: self.n(),
+            // (Entries up to the first empty slot are the list; a list being rewritten
+            // by another thread may show entries past one, every one a valid node.)
+            list: |v: u32| self.slots(v, level).iter().map(|a| a.load(Relaxed)),
+            prefetch_list: |v: u32| kernels::prefetch_l1(self.slots(v, level)),
+            prefetch: |v: u32| kernels::prefetch_l1(self.vector(v)),
+            dist: |_: &(), v: u32| self.dist(x, v),
+            ok: |_: u32| true,
+        };
+        // Construction stops at the first candidate farther than the farthest result,
+        // however many it holds (hnswlib's `searchBaseLayer` without deletions).
+        search::beam(s, self.ef, false, &layer);
         out.clear();
         out.extend(s.results.drain());
         out.sort_unstable();

@@ -39,7 +39,7 @@ pub(super) struct Scratch<Q> {
     epoch: u16,
     pub(super) cands: BinaryHeap<std::cmp::Reverse<Cand>>,
     pub(super) results: BinaryHeap<Cand>,
-    query: Q,
+    pub(super) query: Q,
 }
 
 impl<Q> Scratch<Q> {
@@ -70,9 +70,14 @@ impl<Q> Scratch<Q> {
     /// Without a branch on whether each node was visited (about half of a layer-0
     /// list was, in no pattern the CPU could predict): every stamp is written.
     #[inline]
-    pub(super) fn unvisited(&mut self, list: &[u32], n: usize, fresh: &mut [u32]) -> usize {
+    pub(super) fn unvisited(
+        &mut self,
+        list: impl IntoIterator<Item = u32>,
+        n: usize,
+        fresh: &mut [u32],
+    ) -> usize {
         let mut nf = 0;
-        for &u in list {
+        for u in list {
             if u == NONE || (u as usize) >= n {
                 continue;
             }
@@ -105,6 +110,79 @@ pub(super) fn prefetched(nodes: &[u32], prefetch: impl Fn(u32), mut f: impl FnMu
 /// than 4, 8 the same).
 const AHEAD: usize = 4;
 
+/// How a [`beam`] reads the graph and scores its nodes.
+pub(super) struct Layer<L, PL, P, D, A> {
+    /// Nodes in the graph (stamps of the visited array; larger ids are skipped).
+    pub(super) n: usize,
+    /// A node's list on the layer (entries `NONE` skipped).
+    pub(super) list: L,
+    /// Starts loading a node's list.
+    pub(super) prefetch_list: PL,
+    /// Starts loading a node's stored data.
+    pub(super) prefetch: P,
+    /// The query's distance to a node.
+    pub(super) dist: D,
+    /// Whether a node may be a result (every node is expanded).
+    pub(super) ok: A,
+}
+
+/// The beam search of one layer that searches and construction share (hnswlib's
+/// `searchBaseLayer`): the waiting candidates in `s.cands` (visited, with their
+/// distances; the caller seeds them and `s.results` after [`Scratch::reset`]) are
+/// expanded nearest first, each unvisited neighbour scored with its data prefetched a
+/// few nodes ahead, and `s.results` keeps the `ef` nearest accepted nodes. It stops at
+/// the first candidate farther than the farthest result — with `until_full`, only once
+/// `ef` results are held (a search whose filter rejects nodes goes on while it has
+/// fewer; construction stops at once, as hnswlib's).
+///
+/// The list of the node expanded next is prefetched as soon as it is known (the lists
+/// are stored apart from the vectors, so scoring a node does not bring its list into
+/// cache): the best waiting candidate's, or a neighbour's just scored that beats it.
+#[inline(always)]
+pub(super) fn beam<Q, I, L, PL, P, D, A>(
+    s: &mut Scratch<Q>,
+    ef: usize,
+    until_full: bool,
+    layer: &Layer<L, PL, P, D, A>,
+) where
+    I: IntoIterator<Item = u32>,
+    L: Fn(u32) -> I,
+    PL: Fn(u32),
+    P: Fn(u32),
+    D: Fn(&Q, u32) -> f32,
+    A: Fn(u32) -> bool,
+{
+    let full = |s: &Scratch<Q>| !until_full || s.results.len() >= ef;
+    while let Some(std::cmp::Reverse(Cand(d, v))) = s.cands.pop() {
+        if full(s) && s.results.peek().is_some_and(|w| d > w.0) {
+            break;
+        }
+        if let Some(std::cmp::Reverse(next)) = s.cands.peek() {
+            (layer.prefetch_list)(next.1);
+        }
+        // Unvisited neighbours first, then scored with their data prefetched a few
+        // nodes ahead.
+        let mut fresh = [0u32; 2 * MAX_M];
+        let nf = s.unvisited((layer.list)(v), layer.n, &mut fresh);
+        prefetched(&fresh[..nf], &layer.prefetch, |u| {
+            let du = (layer.dist)(&s.query, u);
+            if s.results.len() >= ef && s.results.peek().is_some_and(|w| du >= w.0) {
+                return;
+            }
+            if s.cands.peek().is_none_or(|c| du < c.0.0) {
+                (layer.prefetch_list)(u);
+            }
+            s.cands.push(std::cmp::Reverse(Cand(du, u)));
+            if (layer.ok)(u) {
+                s.results.push(Cand(du, u));
+                if s.results.len() > ef {
+                    s.results.pop();
+                }
+            }
+        });
+    }
+}
+
 /// How one query is scored against stored nodes.
 pub(super) struct Scorer<'a, C: VectorCodec> {
     codec: &'a C,
@@ -120,9 +198,8 @@ impl<C: VectorCodec> Scorer<'_, C> {
     }
 
     #[inline]
-    pub(super) fn dist(&self, s: &Scratch<C::Query>, node: usize) -> f32 {
-        self.codec
-            .distance(&s.query, self.metric, self.stored, node)
+    pub(super) fn dist(&self, q: &C::Query, node: usize) -> f32 {
+        self.codec.distance(q, self.metric, self.stored, node)
     }
 }
 
@@ -185,7 +262,7 @@ impl<C: VectorCodec> Hnsw<C> {
         // cluster that layer 0 then rarely leaves, whatever `ef` is.
         let width = upper_beam_width(ef.max(depth));
         let entry = (g.entry as usize).min(n - 1) as u32;
-        let mut entries = vec![Cand(sc.dist(s, entry as usize), entry)];
+        let mut entries = vec![Cand(sc.dist(&s.query, entry as usize), entry)];
         for level in (1..=g.max_level).rev() {
             entries = self.upper_beam(&sc, s, entries, level, width);
         }
@@ -201,43 +278,15 @@ impl<C: VectorCodec> Hnsw<C> {
         }
         let w0 = 2 * self.m;
         let list = |v: u32| &g.layer0[v as usize * w0..(v as usize + 1) * w0];
-        // The lists are stored apart from the vectors, so scoring a node does not bring
-        // its list into cache: the list of the node that will be expanded next is
-        // prefetched as soon as it is known — the best remaining candidate, or a
-        // neighbour just scored that beats it.
-        while let Some(std::cmp::Reverse(Cand(d, v))) = s.cands.pop() {
-            if s.results.len() >= ef && s.results.peek().is_some_and(|w| d > w.0) {
-                break;
-            }
-            if let Some(std::cmp::Reverse(next)) = s.cands.peek() {
-                crate::kernels::prefetch_l1(list(next.1));
-            }
-            // Unvisited neighbours first, then scored with their data prefetched a few
-            // nodes ahead.
-            let mut fresh = [0u32; 2 * MAX_M];
-            let nf = s.unvisited(list(v), n, &mut fresh);
-            prefetched(
-                &fresh[..nf],
-                |u| sc.prefetch(u as usize),
-                |u| {
-                    let du = sc.dist(s, u as usize);
-                    let full = s.results.len() >= ef;
-                    if full && s.results.peek().is_some_and(|w| du >= w.0) {
-                        return;
-                    }
-                    if s.cands.peek().is_none_or(|c| du < c.0.0) {
-                        crate::kernels::prefetch_l1(list(u));
-                    }
-                    s.cands.push(std::cmp::Reverse(Cand(du, u)));
-                    if ok(u as usize) {
-                        s.results.push(Cand(du, u));
-                        if s.results.len() > ef {
-                            s.results.pop();
-                        }
-                    }
-                },
-            );
-        }
+        let layer = Layer {
+            n,
+            list: |v: u32| list(v).iter().copied(),
+            prefetch_list: |v: u32| crate::kernels::prefetch_l1(list(v)),
+            prefetch: |u: u32| sc.prefetch(u as usize),
+            dist: |q: &C::Query, u: u32| sc.dist(q, u as usize),
+            ok: |u: u32| ok(u as usize),
+        };
+        beam(s, ef, true, &layer);
         let mut out: Vec<Neighbor> = s
             .results
             .drain()
@@ -271,24 +320,15 @@ impl<C: VectorCodec> Hnsw<C> {
         while s.results.len() > width {
             s.results.pop();
         }
-        while let Some(std::cmp::Reverse(Cand(d, v))) = s.cands.pop() {
-            if s.results.len() >= width && s.results.peek().is_some_and(|w| d > w.0) {
-                break;
-            }
-            for &u in self.upper(v, level) {
-                if (u as usize) >= n || !s.visit(u) {
-                    continue;
-                }
-                let du = sc.dist(s, u as usize);
-                if s.results.len() < width || s.results.peek().is_some_and(|w| du < w.0) {
-                    s.cands.push(std::cmp::Reverse(Cand(du, u)));
-                    s.results.push(Cand(du, u));
-                    if s.results.len() > width {
-                        s.results.pop();
-                    }
-                }
-            }
-        }
+        let layer = Layer {
+            n,
+            list: |v: u32| self.upper(v, level).iter().copied(),
+            prefetch_list: |_: u32| {},
+            prefetch: |u: u32| sc.prefetch(u as usize),
+            dist: |q: &C::Query, u: u32| sc.dist(q, u as usize),
+            ok: |_: u32| true,
+        };
+        beam(s, width, true, &layer);
         let mut out: Vec<Cand> = s.results.drain().collect();
         out.sort();
         out

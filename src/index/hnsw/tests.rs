@@ -77,7 +77,7 @@ fn upper_beam_finds_what_the_layer_holds() {
     let start = h.graph.upper_nodes[0];
     for q in queries.as_slice().chunks_exact(dim) {
         let sc = h.scorer(q, &mut s).unwrap();
-        let entry = vec![Cand(sc.dist(&s, start as usize), start)];
+        let entry = vec![Cand(sc.dist(&s.query, start as usize), start)];
         // Every node of the layer reachable from the start, nearest first.
         let mut seen = std::collections::BTreeSet::from([start]);
         let mut stack = vec![start];
@@ -90,7 +90,7 @@ fn upper_beam_finds_what_the_layer_holds() {
         }
         let mut all: Vec<Cand> = seen
             .iter()
-            .map(|&v| Cand(sc.dist(&s, v as usize), v))
+            .map(|&v| Cand(sc.dist(&s.query, v as usize), v))
             .collect();
         all.sort();
         // A beam as wide as the layer returns all of it, in order.
@@ -104,7 +104,7 @@ fn upper_beam_finds_what_the_layer_holds() {
                 .upper(cur, level)
                 .iter()
                 .filter(|&&u| (u as usize) < n)
-                .map(|&u| Cand(sc.dist(&s, u as usize), u))
+                .map(|&u| Cand(sc.dist(&s.query, u as usize), u))
                 .min();
             match best {
                 Some(b) if b.0 < cur_d => (cur, cur_d) = (b.1, b.0),
@@ -483,7 +483,7 @@ fn visited_stamps_survive_their_wrap() {
                 .copied()
                 .filter(|&u| u != NONE && (u as usize) < n && seen.insert(u))
                 .collect();
-            let got = s.unvisited(&list, n, &mut fresh);
+            let got = s.unvisited(list.iter().copied(), n, &mut fresh);
             assert_eq!(&fresh[..got], &want[..], "search {search}");
         }
     }
