@@ -366,7 +366,7 @@ impl<C: VectorCodec> Index for FlatCodes<C> {
         match &self.codec {
             _ if C::STORES_RAW => 4.0 * self.dim as f64,
             Some(c) => c.code_size() as f64,
-            None => 0.0,
+            None => C::spec_code_size(&self.inner, self.dim).map_or(0.0, |s| s as f64),
         }
     }
     fn memory_bytes(&self) -> usize {

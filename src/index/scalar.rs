@@ -309,6 +309,31 @@ mod tests {
         }
     }
 
+    /// Bytes per vector are the code size before training too (the spec decides them),
+    /// flat and under IVF, for 8- and 4-bit SQ and PQ, odd dimensions rounded up.
+    #[test]
+    fn untrained_indexes_know_their_bytes_per_vector() {
+        use crate::index::spec::{BuildOptions, build_index};
+        for (spec, dim, bytes) in [
+            ("SQ8", 32, 32.0),
+            ("SQ4", 33, 17.0),
+            ("SQ8nq", 7, 7.0),
+            ("IVF4,SQ8", 32, 32.0),
+            ("IVF4,SQ4", 9, 5.0),
+            ("IVF4,PQ8", 32, 8.0),
+            ("IVF4,PQ8x4fs", 32, 4.0),
+        ] {
+            let parsed: IndexSpec = spec.parse().unwrap();
+            let idx = build_index(&parsed, dim, &BuildOptions::default()).unwrap();
+            assert!(!idx.is_trained(), "{spec}");
+            assert_eq!(idx.bytes_per_vector(), bytes, "{spec} untrained");
+            let mut idx = idx;
+            let data = gaussian(300, dim, 0.0, 1.0, 4).unwrap();
+            idx.train(data.as_slice()).unwrap();
+            assert_eq!(idx.bytes_per_vector(), bytes, "{spec} trained");
+        }
+    }
+
     #[test]
     fn bad_input_is_an_error() {
         let mut idx = Scalar::from_spec("SQ8", 4, Metric::L2, false).unwrap();

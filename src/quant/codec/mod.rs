@@ -160,6 +160,12 @@ pub trait VectorCodec: Clone + Debug + Send + Sync + Sized + 'static {
     fn dim(&self) -> usize;
     /// Bytes of a stored code per vector (0 when the codec keeps the raw vectors).
     fn code_size(&self) -> usize;
+    /// [`VectorCodec::code_size`] of any quantizer trained for `spec` over `dim`-d
+    /// vectors, when the spec alone decides it (`None` otherwise): what an index not
+    /// yet trained reports as its bytes per vector.
+    fn spec_code_size(_spec: &Self::Spec, _dim: usize) -> Option<usize> {
+        None
+    }
     /// Bytes of a row-major code as [`VectorCodec::encode`] returns it (a 4-bit PQ code
     /// keeps one index per byte until packed).
     fn row_size(&self) -> usize {

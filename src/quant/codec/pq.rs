@@ -317,6 +317,9 @@ impl VectorCodec for ProductQuantizer {
     fn code_size(&self) -> usize {
         self.m() * self.nbits() as usize / 8
     }
+    fn spec_code_size(spec: &PqParams, _dim: usize) -> Option<usize> {
+        Some(spec.m * spec.nbits as usize / 8)
+    }
     fn row_size(&self) -> usize {
         self.m()
     }

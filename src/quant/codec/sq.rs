@@ -314,6 +314,9 @@ impl VectorCodec for ScalarQuantizer {
     fn code_size(&self) -> usize {
         ScalarQuantizer::code_size(self)
     }
+    fn spec_code_size(spec: &SqSpec, dim: usize) -> Option<usize> {
+        Some(crate::quant::scalar::code_size(dim, spec.config.bits))
+    }
     fn params_bytes(&self) -> usize {
         quantizer_bytes(self)
     }
