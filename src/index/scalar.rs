@@ -309,8 +309,8 @@ mod tests {
         }
     }
 
-    /// Bytes per vector are the code size before training too (the spec decides them),
-    /// flat and under IVF, for 8- and 4-bit SQ and PQ, odd dimensions rounded up.
+    /// Bytes per vector are known before training too (the spec decides them), flat,
+    /// under IVF and in HNSW, for 8- and 4-bit SQ and PQ, odd dimensions rounded up.
     #[test]
     fn untrained_indexes_know_their_bytes_per_vector() {
         use crate::index::spec::{BuildOptions, build_index};
@@ -322,6 +322,9 @@ mod tests {
             ("IVF4,SQ4", 9, 5.0),
             ("IVF4,PQ8", 32, 8.0),
             ("IVF4,PQ8x4fs", 32, 4.0),
+            ("HNSW8,SQ8", 32, 32.0),
+            ("HNSW8,SQ4", 9, 5.0),
+            ("HNSW8,PQ8", 32, 8.0),
         ] {
             let parsed: IndexSpec = spec.parse().unwrap();
             let idx = build_index(&parsed, dim, &BuildOptions::default()).unwrap();

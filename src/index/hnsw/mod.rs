@@ -487,7 +487,8 @@ impl<C: VectorCodec> Index for Hnsw<C> {
         match &self.codec {
             _ if C::STORES_RAW => 4.0 * self.dim as f64,
             Some(c) => c.row_size() as f64,
-            None => 0.0,
+            // (HNSW stores 8-bit PQ codes only, whose rows are their codes.)
+            None => C::spec_code_size(&self.inner, self.dim).map_or(0.0, |s| s as f64),
         }
     }
     fn memory_bytes(&self) -> usize {
