@@ -363,11 +363,7 @@ impl<C: VectorCodec> Index for FlatCodes<C> {
     }
     row_accessors!();
     fn bytes_per_vector(&self) -> f64 {
-        match &self.codec {
-            _ if C::STORES_RAW => 4.0 * self.dim as f64,
-            Some(c) => c.code_size() as f64,
-            None => C::spec_code_size(&self.inner, self.dim).map_or(0.0, |s| s as f64),
-        }
+        crate::index::codec_bytes_per_vector(self.codec.as_ref(), &self.inner, self.dim)
     }
     fn memory_bytes(&self) -> usize {
         self.codes.len()

@@ -810,6 +810,26 @@ pub(crate) fn train_codec<C: crate::quant::codec::VectorCodec>(
     C::train_whole(spec, &x, dim, seed, metric)
 }
 
+/// Bytes per vector of a kind that stores the codes of `C` (or, for a codec that scores
+/// the raw vectors, the vectors): the trained codec's code size, or before training
+/// the size its spec decides ([`VectorCodec::spec_code_size`]; 0 when it does not).
+/// (HNSW keeps its rows as encoded; it takes only codecs whose rows are their codes.)
+///
+/// [`VectorCodec::spec_code_size`]: crate::quant::codec::VectorCodec::spec_code_size
+pub(crate) fn codec_bytes_per_vector<C: crate::quant::codec::VectorCodec>(
+    codec: Option<&C>,
+    spec: &C::Spec,
+    dim: usize,
+) -> f64 {
+    if C::STORES_RAW {
+        return 4.0 * dim as f64;
+    }
+    match codec {
+        Some(c) => c.code_size() as f64,
+        None => C::spec_code_size(spec, dim).map_or(0.0, |s| s as f64),
+    }
+}
+
 /// The error for adding to or searching an index before it was trained.
 pub(crate) fn untrained(spec: &str) -> Error {
     Error::param(

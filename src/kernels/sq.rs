@@ -1028,23 +1028,28 @@ mod x86 {
         unsafe { multi8_avx2(w, codes, out, decode, |c| lut[c as usize]) }
     }
 
-    /// Levels of part `part` (0–3: low nibbles of bytes 0–7 / 8–15, high nibbles of
-    /// bytes 0–7 / 8–15 — dimensions `8·part..` of the block's permuted order) of
-    /// 32-dimension block `b` of a packed 4-bit row, as [`lut4_avx2`] looks them up.
+    /// The nibbles of 32-dimension block `b` of a packed 4-bit row (its bytes
+    /// `16b..16b + 16`): low (even dimensions), high (odd ones).
     ///
     /// # Safety
     /// The CPU must support AVX2; `row` holds `16 (b + 1)` bytes.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn lut4_part_avx2(row: &[u8], b: usize, part: usize, l0: __m256, l1: __m256) -> __m256 {
+    unsafe fn lut4_nibbles_avx2(row: &[u8], b: usize) -> (__m128i, __m128i) {
         let m = _mm_set1_epi8(0x0F);
         // SAFETY: as the caller guarantees.
         let x = unsafe { _mm_loadu_si128(row.as_ptr().add(b * 16) as *const __m128i) };
-        let n = if part < 2 {
-            _mm_and_si128(x, m)
-        } else {
-            _mm_and_si128(_mm_srli_epi16(x, 4), m)
-        };
+        (_mm_and_si128(x, m), _mm_and_si128(_mm_srli_epi16(x, 4), m))
+    }
+
+    /// The levels of part `part` of a block from its [`lut4_nibbles_avx2`], in the
+    /// order [`lut4_avx2`] sums them (weights `8·part..` of the block): the low nibbles
+    /// of bytes 0–7 and 8–15, then the high nibbles of bytes 0–7 and 8–15. The one-row
+    /// and the multi-query paths both take their levels from here.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn lut4_part_avx2((lo, hi): (__m128i, __m128i), part: usize, l0: __m256, l1: __m256) -> __m256 {
+        let n = if part < 2 { lo } else { hi };
         let n = if part % 2 == 1 {
             _mm_srli_si128(n, 8)
         } else {
@@ -1084,14 +1089,13 @@ mod x86 {
             let (r0, r1) = codes[i * cs..(i + 2) * cs].split_at(cs);
             let mut acc = [[_mm256_setzero_ps(); 2]; NQ];
             for b in 0..blocks {
+                // SAFETY: block b of rows of `cs` bytes.
+                let (n0, n1) = unsafe { (lut4_nibbles_avx2(r0, b), lut4_nibbles_avx2(r1, b)) };
                 for part in 0..4 {
-                    // SAFETY: block b of rows of `cs` bytes.
-                    let (f0, f1) = unsafe {
-                        (
-                            lut4_part_avx2(r0, b, part, l0, l1),
-                            lut4_part_avx2(r1, b, part, l0, l1),
-                        )
-                    };
+                    let (f0, f1) = (
+                        lut4_part_avx2(n0, part, l0, l1),
+                        lut4_part_avx2(n1, part, l0, l1),
+                    );
                     for (a, q) in acc.iter_mut().zip(w) {
                         // SAFETY: `q.blocks` holds 32 weights per full block.
                         let wv =
@@ -1163,24 +1167,14 @@ mod x86 {
         unsafe {
             let l0 = _mm256_loadu_ps(lut.as_ptr());
             let l1 = _mm256_loadu_ps(lut.as_ptr().add(8));
-            let m = _mm_set1_epi8(0x0F);
             let bw = w.blocks.as_ptr();
             let block = |row: &[u8], b: usize, acc: __m256| {
-                let x = _mm_loadu_si128(row.as_ptr().add(b * 16) as *const __m128i);
-                let lo = _mm_and_si128(x, m);
-                let hi = _mm_and_si128(_mm_srli_epi16(x, 4), m);
                 let p = bw.add(b * 32);
                 let mut acc = acc;
-                let parts = [
-                    (lo, 0usize),
-                    (_mm_srli_si128(lo, 8), 8),
-                    (hi, 16),
-                    (_mm_srli_si128(hi, 8), 24),
-                ];
-                for (v, off) in parts {
-                    let idx = _mm256_cvtepu8_epi32(v);
-                    let f = lookup16(idx, l0, l1);
-                    acc = _mm256_fmadd_ps(f, _mm256_loadu_ps(p.add(off)), acc);
+                let n = lut4_nibbles_avx2(row, b);
+                for part in 0..4 {
+                    let f = lut4_part_avx2(n, part, l0, l1);
+                    acc = _mm256_fmadd_ps(f, _mm256_loadu_ps(p.add(8 * part)), acc);
                 }
                 acc
             };

@@ -334,19 +334,14 @@ struct InnerParams {
 pub fn stored_sq_config(c: &Container) -> Result<Option<SqConfig>> {
     // Postcard encodes a struct as its fields in order and ignores trailing bytes, so
     // the leading fields of each kind's stored parameters decode on their own.
-    Ok(match c.header().kind.as_str() {
-        "sq" => Some(c.params::<ScalarParams>()?.config),
-        "codes" | "ivf" | "hnsw" => {
-            let inner = if c.header().kind == "codes" {
-                c.params::<CodesParams>()?.inner
-            } else {
-                c.params::<InnerParams>()?.inner
-            };
-            match inner {
-                InnerSpec::Scalar { config, .. } => Some(config),
-                _ => None,
-            }
-        }
+    let inner = match c.header().kind.as_str() {
+        "sq" => return Ok(Some(c.params::<ScalarParams>()?.config)),
+        "codes" => c.params::<CodesParams>()?.inner,
+        "ivf" | "hnsw" => c.params::<InnerParams>()?.inner,
+        _ => return Ok(None),
+    };
+    Ok(match inner {
+        InnerSpec::Scalar { config, .. } => Some(config),
         _ => None,
     })
 }

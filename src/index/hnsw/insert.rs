@@ -348,9 +348,7 @@ impl<'a> Builder<'a> {
             dist: |_: &(), v: u32| self.dist(x, v),
             ok: |_: u32| true,
         };
-        // Construction stops at the first candidate farther than the farthest result,
-        // however many it holds (hnswlib's `searchBaseLayer` without deletions).
-        search::beam(s, self.ef, false, &layer);
+        search::beam(s, self.ef, &layer);
         out.clear();
         out.extend(s.results.drain());
         out.sort_unstable();

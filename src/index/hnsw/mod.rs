@@ -484,12 +484,7 @@ impl<C: VectorCodec> Index for Hnsw<C> {
     /// The code size per vector (4·d for `HNSW{M}`); graph links are counted in
     /// [`Index::memory_bytes`].
     fn bytes_per_vector(&self) -> f64 {
-        match &self.codec {
-            _ if C::STORES_RAW => 4.0 * self.dim as f64,
-            Some(c) => c.row_size() as f64,
-            // (HNSW stores 8-bit PQ codes only, whose rows are their codes.)
-            None => C::spec_code_size(&self.inner, self.dim).map_or(0.0, |s| s as f64),
-        }
+        crate::index::codec_bytes_per_vector(self.codec.as_ref(), &self.inner, self.dim)
     }
     fn memory_bytes(&self) -> usize {
         let g = &self.graph;

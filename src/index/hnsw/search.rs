@@ -131,9 +131,11 @@ pub(super) struct Layer<L, PL, P, D, A> {
 /// distances; the caller seeds them and `s.results` after [`Scratch::reset`]) are
 /// expanded nearest first, each unvisited neighbour scored with its data prefetched a
 /// few nodes ahead, and `s.results` keeps the `ef` nearest accepted nodes. It stops at
-/// the first candidate farther than the farthest result — with `until_full`, only once
-/// `ef` results are held (a search whose filter rejects nodes goes on while it has
-/// fewer; construction stops at once, as hnswlib's).
+/// the first candidate farther than the farthest result once `ef` results are held: a
+/// search whose filter rejects nodes goes on while it has fewer. (When every node is
+/// accepted, as in construction, a waiting candidate is never farther than the
+/// farthest result before `ef` are held — nothing was dropped yet — so this is also
+/// hnswlib's construction rule, which stops at the first such candidate.)
 ///
 /// The list of the node expanded next is prefetched as soon as it is known (the lists
 /// are stored apart from the vectors, so scoring a node does not bring its list into
@@ -142,7 +144,6 @@ pub(super) struct Layer<L, PL, P, D, A> {
 pub(super) fn beam<Q, I, L, PL, P, D, A>(
     s: &mut Scratch<Q>,
     ef: usize,
-    until_full: bool,
     layer: &Layer<L, PL, P, D, A>,
 ) where
     I: IntoIterator<Item = u32>,
@@ -152,9 +153,8 @@ pub(super) fn beam<Q, I, L, PL, P, D, A>(
     D: Fn(&Q, u32) -> f32,
     A: Fn(u32) -> bool,
 {
-    let full = |s: &Scratch<Q>| !until_full || s.results.len() >= ef;
     while let Some(std::cmp::Reverse(Cand(d, v))) = s.cands.pop() {
-        if full(s) && s.results.peek().is_some_and(|w| d > w.0) {
+        if s.results.len() >= ef && s.results.peek().is_some_and(|w| d > w.0) {
             break;
         }
         if let Some(std::cmp::Reverse(next)) = s.cands.peek() {
@@ -286,7 +286,7 @@ impl<C: VectorCodec> Hnsw<C> {
             dist: |q: &C::Query, u: u32| sc.dist(q, u as usize),
             ok: |u: u32| ok(u as usize),
         };
-        beam(s, ef, true, &layer);
+        beam(s, ef, &layer);
         let mut out: Vec<Neighbor> = s
             .results
             .drain()
@@ -328,7 +328,7 @@ impl<C: VectorCodec> Hnsw<C> {
             dist: |q: &C::Query, u: u32| sc.dist(q, u as usize),
             ok: |_: u32| true,
         };
-        beam(s, width, true, &layer);
+        beam(s, width, &layer);
         let mut out: Vec<Cand> = s.results.drain().collect();
         out.sort();
         out

@@ -499,11 +499,7 @@ impl<C: VectorCodec> Index for Ivf<C> {
     /// The code size of a list entry (4·d for `Flat`); the list ids are counted in
     /// [`Index::memory_bytes`].
     fn bytes_per_vector(&self) -> f64 {
-        match &self.codec {
-            _ if C::STORES_RAW => 4.0 * self.dim as f64,
-            Some(c) => c.code_size() as f64,
-            None => C::spec_code_size(&self.inner, self.dim).map_or(0.0, |s| s as f64),
-        }
+        crate::index::codec_bytes_per_vector(self.codec.as_ref(), &self.inner, self.dim)
     }
     fn memory_bytes(&self) -> usize {
         let params = self.codec.as_ref().map_or(0, C::params_bytes);
