@@ -456,8 +456,8 @@ fn index_factory(
         Error::param(
             name,
             format!(
-                "applies to HNSW specs (HNSW{{M}}[,…]) only; {spec} is a `{}` spec",
-                typed.kind()
+                "applies to HNSW specs (HNSW{{M}}[,…]) only; {spec} builds {}",
+                typed.family()
             ),
         )
     };

@@ -99,9 +99,9 @@ pub fn run(a: BuildArgs) -> Result<()> {
         return Err(Error::param(
             "--ef-construction",
             format!(
-                "applies to HNSW specs (HNSW{{M}}[,…]) only; {} is a `{}` spec",
+                "applies to HNSW specs (HNSW{{M}}[,…]) only; {} builds {}",
                 a.spec,
-                typed.kind()
+                typed.family()
             ),
         ));
     }
@@ -109,9 +109,9 @@ pub fn run(a: BuildArgs) -> Result<()> {
         return Err(Error::param(
             "--hnsw-builder",
             format!(
-                "applies to HNSW specs (HNSW{{M}}[,…]) only; {} is a `{}` spec",
+                "applies to HNSW specs (HNSW{{M}}[,…]) only; {} builds {}",
                 a.spec,
-                typed.kind()
+                typed.family()
             ),
         ));
     }

@@ -156,7 +156,14 @@ fn item13_search_flags_that_do_not_apply_are_rejected() {
         );
     }
     let err = fail(&search(d, "hnsw.vq", &["--nprobe", "4"]));
-    assert!(err.contains("HNSW8"), "{err}");
+    assert!(err.contains("HNSW8") && err.contains("HNSW graph"), "{err}");
+    // Says what the index is in the user's words, not the container's storage kind
+    // (flat SQ is stored as a `codes` container).
+    let err = fail(&search(d, "sq8.vq", &["--nprobe", "4"]));
+    assert!(
+        err.contains("SQ8 is a flat index") && !err.contains("codes"),
+        "{err}"
+    );
     for index in ["flat.vq", "ivf.vq", "sq8.vq"] {
         let err = fail(&search(d, index, &["--ef", "32"]));
         assert!(
@@ -165,7 +172,10 @@ fn item13_search_flags_that_do_not_apply_are_rejected() {
         );
     }
     let err = fail(&search(d, "ivf.vq", &["--ef", "32"]));
-    assert!(err.contains("IVF16,SQ8"), "{err}");
+    assert!(
+        err.contains("IVF16,SQ8") && err.contains("inverted-file"),
+        "{err}"
+    );
     // Re-ranking fewer candidates than -k returns: nothing to re-rank usefully.
     let err = fail(&search(d, "sq8raw.vq", &["--rerank", "5", "-k", "10"]));
     assert!(err.contains("--rerank") && err.contains("-k"), "{err}");

@@ -185,8 +185,8 @@ pub fn import_hnsw_rs(
         return Err(Error::Spec {
             spec: spec.to_string(),
             message: format!(
-                "a `{}` spec: an hnsw_rs graph imports as HNSW{{M}} or HNSW{{M}},{{SQ…|PQ…|RaBitQ…}}",
-                typed.kind()
+                "it builds {}: an hnsw_rs graph imports as HNSW{{M}} or HNSW{{M}},{{SQ…|PQ…|RaBitQ…}}",
+                typed.family()
             ),
         });
     };

@@ -55,8 +55,8 @@ pub(crate) fn new_index_of_kind(
         return Err(Error::Spec {
             spec: spec.to_string(),
             message: format!(
-                "a `{}` spec where a `{kind}` one is needed; accepted forms: {ACCEPTED}",
-                typed.kind()
+                "it builds {}, where a `{kind}` index is needed; accepted forms: {ACCEPTED}",
+                typed.family()
             ),
         });
     }

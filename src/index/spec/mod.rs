@@ -567,6 +567,18 @@ impl IndexSpec {
         }
     }
 
+    /// What the spec builds, in words for messages: a flat index (every vector scanned:
+    /// `Flat`, SQ, PQ, RaBitQ), an inverted file or an HNSW graph. (The container
+    /// [`IndexSpec::kind`] names storage, which a user need not know: flat SQ is a
+    /// `codes` container.)
+    pub fn family(&self) -> &'static str {
+        match self {
+            IndexSpec::Ivf { .. } => "an inverted-file (IVF) index",
+            IndexSpec::Hnsw { .. } => "an HNSW graph index",
+            _ => "a flat index (every vector is scanned)",
+        }
+    }
+
     /// The index stores the exact vectors (`Flat`, `IVF{n},Flat`, `HNSW{M}`): its
     /// distances are exact, so re-ranking (`SearchParams::rerank`) has nothing to do.
     pub fn is_exact(&self) -> bool {
@@ -628,7 +640,7 @@ impl IndexSpec {
         rerank: Option<usize>,
         flag: &str,
     ) -> Result<Vec<String>> {
-        let kind = self.kind();
+        let family = self.family();
         let k_name = if flag == "--" { "-k" } else { "k" };
         // Zero is never a valid value: refused before any warning about capping it.
         if k == 0 {
@@ -644,9 +656,7 @@ impl IndexSpec {
             let Some(nlist) = self.nlist() else {
                 return Err(Error::param(
                     format!("{flag}nprobe"),
-                    format!(
-                        "applies to IVF indexes (IVF{{nlist}},…) only; {name} is a `{kind}` index"
-                    ),
+                    format!("applies to IVF indexes (IVF{{nlist}},…) only; {name} is {family}"),
                 ));
             };
             if nprobe > nlist {
@@ -660,9 +670,7 @@ impl IndexSpec {
             if !self.uses_ef() {
                 return Err(Error::param(
                     format!("{flag}ef"),
-                    format!(
-                        "applies to HNSW indexes (HNSW{{M}}[,…]) only; {name} is a `{kind}` index"
-                    ),
+                    format!("applies to HNSW indexes (HNSW{{M}}[,…]) only; {name} is {family}"),
                 ));
             }
             if ef < k {
