@@ -52,6 +52,8 @@ mod tests;
 
 /// Queries per group in batch search (they share one coarse GEMM).
 const QUERY_GROUP: usize = 64;
+/// The smallest group a small batch is split into so that every thread gets a share.
+const MIN_GROUP: usize = 8;
 /// Bounds of the query groups of a codec that scans lists for several queries at once
 /// ([`GroupSearch::query_group`]): large enough that several queries share a list,
 /// small enough that the group's query tables stay in the L2 cache.
@@ -466,19 +468,20 @@ struct Entries {
 
 impl<C: VectorCodec> GroupSearch for Ivf<C> {
     const QUERY_GROUP: usize = QUERY_GROUP;
-    /// A codec that scans several queries at once gets groups as large as an even
-    /// share of the batch per thread, up to about `nlist` queries (within
-    /// [`MIN_LIST_GROUP`]..=[`MAX_LIST_GROUP`]), so that about `nprobe` queries of a
-    /// group probe each list; others [`QUERY_GROUP`].
+    /// An even share of the batch per thread (at least [`MIN_GROUP`]): a codec that
+    /// scans several queries at once takes up to about `nlist` queries per group
+    /// (within [`MIN_LIST_GROUP`]..=[`MAX_LIST_GROUP`]), so that about `nprobe` queries
+    /// of a group probe each list; others up to [`QUERY_GROUP`]. (A batch of 50 queries
+    /// was one group of 64 on one thread: 2 threads answered it no faster than one.)
     fn query_group(&self, nq: usize) -> usize {
+        let share = nq
+            .div_ceil(rayon::current_num_threads().max(1))
+            .max(MIN_GROUP);
         match &self.codec {
             Some(c) if c.queries_per_scan() > 1 => {
-                nq.div_ceil(rayon::current_num_threads().max(1)).clamp(
-                    QUERY_GROUP,
-                    self.nlist.clamp(MIN_LIST_GROUP, MAX_LIST_GROUP),
-                )
+                share.min(self.nlist.clamp(MIN_LIST_GROUP, MAX_LIST_GROUP))
             }
-            _ => QUERY_GROUP,
+            _ => share.min(QUERY_GROUP),
         }
     }
     fn search_group(

@@ -738,3 +738,53 @@ fn add_stream_equals_chunked_adds_and_fails_unchanged() {
         assert!(before == bytes(&*streamed, "l.vq"), "{spec}");
     }
 }
+
+/// Batch search splits a batch so that every thread gets a share: groups of at least
+/// `MIN_GROUP` queries, at least as many groups as threads when the batch has that many
+/// queries to give (a batch of 50 was one group of 64 on one thread), and on one
+/// thread the groups a large batch always had (64 queries sharing a coarse GEMM, or a
+/// list-scanning codec's `nlist`-sized groups).
+#[test]
+fn small_batches_are_split_across_threads() {
+    fn check<C: VectorCodec>(mut ivf: Ivf<C>, name: &str, base: &[f32]) {
+        ivf.train(base).unwrap();
+        let multi = ivf.codec.as_ref().is_some_and(|c| c.queries_per_scan() > 1);
+        for threads in [1usize, 2, 3, 8] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for nq in [1usize, 7, 16, 50, 100, 1000, 10_000] {
+                let g = pool.install(|| ivf.query_group(nq));
+                assert!(g >= MIN_GROUP, "{name} {threads} threads {nq}: {g}");
+                if nq >= threads * MIN_GROUP {
+                    assert!(
+                        nq.div_ceil(g) >= threads,
+                        "{name}: {nq} queries in groups of {g} leave some of {threads} \
+                         threads idle"
+                    );
+                }
+                let cap = if multi { MIN_LIST_GROUP } else { QUERY_GROUP };
+                assert!(g <= cap, "{name} {threads} threads {nq}: {g}");
+                if threads == 1 && nq >= cap {
+                    assert_eq!(g, cap, "{name} one thread, {nq} queries");
+                }
+            }
+        }
+    }
+    let (n, dim, nlist) = (3000, 16, 32);
+    let (base, _) = mixture_sets(n, 1, dim, 5);
+    let base = base.as_slice();
+    let flat = IvfFlat::new(nlist, RawSpec, dim, Metric::L2, false, 3).unwrap();
+    check(flat, "IVF32,Flat", base);
+    let pq = PqParams { m: 8, nbits: 4 };
+    let fs = IvfProduct::new(nlist, pq, dim, Metric::L2, false, 3).unwrap();
+    check(fs, "IVF32,PQ8x4fs", base);
+    let config = match "SQ8".parse::<IndexSpec>().unwrap() {
+        IndexSpec::Scalar(sq) => sq.config(),
+        other => panic!("{other:?}"),
+    };
+    let name = "SQ8".to_string();
+    let sq = IvfScalar::new(nlist, SqSpec { name, config }, dim, Metric::L2, false, 3).unwrap();
+    check(sq, "IVF32,SQ8", base);
+}
