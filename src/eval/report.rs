@@ -141,6 +141,23 @@ pub fn markdown_table(rows: &[BenchRow]) -> String {
     s
 }
 
+/// A markdown table of benchmark rows with FAISS's recall@10 and QPS beside each row
+/// it measured too, and the QPS ratio (`–` where FAISS has no such row).
+pub fn comparison_table(rows: &[BenchRow], faiss: &[FaissRow]) -> String {
+    let mut s = table_head(rows, &["faiss 10-R@10", "faiss QPS", "QPS ratio"]);
+    for r in rows {
+        let f = faiss_match(r, faiss);
+        s.push_str(&format!(
+            "{} {} | {} | {} |\n",
+            row_cells(r),
+            f.map_or("–".into(), |f| format!("{:.4}", f.recall_at_10)),
+            f.map_or("–".into(), |f| format!("{:.0}", f.qps)),
+            f.map_or("–".into(), |f| format!("{:.2}×", r.qps / f.qps.max(1e-9))),
+        ));
+    }
+    s
+}
+
 /// The full markdown report: machine, title, one table with FAISS's recall and QPS beside
 /// each row it measured too (and the QPS ratio), and links to the two plots
 /// `recall_vs_memory.png` and `recall_vs_qps.png`.
@@ -150,20 +167,7 @@ pub fn markdown_report(setup: &BenchSetup, rows: &[BenchRow], faiss: &[FaissRow]
         setup.machine,
         setup.title()
     );
-    md.push_str(&table_head(
-        rows,
-        &["faiss 10-R@10", "faiss QPS", "QPS ratio"],
-    ));
-    for r in rows {
-        let f = faiss_match(r, faiss);
-        md.push_str(&format!(
-            "{} {} | {} | {} |\n",
-            row_cells(r),
-            f.map_or("–".into(), |f| format!("{:.4}", f.recall_at_10)),
-            f.map_or("–".into(), |f| format!("{:.0}", f.qps)),
-            f.map_or("–".into(), |f| format!("{:.2}×", r.qps / f.qps.max(1e-9))),
-        ));
-    }
+    md.push_str(&comparison_table(rows, faiss));
     md.push_str(
         "\n![recall vs memory](recall_vs_memory.png)\n\n![recall vs QPS](recall_vs_qps.png)\n",
     );

@@ -263,9 +263,10 @@ fi
         let calls = std::fs::read_to_string(d.join("calls.txt")).unwrap();
         std::fs::remove_file(d.join("calls.txt")).unwrap();
         let err = String::from_utf8_lossy(&out.stderr).to_string();
-        (calls, err)
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        (calls, err, stdout)
     };
-    let (calls, err) = run(d);
+    let (calls, err, stdout) = run(d);
     let calls: Vec<&str> = calls.lines().collect();
     // SQ8u has no FAISS equivalent; the others are one call each, in order, and only
     // the first times the exact search.
@@ -292,11 +293,18 @@ fi
     let requests = std::fs::read_to_string(d.join("requests.txt")).unwrap();
     assert_eq!(requests, "{}\n{}\n", "two more timings of PQ4's one row");
     assert!(row("SQ8").ends_with("| – | – | – |"), "{md}");
+    // The terminal shows the same comparison as report.md (it showed vecquant's
+    // columns only).
+    for spec in ["Flat", "PQ4", "SQ8"] {
+        assert!(stdout.contains(&row(spec)), "{spec}: {stdout}");
+    }
+    assert!(stdout.contains("QPS ratio"), "{stdout}");
 
     // The interpreter cannot run the script: one call, one note, no FAISS columns.
     std::fs::write(d.join("exit2"), "").unwrap();
-    let (calls, err) = run(d);
+    let (calls, err, stdout) = run(d);
     assert_eq!(calls.lines().count(), 1, "{calls}");
+    assert!(!stdout.contains("faiss"), "{stdout}");
     assert_eq!(err.matches("FAISS comparison skipped").count(), 1, "{err}");
     assert!(err.contains("needs numpy"), "{err}");
 

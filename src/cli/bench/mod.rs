@@ -10,7 +10,9 @@ use std::time::Instant;
 
 use clap::Args;
 use vecquant::data::load_dataset;
-use vecquant::eval::report::{BenchRow, FaissRow, TIMING_ROUNDS, faiss_matches, markdown_table};
+use vecquant::eval::report::{
+    BenchRow, FaissRow, TIMING_ROUNDS, comparison_table, faiss_matches, markdown_table,
+};
 use vecquant::eval::timed_search;
 use vecquant::index::spec::BuildOptions;
 use vecquant::{Result, SearchParams};
@@ -169,7 +171,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
             )
         },
     )?;
-    let table = markdown_table(&rows);
+    // FAISS's columns too when it ran: the comparison asked for is on the terminal, not
+    // only in report.md.
+    let table = if faiss.is_empty() {
+        markdown_table(&rows)
+    } else {
+        comparison_table(&rows, &faiss)
+    };
     outln!(
         "\n## {} ({} × {}, {} queries)\n\n{table}",
         loaded.name,
