@@ -40,6 +40,8 @@ pub fn run(a: AddArgs) -> Result<()> {
     if a.chunk == Some(0) {
         return Err(Error::param("--chunk", "must be at least 1 row"));
     }
+    // Held until the save below has replaced the file: no other write in between.
+    let _turn = paths::reserve_index(&a.index)?;
     let mut idx = vecquant::index::open(&a.index)?;
     let mut v = VectorReader::open(&a.vectors)?;
     let (dim, n) = (v.dim(), v.len());

@@ -48,6 +48,8 @@ pub fn run(a: DeleteArgs) -> Result<()> {
     // Each id counts once ("deleted 1 of 1 ids" for `--ids 7,7`).
     ids.sort_unstable();
     ids.dedup();
+    // Held until the save below has replaced the file: no other write in between.
+    let _turn = paths::reserve_index(&a.index)?;
     let mut idx = vecquant::index::open(&a.index)?;
     let before = idx.len();
     let n = idx.delete(&ids)?;

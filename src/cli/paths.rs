@@ -177,3 +177,17 @@ fn resolved(p: &Path) -> Option<PathBuf> {
     };
     Some(std::fs::canonicalize(dir).ok()?.join(p.file_name()?))
 }
+
+/// Takes this process's turn to rewrite the index at `path` before reading it
+/// ([`vecquant::store::reserve`]): `add` and `delete` read the index, change it and save
+/// it, and two of them at once both started from the old file — the later save undid
+/// the earlier one's change (or failed: each removed the other's temporary file). While
+/// another process writes `path`, this one says so on stderr and waits.
+pub fn reserve_index(path: &Path) -> Result<vecquant::store::Reservation> {
+    vecquant::store::reserve(path, &mut || {
+        eprintln!(
+            "note: waiting for another process to finish writing {}",
+            path.display()
+        )
+    })
+}

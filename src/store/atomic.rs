@@ -1,7 +1,19 @@
 //! [`AtomicFile`]: the crate's one atomic writer (temporary file, fsync, rename,
 //! directory fsync), which keeps the mode and owner of the file it replaces.
+//!
+//! Writers of one path take turns: the temporary file `PATH.tmp` is held under an
+//! exclusive lock (`flock`) from its creation until it is renamed over `PATH`, so a
+//! second writer — another process, or another thread — waits instead of removing the
+//! first one's half-written file (which then renamed the second one's half-written file
+//! into place, or failed with "No such file or directory"). A `PATH.tmp` nobody holds
+//! locked was left by a writer that died and is replaced. A read-modify-write (`vecquant
+//! add`, `delete`) takes its turn before it reads ([`reserve`]), so that two of them
+//! cannot both start from the old file and the later one undo the earlier one's change.
 
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 
@@ -55,7 +67,19 @@ impl AtomicFile {
     /// [`Error::Io`] naming `path` if it is a directory or has no write permission bits
     /// (a read-only file is not replaced, whoever runs this — root included); naming the
     /// directory or the temporary file if they cannot be created.
+    ///
+    /// Waits while another writer holds `PATH.tmp` (see the module's documentation); a
+    /// write [`reserve`]d by this process takes the reserved file.
     pub(crate) fn create(path: &Path) -> Result<Self> {
+        if let Some(reserved) = take_reserved(path) {
+            return Ok(reserved);
+        }
+        Self::claim(path, &mut || {})
+    }
+
+    /// [`AtomicFile::create`] without looking at reservations; `on_wait` is called once
+    /// if another writer holds the temporary file.
+    fn claim(path: &Path, on_wait: &mut dyn FnMut()) -> Result<Self> {
         let existing = replaceable(path)?;
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
@@ -64,17 +88,7 @@ impl AtomicFile {
         }
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        // A leftover from a crash may have another mode or owner: start afresh.
-        let _ = std::fs::remove_file(&tmp);
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        if existing.is_some() {
-            // Private until it takes the old file's mode below.
-            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        }
-        let file = opts.open(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let (file, tmp) = claim_tmp(PathBuf::from(tmp), existing.is_some(), on_wait)?;
         let mut out = AtomicFile {
             path: path.to_path_buf(),
             tmp,
@@ -137,10 +151,16 @@ impl AtomicFile {
             .into_inner()
             .map_err(|e| Error::io(&self.tmp, e.into_error()))?;
         file.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
-        drop(file);
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))?;
-        // Renamed: nothing left for `drop` to clean up.
+        // Renamed while still locked (closing the file releases the lock): a writer
+        // waiting for `PATH.tmp` must not find it unlocked and take it for a leftover.
+        let renamed = std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e));
+        if renamed.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        // Renamed, or removed above: nothing left for `drop` to clean up.
         self.committed = true;
+        drop(file);
+        renamed?;
         crate::data::sync_parent_dir(&self.path);
         Ok(())
     }
@@ -148,11 +168,160 @@ impl AtomicFile {
 
 impl Drop for AtomicFile {
     fn drop(&mut self) {
-        drop(self.out.take());
+        // Removed while still locked, then closed (see `commit`).
         if !self.committed {
             let _ = std::fs::remove_file(&self.tmp);
         }
+        drop(self.out.take());
     }
+}
+
+/// Takes `tmp` (`PATH.tmp`) for one writer: returns it created and locked, or — on a
+/// file system without hard links or locks — a temporary file of this writer's own. The new file
+/// is created under a name only this writer knows and locked before it is hard-linked
+/// to `tmp` (a link fails if `tmp` exists, so exactly one writer succeeds, and no other
+/// can ever see it unlocked). If `tmp` exists, it is either held by a live writer (its
+/// lock is taken: wait for it, calling `on_wait` once) or was left by one that died
+/// (its lock is free: remove it, if it is still the file of that name); then try again.
+/// `private` creates it with mode 0600 (it takes the replaced file's mode afterwards).
+fn claim_tmp(tmp: PathBuf, private: bool, on_wait: &mut dyn FnMut()) -> Result<(File, PathBuf)> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let mut own = tmp.as_os_str().to_owned();
+    own.push(format!(
+        ".{}.{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let own = PathBuf::from(own);
+    let mut waited = false;
+    loop {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.read(true).write(true).create_new(true);
+        #[cfg(unix)]
+        if private {
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        }
+        #[cfg(not(unix))]
+        let _ = private;
+        // (A file of this name is a leftover of a process that had this one's id.)
+        let _ = std::fs::remove_file(&own);
+        let file = opts.open(&own).map_err(|e| Error::io(&tmp, e))?;
+        // Nobody else knows this name yet: the lock is free. A file system without
+        // locks keeps this writer's own temporary file, as without hard links below.
+        if file.lock().is_err() {
+            return Ok((file, own));
+        }
+        match std::fs::hard_link(&own, &tmp) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&own);
+                return Ok((file, tmp));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let _ = std::fs::remove_file(&own);
+                drop(file);
+            }
+            // No hard links here: this writer's own temporary file (writers of the same
+            // path cannot wait for each other, but none removes another's file).
+            Err(_) => return Ok((file, own)),
+        }
+        let other = match File::open(&tmp) {
+            Ok(f) => f,
+            // Renamed over PATH (or removed) in between: try again.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(&tmp, e)),
+        };
+        match other.try_lock() {
+            Ok(()) => {
+                // Unlocked: its writer died (a live one renames before it unlocks).
+                // Removed only if it is still the file at that name.
+                if same_file(&other, &tmp) {
+                    match std::fs::remove_file(&tmp) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(Error::io(&tmp, e)),
+                    }
+                }
+            }
+            Err(TryLockError::WouldBlock) => {
+                if !waited {
+                    waited = true;
+                    on_wait();
+                }
+                // Until its writer renames it over PATH, or fails and removes it.
+                other.lock().map_err(|e| Error::io(&tmp, e))?;
+            }
+            Err(TryLockError::Error(e)) => return Err(Error::io(&tmp, e)),
+        }
+    }
+}
+
+/// Whether `path` still names the file `f` is open on.
+fn same_file(f: &File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (f.metadata(), std::fs::metadata(path)) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (f, path);
+        true
+    }
+}
+
+/// Writes reserved by [`reserve`]: the key is the path made absolute.
+static RESERVED: Mutex<Vec<(PathBuf, AtomicFile)>> = Mutex::new(Vec::new());
+
+fn reservation_key(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The write to `path` this process reserved, if any (taken out of the reservations).
+fn take_reserved(path: &Path) -> Option<AtomicFile> {
+    let key = reservation_key(path);
+    let mut held = RESERVED.lock().unwrap_or_else(|e| e.into_inner());
+    let i = held.iter().position(|(k, _)| *k == key)?;
+    Some(held.swap_remove(i).1)
+}
+
+/// A write to a path, reserved by [`reserve`]: dropped before the write is saved, it
+/// gives the turn back (nothing is written).
+#[must_use = "the reservation ends when this is dropped"]
+pub struct Reservation {
+    key: PathBuf,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        // (Not saved: the reserved file is removed and its lock released.)
+        drop(take_reserved(&self.key));
+    }
+}
+
+/// Takes this process's turn to write `path` before reading it, for a
+/// read-modify-write: waits while another writer (process or thread) holds the path —
+/// calling `on_wait` once, say to tell the user — and then holds it until the next save
+/// of `path` in this process (an index's `save`, [`crate::store::ContainerWriter::save`])
+/// has renamed its file into place, or until the [`Reservation`] is dropped. Every
+/// writer of the crate takes the same turn, so a read-modify-write between `reserve`
+/// and the save sees no other write to `path` and loses none.
+///
+/// # Errors
+/// [`Error::Io`] naming `path` if it is a directory or read-only (as a save would), or
+/// naming `PATH.tmp` if it cannot be created or locked.
+pub fn reserve(path: &Path, on_wait: &mut dyn FnMut()) -> Result<Reservation> {
+    let key = reservation_key(path);
+    // One reservation per path in a process (a second would wait for the first).
+    drop(take_reserved(&key));
+    let file = AtomicFile::claim(path, on_wait)?;
+    RESERVED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((key.clone(), file));
+    Ok(Reservation { key })
 }
 
 #[cfg(test)]
@@ -261,5 +430,122 @@ mod tests {
             .expect("refused")
             .to_string();
         assert!(e.contains("is a directory"), "{e}");
+    }
+
+    /// The file names in `dir`, sorted.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Writers of one path at once (threads here; processes take the same lock) take
+    /// turns: every one commits, the file is one writer's bytes whole, and no temporary
+    /// file is left. (Each used to remove the other's `PATH.tmp`: a commit failed with
+    /// "No such file or directory", or renamed another writer's half-written file.)
+    #[test]
+    fn concurrent_writers_of_one_path_take_turns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.vq");
+        std::fs::write(&path, b"old").unwrap();
+        let len = 200_000;
+        std::thread::scope(|s| {
+            for w in 1..=4u8 {
+                let path = &path;
+                s.spawn(move || {
+                    let mut f = AtomicFile::create(path).unwrap();
+                    for _ in 0..20 {
+                        f.write_all(&vec![w; len / 20]).unwrap();
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                    f.commit().unwrap();
+                });
+            }
+        });
+        let got = std::fs::read(&path).unwrap();
+        assert_eq!(got.len(), len);
+        assert!(got.iter().all(|&b| b == got[0]), "bytes of several writers");
+        assert_eq!(names(dir.path()), ["f.vq"]);
+    }
+
+    /// A `PATH.tmp` that no writer holds (left by one that died) is replaced, whatever
+    /// its mode; nothing is left behind.
+    #[test]
+    fn a_dead_writers_temporary_file_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.vq");
+        let tmp = dir.path().join("f.vq.tmp");
+        std::fs::write(&tmp, b"half of an old write").unwrap();
+        #[cfg(unix)]
+        chmod(&tmp, 0o400);
+        let mut f = AtomicFile::create(&path).unwrap();
+        f.write_all(b"new").unwrap();
+        f.commit().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        assert_eq!(names(dir.path()), ["f.vq"]);
+    }
+
+    /// A reserved path holds off every other writer until the reserving process saves
+    /// it (the other writer waits, calling its `on_wait` once, and then writes after);
+    /// a reservation dropped without a save writes nothing and lets the next one in.
+    #[test]
+    fn a_reservation_holds_off_other_writers_until_its_save() {
+        use std::sync::atomic::AtomicBool;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.vq");
+        std::fs::write(&path, b"old").unwrap();
+        let turn = reserve(&path, &mut || panic!("nobody else writes")).unwrap();
+        let (done, waited) = (AtomicBool::new(false), AtomicBool::new(false));
+        std::thread::scope(|s| {
+            let other = s.spawn(|| {
+                // Another thread is another writer: it does not see this thread's
+                // reservation as its own (it claims the lock itself).
+                let mut f = AtomicFile::claim(&path, &mut || {
+                    assert!(!waited.swap(true, Ordering::SeqCst), "on_wait called twice");
+                })
+                .unwrap();
+                f.write_all(b"second").unwrap();
+                f.commit().unwrap();
+                done.store(true, Ordering::SeqCst);
+            });
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            assert!(
+                !done.load(Ordering::SeqCst),
+                "wrote while the path was reserved"
+            );
+            assert_eq!(std::fs::read(&path).unwrap(), b"old");
+            // The save takes the reserved file.
+            let mut f = AtomicFile::create(&path).unwrap();
+            f.write_all(b"first").unwrap();
+            f.commit().unwrap();
+            other.join().unwrap();
+        });
+        assert!(waited.load(Ordering::SeqCst));
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        drop(turn);
+        // Dropped without a save: nothing written, nothing left, the next writer in.
+        let turn = reserve(&path, &mut || {}).unwrap();
+        assert_eq!(names(dir.path()), ["f.vq", "f.vq.tmp"]);
+        drop(turn);
+        assert_eq!(names(dir.path()), ["f.vq"]);
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        let mut f = AtomicFile::create(&path).unwrap();
+        f.write_all(b"third").unwrap();
+        f.commit().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"third");
+        // A read-only target is refused when reserved, before any work.
+        #[cfg(unix)]
+        {
+            chmod(&path, 0o444);
+            let e = reserve(&path, &mut || {})
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(e.contains("read-only"), "{e}");
+            assert_eq!(names(dir.path()), ["f.vq"]);
+        }
     }
 }

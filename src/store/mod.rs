@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use crate::metric::Metric;
 
 pub(crate) use atomic::AtomicFile;
-pub use atomic::check_replaceable;
+pub use atomic::{Reservation, check_replaceable, reserve};
 pub(crate) use reader::map_file;
 pub use reader::{Container, OpenOptions};
 pub use slab::{Plain, Slab};

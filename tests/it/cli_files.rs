@@ -659,3 +659,97 @@ fn inspect_describes_vector_files_and_names_their_damage() {
     let info = ok(&vecquant(&["inspect", "index.fvecs"], d));
     assert!(info.contains("vecquant container"), "{info}");
 }
+
+/// `add` and `delete` take their turn before they read the index: while another writer
+/// holds it (here this test, through the library's `store::reserve`, as another
+/// `vecquant add` would), `add` says on stderr that it waits, writes nothing, and then
+/// adds on top of what the other writer saved — no change is lost. Two `add`s and a
+/// `delete` started together all land. (Both used to start from the old file: the later
+/// save undid the earlier one's change, or failed with "No such file or directory".)
+#[test]
+fn concurrent_adds_and_deletes_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    small_data(d);
+    ok(&vecquant(
+        &[
+            "build",
+            "--spec",
+            "SQ8",
+            "--base",
+            "data/base.fvecs",
+            "--out",
+            "i.vq",
+        ],
+        d,
+    ));
+    let live = |d: &Path| -> usize {
+        let o = ok(&vecquant(&["inspect", "i.vq"], d));
+        let line = o
+            .lines()
+            .find(|l| l.starts_with("live"))
+            .expect("live line");
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let index = d.join("i.vq");
+    let turn = vecquant::store::reserve(&index, &mut || {}).unwrap();
+    let bin =
+        std::env::var_os("VECQUANT_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_vecquant").into());
+    let child = std::process::Command::new(&bin)
+        .args(["add", "--index", "i.vq", "--vectors", "data/query.fvecs"])
+        .current_dir(d)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // The other writer's save (this test's): 5 of the 2,000 deleted.
+    let mut idx = vecquant::index::open(&index).unwrap();
+    idx.delete(&[0, 1, 2, 3, 4]).unwrap();
+    idx.save(&index).unwrap();
+    drop(turn);
+    let out = child.wait_with_output().unwrap();
+    let (_, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("waiting for another process"), "{err}");
+    // 2,000 − 5 + 20: the add went on top of the delete.
+    assert_eq!(live(d), 2015);
+
+    // Three rewrites at once: every one lands.
+    let spawn = |args: &[&str]| {
+        std::process::Command::new(&bin)
+            .args(args)
+            .current_dir(d)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let runs = [
+        spawn(&[
+            "add",
+            "--index",
+            "i.vq",
+            "--vectors",
+            "data/query.fvecs",
+            "--first-id",
+            "10000",
+        ]),
+        spawn(&[
+            "add",
+            "--index",
+            "i.vq",
+            "--vectors",
+            "data/query.fvecs",
+            "--first-id",
+            "20000",
+        ]),
+        spawn(&["delete", "--index", "i.vq", "--ids", "5,6,7"]),
+    ];
+    for r in runs {
+        let out = r.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out).1);
+    }
+    assert_eq!(live(d), 2015 + 40 - 3);
+    assert!(temp_debris(d).is_empty(), "{:?}", temp_debris(d));
+}
