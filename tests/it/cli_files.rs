@@ -671,18 +671,8 @@ fn concurrent_adds_and_deletes_all_land() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     small_data(d);
-    ok(&vecquant(
-        &[
-            "build",
-            "--spec",
-            "SQ8",
-            "--base",
-            "data/base.fvecs",
-            "--out",
-            "i.vq",
-        ],
-        d,
-    ));
+    let build = ["build", "--spec", "SQ8", "--base", "data/base.fvecs"];
+    ok(&vecquant(&[&build[..], &["--out", "i.vq"]].concat(), d));
     let live = |d: &Path| -> usize {
         let o = ok(&vecquant(&["inspect", "i.vq"], d));
         let line = o
@@ -693,15 +683,8 @@ fn concurrent_adds_and_deletes_all_land() {
     };
     let index = d.join("i.vq");
     let turn = vecquant::store::reserve(&index, &mut || {}).unwrap();
-    let bin =
-        std::env::var_os("VECQUANT_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_vecquant").into());
-    let child = std::process::Command::new(&bin)
-        .args(["add", "--index", "i.vq", "--vectors", "data/query.fvecs"])
-        .current_dir(d)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let add = ["add", "--index", "i.vq", "--vectors", "data/query.fvecs"];
+    let child = spawn_vecquant(&add, d);
     std::thread::sleep(std::time::Duration::from_millis(500));
     // The other writer's save (this test's): 5 of the 2,000 deleted.
     let mut idx = vecquant::index::open(&index).unwrap();
@@ -716,35 +699,10 @@ fn concurrent_adds_and_deletes_all_land() {
     assert_eq!(live(d), 2015);
 
     // Three rewrites at once: every one lands.
-    let spawn = |args: &[&str]| {
-        std::process::Command::new(&bin)
-            .args(args)
-            .current_dir(d)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
     let runs = [
-        spawn(&[
-            "add",
-            "--index",
-            "i.vq",
-            "--vectors",
-            "data/query.fvecs",
-            "--first-id",
-            "10000",
-        ]),
-        spawn(&[
-            "add",
-            "--index",
-            "i.vq",
-            "--vectors",
-            "data/query.fvecs",
-            "--first-id",
-            "20000",
-        ]),
-        spawn(&["delete", "--index", "i.vq", "--ids", "5,6,7"]),
+        spawn_vecquant(&[&add[..], &["--first-id", "10000"]].concat(), d),
+        spawn_vecquant(&[&add[..], &["--first-id", "20000"]].concat(), d),
+        spawn_vecquant(&["delete", "--index", "i.vq", "--ids", "5,6,7"], d),
     ];
     for r in runs {
         let out = r.wait_with_output().unwrap();

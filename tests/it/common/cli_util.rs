@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 /// Runs the binary under test in `cwd`: `VECQUANT_BIN` when set (e.g. an older build, to
 /// watch a test fail on it), else the one cargo built for this test.
@@ -15,15 +15,29 @@ pub fn vecquant(args: &[&str], cwd: &Path) -> Output {
 /// [`vecquant`] with its standard output sent to `stdout` (a closed pipe, `/dev/full`);
 /// its standard error is captured.
 pub fn vecquant_to(args: &[&str], cwd: &Path, stdout: impl Into<Stdio>) -> Output {
-    let bin =
-        std::env::var_os("VECQUANT_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_vecquant").into());
-    Command::new(bin)
-        .args(args)
-        .current_dir(cwd)
-        .stdout(stdout)
-        .stderr(Stdio::piped())
+    command(args, cwd, stdout)
         .output()
         .expect("the vecquant binary runs")
+}
+
+/// [`vecquant`] started and left running (both outputs piped): for runs that must
+/// overlap; `wait_with_output` collects them.
+pub fn spawn_vecquant(args: &[&str], cwd: &Path) -> Child {
+    command(args, cwd, Stdio::piped())
+        .spawn()
+        .expect("the vecquant binary starts")
+}
+
+/// The binary under test with `args` in `cwd`, stderr piped.
+fn command(args: &[&str], cwd: &Path, stdout: impl Into<Stdio>) -> Command {
+    let bin =
+        std::env::var_os("VECQUANT_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_vecquant").into());
+    let mut c = Command::new(bin);
+    c.args(args)
+        .current_dir(cwd)
+        .stdout(stdout)
+        .stderr(Stdio::piped());
+    c
 }
 
 /// Stdout and stderr as text.
