@@ -522,4 +522,62 @@ mod tests {
             assert_eq!(again.search_batch(queries.as_slice(), &p).unwrap(), before);
         }
     }
+
+    /// A small batch is split so that every thread gets a share (20 queries were groups
+    /// of 16 and 4: one thread did four fifths of the work), one thread and large
+    /// batches keep groups of `QUERY_GROUP`, and the answers are the same however the
+    /// batch is grouped (1, 2, 3 or 8 threads; 4-bit PQ fast-scan and SQ8, whose scans
+    /// take queries four at a time).
+    #[test]
+    fn small_batches_are_split_across_threads() {
+        use crate::index::{GroupSearch, MIN_QUERY_GROUP};
+        let (n, dim) = (3000, 16);
+        let data = gaussian(n, dim, 0.0, 1.0, 4).unwrap();
+        let queries = gaussian(23, dim, 0.0, 1.0, 5).unwrap();
+        let spec = PqParams { m: 8, nbits: 4 };
+        let mut pq = FlatCodes::<ProductQuantizer>::new(spec, dim, Metric::L2, false, 2).unwrap();
+        pq.train(data.as_slice()).unwrap();
+        pq.add(data.as_slice(), None).unwrap();
+        let mut sq = crate::index::Scalar::from_spec("SQ8", dim, Metric::L2, false).unwrap();
+        sq.train(data.as_slice()).unwrap();
+        sq.add(data.as_slice(), None).unwrap();
+        let p = SearchParams::with_k(10);
+        let one = (
+            pq.search_batch(queries.as_slice(), &p).unwrap(),
+            sq.search_batch(queries.as_slice(), &p).unwrap(),
+        );
+        for threads in [1usize, 2, 3, 8] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for nq in [1usize, 4, 7, 20, 23, 64, 1000] {
+                let g = pool.install(|| pq.query_group(nq));
+                assert!(
+                    (MIN_QUERY_GROUP..=QUERY_GROUP).contains(&g),
+                    "{threads} {nq}: {g}"
+                );
+                if nq >= threads * MIN_QUERY_GROUP {
+                    assert!(
+                        nq.div_ceil(g) >= threads,
+                        "{nq} queries in groups of {g} leave some of {threads} threads idle"
+                    );
+                }
+                if threads == 1 || nq >= threads * QUERY_GROUP {
+                    assert_eq!(
+                        g,
+                        QUERY_GROUP.min(nq.max(MIN_QUERY_GROUP)),
+                        "{threads} {nq}"
+                    );
+                }
+            }
+            let got = pool.install(|| {
+                (
+                    pq.search_batch(queries.as_slice(), &p).unwrap(),
+                    sq.search_batch(queries.as_slice(), &p).unwrap(),
+                )
+            });
+            assert_eq!(got, one, "{threads} threads");
+        }
+    }
 }

@@ -698,10 +698,11 @@ pub(crate) fn drive_stream(
 pub(crate) trait GroupSearch: Index {
     /// Queries per group in batch search.
     const QUERY_GROUP: usize;
-    /// Queries per group for a batch of `nq` (default [`GroupSearch::QUERY_GROUP`]).
+    /// Queries per group for a batch of `nq`: by default an even share per thread
+    /// (at least [`MIN_QUERY_GROUP`], at most [`GroupSearch::QUERY_GROUP`] — see
+    /// [`share_per_thread`]).
     fn query_group(&self, nq: usize) -> usize {
-        let _ = nq;
-        Self::QUERY_GROUP
+        share_per_thread(nq, MIN_QUERY_GROUP, Self::QUERY_GROUP)
     }
     /// Answers a group of row-major queries (as given, not yet prepared): each query's
     /// neighbours and how many candidates it re-scored exactly.
@@ -711,6 +712,19 @@ pub(crate) trait GroupSearch: Index {
         params: &SearchParams,
         filter: &IdFilter<'_>,
     ) -> Result<Vec<(Vec<Neighbor>, u32)>>;
+}
+
+/// The smallest default query group: one pass of the four-query scans.
+pub(crate) const MIN_QUERY_GROUP: usize = 4;
+
+/// Queries per group for a batch of `nq` split across the pool's threads: an even share
+/// per thread, within `min..=max`. One thread and batches of at least `max` per thread
+/// get groups of `max` as before; a small batch is no longer one or two full groups on
+/// some of the threads (20 queries in groups of 16 kept one thread on 16 and the other
+/// on 4).
+pub(crate) fn share_per_thread(nq: usize, min: usize, max: usize) -> usize {
+    nq.div_ceil(rayon::current_num_threads().max(1))
+        .clamp(min.min(max), max)
 }
 
 /// [`Index::search_filtered`] of a [`GroupSearch`] kind.

@@ -474,15 +474,11 @@ impl<C: VectorCodec> GroupSearch for Ivf<C> {
     /// of a group probe each list; others up to [`QUERY_GROUP`]. (A batch of 50 queries
     /// was one group of 64 on one thread: 2 threads answered it no faster than one.)
     fn query_group(&self, nq: usize) -> usize {
-        let share = nq
-            .div_ceil(rayon::current_num_threads().max(1))
-            .max(MIN_GROUP);
-        match &self.codec {
-            Some(c) if c.queries_per_scan() > 1 => {
-                share.min(self.nlist.clamp(MIN_LIST_GROUP, MAX_LIST_GROUP))
-            }
-            _ => share.min(QUERY_GROUP),
-        }
+        let max = match &self.codec {
+            Some(c) if c.queries_per_scan() > 1 => self.nlist.clamp(MIN_LIST_GROUP, MAX_LIST_GROUP),
+            _ => QUERY_GROUP,
+        };
+        crate::index::share_per_thread(nq, MIN_GROUP, max)
     }
     fn search_group(
         &self,
