@@ -546,31 +546,17 @@ mod tests {
             pq.search_batch(queries.as_slice(), &p).unwrap(),
             sq.search_batch(queries.as_slice(), &p).unwrap(),
         );
+        crate::index::check_query_groups(
+            "PQ8x4fs",
+            |nq| pq.query_group(nq),
+            MIN_QUERY_GROUP,
+            QUERY_GROUP,
+        );
         for threads in [1usize, 2, 3, 8] {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            for nq in [1usize, 4, 7, 20, 23, 64, 1000] {
-                let g = pool.install(|| pq.query_group(nq));
-                assert!(
-                    (MIN_QUERY_GROUP..=QUERY_GROUP).contains(&g),
-                    "{threads} {nq}: {g}"
-                );
-                if nq >= threads * MIN_QUERY_GROUP {
-                    assert!(
-                        nq.div_ceil(g) >= threads,
-                        "{nq} queries in groups of {g} leave some of {threads} threads idle"
-                    );
-                }
-                if threads == 1 || nq >= threads * QUERY_GROUP {
-                    assert_eq!(
-                        g,
-                        QUERY_GROUP.min(nq.max(MIN_QUERY_GROUP)),
-                        "{threads} {nq}"
-                    );
-                }
-            }
             let got = pool.install(|| {
                 (
                     pq.search_batch(queries.as_slice(), &p).unwrap(),

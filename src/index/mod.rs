@@ -727,6 +727,42 @@ pub(crate) fn share_per_thread(nq: usize, min: usize, max: usize) -> usize {
         .clamp(min.min(max), max)
 }
 
+/// Checks a kind's `query_group` (called inside pools of 1, 2, 3 and 8 threads, for
+/// batches of 1 to 10,000 queries) against the split [`share_per_thread`] promises:
+/// groups within `min..=max`; at least as many groups as threads whenever the batch
+/// has `min` queries per thread to give; and groups of `max` (or the whole batch, at
+/// least `min`) on one thread or when every thread has `max` queries.
+#[cfg(test)]
+pub(crate) fn check_query_groups(
+    name: &str,
+    group: impl Fn(usize) -> usize + Sync,
+    min: usize,
+    max: usize,
+) {
+    for threads in [1usize, 2, 3, 8] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        for nq in [1usize, 4, 7, 16, 20, 23, 50, 64, 100, 1000, 10_000] {
+            let g = pool.install(|| group(nq));
+            assert!(
+                (min..=max).contains(&g),
+                "{name} {threads} threads {nq}: {g}"
+            );
+            if nq >= threads * min {
+                assert!(
+                    nq.div_ceil(g) >= threads,
+                    "{name}: {nq} queries in groups of {g} leave some of {threads} threads idle"
+                );
+            }
+            if threads == 1 || nq >= threads * max {
+                assert_eq!(g, max.min(nq.max(min)), "{name} {threads} threads {nq}");
+            }
+        }
+    }
+}
+
 /// [`Index::search_filtered`] of a [`GroupSearch`] kind.
 pub(crate) fn grouped_single<I: GroupSearch>(
     idx: &I,

@@ -272,8 +272,13 @@ fn same_file(f: &File, path: &Path) -> bool {
     }
 }
 
-/// Writes reserved by [`reserve`]: the key is the path made absolute.
-static RESERVED: Mutex<Vec<(PathBuf, AtomicFile)>> = Mutex::new(Vec::new());
+/// Writes reserved by [`reserve`]: the path made absolute, the reservation's number, the
+/// reserved file.
+static RESERVED: Mutex<Vec<(PathBuf, u64, AtomicFile)>> = Mutex::new(Vec::new());
+
+fn reserved() -> std::sync::MutexGuard<'static, Vec<(PathBuf, u64, AtomicFile)>> {
+    RESERVED.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn reservation_key(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
@@ -281,23 +286,34 @@ fn reservation_key(path: &Path) -> PathBuf {
 
 /// The write to `path` this process reserved, if any (taken out of the reservations).
 fn take_reserved(path: &Path) -> Option<AtomicFile> {
+    let mut held = reserved();
+    // (Most saves run with nothing reserved: no path to make absolute then.)
+    if held.is_empty() {
+        return None;
+    }
     let key = reservation_key(path);
-    let mut held = RESERVED.lock().unwrap_or_else(|e| e.into_inner());
-    let i = held.iter().position(|(k, _)| *k == key)?;
-    Some(held.swap_remove(i).1)
+    let i = held.iter().position(|(k, ..)| *k == key)?;
+    Some(held.swap_remove(i).2)
 }
 
 /// A write to a path, reserved by [`reserve`]: dropped before the write is saved, it
 /// gives the turn back (nothing is written).
 #[must_use = "the reservation ends when this is dropped"]
 pub struct Reservation {
-    key: PathBuf,
+    id: u64,
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        // (Not saved: the reserved file is removed and its lock released.)
-        drop(take_reserved(&self.key));
+        // Not saved: the reserved file is removed and its lock released (only this
+        // reservation's: a later one of the same path is not this one's to end).
+        let mut held = reserved();
+        let file = held
+            .iter()
+            .position(|&(_, id, _)| id == self.id)
+            .map(|i| held.swap_remove(i).2);
+        drop(held);
+        drop(file);
     }
 }
 
@@ -307,21 +323,20 @@ impl Drop for Reservation {
 /// of `path` in this process (an index's `save`, [`crate::store::ContainerWriter::save`])
 /// has renamed its file into place, or until the [`Reservation`] is dropped. Every
 /// writer of the crate takes the same turn, so a read-modify-write between `reserve`
-/// and the save sees no other write to `path` and loses none.
+/// and the save sees no other write to `path` and loses none. Reserving a path this
+/// process has reserved already ends the earlier reservation first.
 ///
 /// # Errors
 /// [`Error::Io`] naming `path` if it is a directory or read-only (as a save would), or
 /// naming `PATH.tmp` if it cannot be created or locked.
 pub fn reserve(path: &Path, on_wait: &mut dyn FnMut()) -> Result<Reservation> {
-    let key = reservation_key(path);
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     // One reservation per path in a process (a second would wait for the first).
-    drop(take_reserved(&key));
+    drop(take_reserved(path));
     let file = AtomicFile::claim(path, on_wait)?;
-    RESERVED
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((key.clone(), file));
-    Ok(Reservation { key })
+    let id = NEXT.fetch_add(1, Ordering::Relaxed);
+    reserved().push((reservation_key(path), id, file));
+    Ok(Reservation { id })
 }
 
 #[cfg(test)]
@@ -536,6 +551,20 @@ mod tests {
         f.write_all(b"third").unwrap();
         f.commit().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"third");
+        // Reserved again while reserved: the earlier reservation's end does not end the
+        // later one (the next save still takes it, and nobody else gets in before).
+        let first = reserve(&path, &mut || {}).unwrap();
+        let second = reserve(&path, &mut || {}).unwrap();
+        drop(first);
+        assert_eq!(names(dir.path()), ["f.vq", "f.vq.tmp"]);
+        let e = File::open(dir.path().join("f.vq.tmp")).unwrap().try_lock();
+        assert!(matches!(e, Err(TryLockError::WouldBlock)), "{e:?}");
+        let mut f = AtomicFile::create(&path).unwrap();
+        f.write_all(b"fourth").unwrap();
+        f.commit().unwrap();
+        drop(second);
+        assert_eq!(std::fs::read(&path).unwrap(), b"fourth");
+        assert_eq!(names(dir.path()), ["f.vq"]);
         // A read-only target is refused when reserved, before any work.
         #[cfg(unix)]
         {

@@ -749,28 +749,8 @@ fn small_batches_are_split_across_threads() {
     fn check<C: VectorCodec>(mut ivf: Ivf<C>, name: &str, base: &[f32]) {
         ivf.train(base).unwrap();
         let multi = ivf.codec.as_ref().is_some_and(|c| c.queries_per_scan() > 1);
-        for threads in [1usize, 2, 3, 8] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            for nq in [1usize, 7, 16, 50, 100, 1000, 10_000] {
-                let g = pool.install(|| ivf.query_group(nq));
-                assert!(g >= MIN_GROUP, "{name} {threads} threads {nq}: {g}");
-                if nq >= threads * MIN_GROUP {
-                    assert!(
-                        nq.div_ceil(g) >= threads,
-                        "{name}: {nq} queries in groups of {g} leave some of {threads} \
-                         threads idle"
-                    );
-                }
-                let cap = if multi { MIN_LIST_GROUP } else { QUERY_GROUP };
-                assert!(g <= cap, "{name} {threads} threads {nq}: {g}");
-                if threads == 1 && nq >= cap {
-                    assert_eq!(g, cap, "{name} one thread, {nq} queries");
-                }
-            }
-        }
+        let cap = if multi { MIN_LIST_GROUP } else { QUERY_GROUP };
+        crate::index::check_query_groups(name, |nq| ivf.query_group(nq), MIN_GROUP, cap);
     }
     let (n, dim, nlist) = (3000, 16, 32);
     let (base, _) = mixture_sets(n, 1, dim, 5);

@@ -285,6 +285,11 @@ impl ProductQuantizer {
     }
 }
 
+/// Bytes of a code of `m` indices of `nbits` bits, as the codec reports it (`m · nbits / 8`).
+fn packed_bytes(m: usize, nbits: u8) -> usize {
+    m * nbits as usize / 8
+}
+
 impl VectorCodec for ProductQuantizer {
     type Spec = PqParams;
     type Query = PqQuery;
@@ -315,10 +320,10 @@ impl VectorCodec for ProductQuantizer {
         ProductQuantizer::dim(self)
     }
     fn code_size(&self) -> usize {
-        self.m() * self.nbits() as usize / 8
+        packed_bytes(self.m(), self.nbits())
     }
     fn spec_code_size(spec: &PqParams, _dim: usize) -> Option<usize> {
-        Some(spec.m * spec.nbits as usize / 8)
+        Some(packed_bytes(spec.m, spec.nbits))
     }
     fn row_size(&self) -> usize {
         self.m()
